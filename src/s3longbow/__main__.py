@@ -1,0 +1,6 @@
+"""`python -m s3longbow` runs the command-line interface."""
+
+from s3longbow.cli.app import main
+
+if __name__ == "__main__":
+    main()

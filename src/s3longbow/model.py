@@ -1,0 +1,121 @@
+"""Value types shared by every layer: objects, jobs, parts and the job state machine."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One object as a listing or a HEAD reports it.
+
+    Attributes:
+        key: The full key in its store.
+        size: Size in bytes.
+        etag: The store's ETag without quotes (None where a store has none).
+        last_modified: Seconds since the epoch, if known.
+        version_id: The version id on a versioned bucket, else None.
+    """
+
+    key: str
+    size: int
+    etag: str | None = None
+    last_modified: float | None = None
+    version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartInfo:
+    """A part that exists in an open multipart upload."""
+
+    number: int
+    size: int
+    etag: str
+
+
+class JobState(enum.StrEnum):
+    """Where a job stands. Only the moves in ALLOWED_TRANSITIONS are legal."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.SKIPPED})
+
+# A finished job is only reopened by planning (the destination no longer matches the source),
+# never by a worker, so a duplicate delivery cannot move a done job backwards.
+ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.PENDING: frozenset({JobState.IN_PROGRESS, JobState.SKIPPED}),
+    JobState.IN_PROGRESS: frozenset(
+        {JobState.DONE, JobState.FAILED, JobState.PENDING, JobState.SKIPPED}
+    ),
+    JobState.DONE: frozenset({JobState.PENDING}),
+    JobState.FAILED: frozenset({JobState.PENDING, JobState.SKIPPED}),
+    JobState.SKIPPED: frozenset({JobState.PENDING}),
+}
+
+
+def can_transition(current: JobState, new: JobState) -> bool:
+    """Whether a job may move from `current` to `new`."""
+    return new in ALLOWED_TRANSITIONS[current]
+
+
+@dataclass(slots=True)
+class Job:
+    """One object to copy from a source key to a destination key.
+
+    The source identity (size, etag, version_id, last_modified) is what planning saw; the
+    transfer pins every read to it. `upload_id`, `part_size` and `upload_etag` describe an open
+    multipart upload on the destination, so a later attempt can resume it.
+    """
+
+    id: int
+    run_id: int
+    pair: int
+    src_key: str
+    dst_key: str
+    size: int
+    etag: str | None
+    last_modified: float | None = None
+    version_id: str | None = None
+    state: JobState = JobState.PENDING
+    attempts: int = 0
+    reason: str | None = None
+    upload_id: str | None = None
+    part_size: int | None = None
+    upload_etag: str | None = None
+    lease_owner: str | None = None
+    verify: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """What a transfer attempt achieved, written to the job table as the job's final state.
+
+    Attributes:
+        bytes_sent: Bytes uploaded to the destination by this attempt.
+        bytes_reused: Bytes found already uploaded (resumed parts).
+        verify: How the copy was checked, e.g. "md5", "etag-multipart", "size".
+    """
+
+    bytes_sent: int
+    bytes_reused: int = 0
+    verify: str = "size"
+    dst_etag: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "FINAL_STATES",
+    "Job",
+    "JobResult",
+    "JobState",
+    "ObjectInfo",
+    "PartInfo",
+    "can_transition",
+]
