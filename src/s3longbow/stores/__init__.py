@@ -1,0 +1,35 @@
+"""Object stores: the only code that speaks S3 or the filesystem."""
+
+from __future__ import annotations
+
+from s3longbow.config import SideSettings
+from s3longbow.stores.base import Capabilities, ObjectStore
+from s3longbow.stores.location import Location, parse_location
+
+
+def open_store(
+    location: Location,
+    side: SideSettings,
+    *,
+    destination: bool,
+    max_connections: int = 64,
+    read_only: bool = False,
+) -> ObjectStore:
+    """The adapter for a location: S3 for s3:// URLs, the filesystem for paths.
+
+    A local destination is created when missing, unless `read_only` (a dry run) says to
+    treat it as empty instead.
+    """
+    if location.is_s3:
+        from s3longbow.stores.s3 import S3Store
+
+        return S3Store(location.bucket, side, max_connections=max_connections)
+    from s3longbow.stores.local import LocalStore
+
+    assert location.root is not None
+    return LocalStore(
+        location.root, create=destination and not read_only, missing_ok=destination and read_only
+    )
+
+
+__all__ = ["Capabilities", "Location", "ObjectStore", "open_store", "parse_location"]

@@ -1,0 +1,86 @@
+"""The store port: what the planner and the transfer engine need from any object store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from s3longbow.model import ObjectInfo, PartInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a store can do, so callers choose a path instead of guessing.
+
+    Attributes:
+        directory_markers: Keys ending in "/" can be stored as objects.
+        multipart_etag_md5: A completed multipart object's ETag is md5(part md5s)-N, as on AWS.
+    """
+
+    directory_markers: bool = True
+    multipart_etag_md5: bool = True
+
+
+class ObjectStore(Protocol):
+    """One bucket (or directory tree) that objects are listed in, read from and written to.
+
+    Keys are full keys within the bucket. Listings come in UTF-8 byte order, page by page.
+    Reads may be pinned to an ETag; a mismatch raises SourceChangedError. Writes carry the
+    part's MD5 so the store rejects a corrupted body.
+    """
+
+    name: str
+    capabilities: Capabilities
+
+    def describe(self, key: str = "") -> str:
+        """A printable location such as s3://bucket/key or /data/key."""
+        ...
+
+    def check(self) -> None:
+        """Fail fast with a FatalError when the bucket or directory cannot be used."""
+        ...
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with `prefix`, in key order."""
+        ...
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object's current identity, or None when it does not exist."""
+        ...
+
+    def get_range(self, key: str, start: int, length: int, *, etag: str | None = None) -> bytes:
+        """Exactly `length` bytes from `start` (the whole object when length is its size)."""
+        ...
+
+    def put_object(
+        self, key: str, data: bytes, *, md5_b64: str, storage_class: str | None = None
+    ) -> str:
+        """Write a whole object in one request; return its ETag."""
+        ...
+
+    def create_upload(self, key: str, *, storage_class: str | None = None) -> str:
+        """Start a multipart upload; return its upload id."""
+        ...
+
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, md5_b64: str
+    ) -> str:
+        """Upload one part; return its ETag."""
+        ...
+
+    def list_parts(self, key: str, upload_id: str) -> list[PartInfo] | None:
+        """The parts of an open upload, or None when the upload no longer exists."""
+        ...
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> str:
+        """Join the parts into the object; return the ETag the store reports (may be empty)."""
+        ...
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abandon an upload and free its parts; a missing upload is not an error."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,298 @@
+"""Local filesystem adapter: a directory tree seen as a bucket, as source or destination.
+
+Keys map to paths one to one, and a key that could escape the root (`..`, absolute paths, empty
+or `.` segments) is refused. Writes go to a temporary file under the root's `.longbow-tmp`
+folder and are renamed into place only when complete, so a reader never sees half an object.
+Multipart uploads are folders of part files there, so they survive a killed process too.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from s3longbow.errors import (
+    FatalError,
+    PermanentError,
+    SourceChangedError,
+    TransientError,
+    UnsafeKeyError,
+    UploadMissingError,
+)
+from s3longbow.model import ObjectInfo, PartInfo
+from s3longbow.stores.base import Capabilities
+
+log = logging.getLogger(__name__)
+
+TMP_DIR = ".longbow-tmp"
+_COPY_CHUNK = 4 * 1024 * 1024
+
+
+def local_etag(st: os.stat_result) -> str:
+    """A file's identity for pinning: changes whenever its size or modification time does."""
+    return f"mtime-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+class LocalStore:
+    """A directory tree as an object store.
+
+    Args:
+        root: The directory that plays the bucket.
+        create: Create the directory when missing (for a destination).
+        missing_ok: A missing directory lists as empty (a destination in a dry run).
+    """
+
+    capabilities = Capabilities(directory_markers=False, multipart_etag_md5=True)
+
+    def __init__(self, root: Path, *, create: bool = False, missing_ok: bool = False) -> None:
+        self.root = root
+        self.name = str(root)
+        self._create = create
+        self._missing_ok = missing_ok
+
+    def describe(self, key: str = "") -> str:
+        return str(self.root / key) if key else str(self.root)
+
+    def check(self) -> None:
+        if self._missing_ok and not self.root.exists():
+            return
+        if self._create:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise FatalError(
+                    f"cannot create destination directory {self.root}: {exc.strerror}",
+                    hint="check the path and its permissions",
+                ) from None
+        if not self.root.is_dir():
+            raise FatalError(
+                f"directory {self.root} does not exist",
+                hint="check the path, or use s3://bucket/prefix for a bucket",
+            )
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise FatalError(f"directory {self.root} is not readable")
+
+    # -- keys and paths ---------------------------------------------------------------------
+
+    def path_for(self, key: str) -> Path:
+        """The file path of `key`, or UnsafeKeyError when the key cannot be a safe path."""
+        if not key or key.startswith("/") or "\x00" in key:
+            raise UnsafeKeyError(
+                f"key {key!r} cannot be stored under {self.root}: absolute or empty path",
+                hint="exclude it with an ignore pattern, or copy to an S3 destination",
+            )
+        parts = key.split("/")
+        for part in parts:
+            if part in ("", ".", ".."):
+                raise UnsafeKeyError(
+                    f"key {key!r} cannot be stored under {self.root}: it has an empty, "
+                    "'.' or '..' path segment that would change or escape the path",
+                    hint="exclude it with an ignore pattern, or copy to an S3 destination",
+                )
+        if parts[0] == TMP_DIR:
+            raise UnsafeKeyError(f"key {key!r} uses the reserved folder {TMP_DIR}")
+        return self.root.joinpath(*parts)
+
+    # -- listing ----------------------------------------------------------------------------
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        # Sorting each folder's entries by name, with "/" appended to folder names, yields
+        # every key in global byte order while holding one folder's entries at a time.
+        yield from self._walk(self.root, "", prefix)
+
+    def _walk(self, folder: Path, key_prefix: str, prefix: str) -> Iterator[ObjectInfo]:
+        if self._missing_ok and not key_prefix and not folder.exists():
+            return
+        try:
+            with os.scandir(folder) as it:
+                entries = []
+                for entry in it:
+                    if not key_prefix and entry.name == TMP_DIR:
+                        continue
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    if not is_dir and not entry.is_file(follow_symlinks=True):
+                        continue
+                    entries.append((entry.name + "/" if is_dir else entry.name, entry))
+        except OSError as exc:
+            raise FatalError(f"cannot list {folder}: {exc.strerror}") from None
+        entries.sort(key=lambda pair: pair[0])
+        for name, entry in entries:
+            key = key_prefix + name
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                log.warning("skipping %r: its name is not valid UTF-8", entry.path)
+                continue
+            if name.endswith("/"):
+                # Descend only where a key under this folder could start with the prefix.
+                if key.startswith(prefix) or prefix.startswith(key):
+                    yield from self._walk(Path(entry.path), key, prefix)
+                continue
+            if not key.startswith(prefix):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError:
+                continue  # vanished while listing
+            yield ObjectInfo(
+                key=key, size=st.st_size, etag=local_etag(st), last_modified=st.st_mtime
+            )
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            st = self.path_for(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return ObjectInfo(key=key, size=st.st_size, etag=local_etag(st), last_modified=st.st_mtime)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get_range(self, key: str, start: int, length: int, *, etag: str | None = None) -> bytes:
+        path = self.path_for(key)
+        try:
+            with open(path, "rb") as f:
+                if etag is not None and local_etag(os.fstat(f.fileno())) != etag:
+                    raise SourceChangedError(f"{path} changed since the job started")
+                f.seek(start)
+                data = f.read(length)
+                # Check again after reading: a write during the read must not go unnoticed.
+                if etag is not None and local_etag(os.fstat(f.fileno())) != etag:
+                    raise SourceChangedError(f"{path} changed while it was being read")
+        except FileNotFoundError:
+            raise SourceChangedError(f"{path} no longer exists") from None
+        except IsADirectoryError:
+            raise PermanentError(f"{path} is a directory, not a file") from None
+        except PermissionError:
+            raise PermanentError(f"{path}: permission denied") from None
+        if len(data) != length:
+            raise SourceChangedError(f"{path} is shorter than when the job started")
+        return data
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def put_object(
+        self, key: str, data: bytes, *, md5_b64: str, storage_class: str | None = None
+    ) -> str:
+        path = self.path_for(key)
+        digest = hashlib.md5(data)
+        if base64.b64encode(digest.digest()).decode() != md5_b64:
+            raise TransientError(f"{path}: the data does not match its Content-MD5")
+        tmp = self._tmp_file()
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            self._move_into_place(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return digest.hexdigest()
+
+    def create_upload(self, key: str, *, storage_class: str | None = None) -> str:
+        self.path_for(key)  # refuse unsafe keys before any part is sent
+        upload_id = uuid.uuid4().hex
+        folder = self._upload_dir(upload_id)
+        self._io(lambda: folder.mkdir(parents=True), folder)
+        (folder / "key").write_text(key, encoding="utf-8")
+        return upload_id
+
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, md5_b64: str
+    ) -> str:
+        folder = self._existing_upload(key, upload_id)
+        digest = hashlib.md5(data)
+        if base64.b64encode(digest.digest()).decode() != md5_b64:
+            raise TransientError(f"part {number} of {key!r} does not match its Content-MD5")
+        etag = digest.hexdigest()
+        for old in folder.glob(f"{number:05d}-*"):
+            old.unlink(missing_ok=True)
+        tmp = folder / f".{number:05d}.{uuid.uuid4().hex}"
+        try:
+            self._io(lambda: tmp.write_bytes(data), tmp)
+            os.replace(tmp, folder / f"{number:05d}-{etag}")
+        finally:
+            tmp.unlink(missing_ok=True)
+        return etag
+
+    def list_parts(self, key: str, upload_id: str) -> list[PartInfo] | None:
+        folder = self._upload_dir(upload_id)
+        if not folder.is_dir():
+            return None
+        parts = []
+        for entry in folder.iterdir():
+            number, sep, etag = entry.name.partition("-")
+            if sep and number.isdigit():
+                parts.append(PartInfo(int(number), entry.stat().st_size, etag))
+        return sorted(parts, key=lambda p: p.number)
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> str:
+        folder = self._existing_upload(key, upload_id)
+        path = self.path_for(key)
+        tmp = self._tmp_file()
+        md5s = b""
+        try:
+            with open(tmp, "wb") as out:
+                for part in parts:
+                    part_file = folder / f"{part.number:05d}-{part.etag}"
+                    if not part_file.is_file():
+                        raise PermanentError(f"part {part.number} of {key!r} is missing")
+                    with open(part_file, "rb") as src:
+                        shutil.copyfileobj(src, out, _COPY_CHUNK)
+                    md5s += bytes.fromhex(part.etag)
+            self._move_into_place(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        return f"{hashlib.md5(md5s).hexdigest()}-{len(parts)}"
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        shutil.rmtree(self._upload_dir(upload_id), ignore_errors=True)
+
+    def close(self) -> None:
+        # Remove the scratch folders when nothing is left in them (an open upload stays).
+        for folder in (self.root / TMP_DIR / "uploads", self.root / TMP_DIR):
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _upload_dir(self, upload_id: str) -> Path:
+        if not upload_id.isalnum():
+            raise PermanentError(f"invalid upload id {upload_id!r}")
+        return self.root / TMP_DIR / "uploads" / upload_id
+
+    def _existing_upload(self, key: str, upload_id: str) -> Path:
+        folder = self._upload_dir(upload_id)
+        if not folder.is_dir():
+            raise UploadMissingError(f"upload {upload_id} of {key!r} no longer exists")
+        return folder
+
+    def _tmp_file(self) -> Path:
+        folder = self.root / TMP_DIR
+        self._io(lambda: folder.mkdir(parents=True, exist_ok=True), folder)
+        return folder / f"put-{uuid.uuid4().hex}"
+
+    def _move_into_place(self, tmp: Path, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, path)
+        except (NotADirectoryError, FileExistsError, IsADirectoryError):
+            raise PermanentError(
+                f"cannot write {path}: a file and a folder would need the same name",
+                hint="two keys such as 'a' and 'a/b' cannot both be files; exclude one",
+            ) from None
+        except OSError as exc:
+            raise PermanentError(f"cannot write {path}: {exc.strerror}") from None
+
+    @staticmethod
+    def _io(action: object, path: Path) -> None:
+        try:
+            action()  # type: ignore[operator]
+        except OSError as exc:
+            raise PermanentError(f"cannot write {path}: {exc.strerror}") from None
