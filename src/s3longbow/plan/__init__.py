@@ -1,0 +1,1 @@
+"""Planning: list both sides, merge the sorted listings, decide what to copy."""

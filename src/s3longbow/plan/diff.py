@@ -1,0 +1,111 @@
+"""Pure merge of two sorted listings into copy decisions. No I/O, no SDK.
+
+Both listings are walked once, in lock step, in key order, so memory stays flat however many
+keys there are. A source key maps to a destination key by replacing the source prefix with the
+destination prefix, character for character: no path normalisation, so `a//b`, `./x`, a leading
+`/` or a 1,024-byte key each map to exactly one destination key.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from s3longbow.errors import FatalError
+from s3longbow.model import ObjectInfo
+
+
+class Action(enum.StrEnum):
+    COPY = "copy"  # missing at the destination, or different
+    SAME = "same"  # already at the destination
+    IGNORED = "ignored"  # matched an ignore pattern
+    UNSUPPORTED = "unsupported"  # the destination cannot hold it (a directory marker on disk)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with one source object, and why."""
+
+    action: Action
+    src: ObjectInfo
+    dst_key: str
+    reason: str
+    dst: ObjectInfo | None = None
+
+
+def map_key(src_key: str, src_prefix: str, dst_prefix: str) -> str:
+    """Replace the source prefix by the destination prefix, exactly."""
+    if not src_key.startswith(src_prefix):
+        raise ValueError(f"{src_key!r} does not start with {src_prefix!r}")
+    return dst_prefix + src_key[len(src_prefix) :]
+
+
+def size_differs(src: ObjectInfo, dst: ObjectInfo) -> str | None:
+    """The default rule: copy when the sizes differ. Returns the reason, or None when equal."""
+    if src.size != dst.size:
+        return f"size differs ({src.size} at source, {dst.size} at destination)"
+    return None
+
+
+def _ordered(listing: Iterable[ObjectInfo], side: str) -> Iterator[ObjectInfo]:
+    # The merge is only right on sorted input; a store that lists out of order must stop the
+    # run rather than make every later key look missing.
+    previous: str | None = None
+    for obj in listing:
+        if previous is not None and obj.key <= previous:
+            raise FatalError(
+                f"the {side} listing is not in key order ({obj.key!r} came after {previous!r})",
+                hint="this store does not list keys in UTF-8 byte order as S3 does",
+            )
+        previous = obj.key
+        yield obj
+
+
+def diff(
+    source: Iterable[ObjectInfo],
+    destination: Iterable[ObjectInfo],
+    *,
+    src_prefix: str,
+    dst_prefix: str,
+    differs: Callable[[ObjectInfo, ObjectInfo], str | None] = size_differs,
+    ignored: Callable[[str], bool] = lambda key: False,
+    unsupported: Callable[[str], str | None] = lambda key: None,
+) -> Iterator[Decision]:
+    """Merge two key-ordered listings into one decision per source object.
+
+    Args:
+        source: Source objects whose keys start with `src_prefix`, in key order.
+        destination: Destination objects whose keys start with `dst_prefix`, in key order.
+        differs: Returns why a present destination object must be replaced, or None.
+        ignored: Whether a source key is excluded by the ignore patterns.
+        unsupported: Why the destination cannot hold a key (None when it can).
+
+    Yields:
+        A Decision for every source object, in key order. Destination objects with no source
+        are passed over (nothing is deleted).
+    """
+    dst_iter = _ordered(destination, "destination")
+    cut = len(dst_prefix)
+    current = next(dst_iter, None)
+    for src in _ordered(source, "source"):
+        dst_key = map_key(src.key, src_prefix, dst_prefix)
+        if ignored(src.key):
+            yield Decision(Action.IGNORED, src, dst_key, "matches an ignore pattern")
+            continue
+        why_not = unsupported(dst_key)
+        if why_not:
+            yield Decision(Action.UNSUPPORTED, src, dst_key, why_not)
+            continue
+        # Both sides are compared on the part after their prefix, which keeps the same order.
+        suffix = src.key[len(src_prefix) :]
+        while current is not None and current.key[cut:] < suffix:
+            current = next(dst_iter, None)
+        if current is None or current.key[cut:] != suffix:
+            yield Decision(Action.COPY, src, dst_key, "missing at destination")
+            continue
+        reason = differs(src, current)
+        if reason:
+            yield Decision(Action.COPY, src, dst_key, reason, dst=current)
+        else:
+            yield Decision(Action.SAME, src, dst_key, "already at destination", dst=current)

@@ -1,0 +1,92 @@
+"""The merge of two sorted listings, on plain lists."""
+
+from __future__ import annotations
+
+import pytest
+
+from s3longbow.errors import FatalError
+from s3longbow.model import ObjectInfo
+from s3longbow.plan.diff import Action, diff, map_key
+from s3longbow.plan.ignore import IgnoreRules
+
+
+def objs(*items: tuple[str, int]) -> list[ObjectInfo]:
+    return [ObjectInfo(key=k, size=s) for k, s in items]
+
+
+def test_missing_different_and_same_objects() -> None:
+    src = objs(("a", 1), ("b", 2), ("c", 3), ("d", 4))
+    dst = objs(("b", 2), ("c", 30), ("z", 9))
+    got = [(d.action, d.src.key) for d in diff(src, dst, src_prefix="", dst_prefix="")]
+    assert got == [
+        (Action.COPY, "a"),
+        (Action.SAME, "b"),
+        (Action.COPY, "c"),
+        (Action.COPY, "d"),
+    ]
+
+
+def test_prefix_is_replaced_exactly_without_normalisation() -> None:
+    keys = ["p//x", "p/./y", "p/a b+c%20", "p/é/ü", "p/" + "k" * 1022]
+    src = [ObjectInfo(k, 1) for k in sorted(keys)]
+    out = list(diff(src, [], src_prefix="p", dst_prefix="/q/"))
+    assert [d.dst_key for d in out] == ["/q/" + k[1:] for k in sorted(keys)]
+    assert map_key("p//x", "p/", "") == "/x"
+
+
+def test_destination_prefix_is_compared_on_the_suffix() -> None:
+    src = objs(("src/a", 1), ("src/b", 2))
+    dst = objs(("dst/a", 1), ("dst/b", 5))
+    got = [d.action for d in diff(src, dst, src_prefix="src/", dst_prefix="dst/")]
+    assert got == [Action.SAME, Action.COPY]
+
+
+def test_ignored_and_unsupported_keys() -> None:
+    rules = IgnoreRules(["bkt/*.tmp", "bkt/logs/*"])
+    src = objs(("a.tmp", 1), ("dir/", 0), ("keep", 1), ("logs/x", 1))
+    out = list(
+        diff(
+            src,
+            [],
+            src_prefix="",
+            dst_prefix="",
+            ignored=lambda k: rules.matches("bkt", k),
+            unsupported=lambda k: "marker" if k.endswith("/") else None,
+        )
+    )
+    assert [d.action for d in out] == [
+        Action.IGNORED,
+        Action.UNSUPPORTED,
+        Action.COPY,
+        Action.IGNORED,
+    ]
+
+
+def test_ignore_patterns_match_bucket_and_key_as_the_original_did() -> None:
+    rules = IgnoreRules(["*.jpg", "bkt/dir/"])
+    assert rules.matches("any", "x/y.jpg")
+    assert rules.matches("bkt", "dir/")
+    assert not rules.matches("bkt", "dir/file")
+    assert not rules.matches("other", "dir/")
+    assert not IgnoreRules([])
+
+
+def test_out_of_order_listing_stops_the_plan() -> None:
+    with pytest.raises(FatalError, match="not in key order"):
+        list(diff(objs(("b", 1), ("a", 1)), [], src_prefix="", dst_prefix=""))
+    with pytest.raises(FatalError, match="destination"):
+        list(diff(objs(("a", 1), ("c", 1)), objs(("b", 1), ("a", 1)), src_prefix="",
+                  dst_prefix=""))
+
+
+def test_merge_is_streaming() -> None:
+    # A generator that would take forever to materialise must still yield decisions lazily.
+    def endless():
+        i = 0
+        while True:
+            yield ObjectInfo(f"{i:012d}", 1)
+            i += 1
+
+    out = diff(endless(), iter([]), src_prefix="", dst_prefix="")
+    first = [next(out) for _ in range(3)]
+    assert [d.src.key for d in first] == ["000000000000", "000000000001", "000000000002"]
