@@ -1,0 +1,1 @@
+"""Job queue and job table: the embedded SQLite adapter (and, in cluster mode, SQS + DynamoDB)."""

@@ -1,0 +1,562 @@
+"""The embedded job database: one SQLite file (WAL) holding runs, jobs and the parts of uploads.
+
+It is both the queue and the job table of single-machine mode. Jobs are claimed with a lease,
+as an SQS message is received with a visibility timeout: a claimed job is invisible to other
+claimers until its lease expires, the owner extends the lease while it works, and every state
+change is a compare-and-set on (state, lease owner), so a stale owner cannot overwrite the
+result of a newer one. Several processes may share one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from s3longbow.errors import ConfigError
+from s3longbow.model import Job, JobResult, JobState, ObjectInfo
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    signature TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0,
+    plan_complete INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    pair INTEGER NOT NULL,
+    src_key TEXT NOT NULL,
+    dst_key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT,
+    last_modified REAL,
+    version_id TEXT,
+    state TEXT NOT NULL,
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    visible_at REAL NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_expires REAL,
+    upload_id TEXT,
+    part_size INTEGER,
+    upload_etag TEXT,
+    bytes_sent INTEGER NOT NULL DEFAULT 0,
+    bytes_reused INTEGER NOT NULL DEFAULT 0,
+    verify TEXT,
+    seen_generation INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    UNIQUE (run_id, pair, src_key)
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (run_id, state, visible_at);
+CREATE TABLE IF NOT EXISTS parts (
+    job_id INTEGER NOT NULL,
+    upload_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    PRIMARY KEY (job_id, number)
+) WITHOUT ROWID;
+"""
+
+_JOB_COLUMNS = (
+    "id, run_id, pair, src_key, dst_key, size, etag, last_modified, version_id, state, "
+    "attempts, reason, upload_id, part_size, upload_etag, lease_owner, verify"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A run: every invocation of the same pairs continues it."""
+
+    id: int
+    signature: str
+    description: dict[str, object]
+    created_at: float
+    generation: int
+    plan_complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCopy:
+    """One object that planning says must be copied."""
+
+    pair: int
+    src: ObjectInfo
+    dst_key: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCounts:
+    """What a batch of planned copies did to the job table."""
+
+    new: int = 0
+    reopened: int = 0
+    unchanged: int = 0
+    exhausted: int = 0
+    queued_bytes: int = 0  # bytes of the new and reopened jobs
+
+
+def new_owner_id() -> str:
+    """A lease owner id: host and pid let a later process on this host spot a dead owner."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class JobDatabase:
+    """The SQLite job database. Thread-safe: one connection, used under a lock.
+
+    Args:
+        path: The database file; its folder is created when missing.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(
+                f"cannot open the job database {path}: {exc}",
+                hint="pass --db with a writable path, or delete a corrupt file",
+            ) from None
+        self._lock = threading.Lock()
+        self._check_version()
+
+    def _check_version(self) -> None:
+        row = self._conn.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+        if row is None:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise ConfigError(
+                f"the job database {self.path} has schema {row[0]}, this version uses "
+                f"{SCHEMA_VERSION}",
+                hint="use another --db file for this version",
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def open_run(self, signature: str, description: dict[str, object]) -> tuple[Run, bool]:
+        """The run with this signature, created if new. Returns (run, resumed)."""
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT id FROM runs WHERE signature=?", (signature,)).fetchone()
+            resumed = row is not None
+            if not resumed:
+                db.execute(
+                    "INSERT INTO runs (signature, description, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (signature, json.dumps(description), now, now),
+                )
+        run = self.get_run(signature=signature)
+        assert run is not None
+        return run, resumed
+
+    def get_run(self, *, signature: str | None = None, run_id: int | None = None) -> Run | None:
+        """A run by signature or id; the latest run when neither is given."""
+        query = "SELECT id, signature, description, created_at, generation, plan_complete FROM runs"
+        if signature is not None:
+            row = self._one(query + " WHERE signature=?", (signature,))
+        elif run_id is not None:
+            row = self._one(query + " WHERE id=?", (run_id,))
+        else:
+            row = self._one(query + " ORDER BY updated_at DESC LIMIT 1", ())
+        if row is None:
+            return None
+        return Run(row[0], row[1], json.loads(row[2]), row[3], row[4], bool(row[5]))
+
+    def list_runs(self) -> list[Run]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, signature, description, created_at, generation, plan_complete "
+                "FROM runs ORDER BY id"
+            ).fetchall()
+        return [Run(r[0], r[1], json.loads(r[2]), r[3], r[4], bool(r[5])) for r in rows]
+
+    def begin_plan(self, run_id: int) -> int:
+        """Start a new planning pass; returns its generation number."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET generation = generation + 1, plan_complete = 0, updated_at = ? "
+                "WHERE id = ?",
+                (time.time(), run_id),
+            )
+            row = db.execute("SELECT generation FROM runs WHERE id=?", (run_id,)).fetchone()
+        return int(row[0])
+
+    def finish_plan(self, run_id: int, generation: int) -> int:
+        """Close a planning pass. Unfinished jobs that this pass no longer asked for (the source
+        is gone, or the destination matches now) are skipped. Returns how many."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state = 'skipped', lease_owner = NULL, finished_at = ?, "
+                "reason = 'no longer needed: the source is gone or the destination matches' "
+                "WHERE run_id = ? AND seen_generation < ? AND state IN ('pending', 'failed')",
+                (time.time(), run_id, generation),
+            )
+            db.execute("UPDATE runs SET plan_complete = 1 WHERE id = ?", (run_id,))
+        return cur.rowcount
+
+    def retry_failed(self, run_id: int) -> int:
+        """Give every failed job of the run a fresh set of attempts."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state='pending', attempts=0, visible_at=0 "
+                "WHERE run_id=? AND state='failed'",
+                (run_id,),
+            )
+        return cur.rowcount
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def upsert_jobs(
+        self, run_id: int, generation: int, copies: Sequence[PlannedCopy], *, max_attempts: int
+    ) -> UpsertCounts:
+        """Record a batch of planned copies.
+
+        A new key becomes a pending job. A known key is reopened when it was done or skipped
+        (the destination no longer matches), or failed with attempts left or a changed source;
+        a job still pending or in progress keeps its state and any open upload.
+        """
+        if not copies:
+            return UpsertCounts()
+        now = time.time()
+        new = reopened = unchanged = exhausted = queued_bytes = 0
+        with self._tx() as db:
+            for pair in sorted({c.pair for c in copies}):
+                batch = [c for c in copies if c.pair == pair]
+                existing = self._existing(db, run_id, pair, [c.src.key for c in batch])
+                for copy in batch:
+                    src = copy.src
+                    old = existing.get(src.key)
+                    if old is None:
+                        db.execute(
+                            "INSERT INTO jobs (run_id, pair, src_key, dst_key, size, etag, "
+                            "last_modified, version_id, state, reason, seen_generation, "
+                            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                            (
+                                run_id,
+                                pair,
+                                src.key,
+                                copy.dst_key,
+                                src.size,
+                                src.etag,
+                                src.last_modified,
+                                src.version_id,
+                                copy.reason,
+                                generation,
+                                now,
+                            ),
+                        )
+                        new += 1
+                        queued_bytes += src.size
+                        continue
+                    job_id, state, attempts, size, etag = old
+                    changed = size != src.size or etag != src.etag
+                    reopen = state in ("done", "skipped") or (
+                        state == "failed" and (changed or attempts < max_attempts)
+                    )
+                    if reopen:
+                        reopened += 1
+                        queued_bytes += src.size
+                    elif state == "failed":
+                        exhausted += 1
+                    else:
+                        unchanged += 1
+                    db.execute(
+                        "UPDATE jobs SET seen_generation=?, dst_key=?, size=?, etag=?, "
+                        "last_modified=?, version_id=?, "
+                        "state=CASE WHEN ? THEN 'pending' ELSE state END, "
+                        "reason=CASE WHEN ? THEN ? ELSE reason END, "
+                        "attempts=CASE WHEN ? OR state IN ('done','skipped') THEN 0 "
+                        "ELSE attempts END, "
+                        "visible_at=CASE WHEN ? THEN 0 ELSE visible_at END "
+                        "WHERE id=?",
+                        (
+                            generation,
+                            copy.dst_key,
+                            src.size,
+                            src.etag,
+                            src.last_modified,
+                            src.version_id,
+                            reopen,
+                            reopen,
+                            copy.reason,
+                            changed,
+                            reopen,
+                            job_id,
+                        ),
+                    )
+        return UpsertCounts(new, reopened, unchanged, exhausted, queued_bytes)
+
+    @staticmethod
+    def _existing(
+        db: sqlite3.Connection, run_id: int, pair: int, keys: list[str]
+    ) -> dict[str, tuple[int, str, int, int, str | None]]:
+        out: dict[str, tuple[int, str, int, int, str | None]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in db.execute(
+                f"SELECT src_key, id, state, attempts, size, etag FROM jobs "
+                f"WHERE run_id=? AND pair=? AND src_key IN ({marks})",
+                (run_id, pair, *chunk),
+            ):
+                out[row[0]] = (row[1], row[2], row[3], row[4], row[5])
+        return out
+
+    # -- the queue --------------------------------------------------------------------------
+
+    def release_dead_leases(self, run_id: int) -> int:
+        """Make claimable at once the jobs leased by processes of this host that have died."""
+        host = socket.gethostname()
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT DISTINCT lease_owner FROM jobs WHERE run_id=? AND state='in_progress'",
+                (run_id,),
+            ).fetchall()
+        dead = [owner for (owner,) in rows if owner and _owner_is_dead(owner, host)]
+        released = 0
+        for owner in dead:
+            with self._tx() as db:
+                released += db.execute(
+                    "UPDATE jobs SET state='pending', lease_owner=NULL, visible_at=0 "
+                    "WHERE run_id=? AND state='in_progress' AND lease_owner=?",
+                    (run_id, owner),
+                ).rowcount
+        return released
+
+    def claim(self, run_id: int, owner: str, limit: int, lease_seconds: float) -> list[Job]:
+        """Lease up to `limit` jobs that are pending and visible, or whose lease expired."""
+        now = time.time()
+        with self._tx() as db:
+            rows = db.execute(
+                f"UPDATE jobs SET state='in_progress', lease_owner=?, lease_expires=?, "
+                f"started_at=? WHERE id IN (SELECT id FROM jobs WHERE run_id=? AND ("
+                f"(state='pending' AND visible_at<=?) OR "
+                f"(state='in_progress' AND lease_expires<?)) ORDER BY id LIMIT ?) "
+                f"RETURNING {_JOB_COLUMNS}",
+                (owner, now + lease_seconds, now, run_id, now, now, limit),
+            ).fetchall()
+        jobs = [_job(row) for row in rows]
+        jobs.sort(key=lambda j: j.id)
+        return jobs
+
+    def extend_leases(self, job_ids: Iterable[int], owner: str, lease_seconds: float) -> None:
+        """Heartbeat: push the lease of jobs still held by `owner` into the future."""
+        ids = list(job_ids)
+        if not ids:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE jobs SET lease_expires=? WHERE id=? AND lease_owner=? "
+                "AND state='in_progress'",
+                [(time.time() + lease_seconds, job_id, owner) for job_id in ids],
+            )
+
+    def pending_work(self, run_id: int) -> tuple[int, int, float | None]:
+        """(claimable now, in progress, seconds until the next delayed job is visible)."""
+        now = time.time()
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT "
+                "SUM(state='pending' AND visible_at<=?) + "
+                "SUM(state='in_progress' AND lease_expires<?), "
+                "SUM(state='in_progress' AND lease_expires>=?), "
+                "MIN(CASE WHEN state='pending' AND visible_at>? THEN visible_at END) "
+                "FROM jobs WHERE run_id=?",
+                (now, now, now, now, run_id),
+            ).fetchone()
+        wait = None if row[2] is None else max(0.0, row[2] - now)
+        return int(row[0] or 0), int(row[1] or 0), wait
+
+    # -- job progress -----------------------------------------------------------------------
+
+    def set_upload(
+        self, job: Job, upload_id: str | None, part_size: int | None, upload_etag: str | None
+    ) -> None:
+        """Record (or clear) the open multipart upload of a job, before any part is sent."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET upload_id=?, part_size=?, upload_etag=? "
+                "WHERE id=? AND lease_owner=?",
+                (upload_id, part_size, upload_etag, job.id, job.lease_owner),
+            )
+            db.execute("DELETE FROM parts WHERE job_id=?", (job.id,))
+        job.upload_id, job.part_size, job.upload_etag = upload_id, part_size, upload_etag
+
+    def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None:
+        """Remember a part the destination accepted, with the checksum we sent."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO parts (job_id, upload_id, number, size, etag) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (job.id, upload_id, number, size, etag),
+            )
+
+    def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]:
+        """Parts recorded for this job's upload: number -> (size, etag)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT number, size, etag FROM parts WHERE job_id=? AND upload_id=?",
+                (job.id, upload_id),
+            ).fetchall()
+        return {n: (s, e) for n, s, e in rows}
+
+    def finish(
+        self, job: Job, state: JobState, reason: str | None, result: JobResult | None
+    ) -> bool:
+        """Move a leased job to a final state (compare-and-set on its lease owner)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state=?, reason=?, finished_at=?, lease_owner=NULL, "
+                "attempts = attempts + ?, bytes_sent = bytes_sent + ?, bytes_reused=?, "
+                "verify=?, upload_id=CASE WHEN ? = 'done' THEN NULL ELSE upload_id END "
+                "WHERE id=? AND state='in_progress' AND lease_owner=?",
+                (
+                    state.value,
+                    reason,
+                    time.time(),
+                    0 if state is JobState.DONE else 1,
+                    result.bytes_sent if result else 0,
+                    result.bytes_reused if result else 0,
+                    result.verify if result else None,
+                    state.value,
+                    job.id,
+                    job.lease_owner,
+                ),
+            )
+            if state is JobState.DONE:
+                db.execute("DELETE FROM parts WHERE job_id=?", (job.id,))
+        return cur.rowcount == 1
+
+    def retry_later(self, job: Job, delay: float, reason: str, *, counted: bool = True) -> bool:
+        """Put a leased job back in the queue after `delay` seconds.
+
+        `counted` is False when the job did not fail (shutdown), so it costs no attempt.
+        """
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state='pending', reason=?, attempts=attempts+?, visible_at=?, "
+                "lease_owner=NULL WHERE id=? AND state='in_progress' AND lease_owner=?",
+                (reason, 1 if counted else 0, time.time() + delay, job.id, job.lease_owner),
+            )
+        return cur.rowcount == 1
+
+    def attempts(self, job_id: int) -> int:
+        row = self._one("SELECT attempts FROM jobs WHERE id=?", (job_id,))
+        return int(row[0]) if row else 0
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def totals(self, run_id: int) -> dict[str, tuple[int, int]]:
+        """Jobs and bytes by state: state -> (count, bytes)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM jobs WHERE run_id=? "
+                "GROUP BY state",
+                (run_id,),
+            ).fetchall()
+        out = {state.value: (0, 0) for state in JobState}
+        out.update({r[0]: (int(r[1]), int(r[2])) for r in rows})
+        return out
+
+    def failed_jobs(self, run_id: int, limit: int = 1000) -> list[tuple[str, str, str]]:
+        """(source key, destination key, reason) of failed jobs."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT src_key, dst_key, COALESCE(reason, '') FROM jobs WHERE run_id=? "
+                "AND state='failed' ORDER BY id LIMIT ?",
+                (run_id, limit),
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def job(self, run_id: int, src_key: str, pair: int = 0) -> Job | None:
+        row = self._one(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE run_id=? AND pair=? AND src_key=?",
+            (run_id, pair, src_key),
+        )
+        return _job(row) if row else None
+
+    def _one(self, sql: str, params: tuple[object, ...]) -> tuple[object, ...] | None:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchone()  # type: ignore[no-any-return]
+
+
+def _job(row: Sequence[object]) -> Job:
+    return Job(
+        id=int(row[0]),  # type: ignore[arg-type]
+        run_id=int(row[1]),  # type: ignore[arg-type]
+        pair=int(row[2]),  # type: ignore[arg-type]
+        src_key=str(row[3]),
+        dst_key=str(row[4]),
+        size=int(row[5]),  # type: ignore[arg-type]
+        etag=row[6],  # type: ignore[arg-type]
+        last_modified=row[7],  # type: ignore[arg-type]
+        version_id=row[8],  # type: ignore[arg-type]
+        state=JobState(row[9]),
+        attempts=int(row[10]),  # type: ignore[arg-type]
+        reason=row[11],  # type: ignore[arg-type]
+        upload_id=row[12],  # type: ignore[arg-type]
+        part_size=row[13],  # type: ignore[arg-type]
+        upload_etag=row[14],  # type: ignore[arg-type]
+        lease_owner=row[15],  # type: ignore[arg-type]
+        verify=row[16],  # type: ignore[arg-type]
+    )
+
+
+def _owner_is_dead(owner: str, host: str) -> bool:
+    owner_host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if owner_host != host or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
