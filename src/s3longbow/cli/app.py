@@ -1,0 +1,354 @@
+"""`longbow` commands: sync and status."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+
+from s3longbow import __version__
+from s3longbow.config import (
+    PairSettings,
+    Settings,
+    SideSettings,
+    TransferSettings,
+    default_db_path,
+    load_config_file,
+    load_ignore_file,
+    parse_size,
+    side_from_environment,
+)
+from s3longbow.errors import ConfigError, FatalError, LongbowError
+from s3longbow.progress.stats import Stats
+from s3longbow.progress.view import LogView, RichView
+
+from . import render
+
+EXIT_OK = 0
+EXIT_JOBS_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_FATAL = 3
+EXIT_INTERRUPTED = 130
+
+DEFAULTS = TransferSettings()
+
+
+class SizeParam(click.ParamType):
+    """A byte size such as 8MiB."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value, what=param.name if param and param.name else "size")
+        except ConfigError as exc:
+            self.fail(f"{exc.message}. {exc.hint or ''}".strip(), param, ctx)
+
+
+SIZE = SizeParam()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="longbow")
+def cli() -> None:
+    """Longbow moves massive sets of objects between S3-compatible stores, resumably and
+    verifiably."""
+
+
+def _side_options(side: str, role: str) -> list[Any]:
+    return [
+        click.option(f"--{side}-profile", help=f"AWS profile for the {role}."),
+        click.option(f"--{side}-endpoint-url", help=f"Endpoint URL of the {role} (any S3 API)."),
+        click.option(f"--{side}-region", help=f"Region of the {role}."),
+        click.option(
+            f"--{side}-path-style",
+            is_flag=True,
+            default=None,
+            help=f"Use path-style addressing for the {role}.",
+        ),
+    ]
+
+
+def _apply(options: list[Any]) -> Any:
+    def decorator(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorator
+
+
+@cli.command()
+@click.argument("src", required=False)
+@click.argument("dst", required=False)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="TOML file with [[pairs]], [source], [destination] and transfer settings.",
+)
+@_apply(_side_options("src", "source") + _side_options("dst", "destination"))
+@click.option(
+    "--ignore-file",
+    type=click.Path(path_type=Path),
+    help="Shell-style patterns, one a line, matched against 'bucket/key'.",
+)
+@click.option(
+    "--workers", type=click.IntRange(1, 1024), help=f"Objects in parallel [{DEFAULTS.workers}]."
+)
+@click.option(
+    "--part-threads",
+    type=click.IntRange(1, 256),
+    help=f"Parts in parallel per object [{DEFAULTS.part_threads}].",
+)
+@click.option("--part-size", type=SIZE, help="Multipart part size [8MiB]; grows past 10,000 parts.")
+@click.option(
+    "--resumable-threshold",
+    type=SIZE,
+    help="Objects larger than this go multipart (resumable) [5MiB].",
+)
+@click.option(
+    "--memory-limit", type=SIZE, help="Most bytes of object data held in memory at once [160MiB]."
+)
+@click.option("--storage-class", help="Storage class of the copies (e.g. STANDARD_IA, GLACIER).")
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 100),
+    help=f"Attempts per job before it stays failed [{DEFAULTS.max_attempts}].",
+)
+@click.option("--retry-failed", is_flag=True, help="Give failed jobs of this run fresh attempts.")
+@click.option("--dry-run", is_flag=True, help="Show what would be copied; change nothing.")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path),
+    help=f"Job database file [{default_db_path()}].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def sync(
+    src: str | None,
+    dst: str | None,
+    config_file: Path | None,
+    ignore_file: Path | None,
+    retry_failed: bool,
+    dry_run: bool,
+    db_path: Path | None,
+    as_json: bool,
+    verbose: int,
+    **options: Any,
+) -> None:
+    """Copy what is missing or different from SRC to DST.
+
+    SRC and DST are s3://bucket[/prefix] or local directories. Sizes are compared (an object
+    whose size differs is copied again). Re-running the same command continues the same run:
+    done jobs are not redone and interrupted uploads resume from the parts already sent.
+    """
+    console = Console(stderr=True)
+    _setup_logging(verbose, console)
+    try:
+        settings = _settings(src, dst, config_file, ignore_file, db_path, options)
+    except LongbowError as exc:
+        _die(console, exc, EXIT_CONFIG)
+    stats = Stats()
+    try:
+        if dry_run:
+            from s3longbow.sync import dry_run as run_dry
+
+            with _view(stats, console, as_json):
+                report = run_dry(settings, stats)
+        else:
+            from s3longbow.sync import run_sync
+
+            stop = threading.Event()
+            _handle_signals(stop, console)
+            with _view(stats, console, as_json):
+                report = run_sync(settings, stats, stop, retry_failed=retry_failed)
+    except ConfigError as exc:
+        _die(console, exc, EXIT_CONFIG)
+    except LongbowError as exc:
+        _die(console, exc, EXIT_FATAL)
+
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        render.summary(Console(), report, settings)
+    if report.fatal is not None:
+        render.error(console, report.fatal)
+        sys.exit(EXIT_CONFIG if isinstance(report.fatal, ConfigError) else EXIT_FATAL)
+    if report.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_OK if report.ok else EXIT_JOBS_FAILED)
+
+
+@cli.command()
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path),
+    help=f"Job database file [{default_db_path()}].",
+)
+@click.option("--run", "run_id", type=int, help="Run id (default: the latest run).")
+@click.option("--all", "all_runs", is_flag=True, help="List every run in the database.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+def status(db_path: Path | None, run_id: int | None, all_runs: bool, as_json: bool) -> None:
+    """Show a run's jobs by state and its failed jobs with their reasons."""
+    from s3longbow.jobs.sqlite import JobDatabase
+
+    console = Console(stderr=True)
+    path = db_path or default_db_path()
+    if not path.exists():
+        _die(console, ConfigError(f"no job database at {path}", hint="pass --db FILE"), EXIT_CONFIG)
+    db = JobDatabase(path)
+    try:
+        if all_runs:
+            runs = db.list_runs()
+            if as_json:
+                click.echo(json.dumps([render.run_json(db, r) for r in runs], indent=2))
+            else:
+                render.runs_table(Console(), db, runs)
+            return
+        run = db.get_run(run_id=run_id)
+        if run is None:
+            _die(
+                console,
+                ConfigError(f"no run {run_id or ''} in {path}".replace("  ", " ")),
+                EXIT_CONFIG,
+            )
+        if as_json:
+            click.echo(json.dumps(render.run_json(db, run), indent=2))
+        else:
+            render.status(Console(), db, run)
+        failed = db.totals(run.id)["failed"][0]
+    finally:
+        db.close()
+    sys.exit(EXIT_JOBS_FAILED if failed else EXIT_OK)
+
+
+def _settings(
+    src: str | None,
+    dst: str | None,
+    config_file: Path | None,
+    ignore_file: Path | None,
+    db_path: Path | None,
+    options: dict[str, Any],
+) -> Settings:
+    """Merge defaults < config file < flags into one frozen Settings."""
+    file: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    if (src is None) != (dst is None):
+        raise ConfigError(
+            "give both SRC and DST, or neither (with --config listing [[pairs]])",
+            hint="longbow sync s3://source-bucket/prefix s3://destination-bucket/prefix",
+        )
+    pairs = (
+        [PairSettings(src, dst)]
+        if src is not None and dst is not None
+        else file["pairs"]
+        if (file)
+        else []
+    )
+    if not pairs:
+        raise ConfigError(
+            "nothing to copy: no SRC and DST given and no [[pairs]] in a config file",
+            hint="longbow sync SRC DST, or longbow sync --config pairs.toml",
+        )
+
+    def side(prefix: str, table: dict[str, Any]) -> SideSettings:
+        base = SideSettings(**table)
+        overrides = {
+            "profile": options[f"{prefix}_profile"],
+            "endpoint_url": options[f"{prefix}_endpoint_url"],
+            "region": options[f"{prefix}_region"],
+            "path_style": options[f"{prefix}_path_style"],
+        }
+        base = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        return side_from_environment(prefix.upper(), base)
+
+    transfer = dataclasses.replace(TransferSettings(), **file.get("transfer", {}))
+    flags = {
+        name: options[name]
+        for name in (
+            "workers",
+            "part_threads",
+            "part_size",
+            "resumable_threshold",
+            "memory_limit",
+            "storage_class",
+            "max_attempts",
+        )
+        if options.get(name) is not None
+    }
+    transfer = dataclasses.replace(transfer, **flags)
+    transfer.validate()
+    ignore_path = ignore_file or file.get("ignore_file")
+    return Settings(
+        pairs=tuple(pairs),
+        source=side("src", file.get("source", {})),
+        destination=side("dst", file.get("destination", {})),
+        transfer=transfer,
+        ignore_patterns=load_ignore_file(ignore_path) if ignore_path else (),
+        db_path=db_path or file.get("db") or default_db_path(),
+    )
+
+
+def _view(stats: Stats, console: Console, as_json: bool) -> RichView | LogView:
+    if console.is_terminal and not as_json:
+        return RichView(stats, console)
+    return LogView(stats)
+
+
+def _setup_logging(verbose: int, console: Console) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    root = logging.getLogger()
+    root.handlers.clear()
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("s3longbow").setLevel(level)
+    if verbose >= 3:
+        root.setLevel(logging.DEBUG)
+
+
+def _handle_signals(stop: threading.Event, console: Console) -> None:
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            console.print("[red]stopping now[/red]")
+            raise SystemExit(EXIT_INTERRUPTED)
+        console.print(
+            "[yellow]stopping: jobs in flight go back to the queue; run the same command to "
+            "continue (press Ctrl-C again to stop at once)[/yellow]"
+        )
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
+def _die(console: Console, exc: LongbowError, code: int) -> NoReturn:
+    render.error(console, exc)
+    sys.exit(code)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        cli()
+    except FatalError as exc:  # pragma: no cover - commands handle their own
+        render.error(Console(stderr=True), exc)
+        sys.exit(EXIT_FATAL)

@@ -1,0 +1,133 @@
+"""Rendering of summaries, status tables and errors. No decisions are made here."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from s3longbow.config import Settings, format_size
+from s3longbow.errors import LongbowError
+from s3longbow.jobs.sqlite import JobDatabase, Run
+from s3longbow.sync import SyncReport
+
+_STATES = ("done", "pending", "in_progress", "failed", "skipped")
+
+
+def error(console: Console, exc: LongbowError) -> None:
+    """An error in one or two lines: what went wrong, then how to fix it."""
+    console.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False)
+    if exc.hint:
+        console.print(f"[bold]hint:[/bold] {escape(exc.hint)}", highlight=False)
+
+
+def summary(console: Console, report: SyncReport, settings: Settings) -> None:
+    """The table printed at the end of a sync or a dry run."""
+    if report.dry_run:
+        table = Table(title="Dry run: nothing was changed", title_justify="left")
+        table.add_column("")
+        table.add_column("objects", justify="right")
+        table.add_column("bytes", justify="right")
+        table.add_row("would copy", str(report.objects_to_copy), format_size(report.bytes_to_copy))
+        table.add_row("already present", str(report.objects_same), format_size(report.bytes_same))
+        table.add_row("ignored", str(report.objects_ignored), "")
+        if report.objects_unsupported:
+            table.add_row("cannot be stored", str(report.objects_unsupported), "")
+        console.print(table)
+        for d in report.samples:
+            console.print(
+                f"  copy {escape(d.src.key)} -> {escape(d.dst_key)} ({d.reason})", highlight=False
+            )
+        t = settings.transfer
+        console.print(
+            f"memory: at most {format_size(t.memory_limit)} of object data in flight "
+            f"({t.workers} objects x {t.part_threads} parts of {format_size(t.part_size)}, "
+            f"capped by --memory-limit)",
+            highlight=False,
+        )
+        return
+    table = Table(
+        title=f"Run {report.run_id}" + (" (continued)" if report.resumed else ""),
+        title_justify="left",
+    )
+    table.add_column("")
+    table.add_column("objects", justify="right")
+    table.add_column("bytes", justify="right")
+    table.add_row("copied now", str(report.objects_copied), format_size(report.bytes_copied))
+    table.add_row("  bytes sent", "", format_size(report.bytes_sent))
+    if report.bytes_reused:
+        table.add_row("  resumed (not re-sent)", "", format_size(report.bytes_reused))
+    table.add_row("already present", str(report.objects_same), format_size(report.bytes_same))
+    if report.objects_ignored:
+        table.add_row("ignored", str(report.objects_ignored), "")
+    if report.objects_unsupported:
+        table.add_row("cannot be stored", str(report.objects_unsupported), "")
+    for state in _STATES:
+        table.add_row(
+            f"jobs {state}",
+            str(report.jobs.get(state, 0)),
+            format_size(report.job_bytes.get(state, 0)),
+        )
+    console.print(table)
+    rate = report.bytes_sent / report.elapsed if report.elapsed else 0
+    console.print(f"elapsed {report.elapsed:.1f}s, {format_size(rate)}/s", highlight=False)
+    _failed(console, [(f.key, f.reason) for f in report.failed])
+    if report.interrupted:
+        console.print("[yellow]interrupted: run the same command to continue[/yellow]")
+
+
+def _failed(console: Console, failed: list[tuple[str, str]]) -> None:
+    if not failed:
+        return
+    console.print(f"[bold red]{len(failed)} failed job(s):[/bold red]")
+    for key, reason in failed[:50]:
+        console.print(f"  {escape(key)}: {escape(reason)}", highlight=False)
+    if len(failed) > 50:
+        console.print(f"  ... and {len(failed) - 50} more (longbow status --json lists all)")
+
+
+def run_json(db: JobDatabase, run: Run) -> dict[str, object]:
+    totals = db.totals(run.id)
+    return {
+        "run_id": run.id,
+        "pairs": run.description.get("pairs"),
+        "planning_complete": run.plan_complete,
+        "jobs": {s: n for s, (n, _) in totals.items()},
+        "bytes": {s: b for s, (_, b) in totals.items()},
+        "failed": [
+            {"key": k, "dst_key": d, "reason": r} for k, d, r in db.failed_jobs(run.id, 100_000)
+        ],
+    }
+
+
+def status(console: Console, db: JobDatabase, run: Run) -> None:
+    totals = db.totals(run.id)
+    pairs = ", ".join(f"{s} -> {d}" for s, d in run.description.get("pairs", []))  # type: ignore[union-attr]
+    table = Table(title=f"Run {run.id}: {escape(pairs)}", title_justify="left")
+    table.add_column("state")
+    table.add_column("jobs", justify="right")
+    table.add_column("bytes", justify="right")
+    for state in _STATES:
+        n, b = totals[state]
+        table.add_row(state, str(n), format_size(b))
+    console.print(table)
+    if not run.plan_complete:
+        console.print("planning has not finished: run the sync again to complete it")
+    _failed(console, [(k, r) for k, _, r in db.failed_jobs(run.id)])
+
+
+def runs_table(console: Console, db: JobDatabase, runs: list[Run]) -> None:
+    table = Table(title="Runs", title_justify="left")
+    for column in ("id", "pairs", "done", "pending", "failed"):
+        table.add_column(column)
+    for run in runs:
+        totals = db.totals(run.id)
+        pairs = "; ".join(f"{s} -> {d}" for s, d in run.description.get("pairs", []))  # type: ignore[union-attr]
+        table.add_row(
+            str(run.id),
+            escape(pairs),
+            str(totals["done"][0]),
+            str(totals["pending"][0] + totals["in_progress"][0]),
+            str(totals["failed"][0]),
+        )
+    console.print(table)

@@ -1,0 +1,329 @@
+"""One `longbow sync`: open the stores, plan every pair into the job database while workers
+execute the jobs, and report what happened. The CLI renders; this module decides."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from s3longbow.config import Settings, SideSettings
+from s3longbow.errors import ConfigError, FatalError, LongbowError
+from s3longbow.jobs.sqlite import JobDatabase, PlannedCopy, new_owner_id
+from s3longbow.plan.diff import Decision
+from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.plan.planner import PairRuntime, PlanCounts, plan_pair
+from s3longbow.progress.stats import Stats
+from s3longbow.stores import open_store, parse_location
+from s3longbow.stores.base import ObjectStore
+from s3longbow.transfer.budget import ByteBudget
+from s3longbow.transfer.engine import Copier
+from s3longbow.worker.loop import Worker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FailedJob:
+    key: str
+    dst_key: str
+    reason: str
+
+
+@dataclass
+class SyncReport:
+    """Everything a view needs to summarise a sync (or a dry run)."""
+
+    dry_run: bool
+    run_id: int | None = None
+    resumed: bool = False
+    jobs: dict[str, int] = field(default_factory=dict)
+    job_bytes: dict[str, int] = field(default_factory=dict)
+    objects_copied: int = 0
+    bytes_copied: int = 0
+    bytes_sent: int = 0
+    bytes_reused: int = 0
+    objects_same: int = 0
+    bytes_same: int = 0
+    objects_ignored: int = 0
+    objects_unsupported: int = 0
+    objects_to_copy: int = 0
+    bytes_to_copy: int = 0
+    failed: list[FailedJob] = field(default_factory=list)
+    elapsed: float = 0.0
+    fatal: LongbowError | None = None
+    interrupted: bool = False
+    memory_limit: int = 0
+    samples: list[Decision] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every job of the run is done (or skipped) and nothing stopped the run."""
+        if self.fatal or self.interrupted:
+            return False
+        if self.dry_run:
+            return True
+        return not any(self.jobs.get(s, 0) for s in ("failed", "pending", "in_progress"))
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dry_run": self.dry_run,
+            "run_id": self.run_id,
+            "resumed": self.resumed,
+            "ok": self.ok,
+            "jobs": self.jobs,
+            "copied": {"objects": self.objects_copied, "bytes": self.bytes_copied},
+            "bytes_sent": self.bytes_sent,
+            "bytes_reused": self.bytes_reused,
+            "already_present": {"objects": self.objects_same, "bytes": self.bytes_same},
+            "to_copy": {"objects": self.objects_to_copy, "bytes": self.bytes_to_copy},
+            "ignored": self.objects_ignored,
+            "unsupported": self.objects_unsupported,
+            "failed": [
+                {"key": f.key, "dst_key": f.dst_key, "reason": f.reason} for f in self.failed
+            ],
+            "error": None
+            if self.fatal is None
+            else {"message": self.fatal.message, "hint": self.fatal.hint},
+            "interrupted": self.interrupted,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "memory_limit_bytes": self.memory_limit,
+        }
+
+
+def run_signature(settings: Settings) -> str:
+    """A run is identified by its pairs and endpoints: the same command continues it."""
+    body = json.dumps(
+        {
+            "pairs": [[p.src, p.dst] for p in settings.pairs],
+            "src": settings.source.endpoint_url,
+            "dst": settings.destination.endpoint_url,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def open_pairs(settings: Settings, *, read_only: bool = False) -> list[PairRuntime]:
+    """Parse and open every pair's stores, checking each once (fail fast on bad input)."""
+    if not settings.pairs:
+        raise ConfigError(
+            "nothing to copy: no source and destination given",
+            hint="run `longbow sync SRC DST`, or list [[pairs]] in a --config file",
+        )
+    t = settings.transfer
+    connections = t.workers + t.workers * t.part_threads + 4
+    stores: dict[tuple[str, str], ObjectStore] = {}
+
+    def store_for(text: str, side: SideSettings, role: str) -> ObjectStore:
+        location = parse_location(text)
+        ident = (role, location.bucket if location.is_s3 else str(location.root))
+        if ident not in stores:
+            stores[ident] = open_store(
+                location,
+                side,
+                destination=role == "dst",
+                max_connections=connections,
+                read_only=read_only,
+            )
+            stores[ident].check()
+        return stores[ident]
+
+    pairs = []
+    for i, pair in enumerate(settings.pairs):
+        src, dst = parse_location(pair.src), parse_location(pair.dst)
+        if not src.is_s3 and not dst.is_s3 and src.root == dst.root:
+            raise ConfigError("source and destination are the same directory")
+        if (
+            src.is_s3
+            and dst.is_s3
+            and (src.bucket, src.prefix) == (dst.bucket, dst.prefix)
+            and (settings.source.endpoint_url == settings.destination.endpoint_url)
+        ):
+            raise ConfigError("source and destination are the same location")
+        pairs.append(
+            PairRuntime(
+                index=i,
+                src=src,
+                dst=dst,
+                src_store=store_for(pair.src, settings.source, "src"),
+                dst_store=store_for(pair.dst, settings.destination, "dst"),
+            )
+        )
+    return pairs
+
+
+def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncReport:
+    """Plan every pair without writing anything anywhere; count what would be copied."""
+    started = time.monotonic()
+    report = SyncReport(dry_run=True, memory_limit=settings.transfer.memory_limit)
+    settings.transfer.validate()
+    pairs = open_pairs(settings, read_only=True)
+    ignore = IgnoreRules(settings.ignore_patterns)
+    try:
+        for pair in pairs:
+            counts = plan_pair(
+                pair,
+                ignore,
+                lambda batch: stats.add_work(len(batch), sum(d.src.size for d in batch)),
+                keep_samples=samples,
+                stats=stats,
+            )
+            _add_counts(report, counts)
+    finally:
+        _close(pairs)
+    stats.planning_done()
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+def run_sync(
+    settings: Settings,
+    stats: Stats,
+    stop: threading.Event,
+    *,
+    retry_failed: bool = False,
+) -> SyncReport:
+    """Plan and copy every pair; continue the same run when one exists in the database."""
+    started = time.monotonic()
+    t = settings.transfer
+    t.validate()
+    report = SyncReport(dry_run=False, memory_limit=t.memory_limit)
+    pairs = open_pairs(settings)
+    db = JobDatabase(settings.db_path)
+    try:
+        run, report.resumed = db.open_run(
+            run_signature(settings),
+            {"pairs": [[p.src, p.dst] for p in settings.pairs]},
+        )
+        report.run_id = run.id
+        released = db.release_dead_leases(run.id)
+        if released:
+            log.info("took back %d job(s) left in progress by a stopped process", released)
+        if retry_failed:
+            db.retry_failed(run.id)
+        totals = db.totals(run.id)
+        carried = [totals[s] for s in ("pending", "in_progress")]
+        stats.add_work(sum(n for n, _ in carried), sum(b for _, b in carried))
+
+        owner = new_owner_id()
+        budget = ByteBudget(t.memory_limit)
+        planning_done = threading.Event()
+        new_work = threading.Event()
+        with ThreadPoolExecutor(t.workers * t.part_threads, thread_name_prefix="part") as parts:
+            copiers = {
+                p.index: Copier(
+                    p.src_store,
+                    p.dst_store,
+                    ledger=db,
+                    settings=t,
+                    budget=budget,
+                    part_pool=parts,
+                    stats=stats,
+                    stop=stop,
+                )
+                for p in pairs
+            }
+            planner = threading.Thread(
+                target=_plan_all,
+                args=(db, run.id, pairs, settings, stats, stop, report, new_work, planning_done),
+                name="planner",
+                daemon=True,
+            )
+            planner.start()
+            worker = Worker(db, run.id, owner, copiers, t, stats, stop, planning_done, new_work)
+            outcome = worker.run()
+            planner.join()
+        if outcome.fatal and report.fatal is None:
+            report.fatal = outcome.fatal
+        report.interrupted = outcome.interrupted and report.fatal is None
+
+        totals = db.totals(run.id)
+        report.jobs = {state: n for state, (n, _) in totals.items()}
+        report.job_bytes = {state: b for state, (_, b) in totals.items()}
+        report.failed = [FailedJob(*row) for row in db.failed_jobs(run.id)]
+        snap = stats.snapshot()
+        report.objects_copied = snap.objects_copied
+        report.bytes_copied = snap.bytes_copied
+        report.bytes_sent = snap.bytes_sent
+        report.bytes_reused = snap.bytes_reused
+    finally:
+        db.close()
+        _close(pairs)
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+def _plan_all(
+    db: JobDatabase,
+    run_id: int,
+    pairs: list[PairRuntime],
+    settings: Settings,
+    stats: Stats,
+    stop: threading.Event,
+    report: SyncReport,
+    new_work: threading.Event,
+    planning_done: threading.Event,
+) -> None:
+    ignore = IgnoreRules(settings.ignore_patterns)
+    max_attempts = settings.transfer.max_attempts
+    try:
+        generation = db.begin_plan(run_id)
+
+        def write(batch: list[Decision]) -> None:
+            counts = db.upsert_jobs(
+                run_id,
+                generation,
+                [PlannedCopy(d_pair, d.src, d.dst_key, d.reason) for d_pair, d in batch],
+                max_attempts=max_attempts,
+            )
+            stats.add_work(counts.new + counts.reopened, counts.queued_bytes)
+            new_work.set()
+
+        for pair in pairs:
+            counts = plan_pair(
+                pair,
+                ignore,
+                lambda batch, i=pair.index: write([(i, d) for d in batch]),  # type: ignore[misc]
+                stats=stats,
+                should_stop=stop.is_set,
+            )
+            _add_counts(report, counts)
+        if not stop.is_set():
+            skipped = db.finish_plan(run_id, generation)
+            if skipped:
+                log.info("%d earlier job(s) are no longer needed", skipped)
+    except LongbowError as exc:
+        report.fatal = exc if isinstance(exc, FatalError | ConfigError) else FatalError(str(exc))
+        stop.set()
+    except Exception as exc:
+        log.exception("planning failed")
+        report.fatal = FatalError(f"planning failed: {exc!r}")
+        stop.set()
+    finally:
+        stats.planning_done()
+        planning_done.set()
+        new_work.set()
+
+
+def _add_counts(report: SyncReport, counts: PlanCounts) -> None:
+    report.objects_to_copy += counts.copy
+    report.bytes_to_copy += counts.copy_bytes
+    report.objects_same += counts.same
+    report.bytes_same += counts.same_bytes
+    report.objects_ignored += counts.ignored
+    report.objects_unsupported += counts.unsupported
+    report.samples.extend(counts.samples)
+
+
+def _close(pairs: list[PairRuntime]) -> None:
+    seen: set[int] = set()
+    for pair in pairs:
+        for store in (pair.src_store, pair.dst_store):
+            if id(store) not in seen:
+                seen.add(id(store))
+                store.close()
