@@ -1,0 +1,1 @@
+"""Helpers for running s3longbow against real local S3-compatible servers."""

@@ -1,0 +1,132 @@
+"""Shared fixtures: real S3-compatible servers on 127.0.0.1, started once per test session."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from s3longbow.testing.servers import (
+    Endpoint,
+    LocalServer,
+    start_moto,
+    start_rclone,
+    start_seaweedfs,
+)
+
+# Keep the developer's own AWS set-up (profiles, config, keys) out of every test.
+for _name in (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+):
+    os.environ.pop(_name, None)
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+_bucket_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def seaweed_src(servers_dir: Path) -> Iterator[LocalServer]:
+    with start_seaweedfs(servers_dir / "seaweed-src") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def seaweed_dst(servers_dir: Path) -> Iterator[LocalServer]:
+    with start_seaweedfs(servers_dir / "seaweed-dst") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto(servers_dir: Path) -> Iterator[LocalServer]:
+    with start_moto() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rclone(servers_dir: Path) -> Iterator[LocalServer]:
+    with start_rclone(servers_dir / "rclone") as server:
+        yield server
+
+
+@dataclass
+class Bucket:
+    """A fresh bucket on a real server, with helpers to seed and read it."""
+
+    endpoint: Endpoint
+    name: str
+    client: Any
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.name}"
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.name, Key=key, Body=data)
+
+    def get(self, key: str) -> bytes:
+        return bytes(self.client.get_object(Bucket=self.name, Key=key)["Body"].read())
+
+    def keys(self, prefix: str = "") -> list[str]:
+        out: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.name, Prefix=prefix
+        ):
+            out.extend(item["Key"] for item in page.get("Contents", ()))
+        return out
+
+    def digests(self, prefix: str = "") -> dict[str, str]:
+        """key (without prefix) -> md5 of its bytes, read back from the server."""
+        return {k[len(prefix) :]: hashlib.md5(self.get(k)).hexdigest() for k in self.keys(prefix)}
+
+
+def new_bucket(server: LocalServer, stem: str = "b") -> Bucket:
+    client = server.endpoint.client()
+    name = f"{stem}-{os.getpid()}-{next(_bucket_ids)}"
+    client.create_bucket(Bucket=name)
+    return Bucket(server.endpoint, name, client)
+
+
+@pytest.fixture()
+def src_bucket(seaweed_src: LocalServer) -> Bucket:
+    return new_bucket(seaweed_src, "src")
+
+
+@pytest.fixture()
+def dst_bucket(seaweed_dst: LocalServer) -> Bucket:
+    return new_bucket(seaweed_dst, "dst")
+
+
+def cli_env(src: Endpoint | None, dst: Endpoint | None) -> dict[str, str]:
+    """Environment giving the CLI the test servers' keys (never written to any file)."""
+    env: dict[str, str] = {}
+    for prefix, endpoint in (("SRC", src), ("DST", dst)):
+        if endpoint is not None:
+            env[f"LONGBOW_{prefix}_ACCESS_KEY_ID"] = endpoint.access_key
+            env[f"LONGBOW_{prefix}_SECRET_ACCESS_KEY"] = endpoint.secret_key
+    return env
+
+
+def endpoint_args(src: Endpoint | None, dst: Endpoint | None) -> list[str]:
+    args: list[str] = []
+    if src is not None:
+        args += ["--src-endpoint-url", src.url, "--src-region", src.region, "--src-path-style"]
+    if dst is not None:
+        args += ["--dst-endpoint-url", dst.url, "--dst-region", dst.region, "--dst-path-style"]
+    return args
