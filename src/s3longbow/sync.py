@@ -20,6 +20,7 @@ from s3longbow.plan.planner import PairRuntime, PlanCounts, plan_pair
 from s3longbow.progress.stats import Stats
 from s3longbow.stores import open_store, parse_location
 from s3longbow.stores.base import ObjectStore
+from s3longbow.stores.local import LocalStore
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
 from s3longbow.worker.loop import Worker
@@ -145,15 +146,14 @@ def open_pairs(settings: Settings, *, read_only: bool = False) -> list[PairRunti
             and (settings.source.endpoint_url == settings.destination.endpoint_url)
         ):
             raise ConfigError("source and destination are the same location")
-        pairs.append(
-            PairRuntime(
-                index=i,
-                src=src,
-                dst=dst,
-                src_store=store_for(pair.src, settings.source, "src"),
-                dst_store=store_for(pair.dst, settings.destination, "dst"),
-            )
-        )
+        src_store = store_for(pair.src, settings.source, "src")
+        dst_store = store_for(pair.dst, settings.destination, "dst")
+        # A directory can list in either order: match the bucket on the other side.
+        if isinstance(src_store, LocalStore) and not isinstance(dst_store, LocalStore):
+            src_store.use_listing_order(dst_store.capabilities.listing_order)
+        if isinstance(dst_store, LocalStore) and not isinstance(src_store, LocalStore):
+            dst_store.use_listing_order(src_store.capabilities.listing_order)
+        pairs.append(PairRuntime(i, src, dst, src_store, dst_store))
     return pairs
 
 

@@ -48,17 +48,20 @@ def size_differs(src: ObjectInfo, dst: ObjectInfo) -> str | None:
     return None
 
 
-def _ordered(listing: Iterable[ObjectInfo], side: str) -> Iterator[ObjectInfo]:
+def _ordered(
+    listing: Iterable[ObjectInfo], side: str, key: Callable[[str], str] | None
+) -> Iterator[ObjectInfo]:
     # The merge is only right on sorted input; a store that lists out of order must stop the
     # run rather than make every later key look missing.
     previous: str | None = None
     for obj in listing:
-        if previous is not None and obj.key <= previous:
+        current = key(obj.key) if key else obj.key
+        if previous is not None and current <= previous:
             raise FatalError(
-                f"the {side} listing is not in key order ({obj.key!r} came after {previous!r})",
-                hint="this store does not list keys in UTF-8 byte order as S3 does",
+                f"the {side} listing is not in the expected key order ({obj.key!r} came late)",
+                hint="this store lists keys in an order Longbow does not know; please report it",
             )
-        previous = obj.key
+        previous = current
         yield obj
 
 
@@ -71,6 +74,7 @@ def diff(
     differs: Callable[[ObjectInfo, ObjectInfo], str | None] = size_differs,
     ignored: Callable[[str], bool] = lambda key: False,
     unsupported: Callable[[str], str | None] = lambda key: None,
+    order: Callable[[str], str] | None = None,
 ) -> Iterator[Decision]:
     """Merge two key-ordered listings into one decision per source object.
 
@@ -80,15 +84,16 @@ def diff(
         differs: Returns why a present destination object must be replaced, or None.
         ignored: Whether a source key is excluded by the ignore patterns.
         unsupported: Why the destination cannot hold a key (None when it can).
+        order: The sort key both listings are ordered by (None: plain key order).
 
     Yields:
         A Decision for every source object, in key order. Destination objects with no source
         are passed over (nothing is deleted).
     """
-    dst_iter = _ordered(destination, "destination")
+    dst_iter = _ordered(destination, "destination", order)
     cut = len(dst_prefix)
     current = next(dst_iter, None)
-    for src in _ordered(source, "source"):
+    for src in _ordered(source, "source", order):
         dst_key = map_key(src.key, src_prefix, dst_prefix)
         if ignored(src.key):
             yield Decision(Action.IGNORED, src, dst_key, "matches an ignore pattern")
@@ -99,8 +104,13 @@ def diff(
             continue
         # Both sides are compared on the part after their prefix, which keeps the same order.
         suffix = src.key[len(src_prefix) :]
-        while current is not None and current.key[cut:] < suffix:
-            current = next(dst_iter, None)
+        if order is None:
+            while current is not None and current.key[cut:] < suffix:
+                current = next(dst_iter, None)
+        else:
+            wanted = order(suffix)
+            while current is not None and order(current.key[cut:]) < wanted:
+                current = next(dst_iter, None)
         if current is None or current.key[cut:] != suffix:
             yield Decision(Action.COPY, src, dst_key, "missing at destination")
             continue

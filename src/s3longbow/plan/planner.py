@@ -15,6 +15,7 @@ from typing import TypeVar
 from s3longbow.model import ObjectInfo
 from s3longbow.plan.diff import Action, Decision, diff
 from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.plan.order import order_key, resorted
 from s3longbow.progress.stats import Stats
 from s3longbow.stores.base import ObjectStore
 from s3longbow.stores.location import Location
@@ -113,8 +114,13 @@ def decisions(pair: PairRuntime, ignore: IgnoreRules) -> Iterator[Decision]:
     def ignored(key: str) -> bool:
         return bool(ignore) and ignore.matches(pair.ignore_bucket, key)
 
+    src_order = pair.src_store.capabilities.listing_order
+    dst_order = pair.dst_store.capabilities.listing_order
     src_listing: Iterable[ObjectInfo] = prefetch(pair.src_store.list_objects(pair.src_prefix))
-    dst_listing: Iterable[ObjectInfo] = prefetch(pair.dst_store.list_objects(pair.dst_prefix))
+    dst_listing: Iterable[ObjectInfo] = pair.dst_store.list_objects(pair.dst_prefix)
+    if dst_order != src_order:
+        dst_listing = resorted(dst_listing, src_order)
+    dst_listing = prefetch(dst_listing)
     return diff(
         src_listing,
         dst_listing,
@@ -122,6 +128,7 @@ def decisions(pair: PairRuntime, ignore: IgnoreRules) -> Iterator[Decision]:
         dst_prefix=pair.dst_prefix,
         ignored=ignored,
         unsupported=unsupported,
+        order=order_key(src_order),
     )
 
 

@@ -16,10 +16,13 @@ class Capabilities:
     Attributes:
         directory_markers: Keys ending in "/" can be stored as objects.
         multipart_etag_md5: A completed multipart object's ETag is md5(part md5s)-N, as on AWS.
+        listing_order: "bytes" (UTF-8 byte order, as S3) or "segments" (folder by folder:
+            "/" sorts before every other character, as filer-based stores list).
     """
 
     directory_markers: bool = True
     multipart_etag_md5: bool = True
+    listing_order: str = "bytes"
 
 
 class ObjectStore(Protocol):

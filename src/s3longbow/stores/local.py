@@ -9,6 +9,7 @@ Multipart uploads are folders of part files there, so they survive a killed proc
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import logging
 import os
@@ -55,6 +56,10 @@ class LocalStore:
         self.name = str(root)
         self._create = create
         self._missing_ok = missing_ok
+
+    def use_listing_order(self, order: str) -> None:
+        """List in `order` ("bytes" or "segments"), to match the store on the other side."""
+        self.capabilities = dataclasses.replace(self.capabilities, listing_order=order)
 
     def describe(self, key: str = "") -> str:
         return str(self.root / key) if key else str(self.root)
@@ -103,7 +108,8 @@ class LocalStore:
 
     def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         # Sorting each folder's entries by name, with "/" appended to folder names, yields
-        # every key in global byte order while holding one folder's entries at a time.
+        # every key in global byte order while holding one folder's entries at a time; by
+        # plain name, it yields folder-by-folder ("segments") order.
         yield from self._walk(self.root, "", prefix)
 
     def _walk(self, folder: Path, key_prefix: str, prefix: str) -> Iterator[ObjectInfo]:
@@ -121,7 +127,10 @@ class LocalStore:
                     entries.append((entry.name + "/" if is_dir else entry.name, entry))
         except OSError as exc:
             raise FatalError(f"cannot list {folder}: {exc.strerror}") from None
-        entries.sort(key=lambda pair: pair[0])
+        if self.capabilities.listing_order == "segments":
+            entries.sort(key=lambda pair: pair[1].name)
+        else:
+            entries.sort(key=lambda pair: pair[0])
         for name, entry in entries:
             key = key_prefix + name
             try:

@@ -6,6 +6,7 @@ is mapped onto Longbow's error tree, so callers decide on retries by error class
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -88,7 +89,7 @@ class S3Store:
 
     def check(self) -> None:
         try:
-            self.client.head_bucket(Bucket=self.bucket)
+            resp = self.client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
             code = _code(exc)
             status = _status(exc)
@@ -105,6 +106,10 @@ class S3Store:
             raise _translate(exc, f"checking bucket {self.bucket!r}", fatal=True) from None
         except (BotoCoreError, LongbowError) as exc:
             raise _translate(exc, f"checking bucket {self.bucket!r}", fatal=True) from None
+        server = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("server", "")
+        if server.startswith("SeaweedFS"):
+            # Its filer lists folder by folder: "a/b" comes before "a-c".
+            self.capabilities = dataclasses.replace(self.capabilities, listing_order="segments")
 
     def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         token: str | None = None

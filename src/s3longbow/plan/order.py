@@ -1,0 +1,64 @@
+"""Listing orders. S3 lists keys in UTF-8 byte order; some stores built on a filer (SeaweedFS)
+list folder by folder, which sorts "/" before every other character. The merge needs both
+sides in one order, so each store declares its order and a listing can be re-sorted."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from s3longbow.model import ObjectInfo
+
+BYTES = "bytes"
+SEGMENTS = "segments"
+
+
+def order_key(order: str) -> Callable[[str], str] | None:
+    """The comparison key of an order (None: compare keys as they are)."""
+    if order == BYTES:
+        return None
+    if order == SEGMENTS:
+        # "/" becomes the lowest character, so a folder's keys sort before its siblings'.
+        return lambda key: key.replace("/", "\x00")
+    raise ValueError(f"unknown listing order {order!r}")
+
+
+def resorted(
+    listing: Iterable[ObjectInfo], order: str, *, folder: Path | None = None
+) -> Iterator[ObjectInfo]:
+    """The listing in another order, sorted on disk (a temporary SQLite file), so memory stays
+    flat however many keys there are. Used only when two stores list in different orders."""
+    key_of = order_key(order) or (lambda k: k)
+    with tempfile.TemporaryDirectory(dir=folder, prefix="longbow-sort-") as tmp:
+        db = sqlite3.connect(Path(tmp) / "sort.db")
+        try:
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute(
+                "CREATE TABLE listing (sort BLOB, key TEXT, size INTEGER, etag TEXT, "
+                "modified REAL, version TEXT)"
+            )
+            batch: list[tuple[object, ...]] = []
+            for obj in listing:
+                batch.append(
+                    (
+                        key_of(obj.key).encode("utf-8", "surrogatepass"),
+                        obj.key,
+                        obj.size,
+                        obj.etag,
+                        obj.last_modified,
+                        obj.version_id,
+                    )
+                )
+                if len(batch) >= 5000:
+                    db.executemany("INSERT INTO listing VALUES (?, ?, ?, ?, ?, ?)", batch)
+                    batch.clear()
+            db.executemany("INSERT INTO listing VALUES (?, ?, ?, ?, ?, ?)", batch)
+            for row in db.execute(
+                "SELECT key, size, etag, modified, version FROM listing ORDER BY sort"
+            ):
+                yield ObjectInfo(row[0], row[1], row[2], row[3], row[4])
+        finally:
+            db.close()
