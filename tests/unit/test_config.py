@@ -20,8 +20,15 @@ from s3longbow.transfer.sizing import part_count, part_range, part_size_for
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("0", 0), ("8MiB", 8 * MiB), ("8M", 8 * MiB), ("10MB", 10_000_000), ("1.5KiB", 1536),
-     (" 2 gib ", 2 * 1024 * MiB), (123, 123)],
+    [
+        ("0", 0),
+        ("8MiB", 8 * MiB),
+        ("8M", 8 * MiB),
+        ("10MB", 10_000_000),
+        ("1.5KiB", 1536),
+        (" 2 gib ", 2 * 1024 * MiB),
+        (123, 123),
+    ],
 )
 def test_parse_size(text: str | int, expected: int) -> None:
     assert parse_size(text) == expected

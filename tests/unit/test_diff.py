@@ -75,8 +75,7 @@ def test_out_of_order_listing_stops_the_plan() -> None:
     with pytest.raises(FatalError, match="not in key order"):
         list(diff(objs(("b", 1), ("a", 1)), [], src_prefix="", dst_prefix=""))
     with pytest.raises(FatalError, match="destination"):
-        list(diff(objs(("a", 1), ("c", 1)), objs(("b", 1), ("a", 1)), src_prefix="",
-                  dst_prefix=""))
+        list(diff(objs(("a", 1), ("c", 1)), objs(("b", 1), ("a", 1)), src_prefix="", dst_prefix=""))
 
 
 def test_merge_is_streaming() -> None:

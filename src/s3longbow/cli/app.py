@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -172,9 +173,12 @@ def sync(
             from s3longbow.sync import run_sync
 
             stop = threading.Event()
-            _handle_signals(stop, console)
-            with _view(stats, console, as_json):
-                report = run_sync(settings, stats, stop, retry_failed=retry_failed)
+            restore = _handle_signals(stop, console)
+            try:
+                with _view(stats, console, as_json):
+                    report = run_sync(settings, stats, stop, retry_failed=retry_failed)
+            finally:
+                restore()
     except ConfigError as exc:
         _die(console, exc, EXIT_CONFIG)
     except LongbowError as exc:
@@ -325,7 +329,9 @@ def _setup_logging(verbose: int, console: Console) -> None:
         root.setLevel(logging.DEBUG)
 
 
-def _handle_signals(stop: threading.Event, console: Console) -> None:
+def _handle_signals(stop: threading.Event, console: Console) -> Callable[[], None]:
+    """First SIGINT/SIGTERM: stop gracefully; second: stop at once. Returns a restorer."""
+
     def on_signal(signum: int, frame: object) -> None:
         if stop.is_set():
             console.print("[red]stopping now[/red]")
@@ -336,8 +342,13 @@ def _handle_signals(stop: threading.Event, console: Console) -> None:
         )
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 def _die(console: Console, exc: LongbowError, code: int) -> NoReturn:

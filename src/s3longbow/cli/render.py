@@ -16,9 +16,11 @@ _STATES = ("done", "pending", "in_progress", "failed", "skipped")
 
 def error(console: Console, exc: LongbowError) -> None:
     """An error in one or two lines: what went wrong, then how to fix it."""
-    console.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False)
+    console.print(
+        f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False, soft_wrap=True
+    )
     if exc.hint:
-        console.print(f"[bold]hint:[/bold] {escape(exc.hint)}", highlight=False)
+        console.print(f"[bold]hint:[/bold] {escape(exc.hint)}", highlight=False, soft_wrap=True)
 
 
 def summary(console: Console, report: SyncReport, settings: Settings) -> None:
@@ -63,11 +65,13 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
     if report.objects_unsupported:
         table.add_row("cannot be stored", str(report.objects_unsupported), "")
     for state in _STATES:
-        table.add_row(
-            f"jobs {state}",
-            str(report.jobs.get(state, 0)),
-            format_size(report.job_bytes.get(state, 0)),
-        )
+        # Done and failed always show; the other states only when a job is in them.
+        if state in ("done", "failed") or report.jobs.get(state, 0):
+            table.add_row(
+                f"jobs {state.replace('_', ' ')}",
+                str(report.jobs.get(state, 0)),
+                format_size(report.job_bytes.get(state, 0)),
+            )
     console.print(table)
     rate = report.bytes_sent / report.elapsed if report.elapsed else 0
     console.print(f"elapsed {report.elapsed:.1f}s, {format_size(rate)}/s", highlight=False)
@@ -81,7 +85,7 @@ def _failed(console: Console, failed: list[tuple[str, str]]) -> None:
         return
     console.print(f"[bold red]{len(failed)} failed job(s):[/bold red]")
     for key, reason in failed[:50]:
-        console.print(f"  {escape(key)}: {escape(reason)}", highlight=False)
+        console.print(f"  {escape(key)}: {escape(reason)}", highlight=False, soft_wrap=True)
     if len(failed) > 50:
         console.print(f"  ... and {len(failed) - 50} more (longbow status --json lists all)")
 

@@ -349,8 +349,12 @@ def _translate(
             "LONGBOW_SRC_SECRET_ACCESS_KEY (or DST), or configure the default credential chain",
         )
     if isinstance(exc, BotoCoreError):
-        cls = FatalError if fatal else TransientError
-        return cls(f"{where}: {type(exc).__name__}: {exc}")
+        if fatal:
+            return FatalError(
+                f"{where}: {type(exc).__name__}: {exc}",
+                hint="check the endpoint URL and region, and that the server is reachable",
+            )
+        return TransientError(f"{where}: {type(exc).__name__}: {exc}")
     assert isinstance(exc, ClientError)
     code, status = _code(exc), _status(exc)
     message = exc.response.get("Error", {}).get("Message") or code
