@@ -72,7 +72,7 @@ def test_ignore_patterns_match_bucket_and_key_as_the_original_did() -> None:
 
 
 def test_out_of_order_listing_stops_the_plan() -> None:
-    with pytest.raises(FatalError, match="not in key order"):
+    with pytest.raises(FatalError, match="not in the expected key order"):
         list(diff(objs(("b", 1), ("a", 1)), [], src_prefix="", dst_prefix=""))
     with pytest.raises(FatalError, match="destination"):
         list(diff(objs(("a", 1), ("c", 1)), objs(("b", 1), ("a", 1)), src_prefix="", dst_prefix=""))
@@ -89,3 +89,19 @@ def test_merge_is_streaming() -> None:
     out = diff(endless(), iter([]), src_prefix="", dst_prefix="")
     first = [next(out) for _ in range(3)]
     assert [d.src.key for d in first] == ["000000000000", "000000000001", "000000000002"]
+
+
+def test_segment_ordered_listings_merge_and_resort() -> None:
+    from s3longbow.plan.order import SEGMENTS, order_key, resorted
+
+    keys = ["a", "b-c", "b.x", "b/1", "b/2", "b0"]
+    seg = sorted(keys, key=order_key(SEGMENTS))
+    assert seg == ["a", "b/1", "b/2", "b-c", "b.x", "b0"]
+    src = [ObjectInfo(k, 1) for k in seg]
+    # The destination lists in byte order; re-sorted on disk, it merges with a segment source.
+    dst = resorted([ObjectInfo(k, 1) for k in sorted(keys) if k != "b.x"], SEGMENTS)
+    out = list(diff(src, dst, src_prefix="", dst_prefix="", order=order_key(SEGMENTS)))
+    assert [(d.src.key, d.action) for d in out if d.action is Action.COPY] == [("b.x", Action.COPY)]
+    # Merged in the wrong order, the same listings would raise instead of guessing.
+    with pytest.raises(FatalError):
+        list(diff(src, [], src_prefix="", dst_prefix=""))
