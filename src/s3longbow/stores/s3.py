@@ -356,8 +356,20 @@ def _translate(
             )
         return TransientError(f"{where}: {type(exc).__name__}: {exc}")
     assert isinstance(exc, ClientError)
-    code, status = _code(exc), _status(exc)
-    message = exc.response.get("Error", {}).get("Message") or code
+    message = exc.response.get("Error", {}).get("Message") or ""
+    return error_from_response(_code(exc), _status(exc), message, where, fatal=fatal, source=source)
+
+
+def error_from_response(
+    code: str, status: int, message: str, where: str, *, fatal: bool = False, source: bool = False
+) -> LongbowError:
+    """Map an S3 error response (its Code, HTTP status and Message) onto the error tree.
+
+    Shared by every S3 client path, so a reply means the same whichever path received it.
+    `source` marks a read of the source object (404 then means the source is gone); `fatal`
+    marks a check whose failure stops the run.
+    """
+    message = message or code
     text = f"{where}: {code or status} ({message})" if message != code else f"{where}: {code}"
     if code in _AUTH_CODES:
         return FatalError(text, hint="check the access key, secret key, session token and region")
