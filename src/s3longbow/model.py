@@ -90,6 +90,7 @@ class Job:
     upload_etag: str | None = None
     lease_owner: str | None = None
     verify: str | None = None
+    restarts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +100,16 @@ class JobResult:
     Attributes:
         bytes_sent: Bytes uploaded to the destination by this attempt.
         bytes_reused: Bytes found already uploaded (resumed parts).
-        verify: How the copy was checked, e.g. "md5", "etag-multipart", "size".
+        verified: Whether the copy was proven equal to the source's own fingerprint.
+        verify: The method when verified ("source-md5", "source-etag", "local-read"), else
+            the reason it could not be.
+        notes: Events worth recording, e.g. a restart after the source changed.
     """
 
     bytes_sent: int
     bytes_reused: int = 0
-    verify: str = "size"
+    verified: bool = False
+    verify: str = ""
     dst_etag: str | None = None
     notes: tuple[str, ...] = field(default=())
 

@@ -55,6 +55,7 @@ class SyncReport:
     objects_to_copy: int = 0
     bytes_to_copy: int = 0
     failed: list[FailedJob] = field(default_factory=list)
+    verification: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
     fatal: LongbowError | None = None
     interrupted: bool = False
@@ -82,6 +83,7 @@ class SyncReport:
             "bytes_reused": self.bytes_reused,
             "already_present": {"objects": self.objects_same, "bytes": self.bytes_same},
             "to_copy": {"objects": self.objects_to_copy, "bytes": self.bytes_to_copy},
+            "verification": self.verification,
             "ignored": self.objects_ignored,
             "unsupported": self.objects_unsupported,
             "failed": [
@@ -246,6 +248,7 @@ def run_sync(
         report.jobs = {state: n for state, (n, _) in totals.items()}
         report.job_bytes = {state: b for state, (_, b) in totals.items()}
         report.failed = [FailedJob(*row) for row in db.failed_jobs(run.id)]
+        report.verification = db.verification(run.id)
         snap = stats.snapshot()
         report.objects_copied = snap.objects_copied
         report.bytes_copied = snap.bytes_copied

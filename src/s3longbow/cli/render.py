@@ -73,6 +73,8 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
                 format_size(report.job_bytes.get(state, 0)),
             )
     console.print(table)
+    for verdict, count in sorted(report.verification.items()):
+        console.print(f"  {count} object(s) {escape(verdict)}", highlight=False, soft_wrap=True)
     rate = report.bytes_sent / report.elapsed if report.elapsed else 0
     console.print(f"elapsed {report.elapsed:.1f}s, {format_size(rate)}/s", highlight=False)
     _failed(console, [(f.key, f.reason) for f in report.failed])
@@ -98,6 +100,7 @@ def run_json(db: JobDatabase, run: Run) -> dict[str, object]:
         "planning_complete": run.plan_complete,
         "jobs": {s: n for s, (n, _) in totals.items()},
         "bytes": {s: b for s, (_, b) in totals.items()},
+        "verification": db.verification(run.id),
         "failed": [
             {"key": k, "dst_key": d, "reason": r} for k, d, r in db.failed_jobs(run.id, 100_000)
         ],

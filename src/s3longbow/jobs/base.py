@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from s3longbow.model import Job
+from s3longbow.model import Job, ObjectInfo
 
 
 class UploadLedger(Protocol):
@@ -18,3 +18,5 @@ class UploadLedger(Protocol):
     def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None: ...
 
     def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]: ...
+
+    def update_source(self, job: Job, info: ObjectInfo) -> None: ...

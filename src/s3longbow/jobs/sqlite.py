@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     bytes_sent INTEGER NOT NULL DEFAULT 0,
     bytes_reused INTEGER NOT NULL DEFAULT 0,
     verify TEXT,
+    verified INTEGER,
+    restarts INTEGER NOT NULL DEFAULT 0,
     seen_generation INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     started_at REAL,
@@ -78,7 +80,7 @@ CREATE TABLE IF NOT EXISTS parts (
 
 _JOB_COLUMNS = (
     "id, run_id, pair, src_key, dst_key, size, etag, last_modified, version_id, state, "
-    "attempts, reason, upload_id, part_size, upload_etag, lease_owner, verify"
+    "attempts, reason, upload_id, part_size, upload_etag, lease_owner, verify, restarts"
 )
 
 
@@ -425,6 +427,28 @@ class JobDatabase:
             db.execute("DELETE FROM parts WHERE job_id=?", (job.id,))
         job.upload_id, job.part_size, job.upload_etag = upload_id, part_size, upload_etag
 
+    def update_source(self, job: Job, info: ObjectInfo) -> None:
+        """Pin the job to a new source identity (the source changed); forget its upload."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET size=?, etag=?, last_modified=?, version_id=?, upload_id=NULL, "
+                "part_size=NULL, upload_etag=NULL, restarts=restarts+1 "
+                "WHERE id=? AND lease_owner=?",
+                (
+                    info.size,
+                    info.etag,
+                    info.last_modified,
+                    info.version_id,
+                    job.id,
+                    job.lease_owner,
+                ),
+            )
+            db.execute("DELETE FROM parts WHERE job_id=?", (job.id,))
+        job.size, job.etag = info.size, info.etag
+        job.last_modified, job.version_id = info.last_modified, info.version_id
+        job.upload_id = job.part_size = job.upload_etag = None
+        job.restarts += 1
+
     def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None:
         """Remember a part the destination accepted, with the checksum we sent."""
         with self._tx() as db:
@@ -451,7 +475,8 @@ class JobDatabase:
             cur = db.execute(
                 "UPDATE jobs SET state=?, reason=?, finished_at=?, lease_owner=NULL, "
                 "attempts = attempts + ?, bytes_sent = bytes_sent + ?, bytes_reused=?, "
-                "verify=?, upload_id=CASE WHEN ? = 'done' THEN NULL ELSE upload_id END "
+                "verify=?, verified=?, "
+                "upload_id=CASE WHEN ? = 'done' THEN NULL ELSE upload_id END "
                 "WHERE id=? AND state='in_progress' AND lease_owner=?",
                 (
                     state.value,
@@ -460,7 +485,8 @@ class JobDatabase:
                     0 if state is JobState.DONE else 1,
                     result.bytes_sent if result else 0,
                     result.bytes_reused if result else 0,
-                    result.verify if result else None,
+                    _verify_text(result),
+                    None if result is None else int(result.verified),
                     state.value,
                     job.id,
                     job.lease_owner,
@@ -500,6 +526,17 @@ class JobDatabase:
         out = {state.value: (0, 0) for state in JobState}
         out.update({r[0]: (int(r[1]), int(r[2])) for r in rows})
         return out
+
+    def verification(self, run_id: int) -> dict[str, int]:
+        """Done jobs by verification method or reason: text -> count."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT CASE WHEN verified=1 THEN 'verified: ' ELSE 'unverified: ' END || "
+                "COALESCE(verify, ''), COUNT(*) FROM jobs WHERE run_id=? AND state='done' "
+                "GROUP BY 1",
+                (run_id,),
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
 
     def failed_jobs(self, run_id: int, limit: int = 1000) -> list[tuple[str, str, str]]:
         """(source key, destination key, reason) of failed jobs."""
@@ -542,7 +579,17 @@ def _job(row: Sequence[object]) -> Job:
         upload_etag=row[14],  # type: ignore[arg-type]
         lease_owner=row[15],  # type: ignore[arg-type]
         verify=row[16],  # type: ignore[arg-type]
+        restarts=int(row[17]),  # type: ignore[arg-type]
     )
+
+
+def _verify_text(result: JobResult | None) -> str | None:
+    if result is None:
+        return None
+    text = result.verify
+    if result.notes:
+        text += "; " + "; ".join(result.notes)
+    return text
 
 
 def _owner_is_dead(owner: str, host: str) -> bool:

@@ -18,11 +18,14 @@ class Capabilities:
         multipart_etag_md5: A completed multipart object's ETag is md5(part md5s)-N, as on AWS.
         listing_order: "bytes" (UTF-8 byte order, as S3) or "segments" (folder by folder:
             "/" sorts before every other character, as filer-based stores list).
+        content_etag: ETags describe the content (an MD5, or md5-of-parts-N); False where they
+            only identify a version (a file's size and modification time).
     """
 
     directory_markers: bool = True
     multipart_etag_md5: bool = True
     listing_order: str = "bytes"
+    content_etag: bool = True
 
 
 class ObjectStore(Protocol):
@@ -54,6 +57,14 @@ class ObjectStore(Protocol):
 
     def get_range(self, key: str, start: int, length: int, *, etag: str | None = None) -> bytes:
         """Exactly `length` bytes from `start` (the whole object when length is its size)."""
+        ...
+
+    def part_layout(self, key: str, etag: str) -> tuple[int, int] | None:
+        """(size of part 1, part count) of a multipart object, or None when not known."""
+        ...
+
+    def delete_object(self, key: str) -> None:
+        """Remove an object (used only for a copy this run wrote and found wrong)."""
         ...
 
     def put_object(

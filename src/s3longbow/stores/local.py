@@ -49,7 +49,9 @@ class LocalStore:
         missing_ok: A missing directory lists as empty (a destination in a dry run).
     """
 
-    capabilities = Capabilities(directory_markers=False, multipart_etag_md5=True)
+    capabilities = Capabilities(
+        directory_markers=False, multipart_etag_md5=True, content_etag=False
+    )
 
     def __init__(self, root: Path, *, create: bool = False, missing_ok: bool = False) -> None:
         self.root = root
@@ -183,7 +185,16 @@ class LocalStore:
             raise SourceChangedError(f"{path} is shorter than when the job started")
         return data
 
+    def part_layout(self, key: str, etag: str) -> tuple[int, int] | None:
+        return None  # files have no parts
+
     # -- writing ----------------------------------------------------------------------------
+
+    def delete_object(self, key: str) -> None:
+        try:
+            self.path_for(key).unlink()
+        except FileNotFoundError:
+            pass
 
     def put_object(
         self, key: str, data: bytes, *, md5_b64: str, storage_class: str | None = None

@@ -149,6 +149,34 @@ class S3Store:
             version_id=resp.get("VersionId"),
         )
 
+    def part_layout(self, key: str, etag: str) -> tuple[int, int] | None:
+        # A HEAD of part 1 tells its size and how many parts there are, where the server
+        # supports it; a server that answers with the whole object (no parts count) does not.
+        try:
+            resp = self.client.head_object(
+                Bucket=self.bucket, Key=key, PartNumber=1, IfMatch=f'"{etag}"'
+            )
+        except ClientError as exc:
+            if _status(exc) == 412:
+                raise SourceChangedError(
+                    f"{self.describe(key)}: the source object changed since the job started"
+                ) from None
+            if _status(exc) == 404:
+                raise SourceChangedError(
+                    f"{self.describe(key)}: the source object no longer exists"
+                ) from None
+            return None
+        except BotoCoreError as exc:
+            raise _translate(exc, f"reading the part layout of {self.describe(key)}") from None
+        count = resp.get("PartsCount")
+        if not count:
+            return None
+        return int(resp["ContentLength"]), int(count)
+
+    def delete_object(self, key: str) -> None:
+        with self._errors(f"deleting {self.describe(key)}"):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
     def get_range(self, key: str, start: int, length: int, *, etag: str | None = None) -> bytes:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if length > 0:

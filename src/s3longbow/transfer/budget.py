@@ -20,19 +20,27 @@ class ByteBudget:
         self._peak = 0
         self._cond = threading.Condition()
 
-    @contextmanager
-    def hold(self, nbytes: int) -> Iterator[None]:
+    def acquire(self, nbytes: int) -> int:
+        """Wait until `nbytes` fit; returns the amount taken, to hand back to release()."""
         need = min(nbytes, self.limit)
         with self._cond:
             self._cond.wait_for(lambda: self._used + need <= self.limit)
             self._used += need
             self._peak = max(self._peak, self._used)
+        return need
+
+    def release(self, taken: int) -> None:
+        with self._cond:
+            self._used -= taken
+            self._cond.notify_all()
+
+    @contextmanager
+    def hold(self, nbytes: int) -> Iterator[None]:
+        taken = self.acquire(nbytes)
         try:
             yield
         finally:
-            with self._cond:
-                self._used -= need
-                self._cond.notify_all()
+            self.release(taken)
 
     @property
     def peak(self) -> int:

@@ -1,8 +1,20 @@
-"""Copy one object: zero-byte, single PUT with Content-MD5, or a resumable multipart upload.
+"""Copy one object: zero-byte, single PUT with Content-MD5, or a resumable multipart upload,
+and prove the copy against the source's own fingerprint.
 
-Every read is pinned to the source identity the job recorded (its ETag), every body carries
-its MD5 so the destination rejects a corrupted one, and multipart uploads resume from the parts
-that both the destination lists and the job's ledger recorded with the same size and checksum.
+Every read is pinned to the source identity the job recorded (its ETag); a source that changes
+mid-copy is never mixed into one object: the upload is aborted and the job restarts once on
+the new version. Every body carries its MD5 so the destination rejects a corrupted one, and a
+multipart upload resumes from the parts that both the destination lists and the job's ledger
+recorded with the same size and checksum.
+
+Verification, chosen per object so that a run without resume reads every byte exactly once:
+- a source whose ETag is a plain MD5 is hashed as it streams (in part order for multipart
+  copies), and the digest must equal the ETag;
+- a multipart source with a regular layout is copied with the same part boundaries, so the
+  MD5s of the parts sent must reproduce its ETag (and the destination's ETag must equal it);
+- anything else is recorded as unverified, with the reason.
+A mismatch found before completion re-reads the parts, re-sends those that differ, and checks
+again; a copy found wrong after completion is deleted (this run wrote it) and retried.
 """
 
 from __future__ import annotations
@@ -12,10 +24,11 @@ import hashlib
 import logging
 import re
 import threading
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, wait
+from dataclasses import dataclass, field
 
-from s3longbow.config import TransferSettings
+from s3longbow.config import MIN_PART_SIZE, TransferSettings
 from s3longbow.errors import (
     LongbowError,
     SourceChangedError,
@@ -34,16 +47,27 @@ log = logging.getLogger(__name__)
 
 _MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
 _MULTIPART_ETAG = re.compile(r"^([0-9a-f]{32})-(\d+)$")
-EMPTY_MD5 = hashlib.md5(b"").hexdigest()
+# A source replaced during a copy restarts the job on the new version this many times.
+MAX_SOURCE_RESTARTS = 1
 
 
 class Interrupted(LongbowError):
     """The run is shutting down; the job goes back to the queue untouched."""
 
 
+class VerificationError(TransientError):
+    """The bytes copied do not match the source's fingerprint."""
+
+
 def is_md5_etag(etag: str | None) -> bool:
     """Whether an ETag is the plain MD5 of the object's bytes (single-part, no SSE-KMS)."""
     return etag is not None and _MD5_HEX.match(etag) is not None
+
+
+def multipart_parts(etag: str | None) -> int | None:
+    """The part count of a multipart ETag (md5-of-parts-N), else None."""
+    match = _MULTIPART_ETAG.match(etag or "")
+    return int(match.group(2)) if match else None
 
 
 def multipart_etag(part_md5s: list[bytes]) -> str:
@@ -53,9 +77,79 @@ def multipart_etag(part_md5s: list[bytes]) -> str:
 
 @dataclass
 class Attempt:
-    """Bytes this attempt has counted in the progress display (to take back on retry)."""
+    """What this attempt has counted in the progress display (to take back on retry)."""
 
     progressed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one object is copied and how the copy will be proven.
+
+    Attributes:
+        multipart: Copy in parts (resumable) rather than one PUT.
+        part_size: Part size of a multipart copy.
+        source_layout: The parts have the source's own boundaries: the ETag must reproduce.
+        whole_md5: The source ETag is the MD5 of all bytes: hash them in order.
+        unverified: Why the copy cannot be proven against the source ("" when it can).
+    """
+
+    multipart: bool
+    part_size: int = 0
+    source_layout: bool = False
+    whole_md5: bool = False
+    unverified: str = ""
+
+
+class OrderedMd5:
+    """MD5 of parts fed in any order, hashed in part order. A part's buffer is held (and its
+    `release` called) only until every earlier part has been hashed."""
+
+    def __init__(self) -> None:
+        self._md5 = hashlib.md5()
+        self._next = 1
+        self._pending: dict[int, tuple[bytes, Callable[[], None]]] = {}
+        self._lock = threading.Lock()
+
+    def feed(self, number: int, data: bytes, release: Callable[[], None]) -> None:
+        with self._lock:
+            self._pending[number] = (data, release)
+            while self._next in self._pending:
+                chunk, done = self._pending.pop(self._next)
+                self._md5.update(chunk)
+                done()
+                self._next += 1
+
+    def discard(self) -> None:
+        """Release every buffer still waiting (the copy failed)."""
+        with self._lock:
+            for _, done in self._pending.values():
+                done()
+            self._pending.clear()
+
+    def hexdigest(self) -> str:
+        with self._lock:
+            if self._pending:
+                raise RuntimeError("parts are still missing")
+            return self._md5.hexdigest()
+
+
+class _Release:
+    """Gives back a part's memory and window slot exactly once."""
+
+    def __init__(self, budget: ByteBudget, taken: int, window: threading.Semaphore) -> None:
+        self._budget, self._taken, self._window = budget, taken, window
+        self._done = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        self._budget.release(self._taken)
+        self._window.release()
 
 
 class Copier:
@@ -64,7 +158,7 @@ class Copier:
     Args:
         src: The source store.
         dst: The destination store.
-        ledger: Where uploads and parts are recorded.
+        ledger: Where uploads, parts and source changes are recorded.
         settings: Transfer settings (threshold, part size, part threads, retries).
         budget: The shared bound on bytes held in memory.
         part_pool: Threads that move parts of multipart objects.
@@ -96,15 +190,94 @@ class Copier:
     def copy(self, job: Job, attempt: Attempt | None = None) -> JobResult:
         """Copy the job's object; raise an ObjectError subclass when it cannot be done."""
         attempt = attempt or Attempt()
+        while True:
+            try:
+                return self._copy_once(job, attempt)
+            except SourceChangedError:
+                self._restart_on_new_version(job, attempt)
+
+    def _restart_on_new_version(self, job: Job, attempt: Attempt) -> None:
+        """The pinned source changed: abort what was written and pin the new version, once."""
+        if job.upload_id:
+            self.dst.abort_upload(job.dst_key, job.upload_id)
+            self.ledger.set_upload(job, None, None, None)
+        current = self.src.head(job.src_key)
+        where = self.src.describe(job.src_key)
+        if current is None:
+            raise SourceChangedError(f"{where}: the source object no longer exists")
+        if current.etag == job.etag and current.size == job.size:
+            raise SourceChangedError(f"{where}: reads of the source failed its pinned identity")
+        if job.restarts >= MAX_SOURCE_RESTARTS:
+            raise SourceChangedError(
+                f"{where}: the source changed during the copy again (ETag {job.etag} became "
+                f"{current.etag}); no mixed object was written"
+            )
+        log.warning("%s changed during the copy; starting over on the new version", where)
+        attempt.notes.append(
+            f"source changed during the copy (ETag {job.etag} -> {current.etag}); "
+            "restarted on the new version"
+        )
+        self.stats.unsend(attempt.progressed)
+        attempt.progressed = 0
+        self.ledger.update_source(job, current)
+
+    def _copy_once(self, job: Job, attempt: Attempt) -> JobResult:
+        plan = self._plan(job)
+        if plan.multipart:
+            return self._copy_multipart(job, plan, attempt)
+        return self._copy_single(job, plan, attempt)
+
+    def _plan(self, job: Job) -> Plan:
+        """Pick the path and the proof for this object."""
         if job.size == 0:
-            return self._copy_single(job, attempt)
-        if job.size <= self.settings.resumable_threshold:
-            return self._copy_single(job, attempt)
-        return self._copy_multipart(job, attempt)
+            return Plan(multipart=False)
+        if not self.src.capabilities.content_etag:
+            own = self._own_part_size(job)
+            return Plan(multipart=job.size > self.settings.resumable_threshold, part_size=own)
+        count = multipart_parts(job.etag)
+        if count is not None:
+            layout = self.src.part_layout(job.src_key, job.etag or "")
+            if layout is not None:
+                size, n = layout
+                regular = n == count and part_count(job.size, size) == n
+                if regular and (size >= MIN_PART_SIZE or n == 1):
+                    return Plan(multipart=True, part_size=size, source_layout=True)
+                reason = "the source's part layout cannot be reproduced (irregular or small parts)"
+            else:
+                reason = "the source is a multipart object whose part layout the store hides"
+            return Plan(
+                multipart=job.size > self.settings.resumable_threshold,
+                part_size=self._own_part_size(job),
+                unverified=reason,
+            )
+        if is_md5_etag(job.etag):
+            return Plan(
+                multipart=job.size > self.settings.resumable_threshold,
+                part_size=self._own_part_size(job),
+                whole_md5=True,
+            )
+        return Plan(
+            multipart=job.size > self.settings.resumable_threshold,
+            part_size=self._own_part_size(job),
+            unverified="the source ETag is not an MD5 (encrypted or provider-specific)",
+        )
+
+    def _own_part_size(self, job: Job) -> int:
+        # A resumed upload keeps the part size it began with, whatever the setting is now.
+        if job.upload_id and job.part_size and job.upload_etag == job.etag:
+            return job.part_size
+        return part_size_for(job.size, self.settings.part_size)
+
+    def _verdict(self, plan: Plan, method: str) -> tuple[bool, str]:
+        if not self.src.capabilities.content_etag:
+            return True, "local-read"
+        if plan.unverified:
+            return False, plan.unverified
+        return True, method
 
     # -- single request ---------------------------------------------------------------------
 
-    def _copy_single(self, job: Job, attempt: Attempt) -> JobResult:
+    def _copy_single(self, job: Job, plan: Plan, attempt: Attempt) -> JobResult:
         def once() -> JobResult:
             self._check_stop()
             with self.budget.hold(job.size):
@@ -114,10 +287,10 @@ class Copier:
                 digest = hashlib.md5(data)
                 md5_hex = digest.hexdigest()
                 if is_md5_etag(job.etag) and md5_hex != job.etag:
-                    # The bytes we read are not the object the source lists: never write them.
-                    raise TransientError(
-                        f"{self.src.describe(job.src_key)}: the bytes read do not match the "
-                        f"source's MD5 ({md5_hex} != {job.etag})"
+                    # The bytes read are not the object the source lists: never write them.
+                    raise VerificationError(
+                        f"{self.src.describe(job.src_key)}: the bytes read have MD5 {md5_hex}, "
+                        f"the source's ETag is {job.etag}"
                     )
                 dst_etag = self.dst.put_object(
                     job.dst_key,
@@ -126,14 +299,23 @@ class Copier:
                     storage_class=self.settings.storage_class,
                 )
             if is_md5_etag(dst_etag) and dst_etag != md5_hex:
-                raise TransientError(
+                raise VerificationError(
                     f"{self.dst.describe(job.dst_key)}: the destination reports ETag "
-                    f"{dst_etag}, expected {md5_hex}"
+                    f"{dst_etag}, the bytes sent have MD5 {md5_hex}"
                 )
             self.stats.sent(job.size)
             attempt.progressed += job.size
-            verify = "source-md5" if is_md5_etag(job.etag) else "content-md5"
-            return JobResult(bytes_sent=job.size, verify=verify, dst_etag=dst_etag)
+            if is_md5_etag(job.etag) or job.size == 0:
+                verified, how = True, "source-md5"
+            else:
+                verified, how = self._verdict(plan, "content-md5")
+            return JobResult(
+                bytes_sent=job.size,
+                verified=verified,
+                verify=how,
+                dst_etag=dst_etag,
+                notes=tuple(attempt.notes),
+            )
 
         return with_retries(
             once,
@@ -144,8 +326,9 @@ class Copier:
 
     # -- multipart --------------------------------------------------------------------------
 
-    def _copy_multipart(self, job: Job, attempt: Attempt) -> JobResult:
-        reusable, upload_id, part_size = self._resume_or_start(job)
+    def _copy_multipart(self, job: Job, plan: Plan, attempt: Attempt) -> JobResult:
+        reusable, upload_id = self._resume_or_start(job, plan)
+        part_size = plan.part_size
         count = part_count(job.size, part_size)
         reused_bytes = sum(p.size for p in reusable.values())
         if reusable:
@@ -157,127 +340,245 @@ class Copier:
             )
             self.stats.reused(reused_bytes)
             attempt.progressed += reused_bytes
-        missing = [n for n in range(1, count + 1) if n not in reusable]
-        sent = self._send_parts(job, upload_id, part_size, missing, attempt)
-        parts = sorted([*reusable.values(), *sent], key=lambda p: p.number)
-        dst_etag = self._complete(job, upload_id, parts)
-        verify = self._verify_multipart(job, parts, dst_etag)
+        hasher = OrderedMd5() if plan.whole_md5 else None
+        # Reused parts are read again only when the whole-object MD5 needs their bytes.
+        numbers = [n for n in range(1, count + 1) if hasher is not None or n not in reusable]
+        expected = {n: p.etag for n, p in reusable.items()}
+        try:
+            done = self._run_parts(job, upload_id, part_size, numbers, expected, hasher, attempt)
+        finally:
+            if hasher is not None:
+                hasher.discard()
+        parts = {**reusable, **done}
+        ordered = [parts[n] for n in range(1, count + 1)]
+        verified, how = self._check_before_complete(job, plan, upload_id, ordered, hasher, attempt)
+        dst_etag = self._complete(job, upload_id, ordered)
+        self._check_after_complete(job, ordered, dst_etag)
+        sent = sum(p.size for n, p in done.items() if n not in reusable or p != reusable[n])
         return JobResult(
-            bytes_sent=sum(p.size for p in sent),
+            bytes_sent=sent,
             bytes_reused=reused_bytes,
-            verify=verify,
+            verified=verified,
+            verify=how,
             dst_etag=dst_etag,
+            notes=tuple(attempt.notes),
         )
 
-    def _resume_or_start(self, job: Job) -> tuple[dict[int, PartInfo], str, int]:
+    def _resume_or_start(self, job: Job, plan: Plan) -> tuple[dict[int, PartInfo], str]:
         """Reuse the job's open upload where it is still valid, else start a new one."""
-        if job.upload_id and job.part_size:
-            if job.upload_etag == job.etag:
+        if job.upload_id:
+            stale = job.upload_etag != job.etag or job.part_size != plan.part_size
+            if not stale:
                 listed = self.dst.list_parts(job.dst_key, job.upload_id)
                 if listed is not None:
-                    recorded = self.ledger.recorded_parts(job, job.upload_id)
-                    count = part_count(job.size, job.part_size)
-                    reusable = {}
-                    for part in listed:
-                        if not 1 <= part.number <= count:
-                            continue
-                        expected = part_range(part.number, job.size, job.part_size)[1]
-                        if part.size == expected and recorded.get(part.number) == (
-                            part.size,
-                            part.etag,
-                        ):
-                            reusable[part.number] = part
-                    return reusable, job.upload_id, job.part_size
+                    return self._valid_parts(job, listed, plan.part_size), job.upload_id
             else:
-                # The source changed since this upload began: its parts are of another version.
-                log.info("%s: source changed since the upload began; starting over", job.dst_key)
-                self.dst.abort_upload(job.dst_key, job.upload_id)
-        part_size = part_size_for(job.size, self.settings.part_size)
-        upload_id = self.dst.create_upload(job.dst_key, storage_class=self.settings.storage_class)
-        self.ledger.set_upload(job, upload_id, part_size, job.etag)
-        return {}, upload_id, part_size
-
-    def _send_parts(
-        self, job: Job, upload_id: str, part_size: int, numbers: list[int], attempt: Attempt
-    ) -> list[PartInfo]:
-        """Send parts with at most `part_threads` in flight for this object."""
-        cancel = threading.Event()
-        done: list[PartInfo] = []
-        in_flight: set[Future[PartInfo]] = set()
-        error: BaseException | None = None
-
-        def collect(futures: set[Future[PartInfo]]) -> None:
-            nonlocal error
-            for future in futures:
-                exc = future.exception()
-                if exc is None:
-                    done.append(future.result())
-                elif error is None:
-                    error = exc
-                    cancel.set()
-
-        for number in numbers:
-            if error is not None or self.stop.is_set():
-                break
-            while len(in_flight) >= self.settings.part_threads:
-                finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                collect(finished)
-            if error is not None:
-                break
-            in_flight.add(
-                self.part_pool.submit(
-                    self._send_part, job, upload_id, part_size, number, cancel, attempt
+                # Parts of another source version, or cut at other boundaries: never mix them.
+                log.info(
+                    "%s: the open upload no longer fits the source; starting over", job.dst_key
                 )
-            )
-        finished, _ = wait(in_flight)
-        collect(finished)
-        if error is not None:
-            raise error
-        self._check_stop()
-        return done
+                self.dst.abort_upload(job.dst_key, job.upload_id)
+        upload_id = self.dst.create_upload(job.dst_key, storage_class=self.settings.storage_class)
+        self.ledger.set_upload(job, upload_id, plan.part_size, job.etag)
+        return {}, upload_id
 
-    def _send_part(
+    def _valid_parts(self, job: Job, listed: list[PartInfo], part_size: int) -> dict[int, PartInfo]:
+        """Parts the destination lists AND the ledger recorded, with the expected size."""
+        assert job.upload_id is not None
+        recorded = self.ledger.recorded_parts(job, job.upload_id)
+        count = part_count(job.size, part_size)
+        valid = {}
+        for part in listed:
+            if not 1 <= part.number <= count:
+                continue
+            expected = part_range(part.number, job.size, part_size)[1]
+            if part.size == expected and recorded.get(part.number) == (part.size, part.etag):
+                valid[part.number] = part
+        return valid
+
+    def _run_parts(
+        self,
+        job: Job,
+        upload_id: str,
+        part_size: int,
+        numbers: list[int],
+        expected: dict[int, str],
+        hasher: OrderedMd5 | None,
+        attempt: Attempt,
+    ) -> dict[int, PartInfo]:
+        """Move parts with at most `part_threads` buffers held for this object at once.
+
+        The window slot and the memory of each part are taken here, in part order, before the
+        part is handed to the pool: a part waiting to be hashed only ever waits for earlier
+        parts, which already hold theirs, so objects cannot starve each other of memory.
+        """
+        window = threading.Semaphore(self.settings.part_threads)
+        cancel = threading.Event()
+        futures: list[Future[PartInfo]] = []
+        for number in numbers:
+            if not self._take(window, cancel):
+                break
+            length = part_range(number, job.size, part_size)[1]
+            taken = self.budget.acquire(length)
+            future = self.part_pool.submit(
+                self._part_task,
+                job,
+                upload_id,
+                part_size,
+                number,
+                expected.get(number),
+                hasher,
+                _Release(self.budget, taken, window),
+                cancel,
+                attempt,
+            )
+            future.add_done_callback(lambda f: f.exception() is not None and cancel.set())
+            futures.append(future)
+        wait(futures)
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        if errors:
+            real = [e for e in errors if not isinstance(e, Interrupted)]
+            raise (real or errors)[0]
+        self._check_stop()
+        return {f.result().number: f.result() for f in futures}
+
+    def _take(self, window: threading.Semaphore, cancel: threading.Event) -> bool:
+        """Wait for a window slot; False when the object or the run is being abandoned."""
+        while not (cancel.is_set() or self.stop.is_set()):
+            if window.acquire(timeout=0.1):
+                return True
+        return False
+
+    def _part_task(
         self,
         job: Job,
         upload_id: str,
         part_size: int,
         number: int,
+        expected_etag: str | None,
+        hasher: OrderedMd5 | None,
+        release: _Release,
         cancel: threading.Event,
         attempt: Attempt,
     ) -> PartInfo:
         start, length = part_range(number, job.size, part_size)
 
-        def once() -> PartInfo:
+        def once() -> tuple[PartInfo, bytes]:
             if cancel.is_set():
                 raise Interrupted("another part of this object failed")
             self._check_stop()
-            with self.budget.hold(length):
-                data = self.src.get_range(job.src_key, start, length, etag=job.etag)
-                digest = hashlib.md5(data)
-                etag = self.dst.upload_part(
-                    job.dst_key,
-                    upload_id,
-                    number,
-                    data,
-                    md5_b64=base64.b64encode(digest.digest()).decode(),
-                )
+            data = self.src.get_range(job.src_key, start, length, etag=job.etag)
+            digest = hashlib.md5(data)
+            if expected_etag is not None and digest.hexdigest() == expected_etag:
+                return PartInfo(number, length, expected_etag), data  # reused part is valid
+            etag = self.dst.upload_part(
+                job.dst_key,
+                upload_id,
+                number,
+                data,
+                md5_b64=base64.b64encode(digest.digest()).decode(),
+            )
             if is_md5_etag(etag) and etag != digest.hexdigest():
-                raise TransientError(
+                raise VerificationError(
                     f"part {number} of {self.dst.describe(job.dst_key)}: the destination "
-                    f"reports ETag {etag}, expected {digest.hexdigest()}"
+                    f"reports ETag {etag}, the bytes sent have MD5 {digest.hexdigest()}"
                 )
             self.ledger.record_part(job, upload_id, number, length, etag)
             self.stats.sent(length)
             attempt.progressed += length
-            return PartInfo(number, length, etag)
+            return PartInfo(number, length, etag), data
 
-        return with_retries(
-            once,
-            attempts=self.settings.part_attempts,
-            what=f"part {number} of {job.src_key!r}",
-            should_stop=lambda: self.stop.is_set() or cancel.is_set(),
-            give_up_on=(UploadMissingError,),
-        )
+        fed = False
+        try:
+            part, data = with_retries(
+                once,
+                attempts=self.settings.part_attempts,
+                what=f"part {number} of {job.src_key!r}",
+                should_stop=lambda: self.stop.is_set() or cancel.is_set(),
+                give_up_on=(UploadMissingError,),
+            )
+            if hasher is not None:
+                # The buffer is freed once every earlier part has been hashed.
+                hasher.feed(number, data, release)
+                fed = True
+            return part
+        finally:
+            if not fed:
+                release()
+
+    def _check_before_complete(
+        self,
+        job: Job,
+        plan: Plan,
+        upload_id: str,
+        parts: list[PartInfo],
+        hasher: OrderedMd5 | None,
+        attempt: Attempt,
+    ) -> tuple[bool, str]:
+        """Prove the parts against the source's fingerprint before they become an object.
+
+        On a mismatch every part is read again once, parts whose bytes differ from what was
+        sent are sent again, and the proof is repeated; a second mismatch fails the attempt.
+        """
+        if plan.source_layout:
+            if not all(is_md5_etag(p.etag) for p in parts):
+                return False, "the destination's part ETags are not MD5s"
+            ours = multipart_etag([bytes.fromhex(p.etag) for p in parts])
+            if ours != job.etag:
+                log.warning(
+                    "%s: parts give ETag %s, source has %s; re-reading parts",
+                    job.src_key,
+                    ours,
+                    job.etag,
+                )
+                parts[:] = self._repair(job, plan, upload_id, parts, attempt)[0]
+                ours = multipart_etag([bytes.fromhex(p.etag) for p in parts])
+            if ours != job.etag:
+                self._abort(job, upload_id)
+                raise VerificationError(
+                    f"{self.src.describe(job.src_key)}: the parts read give ETag {ours}, the "
+                    f"source's ETag is {job.etag}"
+                )
+            return True, "source-etag"
+        if plan.whole_md5 and hasher is not None:
+            whole = hasher.hexdigest()
+            if whole != job.etag:
+                log.warning(
+                    "%s: bytes read have MD5 %s, source has %s; re-reading parts",
+                    job.src_key,
+                    whole,
+                    job.etag,
+                )
+                repaired, whole_again = self._repair(job, plan, upload_id, parts, attempt)
+                parts[:] = repaired
+                whole = whole_again or whole
+            if whole != job.etag:
+                self._abort(job, upload_id)
+                raise VerificationError(
+                    f"{self.src.describe(job.src_key)}: the bytes read have MD5 {whole}, the "
+                    f"source's ETag is {job.etag}"
+                )
+            return True, "source-md5"
+        return self._verdict(plan, "content-md5")
+
+    def _repair(
+        self, job: Job, plan: Plan, upload_id: str, parts: list[PartInfo], attempt: Attempt
+    ) -> tuple[list[PartInfo], str | None]:
+        """Read every part again; send again those whose bytes differ from what was sent."""
+        hasher = OrderedMd5() if plan.whole_md5 else None
+        expected = {p.number: p.etag for p in parts}
+        try:
+            fixed = self._run_parts(
+                job, upload_id, plan.part_size, sorted(expected), expected, hasher, attempt
+            )
+            whole = hasher.hexdigest() if hasher is not None else None
+        finally:
+            if hasher is not None:
+                hasher.discard()
+        resent = sorted(n for n, p in fixed.items() if p.etag != expected[n])
+        if resent:
+            attempt.notes.append(f"parts {resent} were read corrupted and sent again")
+        return [fixed[p.number] for p in parts], whole
 
     def _complete(self, job: Job, upload_id: str, parts: list[PartInfo]) -> str:
         try:
@@ -294,31 +595,39 @@ class Copier:
                 return head.etag or ""
             raise
 
-    def _verify_multipart(self, job: Job, parts: list[PartInfo], dst_etag: str) -> str:
-        """Check the finished object; return how it was verified."""
+    def _check_after_complete(self, job: Job, parts: list[PartInfo], dst_etag: str) -> None:
+        """The object must have the source's size and (where comparable) the parts' ETag."""
         head = self.dst.head(job.dst_key)
+        problem = None
         if head is None or head.size != job.size:
             found = "missing" if head is None else f"{head.size} bytes"
-            raise TransientError(
-                f"{self.dst.describe(job.dst_key)}: after completion the object is {found}, "
-                f"expected {job.size} bytes"
-            )
-        if not all(is_md5_etag(p.etag) for p in parts):
-            return "size"
-        ours = multipart_etag([bytes.fromhex(p.etag) for p in parts])
-        reported = dst_etag or head.etag or ""
-        if _MULTIPART_ETAG.match(reported) and reported != ours:
-            raise TransientError(
-                f"{self.dst.describe(job.dst_key)}: ETag {reported} after completion, "
-                f"expected {ours} from the parts sent"
-            )
-        if job.etag == ours:
-            return "source-etag"
-        return "parts-md5"
+            problem = f"after completion the object is {found}, the source has {job.size}"
+        elif all(is_md5_etag(p.etag) for p in parts):
+            ours = multipart_etag([bytes.fromhex(p.etag) for p in parts])
+            reported = dst_etag if multipart_parts(dst_etag) else head.etag or ""
+            if multipart_parts(reported) and reported != ours:
+                problem = f"the destination's ETag is {reported}, the parts sent give {ours}"
+        if problem:
+            # This run wrote the object and it is wrong: remove it rather than leave it.
+            self.dst.delete_object(job.dst_key)
+            self.ledger.set_upload(job, None, None, None)
+            raise VerificationError(f"{self.dst.describe(job.dst_key)}: {problem}")
+
+    def _abort(self, job: Job, upload_id: str) -> None:
+        self.dst.abort_upload(job.dst_key, upload_id)
+        self.ledger.set_upload(job, None, None, None)
 
     def _check_stop(self) -> None:
         if self.stop.is_set():
             raise Interrupted("the run is shutting down")
 
 
-__all__ = ["Copier", "Interrupted", "SourceChangedError", "is_md5_etag", "multipart_etag"]
+__all__ = [
+    "Attempt",
+    "Copier",
+    "Interrupted",
+    "VerificationError",
+    "is_md5_etag",
+    "multipart_etag",
+    "multipart_parts",
+]

@@ -153,7 +153,7 @@ class Worker:
             self.stats.released(attempt.progressed)
             return
         except TransientError as exc:
-            self._failed_attempt(job, str(exc), attempt)
+            self._failed_attempt(job, str(exc), attempt, copier)
             return
         except PermanentError as exc:
             self._abandon_upload(job, copier)
@@ -177,9 +177,10 @@ class Worker:
             log.warning("%s: lease lost before the result was recorded", job.src_key)
             self.stats.released(attempt.progressed)
 
-    def _failed_attempt(self, job: Job, reason: str, attempt: Attempt) -> None:
+    def _failed_attempt(self, job: Job, reason: str, attempt: Attempt, copier: Copier) -> None:
         attempts = job.attempts + 1
         if attempts >= self.settings.max_attempts:
+            self._abandon_upload(job, copier)
             self._final(job, JobState.FAILED, f"{reason} (after {attempts} attempts)", attempt)
             return
         delay = backoff_delay(attempts, base=1.0, cap=30.0)
