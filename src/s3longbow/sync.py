@@ -177,7 +177,7 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
             )
             _add_counts(report, counts)
     finally:
-        _close(pairs)
+        close_pairs(pairs)
     stats.planning_done()
     report.elapsed = time.monotonic() - started
     return report
@@ -256,7 +256,7 @@ def run_sync(
         report.bytes_reused = snap.bytes_reused
     finally:
         db.close()
-        _close(pairs)
+        close_pairs(pairs)
     report.elapsed = time.monotonic() - started
     return report
 
@@ -323,7 +323,7 @@ def _add_counts(report: SyncReport, counts: PlanCounts) -> None:
     report.samples.extend(counts.samples)
 
 
-def _close(pairs: list[PairRuntime]) -> None:
+def close_pairs(pairs: list[PairRuntime]) -> None:
     seen: set[int] = set()
     for pair in pairs:
         for store in (pair.src_store, pair.dst_store):

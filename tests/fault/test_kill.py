@@ -5,26 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from s3longbow.config import MiB
 
 from ..conftest import Bucket, cli_env, endpoint_args
-
-
-def parts_recorded(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=1) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM parts").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0  # schema not written yet
+from ..killing import kill_after_parts
 
 
 def test_sigkill_mid_transfer_then_resume_sends_less(
@@ -54,14 +42,7 @@ def test_sigkill_mid_transfer_then_resume_sends_less(
         *endpoint_args(src_bucket.endpoint, dst_bucket.endpoint),
     ]
     env = {**os.environ, **cli_env(src_bucket.endpoint, dst_bucket.endpoint)}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while parts_recorded(db) < 4 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    assert proc.poll() is None, "the sync finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    killed_after = parts_recorded(db)
+    killed_after = kill_after_parts(argv, env, db, parts=4)
     assert killed_after >= 4
     assert len(dst_bucket.keys()) < len(data)  # really interrupted
 

@@ -105,3 +105,12 @@ def test_segment_ordered_listings_merge_and_resort() -> None:
     # Merged in the wrong order, the same listings would raise instead of guessing.
     with pytest.raises(FatalError):
         list(diff(src, [], src_prefix="", dst_prefix=""))
+
+
+def test_destination_objects_without_a_source_are_reported_as_extra() -> None:
+    extras: list[str] = []
+    src = objs(("b", 1), ("d", 1))
+    dst = objs(("a", 1), ("b", 1), ("c", 1), ("e", 1), ("f", 1))
+    out = list(diff(src, dst, src_prefix="", dst_prefix="", extra=lambda o: extras.append(o.key)))
+    assert [d.action for d in out] == [Action.SAME, Action.COPY]
+    assert extras == ["a", "c", "e", "f"]

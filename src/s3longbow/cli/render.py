@@ -10,6 +10,7 @@ from s3longbow.config import Settings, format_size
 from s3longbow.errors import LongbowError
 from s3longbow.jobs.sqlite import JobDatabase, Run
 from s3longbow.sync import SyncReport
+from s3longbow.verify import VerifyReport
 
 _STATES = ("done", "pending", "in_progress", "failed", "skipped")
 
@@ -138,3 +139,24 @@ def runs_table(console: Console, db: JobDatabase, runs: list[Run]) -> None:
             str(totals["failed"][0]),
         )
     console.print(table)
+
+
+def verify_report(console: Console, report: VerifyReport) -> None:
+    """Counts by verdict, then the keys that did not match."""
+    table = Table(title="Verify" + (" (deep)" if report.deep else ""), title_justify="left")
+    table.add_column("verdict")
+    table.add_column("objects", justify="right")
+    for verdict, count in report.counts.items():
+        table.add_row(verdict, str(count))
+    if report.ignored:
+        table.add_row("ignored", str(report.ignored))
+    console.print(table)
+    for verdict, items in report.keys.items():
+        for key, reason in items[:50]:
+            console.print(
+                f"  {verdict}: {escape(key)} ({escape(reason)})", highlight=False, soft_wrap=True
+            )
+        if len(items) > 50:
+            console.print(f"  ... {len(items) - 50} more {verdict} (--json lists them)")
+    if not report.ok and report.counts["unverifiable"] and not report.deep:
+        console.print("hint: --deep reads the unverifiable objects and compares their bytes")

@@ -75,6 +75,7 @@ def diff(
     ignored: Callable[[str], bool] = lambda key: False,
     unsupported: Callable[[str], str | None] = lambda key: None,
     order: Callable[[str], str] | None = None,
+    extra: Callable[[ObjectInfo], None] | None = None,
 ) -> Iterator[Decision]:
     """Merge two key-ordered listings into one decision per source object.
 
@@ -85,6 +86,8 @@ def diff(
         ignored: Whether a source key is excluded by the ignore patterns.
         unsupported: Why the destination cannot hold a key (None when it can).
         order: The sort key both listings are ordered by (None: plain key order).
+        extra: Called with each destination object that no source object maps to (the
+            destination listing is then read to its end).
 
     Yields:
         A Decision for every source object, in key order. Destination objects with no source
@@ -93,6 +96,15 @@ def diff(
     dst_iter = _ordered(destination, "destination", order)
     cut = len(dst_prefix)
     current = next(dst_iter, None)
+    matched = False  # whether `current` was paired with a source object
+
+    def advance() -> ObjectInfo | None:
+        nonlocal matched
+        if extra is not None and current is not None and not matched:
+            extra(current)
+        matched = False
+        return next(dst_iter, None)
+
     for src in _ordered(source, "source", order):
         dst_key = map_key(src.key, src_prefix, dst_prefix)
         if ignored(src.key):
@@ -106,16 +118,20 @@ def diff(
         suffix = src.key[len(src_prefix) :]
         if order is None:
             while current is not None and current.key[cut:] < suffix:
-                current = next(dst_iter, None)
+                current = advance()
         else:
             wanted = order(suffix)
             while current is not None and order(current.key[cut:]) < wanted:
-                current = next(dst_iter, None)
+                current = advance()
         if current is None or current.key[cut:] != suffix:
             yield Decision(Action.COPY, src, dst_key, "missing at destination")
             continue
+        matched = True
         reason = differs(src, current)
         if reason:
             yield Decision(Action.COPY, src, dst_key, reason, dst=current)
         else:
             yield Decision(Action.SAME, src, dst_key, "already at destination", dst=current)
+    if extra is not None:
+        while current is not None:
+            current = advance()
