@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from s3longbow.config import Settings, SideSettings
 from s3longbow.errors import ConfigError, FatalError, LongbowError
-from s3longbow.jobs.sqlite import JobDatabase, PlannedCopy, new_owner_id
+from s3longbow.jobs.sqlite import JobDatabase, PlannedCopy, SqliteQueue, new_owner_id
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.planner import PairRuntime, PlanCounts, plan_pair
@@ -212,16 +212,16 @@ def run_sync(
         carried = [totals[s] for s in ("pending", "in_progress")]
         stats.add_work(sum(n for n, _ in carried), sum(b for _, b in carried))
 
-        owner = new_owner_id()
         budget = ByteBudget(t.memory_limit)
         planning_done = threading.Event()
-        new_work = threading.Event()
+        jobs = SqliteQueue(db, run.id, new_owner_id(), t.lease_seconds, planning_done)
+        new_work = jobs.new_work
         with ThreadPoolExecutor(t.workers * t.part_threads, thread_name_prefix="part") as parts:
             copiers = {
                 p.index: Copier(
                     p.src_store,
                     p.dst_store,
-                    ledger=db,
+                    ledger=jobs,
                     settings=t,
                     budget=budget,
                     part_pool=parts,
@@ -237,8 +237,7 @@ def run_sync(
                 daemon=True,
             )
             planner.start()
-            worker = Worker(db, run.id, owner, copiers, t, stats, stop, planning_done, new_work)
-            outcome = worker.run()
+            outcome = Worker(jobs, lambda job: copiers[job.pair], t, stats, stop).run()
             planner.join()
         if outcome.fatal and report.fatal is None:
             report.fatal = outcome.fatal

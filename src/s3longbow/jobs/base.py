@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
-from s3longbow.model import Job, ObjectInfo
+from s3longbow.model import Job, JobResult, JobState, ObjectInfo
 
 
 class UploadLedger(Protocol):
@@ -20,3 +21,40 @@ class UploadLedger(Protocol):
     def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]: ...
 
     def update_source(self, job: Job, info: ObjectInfo) -> None: ...
+
+
+class JobQueue(UploadLedger, Protocol):
+    """Where a worker takes jobs and records their outcomes.
+
+    Implemented over SQLite (single machine) and over SQS + DynamoDB (cluster). A claimed job
+    is leased: invisible to other workers while its lease lives; `heartbeat` extends it.
+    `finish` makes the final state durable before it releases the job (acks the message).
+    """
+
+    heartbeat_interval: float
+
+    def claim(self, limit: int) -> list[Job]:
+        """Lease up to `limit` jobs (none when nothing is ready)."""
+        ...
+
+    def heartbeat(self, jobs: Sequence[Job]) -> None:
+        """Keep the leases of jobs in flight alive."""
+        ...
+
+    def finish(
+        self, job: Job, state: JobState, reason: str | None, result: JobResult | None
+    ) -> bool:
+        """Record a final state (compare-and-set), then release the job; False if lost."""
+        ...
+
+    def retry_later(self, job: Job, delay: float, reason: str, *, counted: bool = True) -> bool:
+        """Give the job back, visible again after `delay` seconds."""
+        ...
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Wait up to `timeout` for claimable work; False once no more work will come."""
+        ...
+
+    def job_ended(self) -> None:
+        """A job thread finished a job (wakes a waiting dispatcher)."""
+        ...

@@ -607,3 +607,75 @@ def _owner_is_dead(owner: str, host: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+class SqliteQueue:
+    """The JobQueue port over one run of the embedded database.
+
+    Args:
+        db: The job database.
+        run_id: The run whose jobs are served.
+        owner: This process's lease owner id.
+        lease_seconds: How long a claimed job stays invisible without a heartbeat.
+        planning_done: Set once planning has written every job of this invocation.
+    """
+
+    def __init__(
+        self,
+        db: JobDatabase,
+        run_id: int,
+        owner: str,
+        lease_seconds: float,
+        planning_done: threading.Event,
+    ) -> None:
+        self.db = db
+        self.run_id = run_id
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self.heartbeat_interval = lease_seconds / 4
+        self.planning_done = planning_done
+        self.new_work = threading.Event()
+
+    def claim(self, limit: int) -> list[Job]:
+        return self.db.claim(self.run_id, self.owner, limit, self.lease_seconds)
+
+    def heartbeat(self, jobs: Sequence[Job]) -> None:
+        self.db.extend_leases([j.id for j in jobs], self.owner, self.lease_seconds)
+
+    def finish(
+        self, job: Job, state: JobState, reason: str | None, result: JobResult | None
+    ) -> bool:
+        return self.db.finish(job, state, reason, result)
+
+    def retry_later(self, job: Job, delay: float, reason: str, *, counted: bool = True) -> bool:
+        return self.db.retry_later(job, delay, reason, counted=counted)
+
+    def wait_for_work(self, timeout: float) -> bool:
+        claimable, in_progress, wait_for = self.db.pending_work(self.run_id)
+        if claimable:
+            return True
+        if self.planning_done.is_set() and in_progress == 0 and wait_for is None:
+            return False
+        if wait_for is not None:
+            timeout = min(timeout, max(wait_for, 0.01))
+        self.new_work.wait(timeout)
+        self.new_work.clear()
+        return True
+
+    def job_ended(self) -> None:
+        self.new_work.set()
+
+    # The upload ledger lives in the same database.
+    def set_upload(
+        self, job: Job, upload_id: str | None, part_size: int | None, upload_etag: str | None
+    ) -> None:
+        self.db.set_upload(job, upload_id, part_size, upload_etag)
+
+    def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None:
+        self.db.record_part(job, upload_id, number, size, etag)
+
+    def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]:
+        return self.db.recorded_parts(job, upload_id)
+
+    def update_source(self, job: Job, info: ObjectInfo) -> None:
+        self.db.update_source(job, info)

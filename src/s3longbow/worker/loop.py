@@ -1,4 +1,4 @@
-"""Claim → heartbeat → execute → record loop over the embedded job database.
+"""Claim → heartbeat → execute → record loop, over any job queue (SQLite, or SQS + DynamoDB).
 
 A dispatcher thread claims jobs (with a lease) as job threads free up; a heartbeat thread
 extends the leases of jobs in flight; each job thread runs the transfer and writes the final
@@ -11,12 +11,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from s3longbow.config import TransferSettings
 from s3longbow.errors import FatalError, PermanentError, TransientError
-from s3longbow.jobs.sqlite import JobDatabase
+from s3longbow.jobs.base import JobQueue
 from s3longbow.model import Job, JobState
 from s3longbow.progress.stats import Stats
 from s3longbow.transfer.engine import Attempt, Copier, Interrupted
@@ -34,41 +34,29 @@ class WorkerOutcome:
 
 
 class Worker:
-    """Runs the jobs of one run until none are left (and planning is over) or it is stopped.
+    """Runs jobs from a queue until the queue says no more will come, or it is stopped.
 
     Args:
-        db: The job database (queue and job table).
-        run_id: The run whose jobs to execute.
-        owner: This process's lease owner id.
-        copiers: The copier of each pair, by pair index.
-        settings: Transfer settings (workers, attempts, lease length).
+        jobs: The job queue (with its job table and upload ledger).
+        copier_for: The copier that moves a given job's object.
+        settings: Transfer settings (workers, attempts).
         stats: Progress counters.
         stop: Set to stop claiming and release jobs in flight.
-        planning_done: Set once planning has written every job.
-        new_work: Set by the planner when it has written jobs.
     """
 
     def __init__(
         self,
-        db: JobDatabase,
-        run_id: int,
-        owner: str,
-        copiers: Mapping[int, Copier],
+        jobs: JobQueue,
+        copier_for: Callable[[Job], Copier],
         settings: TransferSettings,
         stats: Stats,
         stop: threading.Event,
-        planning_done: threading.Event,
-        new_work: threading.Event,
     ) -> None:
-        self.db = db
-        self.run_id = run_id
-        self.owner = owner
-        self.copiers = copiers
+        self.job_queue = jobs
+        self.copier_for = copier_for
         self.settings = settings
         self.stats = stats
         self.stop = stop
-        self.planning_done = planning_done
-        self.new_work = new_work
         self.outcome = WorkerOutcome()
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._held: dict[int, Job] = {}
@@ -103,8 +91,7 @@ class Worker:
             if not self._idle.acquire(timeout=0.2):
                 continue
             self._idle.release()
-            free = self._free_threads()
-            jobs = self.db.claim(self.run_id, self.owner, free, self.settings.lease_seconds)
+            jobs = self.job_queue.claim(self._free_threads())
             if jobs:
                 for job in jobs:
                     self._idle.acquire()
@@ -113,16 +100,9 @@ class Worker:
                     self.stats.started()
                     self._jobs.put(job)
                 continue
-            claimable, in_progress, wait_for = self.db.pending_work(self.run_id)
-            if claimable:
-                continue
-            planning_over = self.planning_done.is_set()
-            if planning_over and in_progress == 0 and wait_for is None:
+            # Sleep until new jobs are queued, a delayed retry comes due, or a job ends.
+            if not self.job_queue.wait_for_work(0.5):
                 return
-            # Sleep until new jobs are planned, a delayed retry comes due, or a job ends.
-            timeout = 0.5 if wait_for is None else min(0.5, max(wait_for, 0.01))
-            self.new_work.wait(timeout)
-            self.new_work.clear()
 
     def _free_threads(self) -> int:
         with self._held_lock:
@@ -141,15 +121,15 @@ class Worker:
                 with self._held_lock:
                     self._held.pop(job.id, None)
                 self._idle.release()
-                self.new_work.set()
+                self.job_queue.job_ended()
 
     def _execute(self, job: Job) -> None:
-        copier = self.copiers[job.pair]
+        copier = self.copier_for(job)
         attempt = Attempt()
         try:
             result = copier.copy(job, attempt)
         except Interrupted:
-            self.db.retry_later(job, 0, "interrupted", counted=False)
+            self.job_queue.retry_later(job, 0, "interrupted", counted=False)
             self.stats.released(attempt.progressed)
             return
         except TransientError as exc:
@@ -164,14 +144,14 @@ class Worker:
             if self.outcome.fatal is None:
                 self.outcome.fatal = exc
             self.stop.set()
-            self.db.retry_later(job, 0, str(exc), counted=False)
+            self.job_queue.retry_later(job, 0, str(exc), counted=False)
             self.stats.released(attempt.progressed)
             return
         except Exception as exc:  # a bug must still leave the job with a reason
             log.exception("unexpected error copying %s", job.src_key)
             self._final(job, JobState.FAILED, f"internal error: {exc!r}", attempt)
             return
-        if self.db.finish(job, JobState.DONE, None, result):
+        if self.job_queue.finish(job, JobState.DONE, None, result):
             self.stats.finished(job.size, ok=True, progressed=attempt.progressed)
         else:
             log.warning("%s: lease lost before the result was recorded", job.src_key)
@@ -187,12 +167,12 @@ class Worker:
         log.info(
             "%s: attempt %d failed (%s); retrying in %.1fs", job.src_key, attempts, reason, delay
         )
-        self.db.retry_later(job, delay, reason)
+        self.job_queue.retry_later(job, delay, reason)
         self.stats.released(attempt.progressed)
 
     def _final(self, job: Job, state: JobState, reason: str, attempt: Attempt) -> None:
         log.warning("%s: %s: %s", job.src_key, state.value, reason)
-        self.db.finish(job, state, reason, None)
+        self.job_queue.finish(job, state, reason, None)
         self.stats.finished(job.size, ok=False, progressed=attempt.progressed)
 
     def _abandon_upload(self, job: Job, copier: Copier) -> None:
@@ -201,19 +181,19 @@ class Worker:
             return
         try:
             copier.dst.abort_upload(job.dst_key, job.upload_id)
-            self.db.set_upload(job, None, None, None)
+            self.job_queue.set_upload(job, None, None, None)
         except Exception as exc:  # noqa: BLE001 - best effort; the failure is already recorded
             log.warning("%s: could not abort upload %s: %s", job.dst_key, job.upload_id, exc)
 
     # -- heartbeat --------------------------------------------------------------------------
 
     def _heartbeat(self) -> None:
-        interval = max(1.0, self.settings.lease_seconds / 4)
+        interval = max(1.0, self.job_queue.heartbeat_interval)
         while True:
             time.sleep(interval)
             with self._held_lock:
-                ids = list(self._held)
+                held = list(self._held.values())
             try:
-                self.db.extend_leases(ids, self.owner, self.settings.lease_seconds)
+                self.job_queue.heartbeat(held)
             except Exception as exc:  # noqa: BLE001 - keep beating; the next try may work
                 log.warning("could not extend leases: %s", exc)
