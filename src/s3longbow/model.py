@@ -73,7 +73,7 @@ class Job:
     multipart upload on the destination, so a later attempt can resume it.
     """
 
-    id: int
+    id: int | str
     run_id: int
     pair: int
     src_key: str
