@@ -98,6 +98,7 @@ class TransferSettings:
     resumable_threshold: int = 5 * MiB
     memory_limit: int = 160 * MiB
     storage_class: str | None = None
+    copy_tags: bool = True
     max_attempts: int = 3
     part_attempts: int = 5
     lease_seconds: float = 120.0

@@ -26,6 +26,38 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectProperties:
+    """What travels with an object besides its bytes: HTTP headers, user metadata, tags.
+
+    Attributes:
+        content_type, content_encoding, content_disposition, content_language,
+        cache_control, expires, website_redirect: The standard headers, as the source sent
+            them (`expires` as an HTTP date).
+        metadata: User metadata (`x-amz-meta-*`) as (name, value) pairs, in the source's order.
+        tag_count: How many tags the object has (None: unknown).
+    """
+
+    content_type: str | None = None
+    content_encoding: str | None = None
+    content_disposition: str | None = None
+    content_language: str | None = None
+    cache_control: str | None = None
+    expires: str | None = None
+    website_redirect: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    tag_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDetails:
+    """A HEAD of a source object: its properties and, for a multipart object, its layout."""
+
+    properties: ObjectProperties
+    part_size: int | None = None  # size of part 1
+    parts_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PartInfo:
     """A part that exists in an open multipart upload."""
 
@@ -120,7 +152,9 @@ __all__ = [
     "Job",
     "JobResult",
     "JobState",
+    "ObjectDetails",
     "ObjectInfo",
+    "ObjectProperties",
     "PartInfo",
     "can_transition",
 ]

@@ -58,19 +58,15 @@ def sync_via(
     return result.exit_code, json.loads(result.stdout)
 
 
-def flip_one_object_read(proxy: FaultProxy, nth: int = 1) -> None:
-    """Flip one byte in the body of the nth object read (listings are GETs too: spare them)."""
-    reads = 0
+def flip_one_object_read(proxy: FaultProxy) -> None:
+    """Flip one byte in the body of one object read, sparing the listing before it (a listing
+    is a GET too): the fault is armed by the first object read and fires once."""
 
-    def aim(request: Request) -> None:
-        nonlocal reads
-        if request.kind in ("GET", "GET-range"):
-            reads += 1
-            proxy.set_faults(Faults(flip_response_byte=1.0 if reads == nth else 0.0, seed=reads))
-        else:
-            proxy.set_faults(Faults())
+    def arm(request: Request) -> None:
+        if request.kind in ("GET", "GET-range") and proxy.faults.flip_response_byte == 0:
+            proxy.set_faults(Faults(flip_response_byte=1.0, max_faults=1, seed=1))
 
-    proxy.on_request(aim)
+    proxy.on_request(arm)
 
 
 def seed_mixed(src: Bucket) -> dict[str, str]:
@@ -91,9 +87,10 @@ def test_a_run_without_resume_reads_every_byte_once_and_verifies_everything(
     )
     assert code == 0, summary
     counts = src_proxy.counts
-    # small: 1 read; single-part-big: 3 parts; multipart: 3 parts; empty: none.
-    assert counts["GET"] + counts["GET-range"] == 1 + 3 + 3
-    assert counts["HEAD"] == 2  # the bucket check and the multipart source's layout
+    # empty and small: 1 read each; single-part-big: 3 parts; multipart: 3 parts.
+    assert counts["GET"] + counts["GET-range"] == 1 + 1 + 3 + 3
+    # The bucket check, the multipart source's layout, and each multipart copy's properties.
+    assert counts["HEAD"] == 4
     assert dst_bucket.digests() == digests
     assert sum(summary["verification"].values()) == 4
     assert all(v.startswith("verified") for v in summary["verification"])

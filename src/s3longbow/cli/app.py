@@ -129,6 +129,7 @@ _PAIR_OPTIONS = [
     "--memory-limit", type=SIZE, help="Most bytes of object data held in memory at once [160MiB]."
 )
 @click.option("--storage-class", help="Storage class of the copies (e.g. STANDARD_IA, GLACIER).")
+@click.option("--no-tags", is_flag=True, help="Do not copy object tags.")
 @click.option(
     "--max-attempts",
     type=click.IntRange(1, 100),
@@ -254,9 +255,23 @@ def verify(
 @click.option("--run", "run_id", type=int, help="Run id (default: the latest run).")
 @click.option("--all", "all_runs", is_flag=True, help="List every run in the database.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-def status(db_path: Path | None, run_id: int | None, all_runs: bool, as_json: bool) -> None:
+@click.option("--cluster", is_flag=True, help="Show the cluster's job table and queues instead.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Cluster config.")
+def status(
+    db_path: Path | None,
+    run_id: int | None,
+    all_runs: bool,
+    as_json: bool,
+    cluster: bool = False,
+    config_file: Path | None = None,
+) -> None:
     """Show a run's jobs by state and its failed jobs with their reasons."""
     from s3longbow.jobs.sqlite import JobDatabase
+
+    if cluster:
+        from s3longbow.cli.cluster import show_cluster_status
+
+        show_cluster_status(config_file, as_json)
 
     console = Console(stderr=True)
     path = db_path or default_db_path()
@@ -341,6 +356,8 @@ def _settings(
         )
         if options.get(name) is not None
     }
+    if options.get("no_tags"):
+        flags["copy_tags"] = False
     transfer = dataclasses.replace(transfer, **flags)
     transfer.validate()
     ignore_path = ignore_file or file.get("ignore_file")
@@ -411,3 +428,7 @@ def main() -> None:
     except FatalError as exc:  # pragma: no cover - commands handle their own
         render.error(Console(stderr=True), exc)
         sys.exit(EXIT_FATAL)
+
+
+# The cluster commands (send, worker, cluster-init) register themselves on `cli`.
+from s3longbow.cli import cluster as _cluster  # noqa: E402, F401

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from s3longbow.model import ObjectInfo, PartInfo
+from s3longbow.model import ObjectDetails, ObjectInfo, ObjectProperties, PartInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +59,19 @@ class ObjectStore(Protocol):
         """Exactly `length` bytes from `start` (the whole object when length is its size)."""
         ...
 
-    def part_layout(self, key: str, etag: str) -> tuple[int, int] | None:
-        """(size of part 1, part count) of a multipart object, or None when not known."""
+    def read_object(
+        self, key: str, size: int, *, etag: str | None = None
+    ) -> tuple[bytes, ObjectProperties]:
+        """A whole object (pinned like get_range) with its properties, in one request."""
+        ...
+
+    def details(self, key: str, etag: str | None, *, part_one: bool = False) -> ObjectDetails:
+        """An object's properties (a HEAD, pinned); with `part_one`, also its part layout
+        where the store tells it (size of part 1 and the part count)."""
+        ...
+
+    def get_tags(self, key: str) -> tuple[tuple[str, str], ...]:
+        """The object's tags."""
         ...
 
     def delete_object(self, key: str) -> None:
@@ -68,13 +79,27 @@ class ObjectStore(Protocol):
         ...
 
     def put_object(
-        self, key: str, data: bytes, *, md5_b64: str, storage_class: str | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        md5_b64: str,
+        storage_class: str | None = None,
+        properties: ObjectProperties | None = None,
+        tags: tuple[tuple[str, str], ...] = (),
     ) -> str:
-        """Write a whole object in one request; return its ETag."""
+        """Write a whole object in one request, with its properties; return its ETag."""
         ...
 
-    def create_upload(self, key: str, *, storage_class: str | None = None) -> str:
-        """Start a multipart upload; return its upload id."""
+    def create_upload(
+        self,
+        key: str,
+        *,
+        storage_class: str | None = None,
+        properties: ObjectProperties | None = None,
+        tags: tuple[tuple[str, str], ...] = (),
+    ) -> str:
+        """Start a multipart upload (the object's properties are set here); return its id."""
         ...
 
     def upload_part(

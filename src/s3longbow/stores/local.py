@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import hashlib
 import logging
+import mimetypes
 import os
 import shutil
 import uuid
@@ -26,7 +27,7 @@ from s3longbow.errors import (
     UnsafeKeyError,
     UploadMissingError,
 )
-from s3longbow.model import ObjectInfo, PartInfo
+from s3longbow.model import ObjectDetails, ObjectInfo, ObjectProperties, PartInfo
 from s3longbow.stores.base import Capabilities
 
 log = logging.getLogger(__name__)
@@ -185,8 +186,28 @@ class LocalStore:
             raise SourceChangedError(f"{path} is shorter than when the job started")
         return data
 
-    def part_layout(self, key: str, etag: str) -> tuple[int, int] | None:
-        return None  # files have no parts
+    def read_object(
+        self, key: str, size: int, *, etag: str | None = None
+    ) -> tuple[bytes, ObjectProperties]:
+        data = self.get_range(key, 0, size, etag=etag) if size else self._check_exists(key, etag)
+        return data, self._properties(key)
+
+    def details(self, key: str, etag: str | None, *, part_one: bool = False) -> ObjectDetails:
+        # Files have no parts; their only property is the type their name suggests.
+        return ObjectDetails(self._properties(key))
+
+    def get_tags(self, key: str) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def _properties(self, key: str) -> ObjectProperties:
+        content_type, encoding = mimetypes.guess_type(key, strict=False)
+        return ObjectProperties(content_type=content_type, content_encoding=encoding, tag_count=0)
+
+    def _check_exists(self, key: str, etag: str | None) -> bytes:
+        head = self.head(key)
+        if head is None or (etag is not None and head.etag != etag):
+            raise SourceChangedError(f"{self.path_for(key)} changed since the job started")
+        return b""
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -197,8 +218,16 @@ class LocalStore:
             pass
 
     def put_object(
-        self, key: str, data: bytes, *, md5_b64: str, storage_class: str | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        md5_b64: str,
+        storage_class: str | None = None,
+        properties: ObjectProperties | None = None,
+        tags: tuple[tuple[str, str], ...] = (),
     ) -> str:
+        # A file keeps only its bytes: headers, metadata and tags have nowhere to go.
         path = self.path_for(key)
         digest = hashlib.md5(data)
         if base64.b64encode(digest.digest()).decode() != md5_b64:
@@ -212,7 +241,14 @@ class LocalStore:
             tmp.unlink(missing_ok=True)
         return digest.hexdigest()
 
-    def create_upload(self, key: str, *, storage_class: str | None = None) -> str:
+    def create_upload(
+        self,
+        key: str,
+        *,
+        storage_class: str | None = None,
+        properties: ObjectProperties | None = None,
+        tags: tuple[tuple[str, str], ...] = (),
+    ) -> str:
         self.path_for(key)  # refuse unsafe keys before any part is sent
         upload_id = uuid.uuid4().hex
         folder = self._upload_dir(upload_id)

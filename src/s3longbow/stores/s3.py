@@ -7,7 +7,10 @@ is mapped onto Longbow's error tree, so callers decide on retries by error class
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import email.utils
 import logging
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -33,7 +36,7 @@ from s3longbow.errors import (
     TransientError,
     UploadMissingError,
 )
-from s3longbow.model import ObjectInfo, PartInfo
+from s3longbow.model import ObjectDetails, ObjectInfo, ObjectProperties, PartInfo
 from s3longbow.stores.base import Capabilities
 
 log = logging.getLogger(__name__)
@@ -149,35 +152,54 @@ class S3Store:
             version_id=resp.get("VersionId"),
         )
 
-    def part_layout(self, key: str, etag: str) -> tuple[int, int] | None:
-        # A HEAD of part 1 tells its size and how many parts there are, where the server
-        # supports it; a server that answers with the whole object (no parts count) does not.
+    def details(self, key: str, etag: str | None, *, part_one: bool = False) -> ObjectDetails:
+        # A HEAD of part 1 also tells its size and the part count, where the server supports
+        # it; a server that answers with the whole object (no parts count) does not. Some
+        # servers compare If-Match with the part's own ETag there, so that HEAD is not
+        # pinned: the layout is checked against the ETag's part count, and every read of the
+        # data is pinned anyway.
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if part_one:
+            kwargs["PartNumber"] = 1
+        elif etag:
+            kwargs["IfMatch"] = f'"{etag}"'
+        where = f"reading {self.describe(key)}"
         try:
-            resp = self.client.head_object(
-                Bucket=self.bucket, Key=key, PartNumber=1, IfMatch=f'"{etag}"'
-            )
+            resp = self.client.head_object(**kwargs)
         except ClientError as exc:
-            if _status(exc) == 412:
-                raise SourceChangedError(
-                    f"{self.describe(key)}: the source object changed since the job started"
-                ) from None
-            if _status(exc) == 404:
-                raise SourceChangedError(
-                    f"{self.describe(key)}: the source object no longer exists"
-                ) from None
-            return None
+            if part_one and _status(exc) not in (403, 404) and _status(exc) < 500:
+                return self.details(key, etag)  # part numbers not understood
+            raise _translate(exc, where, source=True) from None
         except BotoCoreError as exc:
-            raise _translate(exc, f"reading the part layout of {self.describe(key)}") from None
-        count = resp.get("PartsCount")
-        if not count:
-            return None
-        return int(resp["ContentLength"]), int(count)
+            raise _translate(exc, where, source=True) from None
+        count = resp.get("PartsCount") if part_one else None
+        return ObjectDetails(
+            properties=_properties(resp),
+            part_size=int(resp["ContentLength"]) if count else None,
+            parts_count=int(count) if count else None,
+        )
+
+    def get_tags(self, key: str) -> tuple[tuple[str, str], ...]:
+        with self._errors(f"reading the tags of {self.describe(key)}", source=True):
+            resp = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
+        return tuple((t["Key"], t["Value"]) for t in resp.get("TagSet", ()))
+
+    def read_object(
+        self, key: str, size: int, *, etag: str | None = None
+    ) -> tuple[bytes, ObjectProperties]:
+        data, resp = self._get(key, 0, size, etag)
+        return data, _properties(resp)
 
     def delete_object(self, key: str) -> None:
         with self._errors(f"deleting {self.describe(key)}"):
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def get_range(self, key: str, start: int, length: int, *, etag: str | None = None) -> bytes:
+        return self._get(key, start, length, etag)[0]
+
+    def _get(
+        self, key: str, start: int, length: int, etag: str | None
+    ) -> tuple[bytes, dict[str, Any]]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if length > 0:
             kwargs["Range"] = f"bytes={start}-{start + length - 1}"
@@ -206,10 +228,17 @@ class S3Store:
                 raise TransientError(
                     f"{where}: the server answered with the wrong range ({content_range})"
                 )
-        return data
+        return data, resp
 
     def put_object(
-        self, key: str, data: bytes, *, md5_b64: str, storage_class: str | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        md5_b64: str,
+        storage_class: str | None = None,
+        properties: ObjectProperties | None = None,
+        tags: tuple[tuple[str, str], ...] = (),
     ) -> str:
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
@@ -217,17 +246,25 @@ class S3Store:
             "Body": data,
             "ContentMD5": md5_b64,
             "ContentLength": len(data),
+            **_write_args(storage_class, properties, tags),
         }
-        if storage_class:
-            kwargs["StorageClass"] = storage_class
         with self._errors(f"writing {self.describe(key)}"):
             resp = self.client.put_object(**kwargs)
         return _unquote(resp.get("ETag")) or ""
 
-    def create_upload(self, key: str, *, storage_class: str | None = None) -> str:
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if storage_class:
-            kwargs["StorageClass"] = storage_class
+    def create_upload(
+        self,
+        key: str,
+        *,
+        storage_class: str | None = None,
+        properties: ObjectProperties | None = None,
+        tags: tuple[tuple[str, str], ...] = (),
+    ) -> str:
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            **_write_args(storage_class, properties, tags),
+        }
         with self._errors(f"starting a multipart upload of {self.describe(key)}"):
             resp = self.client.create_multipart_upload(**kwargs)
         return str(resp["UploadId"])
@@ -348,6 +385,58 @@ def make_s3_client(side: SideSettings, *, max_connections: int = 64) -> Any:
     # `Expect: 100-continue` costs a round trip per PUT; a rejected body is cheap to resend.
     client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
     return client
+
+
+_HEADER_FIELDS = (
+    ("content_type", "ContentType"),
+    ("content_encoding", "ContentEncoding"),
+    ("content_disposition", "ContentDisposition"),
+    ("content_language", "ContentLanguage"),
+    ("cache_control", "CacheControl"),
+    ("website_redirect", "WebsiteRedirectLocation"),
+)
+
+
+def _properties(resp: dict[str, Any]) -> ObjectProperties:
+    """The properties a GET or HEAD response carries."""
+    headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    # The raw header keeps the exact text; botocore turns Expires into a datetime.
+    expires = headers.get("expires")
+    if expires is None and isinstance(resp.get("Expires"), datetime.datetime):
+        expires = email.utils.format_datetime(resp["Expires"], usegmt=True)
+    return ObjectProperties(
+        **{ours: resp.get(theirs) or None for ours, theirs in _HEADER_FIELDS},
+        expires=expires,
+        metadata=tuple(resp.get("Metadata", {}).items()),
+        # S3 leaves the tag count out when an object has no tags.
+        tag_count=int(resp.get("TagCount") or 0),
+    )
+
+
+def _write_args(
+    storage_class: str | None,
+    properties: ObjectProperties | None,
+    tags: tuple[tuple[str, str], ...],
+) -> dict[str, Any]:
+    """PutObject / CreateMultipartUpload arguments that give the copy its properties."""
+    args: dict[str, Any] = {}
+    if storage_class:
+        args["StorageClass"] = storage_class
+    if properties is not None:
+        for ours, theirs in _HEADER_FIELDS:
+            value = getattr(properties, ours)
+            if value:
+                args[theirs] = value
+        if properties.expires:
+            try:
+                args["Expires"] = email.utils.parsedate_to_datetime(properties.expires)
+            except (TypeError, ValueError):
+                log.warning("ignoring an Expires header that is not a date: %r", properties.expires)
+        if properties.metadata:
+            args["Metadata"] = dict(properties.metadata)
+    if tags:
+        args["Tagging"] = urllib.parse.urlencode(tags)
+    return args
 
 
 def _unquote(etag: str | None) -> str | None:

@@ -36,7 +36,7 @@ from s3longbow.errors import (
     UploadMissingError,
 )
 from s3longbow.jobs.base import UploadLedger
-from s3longbow.model import Job, JobResult, PartInfo
+from s3longbow.model import Job, JobResult, ObjectProperties, PartInfo
 from s3longbow.progress.stats import Stats
 from s3longbow.stores.base import ObjectStore
 from s3longbow.transfer.budget import ByteBudget
@@ -79,7 +79,8 @@ def multipart_etag(part_md5s: list[bytes]) -> str:
 class Attempt:
     """What this attempt has counted in the progress display (to take back on retry)."""
 
-    progressed: int = 0
+    progressed: int = 0  # sent and reused
+    reused: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -217,8 +218,9 @@ class Copier:
             f"source changed during the copy (ETag {job.etag} -> {current.etag}); "
             "restarted on the new version"
         )
-        self.stats.unsend(attempt.progressed)
-        attempt.progressed = 0
+        self.stats.unsend(attempt.progressed - attempt.reused)
+        self.stats.reused(-attempt.reused)
+        attempt.progressed = attempt.reused = 0
         self.ledger.update_source(job, current)
 
     def _copy_once(self, job: Job, attempt: Attempt) -> JobResult:
@@ -236,9 +238,9 @@ class Copier:
             return Plan(multipart=job.size > self.settings.resumable_threshold, part_size=own)
         count = multipart_parts(job.etag)
         if count is not None:
-            layout = self.src.part_layout(job.src_key, job.etag or "")
-            if layout is not None:
-                size, n = layout
+            details = self.src.details(job.src_key, job.etag, part_one=True)
+            size, n = details.part_size, details.parts_count
+            if size is not None and n is not None:
                 regular = n == count and part_count(job.size, size) == n
                 if regular and (size >= MIN_PART_SIZE or n == 1):
                     return Plan(multipart=True, part_size=size, source_layout=True)
@@ -281,9 +283,7 @@ class Copier:
         def once() -> JobResult:
             self._check_stop()
             with self.budget.hold(job.size):
-                data = (
-                    self.src.get_range(job.src_key, 0, job.size, etag=job.etag) if job.size else b""
-                )
+                data, properties = self.src.read_object(job.src_key, job.size, etag=job.etag)
                 digest = hashlib.md5(data)
                 md5_hex = digest.hexdigest()
                 if is_md5_etag(job.etag) and md5_hex != job.etag:
@@ -297,6 +297,8 @@ class Copier:
                     data,
                     md5_b64=base64.b64encode(digest.digest()).decode(),
                     storage_class=self.settings.storage_class,
+                    properties=properties,
+                    tags=self._tags(job, properties),
                 )
             if is_md5_etag(dst_etag) and dst_etag != md5_hex:
                 raise VerificationError(
@@ -340,6 +342,7 @@ class Copier:
             )
             self.stats.reused(reused_bytes)
             attempt.progressed += reused_bytes
+            attempt.reused += reused_bytes
         hasher = OrderedMd5() if plan.whole_md5 else None
         # Reused parts are read again only when the whole-object MD5 needs their bytes.
         numbers = [n for n in range(1, count + 1) if hasher is not None or n not in reusable]
@@ -369,6 +372,9 @@ class Copier:
         if job.upload_id:
             stale = job.upload_etag != job.etag or job.part_size != plan.part_size
             if not stale:
+                # A pinned HEAD first: a source changed since the upload began (and not yet
+                # re-planned) must not get any of its old parts reused.
+                self.src.details(job.src_key, job.etag)
                 listed = self.dst.list_parts(job.dst_key, job.upload_id)
                 if listed is not None:
                     return self._valid_parts(job, listed, plan.part_size), job.upload_id
@@ -378,9 +384,23 @@ class Copier:
                     "%s: the open upload no longer fits the source; starting over", job.dst_key
                 )
                 self.dst.abort_upload(job.dst_key, job.upload_id)
-        upload_id = self.dst.create_upload(job.dst_key, storage_class=self.settings.storage_class)
+        # A part-1 HEAD may not carry the object's metadata: ask for it plainly.
+        details = self.src.details(job.src_key, job.etag)
+        upload_id = self.dst.create_upload(
+            job.dst_key,
+            storage_class=self.settings.storage_class,
+            properties=details.properties,
+            tags=self._tags(job, details.properties),
+        )
         self.ledger.set_upload(job, upload_id, plan.part_size, job.etag)
         return {}, upload_id
+
+    def _tags(self, job: Job, properties: ObjectProperties) -> tuple[tuple[str, str], ...]:
+        """The source's tags, fetched only when the object has some (S3 sends no tag count
+        for an object without tags, so no request is spent on those)."""
+        if not self.settings.copy_tags or not properties.tag_count:
+            return ()
+        return self.src.get_tags(job.src_key)
 
     def _valid_parts(self, job: Job, listed: list[PartInfo], part_size: int) -> dict[int, PartInfo]:
         """Parts the destination lists AND the ledger recorded, with the expected size."""

@@ -1,0 +1,147 @@
+"""Objects are copied as the objects they are: headers, user metadata and tags survive."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from s3longbow.cli.app import cli
+from s3longbow.config import MiB
+from s3longbow.testing.servers import LocalServer
+
+from ..conftest import cli_env, endpoint_args, new_bucket
+
+PROPERTIES = {
+    "ContentType": "application/x-longbow; charset=utf-8",
+    "ContentEncoding": "identity",
+    "ContentDisposition": 'attachment; filename="report 2026.pdf"',
+    "ContentLanguage": "fr-CA",
+    "CacheControl": "public, max-age=86400",
+    "Expires": "Wed, 21 Oct 2026 07:28:00 GMT",
+    "WebsiteRedirectLocation": "/elsewhere/page.html",
+}
+METADATA = {"project": "Longbow", "owner-id": "42", "note": "spaces and = signs"}
+TAGS = [("team", "storage"), ("cost center", "a/b+c")]
+
+
+def seed(bucket, key: str, body: bytes, *, multipart: bool) -> None:  # type: ignore[no-untyped-def]
+    c = bucket.client
+    args = {**PROPERTIES, "Metadata": METADATA, "Tagging": "team=storage&cost%20center=a%2Fb%2Bc"}
+    if not multipart:
+        c.put_object(Bucket=bucket.name, Key=key, Body=body, **args)
+        return
+    up = c.create_multipart_upload(Bucket=bucket.name, Key=key, **args)["UploadId"]
+    half = len(body) // 2
+    etags = [
+        c.upload_part(Bucket=bucket.name, Key=key, UploadId=up, PartNumber=i, Body=chunk)["ETag"]
+        for i, chunk in enumerate((body[:half], body[half:]), 1)
+    ]
+    c.complete_multipart_upload(
+        Bucket=bucket.name,
+        Key=key,
+        UploadId=up,
+        MultipartUpload={"Parts": [{"PartNumber": i, "ETag": e} for i, e in enumerate(etags, 1)]},
+    )
+
+
+@pytest.mark.parametrize("kind", ["seaweed_src", "moto"])
+def test_every_property_survives_for_single_multipart_and_empty_objects(
+    request: pytest.FixtureRequest, kind: str, tmp_path: Path
+) -> None:
+    server: LocalServer = request.getfixturevalue(kind)
+    src, dst = new_bucket(server, "props-src"), new_bucket(server, "props-dst")
+    seed(src, "single.bin", os.urandom(3000), multipart=False)
+    seed(src, "multi.bin", os.urandom(12 * MiB), multipart=True)
+    seed(src, "empty.bin", b"", multipart=False)
+    src.put("plain.txt", b"no properties")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "sync",
+            f"{src.url}/",
+            f"{dst.url}/",
+            "--db",
+            str(tmp_path / "j.db"),
+            "--json",
+            "--part-size",
+            "5MiB",
+            *endpoint_args(src.endpoint, dst.endpoint),
+        ],
+        env=cli_env(src.endpoint, dst.endpoint),
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["copied"]["objects"] == 4
+    kept = set(PROPERTIES)
+    if kind == "seaweed_src":
+        kept.discard("WebsiteRedirectLocation")  # SeaweedFS does not store it at all
+    for key in ("single.bin", "multi.bin", "empty.bin"):
+        src_head = src.client.head_object(Bucket=src.name, Key=key)
+        assert {n for n in PROPERTIES if src_head.get(n)} == kept, key  # what the source has
+        head = dst.client.head_object(Bucket=dst.name, Key=key)
+        headers = head["ResponseMetadata"]["HTTPHeaders"]
+        got = {name: head.get(name) for name in kept if name != "Expires"}
+        assert got == {k: v for k, v in PROPERTIES.items() if k in kept and k != "Expires"}, key
+        assert headers["expires"] == PROPERTIES["Expires"], key
+        assert head["Metadata"] == METADATA, key
+        tags = dst.client.get_object_tagging(Bucket=dst.name, Key=key)["TagSet"]
+        assert sorted((t["Key"], t["Value"]) for t in tags) == sorted(TAGS), key
+    plain = dst.client.get_object_tagging(Bucket=dst.name, Key="plain.txt")["TagSet"]
+    assert plain == []
+
+
+def test_no_tags_skips_tags(seaweed_src: LocalServer, tmp_path: Path) -> None:
+    src, dst = new_bucket(seaweed_src, "nt-src"), new_bucket(seaweed_src, "nt-dst")
+    seed(src, "obj", b"data", multipart=False)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "sync",
+            f"{src.url}/",
+            f"{dst.url}/",
+            "--db",
+            str(tmp_path / "j.db"),
+            "--no-tags",
+            *endpoint_args(src.endpoint, dst.endpoint),
+        ],
+        env=cli_env(src.endpoint, dst.endpoint),
+    )
+    assert result.exit_code == 0, result.output
+    assert dst.client.get_object_tagging(Bucket=dst.name, Key="obj")["TagSet"] == []
+    assert dst.client.head_object(Bucket=dst.name, Key="obj")["Metadata"] == METADATA
+
+
+def test_local_files_get_a_content_type_from_their_name(
+    seaweed_src: LocalServer, tmp_path: Path
+) -> None:
+    dst = new_bucket(seaweed_src, "types")
+    src = tmp_path / "site"
+    src.mkdir()
+    (src / "index.html").write_text("<p>hi</p>")
+    (src / "style.css").write_text("p {}")
+    (src / "data.json").write_text("{}")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "sync",
+            str(src),
+            f"{dst.url}/",
+            "--db",
+            str(tmp_path / "j.db"),
+            *endpoint_args(None, dst.endpoint),
+        ],
+        env=cli_env(None, dst.endpoint),
+    )
+    assert result.exit_code == 0, result.output
+    types = {
+        k: dst.client.head_object(Bucket=dst.name, Key=k)["ContentType"]
+        for k in ("index.html", "style.css", "data.json")
+    }
+    assert types == {
+        "index.html": "text/html",
+        "style.css": "text/css",
+        "data.json": "application/json",
+    }
