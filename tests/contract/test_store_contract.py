@@ -37,9 +37,21 @@ def md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-@pytest.fixture(params=["local", "seaweedfs", "moto", "rclone"])
+@pytest.fixture(
+    params=[
+        "local",
+        "seaweedfs",
+        "moto",
+        "rclone",
+        "seaweedfs/boto3",
+        "moto/boto3",
+        "rclone/boto3",
+    ]
+)
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
-    kind = request.param
+    # "/boto3": the same store with its data (GET, PUT, UploadPart) going through boto3
+    # instead of the lean HTTP data plane; both paths must keep the same contract.
+    kind, _, data_plane = request.param.partition("/")
     if kind == "local":
         store: ObjectStore = LocalStore(tmp_path / "root", create=True)
         store.check()
@@ -55,7 +67,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
         access_key_id=ep.access_key,
         secret_access_key=ep.secret_key,
     )
-    store = S3Store(bucket.name, side)
+    store = S3Store(bucket.name, side, lean=data_plane != "boto3")
     store.check()
     # moto accepts any Content-MD5; rclone serve s3 ignores If-Match.
     yield Case(store, validates_md5=kind != "moto", enforces_if_match=kind != "rclone")

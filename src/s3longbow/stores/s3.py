@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 import email.utils
 import logging
+import os
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,41 +33,14 @@ from s3longbow.errors import (
     FatalError,
     LongbowError,
     PermanentError,
-    SourceChangedError,
     TransientError,
-    UploadMissingError,
 )
 from s3longbow.model import ObjectDetails, ObjectInfo, ObjectProperties, PartInfo
 from s3longbow.stores.base import Capabilities
+from s3longbow.stores.s3errors import AUTH_CODES, error_from_response
+from s3longbow.stores.s3http import S3DataPlane
 
 log = logging.getLogger(__name__)
-
-_AUTH_CODES = frozenset(
-    {
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "InvalidToken",
-        "TokenRefreshRequired",
-        "AuthorizationHeaderMalformed",
-        "InvalidClientTokenId",
-    }
-)
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "InternalError",
-        "ServiceUnavailable",
-        "Throttling",
-        "ThrottlingException",
-        "BadDigest",
-        "InvalidDigest",
-        "XAmzContentSHA256Mismatch",
-        "IncompleteBody",
-    }
-)
 
 
 class S3Store:
@@ -81,11 +55,26 @@ class S3Store:
 
     capabilities = Capabilities()
 
-    def __init__(self, bucket: str, side: SideSettings, *, max_connections: int = 64) -> None:
+    def __init__(
+        self, bucket: str, side: SideSettings, *, max_connections: int = 64, lean: bool = True
+    ) -> None:
         self.bucket = bucket
         self.name = bucket
         self._endpoint = side.endpoint_url or "AWS"
-        self.client = make_s3_client(side, max_connections=max_connections)
+        self.client, session = make_s3_client(side, max_connections=max_connections)
+        # The bytes (GET, PUT, UploadPart) go through a lean keep-alive HTTP client: botocore
+        # spends ~4 ms of CPU per request, several times the cost of the transfer itself.
+        # botocore keeps every other call, and all of them behind a proxy it would honour.
+        self.data: S3DataPlane | None = None
+        if lean and not _proxy_configured():
+            self.data = S3DataPlane(
+                side.endpoint_url,
+                self.client.meta.region_name,
+                side.path_style,
+                session.get_credentials(),
+                max_connections,
+                ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None,
+            )
 
     def describe(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}"
@@ -101,7 +90,7 @@ class S3Store:
                     f"bucket {self.bucket!r} does not exist at {self._endpoint}",
                     hint="check the bucket name and the endpoint URL (and region), or create it",
                 ) from None
-            if status == 403 or code in _AUTH_CODES:
+            if status == 403 or code in AUTH_CODES:
                 raise FatalError(
                     f"access to bucket {self.bucket!r} at {self._endpoint} was denied ({code})",
                     hint="check the credentials (profile, keys) and the bucket policy",
@@ -187,6 +176,9 @@ class S3Store:
     def read_object(
         self, key: str, size: int, *, etag: str | None = None
     ) -> tuple[bytes, ObjectProperties]:
+        if self.data is not None:
+            data, headers = self.data.get_object(self.bucket, key, 0, size, etag=etag)
+            return data, _properties_from_headers(headers)
         data, resp = self._get(key, 0, size, etag)
         return data, _properties(resp)
 
@@ -195,6 +187,8 @@ class S3Store:
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def get_range(self, key: str, start: int, length: int, *, etag: str | None = None) -> bytes:
+        if self.data is not None:
+            return self.data.get_range(self.bucket, key, start, length, etag=etag)
         return self._get(key, start, length, etag)[0]
 
     def _get(
@@ -240,6 +234,15 @@ class S3Store:
         properties: ObjectProperties | None = None,
         tags: tuple[tuple[str, str], ...] = (),
     ) -> str:
+        if self.data is not None:
+            return self.data.put_object(
+                self.bucket,
+                key,
+                data,
+                md5_b64=md5_b64,
+                storage_class=storage_class,
+                headers=_property_headers(properties, tags),
+            )
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
@@ -272,6 +275,8 @@ class S3Store:
     def upload_part(
         self, key: str, upload_id: str, number: int, data: bytes, *, md5_b64: str
     ) -> str:
+        if self.data is not None:
+            return self.data.upload_part(self.bucket, key, upload_id, number, data, md5_b64=md5_b64)
         with self._errors(f"uploading part {number} of {self.describe(key)}"):
             resp = self.client.upload_part(
                 Bucket=self.bucket,
@@ -335,6 +340,8 @@ class S3Store:
             raise _translate(exc, f"aborting the upload of {self.describe(key)}") from None
 
     def close(self) -> None:
+        if self.data is not None:
+            self.data.close()
         self.client.close()
 
     @contextmanager
@@ -345,8 +352,11 @@ class S3Store:
             raise _translate(exc, where, fatal=fatal, source=source) from None
 
 
-def make_s3_client(side: SideSettings, *, max_connections: int = 64) -> Any:
-    """A boto3 S3 client for one side, tuned for many threads and S3-compatible servers."""
+def make_s3_client(
+    side: SideSettings, *, max_connections: int = 64
+) -> tuple[Any, boto3.session.Session]:
+    """A boto3 S3 client for one side, tuned for many threads and S3-compatible servers, and
+    the session whose credentials it uses."""
     try:
         session = boto3.session.Session(
             profile_name=side.profile,
@@ -384,7 +394,13 @@ def make_s3_client(side: SideSettings, *, max_connections: int = 64) -> Any:
     )
     # `Expect: 100-continue` costs a round trip per PUT; a rejected body is cheap to resend.
     client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
-    return client
+    return client, session
+
+
+def _proxy_configured() -> bool:
+    return any(
+        os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+    )
 
 
 _HEADER_FIELDS = (
@@ -411,6 +427,53 @@ def _properties(resp: dict[str, Any]) -> ObjectProperties:
         # S3 leaves the tag count out when an object has no tags.
         tag_count=int(resp.get("TagCount") or 0),
     )
+
+
+def _properties_from_headers(headers: dict[str, str]) -> ObjectProperties:
+    """The properties carried by raw response headers (names in lower case)."""
+    return ObjectProperties(
+        content_type=headers.get("content-type") or None,
+        content_encoding=headers.get("content-encoding") or None,
+        content_disposition=headers.get("content-disposition") or None,
+        content_language=headers.get("content-language") or None,
+        cache_control=headers.get("cache-control") or None,
+        expires=headers.get("expires") or None,
+        website_redirect=headers.get("x-amz-website-redirect-location") or None,
+        metadata=tuple(
+            (name[len("x-amz-meta-") :], value)
+            for name, value in headers.items()
+            if name.startswith("x-amz-meta-")
+        ),
+        tag_count=int(headers.get("x-amz-tagging-count") or 0),
+    )
+
+
+_PROPERTY_HEADERS = (
+    ("content_type", "Content-Type"),
+    ("content_encoding", "Content-Encoding"),
+    ("content_disposition", "Content-Disposition"),
+    ("content_language", "Content-Language"),
+    ("cache_control", "Cache-Control"),
+    ("expires", "Expires"),
+    ("website_redirect", "x-amz-website-redirect-location"),
+)
+
+
+def _property_headers(
+    properties: ObjectProperties | None, tags: tuple[tuple[str, str], ...]
+) -> dict[str, str]:
+    """The request headers that give a PUT the object's properties."""
+    headers: dict[str, str] = {}
+    if properties is not None:
+        for ours, header in _PROPERTY_HEADERS:
+            value = getattr(properties, ours)
+            if value:
+                headers[header] = value
+        for name, value in properties.metadata:
+            headers[f"x-amz-meta-{name}"] = value
+    if tags:
+        headers["x-amz-tagging"] = urllib.parse.urlencode(tags)
+    return headers
 
 
 def _write_args(
@@ -475,33 +538,3 @@ def _translate(
     assert isinstance(exc, ClientError)
     message = exc.response.get("Error", {}).get("Message") or ""
     return error_from_response(_code(exc), _status(exc), message, where, fatal=fatal, source=source)
-
-
-def error_from_response(
-    code: str, status: int, message: str, where: str, *, fatal: bool = False, source: bool = False
-) -> LongbowError:
-    """Map an S3 error response (its Code, HTTP status and Message) onto the error tree.
-
-    Shared by every S3 client path, so a reply means the same whichever path received it.
-    `source` marks a read of the source object (404 then means the source is gone); `fatal`
-    marks a check whose failure stops the run.
-    """
-    message = message or code
-    text = f"{where}: {code or status} ({message})" if message != code else f"{where}: {code}"
-    if code in _AUTH_CODES:
-        return FatalError(text, hint="check the access key, secret key, session token and region")
-    if code == "NoSuchBucket":
-        return FatalError(text, hint="check the bucket name, endpoint URL and region")
-    if code == "NoSuchUpload":
-        return UploadMissingError(text)
-    if code == "PreconditionFailed" or status == 412:
-        return SourceChangedError(f"{where}: the source object changed since the job started")
-    if source and (code in ("NoSuchKey", "NotFound") or status == 404):
-        return SourceChangedError(f"{where}: the source object no longer exists")
-    if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-        return (FatalError if fatal else TransientError)(text)
-    if status == 403 or code == "AccessDenied":
-        return (FatalError if fatal else PermanentError)(
-            text, hint="check the permissions of the credentials on this bucket"
-        )
-    return (FatalError if fatal else PermanentError)(text)
