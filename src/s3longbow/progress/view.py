@@ -5,18 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
+from typing import Self
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 
 from s3longbow.config import format_size
@@ -25,17 +23,56 @@ from s3longbow.progress.stats import Snapshot, Stats
 log = logging.getLogger("s3longbow.progress")
 
 
-class RichView:
+class _PeriodicView:
+    """Renders snapshots of the counters on a thread of its own, every `interval` seconds,
+    and once more when it closes."""
+
+    def __init__(self, stats: Stats, interval: float) -> None:
+        self.stats = stats
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+
+    def __enter__(self) -> Self:
+        self.open()
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.close(self.stats.snapshot())
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.render(self.stats.snapshot())
+
+    def open(self) -> None:
+        """Called once before the first snapshot."""
+
+    def render(self, snap: Snapshot) -> None:
+        """Show one snapshot."""
+
+    def close(self, snap: Snapshot) -> None:
+        """Called once with the last snapshot."""
+
+
+class RichView(_PeriodicView):
     """A live progress display: objects done of total, bytes done of total, rate and ETA."""
 
     def __init__(self, stats: Stats, console: Console) -> None:
-        self.stats = stats
+        super().__init__(stats, interval=0.25)
+        # One row for objects, one for bytes; each row's amounts and rate are its own text.
         self.progress = Progress(
             TextColumn("[bold]{task.description:<8}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            TextColumn("{task.fields[amount]:>21}"),
+            TextColumn("{task.fields[rate]:>12}"),
             TimeRemainingColumn(),
             TimeElapsedColumn(),
             console=console,
@@ -43,72 +80,46 @@ class RichView:
         )
         self._objects: TaskID | None = None
         self._bytes: TaskID | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
 
-    def __enter__(self) -> RichView:
+    def open(self) -> None:
         self.progress.start()
-        self._objects = self.progress.add_task("objects", total=None)
-        self._bytes = self.progress.add_task("bytes", total=None)
-        self._thread.start()
-        return self
+        self._objects = self.progress.add_task("objects", total=None, amount="", rate="")
+        self._bytes = self.progress.add_task("bytes", total=None, amount="", rate="")
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._update(self.stats.snapshot())
+    def close(self, snap: Snapshot) -> None:
+        self.render(snap)
         self.progress.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(0.25):
-            self._update(self.stats.snapshot())
-
-    def _update(self, snap: Snapshot) -> None:
+    def render(self, snap: Snapshot) -> None:
         assert self._objects is not None and self._bytes is not None
         label = "listing" if snap.planning else "objects"
+        elapsed = max(snap.elapsed, 1e-9)
+        done = max(0, snap.bytes_done)
         self.progress.update(
             self._objects,
             description=label,
             total=None if snap.planning and not snap.objects_total else snap.objects_total,
             completed=snap.objects_done,
+            amount=f"{snap.objects_done:,}/{snap.objects_total:,}",
+            rate=f"{snap.objects_done / elapsed:,.0f} obj/s",
         )
         self.progress.update(
             self._bytes,
             total=None if snap.planning and not snap.bytes_total else snap.bytes_total,
-            completed=max(0, snap.bytes_done),
+            completed=done,
+            amount=f"{format_size(done)}/{format_size(snap.bytes_total)}",
+            rate=f"{format_size(snap.rate)}/s",
         )
 
 
-class LogView:
+class LogView(_PeriodicView):
     """Plain progress lines every `interval` seconds, for logs and pipes."""
 
     def __init__(self, stats: Stats, interval: float = 10.0) -> None:
-        self.stats = stats
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+        super().__init__(stats, interval)
 
-    def __enter__(self) -> LogView:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            log.warning("%s", describe(self.stats.snapshot()))
+    def render(self, snap: Snapshot) -> None:
+        log.warning("%s", describe(snap))
 
 
 def describe(snap: Snapshot) -> str:
