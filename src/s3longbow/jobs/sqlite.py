@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     UNIQUE (run_id, pair, src_key)
 );
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (run_id, state, visible_at);
+-- Claims and counts walk one state of one run, in id order: never the whole table.
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (run_id, state, id);
 CREATE TABLE IF NOT EXISTS parts (
     job_id INTEGER NOT NULL,
     upload_id TEXT NOT NULL,
@@ -372,13 +373,32 @@ class JobDatabase:
         """Lease up to `limit` jobs that are pending and visible, or whose lease expired."""
         now = time.time()
         with self._tx() as db:
+            # Two index walks (pending, then expired leases) rather than one OR over the run,
+            # which would scan every job of the run at every claim.
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM jobs WHERE run_id=? AND state='pending' AND visible_at<=? "
+                    "ORDER BY id LIMIT ?",
+                    (run_id, now, limit),
+                )
+            ]
+            if len(ids) < limit:
+                ids += [
+                    row[0]
+                    for row in db.execute(
+                        "SELECT id FROM jobs WHERE run_id=? AND state='in_progress' "
+                        "AND lease_expires<? ORDER BY id LIMIT ?",
+                        (run_id, now, limit - len(ids)),
+                    )
+                ]
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
             rows = db.execute(
                 f"UPDATE jobs SET state='in_progress', lease_owner=?, lease_expires=?, "
-                f"started_at=? WHERE id IN (SELECT id FROM jobs WHERE run_id=? AND ("
-                f"(state='pending' AND visible_at<=?) OR "
-                f"(state='in_progress' AND lease_expires<?)) ORDER BY id LIMIT ?) "
-                f"RETURNING {_JOB_COLUMNS}",
-                (owner, now + lease_seconds, now, run_id, now, now, limit),
+                f"started_at=? WHERE id IN ({marks}) RETURNING {_JOB_COLUMNS}",
+                (owner, now + lease_seconds, now, *ids),
             ).fetchall()
         jobs = [_job(row) for row in rows]
         jobs.sort(key=lambda j: j.id)
@@ -400,17 +420,18 @@ class JobDatabase:
         """(claimable now, in progress, seconds until the next delayed job is visible)."""
         now = time.time()
         with self._lock:
-            row = self._conn.execute(
-                "SELECT "
-                "SUM(state='pending' AND visible_at<=?) + "
-                "SUM(state='in_progress' AND lease_expires<?), "
-                "SUM(state='in_progress' AND lease_expires>=?), "
-                "MIN(CASE WHEN state='pending' AND visible_at>? THEN visible_at END) "
-                "FROM jobs WHERE run_id=?",
-                (now, now, now, now, run_id),
+            pending = self._conn.execute(
+                "SELECT SUM(visible_at<=?), MIN(CASE WHEN visible_at>? THEN visible_at END) "
+                "FROM jobs WHERE run_id=? AND state='pending'",
+                (now, now, run_id),
             ).fetchone()
-        wait = None if row[2] is None else max(0.0, row[2] - now)
-        return int(row[0] or 0), int(row[1] or 0), wait
+            leased = self._conn.execute(
+                "SELECT SUM(lease_expires<?), SUM(lease_expires>=?) "
+                "FROM jobs WHERE run_id=? AND state='in_progress'",
+                (now, now, run_id),
+            ).fetchone()
+        wait = None if pending[1] is None else max(0.0, pending[1] - now)
+        return int(pending[0] or 0) + int(leased[0] or 0), int(leased[1] or 0), wait
 
     # -- job progress -----------------------------------------------------------------------
 

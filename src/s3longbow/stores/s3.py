@@ -18,6 +18,9 @@ from typing import Any
 
 import boto3
 import botocore.handlers
+import botocore.parsers
+import botocore.session
+import botocore.utils
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -358,8 +361,16 @@ def make_s3_client(
     """A boto3 S3 client for one side, tuned for many threads and S3-compatible servers, and
     the session whose credentials it uses."""
     try:
+        core = botocore.session.Session(profile=side.profile)
+        if side.profile and side.profile not in core.available_profiles:
+            raise ProfileNotFound(profile=side.profile)
+        # Listings carry a timestamp per key; botocore parses each with dateutil, which cost
+        # more CPU than the rest of planning. S3's ISO 8601 form has a fast path.
+        parsers = botocore.parsers.ResponseParserFactory()
+        parsers.set_parser_defaults(timestamp_parser=_parse_timestamp)
+        core.register_component("response_parser_factory", parsers)
         session = boto3.session.Session(
-            profile_name=side.profile,
+            botocore_session=core,
             aws_access_key_id=side.access_key_id,
             aws_secret_access_key=side.secret_access_key,
             aws_session_token=side.session_token,
@@ -395,6 +406,17 @@ def make_s3_client(
     # `Expect: 100-continue` costs a round trip per PUT; a rejected body is cheap to resend.
     client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
     return client, session
+
+
+def _parse_timestamp(value: str) -> datetime.datetime:
+    """S3's timestamps (2026-11-26T05:32:10.000Z) at C speed; anything else as botocore does."""
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return botocore.utils.parse_timestamp(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed
 
 
 def _proxy_configured() -> bool:
