@@ -57,10 +57,7 @@ def _ordered(
     for obj in listing:
         current = key(obj.key) if key else obj.key
         if previous is not None and current <= previous:
-            raise FatalError(
-                f"the {side} listing is not in the expected key order ({obj.key!r} came late)",
-                hint="this store lists keys in an order Longbow does not know; please report it",
-            )
+            _out_of_order(side, obj.key)
         previous = current
         yield obj
 
@@ -72,8 +69,8 @@ def diff(
     src_prefix: str,
     dst_prefix: str,
     differs: Callable[[ObjectInfo, ObjectInfo], str | None] = size_differs,
-    ignored: Callable[[str], bool] = lambda key: False,
-    unsupported: Callable[[str], str | None] = lambda key: None,
+    ignored: Callable[[str], bool] | None = None,
+    unsupported: Callable[[str], str | None] | None = None,
     order: Callable[[str], str] | None = None,
     extra: Callable[[ObjectInfo], None] | None = None,
 ) -> Iterator[Decision]:
@@ -93,37 +90,38 @@ def diff(
         A Decision for every source object, in key order. Destination objects with no source
         are passed over (nothing is deleted).
     """
+    # This loop runs once per key of buckets with tens of millions of keys: the checks that
+    # both listings are in order are inlined, and the sort key is applied only when needed.
+    sort = order or _same
     dst_iter = _ordered(destination, "destination", order)
-    cut = len(dst_prefix)
+    src_cut, dst_cut = len(src_prefix), len(dst_prefix)
     current = next(dst_iter, None)
+    current_suffix = None if current is None else sort(current.key[dst_cut:])
     matched = False  # whether `current` was paired with a source object
-
-    def advance() -> ObjectInfo | None:
-        nonlocal matched
-        if extra is not None and current is not None and not matched:
-            extra(current)
-        matched = False
-        return next(dst_iter, None)
-
-    for src in _ordered(source, "source", order):
-        dst_key = map_key(src.key, src_prefix, dst_prefix)
-        if ignored(src.key):
+    previous: str | None = None
+    for src in source:
+        suffix = src.key[src_cut:]
+        wanted = sort(suffix)
+        if previous is not None and wanted <= previous:
+            _out_of_order("source", src.key)
+        previous = wanted
+        dst_key = dst_prefix + suffix
+        if ignored is not None and ignored(src.key):
             yield Decision(Action.IGNORED, src, dst_key, "matches an ignore pattern")
             continue
-        why_not = unsupported(dst_key)
-        if why_not:
-            yield Decision(Action.UNSUPPORTED, src, dst_key, why_not)
-            continue
+        if unsupported is not None:
+            why_not = unsupported(dst_key)
+            if why_not:
+                yield Decision(Action.UNSUPPORTED, src, dst_key, why_not)
+                continue
         # Both sides are compared on the part after their prefix, which keeps the same order.
-        suffix = src.key[len(src_prefix) :]
-        if order is None:
-            while current is not None and current.key[cut:] < suffix:
-                current = advance()
-        else:
-            wanted = order(suffix)
-            while current is not None and order(current.key[cut:]) < wanted:
-                current = advance()
-        if current is None or current.key[cut:] != suffix:
+        while current_suffix is not None and current_suffix < wanted:
+            if extra is not None and not matched:
+                extra(current)  # type: ignore[arg-type]
+            matched = False
+            current = next(dst_iter, None)
+            current_suffix = None if current is None else sort(current.key[dst_cut:])
+        if current is None or current_suffix != wanted:
             yield Decision(Action.COPY, src, dst_key, "missing at destination")
             continue
         matched = True
@@ -134,4 +132,18 @@ def diff(
             yield Decision(Action.SAME, src, dst_key, "already at destination", dst=current)
     if extra is not None:
         while current is not None:
-            current = advance()
+            if not matched:
+                extra(current)
+            matched = False
+            current = next(dst_iter, None)
+
+
+def _same(key: str) -> str:
+    return key
+
+
+def _out_of_order(side: str, key: str) -> None:
+    raise FatalError(
+        f"the {side} listing is not in the expected key order ({key!r} came late)",
+        hint="this store lists keys in an order Longbow does not know; please report it",
+    )
