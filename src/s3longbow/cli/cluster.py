@@ -1,0 +1,328 @@
+"""Cluster commands: `longbow send`, `longbow worker`, `longbow cluster-init`, and the
+rendering of `longbow status --cluster`. They register themselves on the `longbow` group."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from s3longbow.config import format_size, side_from_environment
+from s3longbow.errors import ConfigError, LongbowError
+
+from . import render
+from .app import (
+    EXIT_CONFIG,
+    EXIT_FATAL,
+    EXIT_INTERRUPTED,
+    EXIT_JOBS_FAILED,
+    EXIT_OK,
+    _handle_signals,
+    _setup_logging,
+    cli,
+)
+
+if TYPE_CHECKING:
+    from s3longbow.cluster.aws import ControlPlane
+    from s3longbow.cluster.settings import ClusterConfig
+
+_CONFIG_OPTION = click.option(
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Cluster config file: [cluster], [source], [destination], [[pairs]], transfer settings.",
+)
+
+
+def load(config_file: Path) -> ClusterConfig:
+    """The config file, plus static keys from LONGBOW_SRC_* / LONGBOW_DST_* when set."""
+    from s3longbow.cluster.settings import load_cluster_config
+
+    config = load_cluster_config(config_file)
+    return dataclasses.replace(
+        config,
+        source=side_from_environment("SRC", config.source),
+        destination=side_from_environment("DST", config.destination),
+    )
+
+
+def _control(config: ClusterConfig) -> ControlPlane:
+    from s3longbow.cluster.aws import ControlPlane
+
+    return ControlPlane(config.cluster)
+
+
+def _fail(console: Console, exc: LongbowError) -> NoReturn:
+    render.error(console, exc)
+    sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FATAL)
+
+
+@cli.command()
+@_CONFIG_OPTION
+@click.option("--dry-run", is_flag=True, help="Count what would be queued; change nothing.")
+@click.option(
+    "--requeue",
+    is_flag=True,
+    help="Send jobs that are already pending again (after a sender was killed mid-send).",
+)
+@click.option("--retry-failed", is_flag=True, help="Queue failed jobs again.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def send(
+    config_file: Path,
+    dry_run: bool,
+    requeue: bool,
+    retry_failed: bool,
+    as_json: bool,
+    verbose: int,
+) -> None:
+    """Queue a job for every object the destination lacks, on the cluster's queue.
+
+    Lists each pair's source and destination in step (bounded memory), skips objects whose
+    job is already pending or running, packs small objects into shared messages and sends
+    every message in checked batches. Safe to run again at any time.
+    """
+    from s3longbow.cluster.sender import send_jobs
+
+    console = Console(stderr=True)
+    _setup_logging(verbose, console)
+    try:
+        config = load(config_file)
+        control = _control(config)
+    except LongbowError as exc:
+        _fail(console, exc)
+    stop = threading.Event()
+    restore = _handle_signals(stop, console)
+    try:
+        report = send_jobs(
+            config,
+            control,
+            dry_run=dry_run,
+            requeue=requeue,
+            retry_failed=retry_failed,
+            stop=stop,
+        )
+    except LongbowError as exc:
+        _fail(console, exc)
+    finally:
+        restore()
+        control.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        out = Console()
+        title = "Dry run: nothing was queued" if dry_run else "Queued"
+        table = Table(title=title, title_justify="left")
+        table.add_column("")
+        table.add_column("objects", justify="right")
+        table.add_column("bytes", justify="right")
+        verb = "would queue" if dry_run else "queued"
+        table.add_row(verb, str(report.objects_queued), format_size(report.bytes_queued))
+        table.add_row("already queued or running", str(report.objects_already_queued), "")
+        table.add_row("already present", str(report.objects_same), format_size(report.bytes_same))
+        table.add_row("ignored", str(report.objects_ignored), "")
+        if report.objects_unsupported:
+            table.add_row("cannot be stored", str(report.objects_unsupported), "")
+        out.print(table)
+        if not dry_run:
+            out.print(f"{report.messages_sent} message(s) sent")
+        elif report.table_missing:
+            out.print("the job table does not exist yet: every copy was counted as new")
+    sys.exit(EXIT_INTERRUPTED if report.interrupted else EXIT_OK)
+
+
+@cli.command()
+@_CONFIG_OPTION
+@click.option(
+    "--exit-when-idle",
+    is_flag=True,
+    help="End once the queue is empty (visible, in flight and delayed) and nothing runs here.",
+)
+@click.option("--workers", type=click.IntRange(1, 1024), help="Objects in parallel.")
+@click.option("--part-threads", type=click.IntRange(1, 256), help="Parts in parallel per object.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "text"]),
+    default="json",
+    show_default=True,
+    help="Log lines on standard error: one JSON object each, or plain text.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
+def worker(
+    config_file: Path,
+    exit_when_idle: bool,
+    workers: int | None,
+    part_threads: int | None,
+    log_format: str,
+    quiet: bool,
+) -> None:
+    """Run jobs from the cluster's queue until stopped (SIGTERM or Ctrl-C).
+
+    Metrics (CloudWatch Embedded Metric Format, namespace Longbow) go to standard output, one
+    JSON line every [cluster] metrics_interval seconds and one at the end; logs go to
+    standard error. On SIGTERM the worker stops taking jobs and gives back what it holds.
+    """
+    from s3longbow.cluster.metrics import JsonLogFormatter
+    from s3longbow.cluster.service import run_worker
+
+    _worker_logging(log_format, logging.WARNING if quiet else logging.INFO, JsonLogFormatter)
+    log = logging.getLogger("s3longbow.worker")
+    console = Console(stderr=True)
+    try:
+        config = load(config_file)
+        overrides = {k: v for k, v in (("workers", workers), ("part_threads", part_threads)) if v}
+        if overrides:
+            transfer = dataclasses.replace(config.transfer, **overrides)
+            transfer.validate()
+            config = dataclasses.replace(config, transfer=transfer)
+    except LongbowError as exc:
+        _fail(console, exc)
+    stop = threading.Event()
+    restore = _stop_on_signals(stop, log)
+
+    def write_metrics(line: str) -> None:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+    try:
+        report = run_worker(
+            config, stop=stop, exit_when_idle=exit_when_idle, write_metrics=write_metrics
+        )
+    except LongbowError as exc:
+        log.error("%s", exc.message, extra={"fields": {"hint": exc.hint}})
+        _fail(console, exc)
+    finally:
+        restore()
+    if report.fatal is not None:
+        log.error("%s", report.fatal.message, extra={"fields": {"hint": report.fatal.hint}})
+        _fail(console, report.fatal)
+    sys.exit(EXIT_INTERRUPTED if report.interrupted else EXIT_OK)
+
+
+def _worker_logging(fmt: str, level: int, formatter: type[logging.Formatter]) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(formatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("s3longbow").setLevel(level)
+
+
+def _stop_on_signals(stop: threading.Event, log: logging.Logger) -> Callable[[], None]:
+    """First SIGTERM/SIGINT: stop taking jobs and give back what is held; second: exit."""
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise SystemExit(EXIT_INTERRUPTED)
+        log.warning(
+            "stopping: jobs in flight go back to the queue",
+            extra={"fields": {"event": "signal", "signal": signal.Signals(signum).name}},
+        )
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+@cli.command("cluster-init")
+@_CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the queue URLs as JSON.")
+def cluster_init(config_file: Path, as_json: bool) -> None:
+    """Create the job queue, its dead-letter queue (redrive policy) and the job table.
+
+    For tests and small deployments; safe to run again (existing queues get the configured
+    visibility timeout and redrive policy). Production deployments use the CDK app.
+    """
+    from s3longbow.cluster.service import init_cluster
+
+    console = Console(stderr=True)
+    _setup_logging(0, console)
+    try:
+        config = load(config_file)
+        control = _control(config)
+        try:
+            report = init_cluster(config, control)
+        finally:
+            control.close()
+    except LongbowError as exc:
+        _fail(console, exc)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        out = Console()
+        out.print(f"queue:             {report.queue_url}", highlight=False)
+        out.print(f"dead-letter queue: {report.dead_letter_queue_url}", highlight=False)
+        made = "created" if report.table_created else "exists"
+        out.print(f"job table:         {report.table} ({made})", highlight=False)
+    sys.exit(EXIT_OK)
+
+
+def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
+    """`longbow status --cluster`: totals by state, failures with reasons, queue depths."""
+    from s3longbow.cluster.service import cluster_status
+
+    console = Console(stderr=True)
+    if config_file is None:
+        _fail(
+            console,
+            ConfigError("--cluster needs --config", hint="longbow status --cluster --config FILE"),
+        )
+    try:
+        config = load(config_file)
+        control = _control(config)
+        try:
+            report = cluster_status(config, control)
+        finally:
+            control.close()
+    except LongbowError as exc:
+        _fail(console, exc)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        out = Console()
+        table = Table(title=f"Job table {report.table}", title_justify="left")
+        table.add_column("state")
+        table.add_column("items", justify="right")
+        table.add_column("bytes", justify="right")
+        for state in ("done", "pending", "in_progress", "failed", "skipped"):
+            n, b = report.totals.get(state, (0, 0))
+            table.add_row(state, str(n), format_size(b))
+        out.print(table)
+        depth = report.queue
+        out.print(
+            f"queue: {depth.visible} waiting, {depth.in_flight} in flight, {depth.delayed} delayed",
+            highlight=False,
+        )
+        if report.dead_letter is not None:
+            out.print(f"dead-letter queue: {report.dead_letter.total} message(s)", highlight=False)
+        if report.failures:
+            out.print("[bold]failed:[/bold]")
+            for item in report.failures:
+                what = (
+                    f"s3://{item.src_bucket}/{item.src_key}"
+                    if item.src_bucket
+                    else f"{item.kind} {item.id}"
+                )
+                out.print(f"  {escape(what)}: {escape(item.reason or '')}", highlight=False)
+    sys.exit(EXIT_JOBS_FAILED if report.failed else EXIT_OK)

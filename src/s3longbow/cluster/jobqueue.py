@@ -1,0 +1,751 @@
+"""The JobQueue port over a message source (SQS for `longbow worker`, one event's records for
+Lambda) and the DynamoDB job table, so the single-machine `Worker` runs cluster jobs unchanged.
+
+A message may carry many jobs. It is settled only when every job in it has settled:
+
+- all jobs final (done, failed, skipped) and recorded: the message is deleted;
+- a job given back (transient failure, shutdown): the message becomes visible again after the
+  longest delay asked for (exponential backoff per delivery; 0 on shutdown); on its last
+  allowed delivery the failure is recorded as failed, and the queue's redrive policy moves the
+  message to the dead-letter queue;
+- the message had problems (a record that matches no pair, a malformed entry): once its good
+  jobs are settled it is moved to the dead-letter queue with the reason, which is also recorded
+  in the job table.
+
+While any of its jobs waits or runs, the message's visibility is extended on every heartbeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Protocol, TypeVar
+
+from s3longbow.config import ClusterSettings
+from s3longbow.errors import LongbowError, PermanentError, TransientError
+from s3longbow.model import Job, JobResult, JobState, ObjectInfo
+from s3longbow.plan.ignore import IgnoreRules
+
+from .dynamodb import ClaimOutcome, ItemKind, JobItem, JobTable
+from .messages import JobSpec, RemovalSpec, Route, Shape, parse_message
+from .metrics import ClusterCounters
+from .sqs import MessageQueue, Received
+from .stores import Copiers
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_PERSIST_TRIES = 5
+_BODY_EXCERPT = 1000
+
+
+class MessageSource(Protocol):
+    """Where messages come from and how each is settled."""
+
+    def receive(self, limit: int) -> list[Received]:
+        """Up to `limit` new messages (may wait for them)."""
+        ...
+
+    def delete(self, message: Received) -> None:
+        """The message is done with."""
+        ...
+
+    def release(self, message: Received, delay: float) -> None:
+        """The message must come back after `delay` seconds."""
+        ...
+
+    def extend(self, message: Received, seconds: int) -> bool:
+        """Keep the message invisible `seconds` more; False when it is no longer ours."""
+        ...
+
+    def move_aside(self, message: Received, reason: str) -> None:
+        """Put the message on the dead-letter queue with the reason; it is done with here."""
+        ...
+
+    def exhausted(self) -> bool:
+        """Whether no more messages will come (never, for a long-running worker)."""
+        ...
+
+
+class SqsSource:
+    """Messages long-polled from the job queue.
+
+    Args:
+        queue: The job queue.
+        wait_seconds: Long-poll wait of each receive.
+        visibility_timeout: Visibility of received messages.
+        exit_when_idle: `exhausted` reports True once the queue is empty (nothing visible,
+            in flight or delayed) on two checks in a row.
+    """
+
+    def __init__(
+        self,
+        queue: MessageQueue,
+        *,
+        wait_seconds: int,
+        visibility_timeout: int,
+        exit_when_idle: bool,
+    ) -> None:
+        self.queue = queue
+        self.wait_seconds = wait_seconds
+        self.visibility_timeout = visibility_timeout
+        self.exit_when_idle = exit_when_idle
+        self._idle_checks = 0
+
+    def receive(self, limit: int) -> list[Received]:
+        return self.queue.receive(limit, self.wait_seconds, self.visibility_timeout)
+
+    def delete(self, message: Received) -> None:
+        self.queue.delete(message)
+
+    def release(self, message: Received, delay: float) -> None:
+        self.queue.change_visibility(message, delay)
+
+    def extend(self, message: Received, seconds: int) -> bool:
+        return self.queue.change_visibility(message, seconds)
+
+    def move_aside(self, message: Received, reason: str) -> None:
+        self.queue.move_to_dead_letter(message, reason)
+
+    def exhausted(self) -> bool:
+        if not self.exit_when_idle:
+            return False
+        # Counts are approximate: the queue must look empty twice, a receive apart.
+        self._idle_checks = self._idle_checks + 1 if self.queue.depth().total == 0 else 0
+        return self._idle_checks >= 2
+
+
+class BatchSource:
+    """The records of one Lambda invocation. Lambda deletes the records not reported as
+    failures, so `delete` only notes success; `release` also reports the record as failed.
+
+    Args:
+        messages: The event's records.
+        queue: Their queue (visibility changes, the dead-letter queue).
+    """
+
+    def __init__(self, messages: Sequence[Received], queue: MessageQueue) -> None:
+        self.queue = queue
+        self._todo = deque(messages)
+        self._all = [m.message_id for m in messages]
+        self._ok: set[str] = set()
+        self._lock = threading.Lock()
+
+    def receive(self, limit: int) -> list[Received]:
+        with self._lock:
+            return [self._todo.popleft() for _ in range(min(limit, len(self._todo)))]
+
+    def delete(self, message: Received) -> None:
+        with self._lock:
+            self._ok.add(message.message_id)
+
+    def release(self, message: Received, delay: float) -> None:
+        try:
+            self.queue.change_visibility(message, delay)
+        except LongbowError as exc:  # it comes back after its visibility timeout anyway
+            log.warning("could not change the visibility of %s: %s", message.message_id, exc)
+
+    def extend(self, message: Received, seconds: int) -> bool:
+        return self.queue.change_visibility(message, seconds)
+
+    def move_aside(self, message: Received, reason: str) -> None:
+        self.queue.send_to_dead_letter(message, reason)
+        self.delete(message)
+
+    def exhausted(self) -> bool:
+        with self._lock:
+            return not self._todo
+
+    def failures(self) -> list[str]:
+        """Ids of the records that must come back (everything not settled as done)."""
+        with self._lock:
+            return [m for m in self._all if m not in self._ok]
+
+
+@dataclass(eq=False)
+class _Held:
+    """A received message and how far its jobs are."""
+
+    message: Received
+    pending: int = 0  # jobs waiting or running
+    delay: float | None = None  # set when the message must come back
+    problems: list[str] = field(default_factory=list)
+    dead_letter: str | None = None  # a last failure to move aside ourselves (no redrive)
+    lost: bool = False  # another delivery owns a job of it now
+    settled: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(eq=False)
+class _Running:
+    held: _Held
+    spec: JobSpec
+    job: Job | None = None
+    lease_until: float = 0.0
+
+
+class ClusterJobQueue:
+    """The JobQueue port (and UploadLedger) of a cluster worker.
+
+    Args:
+        source: Where messages come from.
+        table: The job table.
+        copiers: Copiers and stores, by bucket pair.
+        routes: The configured pairs, for S3 events.
+        ignore: Ignore patterns for S3 events.
+        cluster: Cluster settings (visibility, retry backoff, delete_removed).
+        worker_id: This worker's name in the job table.
+        stop: Set to stop taking messages.
+        counters: Message and job counters.
+        max_receive_count: Deliveries before the queue's redrive policy moves a message to
+            the dead-letter queue; None when the queue has none (a message's last delivery
+            then moves it aside here).
+    """
+
+    def __init__(
+        self,
+        source: MessageSource,
+        table: JobTable,
+        copiers: Copiers,
+        *,
+        routes: Sequence[Route],
+        ignore: IgnoreRules,
+        cluster: ClusterSettings,
+        worker_id: str,
+        stop: threading.Event,
+        counters: ClusterCounters,
+        max_receive_count: int | None,
+        claim_threads: int = 8,
+    ) -> None:
+        self.source = source
+        self.table = table
+        self.copiers = copiers
+        self.routes = tuple(routes)
+        self.ignore = ignore
+        self.cluster = cluster
+        self.worker_id = worker_id
+        self.stop = stop
+        self.counters = counters
+        self.redrive = max_receive_count is not None
+        self.max_receive_count = max_receive_count or cluster.max_receive_count
+        self.visibility = cluster.visibility_timeout
+        self.heartbeat_interval = cluster.visibility_timeout / 3
+        self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)
+        self._held: dict[str, _Held] = {}
+        self._waiting: deque[tuple[_Held, JobSpec]] = deque()
+        self._running: dict[str, _Running] = {}
+        self._claims = 0
+        self._pool = ThreadPoolExecutor(claim_threads, thread_name_prefix="claim")
+        copiers.use_ledger(self)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # -- JobQueue: claiming -----------------------------------------------------------------
+
+    def claim(self, limit: int) -> list[Job]:
+        if self.stop.is_set():
+            return []
+        batch = self._take(limit)
+        if not batch:
+            try:
+                messages = self.source.receive(limit)
+            except LongbowError as exc:
+                log.warning("could not receive messages: %s", exc)
+                self.stop.wait(1.0)
+                return []
+            for message in messages:
+                try:
+                    self._accept(message)
+                except Exception:  # a bug must not stop the worker: the message comes back
+                    log.exception("could not take message %s", message.message_id)
+                    self._settle(_Held(message, delay=self._backoff(_Held(message))))
+            batch = self._take(limit)
+        if not batch:
+            return []
+        try:
+            items = self.table.get_many(spec.id for _, spec in batch)
+        except LongbowError as exc:
+            log.warning("could not read %d job(s): %s; their messages come back", len(batch), exc)
+            for held, _ in batch:
+                self._give_back(held, None, self._backoff(held))
+            return []
+        futures = [
+            self._pool.submit(self._claim_one, held, spec, items.get(spec.id))
+            for held, spec in batch
+        ]
+        return [job for f in futures if (job := f.result()) is not None]
+
+    def _take(self, limit: int) -> list[tuple[_Held, JobSpec]]:
+        with self._lock:
+            return [self._waiting.popleft() for _ in range(min(limit, len(self._waiting)))]
+
+    def _claim_one(self, held: _Held, spec: JobSpec, item: JobItem | None) -> Job | None:
+        with self._lock:
+            if spec.id in self._running:
+                duplicate = True
+            else:
+                duplicate = False
+                self._running[spec.id] = _Running(held, spec)
+                self._claims += 1
+                owner = f"{self.worker_id}:{self._claims}"
+        if duplicate:
+            # The same object twice in this worker's messages: the running one covers both.
+            self.counters.add(jobs_duplicate=1)
+            self._settled(held, None)
+            return None
+        try:
+            pair = self.copiers.index(spec.src_bucket, spec.dst_bucket)
+            outcome, item = self.table.claim(
+                spec,
+                item,
+                message_id=held.message.message_id,
+                owner=owner,
+                worker=self.worker_id,
+                lease_seconds=self.visibility,
+            )
+        except Exception as exc:  # noqa: BLE001 - the message comes back; nothing is lost
+            if not isinstance(exc, LongbowError):
+                log.exception("claiming %s failed", spec.src_key)
+            else:
+                log.warning("could not claim %s: %s; its message comes back", spec.src_key, exc)
+            self.counters.add(errors=1)
+            if held.message.receive_count >= self.max_receive_count:
+                # The queue moves the message aside next: say why where status shows it.
+                self._record_problem(held, f"{spec.src_key}: {exc}")
+            self._give_back(held, spec.id, self._backoff(held))
+            return None
+        if outcome is not ClaimOutcome.RUN or item is None:
+            log.info(
+                "%s: %s",
+                spec.src_key,
+                "already copied" if outcome is ClaimOutcome.DONE_ALREADY else "running elsewhere",
+                extra={"fields": {"event": "duplicate", "outcome": outcome.value, **_where(spec)}},
+            )
+            self.counters.add(jobs_duplicate=1)
+            with self._lock:
+                self._running.pop(spec.id, None)
+            self._settled(held, None)
+            return None
+        job = Job(
+            id=spec.id,
+            run_id=0,
+            pair=pair,
+            src_key=item.src_key,
+            dst_key=item.dst_key,
+            size=item.size or 0,
+            etag=item.etag,
+            last_modified=item.last_modified,
+            version_id=item.version_id,
+            state=JobState.IN_PROGRESS,
+            attempts=item.attempts,
+            reason=item.reason,
+            upload_id=item.upload_id,
+            part_size=item.part_size,
+            upload_etag=item.upload_etag,
+            lease_owner=owner,
+        )
+        with self._lock:
+            running = self._running[spec.id]
+            running.job = job
+            running.lease_until = item.lease_until or 0.0
+        return job
+
+    # -- accepting messages -----------------------------------------------------------------
+
+    def _accept(self, message: Received) -> None:
+        self.counters.add(messages_received=1)
+        inbound = parse_message(message.body, self.routes, self.ignore)
+        held = _Held(message, problems=list(inbound.problems))
+        if inbound.ignored:
+            self.counters.add(events_ignored=inbound.ignored)
+        if inbound.shape is Shape.MALFORMED:
+            self._poison(held, inbound.reason)
+            return
+        if inbound.shape is Shape.TEST_EVENT:
+            log.info("S3 test event %s deleted", message.message_id)
+            self.counters.add(test_events=1)
+            self._settle(held)
+            return
+        if inbound.problems:
+            self._record_problem(held, inbound.reason)
+        for removal in inbound.removals:
+            self._remove(held, removal)
+        specs = [s for s in (self._complete(held, spec) for spec in inbound.jobs) if s]
+        held.pending = len(specs)
+        if not specs:
+            self._settle(held)
+            return
+        with self._lock:
+            self._held[message.message_id] = held
+            self._waiting.extend((held, spec) for spec in specs)
+
+    def _poison(self, held: _Held, reason: str) -> None:
+        """A message nothing can be done with: record it, move it to the dead-letter queue."""
+        self._record_problem(held, reason)
+        self.counters.add(errors=1)
+        self._settle(held)
+
+    def _record_problem(self, held: _Held, reason: str) -> None:
+        message = held.message
+        log.warning(
+            "message %s goes to the dead-letter queue: %s",
+            message.message_id,
+            reason,
+            extra={"fields": {"event": "poison", "message_id": message.message_id}},
+        )
+        try:
+            self.table.record(
+                "msg-" + message.message_id,
+                ItemKind.MESSAGE,
+                JobState.FAILED,
+                reason,
+                message_id=message.message_id,
+                receive_count=message.receive_count,
+                body=message.body[:_BODY_EXCERPT],
+                worker=self.worker_id,
+            )
+        except LongbowError as exc:
+            log.warning("could not record message %s: %s", message.message_id, exc)
+
+    def _complete(self, held: _Held, spec: JobSpec) -> JobSpec | None:
+        """An event that did not say the object's size or ETag: ask the source."""
+        if spec.size is not None and spec.etag is not None:
+            return spec
+        try:
+            info = self.copiers.stores.source(spec.src_bucket).head(spec.src_key)
+        except PermanentError as exc:
+            held.problems.append(str(exc))
+            return None
+        except LongbowError as exc:
+            log.warning("could not read %s: %s; the message comes back", spec.src_key, exc)
+            held.delay = max(held.delay or 0.0, self._backoff(held))
+            return None
+        if info is None:
+            log.info("%s no longer exists; nothing to copy", spec.src_key)
+            self.counters.add(events_ignored=1)
+            return None
+        return replace(
+            spec,
+            size=info.size,
+            etag=info.etag,
+            version_id=spec.version_id or info.version_id,
+            last_modified=info.last_modified or spec.last_modified,
+        )
+
+    def _remove(self, held: _Held, removal: RemovalSpec) -> None:
+        """An object removed at the source: delete its copy only when allowed and the source
+        is really gone (the event may be older than a new object under the same key)."""
+        fields = {
+            "src_bucket": removal.src_bucket,
+            "src_key": removal.src_key,
+            "dst_bucket": removal.dst_bucket,
+            "dst_key": removal.dst_key,
+            "event": removal.event,
+            "version_id": removal.version_id,
+            "message_id": held.message.message_id,
+        }
+        try:
+            if not self.cluster.delete_removed:
+                state, reason = (
+                    JobState.SKIPPED,
+                    f"the source object was removed ({removal.event}); delete_removed is off, "
+                    "so the destination copy is kept",
+                )
+            elif self.copiers.stores.source(removal.src_bucket).head(removal.src_key):
+                state, reason = (
+                    JobState.SKIPPED,
+                    f"removal event ({removal.event}) ignored: the source object exists again",
+                )
+            else:
+                self.copiers.stores.destination(removal.dst_bucket).delete_object(removal.dst_key)
+                state, reason = (
+                    JobState.DONE,
+                    f"destination copy deleted: the source object was removed ({removal.event})",
+                )
+            self.table.record(removal.id, ItemKind.REMOVE, state, reason, **fields)
+        except PermanentError as exc:
+            self.counters.add(errors=1)
+            try:
+                self.table.record(removal.id, ItemKind.REMOVE, JobState.FAILED, str(exc), **fields)
+            except LongbowError as again:
+                log.warning("could not record the removal of %s: %s", removal.src_key, again)
+                held.delay = max(held.delay or 0.0, self._backoff(held))
+            return
+        except LongbowError as exc:
+            log.warning("removal of %s failed: %s; the message comes back", removal.dst_key, exc)
+            self.counters.add(errors=1)
+            held.delay = max(held.delay or 0.0, self._backoff(held))
+            return
+        self.counters.add(
+            removals_applied=int(state is JobState.DONE),
+            removals_skipped=int(state is JobState.SKIPPED),
+        )
+        log.info(
+            "%s: %s",
+            removal.src_key,
+            reason,
+            extra={"fields": {"event": "removal", "state": state.value, **fields}},
+        )
+
+    # -- JobQueue: outcomes -----------------------------------------------------------------
+
+    def finish(
+        self, job: Job, state: JobState, reason: str | None, result: JobResult | None
+    ) -> bool:
+        running = self._running_of(job)
+        try:
+            ok = _persist(lambda: self.table.finish(job, state, reason, result))
+        except LongbowError as exc:
+            log.error(
+                "could not record the end of %s: %s; its message comes back", job.src_key, exc
+            )
+            self._give_back(running.held, job.id, self._backoff(running.held))
+            return False
+        if not ok:
+            log.warning("%s: another delivery took the job over; result not recorded", job.src_key)
+            running.held.lost = True
+        else:
+            if state is JobState.FAILED:
+                self.counters.add(jobs_failed=1)
+            log.info(
+                "%s: %s",
+                job.src_key,
+                state.value if reason is None else f"{state.value}: {reason}",
+                extra={"fields": _job_fields(running.spec, job, state, result, self.worker_id)},
+            )
+        self._settled(running.held, job.id)
+        return ok
+
+    def retry_later(self, job: Job, delay: float, reason: str, *, counted: bool = True) -> bool:
+        running = self._running_of(job)
+        held = running.held
+        last = counted and held.message.receive_count >= self.max_receive_count
+        if last:
+            reason = (
+                f"{reason} (delivery {held.message.receive_count} of {self.max_receive_count}; "
+                "the message goes to the dead-letter queue)"
+            )
+        try:
+            ok = _persist(lambda: self.table.release(job, reason, counted=counted, failed=last))
+        except LongbowError as exc:
+            log.error("could not record %s as given back: %s", job.src_key, exc)
+            ok = False
+        if counted:
+            self.counters.add(attempts_failed=1, jobs_failed=int(last))
+            log.warning(
+                "%s: %s",
+                job.src_key,
+                reason,
+                extra={
+                    "fields": _job_fields(
+                        running.spec,
+                        job,
+                        JobState.FAILED if last else JobState.PENDING,
+                        None,
+                        self.worker_id,
+                    )
+                },
+            )
+        if ok or not counted:
+            wait = max(delay, self._backoff(held)) if counted else delay
+            self._give_back(
+                held, job.id, wait, dead_letter=reason if last and not self.redrive else None
+            )
+        else:
+            held.lost = True
+            self._settled(held, job.id)
+        return ok
+
+    def _give_back(
+        self, held: _Held, job_id: str | None, delay: float, *, dead_letter: str | None = None
+    ) -> None:
+        with held.lock:
+            if dead_letter:
+                held.dead_letter = dead_letter
+            else:
+                held.delay = max(held.delay or 0.0, delay)
+        self._settled(held, job_id)
+
+    def _settled(self, held: _Held, job_id: str | None) -> None:
+        with self._lock:
+            if job_id is not None:
+                running = self._running.get(job_id)
+                if running is not None and running.held is held:
+                    del self._running[job_id]
+            held.pending -= 1
+            done = held.pending <= 0
+            self._ended.notify_all()
+        if done:
+            self._settle(held)
+
+    def _settle(self, held: _Held) -> None:
+        with held.lock:
+            if held.settled:
+                return
+            held.settled = True
+        message = held.message
+        with self._lock:
+            self._held.pop(message.message_id, None)
+        try:
+            if held.delay is not None:
+                self.source.release(message, held.delay)
+                self.counters.add(messages_released=1)
+            elif held.lost:
+                pass  # the delivery that took a job over settles the message
+            elif held.problems or held.dead_letter:
+                reason = "; ".join(
+                    [*held.problems, *([held.dead_letter] if held.dead_letter else [])]
+                )
+                self.source.move_aside(message, reason[:1000])
+                self.counters.add(messages_moved_aside=1)
+            else:
+                self.source.delete(message)
+                self.counters.add(messages_deleted=1)
+        except LongbowError as exc:
+            log.warning("could not settle message %s: %s; it comes back", message.message_id, exc)
+
+    def _running_of(self, job: Job) -> _Running:
+        with self._lock:
+            return self._running[str(job.id)]
+
+    def _backoff(self, held: _Held) -> float:
+        """Exponential per delivery, with jitter: base, 2 x base, 4 x base, ... up to the cap."""
+        count = max(1, held.message.receive_count)
+        delay = min(
+            self.cluster.retry_max_seconds, self.cluster.retry_base_seconds * 2 ** (count - 1)
+        )
+        return delay * random.uniform(0.5, 1.0)
+
+    # -- JobQueue: heartbeat and waiting ----------------------------------------------------
+
+    def heartbeat(self, jobs: Sequence[Job]) -> None:
+        """Extend every held message; renew the table lease of jobs whose lease runs low."""
+        with self._lock:
+            helds = list(self._held.values())
+            running = [r for r in self._running.values() if r.job is not None]
+        for held in helds:
+            with held.lock:
+                if held.settled:
+                    continue
+                try:
+                    if not self.source.extend(held.message, self.visibility):
+                        log.warning("message %s is no longer ours", held.message.message_id)
+                except LongbowError as exc:
+                    log.warning("could not extend message %s: %s", held.message.message_id, exc)
+        now = time.time()
+        for r in running:
+            if r.job is not None and r.lease_until - now < self.visibility / 2:
+                try:
+                    if self.table.extend_lease(r.job, now + self.visibility):
+                        r.lease_until = now + self.visibility
+                except LongbowError as exc:
+                    log.warning("could not extend the lease of %s: %s", r.job.src_key, exc)
+
+    def wait_for_work(self, timeout: float) -> bool:
+        with self._lock:
+            if self._waiting or self.stop.is_set():
+                return True
+            busy = bool(self._held)
+            if busy:
+                self._ended.wait(timeout)
+                return True
+        try:
+            return not self.source.exhausted()
+        except LongbowError as exc:
+            log.warning("could not read the queue's depth: %s", exc)
+            return True
+
+    def job_ended(self) -> None:
+        with self._lock:
+            self._ended.notify_all()
+
+    def release_all(self) -> None:
+        """Give back every message still held (shutdown): visible again at once."""
+        with self._lock:
+            waiting = list(self._waiting)
+            self._waiting.clear()
+            helds = list(self._held.values())
+        for held, _ in waiting:
+            with self._lock:
+                held.pending -= 1
+        for held in helds:
+            with held.lock:
+                if held.delay is None:
+                    held.delay = 0.0
+            self._settle(held)
+
+    @property
+    def held_messages(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+    # -- UploadLedger -----------------------------------------------------------------------
+
+    def set_upload(
+        self, job: Job, upload_id: str | None, part_size: int | None, upload_etag: str | None
+    ) -> None:
+        _persist(lambda: self.table.set_upload(job, upload_id, part_size, upload_etag))
+        job.upload_id, job.part_size, job.upload_etag = upload_id, part_size, upload_etag
+
+    def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None:
+        self.table.record_part(job, upload_id, number, size, etag)
+
+    def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]:
+        return self.table.recorded_parts(job, upload_id)
+
+    def update_source(self, job: Job, info: ObjectInfo) -> None:
+        _persist(lambda: self.table.update_source(job, info))
+        job.size, job.etag = info.size, info.etag
+        job.last_modified, job.version_id = info.last_modified, info.version_id
+        job.upload_id = job.part_size = job.upload_etag = None
+        job.restarts += 1
+
+
+def _persist(action: Callable[[], T]) -> T:
+    """Retry a job-table write through short outages; the outcome must not be lost."""
+    for attempt in range(_PERSIST_TRIES):
+        try:
+            return action()
+        except TransientError:
+            if attempt + 1 >= _PERSIST_TRIES:
+                raise
+            time.sleep(random.uniform(0, min(5.0, 0.2 * 2**attempt)))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _where(spec: JobSpec) -> dict[str, object]:
+    return {
+        "src": f"s3://{spec.src_bucket}/{spec.src_key}",
+        "dst": f"s3://{spec.dst_bucket}/{spec.dst_key}",
+    }
+
+
+def _job_fields(
+    spec: JobSpec, job: Job, state: JobState, result: JobResult | None, worker: str
+) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "event": "job",
+        "state": state.value,
+        "worker": worker,
+        **_where(spec),
+    }
+    fields["size"] = job.size
+    if result is not None:
+        fields.update(
+            bytes_sent=result.bytes_sent,
+            bytes_reused=result.bytes_reused,
+            verified=result.verified,
+            verify=result.verify,
+        )
+    return fields
+
+
+__all__ = ["BatchSource", "ClusterJobQueue", "MessageSource", "SqsSource"]

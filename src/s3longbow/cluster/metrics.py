@@ -1,0 +1,193 @@
+"""What a cluster worker reports: counters of its messages and jobs, CloudWatch Embedded
+Metric Format (EMF) lines emitted every N seconds and at the end, and JSON log lines.
+
+EMF lines are JSON objects written one a line to standard output; CloudWatch Logs (the agent
+on an instance, or Lambda's own log capture) turns them into metrics of namespace `Longbow`.
+Values are the change since the previous line, except `JobsInFlight` (a gauge).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from types import TracebackType
+
+from s3longbow.progress.stats import Stats
+
+NAMESPACE = "Longbow"
+
+# Metric name -> unit.
+METRICS: dict[str, str] = {
+    "BytesSent": "Bytes",
+    "BytesReused": "Bytes",
+    "Throughput": "Bytes/Second",
+    "ObjectsCopied": "Count",
+    "ObjectsFailed": "Count",
+    "Errors": "Count",
+    "MessagesReceived": "Count",
+    "MessagesDeleted": "Count",
+    "MessagesMovedAside": "Count",
+    "DuplicateJobs": "Count",
+    "JobsInFlight": "Count",
+}
+
+
+@dataclass
+class ClusterCounters:
+    """Counts of a worker's messages and jobs, updated from many threads."""
+
+    messages_received: int = 0
+    messages_deleted: int = 0
+    messages_released: int = 0
+    messages_moved_aside: int = 0
+    test_events: int = 0
+    jobs_duplicate: int = 0
+    attempts_failed: int = 0
+    jobs_failed: int = 0
+    removals_applied: int = 0
+    removals_skipped: int = 0
+    events_ignored: int = 0
+    errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_lock"}
+
+
+class MetricsEmitter:
+    """Writes an EMF line every `interval` seconds while running, and one when closed.
+
+    Args:
+        stats: The worker's transfer counters.
+        counters: The worker's message and job counters.
+        write: Where a line goes (e.g. `sys.stdout.write`); flushed by the caller's stream.
+        interval: Seconds between lines.
+        dimensions: Dimension name -> value (keep it low-cardinality, e.g. the mode).
+        properties: Extra searchable fields of every line (e.g. the worker id).
+    """
+
+    def __init__(
+        self,
+        stats: Stats,
+        counters: ClusterCounters,
+        write: Callable[[str], object],
+        *,
+        interval: float,
+        dimensions: dict[str, str],
+        properties: dict[str, str] | None = None,
+    ) -> None:
+        self.stats = stats
+        self.counters = counters
+        self.write = write
+        self.interval = interval
+        self.dimensions = dimensions
+        self.properties = properties or {}
+        self._last = self._totals()
+        self._last_time = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> MetricsEmitter:
+        self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.emit()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.emit()
+
+    def _totals(self) -> dict[str, int]:
+        snap = self.stats.snapshot()
+        counts = self.counters.snapshot()
+        return {
+            "BytesSent": snap.bytes_sent,
+            "BytesReused": snap.bytes_reused,
+            "ObjectsCopied": snap.objects_copied,
+            "ObjectsFailed": snap.objects_failed + counts["jobs_failed"],
+            "Errors": counts["errors"] + counts["attempts_failed"],
+            "MessagesReceived": counts["messages_received"],
+            "MessagesDeleted": counts["messages_deleted"],
+            "MessagesMovedAside": counts["messages_moved_aside"],
+            "DuplicateJobs": counts["jobs_duplicate"],
+        }
+
+    def emit(self) -> dict[str, object]:
+        """Write one line with the changes since the previous one; returns it."""
+        with self._lock:
+            now = time.monotonic()
+            totals = self._totals()
+            values: dict[str, float] = {k: totals[k] - self._last[k] for k in totals}
+            seconds = max(now - self._last_time, 1e-6)
+            values["Throughput"] = round(values["BytesSent"] / seconds, 1)
+            values["JobsInFlight"] = self.stats.snapshot().in_flight
+            self._last, self._last_time = totals, now
+            line: dict[str, object] = {
+                "_aws": {
+                    "Timestamp": int(time.time() * 1000),
+                    "CloudWatchMetrics": [
+                        {
+                            "Namespace": NAMESPACE,
+                            "Dimensions": [sorted(self.dimensions)],
+                            "Metrics": [{"Name": n, "Unit": u} for n, u in METRICS.items()],
+                        }
+                    ],
+                },
+                **self.dimensions,
+                **self.properties,
+                **values,
+            }
+            self.write(json.dumps(line, separators=(",", ":")) + "\n")
+            return line
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line: time, level, logger, message, and any `fields` extra.
+
+    Args:
+        static: Fields added to every line (e.g. the worker id).
+    """
+
+    def __init__(self, static: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.static = static or {}
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **self.static,
+        }
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            line.update(extra)
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+__all__ = ["METRICS", "NAMESPACE", "ClusterCounters", "JsonLogFormatter", "MetricsEmitter"]

@@ -1,0 +1,313 @@
+"""`longbow send`: stream each pair's diff with bounded memory, skip jobs already queued or
+running, record the rest as pending in the job table, and send them in checked batches.
+
+Order per batch of up to 100 copies: one BatchGetItem filters out jobs already queued, a
+conditional write per remaining job records it as pending (the condition repeats the filter
+atomically, so two senders at once still queue a job once), and only then is its message
+sent. A message that cannot be sent marks its jobs failed with the reason, so a later send
+queues them again; nothing is left pending without a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from s3longbow.errors import FatalError
+from s3longbow.plan.diff import Decision
+from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.plan.planner import plan_pair
+from s3longbow.progress.stats import Stats
+from s3longbow.sync import close_pairs, open_pairs
+
+from .aws import ControlPlane, Parameters
+from .dynamodb import JobTable, should_queue
+from .messages import JobSpec, MessagePacker, Packed
+from .settings import ClusterConfig, resolve_credentials, resolve_pairs
+from .sqs import BATCH_ENTRIES, MessageQueue, SendFailed, batches
+
+log = logging.getLogger(__name__)
+
+CHECK_BATCH = 100  # copies looked up in the job table at once (one BatchGetItem)
+_WRITE_THREADS = 8
+
+
+@dataclass
+class SendReport:
+    """What one `longbow send` found and queued (or would queue, in a dry run)."""
+
+    dry_run: bool
+    pairs: int = 0
+    objects_to_copy: int = 0
+    bytes_to_copy: int = 0
+    objects_queued: int = 0
+    bytes_queued: int = 0
+    objects_already_queued: int = 0
+    messages_sent: int = 0
+    objects_same: int = 0
+    bytes_same: int = 0
+    objects_ignored: int = 0
+    objects_unsupported: int = 0
+    table_missing: bool = False
+    interrupted: bool = False
+    elapsed: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dry_run": self.dry_run,
+            "pairs": self.pairs,
+            "to_copy": {"objects": self.objects_to_copy, "bytes": self.bytes_to_copy},
+            "queued": {"objects": self.objects_queued, "bytes": self.bytes_queued},
+            "already_queued": self.objects_already_queued,
+            "messages_sent": self.messages_sent,
+            "already_present": {"objects": self.objects_same, "bytes": self.bytes_same},
+            "ignored": self.objects_ignored,
+            "unsupported": self.objects_unsupported,
+            "table_missing": self.table_missing,
+            "interrupted": self.interrupted,
+            "elapsed_seconds": round(self.elapsed, 3),
+        }
+
+
+class _Outbox:
+    """Records jobs as pending, packs them into messages and sends them ten at a time."""
+
+    def __init__(
+        self,
+        *,
+        table: JobTable | None,
+        queue: MessageQueue | None,
+        packer: MessagePacker,
+        report: SendReport,
+        stale_before: float,
+        requeue: bool,
+        retry_failed: bool,
+    ) -> None:
+        self.table = table
+        self.queue = queue
+        self.packer = packer
+        self.report = report
+        self.stale_before = stale_before
+        self.requeue = requeue
+        self.retry_failed = retry_failed
+        self.send_id = uuid.uuid4().hex
+        self._ready: list[Packed] = []
+        self._pool = ThreadPoolExecutor(_WRITE_THREADS, thread_name_prefix="queue-write")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def offer(self, copies: list[tuple[JobSpec, str]], listed_at: float) -> None:
+        """Queue the copies that are not already queued or running."""
+        now = time.time()
+        items = self.table.get_many(s.id for s, _ in copies) if self.table else {}
+        wanted = [
+            (spec, why)
+            for spec, why in copies
+            if should_queue(
+                items.get(spec.id),
+                spec,
+                now=now,
+                listed_at=listed_at,
+                stale_before=self.stale_before,
+                requeue=self.requeue,
+                retry_failed=self.retry_failed,
+            )
+        ]
+        self.report.objects_already_queued += len(copies) - len(wanted)
+        if self.queue is None or self.table is None:  # a dry run
+            self.report.objects_queued += len(wanted)
+            self.report.bytes_queued += sum(s.size or 0 for s, _ in wanted)
+            return
+        table = self.table
+
+        def record(copy: tuple[JobSpec, str]) -> bool:
+            spec, why = copy
+            return table.queue_job(
+                spec,
+                why=why,
+                send_id=self.send_id,
+                listed_at=listed_at,
+                stale_before=self.stale_before,
+                requeue=self.requeue,
+                retry_failed=self.retry_failed,
+            )
+
+        for (spec, _), written in zip(wanted, self._pool.map(record, wanted), strict=True):
+            if not written:  # another sender or a worker got there between read and write
+                self.report.objects_already_queued += 1
+                continue
+            self._ready.extend(self.packer.add(spec))
+            if len(self._ready) >= BATCH_ENTRIES:
+                self._send()
+
+    def flush(self) -> None:
+        """Send everything packed so far."""
+        self._ready.extend(self.packer.flush())
+        while self._ready:
+            self._send()
+
+    def _send(self) -> None:
+        assert self.queue is not None
+        # Ten messages and 256 KiB at most per call (bodies are small, so usually ten).
+        first = batches([p.body for p in self._ready])[0]
+        chunk, self._ready = self._ready[: len(first)], self._ready[len(first) :]
+        try:
+            self.queue.send_batch([p.body for p in chunk])
+        except SendFailed as exc:
+            unsent = [chunk[i] for i in exc.unsent]
+            self.abandon(f"its job message could not be sent: {exc.message}", extra=unsent)
+            raise
+        self.report.messages_sent += len(chunk)
+        for packed in chunk:
+            self.report.objects_queued += len(packed.jobs)
+            self.report.bytes_queued += sum(j.size or 0 for j in packed.jobs)
+
+    def abandon(self, reason: str, extra: list[Packed] | None = None) -> None:
+        """Jobs recorded as pending whose messages will not be sent: mark them failed, so the
+        next send queues them again."""
+        if self.table is None or self.queue is None:
+            return
+        left = [*(extra or []), *self._ready, *self.packer.flush()]
+        self._ready = []
+        for packed in left:
+            for spec in packed.jobs:
+                try:
+                    self.table.unqueue(spec, send_id=self.send_id, reason=reason)
+                except Exception as exc:  # noqa: BLE001 - best effort; reported below
+                    log.error("could not mark %s as not queued: %s", spec.src_key, exc)
+
+
+def send_jobs(
+    config: ClusterConfig,
+    control: ControlPlane,
+    *,
+    dry_run: bool = False,
+    requeue: bool = False,
+    retry_failed: bool = False,
+    stop: threading.Event | None = None,
+    stats: Stats | None = None,
+) -> SendReport:
+    """Queue a job for every object of every pair that the destination lacks or differs in.
+
+    Args:
+        config: The deployment's settings (SSM parameters are read here).
+        control: SQS, DynamoDB and SSM clients.
+        dry_run: Count only; write nothing, send nothing.
+        requeue: Send jobs already pending again (after a sender died between recording and
+            sending them); duplicates are harmless, the workers skip finished jobs.
+        retry_failed: Queue failed jobs again.
+        stop: Set to stop listing; what was recorded is still sent.
+        stats: Counters of the planning (objects already present, ignored).
+    """
+    started = time.monotonic()
+    stop = stop or threading.Event()
+    report = SendReport(dry_run=dry_run)
+    parameters = Parameters(control.ssm)
+    config = resolve_credentials(config, parameters)
+    pairs = resolve_pairs(config, parameters)
+    settings = config.settings(pairs)
+    cluster = config.cluster
+    table: JobTable | None = JobTable(control.dynamodb, cluster.table)
+    queue: MessageQueue | None = None
+    assert table is not None
+    if dry_run:
+        try:
+            table.check()
+        except FatalError:
+            log.info("job table %s not found: counting every copy as new", cluster.table)
+            report.table_missing, table = True, None
+    else:
+        table.check()
+        queue = MessageQueue.open(control.sqs, cluster)
+    retention = queue.retention_seconds if queue else 4 * 24 * 3600
+    outbox = _Outbox(
+        table=table,
+        queue=queue,
+        packer=MessagePacker(
+            objects_per_message=cluster.objects_per_message,
+            large_threshold=config.transfer.resumable_threshold,
+        ),
+        report=report,
+        stale_before=time.time() - retention,
+        requeue=requeue,
+        retry_failed=retry_failed,
+    )
+    runtimes = open_pairs(settings, read_only=dry_run)
+    ignore = IgnoreRules(settings.ignore_patterns)
+    report.pairs = len(runtimes)
+    try:
+        for pair in runtimes:
+            # A job finished after this moment was copied after the destination was listed.
+            listed_at = time.time()
+
+            def copies(
+                batch: list[Decision],
+                src_bucket: str = pair.src.bucket,
+                dst_bucket: str = pair.dst.bucket,
+                listed_at: float = listed_at,
+            ) -> None:
+                outbox.offer(
+                    [
+                        (
+                            JobSpec(
+                                src_bucket=src_bucket,
+                                src_key=d.src.key,
+                                dst_bucket=dst_bucket,
+                                dst_key=d.dst_key,
+                                size=d.src.size,
+                                etag=d.src.etag,
+                                version_id=d.src.version_id,
+                                last_modified=d.src.last_modified,
+                            ),
+                            d.reason,
+                        )
+                        for d in batch
+                    ],
+                    listed_at,
+                )
+
+            counts = plan_pair(
+                pair,
+                ignore,
+                copies,
+                batch_size=CHECK_BATCH,
+                stats=stats,
+                should_stop=stop.is_set,
+            )
+            report.objects_to_copy += counts.copy
+            report.bytes_to_copy += counts.copy_bytes
+            report.objects_same += counts.same
+            report.bytes_same += counts.same_bytes
+            report.objects_ignored += counts.ignored
+            report.objects_unsupported += counts.unsupported
+            log.info(
+                "%s -> %s: %d to copy (%d bytes), %d already present",
+                pair.src,
+                pair.dst,
+                counts.copy,
+                counts.copy_bytes,
+                counts.same,
+            )
+            if stop.is_set():
+                report.interrupted = True
+                break
+        if queue is not None:
+            outbox.flush()
+    except SendFailed:
+        raise
+    except BaseException as exc:
+        outbox.abandon(f"the sender stopped before sending its job message: {exc}")
+        raise
+    finally:
+        outbox.close()
+        close_pairs(runtimes)
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+__all__ = ["SendReport", "send_jobs"]
