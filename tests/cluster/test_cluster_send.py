@@ -1,0 +1,236 @@
+"""`longbow send`: dry runs, no duplicate work when sent again, duplicate deliveries that do
+nothing, and every SendMessageBatch entry checked."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from s3longbow.cli.app import cli
+from s3longbow.cluster.dynamodb import ClaimOutcome, JobTable
+from s3longbow.cluster.messages import JobSpec, encode_jobs
+from s3longbow.cluster.sqs import MessageQueue, SendFailed
+from s3longbow.config import MiB
+from s3longbow.model import Job, JobResult, JobState, ObjectInfo
+
+from .conftest import DST_PREFIX, SRC_PREFIX, Cluster
+from .test_cluster_events import record, s3_event
+
+
+def test_dry_run_counts_and_changes_nothing(cluster: Cluster) -> None:
+    for i in range(4):
+        cluster.src.put(f"{SRC_PREFIX}f{i}", os.urandom(1000))
+    cluster.dst.put(f"{DST_PREFIX}f0", cluster.src.get(f"{SRC_PREFIX}f0"))
+    result = CliRunner().invoke(
+        cli, ["send", "--config", str(cluster.config_path), "--dry-run", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dry_run"] is True
+    assert report["queued"] == {"objects": 3, "bytes": 3000}
+    assert report["already_present"]["objects"] == 1
+    assert report["messages_sent"] == 0
+    assert cluster.depth() == 0 and cluster.items() == []
+
+
+def test_sending_again_adds_only_new_objects_and_duplicates_do_nothing(
+    cluster: Cluster,
+) -> None:
+    data = {f"s{i}": os.urandom(5000 + i) for i in range(5)}
+    data["big"] = os.urandom(6 * MiB)
+    for key, body in data.items():
+        cluster.src.put(SRC_PREFIX + key, body)
+
+    first = cluster.send()
+    assert (first.objects_queued, first.objects_already_queued) == (6, 0)
+    again = cluster.send()  # nothing ran yet: every job is still pending
+    assert again.objects_queued == 0 and again.messages_sent == 0
+    assert again.objects_already_queued == 6
+    forced = cluster.send(requeue=True)  # duplicates on purpose: the workers skip them
+    assert forced.objects_queued == 6
+    for key in ("n1", "n2"):
+        data[key] = os.urandom(100)
+        cluster.src.put(SRC_PREFIX + key, data[key])
+    third = cluster.send()
+    assert (third.objects_queued, third.objects_already_queued) == (2, 6)
+
+    report = cluster.drain()
+    assert report.objects_copied == len(data)
+    assert report.counters["jobs_duplicate"] == 6  # the requeued copies did nothing
+    assert cluster.copy_digests() == cluster.source_digests()
+
+    # The same jobs delivered again: a job message and an S3 event for objects already
+    # copied. Nothing is copied again, and both messages are deleted.
+    heads = {
+        k: cluster.src.client.head_object(Bucket=cluster.src.name, Key=SRC_PREFIX + k)
+        for k in ("s0", "s1")
+    }
+    spec = JobSpec(
+        src_bucket=cluster.src.name,
+        src_key=SRC_PREFIX + "s0",
+        dst_bucket=cluster.dst.name,
+        dst_key=DST_PREFIX + "s0",
+        size=len(data["s0"]),
+        etag=heads["s0"]["ETag"].strip('"'),
+    )
+    cluster.send_raw(encode_jobs(cluster.src.name, cluster.dst.name, [spec]))
+    cluster.send_raw(
+        s3_event(
+            record(
+                cluster.src.name,
+                SRC_PREFIX + "s1",
+                size=len(data["s1"]),
+                etag=heads["s1"]["ETag"],
+            )
+        )
+    )
+    dup = cluster.drain()
+    assert dup.counters["jobs_duplicate"] == 2
+    assert dup.objects_copied == 0 and dup.bytes_sent == 0
+    assert dup.counters["messages_deleted"] == 2
+    for key in ("s0", "s1"):
+        item = cluster.job(key)
+        assert item is not None and item.state is JobState.DONE and item.starts == 1
+    assert cluster.depth() == 0 and cluster.dead_letters() == []
+
+    last = cluster.send()
+    assert last.objects_queued == 0 and last.objects_same == len(data)
+
+
+def test_a_deleted_copy_is_queued_again(cluster: Cluster) -> None:
+    cluster.src.put(SRC_PREFIX + "a", b"alpha")
+    cluster.send()
+    cluster.drain()
+    cluster.dst.client.delete_object(Bucket=cluster.dst.name, Key=DST_PREFIX + "a")
+    report = cluster.send()  # done in the table, missing at the destination: reopened
+    assert report.objects_queued == 1
+    cluster.drain()
+    assert cluster.dst.get(DST_PREFIX + "a") == b"alpha"
+    item = cluster.job("a")
+    assert item is not None and item.state is JobState.DONE and item.starts == 2
+
+
+class FlakySqs:
+    """An SQS client whose SendMessageBatch fails chosen entries, once or for ever."""
+
+    def __init__(self, failures: list[dict[str, dict[str, Any]]]) -> None:
+        self.failures = failures  # per call: entry id -> the Failed entry to report
+        self.calls: list[list[str]] = []
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        failing = self.failures[len(self.calls)] if len(self.calls) < len(self.failures) else {}
+        self.calls.append([e["Id"] for e in Entries])
+        return {
+            "Successful": [
+                {"Id": e["Id"], "MessageId": f"m-{e['Id']}"}
+                for e in Entries
+                if e["Id"] not in failing
+            ],
+            "Failed": [
+                {"Id": i, **f} for i, f in failing.items() if i in [e["Id"] for e in Entries]
+            ],
+        }
+
+
+def test_failed_batch_entries_are_sent_again_never_dropped() -> None:
+    busy = {"Code": "InternalError", "Message": "try again", "SenderFault": False}
+    client = FlakySqs([{"1": busy, "3": busy}, {"3": busy}])
+    queue = MessageQueue(client, "https://queue", sleep=lambda s: None)
+    ids = queue.send_batch([f"body-{i}" for i in range(5)])
+    assert ids == [f"m-{i}" for i in range(5)]
+    assert client.calls == [["0", "1", "2", "3", "4"], ["1", "3"], ["3"]]
+
+
+def test_a_refused_batch_entry_stops_the_sender_with_the_reason() -> None:
+    refused = {"Code": "InvalidMessageContents", "Message": "bad", "SenderFault": True}
+    queue = MessageQueue(FlakySqs([{"2": refused}]), "https://queue", sleep=lambda s: None)
+    with pytest.raises(SendFailed) as caught:
+        queue.send_batch(["a", "b", "c"])
+    assert caught.value.unsent == [2]
+    assert "InvalidMessageContents" in caught.value.message
+
+
+def test_entries_that_keep_failing_are_reported_unsent() -> None:
+    busy = {"Code": "InternalError", "Message": "down", "SenderFault": False}
+    queue = MessageQueue(FlakySqs([{"0": busy}] * 20), "https://queue", sleep=lambda s: None)
+    with pytest.raises(SendFailed) as caught:
+        queue.send_batch(["a", "b"])
+    assert caught.value.unsent == [0]
+
+
+def test_pairs_can_come_from_an_ssm_parameter(cluster: Cluster) -> None:
+    name = f"/longbow/{cluster.name}/pairs"
+    pairs = [{"src": f"s3://{cluster.src.name}/{SRC_PREFIX}", "dst": f"s3://{cluster.dst.name}/"}]
+    cluster.ssm.put_parameter(Name=name, Type="String", Value=json.dumps(pairs))
+    cluster.write_config(pairs_parameter=name)
+    cluster.src.put(SRC_PREFIX + "one", b"1")
+    result = CliRunner().invoke(
+        cli, ["send", "--config", str(cluster.config_path), "--dry-run", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["queued"]["objects"] == 1
+
+    cluster.ssm.put_parameter(Name=name, Type="String", Value='[{"src": "/tmp"}]', Overwrite=True)
+    bad = CliRunner().invoke(cli, ["send", "--config", str(cluster.config_path)])
+    assert bad.exit_code == 2 and "pair 1 must have exactly" in bad.stderr
+
+
+def test_job_table_ledger_and_compare_and_set(cluster: Cluster) -> None:
+    """The table as the engine uses it: upload ledger writes, source re-pinning, and state
+    changes that only the claim's owner can make."""
+    table = JobTable(cluster.dynamodb, cluster.table)
+    spec = JobSpec(cluster.src.name, "data/k", cluster.dst.name, "copy/k", 10, "e1")
+    outcome, item = table.claim(
+        spec, None, message_id="m1", owner="w:1", worker="w", lease_seconds=30
+    )
+    assert outcome is ClaimOutcome.RUN and item is not None and item.starts == 1
+    job = Job(
+        id=spec.id,
+        run_id=0,
+        pair=0,
+        src_key="data/k",
+        dst_key="copy/k",
+        size=10,
+        etag="e1",
+        lease_owner="w:1",
+    )
+    assert table.set_upload(job, "upload-1", 5 * MiB, "e1")
+    table.record_part(job, "upload-1", 1, 5 * MiB, "p1")
+    table.record_part(job, "upload-2", 1, 5 * MiB, "other upload")
+    assert table.recorded_parts(job, "upload-1") == {1: (5 * MiB, "p1")}
+    assert table.update_source(job, ObjectInfo("data/k", 12, "e2", 200.0))
+    item = table.get(spec.id)
+    assert item is not None and (item.size, item.etag, item.restarts) == (12, "e2", 1)
+    assert item.upload_id is None and item.source_id == "12:e2:"
+
+    # Another delivery of the same message takes the job over; the old owner is locked out.
+    outcome, item = table.claim(
+        spec, item, message_id="m1", owner="w:2", worker="w", lease_seconds=30
+    )
+    assert outcome is ClaimOutcome.RUN and item is not None and item.starts == 2
+    assert not table.finish(job, JobState.DONE, None, JobResult(bytes_sent=12))
+    assert not table.release(job, "late", counted=True, failed=False)
+    assert not table.set_upload(job, "upload-3", 5 * MiB, "e2")
+    # A different message sees a live lease: busy.
+    assert (
+        table.claim(
+            spec, table.get(spec.id), message_id="m2", owner="w:3", worker="w", lease_seconds=30
+        )[0]
+        is ClaimOutcome.BUSY
+    )
+    newer = replace(job, lease_owner="w:2")
+    assert table.finish(newer, JobState.DONE, None, JobResult(bytes_sent=12, verified=True))
+    item = table.get(spec.id)
+    assert item is not None and item.state is JobState.DONE and item.bytes_sent == 12
+    # Finished: a duplicate delivery cannot move it backwards.
+    assert (
+        table.claim(spec, item, message_id="m3", owner="w:4", worker="w", lease_seconds=30)[0]
+        is ClaimOutcome.DONE_ALREADY
+    )
+    assert not table.release(newer, "again", counted=True, failed=True)
+    assert table.get(spec.id).state is JobState.DONE  # type: ignore[union-attr]
