@@ -97,7 +97,7 @@ class TransferSettings:
     part_threads: int = 4
     part_size: int = 8 * MiB
     resumable_threshold: int = 5 * MiB
-    memory_limit: int = 160 * MiB
+    memory_limit: int = 96 * MiB
     storage_class: str | None = None
     copy_tags: bool = True
     max_attempts: int = 3
