@@ -284,27 +284,7 @@ class Copier:
             self._check_stop()
             with self.budget.hold(job.size):
                 data, properties = self.src.read_object(job.src_key, job.size, etag=job.etag)
-                digest = hashlib.md5(data)
-                md5_hex = digest.hexdigest()
-                if is_md5_etag(job.etag) and md5_hex != job.etag:
-                    # The bytes read are not the object the source lists: never write them.
-                    raise VerificationError(
-                        f"{self.src.describe(job.src_key)}: the bytes read have MD5 {md5_hex}, "
-                        f"the source's ETag is {job.etag}"
-                    )
-                dst_etag = self.dst.put_object(
-                    job.dst_key,
-                    data,
-                    md5_b64=base64.b64encode(digest.digest()).decode(),
-                    storage_class=self.settings.storage_class,
-                    properties=properties,
-                    tags=self._tags(job, properties),
-                )
-            if is_md5_etag(dst_etag) and dst_etag != md5_hex:
-                raise VerificationError(
-                    f"{self.dst.describe(job.dst_key)}: the destination reports ETag "
-                    f"{dst_etag}, the bytes sent have MD5 {md5_hex}"
-                )
+                dst_etag = self._put_verified(job, data, properties)
             self.stats.sent(job.size)
             attempt.progressed += job.size
             if is_md5_etag(job.etag) or job.size == 0:
@@ -325,6 +305,40 @@ class Copier:
             what=f"copy of {job.src_key!r}",
             should_stop=self.stop.is_set,
         )
+
+    def _put_verified(self, job: Job, data: bytes, properties: ObjectProperties) -> str:
+        """PUT the bytes so that the copy is proven equal to the source's MD5.
+
+        When the source's ETag is its MD5, that very digest goes out as Content-MD5: the
+        destination then checks the bytes against the source's own fingerprint, and a read or
+        a write corrupted on the way is refused, with no hashing here. Where the destination
+        reports an ETag that is not an MD5 (so neither check could be seen), or the source has
+        no MD5, the bytes are hashed here.
+        """
+        source_md5 = job.etag if is_md5_etag(job.etag) else None
+        md5_hex = source_md5 or hashlib.md5(data).hexdigest()
+        dst_etag = self.dst.put_object(
+            job.dst_key,
+            data,
+            md5_b64=base64.b64encode(bytes.fromhex(md5_hex)).decode(),
+            storage_class=self.settings.storage_class,
+            properties=properties,
+            tags=self._tags(job, properties),
+        )
+        if is_md5_etag(dst_etag):
+            if dst_etag != md5_hex:
+                self.dst.delete_object(job.dst_key)
+                raise VerificationError(
+                    f"{self.dst.describe(job.dst_key)}: the destination reports ETag "
+                    f"{dst_etag}, the source's MD5 is {md5_hex}"
+                )
+        elif source_md5 is not None and hashlib.md5(data).hexdigest() != source_md5:
+            self.dst.delete_object(job.dst_key)
+            raise VerificationError(
+                f"{self.src.describe(job.src_key)}: the bytes read do not have the source's "
+                f"MD5 {source_md5}"
+            )
+        return dst_etag
 
     # -- multipart --------------------------------------------------------------------------
 
