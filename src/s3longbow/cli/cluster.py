@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -259,12 +259,7 @@ def cluster_init(config_file: Path, as_json: bool) -> None:
     console = Console(stderr=True)
     _setup_logging(0, console)
     try:
-        config = load(config_file)
-        control = _control(config)
-        try:
-            report = init_cluster(config, control)
-        finally:
-            control.close()
+        report = _with_control(config_file, init_cluster)
     except LongbowError as exc:
         _fail(console, exc)
     if as_json:
@@ -278,6 +273,19 @@ def cluster_init(config_file: Path, as_json: bool) -> None:
     sys.exit(EXIT_OK)
 
 
+_R = TypeVar("_R")
+
+
+def _with_control(config_file: Path, action: Callable[[Any, Any], _R]) -> _R:
+    """Load the cluster config, open the control plane, run `action`, close it."""
+    config = load(config_file)
+    control = _control(config)
+    try:
+        return action(config, control)
+    finally:
+        control.close()
+
+
 def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
     """`longbow status --cluster`: totals by state, failures with reasons, queue depths."""
     from s3longbow.cluster.service import cluster_status
@@ -289,12 +297,7 @@ def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
             ConfigError("--cluster needs --config", hint="longbow status --cluster --config FILE"),
         )
     try:
-        config = load(config_file)
-        control = _control(config)
-        try:
-            report = cluster_status(config, control)
-        finally:
-            control.close()
+        report = _with_control(config_file, cluster_status)
     except LongbowError as exc:
         _fail(console, exc)
     if as_json:
