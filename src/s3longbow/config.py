@@ -100,13 +100,14 @@ class TransferSettings:
     memory_limit: int = 96 * MiB
     storage_class: str | None = None
     copy_tags: bool = True
+    listing_threads: int = 8
     max_attempts: int = 3
     part_attempts: int = 5
     lease_seconds: float = 120.0
 
     def validate(self) -> None:
         """Reject settings that cannot work, with the fix in the message."""
-        for name in ("workers", "part_threads", "max_attempts", "part_attempts"):
+        for name in ("workers", "part_threads", "max_attempts", "part_attempts", "listing_threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
         if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:

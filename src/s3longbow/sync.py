@@ -174,6 +174,7 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
                 lambda batch: stats.add_work(len(batch), sum(d.src.size for d in batch)),
                 keep_samples=samples,
                 stats=stats,
+                listing_threads=settings.transfer.listing_threads,
             )
             _add_counts(report, counts)
     finally:
@@ -293,6 +294,7 @@ def _plan_all(
                 lambda batch, i=pair.index: write([(i, d) for d in batch]),  # type: ignore[misc]
                 stats=stats,
                 should_stop=stop.is_set,
+                listing_threads=settings.transfer.listing_threads,
             )
             _add_counts(report, counts)
         if not stop.is_set():

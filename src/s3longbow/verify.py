@@ -11,6 +11,7 @@ import enum
 import hashlib
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -19,8 +20,9 @@ from s3longbow.errors import ObjectError
 from s3longbow.model import ObjectInfo
 from s3longbow.plan.diff import Action, diff
 from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.plan.listing import list_concurrently, read_ahead
 from s3longbow.plan.order import order_key, resorted
-from s3longbow.plan.planner import PairRuntime, prefetch
+from s3longbow.plan.planner import PairRuntime
 from s3longbow.stores.base import ObjectStore
 from s3longbow.sync import close_pairs, open_pairs
 from s3longbow.transfer.engine import is_md5_etag
@@ -120,9 +122,9 @@ def _verify_pair(
     pool: ThreadPoolExecutor | None,
 ) -> None:
     src_order = pair.src_store.capabilities.listing_order
-    dst_listing = pair.dst_store.list_objects(pair.dst_prefix)
+    dst_listing: Iterable[ObjectInfo] = list_concurrently(pair.dst_store, pair.dst_prefix)
     if pair.dst_store.capabilities.listing_order != src_order:
-        dst_listing = resorted(dst_listing, src_order)
+        dst_listing = read_ahead(resorted(dst_listing, src_order))
     pending = []
 
     def deep_compare(src: ObjectInfo, dst: ObjectInfo, reason: str) -> None:
@@ -138,8 +140,8 @@ def _verify_pair(
             report.add(Verdict.DIFFERENT, src.key, f"content MD5 {a} at source, {b} at destination")
 
     decisions = diff(
-        prefetch(pair.src_store.list_objects(pair.src_prefix)),
-        prefetch(dst_listing),
+        list_concurrently(pair.src_store, pair.src_prefix),
+        dst_listing,
         src_prefix=pair.src_prefix,
         dst_prefix=pair.dst_prefix,
         differs=lambda s, d: None,  # every present pair is judged below

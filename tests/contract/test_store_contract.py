@@ -31,6 +31,7 @@ class Case:
     store: ObjectStore
     validates_md5: bool
     enforces_if_match: bool
+    files: bool = False  # objects are files: "a" and "a/1" cannot both exist
 
 
 def md5_b64(data: bytes) -> str:
@@ -55,7 +56,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     if kind == "local":
         store: ObjectStore = LocalStore(tmp_path / "root", create=True)
         store.check()
-        yield Case(store, validates_md5=True, enforces_if_match=True)
+        yield Case(store, validates_md5=True, enforces_if_match=True, files=True)
         return
     server = request.getfixturevalue({"seaweedfs": "seaweed_src"}.get(kind, kind))
     bucket = new_bucket(server, "contract")
@@ -70,7 +71,12 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     store = S3Store(bucket.name, side, lean=data_plane != "boto3")
     store.check()
     # moto accepts any Content-MD5; rclone serve s3 ignores If-Match.
-    yield Case(store, validates_md5=kind != "moto", enforces_if_match=kind != "rclone")
+    yield Case(
+        store,
+        validates_md5=kind != "moto",
+        enforces_if_match=kind != "rclone",
+        files=kind == "rclone",
+    )
     store.close()
 
 
@@ -216,3 +222,36 @@ def test_local_store_refuses_keys_that_are_not_safe_paths(tmp_path: Path, key: s
         store.put_object(key, b"x", md5_b64=md5_b64(b"x"))
     assert not (tmp_path / "x").exists()
     assert list(store.list_objects("")) == []
+
+
+def test_concurrent_listing_equals_the_plain_listing(case: Case) -> None:
+    from s3longbow.plan.listing import list_concurrently
+
+    store = case.store
+    keys = [
+        "a",
+        "a-b",
+        "a.c",
+        "a/1",
+        "a/2/x",
+        "a/2/y",
+        "a/3",
+        "a0",
+        "b/",
+        "b/c",
+        "b-c/d",
+        "c/d/e/f",
+        "root-1",
+        "z/" + "k" * 100,
+        "é/ü",
+        "sp ace/x",
+    ]
+    for key in keys:
+        if case.files and key in ("a", "b/"):
+            continue  # a file cannot end in "/", nor share its name with a folder
+        put(store, key, b"x")
+    for prefix in ("", "a", "a/", "b", "zz"):
+        plain = [o.key for o in store.list_objects(prefix)]
+        for threads in (1, 3, 8):
+            got = [o.key for o in list_concurrently(store, prefix, threads=threads, depth=2)]
+            assert got == plain, (prefix, threads)

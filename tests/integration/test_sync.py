@@ -222,7 +222,7 @@ def test_object_deleted_after_listing_fails_with_a_reason(
 ) -> None:
     for key in ("keep-1", "vanishing", "keep-2"):
         src_bucket.put(key, key.encode() * 10)
-    listing = S3Store.list_objects
+    listing = S3Store.list_level
 
     def list_then_delete(self: S3Store, prefix: str):  # type: ignore[no-untyped-def]
         yield from listing(self, prefix)
@@ -230,7 +230,7 @@ def test_object_deleted_after_listing_fails_with_a_reason(
         if self.bucket == src_bucket.name:
             src_bucket.client.delete_object(Bucket=src_bucket.name, Key="vanishing")
 
-    monkeypatch.setattr(S3Store, "list_objects", list_then_delete)
+    monkeypatch.setattr(S3Store, "list_level", list_then_delete)
     db = tmp_path / "j.db"
     code, summary, _ = run(sync_args(src_bucket, dst_bucket, db), env_for(src_bucket, dst_bucket))
     assert code == 1

@@ -132,6 +132,11 @@ _PAIR_OPTIONS = [
 @click.option("--storage-class", help="Storage class of the copies (e.g. STANDARD_IA, GLACIER).")
 @click.option("--no-tags", is_flag=True, help="Do not copy object tags.")
 @click.option(
+    "--listing-threads",
+    type=click.IntRange(1, 64),
+    help="Threads listing each side, by sub-prefix [8].",
+)
+@click.option(
     "--max-attempts",
     type=click.IntRange(1, 100),
     help=f"Attempts per job before it stays failed [{DEFAULTS.max_attempts}].",
@@ -354,6 +359,7 @@ def _settings(
             "memory_limit",
             "storage_class",
             "max_attempts",
+            "listing_threads",
         )
         if options.get(name) is not None
     }

@@ -6,23 +6,13 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from s3longbow.model import ObjectInfo
+from s3longbow.stores.base import BYTES, SEGMENTS, order_key
 
-BYTES = "bytes"
-SEGMENTS = "segments"
-
-
-def order_key(order: str) -> Callable[[str], str] | None:
-    """The comparison key of an order (None: compare keys as they are)."""
-    if order == BYTES:
-        return None
-    if order == SEGMENTS:
-        # "/" becomes the lowest character, so a folder's keys sort before its siblings'.
-        return lambda key: key.replace("/", "\x00")
-    raise ValueError(f"unknown listing order {order!r}")
+__all__ = ["BYTES", "SEGMENTS", "order_key", "resorted"]
 
 
 def resorted(

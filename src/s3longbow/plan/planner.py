@@ -1,13 +1,12 @@
 """Planning: stream both listings of a pair, merge them, write the copies into the job table.
 
-Listings are fetched by background threads a few pages ahead, so the two sides are listed at
-the same time while the merge consumes them; memory holds a few pages, never whole listings.
+Listings are fetched by background threads a few pages ahead (by sub-prefix, several at once),
+so the two sides are listed at the same time while the merge consumes them; memory holds a
+few pages per thread, never whole listings.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -15,6 +14,7 @@ from typing import TypeVar
 from s3longbow.model import ObjectInfo
 from s3longbow.plan.diff import Action, Decision, diff
 from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.plan.listing import list_concurrently, read_ahead
 from s3longbow.plan.order import order_key, resorted
 from s3longbow.progress.stats import Stats
 from s3longbow.stores.base import ObjectStore
@@ -61,49 +61,10 @@ class PlanCounts:
     samples: list[Decision] = field(default_factory=list)
 
 
-def prefetch(items: Iterable[T], depth: int = 2000) -> Iterator[T]:
-    """Iterate `items` on a background thread, at most `depth` items ahead of the consumer."""
-    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
-    failure: list[BaseException] = []
-    stop = threading.Event()
+def decisions(pair: PairRuntime, ignore: IgnoreRules, *, threads: int = 8) -> Iterator[Decision]:
+    """Every source object of the pair with what to do about it, in key order.
 
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer below
-            failure.append(exc)
-        finally:
-            while not stop.is_set():
-                try:
-                    buffer.put(_END, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-
-    thread = threading.Thread(target=produce, name="listing", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is _END:
-                if failure:
-                    raise failure[0]
-                return
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-
-
-def decisions(pair: PairRuntime, ignore: IgnoreRules) -> Iterator[Decision]:
-    """Every source object of the pair with what to do about it, in key order."""
+    Both sides are listed at once, each on up to `threads` threads (by sub-prefix)."""
     dst_markers = pair.dst_store.capabilities.directory_markers
 
     def unsupported(dst_key: str) -> str | None:
@@ -116,11 +77,12 @@ def decisions(pair: PairRuntime, ignore: IgnoreRules) -> Iterator[Decision]:
 
     src_order = pair.src_store.capabilities.listing_order
     dst_order = pair.dst_store.capabilities.listing_order
-    src_listing: Iterable[ObjectInfo] = prefetch(pair.src_store.list_objects(pair.src_prefix))
-    dst_listing: Iterable[ObjectInfo] = pair.dst_store.list_objects(pair.dst_prefix)
+    src_listing = list_concurrently(pair.src_store, pair.src_prefix, threads=threads)
+    dst_listing: Iterable[ObjectInfo] = list_concurrently(
+        pair.dst_store, pair.dst_prefix, threads=threads
+    )
     if dst_order != src_order:
-        dst_listing = resorted(dst_listing, src_order)
-    dst_listing = prefetch(dst_listing)
+        dst_listing = read_ahead(resorted(dst_listing, src_order))
     return diff(
         src_listing,
         dst_listing,
@@ -141,11 +103,12 @@ def plan_pair(
     keep_samples: int = 0,
     stats: Stats | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    listing_threads: int = 8,
 ) -> PlanCounts:
     """Plan one pair, handing copies to `on_copies` in batches; returns the counts."""
     counts = PlanCounts()
     batch: list[Decision] = []
-    for decision in decisions(pair, ignore):
+    for decision in decisions(pair, ignore, threads=listing_threads):
         if should_stop():
             break
         if decision.action is Action.COPY:

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from s3longbow.model import ObjectDetails, ObjectInfo, ObjectProperties, PartInfo
+
+BYTES = "bytes"
+SEGMENTS = "segments"
+
+
+def order_key(order: str) -> Callable[[str], str] | None:
+    """The comparison key of an order (None: compare keys as they are)."""
+    if order == BYTES:
+        return None
+    if order == SEGMENTS:
+        # "/" becomes the lowest character, so a folder's keys sort before its siblings'.
+        return lambda key: key.replace("/", "\x00")
+    raise ValueError(f"unknown listing order {order!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,12 +33,15 @@ class Capabilities:
             "/" sorts before every other character, as filer-based stores list).
         content_etag: ETags describe the content (an MD5, or md5-of-parts-N); False where they
             only identify a version (a file's size and modification time).
+        delimited_listing: `list_level` is worth using (sub-prefixes can be listed in
+            parallel).
     """
 
     directory_markers: bool = True
     multipart_etag_md5: bool = True
     listing_order: str = "bytes"
     content_etag: bool = True
+    delimited_listing: bool = True
 
 
 class ObjectStore(Protocol):
@@ -49,6 +65,11 @@ class ObjectStore(Protocol):
 
     def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with `prefix`, in key order."""
+        ...
+
+    def list_level(self, prefix: str) -> Iterator[ObjectInfo | str]:
+        """The objects directly under `prefix` and its sub-prefixes (ending in "/"),
+        interleaved in listing order: a sub-prefix stands where its keys would."""
         ...
 
     def head(self, key: str) -> ObjectInfo | None:

@@ -51,7 +51,10 @@ class LocalStore:
     """
 
     capabilities = Capabilities(
-        directory_markers=False, multipart_etag_md5=True, content_etag=False
+        directory_markers=False,
+        multipart_etag_md5=True,
+        content_etag=False,
+        delimited_listing=False,  # a local walk is fast enough alone
     )
 
     def __init__(self, root: Path, *, create: bool = False, missing_ok: bool = False) -> None:
@@ -155,6 +158,10 @@ class LocalStore:
             yield ObjectInfo(
                 key=key, size=st.st_size, etag=local_etag(st), last_modified=st.st_mtime
             )
+
+    def list_level(self, prefix: str) -> Iterator[ObjectInfo | str]:
+        # A directory is listed in one walk: the level is flat, with no sub-prefixes.
+        yield from self.list_objects(prefix)
 
     def head(self, key: str) -> ObjectInfo | None:
         try:

@@ -39,7 +39,7 @@ from s3longbow.errors import (
     TransientError,
 )
 from s3longbow.model import ObjectDetails, ObjectInfo, ObjectProperties, PartInfo
-from s3longbow.stores.base import Capabilities
+from s3longbow.stores.base import Capabilities, order_key
 from s3longbow.stores.s3errors import AUTH_CODES, error_from_response
 from s3longbow.stores.s3http import S3DataPlane
 
@@ -114,15 +114,34 @@ class S3Store:
                 kwargs["ContinuationToken"] = token
             with self._errors(f"listing s3://{self.bucket}/{prefix}", fatal=True):
                 page = self.client.list_objects_v2(**kwargs)
-            for item in page.get("Contents", ()):
-                yield ObjectInfo(
-                    key=item["Key"],
-                    size=int(item["Size"]),
-                    etag=_unquote(item.get("ETag")),
-                    last_modified=item["LastModified"].timestamp()
-                    if "LastModified" in item
-                    else None,
-                )
+            yield from map(_listed, page.get("Contents", ()))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    def list_level(self, prefix: str) -> Iterator[ObjectInfo | str]:
+        # Each page holds keys and sub-prefixes in two lists, each in order: merge them by
+        # the store's own order so the whole level comes out as one ordered stream.
+        sort = order_key(self.capabilities.listing_order) or (lambda k: k)
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "Prefix": prefix,
+                "Delimiter": "/",
+                "MaxKeys": 1000,
+            }
+            if token:
+                kwargs["ContinuationToken"] = token
+            with self._errors(f"listing s3://{self.bucket}/{prefix}", fatal=True):
+                page = self.client.list_objects_v2(**kwargs)
+            items: list[tuple[str, ObjectInfo | str]] = [
+                (sort(obj.key), obj) for obj in map(_listed, page.get("Contents", ()))
+            ]
+            items += [(sort(p["Prefix"]), p["Prefix"]) for p in page.get("CommonPrefixes", ())]
+            items.sort(key=lambda pair: pair[0])
+            for _, item in items:
+                yield item
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
@@ -522,6 +541,16 @@ def _write_args(
     if tags:
         args["Tagging"] = urllib.parse.urlencode(tags)
     return args
+
+
+def _listed(item: dict[str, Any]) -> ObjectInfo:
+    """An entry of a ListObjectsV2 page."""
+    return ObjectInfo(
+        key=item["Key"],
+        size=int(item["Size"]),
+        etag=_unquote(item.get("ETag")),
+        last_modified=item["LastModified"].timestamp() if "LastModified" in item else None,
+    )
 
 
 def _unquote(etag: str | None) -> str | None:
