@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from s3longbow.cli.app import cli
@@ -102,6 +103,10 @@ def test_sender_and_three_workers_migrate_a_mixed_set(cluster: Cluster) -> None:
     assert summary["jobs"]["done"] == len(objects) + len(late)
     assert summary["jobs"]["failed"] == 0 and summary["failed"] == []
     assert summary["queue"]["visible"] == 0 and summary["dead_letter_queue"]["visible"] == 0
+    # Everything finished within the last five minutes: it all counts in the throughput.
+    assert summary["throughput"]["objects"] == len(objects) + len(late)
+    assert summary["throughput"]["bytes"] == total
+    assert summary["throughput"]["bytes_per_second"] == pytest.approx(total / 300, rel=0.01)
 
 
 class SlowSource:

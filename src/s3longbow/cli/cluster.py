@@ -312,6 +312,11 @@ def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
             n, b = report.totals.get(state, (0, 0))
             table.add_row(state, str(n), format_size(b))
         out.print(table)
+        out.print(
+            f"last {report.window_seconds / 60:.0f} min: {report.recent_objects} object(s) done, "
+            f"{report.objects_per_second:.1f} objects/s, {format_size(report.bytes_per_second)}/s",
+            highlight=False,
+        )
         depth = report.queue
         out.print(
             f"queue: {depth.visible} waiting, {depth.in_flight} in flight, {depth.delayed} delayed",

@@ -632,6 +632,29 @@ class JobTable:
             out.update(pool.map(count, list(JobState)))
         return out
 
+    def recent_done(self, seconds: float) -> tuple[int, int]:
+        """Jobs finished in the last `seconds` and their bytes: the cluster's throughput.
+
+        Reads only the tail of each `done` shard of the state index (sorted by update time).
+        """
+        since = time.time() - seconds
+        n = total = 0
+        for shard in range(STATE_SHARDS):
+            for raw in self._query(
+                IndexName=STATE_INDEX,
+                KeyConditionExpression="#g = :g AND #u >= :since",
+                ProjectionExpression="#size",
+                ExpressionAttributeNames={"#g": "gsi_state", "#u": "updated_at", "#size": "size"},
+                ExpressionAttributeValues={
+                    ":g": _serialize(f"{JobState.DONE.value}#{shard}"),
+                    ":since": _serialize(_t(since)),
+                },
+            ):
+                n += 1
+                if "size" in raw:
+                    total += int(_DESERIALIZER.deserialize(raw["size"]))
+        return n, total
+
     def failures(self, limit: int = 50) -> list[JobItem]:
         """The most recent failed items (jobs, removals and poison messages)."""
         found: list[JobItem] = []

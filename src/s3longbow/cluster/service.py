@@ -265,6 +265,19 @@ class StatusReport:
     queue: QueueDepth
     dead_letter_queue_url: str | None
     dead_letter: QueueDepth | None
+    window_seconds: float = 300.0
+    recent_objects: int = 0
+    recent_bytes: int = 0
+
+    @property
+    def objects_per_second(self) -> float:
+        """Jobs finished per second over the last window."""
+        return self.recent_objects / self.window_seconds
+
+    @property
+    def bytes_per_second(self) -> float:
+        """Bytes of finished jobs per second over the last window."""
+        return self.recent_bytes / self.window_seconds
 
     @property
     def failed(self) -> int:
@@ -273,6 +286,13 @@ class StatusReport:
     def to_json(self) -> dict[str, object]:
         return {
             "table": self.table,
+            "throughput": {
+                "window_seconds": self.window_seconds,
+                "objects": self.recent_objects,
+                "bytes": self.recent_bytes,
+                "objects_per_second": round(self.objects_per_second, 3),
+                "bytes_per_second": round(self.bytes_per_second, 1),
+            },
             "jobs": {state: n for state, (n, _) in self.totals.items()},
             "bytes": {state: b for state, (_, b) in self.totals.items()},
             "failed": [
@@ -300,6 +320,8 @@ def cluster_status(
     table.check()
     queue = MessageQueue.open(control.sqs, config.cluster)
     dlq = queue.depth(queue.dead_letter_url) if queue.dead_letter_url else None
+    window = 300.0
+    recent_objects, recent_bytes = table.recent_done(window)
     return StatusReport(
         table=table.name,
         totals=table.totals(),
@@ -308,6 +330,9 @@ def cluster_status(
         queue=queue.depth(),
         dead_letter_queue_url=queue.dead_letter_url,
         dead_letter=dlq,
+        window_seconds=window,
+        recent_objects=recent_objects,
+        recent_bytes=recent_bytes,
     )
 
 
