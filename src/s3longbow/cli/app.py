@@ -399,6 +399,20 @@ def _setup_logging(verbose: int, console: Console) -> None:
     logging.getLogger("s3longbow").setLevel(level)
     if verbose >= 3:
         root.setLevel(logging.DEBUG)
+    # Secrets never reach the logs: at debug level these loggers print request headers
+    # (session tokens, signatures) and credential lookups, so they stay at INFO.
+    for name in _SECRET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+_SECRET_LOGGERS = (
+    "botocore.auth",
+    "botocore.endpoint",
+    "botocore.credentials",
+    "botocore.hooks",
+    "botocore.httpsession",
+    "urllib3.connectionpool",
+)
 
 
 def _handle_signals(stop: threading.Event, console: Console) -> Callable[[], None]:
