@@ -426,6 +426,8 @@ def test_signing_logs_no_secrets(
     plane_factory: Any, signer: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # Other tests may have capped botocore's loggers (the CLI does): open this one fully.
+    caplog.set_level(logging.DEBUG, logger="botocore.auth")
     plane, sent = plane_factory(signer)
     plane.upload_part("bkt", "k", "up", 1, b"hello", md5_b64=MD5)
     signature = lower(sent[0].headers)["authorization"].rsplit("Signature=", 1)[1]
