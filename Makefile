@@ -17,8 +17,8 @@ demo: $(BIN)/.installed
 	$(BIN)/python scripts/demo.py
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests scripts bench
-	$(BIN)/ruff format --check src tests scripts bench
+	$(BIN)/ruff check src tests scripts bench deploy
+	$(BIN)/ruff format --check src tests scripts bench deploy
 
 test: lint
 	$(BIN)/python -m pytest

@@ -1,0 +1,95 @@
+"""AWS Lambda entry point of the job sender: `longbow send` on a schedule or on demand.
+
+The event may hold options: `{"dry_run": true}`, `{"retry_failed": true}`, `{"requeue": true}`
+(the flags of `longbow send`). Settings come from LONGBOW_CONFIG and the LONGBOW_* variables,
+as for the Lambda worker.
+
+Listing stops `LONGBOW_TIME_MARGIN_SECONDS` (default 90) before the function's timeout: what
+was recorded by then is still sent, so no job is left pending without a message, and the
+next run lists again and queues the rest (jobs already queued are skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from s3longbow.cluster.aws import ControlPlane
+from s3longbow.cluster.metrics import JsonLogFormatter
+from s3longbow.cluster.sender import send_jobs
+from s3longbow.handlers.sqs_worker import config_from_environment
+
+log = logging.getLogger("s3longbow.handlers.sender")
+
+OPTIONS = ("dry_run", "requeue", "retry_failed")
+DEFAULT_MARGIN_SECONDS = 90.0
+
+
+class LambdaContext(Protocol):
+    """What the handler uses of Lambda's context object."""
+
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+def handler(
+    event: Mapping[str, Any] | None,
+    context: LambdaContext,
+    *,
+    send: Callable[..., Any] = send_jobs,
+    control_plane: Callable[[Any], Any] = ControlPlane,
+) -> dict[str, Any]:
+    """Queue the jobs of every pair; return `longbow send --json`'s summary.
+
+    Raises:
+        LongbowError: The settings are invalid, or the queue, the table or a bucket cannot
+            be used (the invocation fails and is reported as such).
+    """
+    _setup_logging()
+    event = event if isinstance(event, Mapping) else {}
+    unknown = sorted(set(event) - set(OPTIONS) - {"source", "trigger"})
+    if unknown:
+        log.warning("ignored unknown option(s) %s", ", ".join(unknown))
+    options = {name: bool(event.get(name, False)) for name in OPTIONS}
+    margin = float(os.environ.get("LONGBOW_TIME_MARGIN_SECONDS", DEFAULT_MARGIN_SECONDS))
+    config = config_from_environment(os.environ)
+    control = control_plane(config.cluster)
+    stop = threading.Event()
+    finished = threading.Event()
+
+    def watch_clock() -> None:
+        while not finished.wait(0.5):
+            if context.get_remaining_time_in_millis() < margin * 1000:
+                log.warning("time is running out: listing stops, what was recorded is sent")
+                stop.set()
+                return
+
+    watcher = threading.Thread(target=watch_clock, name="deadline", daemon=True)
+    watcher.start()
+    try:
+        report = send(config, control, stop=stop, **options)
+    finally:
+        finished.set()
+        watcher.join()
+        control.close()
+    summary: dict[str, Any] = report.to_json()
+    log.info("send finished", extra={"fields": {"event": "send", **summary}})
+    return summary
+
+
+def _setup_logging() -> None:
+    """JSON log lines in Lambda (as the worker writes them); elsewhere logging is left alone."""
+    env = os.environ
+    fmt = env.get("LONGBOW_LOG_FORMAT") or ("json" if "AWS_LAMBDA_FUNCTION_NAME" in env else "")
+    if fmt != "json":
+        return
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    for h in root.handlers:
+        if not isinstance(h.formatter, JsonLogFormatter):
+            h.setFormatter(JsonLogFormatter())
+    logging.getLogger("s3longbow").setLevel(logging.INFO)
