@@ -785,3 +785,49 @@ def test_connections_of_finished_threads_are_closed(scripted: Any) -> None:
     gc.collect()
     assert plane.connections_opened == 4
     assert len(plane._open) == 0  # each thread's connection closed when the thread ended
+
+
+def test_create_and_complete_read_their_xml_replies(scripted: Any) -> None:
+    created = reply(
+        200,
+        b"<InitiateMultipartUploadResult><UploadId>u+1/2&amp;3</UploadId>"
+        b"</InitiateMultipartUploadResult>",
+    )
+    completed = reply(
+        200,
+        b"<CompleteMultipartUploadResult><ETag>&quot;abc-2&quot;</ETag>"
+        b"</CompleteMultipartUploadResult>",
+    )
+    server, plane = scripted(created, completed)
+    upload = plane.create_upload(
+        "bkt", "k", storage_class="STANDARD_IA", headers={"Content-Type": "text/plain"}
+    )
+    assert upload == "u+1/2&3"
+    assert plane.complete_upload("bkt", "k", upload, [(1, "e1"), (2, "e2")]) == "abc-2"
+    first, second = (r.decode() for r in server.requests)
+    assert first.startswith("POST /bkt/k?uploads= HTTP/1.1")
+    assert "x-amz-storage-class: STANDARD_IA" in first and "Content-Type: text/plain" in first
+    assert second.startswith("POST /bkt/k?uploadId=u%2B1%2F2%263 HTTP/1.1")
+
+
+def test_a_complete_that_fails_inside_a_200_reply_is_an_error(scripted: Any) -> None:
+    # S3 can start a 200 reply to CompleteMultipartUpload and still fail it in the body.
+    failed = reply(200, b"<Error><Code>InternalError</Code><Message>try again</Message></Error>")
+    gone = reply(200, b"<Error><Code>NoSuchUpload</Code><Message>gone</Message></Error>")
+    _, plane = scripted(failed, gone)
+    with pytest.raises(TransientError, match="InternalError"):
+        plane.complete_upload("bkt", "k", "u1", [(1, "e1")])
+    with pytest.raises(UploadMissingError):
+        plane.complete_upload("bkt", "k", "u1", [(1, "e1")])
+
+
+def test_head_reads_headers_and_missing_objects(scripted: Any) -> None:
+    found = reply(200, headers={"Content-Length": "12", "ETag": '"e"', "x-amz-meta-a": "b"})
+    missing = reply(404)
+    changed = reply(412)
+    _, plane = scripted(found, missing, changed)
+    headers = plane.head_object("bkt", "k")
+    assert headers is not None and headers["x-amz-meta-a"] == "b"
+    assert plane.head_object("bkt", "k") is None
+    with pytest.raises(SourceChangedError):
+        plane.head_object("bkt", "k", etag="e")

@@ -36,6 +36,7 @@ from s3longbow.errors import (
     FatalError,
     LongbowError,
     PermanentError,
+    SourceChangedError,
     TransientError,
 )
 from s3longbow.model import ObjectDetails, ObjectInfo, ObjectProperties, PartInfo
@@ -147,6 +148,20 @@ class S3Store:
                 return
 
     def head(self, key: str) -> ObjectInfo | None:
+        if self.data is not None:
+            headers = self.data.head_object(self.bucket, key)
+            if headers is None:
+                return None
+            modified = headers.get("last-modified")
+            return ObjectInfo(
+                key=key,
+                size=int(headers.get("content-length", 0)),
+                etag=_unquote(headers.get("etag")),
+                last_modified=email.utils.parsedate_to_datetime(modified).timestamp()
+                if modified
+                else None,
+                version_id=headers.get("x-amz-version-id"),
+            )
         try:
             resp = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
@@ -169,12 +184,34 @@ class S3Store:
         # servers compare If-Match with the part's own ETag there, so that HEAD is not
         # pinned: the layout is checked against the ETag's part count, and every read of the
         # data is pinned anyway.
+        where = f"reading {self.describe(key)}"
+        if self.data is not None:
+            try:
+                headers = self.data.head_object(
+                    self.bucket,
+                    key,
+                    etag=None if part_one else etag,
+                    part_number=1 if part_one else None,
+                )
+            except SourceChangedError:
+                raise
+            except PermanentError:
+                if part_one:
+                    return self.details(key, etag)  # part numbers not understood
+                raise
+            if headers is None:
+                raise SourceChangedError(f"{where}: the source object no longer exists")
+            parts = headers.get("x-amz-mp-parts-count") if part_one else None
+            return ObjectDetails(
+                properties=_properties_from_headers(headers),
+                part_size=int(headers.get("content-length", 0)) if parts else None,
+                parts_count=int(parts) if parts else None,
+            )
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if part_one:
             kwargs["PartNumber"] = 1
         elif etag:
             kwargs["IfMatch"] = f'"{etag}"'
-        where = f"reading {self.describe(key)}"
         try:
             resp = self.client.head_object(**kwargs)
         except ClientError as exc:
@@ -285,6 +322,13 @@ class S3Store:
         properties: ObjectProperties | None = None,
         tags: tuple[tuple[str, str], ...] = (),
     ) -> str:
+        if self.data is not None:
+            return self.data.create_upload(
+                self.bucket,
+                key,
+                storage_class=storage_class,
+                headers=_property_headers(properties, tags),
+            )
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
@@ -340,6 +384,10 @@ class S3Store:
         return [parts[n] for n in sorted(parts)]
 
     def complete_upload(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> str:
+        if self.data is not None:
+            return self.data.complete_upload(
+                self.bucket, key, upload_id, [(p.number, p.etag) for p in parts]
+            )
         with self._errors(f"completing the multipart upload of {self.describe(key)}"):
             resp = self.client.complete_multipart_upload(
                 Bucket=self.bucket,

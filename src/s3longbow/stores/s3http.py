@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from html import unescape
 from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
+from xml.sax.saxutils import escape as xml_escape
 
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -51,6 +52,8 @@ _NETWORK_ERRORS = (OSError, http.client.HTTPException)  # includes timeouts and 
 _ERROR_FIELD = {
     name: re.compile(rf"<{name}>(.*?)</{name}>", re.DOTALL) for name in ("Code", "Message")
 }
+_UPLOAD_ID = re.compile(r"<UploadId>(.*?)</UploadId>", re.DOTALL)
+_RESULT_ETAG = re.compile(r"<ETag>(.*?)</ETag>", re.DOTALL)
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CREDENTIALS_HINT = (
@@ -526,6 +529,89 @@ class S3DataPlane:
         where = f"uploading part {number} of {_describe(bucket, key)}"
         request = self._prepare("PUT", bucket, key, query, headers, where)
         return self._perform(request, data, where, self._etag_reader(where))
+
+    def head_object(
+        self, bucket: str, key: str, *, etag: str | None = None, part_number: int | None = None
+    ) -> dict[str, str] | None:
+        """HEAD an object (or one of its parts); its headers in lower case, None if missing.
+
+        Raises:
+            SourceChangedError: `etag` no longer matches (412).
+            TransientError, PermanentError, FatalError: as for the other calls.
+        """
+        headers = {"If-Match": f'"{etag}"'} if etag else {}
+        query = f"partNumber={part_number}" if part_number else ""
+        where = f"reading {_describe(bucket, key)}"
+        request = self._prepare("HEAD", bucket, key, query, headers, where)
+
+        def read(response: http.client.HTTPResponse) -> dict[str, str] | None:
+            if response.status == 404:
+                _read_capped(response)
+                return None
+            if not 200 <= response.status < 300:
+                raise self._error(response, where, source=True)
+            _read_capped(response)
+            return {name.lower(): value for name, value in response.getheaders()}
+
+        return self._perform(request, None, where, read)
+
+    def create_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        storage_class: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """Start a multipart upload (its properties go in `headers`); return its upload id."""
+        sent = {**(headers or {}), "Content-Length": "0"}
+        if storage_class:
+            sent["x-amz-storage-class"] = storage_class
+        where = f"starting a multipart upload of {_describe(bucket, key)}"
+        request = self._prepare("POST", bucket, key, "uploads=", sent, where)
+
+        def read(response: http.client.HTTPResponse) -> str:
+            if not 200 <= response.status < 300:
+                raise self._error(response, where)
+            match = _UPLOAD_ID.search(_read_capped(response).decode("utf-8", "replace"))
+            if not match or not match.group(1).strip():
+                raise TransientError(f"{where}: the reply named no upload id")
+            return unescape(match.group(1).strip())
+
+        return self._perform(request, b"", where, read)
+
+    def complete_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> str:
+        """Join the parts (number, ETag) into the object; return the ETag reported ("" if
+        none: some servers leave it out)."""
+        body = (
+            "<CompleteMultipartUpload>"
+            + "".join(
+                f"<Part><PartNumber>{number}</PartNumber><ETag>&quot;{xml_escape(etag)}&quot;"
+                "</ETag></Part>"
+                for number, etag in parts
+            )
+            + "</CompleteMultipartUpload>"
+        ).encode()
+        headers = {"Content-Length": str(len(body)), "Content-Type": "application/xml"}
+        query = f"uploadId={encode_query_value(upload_id)}"
+        where = f"completing the multipart upload of {_describe(bucket, key)}"
+        request = self._prepare("POST", bucket, key, query, headers, where)
+
+        def read(response: http.client.HTTPResponse) -> str:
+            if not 200 <= response.status < 300:
+                raise self._error(response, where)
+            text = _read_capped(response).decode("utf-8", "replace")
+            # S3 may answer 200 and still put an error in the body (a failure found while
+            # the reply was already streaming).
+            if "<Error>" in text:
+                code, message = _parse_error(text.encode())
+                raise error_from_response(code or "InternalError", 400, message, where)
+            match = _RESULT_ETAG.search(text)
+            return unescape(match.group(1)).strip().strip('"') if match else ""
+
+        return self._perform(request, body, where, read)
 
     def close(self) -> None:
         """Close every connection opened by any thread; later requests open new ones."""
