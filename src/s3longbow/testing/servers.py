@@ -442,10 +442,10 @@ class LocalServer:
         """Wipe all state of a moto server (buckets, queues, tables, parameters).
 
         Raises:
-            NotImplementedError: The server is not moto.
+            TypeError: The server is not moto (only moto can wipe its state).
         """
         if self.kind != "moto":
-            raise NotImplementedError(f"reset() is only supported by moto, not {self.kind}")
+            raise TypeError(f"reset() is only supported by moto, not {self.kind}")
         reset_moto(self.endpoint)
 
     # -- internals -------------------------------------------------------------------------
