@@ -63,6 +63,14 @@ def parse_size(value: str | int, *, what: str = "size") -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+def parse_rate(value: str | int, *, what: str = "rate") -> int:
+    """Parse a rate in bytes per second: "200MiB/s", "50MB/s" or a size ("200MiB")."""
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text.lower().endswith("/s"):
+        text = text[:-2]
+    return parse_size(text, what=what)
+
+
 def format_size(n: float) -> str:
     """Render a byte count for people: 8.0 MiB, 1.5 GiB."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -101,6 +109,7 @@ class TransferSettings:
     storage_class: str | None = None
     copy_tags: bool = True
     listing_threads: int = 8
+    bandwidth_limit: int | None = None  # bytes per second sent, for the whole process
     max_attempts: int = 3
     part_attempts: int = 5
     lease_seconds: float = 120.0
@@ -121,6 +130,11 @@ class TransferSettings:
             raise ConfigError(
                 "resumable-threshold is above 5GiB, the largest single PUT S3 accepts",
                 hint="choose a threshold of at most 5GiB",
+            )
+        if self.bandwidth_limit is not None and self.bandwidth_limit < 1024:
+            raise ConfigError(
+                "bwlimit is below 1 KiB/s",
+                hint="give a rate such as 200MiB/s (or leave it out for no limit)",
             )
         if self.memory_limit < self.part_size:
             raise ConfigError(
@@ -161,7 +175,7 @@ _SIDE_KEYS = {f.name for f in dataclasses.fields(SideSettings)} - {
     "session_token",
 }
 _TRANSFER_KEYS = {f.name for f in dataclasses.fields(TransferSettings)}
-_SIZE_KEYS = {"part_size", "resumable_threshold", "memory_limit"}
+_SIZE_KEYS = {"part_size", "resumable_threshold", "memory_limit", "bandwidth_limit"}
 _TOP_KEYS = {"source", "destination", "pairs", "ignore_file", "db"} | _TRANSFER_KEYS
 
 
@@ -230,8 +244,14 @@ def _normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[
     transfer: dict[str, Any] = {}
     for key in _TRANSFER_KEYS & set(raw):
         value = raw[key]
-        if key in _SIZE_KEYS:
+        if key == "bandwidth_limit":
+            transfer[key] = parse_rate(value, what="bandwidth_limit")
+        elif key in _SIZE_KEYS:
             transfer[key] = parse_size(value, what=key.replace("_", "-"))
+        elif key == "copy_tags":
+            if not isinstance(value, bool):
+                raise ConfigError(f"config file {path}: copy_tags must be true or false")
+            transfer[key] = value
         elif key == "storage_class":
             if not isinstance(value, str):
                 raise ConfigError(f"config file {path}: storage_class must be a string")
@@ -459,6 +479,7 @@ __all__ = [
     "load_config_file",
     "load_ignore_file",
     "parse_cluster_table",
+    "parse_rate",
     "parse_size",
     "side_from_environment",
 ]

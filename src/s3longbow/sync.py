@@ -21,6 +21,7 @@ from s3longbow.progress.stats import Stats
 from s3longbow.stores import open_store, parse_location
 from s3longbow.stores.base import ObjectStore
 from s3longbow.stores.local import LocalStore
+from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
 from s3longbow.worker.loop import Worker
@@ -214,6 +215,7 @@ def run_sync(
         stats.add_work(sum(n for n, _ in carried), sum(b for _, b in carried))
 
         budget = ByteBudget(t.memory_limit)
+        bandwidth = BandwidthLimit(t.bandwidth_limit) if t.bandwidth_limit else None
         planning_done = threading.Event()
         jobs = SqliteQueue(db, run.id, new_owner_id(), t.lease_seconds, planning_done)
         new_work = jobs.new_work
@@ -228,6 +230,7 @@ def run_sync(
                     part_pool=parts,
                     stats=stats,
                     stop=stop,
+                    bandwidth=bandwidth,
                 )
                 for p in pairs
             }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +285,28 @@ def test_jobs_of_a_finished_run_are_recorded(
     jobs.close()
     assert job is not None and job.state.value == "done" and job.upload_id is None
     assert job.verify == "source-md5"  # a single-part source: its ETag is the MD5
+
+
+def test_bandwidth_limit_keeps_the_average_rate_under_the_limit(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    data = {f"b{i}": os.urandom(6 * MiB + i) for i in range(3)}
+    data["small"] = os.urandom(300 * 1024)
+    for key, body in data.items():
+        src_bucket.put(key, body)
+    limit = 6 * MiB
+    args = sync_args(src_bucket, dst_bucket, tmp_path / "jobs.db") + [
+        "--part-size",
+        "5MiB",
+        "--bwlimit",
+        "6MiB/s",
+    ]
+    started = time.monotonic()
+    code, summary, err = run(args, env_for(src_bucket, dst_bucket))
+    elapsed = time.monotonic() - started
+    assert code == 0, err
+    total = sum(map(len, data.values()))
+    assert summary["bytes_sent"] == total
+    assert elapsed > 2.5  # a multi-second copy (unlimited, it takes well under a second)
+    assert total / elapsed <= limit * 1.10
+    assert dst_bucket.digests() == {k: hashlib.md5(v).hexdigest() for k, v in data.items()}

@@ -26,6 +26,7 @@ from s3longbow.config import (
     default_db_path,
     load_config_file,
     load_ignore_file,
+    parse_rate,
     parse_size,
     side_from_environment,
 )
@@ -59,6 +60,23 @@ class SizeParam(click.ParamType):
 
 
 SIZE = SizeParam()
+
+
+class RateParam(click.ParamType):
+    """Bytes per second such as 200MiB/s."""
+
+    name = "rate"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_rate(value, what="bwlimit")
+        except ConfigError as exc:
+            self.fail(f"{exc.message}. {exc.hint or ''}".strip(), param, ctx)
+
+
+RATE = RateParam()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,6 +149,12 @@ _PAIR_OPTIONS = [
 )
 @click.option("--storage-class", help="Storage class of the copies (e.g. STANDARD_IA, GLACIER).")
 @click.option("--no-tags", is_flag=True, help="Do not copy object tags.")
+@click.option(
+    "--bwlimit",
+    "bandwidth_limit",
+    type=RATE,
+    help="Most bytes per second sent, for the whole process, e.g. 200MiB/s [no limit].",
+)
 @click.option(
     "--listing-threads",
     type=click.IntRange(1, 64),
@@ -360,6 +384,7 @@ def _settings(
             "storage_class",
             "max_attempts",
             "listing_threads",
+            "bandwidth_limit",
         )
         if options.get(name) is not None
     }

@@ -16,6 +16,7 @@ from s3longbow.jobs.base import UploadLedger
 from s3longbow.progress.stats import Stats
 from s3longbow.stores import open_store, parse_location
 from s3longbow.stores.base import ObjectStore
+from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
 
@@ -103,6 +104,10 @@ class Copiers:
         self.part_pool = part_pool
         self.stats = stats
         self.stop = stop
+        # One limit for the whole worker process, shared by every copier.
+        self.bandwidth = (
+            BandwidthLimit(settings.bandwidth_limit) if settings.bandwidth_limit else None
+        )
         self._ledger: UploadLedger | None = None
         self._index: dict[tuple[str, str], int] = {}
         self._copiers: list[Copier] = []
@@ -129,6 +134,7 @@ class Copiers:
             part_pool=self.part_pool,
             stats=self.stats,
             stop=self.stop,
+            bandwidth=self.bandwidth,
         )
         with self._lock:
             found = self._index.get((src_bucket, dst_bucket))

@@ -39,6 +39,7 @@ from s3longbow.jobs.base import UploadLedger
 from s3longbow.model import Job, JobResult, ObjectProperties, PartInfo
 from s3longbow.progress.stats import Stats
 from s3longbow.stores.base import ObjectStore
+from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.retry import with_retries
 from s3longbow.transfer.sizing import part_count, part_range, part_size_for
@@ -165,6 +166,7 @@ class Copier:
         part_pool: Threads that move parts of multipart objects.
         stats: Progress counters.
         stop: Set when the run shuts down.
+        bandwidth: The process's shared bandwidth limit, if any (paces every upload).
     """
 
     def __init__(
@@ -178,6 +180,7 @@ class Copier:
         part_pool: Executor,
         stats: Stats,
         stop: threading.Event,
+        bandwidth: BandwidthLimit | None = None,
     ) -> None:
         self.src = src
         self.dst = dst
@@ -187,6 +190,11 @@ class Copier:
         self.part_pool = part_pool
         self.stats = stats
         self.stop = stop
+        self.bandwidth = bandwidth
+
+    def _pace(self, nbytes: int) -> None:
+        if self.bandwidth is not None:
+            self.bandwidth.take(nbytes)
 
     def copy(self, job: Job, attempt: Attempt | None = None) -> JobResult:
         """Copy the job's object; raise an ObjectError subclass when it cannot be done."""
@@ -317,6 +325,7 @@ class Copier:
         """
         source_md5 = job.etag if is_md5_etag(job.etag) else None
         md5_hex = source_md5 or hashlib.md5(data).hexdigest()
+        self._pace(len(data))
         dst_etag = self.dst.put_object(
             job.dst_key,
             data,
@@ -505,6 +514,7 @@ class Copier:
             digest = hashlib.md5(data)
             if expected_etag is not None and digest.hexdigest() == expected_etag:
                 return PartInfo(number, length, expected_etag), data  # reused part is valid
+            self._pace(length)
             etag = self.dst.upload_part(
                 job.dst_key,
                 upload_id,
