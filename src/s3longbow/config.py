@@ -161,6 +161,9 @@ class Settings:
     transfer: TransferSettings = TransferSettings()
     ignore_patterns: tuple[str, ...] = ()
     db_path: Path = field(default_factory=lambda: default_db_path())
+    delete: bool = False  # remove destination objects the source no longer has
+    force: bool = False  # delete even beyond max_delete_fraction
+    max_delete_fraction: float = 0.1
 
 
 def default_db_path() -> Path:

@@ -57,6 +57,12 @@ class SyncReport:
     bytes_to_copy: int = 0
     failed: list[FailedJob] = field(default_factory=list)
     verification: dict[str, int] = field(default_factory=dict)
+    objects_extra: int = 0  # destination objects the source no longer has
+    objects_at_destination: int = 0
+    extra_samples: list[str] = field(default_factory=list)
+    deleted: int = 0
+    delete_refused: str | None = None
+    delete_failed: list[FailedJob] = field(default_factory=list)
     elapsed: float = 0.0
     fatal: LongbowError | None = None
     interrupted: bool = False
@@ -70,6 +76,8 @@ class SyncReport:
             return False
         if self.dry_run:
             return True
+        if self.delete_refused or self.delete_failed:
+            return False
         return not any(self.jobs.get(s, 0) for s in ("failed", "pending", "in_progress"))
 
     def to_json(self) -> dict[str, object]:
@@ -86,6 +94,9 @@ class SyncReport:
             "to_copy": {"objects": self.objects_to_copy, "bytes": self.bytes_to_copy},
             "verification": self.verification,
             "ignored": self.objects_ignored,
+            "extra": {"objects": self.objects_extra, "deleted": self.deleted},
+            "delete_refused": self.delete_refused,
+            "delete_failed": [{"key": f.key, "reason": f.reason} for f in self.delete_failed],
             "unsupported": self.objects_unsupported,
             "failed": [
                 {"key": f.key, "dst_key": f.dst_key, "reason": f.reason} for f in self.failed
@@ -176,6 +187,7 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
                 keep_samples=samples,
                 stats=stats,
                 listing_threads=settings.transfer.listing_threads,
+                on_extras=(lambda objs: None) if settings.delete else None,
             )
             _add_counts(report, counts)
     finally:
@@ -249,6 +261,8 @@ def run_sync(
 
         totals = db.totals(run.id)
         report.jobs = {state: n for state, (n, _) in totals.items()}
+        if settings.delete and report.ok:
+            _delete_extras(db, run.id, pairs, settings, report)
         report.job_bytes = {state: b for state, (_, b) in totals.items()}
         report.failed = [FailedJob(*row) for row in db.failed_jobs(run.id)]
         report.verification = db.verification(run.id)
@@ -298,6 +312,9 @@ def _plan_all(
                 stats=stats,
                 should_stop=stop.is_set,
                 listing_threads=settings.transfer.listing_threads,
+                on_extras=(lambda objs, i=pair.index: db.add_extras(run_id, i, objs))  # type: ignore[misc]
+                if settings.delete
+                else None,
             )
             _add_counts(report, counts)
         if not stop.is_set():
@@ -317,7 +334,39 @@ def _plan_all(
         new_work.set()
 
 
+def _delete_extras(
+    db: JobDatabase,
+    run_id: int,
+    pairs: list[PairRuntime],
+    settings: Settings,
+    report: SyncReport,
+) -> None:
+    """--delete: remove destination objects the source no longer has, once every copy is
+    done, unless they are more than the allowed share of the destination (without --force).
+    """
+    if not report.objects_extra:
+        return
+    share = report.objects_extra / max(report.objects_at_destination, 1)
+    if share > settings.max_delete_fraction and not settings.force:
+        report.delete_refused = (
+            f"refusing to delete {report.objects_extra} of {report.objects_at_destination} "
+            f"destination objects ({share:.0%}, more than the allowed "
+            f"{settings.max_delete_fraction:.0%}); check the pairs, then rerun with --force "
+            "or a higher --max-delete"
+        )
+        return
+    for pair in pairs:
+        for keys in db.extras(run_id, pair.index):
+            failed = pair.dst_store.delete_objects(keys)
+            report.deleted += len(keys) - len(failed)
+            report.delete_failed += [FailedJob(k, k, reason) for k, reason in failed]
+    log.info("deleted %d object(s) the source no longer has", report.deleted)
+
+
 def _add_counts(report: SyncReport, counts: PlanCounts) -> None:
+    report.objects_extra += counts.extra
+    report.objects_at_destination += counts.destination
+    report.extra_samples.extend(counts.extra_samples)
     report.objects_to_copy += counts.copy
     report.bytes_to_copy += counts.copy_bytes
     report.objects_same += counts.same

@@ -310,3 +310,51 @@ def test_bandwidth_limit_keeps_the_average_rate_under_the_limit(
     assert elapsed > 2.5  # a multi-second copy (unlimited, it takes well under a second)
     assert total / elapsed <= limit * 1.10
     assert dst_bucket.digests() == {k: hashlib.md5(v).hexdigest() for k, v in data.items()}
+
+
+def test_delete_removes_exactly_the_extras_and_guards_a_mass_delete(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    for key in ("keep/a", "keep/b"):
+        src_bucket.put(key, b"data")
+    for key in ("keep/a", "keep/b", "gone/x", "gone/y", "gone/z", "skip.tmp"):
+        dst_bucket.put(key, b"data")
+    (tmp_path / "ignore").write_text("*.tmp\n")
+    base = sync_args(src_bucket, dst_bucket, tmp_path / "j.db") + [
+        "--ignore-file",
+        str(tmp_path / "ignore"),
+    ]
+    env = env_for(src_bucket, dst_bucket)
+
+    # The dry run lists what would go and changes nothing.
+    code, summary, _ = run([*base, "--delete", "--dry-run"], env)
+    assert code == 0 and summary["extra"]["objects"] == 3
+    assert len(dst_bucket.keys()) == 6
+
+    # 3 of the 5 objects that belong to the pair: far over the 10% guard.
+    code, summary, err = run([*base, "--delete"], env)
+    assert code == 1
+    assert "refusing to delete 3 of 5" in summary["delete_refused"]
+    assert len(dst_bucket.keys()) == 6
+
+    code, summary, err = run([*base, "--delete", "--force"], env)
+    assert code == 0, err
+    assert summary["extra"] == {"objects": 3, "deleted": 3}
+    # The extras are gone; the copies, and what an ignore pattern covers, stay.
+    assert sorted(dst_bucket.keys()) == ["keep/a", "keep/b", "skip.tmp"]
+
+
+def test_delete_within_the_guard_needs_no_force(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    for i in range(20):
+        src_bucket.put(f"k{i:02d}", b"x")
+        dst_bucket.put(f"k{i:02d}", b"x")
+    dst_bucket.put("orphan", b"x")
+    code, summary, err = run(
+        [*sync_args(src_bucket, dst_bucket, tmp_path / "j.db"), "--delete"],
+        env_for(src_bucket, dst_bucket),
+    )
+    assert code == 0, err
+    assert summary["extra"]["deleted"] == 1
+    assert "orphan" not in dst_bucket.keys() and len(dst_bucket.keys()) == 20

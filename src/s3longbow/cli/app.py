@@ -166,6 +166,19 @@ _PAIR_OPTIONS = [
     help=f"Attempts per job before it stays failed [{DEFAULTS.max_attempts}].",
 )
 @click.option("--retry-failed", is_flag=True, help="Give failed jobs of this run fresh attempts.")
+@click.option(
+    "--delete",
+    is_flag=True,
+    help="After every copy succeeds, delete destination objects the source no longer has.",
+)
+@click.option(
+    "--max-delete",
+    type=click.FloatRange(0, 100),
+    default=10.0,
+    show_default=True,
+    help="With --delete: the most a run may delete, in percent of the destination's objects.",
+)
+@click.option("--force", is_flag=True, help="With --delete: delete beyond --max-delete.")
 @click.option("--dry-run", is_flag=True, help="Show what would be copied; change nothing.")
 @click.option(
     "--db",
@@ -181,6 +194,9 @@ def sync(
     config_file: Path | None,
     ignore_file: Path | None,
     retry_failed: bool,
+    delete: bool,
+    max_delete: float,
+    force: bool,
     dry_run: bool,
     db_path: Path | None,
     as_json: bool,
@@ -199,6 +215,11 @@ def sync(
         settings = _settings(src, dst, config_file, ignore_file, db_path, options)
     except LongbowError as exc:
         _die(console, exc, EXIT_CONFIG)
+    if force and not delete:
+        _die(console, ConfigError("--force only goes with --delete"), EXIT_CONFIG)
+    settings = dataclasses.replace(
+        settings, delete=delete, force=force, max_delete_fraction=max_delete / 100
+    )
     stats = Stats()
     try:
         if dry_run:

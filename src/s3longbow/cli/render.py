@@ -36,7 +36,11 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
         table.add_row("ignored", str(report.objects_ignored), "")
         if report.objects_unsupported:
             table.add_row("cannot be stored", str(report.objects_unsupported), "")
+        if settings.delete:
+            table.add_row("would delete", str(report.objects_extra), "")
         console.print(table)
+        for key in report.extra_samples:
+            console.print(f"  delete {escape(key)}", highlight=False, soft_wrap=True)
         for d in report.samples:
             console.print(
                 f"  copy {escape(d.src.key)} -> {escape(d.dst_key)} ({d.reason})", highlight=False
@@ -65,6 +69,8 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
         table.add_row("ignored", str(report.objects_ignored), "")
     if report.objects_unsupported:
         table.add_row("cannot be stored", str(report.objects_unsupported), "")
+    if settings.delete:
+        table.add_row("deleted (not at source)", str(report.deleted), "")
     for state in _STATES:
         # Done and failed always show; the other states only when a job is in them.
         if state in ("done", "failed") or report.jobs.get(state, 0):
@@ -79,6 +85,9 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
     rate = report.bytes_sent / report.elapsed if report.elapsed else 0
     console.print(f"elapsed {report.elapsed:.1f}s, {format_size(rate)}/s", highlight=False)
     _failed(console, [(f.key, f.reason) for f in report.failed])
+    _failed(console, [(f.key, f.reason) for f in report.delete_failed])
+    if report.delete_refused:
+        console.print(f"[bold red]{escape(report.delete_refused)}[/bold red]", soft_wrap=True)
     if report.interrupted:
         console.print("[yellow]interrupted: run the same command to continue[/yellow]")
 

@@ -69,6 +69,13 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 -- Claims and counts walk one state of one run, in id order: never the whole table.
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (run_id, state, id);
+CREATE TABLE IF NOT EXISTS extras (
+    run_id INTEGER NOT NULL,
+    pair INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (run_id, pair, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS parts (
     job_id INTEGER NOT NULL,
     upload_id TEXT NOT NULL,
@@ -225,7 +232,32 @@ class JobDatabase:
                 (time.time(), run_id),
             )
             row = db.execute("SELECT generation FROM runs WHERE id=?", (run_id,)).fetchone()
+            # Orphans are found afresh by every planning pass.
+            db.execute("DELETE FROM extras WHERE run_id=?", (run_id,))
         return int(row[0])
+
+    def add_extras(self, run_id: int, pair: int, objects: Sequence[ObjectInfo]) -> None:
+        """Record destination objects that no source object maps to (for --delete)."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO extras (run_id, pair, key, size) VALUES (?, ?, ?, ?)",
+                [(run_id, pair, obj.key, obj.size) for obj in objects],
+            )
+
+    def extras(self, run_id: int, pair: int, batch: int = 1000) -> Iterator[list[str]]:
+        """The recorded orphans of a pair, in batches of keys (read page by page)."""
+        last = ""
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT key FROM extras WHERE run_id=? AND pair=? AND key>? ORDER BY key "
+                    "LIMIT ?",
+                    (run_id, pair, last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            yield [r[0] for r in rows]
+            last = rows[-1][0]
 
     def finish_plan(self, run_id: int, generation: int) -> int:
         """Close a planning pass. Unfinished jobs that this pass no longer asked for (the source

@@ -58,10 +58,20 @@ class PlanCounts:
     same_bytes: int = 0
     ignored: int = 0
     unsupported: int = 0
+    extra: int = 0  # destination objects with no source object
+    extra_bytes: int = 0
+    destination: int = 0  # destination objects seen under the pair's prefix
     samples: list[Decision] = field(default_factory=list)
+    extra_samples: list[str] = field(default_factory=list)
 
 
-def decisions(pair: PairRuntime, ignore: IgnoreRules, *, threads: int = 8) -> Iterator[Decision]:
+def decisions(
+    pair: PairRuntime,
+    ignore: IgnoreRules,
+    *,
+    threads: int = 8,
+    extra: Callable[[ObjectInfo], None] | None = None,
+) -> Iterator[Decision]:
     """Every source object of the pair with what to do about it, in key order.
 
     Both sides are listed at once, each on up to `threads` threads (by sub-prefix)."""
@@ -91,7 +101,22 @@ def decisions(pair: PairRuntime, ignore: IgnoreRules, *, threads: int = 8) -> It
         ignored=ignored,
         unsupported=unsupported,
         order=order_key(src_order),
+        extra=None if extra is None else _unless_ignored(pair, ignored, extra),
     )
+
+
+def _unless_ignored(
+    pair: PairRuntime, ignored: Callable[[str], bool], extra: Callable[[ObjectInfo], None]
+) -> Callable[[ObjectInfo], None]:
+    # A destination object whose source key is ignored is not an orphan: never report it
+    # (and so never delete it).
+    cut = len(pair.dst_prefix)
+
+    def report(obj: ObjectInfo) -> None:
+        if not ignored(pair.src_prefix + obj.key[cut:]):
+            extra(obj)
+
+    return report
 
 
 def plan_pair(
@@ -104,11 +129,32 @@ def plan_pair(
     stats: Stats | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     listing_threads: int = 8,
+    on_extras: Callable[[list[ObjectInfo]], None] | None = None,
 ) -> PlanCounts:
-    """Plan one pair, handing copies to `on_copies` in batches; returns the counts."""
+    """Plan one pair, handing copies to `on_copies` in batches; returns the counts.
+
+    With `on_extras`, destination objects that no source object maps to are handed over in
+    batches too (for --delete), and counted.
+    """
     counts = PlanCounts()
     batch: list[Decision] = []
-    for decision in decisions(pair, ignore, threads=listing_threads):
+    extras: list[ObjectInfo] = []
+
+    def extra(obj: ObjectInfo) -> None:
+        counts.extra += 1
+        counts.extra_bytes += obj.size
+        if len(counts.extra_samples) < keep_samples:
+            counts.extra_samples.append(obj.key)
+        assert on_extras is not None
+        extras.append(obj)
+        if len(extras) >= batch_size:
+            on_extras(list(extras))
+            extras.clear()
+
+    listing = decisions(pair, ignore, threads=listing_threads, extra=extra if on_extras else None)
+    for decision in listing:
+        if decision.dst is not None:
+            counts.destination += 1
         if should_stop():
             break
         if decision.action is Action.COPY:
@@ -135,4 +181,7 @@ def plan_pair(
                 stats.add_unsupported()
     if batch:
         on_copies(batch)
+    if extras and on_extras is not None:
+        on_extras(extras)
+    counts.destination += counts.extra
     return counts

@@ -99,6 +99,10 @@ class ObjectStore(Protocol):
         """Remove an object (used only for a copy this run wrote and found wrong)."""
         ...
 
+    def delete_objects(self, keys: Sequence[str]) -> list[tuple[str, str]]:
+        """Remove objects (up to 1,000); returns (key, reason) for those that failed."""
+        ...
+
     def put_object(
         self,
         key: str,

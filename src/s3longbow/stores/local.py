@@ -224,6 +224,15 @@ class LocalStore:
         except FileNotFoundError:
             pass
 
+    def delete_objects(self, keys: Sequence[str]) -> list[tuple[str, str]]:
+        failed = []
+        for key in keys:
+            try:
+                self.delete_object(key)
+            except (OSError, UnsafeKeyError) as exc:
+                failed.append((key, str(exc)))
+        return failed
+
     def put_object(
         self,
         key: str,

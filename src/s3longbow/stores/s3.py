@@ -245,6 +245,19 @@ class S3Store:
         with self._errors(f"deleting {self.describe(key)}"):
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
+    def delete_objects(self, keys: Sequence[str]) -> list[tuple[str, str]]:
+        if not keys:
+            return []
+        with self._errors(f"deleting {len(keys)} object(s) in s3://{self.bucket}"):
+            resp = self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
+            )
+        return [
+            (e.get("Key", ""), f"{e.get('Code', '')}: {e.get('Message', '')}")
+            for e in resp.get("Errors", ())
+        ]
+
     def get_range(self, key: str, start: int, length: int, *, etag: str | None = None) -> bytes:
         if self.data is not None:
             return self.data.get_range(self.bucket, key, start, length, etag=etag)
