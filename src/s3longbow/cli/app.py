@@ -45,38 +45,25 @@ EXIT_INTERRUPTED = 130
 DEFAULTS = TransferSettings()
 
 
-class SizeParam(click.ParamType):
-    """A byte size such as 8MiB."""
+class AmountParam(click.ParamType):
+    """A byte amount written for people (8MiB, 200MiB/s), parsed by `parse`."""
 
-    name = "size"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(value, what=param.name if param and param.name else "size")
-        except ConfigError as exc:
-            self.fail(f"{exc.message}. {exc.hint or ''}".strip(), param, ctx)
-
-
-SIZE = SizeParam()
-
-
-class RateParam(click.ParamType):
-    """Bytes per second such as 200MiB/s."""
-
-    name = "rate"
+    def __init__(self, name: str, parse: Callable[..., int]) -> None:
+        self.name = name
+        self._parse = parse
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
+        what = (param.opts[0] if param and param.opts else self.name).lstrip("-")
         try:
-            return parse_rate(value, what="bwlimit")
+            return self._parse(value, what=what)
         except ConfigError as exc:
             self.fail(f"{exc.message}. {exc.hint or ''}".strip(), param, ctx)
 
 
-RATE = RateParam()
+SIZE = AmountParam("size", parse_size)
+RATE = AmountParam("rate", parse_rate)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
