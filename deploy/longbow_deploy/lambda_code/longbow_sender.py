@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from s3longbow.cluster.aws import ControlPlane
 from s3longbow.cluster.metrics import JsonLogFormatter
 from s3longbow.cluster.sender import send_jobs
+from s3longbow.handlers.deadline import stop_before_deadline
 from s3longbow.handlers.sqs_worker import config_from_environment
 
 log = logging.getLogger("s3longbow.handlers.sender")
@@ -58,22 +59,11 @@ def handler(
     config = config_from_environment(os.environ)
     control = control_plane(config.cluster)
     stop = threading.Event()
-    finished = threading.Event()
-
-    def watch_clock() -> None:
-        while not finished.wait(0.5):
-            if context.get_remaining_time_in_millis() < margin * 1000:
-                log.warning("time is running out: listing stops, what was recorded is sent")
-                stop.set()
-                return
-
-    watcher = threading.Thread(target=watch_clock, name="deadline", daemon=True)
-    watcher.start()
     try:
-        report = send(config, control, stop=stop, **options)
+        why = "listing stops, what was recorded is sent"
+        with stop_before_deadline(context, margin, stop, why):
+            report = send(config, control, stop=stop, **options)
     finally:
-        finished.set()
-        watcher.join()
         control.close()
     summary: dict[str, Any] = report.to_json()
     log.info("send finished", extra={"fields": {"event": "send", **summary}})

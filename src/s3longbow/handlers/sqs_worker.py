@@ -56,6 +56,7 @@ from s3longbow.config import (
     side_from_environment,
 )
 from s3longbow.errors import ConfigError
+from s3longbow.handlers.deadline import stop_before_deadline
 from s3longbow.progress.stats import Stats
 
 log = logging.getLogger("s3longbow.handlers.sqs_worker")
@@ -118,26 +119,12 @@ def handler(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
     messages = [m for m in (_received(r) for r in records) if m is not None]
     source = BatchSource(messages, runtime.queue)
     stop = threading.Event()
-    finished = threading.Event()
-
-    def watch_clock() -> None:
-        while not finished.wait(0.2):
-            if context.get_remaining_time_in_millis() < margin * 1000:
-                log.warning("time is running out: unfinished jobs go back to the queue")
-                stop.set()
-                return
-
-    watcher = threading.Thread(target=watch_clock, name="deadline", daemon=True)
-    watcher.start()
     stats, counters = Stats(), ClusterCounters()
     worker_id = f"lambda:{env.get('AWS_LAMBDA_FUNCTION_NAME', 'local')}:{context.aws_request_id}"
-    try:
+    with stop_before_deadline(context, margin, stop, "unfinished jobs go back to the queue"):
         outcome = runtime.run(
             source, stop=stop, worker_id=worker_id, stats=stats, counters=counters
         )
-    finally:
-        finished.set()
-        watcher.join()
     MetricsEmitter(
         stats,
         counters,
