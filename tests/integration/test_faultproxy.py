@@ -215,6 +215,9 @@ def test_pass_through_and_counts(kind: str, request: pytest.FixtureRequest, prox
     }
     assert proxy.counts_by_method == {"GET": 4, "PUT": 4, "POST": 2, "HEAD": 1, "DELETE": 1}
     assert proxy.faults_injected == dict.fromkeys(FAULT_KINDS, 0)
+    sent = proxy.request_bytes  # the body bytes that went upstream, by class
+    assert (sent["PUT"], sent["UploadPart"]) == (2 * len(small), len(part1) + len(part2))
+    assert sent["POST"] > 0 and sent["GET"] == sent["HEAD"] == sent["DELETE"] == 0
     if kind == "moto":
         # Werkzeug answers "Connection: close", so the proxy (transparently) closes too.
         assert proxy.upstream_connections == proxy.connections_accepted
@@ -313,6 +316,7 @@ def test_reset_mid_body(seaweed_src: LocalServer, proxy_for) -> None:
         with pytest.raises(RESET_ERRORS):
             s3.put_object(Bucket=bucket.name, Key="new", Body=data)
         assert bucket.keys() == ["obj"]
+        assert 0 < proxy.request_bytes["PUT"] < len(data)  # the part that crossed the wire
         # Response body: headers and part of the body arrive, then a reset.
         body = s3.get_object(Bucket=bucket.name, Key="obj")["Body"]
         with pytest.raises(BODY_ERRORS):

@@ -354,10 +354,12 @@ class _BodyCopier:
         self.out = out  # None: read and discard
         self.plan = plan
         self.pos = 0
+        self.sent = 0  # body data bytes handed to the output socket (framing included)
 
     def _send(self, data: bytes) -> None:
         if self.out is not None and data:
             self.out.sendall(data)
+            self.sent += len(data)
 
     def _resolve_pending(self, size: int) -> None:
         # Unknown total length: choose the offsets inside the first piece of data seen.
@@ -520,6 +522,7 @@ class FaultProxy:
         self._counts = dict.fromkeys(REQUEST_CLASSES, 0)
         self._method_counts: dict[str, int] = {}
         self._injected = dict.fromkeys(FAULT_KINDS, 0)
+        self._body_bytes = dict.fromkeys(REQUEST_CLASSES, 0)
         self._hooks: list[Callable[[Request], None]] = []
         self._hook_errors: list[BaseException] = []
         self._errors: list[BaseException] = []
@@ -574,6 +577,17 @@ class FaultProxy:
             return dict(self._injected)
 
     @property
+    def request_bytes(self) -> dict[str, int]:
+        """Snapshot of request body bytes forwarded upstream, by request class.
+
+        Bytes of a body cut short (by a reset fault or a client that died mid-request) count
+        too, since they crossed the wire; ``request_bytes["PUT"] + request_bytes["UploadPart"]``
+        is what a client uploaded through this proxy.
+        """
+        with self._lock:
+            return dict(self._body_bytes)
+
+    @property
     def connections_accepted(self) -> int:
         """Client connections accepted so far (keep-alive keeps this low)."""
         with self._lock:
@@ -598,11 +612,13 @@ class FaultProxy:
             return list(self._errors)
 
     def reset_counts(self) -> None:
-        """Zero :attr:`counts`, :attr:`counts_by_method` and :attr:`faults_injected`."""
+        """Zero :attr:`counts`, :attr:`counts_by_method`, :attr:`faults_injected` and
+        :attr:`request_bytes`."""
         with self._lock:
             self._counts = dict.fromkeys(REQUEST_CLASSES, 0)
             self._method_counts = {}
             self._injected = dict.fromkeys(FAULT_KINDS, 0)
+            self._body_bytes = dict.fromkeys(REQUEST_CLASSES, 0)
 
     def on_request(self, hook: Callable[[Request], None]) -> Callable[[Request], None]:
         """Register a function called with each request before it is forwarded.
@@ -755,6 +771,10 @@ class FaultProxy:
         with self._lock:
             self._counts[request.kind] += 1
             self._method_counts[request.method] = self._method_counts.get(request.method, 0) + 1
+
+    def _count_body(self, request: Request, size: int) -> None:
+        with self._lock:
+            self._body_bytes[request.kind] += size
 
     def _run_hooks(self, request: Request) -> None:
         with self._lock:
@@ -1088,6 +1108,8 @@ class _Connection:
                     if not up_reader.readable(0):
                         return self._fail_upstream(request, "upstream closed during request body")
                     client_keep = False
+                finally:
+                    self.proxy._count_body(request, copier.sent)
                 if plan.flipped:
                     self.proxy._injected_one("flip_request_byte")
 
