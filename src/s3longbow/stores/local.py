@@ -1,33 +1,37 @@
 """Local filesystem adapter: a directory tree seen as a bucket, as source or destination.
 
 Keys map to paths one to one, and a key that could escape the root (`..`, absolute paths, empty
-or `.` segments) is refused. Writes go to a temporary file under the root's `.longbow-tmp`
-folder and are renamed into place only when complete, so a reader never sees half an object.
-Multipart uploads are folders of part files there, so they survive a killed process too.
+or `.` segments) is refused. Symbolic links are followed only while they stay inside the root:
+one that leads out of it is skipped when listing and refused when reading or writing. Writes go
+to a temporary file under the root's `.longbow-tmp` folder and are renamed into place only when
+complete, so a reader never sees half an object. Multipart uploads are folders of part files
+there, so they survive a killed process too.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import errno
 import hashlib
 import logging
 import mimetypes
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from s3longbow.errors import (
     FatalError,
+    LongbowError,
     PermanentError,
     SourceChangedError,
     TransientError,
     UnsafeKeyError,
     UploadMissingError,
 )
-from s3longbow.model import ObjectDetails, ObjectInfo, ObjectProperties, PartInfo
+from s3longbow.model import Checksum, ObjectDetails, ObjectInfo, ObjectProperties, PartInfo
 from s3longbow.stores.base import Capabilities
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,7 @@ class LocalStore:
     def __init__(self, root: Path, *, create: bool = False, missing_ok: bool = False) -> None:
         self.root = root
         self.name = str(root)
+        self._real_root = os.path.realpath(root)
         self._create = create
         self._missing_ok = missing_ok
 
@@ -108,7 +113,18 @@ class LocalStore:
                 )
         if parts[0] == TMP_DIR:
             raise UnsafeKeyError(f"key {key!r} uses the reserved folder {TMP_DIR}")
-        return self.root.joinpath(*parts)
+        path = self.root.joinpath(*parts)
+        if not self._inside(path):
+            raise UnsafeKeyError(
+                f"key {key!r} leads out of {self.root} through a symbolic link",
+                hint="remove the link, or exclude the key with an ignore pattern",
+            )
+        return path
+
+    def _inside(self, path: Path | str) -> bool:
+        """Whether `path`, with every symbolic link resolved, is still under the root."""
+        real = os.path.realpath(path)
+        return real == self._real_root or real.startswith(self._real_root.rstrip(os.sep) + os.sep)
 
     # -- listing ----------------------------------------------------------------------------
 
@@ -129,6 +145,9 @@ class LocalStore:
                         continue
                     is_dir = entry.is_dir(follow_symlinks=False)
                     if not is_dir and not entry.is_file(follow_symlinks=True):
+                        continue
+                    if entry.is_symlink() and not self._inside(entry.path):
+                        log.warning("skipping %s: it links outside %s", entry.path, self.root)
                         continue
                     entries.append((entry.name + "/" if is_dir else entry.name, entry))
         except OSError as exc:
@@ -189,6 +208,8 @@ class LocalStore:
             raise PermanentError(f"{path} is a directory, not a file") from None
         except PermissionError:
             raise PermanentError(f"{path}: permission denied") from None
+        except OSError as exc:
+            raise PermanentError(f"cannot read {path}: {exc.strerror}") from None
         if len(data) != length:
             raise SourceChangedError(f"{path} is shorter than when the job started")
         return data
@@ -242,16 +263,17 @@ class LocalStore:
         storage_class: str | None = None,
         properties: ObjectProperties | None = None,
         tags: tuple[tuple[str, str], ...] = (),
+        checksum: Checksum | None = None,
     ) -> str:
-        # A file keeps only its bytes: headers, metadata and tags have nowhere to go.
+        # A file keeps only its bytes: headers, metadata, tags and checksums have nowhere to
+        # go (the capabilities say so: no additional checksums are sent here).
         path = self.path_for(key)
         digest = hashlib.md5(data)
         if base64.b64encode(digest.digest()).decode() != md5_b64:
             raise TransientError(f"{path}: the data does not match its Content-MD5")
         tmp = self._tmp_file()
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
+            self._io(lambda: tmp.write_bytes(data), tmp)
             self._move_into_place(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -264,6 +286,8 @@ class LocalStore:
         storage_class: str | None = None,
         properties: ObjectProperties | None = None,
         tags: tuple[tuple[str, str], ...] = (),
+        checksum_algorithm: str | None = None,
+        full_object: bool = False,
     ) -> str:
         self.path_for(key)  # refuse unsafe keys before any part is sent
         upload_id = uuid.uuid4().hex
@@ -273,7 +297,14 @@ class LocalStore:
         return upload_id
 
     def upload_part(
-        self, key: str, upload_id: str, number: int, data: bytes, *, md5_b64: str
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        *,
+        md5_b64: str,
+        checksum: Checksum | None = None,
     ) -> str:
         folder = self._existing_upload(key, upload_id)
         digest = hashlib.md5(data)
@@ -301,12 +332,22 @@ class LocalStore:
                 parts.append(PartInfo(int(number), entry.stat().st_size, etag))
         return sorted(parts, key=lambda p: p.number)
 
-    def complete_upload(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> str:
+    def complete_upload(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[PartInfo],
+        *,
+        algorithm: str | None = None,
+        full_checksum: Checksum | None = None,
+    ) -> str:
         folder = self._existing_upload(key, upload_id)
         path = self.path_for(key)
         tmp = self._tmp_file()
         md5s = b""
-        try:
+
+        def join_parts() -> None:
+            nonlocal md5s
             with open(tmp, "wb") as out:
                 for part in parts:
                     part_file = folder / f"{part.number:05d}-{part.etag}"
@@ -315,6 +356,9 @@ class LocalStore:
                     with open(part_file, "rb") as src:
                         shutil.copyfileobj(src, out, _COPY_CHUNK)
                     md5s += bytes.fromhex(part.etag)
+
+        try:
+            self._io(join_parts, tmp)
             self._move_into_place(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -329,6 +373,8 @@ class LocalStore:
         for folder in (self.root / TMP_DIR / "uploads", self.root / TMP_DIR):
             try:
                 folder.rmdir()
+            except FileNotFoundError:
+                continue
             except OSError:
                 return
 
@@ -353,18 +399,49 @@ class LocalStore:
     def _move_into_place(self, tmp: Path, path: Path) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, path)
+            # A link swapped in since the key was checked must not carry the file outside.
+            if not self._inside(path.parent):
+                raise PermanentError(f"cannot write {path}: a symbolic link leads out of the root")
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                self._replace_across_devices(tmp, path)
         except (NotADirectoryError, FileExistsError, IsADirectoryError):
             raise PermanentError(
                 f"cannot write {path}: a file and a folder would need the same name",
                 hint="two keys such as 'a' and 'a/b' cannot both be files; exclude one",
             ) from None
         except OSError as exc:
-            raise PermanentError(f"cannot write {path}: {exc.strerror}") from None
+            raise self._write_error(path, exc) from None
 
     @staticmethod
-    def _io(action: object, path: Path) -> None:
+    def _replace_across_devices(tmp: Path, path: Path) -> None:
+        # A file system mounted inside the root: stage the file beside its target instead.
+        staged = path.parent / f".{path.name[:200]}.longbow-{uuid.uuid4().hex}"
         try:
-            action()  # type: ignore[operator]
+            shutil.copyfile(tmp, staged)
+            os.replace(staged, path)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def _io(self, action: Callable[[], object], path: Path) -> None:
+        try:
+            action()
         except OSError as exc:
-            raise PermanentError(f"cannot write {path}: {exc.strerror}") from None
+            raise self._write_error(path, exc) from None
+
+    def _write_error(self, path: Path, exc: OSError) -> LongbowError:
+        # A full disk fails every job the same way: stop the run rather than fail them all.
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return FatalError(
+                f"the destination {self.root} is full: cannot write {path} ({exc.strerror})",
+                hint="free some space (or raise the quota) and run the same command again",
+            )
+        hint = (
+            "check the permissions and mount options of the destination directory"
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+            else None
+        )
+        return PermanentError(f"cannot write {path}: {exc.strerror}", hint=hint)

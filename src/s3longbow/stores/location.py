@@ -1,9 +1,12 @@
-"""Parse the SRC and DST arguments: `s3://bucket[/prefix]` or a local directory path."""
+"""Parse the SRC and DST arguments (`s3://bucket[/prefix]` or a local directory path) and
+check endpoint URLs."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from s3longbow.errors import ConfigError
 
@@ -62,4 +65,45 @@ def _check_bucket(bucket: str, text: str) -> None:
             f"{text!r} names no bucket", hint="write s3://bucket-name/optional/prefix"
         )
     if len(bucket) > 255 or any(c in bucket for c in " \\?#"):
-        raise ConfigError(f"{bucket!r} is not a valid bucket name")
+        raise ConfigError(
+            f"{bucket!r} in {text!r} is not a valid bucket name",
+            hint="bucket names have no spaces, backslashes, '?' or '#'; quote the whole URL",
+        )
+
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine: 127.0.0.0/8, ::1 or localhost."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint_url(url: str | None, *, allow_http: bool, flag: str = "allow-http") -> None:
+    """Refuse an endpoint URL that cannot work, or that would send data and signatures in the
+    clear to another machine without being told to.
+
+    Args:
+        url: The endpoint URL (None: the provider's own https endpoint).
+        allow_http: Plain http to a host other than this machine was asked for explicitly.
+        flag: The option that allows it, for the hint (e.g. "--src-allow-http").
+    """
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"endpoint URL {url!r} is not an http(s)://host[:port] URL",
+            hint="e.g. https://s3.example.net or http://127.0.0.1:9000",
+        )
+    if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
+        raise ConfigError(
+            f"endpoint URL {url} uses plain http to another machine: data and request "
+            "signatures would cross the network unencrypted",
+            hint=f"use https, or pass {flag} if that network is trusted",
+        )
