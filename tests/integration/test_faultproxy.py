@@ -485,6 +485,33 @@ def test_flips_on_chunked_bodies(echo_url: str, proxy_for) -> None:
     assert proxy.faults_injected["flip_response_byte"] == 1
 
 
+def test_data_only_flips_spare_listings_and_documents(echo_url: str, proxy_for) -> None:
+    proxy = proxy_for(echo_url)
+    port = int(proxy.url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def fetch(method: str, target: str, body: bytes | None = None) -> bytes:
+        conn.request(method, target, body=body)
+        return conn.getresponse().read()
+
+    targets = ["/b?list-type=2&size=300", "/b/k?tagging&size=300", "/b/size=300"]  # echo pads
+    try:
+        clean = [fetch("GET", t) for t in targets]
+        proxy.set_faults(Faults(flip_response_byte=1.0, flip_request_byte=1.0, data_only=True))
+        flipped = [fetch("GET", t) for t in targets]
+        assert flipped[:2] == clean[:2]  # a listing and a sub-resource document: untouched
+        assert sum(a != b for a, b in zip(flipped[2], clean[2], strict=True)) == 1
+        body = b"x" * 1000
+        assert (
+            json.loads(fetch("PUT", "/b/k?tagging", body))["md5"] == hashlib.md5(body).hexdigest()
+        )
+        assert json.loads(fetch("PUT", "/b/k", body))["md5"] != hashlib.md5(body).hexdigest()
+    finally:
+        conn.close()
+    assert proxy.faults_injected["flip_response_byte"] == 1
+    assert proxy.faults_injected["flip_request_byte"] == 1
+
+
 # --------------------------------------------------------------------------------------------
 # Limits, filters, reproducibility, hooks and shutdown
 # --------------------------------------------------------------------------------------------

@@ -114,6 +114,9 @@ class Faults:
         flip_request_byte: Probability of inverting one random byte of a PUT request body (an
             object or a part) on its way upstream (length unchanged).
         only_methods: If set, only requests with these methods (e.g. ``{"GET"}``) get faults.
+        data_only: Flip bytes of object data only: object and part PUTs, object GETs without
+            a sub-resource query. Listings and other XML documents are spared, since a flip
+            there cannot be told from a real answer without TLS.
         max_faults: If set, stop injecting after this many faults in total.
         seed: Seed for the fault and offset choices. They are reproducible when requests arrive
             one at a time; concurrent requests draw in arrival order.
@@ -127,6 +130,7 @@ class Faults:
     flip_response_byte: float = 0.0
     flip_request_byte: float = 0.0
     only_methods: frozenset[str] | None = None
+    data_only: bool = False
     max_faults: int | None = None
     seed: int | None = None
 
@@ -801,7 +805,9 @@ class FaultProxy:
                 ("stall", faults.stall if faults.stall_seconds > 0 else 0.0),
                 (
                     "flip_request_byte",
-                    faults.flip_request_byte if request.method == "PUT" and has_body else 0.0,
+                    faults.flip_request_byte
+                    if request.method == "PUT" and has_body and _may_flip(faults, request)
+                    else 0.0,
                 ),
             ]
             for kind, probability in candidates:
@@ -848,6 +854,17 @@ def _classify(method: str, path: str, query: dict[str, str], headers: dict[str, 
     if method in ("HEAD", "POST", "DELETE"):
         return method
     return "other"
+
+
+# Query parameters that still address object data rather than a sub-resource document.
+_DATA_QUERY = frozenset({"partNumber", "uploadId", "versionId", "x-id"})
+
+
+def _may_flip(faults: Faults, request: Request) -> bool:
+    if not faults.data_only:
+        return True
+    is_data = request.kind in ("GET", "GET-range", "PUT", "UploadPart")
+    return is_data and set(request.query) <= _DATA_QUERY
 
 
 def _make_request(head: _Head, conn_id: int) -> Request:
@@ -1203,7 +1220,12 @@ class _Connection:
         if response.start[0] == "HTTP/1.0" and "keep-alive" not in response.tokens("connection"):
             upstream_keep = False
 
-        if request.method == "GET" and status in (200, 206) and has_body:
+        if (
+            request.method == "GET"
+            and status in (200, 206)
+            and has_body
+            and _may_flip(faults, request)
+        ):
             # Drawn only now, since only the response head tells whether there is object data.
             self.proxy._decide_late(decision, "flip_response_byte", faults.flip_response_byte)
 
