@@ -1,52 +1,46 @@
-"""Benchmark `longbow sync` against `rclone copy` between two local SeaweedFS endpoints.
+"""Benchmark `longbow sync` against `rclone copy` and the endpoints' limit, on two SeaweedFS.
 
 Workloads: one 1 GiB object plus four of 256 MiB (`large`), 2,000 objects of 64 KiB (`small`),
-and a mixed set with sizes drawn log-uniformly from 1 KiB to 64 MiB with a fixed seed
-(`mixed`). Tools run in turn on the same data and endpoints (A B A B ...). Each run reports wall
-time, MB/s, objects/s, client CPU seconds (user + sys of the tool's process) and its peak RSS,
-and checks the destination's content (MD5s read back) rather than trusting the tool's report.
+a mixed set with sizes drawn log-uniformly from 1 KiB to 64 MiB with a fixed seed (`mixed`),
+and 100,000 zero-byte keys present on both sides, so that only listing and diffing are timed
+(`planning`). Tools run in turn on the same data and endpoints (A B C A B C ...): `longbow`,
+`rclone` and `limit` (s5cmd's raw GET from the source and raw PUT to the destination of the
+same bytes, at the same time). Each run reports wall time, MB/s, objects/s, client CPU seconds
+(user + sys of the tool's processes) and peak RSS, and checks the destination (MD5s read back;
+for `planning`, that no key was written) rather than trusting the tool's report.
 
-    python bench/run.py                       # every workload, longbow and rclone, 1 round
-    python bench/run.py --workload small --rounds 3 --tools longbow --json results.json
+    python bench/run.py                          # every workload and tool, 1 round
+    python bench/run.py --quick --json r.json --chart r.png     # smoke run, a few minutes
+    python bench/run.py --workload small --rounds 3 --tools longbow,rclone
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import hashlib
 import json
-import math
 import os
 import platform
-import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import s5
+import workloads
+from stats import Result, concurrent_limit, make_result, medians, ratios
 
 from s3longbow.testing.servers import Endpoint, start_seaweedfs
 
 MiB = 1024 * 1024
-
-
-def _mixed(count: int = 100, seed: int = 20261126) -> list[tuple[str, int]]:
-    rnd = random.Random(seed)
-    low, high = math.log(1024), math.log(64 * MiB)
-    return [(f"mixed/{i:04d}.bin", int(math.exp(rnd.uniform(low, high)))) for i in range(count)]
-
-
-WORKLOADS = {
-    "large": [("large/one-gib.bin", 1024 * MiB)]
-    + [(f"large/quarter-{i}.bin", 256 * MiB) for i in range(4)],
-    "small": [(f"small/{i:05d}.bin", 64 * 1024) for i in range(2000)],
-    "mixed": _mixed(),
-}
+TOOLS = ("longbow", "rclone", "limit")
+QUICK_SCALE = 0.05
 # rclone's best flags for each case (as measured on this kind of machine).
 RCLONE_FLAGS = {
     "large": [
@@ -72,46 +66,34 @@ RCLONE_FLAGS = {
         "--size-only",
         "--s3-no-head",
     ],
+    # `copy` with nothing to copy is what an incremental run of rclone does, so it is compared
+    # with longbow's own incremental run. --fast-list makes it list each side in one recursive
+    # walk, as longbow does, instead of one listing per folder.
+    "planning": ["--checkers", "16", "--size-only", "--fast-list"],
 }
 
 
-@dataclass
-class Result:
-    tool: str
-    workload: str
-    round: int
-    objects: int
-    bytes: int
-    wall_s: float
-    mb_per_s: float
-    objects_per_s: float
-    cpu_s: float
-    cpu_ms_per_object: float
-    cpu_s_per_gib: float
-    peak_rss_mib: float
+def listing(client: Any, bucket: str, prefix: str) -> dict[str, tuple[int, dt.datetime]]:
+    """key -> (size, last modified) of every object under ``prefix``."""
+    out: dict[str, tuple[int, dt.datetime]] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", ()):
+            out[item["Key"]] = (item["Size"], item["LastModified"])
+    return out
 
 
-def seed(client: Any, bucket: str, objects: list[tuple[str, int]]) -> dict[str, str]:
-    """Upload random objects; return key -> md5."""
-    digests: dict[str, str] = {}
-    block = os.urandom(MiB)
-
-    def put(item: tuple[str, int]) -> tuple[str, str]:
-        key, size = item
-        if size > 64 * MiB:
-            import io
-
-            body = (block * (size // MiB + 1))[:size]
-            client.upload_fileobj(io.BytesIO(body), bucket, key)
-            return key, hashlib.md5(body).hexdigest()
-        body = os.urandom(size)
-        client.put_object(Bucket=bucket, Key=key, Body=body)
-        return key, hashlib.md5(body).hexdigest()
-
-    with ThreadPoolExecutor(16) as pool:
-        for key, digest in pool.map(put, objects):
-            digests[key] = digest
-    return digests
+def check_seeded(
+    client: Any, bucket: str, prefix: str, workload: str, objects: list[tuple[str, int]]
+) -> None:
+    """The bulk loader's result, checked key by key and size by size."""
+    found = listing(client, bucket, f"{prefix}{workload}/")
+    listed = {key[len(prefix) :]: size for key, (size, _) in found.items()}
+    if listed != dict(objects):
+        missing = sorted(set(dict(objects)) - set(listed))
+        raise SystemExit(
+            f"seeding {bucket}/{prefix}{workload}/ incomplete: {len(listed)} keys listed, "
+            f"{len(missing)} missing, e.g. {missing[:3]}"
+        )
 
 
 def verify(client: Any, bucket: str, digests: dict[str, str], prefix: str) -> None:
@@ -128,6 +110,32 @@ def verify(client: Any, bucket: str, digests: dict[str, str], prefix: str) -> No
         bad = [k for k, ok in zip(digests, pool.map(check, digests), strict=True) if not ok]
     if bad:
         raise SystemExit(f"destination content wrong for {len(bad)} objects, e.g. {bad[:3]}")
+
+
+def verify_untouched(client: Any, prefix: str, count: int, since: dt.datetime) -> None:
+    """The planning set's destination still holds its keys, none written since ``since``."""
+    listed = listing(client, "bench-dst", prefix)
+    written = [k for k, (_, modified) in listed.items() if modified >= since]
+    if len(listed) != count or written:
+        raise SystemExit(
+            f"planning destination changed: {len(listed)} keys (expected {count}), "
+            f"{len(written)} written during the run, e.g. {written[:3]}"
+        )
+
+
+def verify_local(root: Path, digests: dict[str, str], workload: str) -> None:
+    """Files fetched by the raw GET are the seeded bytes."""
+    bad = []
+    for key, digest in digests.items():
+        path = root / key[len(workload) + 1 :]
+        h = hashlib.md5()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(8 * MiB), b""):
+                h.update(chunk)
+        if h.hexdigest() != digest:
+            bad.append(key)
+    if bad:
+        raise SystemExit(f"raw GET returned wrong content for {len(bad)} objects: {bad[:3]}")
 
 
 def measured(argv: list[str], env: dict[str, str]) -> tuple[str, dict[str, float]]:
@@ -147,8 +155,8 @@ def measured(argv: list[str], env: dict[str, str]) -> tuple[str, dict[str, float
 
 def run_rclone(
     src: Endpoint, dst: Endpoint, prefix: str, workload: str, extra: list[str]
-) -> tuple[float, float, float]:
-    """Run `rclone copy` between the two endpoints; return (wall s, CPU s, peak RSS MiB)."""
+) -> dict[str, float]:
+    """Run `rclone copy` between the two endpoints; return its usage."""
     env = dict(os.environ)
     for name, ep in (("SRC", src), ("DST", dst)):
         env.update(
@@ -172,13 +180,21 @@ def run_rclone(
         *extra,
     ]
     _, usage = measured(argv, env)
-    return usage["wall_s"], usage["cpu_s"], usage["peak_rss_mib"]
+    return usage
 
 
 def run_longbow(
-    src: Endpoint, dst: Endpoint, prefix: str, workload: str, db: Path, extra: list[str]
-) -> tuple[float, float, float]:
-    """Run one sync as a child process; return (wall seconds, CPU seconds, peak RSS MiB)."""
+    src: Endpoint,
+    dst: Endpoint,
+    prefix: str,
+    db: Path,
+    extra: list[str],
+    *,
+    objects: int,
+    copies: int,
+) -> dict[str, float]:
+    """Run one sync as a child process, check its counts of copies and of objects already
+    present; return its usage."""
     env = {
         **os.environ,
         "LONGBOW_SRC_ACCESS_KEY_ID": src.access_key,
@@ -208,126 +224,209 @@ def run_longbow(
     summary = json.loads(out)
     if summary["failed"]:
         raise SystemExit(f"longbow reported failures: {summary['failed'][:3]}")
-    return usage["wall_s"], usage["cpu_s"], usage["peak_rss_mib"]
+    copied, present = summary["copied"]["objects"], summary["already_present"]["objects"]
+    if not summary["ok"] or (copied, present) != (copies, objects - copies):
+        raise SystemExit(
+            f"longbow copied {copied} and found {present} present; expected {copies} and "
+            f"{objects - copies}: {json.dumps(summary)[:800]}"
+        )
+    return usage
+
+
+def run_limit(
+    src: Endpoint, dst: Endpoint, prefix: str, workload: str, data: Path, got: Path
+) -> tuple[dict[str, float], dict[str, float]]:
+    """s5cmd's concurrent raw GET and PUT of the workload; return (usage, GET/PUT walls)."""
+    get, put = s5.raw_get_put(
+        src, dst, workload, data / workload, got, f"s3://bench-dst/{prefix}{workload}/"
+    )
+    return concurrent_limit(get, put), {"get_wall_s": get["wall_s"], "put_wall_s": put["wall_s"]}
+
+
+def bench_workload(
+    name: str,
+    objects: list[tuple[str, int]],
+    servers: tuple[Endpoint, Endpoint],
+    work: Path,
+    memory: Path,
+    args: argparse.Namespace,
+) -> list[Result]:
+    """Seed one workload, run every tool on it for every round, check each run's result."""
+    src, dst = servers
+    s3_src, s3_dst = src.client(), dst.client()
+    data = memory / "data"
+    print(f"seeding {name}: {len(objects)} objects", flush=True)
+    seeding = time.monotonic()
+    digests = workloads.write_files(data, objects)
+    s5.upload(src, name, data / name, f"s3://bench-src/{name}/")
+    check_seeded(s3_src, "bench-src", "", name, objects)
+    nothing_to_copy = name in workloads.NOTHING_TO_COPY
+    if nothing_to_copy:
+        # The same keys at the destination, under one prefix that every round and tool reuses.
+        s5.upload(dst, name, data / name, f"s3://bench-dst/seeded/{name}/")
+        check_seeded(s3_dst, "bench-dst", "seeded/", name, objects)
+        time.sleep(1.1)  # LastModified has whole seconds: keep the seeding out of the check
+    print(f"seeded {name} in {time.monotonic() - seeding:.1f}s", flush=True)
+    total = sum(size for _, size in objects)
+    results: list[Result] = []
+    for rnd in range(1, args.rounds + 1):
+        for tool in args.tools:  # interleaved: A B C A B C
+            if tool == "limit" and nothing_to_copy:
+                continue  # no bytes move: the limit is not defined
+            prefix = "seeded/" if nothing_to_copy else f"{tool}-r{rnd}/"
+            started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            extra: dict[str, float] = {}
+            if tool == "longbow":
+                db = work / f"{name}-{rnd}.db"
+                copies = 0 if nothing_to_copy else len(objects)
+                usage = run_longbow(
+                    src, dst, prefix, db, args.longbow_args, objects=len(objects), copies=copies
+                )
+            elif tool == "rclone":
+                usage = run_rclone(src, dst, prefix, name, [])
+            else:
+                got = memory / "got"
+                usage, extra = run_limit(src, dst, prefix, name, data, got)
+                verify_local(got, digests, name)
+                shutil.rmtree(got)
+            if nothing_to_copy:
+                verify_untouched(s3_dst, f"{prefix}{name}/", len(objects), started)
+            else:
+                verify(s3_dst, "bench-dst", digests, prefix)
+            result = make_result(tool, name, rnd, len(objects), total, usage, extra)
+            results.append(result)
+            print(json.dumps(asdict(result)), flush=True)
+    cleanup_source(s3_src, name)
+    shutil.rmtree(data / name)
+    return results
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        epilog="Arguments after -- go to longbow sync, e.g. -- --workers 32",
+    )
+    parser.add_argument("--workload", choices=[*workloads.NAMES, "all"], default="all")
+    parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated, run in turn")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="shrink every workload (0 < scale <= 1): sizes of the large set, counts of others",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smoke run: --scale {QUICK_SCALE}, one round"
+    )
+    parser.add_argument("--json", type=Path, help="write every run and the medians here")
+    parser.add_argument("--chart", type=Path, help="draw a PNG of the medians here")
+    parser.add_argument("longbow_args", nargs="*", help="extra flags for longbow sync")
+    args = parser.parse_args()
+    if args.quick:
+        args.scale, args.rounds = QUICK_SCALE, 1
+    if not 0 < args.scale <= 1:
+        parser.error(f"--scale must be in (0, 1], got {args.scale}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    unknown = sorted(set(args.tools) - set(TOOLS))
+    if unknown or not args.tools:
+        parser.error(f"--tools takes some of {', '.join(TOOLS)}; got {args.tools}")
+    if "limit" in args.tools:
+        s5.binary()  # fail before seeding when s5cmd is missing
+    if args.chart:
+        import chart  # noqa: F401  (fail before the run when matplotlib is missing)
+    return args
+
+
+def memory_dir() -> str | None:
+    """tmpfs for the workloads' local copies when the machine has one."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
-    parser.add_argument("--tools", default="longbow,rclone", help="comma-separated, in turn")
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument("longbow_args", nargs="*", help="extra flags for longbow sync")
-    args = parser.parse_args()
-    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
-    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    args = parse_args()
+    sets = workloads.build(args.scale)
+    names = list(workloads.NAMES) if args.workload == "all" else [args.workload]
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="longbow-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="longbow-bench-") as tmp,
+        tempfile.TemporaryDirectory(prefix="longbow-bench-", dir=memory_dir()) as mem,
+    ):
         work = Path(tmp)
         with start_seaweedfs(work / "src") as src, start_seaweedfs(work / "dst") as dst:
-            s3_src, s3_dst = src.endpoint.client(), dst.endpoint.client()
-            s3_src.create_bucket(Bucket="bench-src")
-            s3_dst.create_bucket(Bucket="bench-dst")
+            src.endpoint.client().create_bucket(Bucket="bench-src")
+            dst.endpoint.client().create_bucket(Bucket="bench-dst")
             for name in names:
-                objects = WORKLOADS[name]
-                print(f"seeding {name}: {len(objects)} objects", flush=True)
-                digests = seed(s3_src, "bench-src", objects)
-                total = sum(size for _, size in objects)
-                for rnd in range(1, args.rounds + 1):
-                    for tool in tools:  # interleaved: A B A B
-                        prefix = f"{tool}-r{rnd}/"
-                        if tool == "longbow":
-                            db = work / f"{name}-{rnd}.db"
-                            wall, cpu, rss = run_longbow(
-                                src.endpoint, dst.endpoint, prefix, name, db, args.longbow_args
-                            )
-                        elif tool == "rclone":
-                            wall, cpu, rss = run_rclone(
-                                src.endpoint, dst.endpoint, prefix, name, []
-                            )
-                        else:
-                            raise SystemExit(f"unknown tool {tool!r}")
-                        verify(s3_dst, "bench-dst", digests, prefix)
-                        result = Result(
-                            tool=tool,
-                            workload=name,
-                            round=rnd,
-                            objects=len(objects),
-                            bytes=total,
-                            wall_s=round(wall, 3),
-                            mb_per_s=round(total / wall / 1e6, 1),
-                            objects_per_s=round(len(objects) / wall, 1),
-                            cpu_s=round(cpu, 2),
-                            cpu_ms_per_object=round(cpu * 1000 / len(objects), 2),
-                            cpu_s_per_gib=round(cpu / (total / (1024 * MiB)), 2),
-                            peak_rss_mib=round(rss, 1),
-                        )
-                        results.append(result)
-                        print(json.dumps(asdict(result)), flush=True)
-                s3_src_prefix_cleanup(s3_src, name)
-    report(results, names, tools)
+                servers = (src.endpoint, dst.endpoint)
+                results += bench_workload(name, sets[name], servers, work, Path(mem), args)
+    meds = medians(results)
+    report(meds, names, args.tools)
+    document = {
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": git_commit(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "scale": args.scale,
+        "rounds": args.rounds,
+        "longbow_args": args.longbow_args,
+        "rclone_flags": {n: RCLONE_FLAGS[n] for n in names},
+        "s5cmd_flags": {n: s5.FLAGS[n] for n in names if n not in workloads.NOTHING_TO_COPY},
+        "results": [asdict(r) for r in results],
+        "medians": [{"workload": w, "tool": t, **m} for (w, t), m in meds.items()],
+        "ratios": {n: ratios(meds, n) for n in names},
+    }
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "date": time.strftime("%Y-%m-%d"),
-                    "cores": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "results": [asdict(r) for r in results],
-                },
-                indent=2,
-            )
-        )
+        args.json.write_text(json.dumps(document, indent=2))
+    if args.chart:
+        import chart
+
+        chart.draw(document, args.chart)
+        print(f"chart written to {args.chart}")
     return 0
 
 
-FIELDS = (
-    "mb_per_s",
-    "objects_per_s",
-    "cpu_s",
-    "cpu_ms_per_object",
-    "cpu_s_per_gib",
-    "peak_rss_mib",
-)
+def git_commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
-def report(results: list[Result], names: list[str], tools: list[str]) -> None:
-    """Medians (min-max) per tool and workload, and longbow/rclone ratios."""
+def _figure(value: float | None, width: int, digits: int) -> str:
+    return f"{'—':>{width}}" if value is None else f"{value:{width}.{digits}f}"
+
+
+def report(meds: dict[tuple[str, str], dict[str, Any]], names: list[str], tools: list[str]) -> None:
+    """Medians (min-max) per tool and workload, and longbow's ratios to rclone and the limit."""
     print()
     print(
-        f"{'workload':8} {'tool':8} {'MB/s':>14} {'obj/s':>14} {'CPU s':>6} {'ms/obj':>7} "
+        f"{'workload':8} {'tool':8} {'MB/s':>14} {'obj/s':>16} {'CPU s':>6} {'ms/obj':>7} "
         f"{'CPU s/GiB':>9} {'RSS MiB':>8}"
     )
-    medians: dict[tuple[str, str], dict[str, float]] = {}
     for name in names:
         for tool in tools:
-            rows = [r for r in results if r.workload == name and r.tool == tool]
-            if not rows:
+            med = meds.get((name, tool))
+            if not med:
                 continue
-            med = {f: statistics.median(getattr(r, f) for r in rows) for f in FIELDS}
-            medians[(name, tool)] = med
-            lo_hi = {
-                f: (min(getattr(r, f) for r in rows), max(getattr(r, f) for r in rows))
-                for f in ("mb_per_s", "objects_per_s")
-            }
             print(
                 f"{name:8} {tool:8} "
-                f"{med['mb_per_s']:6.1f} ({lo_hi['mb_per_s'][0]:.0f}-{lo_hi['mb_per_s'][1]:.0f}) "
-                f"{med['objects_per_s']:6.1f} ({lo_hi['objects_per_s'][0]:.0f}-"
-                f"{lo_hi['objects_per_s'][1]:.0f}) "
+                f"{med['mb_per_s']:6.1f} ({med['mb_per_s_min']:.0f}-{med['mb_per_s_max']:.0f}) "
+                f"{med['objects_per_s']:8.1f} ({med['objects_per_s_min']:.0f}-"
+                f"{med['objects_per_s_max']:.0f}) "
                 f"{med['cpu_s']:6.2f} {med['cpu_ms_per_object']:7.2f} "
-                f"{med['cpu_s_per_gib']:9.2f} {med['peak_rss_mib']:8.1f}"
+                f"{_figure(med['cpu_s_per_gib'], 9, 2)} {med['peak_rss_mib']:8.1f}"
             )
-        ours, theirs = medians.get((name, "longbow")), medians.get((name, "rclone"))
-        if ours and theirs:
-            print(
-                f"{name:8} longbow/rclone: speed {ours['mb_per_s'] / theirs['mb_per_s']:.2f}x, "
-                f"CPU {ours['cpu_s'] / theirs['cpu_s']:.2f}x, "
-                f"RSS {ours['peak_rss_mib'] / theirs['peak_rss_mib']:.2f}x"
-            )
+        found = {k: v for k, v in ratios(meds, name).items() if v is not None}
+        if found:
+            print(f"{name:8} longbow: " + ", ".join(f"{k} {v:.2f}x" for k, v in found.items()))
 
 
-def s3_src_prefix_cleanup(client: Any, prefix: str) -> None:
+def cleanup_source(client: Any, prefix: str) -> None:
     """Delete a workload's source objects so later workloads list only their own."""
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket="bench-src", Prefix=f"{prefix}/"):
