@@ -305,7 +305,22 @@ def _number(env: Mapping[str, str], variable: str, default: float) -> float:
     return float(value)
 
 
+# At debug level (AWS_LAMBDA_LOG_LEVEL=DEBUG sets the root logger) these print request headers,
+# credential lookups and response bodies such as a decrypted SSM SecureString.
+_SECRET_LOGGERS = (
+    "botocore.auth",
+    "botocore.credentials",
+    "botocore.endpoint",
+    "botocore.hooks",
+    "botocore.httpsession",
+    "botocore.parsers",
+    "urllib3.connectionpool",
+)
+
+
 def _setup_logging(env: Mapping[str, str]) -> None:
+    for name in _SECRET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
     fmt = env.get("LONGBOW_LOG_FORMAT") or ("json" if "AWS_LAMBDA_FUNCTION_NAME" in env else "")
     if fmt != "json":
         return
