@@ -1,12 +1,15 @@
 """Start and stop real local S3-compatible servers on 127.0.0.1.
 
-Three kinds of server are supported, each a separate implementation with its own quirks:
+Four kinds of server are supported, each a separate implementation with its own quirks:
 
 * ``seaweedfs``: ``weed mini``, a production object store in all-in-one mode.
 * ``moto``: ``moto_server``, broad S3 semantics (plus SQS, DynamoDB and SSM on the same port);
   it does not validate Content-MD5.
 * ``rclone``: ``rclone serve s3`` over a local directory; validates Content-MD5 but deviates
   from AWS in several ways (ranged GETs answer 200, no versioning, in-memory multipart uploads).
+* ``rgw``: Ceph's RADOS Gateway on a throwaway single-node cluster (one monitor, one in-RAM
+  OSD); a production server with its own deviations (an empty ETag from
+  CompleteMultipartUpload, NoSuchKey for an aborted upload). Needs the Ceph packages and root.
 
 Each server runs in its own session and process group, so :meth:`LocalServer.stop` stops
 everything it spawned. Servers still running when the interpreter exits are stopped by an
@@ -39,6 +42,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +57,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 __all__ = [
+    "CEPH_INSTALL_HINT",
     "DEFAULT_ACCESS_KEY",
     "DEFAULT_REGION",
     "DEFAULT_SECRET_KEY",
@@ -61,9 +66,11 @@ __all__ = [
     "LocalServer",
     "ServerStartError",
     "free_port_block",
+    "missing_ceph_programs",
     "reset_moto",
     "start_moto",
     "start_rclone",
+    "start_rgw",
     "start_seaweedfs",
     "stop_all",
 ]
@@ -85,7 +92,8 @@ _MAX_BASE_PORT = 55000
 # Servers started without an explicit port retry on a fresh port this many times when they lose
 # the race for their port to another process.
 _LAUNCH_ATTEMPTS = 5
-_GRACEFUL_STOP_SECONDS = {"seaweedfs": 10.0, "moto": 5.0, "rclone": 5.0}
+# The rgw supervisor stops three daemons one after another.
+_GRACEFUL_STOP_SECONDS = {"seaweedfs": 10.0, "moto": 5.0, "rclone": 5.0, "rgw": 40.0}
 _KILL_WAIT_SECONDS = 10.0
 _LOG_TAIL_BYTES = 4000
 
@@ -136,7 +144,8 @@ class Endpoint:
     """Where a local S3-compatible server listens and how to authenticate to it.
 
     Attributes:
-        kind: The server implementation: ``"seaweedfs"``, ``"moto"`` or ``"rclone"``.
+        kind: The server implementation: ``"seaweedfs"``, ``"moto"``, ``"rclone"`` or
+            ``"rgw"``.
         url: Base URL, e.g. ``"http://127.0.0.1:8333"``.
         access_key: Access key id accepted by the server.
         secret_key: Secret access key accepted by the server.
@@ -904,3 +913,322 @@ def start_rclone(
         )
 
     return _launch_with_retries(build, port=port, count=1, grpc_offset=None, timeout=timeout)
+
+
+# --------------------------------------------------------------------------------------------
+# Ceph RADOS Gateway
+# --------------------------------------------------------------------------------------------
+
+_CEPH_PROGRAMS = ("monmaptool", "ceph-mon", "ceph-osd", "ceph", "radosgw", "radosgw-admin")
+CEPH_INSTALL_HINT = (
+    "as root on Debian/Ubuntu: apt-get install --no-install-recommends "
+    "ceph-mon ceph-osd radosgw ceph-common"
+)
+# P: the S3 endpoint (beast frontend), P+1: the monitor (msgr v2 only).
+_RGW_PORT_COUNT = 2
+_RGW_USER = "longbow"
+# A memstore OSD keeps objects in RAM; this caps what it may use, it is not allocated upfront.
+_RGW_MEMSTORE_BYTES = 4 * 1024**3
+_CEPH_STEP_SECONDS = 90.0
+# A status query fails fast while the monitor is not up yet, so the wait can poll again.
+_CEPH_POLL = ("ceph", "--connect-timeout", "5")
+
+
+def missing_ceph_programs() -> list[str]:
+    """Return the Ceph programs :func:`start_rgw` needs that are not on PATH."""
+    return [name for name in _CEPH_PROGRAMS if shutil.which(name) is None]
+
+
+def start_rgw(
+    data_dir: Path,
+    *,
+    access_key: str = DEFAULT_ACCESS_KEY,
+    secret_key: str = DEFAULT_SECRET_KEY,
+    port: int | None = None,
+    timeout: float = 180,
+    memstore_bytes: int = _RGW_MEMSTORE_BYTES,
+) -> LocalServer:
+    """Start a throwaway single-node Ceph cluster with a RADOS Gateway S3 endpoint.
+
+    One monitor, one OSD keeping its objects in RAM (memstore) and one radosgw, without
+    authentication between them, all bound to 127.0.0.1 and supervised by one process, so the
+    server handle stops them together. Every launch (a restart too) builds a fresh, empty
+    cluster under ``data_dir/"cluster"``. Uses ports P (S3) and P+1 (monitor).
+
+    Needs the Debian packages ``ceph-mon ceph-osd radosgw ceph-common`` and, in practice, root.
+
+    Args:
+        data_dir: Directory for ``ceph.conf``, the cluster's state and logs, and ``rgw.log``.
+        access_key: Access key id of the S3 user that is created.
+        secret_key: Its secret key.
+        port: Base port P; chosen automatically when ``None``.
+        timeout: Seconds to wait until a signed ListBuckets succeeds (~15 s on an idle
+            machine).
+        memstore_bytes: Most RAM the OSD may use for objects.
+
+    Returns:
+        The running server.
+
+    Raises:
+        RuntimeError: A Ceph program is not installed.
+        ServerStartError: The cluster exited or was not ready in time.
+    """
+    missing = missing_ceph_programs()
+    if missing:
+        raise RuntimeError(
+            f"Ceph is not installed ({', '.join(missing)} not on PATH); install it "
+            f"{CEPH_INSTALL_HINT}"
+        )
+    data_dir = Path(data_dir).absolute()
+    settings_path = data_dir / "rgw-cluster.json"
+
+    def build(base: int) -> LocalServer:
+        settings = {
+            "dir": str(data_dir),
+            "rgw_port": base,
+            "mon_port": base + 1,
+            "memstore_bytes": memstore_bytes,
+            "access_key": access_key,
+            "secret_key": secret_key,
+        }
+        _write_private(settings_path, json.dumps(settings))
+        return LocalServer(
+            endpoint=Endpoint("rgw", f"http://{LOCALHOST}:{base}", access_key, secret_key),
+            data_dir=data_dir,
+            argv=[sys.executable, "-m", __name__, "rgw-cluster", str(settings_path)],
+            log_path=data_dir / "rgw.log",
+            ports=[base, base + 1],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    return _launch_with_retries(
+        build, port=port, count=_RGW_PORT_COUNT, grpc_offset=None, timeout=timeout
+    )
+
+
+class _ClusterStop(Exception):
+    """SIGTERM reached the cluster supervisor."""
+
+
+def _ceph_conf(settings: dict[str, Any], cluster: Path) -> str:
+    """The configuration shared by every daemon and command of the throwaway cluster."""
+    return f"""[global]
+fsid = {settings["fsid"]}
+mon host = v2:{LOCALHOST}:{settings["mon_port"]}
+public addr = {LOCALHOST}
+cluster addr = {LOCALHOST}
+ms bind msgr1 = false
+# No cephx: a loopback-only throwaway cluster. With auth none the monitor still insists on a
+# connection mode, hence crc.
+auth cluster required = none
+auth service required = none
+auth client required = none
+ms mon client mode = crc
+ms client mode = crc
+keyring = /dev/null
+run dir = {cluster}/run
+admin socket = {cluster}/run/$name.asok
+log file = {cluster}/log/$name.log
+log to stderr = false
+err to stderr = false
+# One OSD: pools of one replica, few placement groups, no health warnings about either.
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+osd crush chooseleaf type = 0
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+mon max pg per osd = 1000
+mon warn on insecure global id reclaim allowed = false
+
+[mon]
+mon data = {cluster}/mon
+mon data avail crit = 0
+mon data avail warn = 0
+
+[osd]
+osd data = {cluster}/osd
+osd objectstore = memstore
+memstore device bytes = {settings["memstore_bytes"]}
+osd memory target = 1073741824
+
+[client.rgw.longbow]
+rgw frontends = beast endpoint={LOCALHOST}:{settings["rgw_port"]}
+rgw data = {cluster}/rgw
+debug rgw = 0/0
+# Deleted and overwritten objects stay in RAM until garbage collection: run it every minute
+# rather than every two hours.
+rgw gc obj min wait = 60
+rgw gc processor period = 60
+"""
+
+
+class _Cluster:
+    """The cluster supervisor's side: builds the cluster, runs its daemons, stops them."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self.dir = Path(settings["dir"]) / "cluster"
+        self.conf = Path(settings["dir"]) / "ceph.conf"
+        self.daemons: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def say(self, message: str) -> None:
+        print(f"[rgw-cluster {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    def command(self, *argv: str, quiet: bool = False) -> str:
+        """Run a Ceph tool against this cluster; return its stdout or fail with its stderr."""
+        try:
+            done = subprocess.run(
+                [*argv, "-c", str(self.conf)],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=_CEPH_STEP_SECONDS,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"{argv[0]} {argv[1]} did not finish") from exc
+        if done.returncode != 0:
+            if quiet:
+                raise RuntimeError(done.stderr.strip()[-1000:])
+            raise RuntimeError(
+                f"{' '.join(argv[:3])} failed with code {done.returncode}: "
+                f"{done.stderr.strip()[-2000:]}"
+            )
+        return done.stdout
+
+    def spawn(self, name: str, *argv: str) -> None:
+        """Start a daemon in the foreground, in this process group, logging to its own file."""
+        with open(self.dir / "log" / f"{name}.out", "ab") as out:
+            proc = subprocess.Popen(
+                [*argv, "-f", "-c", str(self.conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.daemons.append((name, proc))
+
+    def check_daemons(self) -> None:
+        for name, proc in self.daemons:
+            code = proc.poll()
+            if code is not None:
+                raise RuntimeError(f"{name} exited with code {code}\n{self.daemon_log(name)}")
+
+    def daemon_log(self, name: str) -> str:
+        """The end of what a daemon wrote (its own log, then its stdout)."""
+        parts = []
+        for path in sorted((self.dir / "log").glob(f"*{name}*")):
+            try:
+                text = path.read_bytes()[-_LOG_TAIL_BYTES:].decode("utf-8", "replace")
+            except OSError:
+                continue
+            parts.append(f"--- {path.name} ---\n{text.strip()}")
+        return "\n".join(parts)
+
+    def wait_for(self, what: str, ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + _CEPH_STEP_SECONDS
+        while True:
+            self.check_daemons()
+            try:
+                if ready():
+                    self.say(f"{what}: ready")
+                    return
+            except RuntimeError:
+                pass
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"{what}: not ready after {_CEPH_STEP_SECONDS:g} s")
+            time.sleep(0.2)
+
+    def osd_up(self) -> bool:
+        dump = json.loads(self.command(*_CEPH_POLL, "osd", "dump", "--format=json", quiet=True))
+        return any(osd.get("up") == 1 for osd in dump.get("osds", ()))
+
+    def build_and_run(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        for sub in ("run", "log", "mon", "osd", "rgw"):
+            (self.dir / sub).mkdir(parents=True)
+        _write_private(self.conf, _ceph_conf(self.settings, self.dir))
+        monmap = self.dir / "monmap"
+        mon_addr = f"[v2:{LOCALHOST}:{self.settings['mon_port']}]"
+        self.command(
+            "monmaptool",
+            "--create",
+            "--fsid",
+            self.settings["fsid"],
+            "--addv",
+            "a",
+            mon_addr,
+            str(monmap),
+        )
+        self.command("ceph-mon", "--mkfs", "-i", "a", "--monmap", str(monmap))
+        self.spawn("mon.a", "ceph-mon", "-i", "a")
+        self.wait_for("monitor", lambda: bool(self.command(*_CEPH_POLL, "mon", "stat", quiet=True)))
+
+        osd_uuid = str(uuid.uuid4())
+        osd_id = self.command("ceph", "osd", "new", osd_uuid).strip()
+        self.command("ceph-osd", "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid, "--no-mon-config")
+        self.spawn(f"osd.{osd_id}", "ceph-osd", "-i", osd_id)
+        self.wait_for(f"osd.{osd_id}", self.osd_up)
+
+        # The S3 user exists before the gateway answers, so a signed request that succeeds
+        # means the whole stack is ready. This also creates the default zone and its pools.
+        self.command(
+            "radosgw-admin",
+            "user",
+            "create",
+            f"--uid={_RGW_USER}",
+            f"--display-name={_RGW_USER}",
+            f"--access-key={self.settings['access_key']}",
+            f"--secret-key={self.settings['secret_key']}",
+        )
+        self.say(f"S3 user {_RGW_USER!r} created")
+        self.spawn("client.rgw.longbow", "radosgw", "-n", "client.rgw.longbow")
+        self.say(f"radosgw starting on {LOCALHOST}:{self.settings['rgw_port']}")
+        while True:
+            self.check_daemons()
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop the gateway, then the OSD, then the monitor: each talks to the next one down
+        while it shuts down."""
+        for name, proc in reversed(self.daemons):
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.say(f"{name} ignored SIGTERM; killing it")
+                proc.kill()
+                proc.wait()
+
+
+def _run_rgw_cluster(settings_path: str) -> int:
+    """Entry point of the supervisor process that :func:`start_rgw` launches."""
+
+    def on_term(signum: int, frame: object) -> None:
+        raise _ClusterStop
+
+    signal.signal(signal.SIGTERM, on_term)
+    settings = json.loads(Path(settings_path).read_text(encoding="utf-8"))
+    settings["fsid"] = str(uuid.uuid4())
+    cluster = _Cluster(settings)
+    try:
+        cluster.build_and_run()
+    except _ClusterStop:
+        cluster.say("stopping")
+        return 0
+    except RuntimeError as exc:
+        cluster.say(f"failed: {exc}")
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "rgw-cluster":
+        sys.exit(_run_rgw_cluster(sys.argv[2]))
+    sys.exit(f"usage: python -m {__spec__.name if __spec__ else 'servers'} rgw-cluster SETTINGS")
