@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 
-from s3longbow.config import MiB
+from s3longbow.config import MiB, SideSettings
+from s3longbow.errors import FatalError
 from s3longbow.jobs.sqlite import JobDatabase
+from s3longbow.stores.s3 import S3Store
 from s3longbow.testing.servers import LocalServer, start_rgw
 
 from ..conftest import Bucket, cli_env, endpoint_args, new_bucket
@@ -163,6 +165,31 @@ def test_a_storage_class_rgw_lacks_stops_the_run_with_a_reason(
     assert code != 0
     assert "storage class" in err and "STANDARD_IA" in err
     assert rgw_bucket.keys() == []
+
+
+@pytest.mark.rgw
+@pytest.mark.parametrize("algorithm", ["auto", "CRC32"])
+def test_rgw_is_known_to_check_only_content_md5(rgw_bucket: Bucket, algorithm: str) -> None:
+    ep = rgw_bucket.endpoint
+    side = SideSettings(
+        endpoint_url=ep.url,
+        region=ep.region,
+        path_style=True,
+        access_key_id=ep.access_key,
+        secret_access_key=ep.secret_key,
+        checksum_algorithm=algorithm,
+    )
+    store = S3Store(rgw_bucket.name, side)
+    try:
+        if algorithm == "auto":
+            store.check()
+            assert store.rgw and store.capabilities.checksums == "MD5"
+        else:
+            # RGW would accept a CRC32 header without checking it: refuse rather than pretend.
+            with pytest.raises(FatalError, match="ignores CRC32 checksums"):
+                store.check()
+    finally:
+        store.close()
 
 
 @pytest.mark.rgw
