@@ -84,7 +84,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_endpoint_url(url: str | None, *, allow_http: bool, flag: str = "allow-http") -> None:
+def check_endpoint_url(
+    url: str | None,
+    *,
+    allow_http: bool,
+    flag: str = "--src-allow-http / --dst-allow-http (allow_http = true in a config file)",
+) -> None:
     """Refuse an endpoint URL that cannot work, or that would send data and signatures in the
     clear to another machine without being told to.
 
