@@ -83,7 +83,12 @@ def listing(client: Any, bucket: str, prefix: str) -> dict[str, tuple[int, dt.da
 
 
 def check_seeded(
-    client: Any, bucket: str, prefix: str, workload: str, objects: list[tuple[str, int]]
+    client: Any,
+    bucket: str,
+    prefix: str,
+    workload: str,
+    objects: list[tuple[str, int]],
+    hint: str = "",
 ) -> None:
     """The bulk loader's result, checked key by key and size by size."""
     found = listing(client, bucket, f"{prefix}{workload}/")
@@ -92,7 +97,7 @@ def check_seeded(
         missing = sorted(set(dict(objects)) - set(listed))
         raise SystemExit(
             f"seeding {bucket}/{prefix}{workload}/ incomplete: {len(listed)} keys listed, "
-            f"{len(missing)} missing, e.g. {missing[:3]}"
+            f"{len(missing)} missing, e.g. {missing[:3]}" + (f"; {hint}" if hint else "")
         )
 
 
@@ -112,9 +117,10 @@ def verify(client: Any, bucket: str, digests: dict[str, str], prefix: str) -> No
         raise SystemExit(f"destination content wrong for {len(bad)} objects, e.g. {bad[:3]}")
 
 
-def verify_untouched(client: Any, prefix: str, count: int, since: dt.datetime) -> None:
+def verify_untouched(client: Any, target: str, count: int, since: dt.datetime) -> None:
     """The planning set's destination still holds its keys, none written since ``since``."""
-    listed = listing(client, "bench-dst", prefix)
+    bucket, prefix = target.split("/", 1)
+    listed = listing(client, bucket, prefix)
     written = [k for k, (_, modified) in listed.items() if modified >= since]
     if len(listed) != count or written:
         raise SystemExit(
@@ -154,9 +160,9 @@ def measured(argv: list[str], env: dict[str, str]) -> tuple[str, dict[str, float
 
 
 def run_rclone(
-    src: Endpoint, dst: Endpoint, prefix: str, workload: str, extra: list[str]
+    src: Endpoint, dst: Endpoint, target: str, workload: str, extra: list[str]
 ) -> dict[str, float]:
-    """Run `rclone copy` between the two endpoints; return its usage."""
+    """Run `rclone copy` of the workload into ``target`` ("bucket/prefix/"); return its usage."""
     env = dict(os.environ)
     for name, ep in (("SRC", src), ("DST", dst)):
         env.update(
@@ -175,7 +181,7 @@ def run_rclone(
         rclone,
         "copy",
         f"src:bench-src/{workload}/",
-        f"dst:bench-dst/{prefix}{workload}/",
+        f"dst:{target}{workload}/",
         *RCLONE_FLAGS[workload],
         *extra,
     ]
@@ -186,7 +192,7 @@ def run_rclone(
 def run_longbow(
     src: Endpoint,
     dst: Endpoint,
-    prefix: str,
+    target: str,
     db: Path,
     extra: list[str],
     *,
@@ -208,7 +214,7 @@ def run_longbow(
         "s3longbow",
         "sync",
         "s3://bench-src/",
-        f"s3://bench-dst/{prefix}",
+        f"s3://{target}",
         "--src-endpoint-url",
         src.url,
         "--src-path-style",
@@ -234,13 +240,27 @@ def run_longbow(
 
 
 def run_limit(
-    src: Endpoint, dst: Endpoint, prefix: str, workload: str, data: Path, got: Path
+    src: Endpoint, dst: Endpoint, target: str, workload: str, data: Path, got: Path
 ) -> tuple[dict[str, float], dict[str, float]]:
     """s5cmd's concurrent raw GET and PUT of the workload; return (usage, GET/PUT walls)."""
-    get, put = s5.raw_get_put(
-        src, dst, workload, data / workload, got, f"s3://bench-dst/{prefix}{workload}/"
-    )
+    get, put = s5.raw_get_put(src, dst, workload, data / workload, got, f"s3://{target}{workload}/")
     return concurrent_limit(get, put), {"get_wall_s": get["wall_s"], "put_wall_s": put["wall_s"]}
+
+
+def seed(
+    name: str, objects: list[tuple[str, int]], src: Endpoint, data: Path, *, keep_files: bool
+) -> dict[str, str]:
+    """Write a workload's files under ``data`` and load them into the source; return key ->
+    MD5. The limit's raw PUT reads the same files, so a copying workload keeps them."""
+    print(f"seeding {name}: {len(objects)} objects", flush=True)
+    started = time.monotonic()
+    digests = workloads.write_files(data, objects)
+    s5.upload(src, name, data / name, f"s3://bench-src/{name}/")
+    check_seeded(src.client(), "bench-src", "", name, objects)
+    if not keep_files:
+        shutil.rmtree(data / name)
+    print(f"seeded {name} in {time.monotonic() - started:.1f}s", flush=True)
+    return digests
 
 
 def bench_workload(
@@ -253,52 +273,113 @@ def bench_workload(
 ) -> list[Result]:
     """Seed one workload, run every tool on it for every round, check each run's result."""
     src, dst = servers
-    s3_src, s3_dst = src.client(), dst.client()
     data = memory / "data"
-    print(f"seeding {name}: {len(objects)} objects", flush=True)
-    seeding = time.monotonic()
-    digests = workloads.write_files(data, objects)
-    s5.upload(src, name, data / name, f"s3://bench-src/{name}/")
-    check_seeded(s3_src, "bench-src", "", name, objects)
-    nothing_to_copy = name in workloads.NOTHING_TO_COPY
-    if nothing_to_copy:
-        # The same keys at the destination, under one prefix that every round and tool reuses.
-        s5.upload(dst, name, data / name, f"s3://bench-dst/seeded/{name}/")
-        check_seeded(s3_dst, "bench-dst", "seeded/", name, objects)
-        time.sleep(1.1)  # LastModified has whole seconds: keep the seeding out of the check
-    print(f"seeded {name} in {time.monotonic() - seeding:.1f}s", flush=True)
-    total = sum(size for _, size in objects)
+    digests = seed(name, objects, src, data, keep_files=True)
     results: list[Result] = []
     for rnd in range(1, args.rounds + 1):
         for tool in args.tools:  # interleaved: A B C A B C
-            if tool == "limit" and nothing_to_copy:
-                continue  # no bytes move: the limit is not defined
-            prefix = "seeded/" if nothing_to_copy else f"{tool}-r{rnd}/"
-            started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            target = f"bench-dst/{tool}-r{rnd}/"
             extra: dict[str, float] = {}
             if tool == "longbow":
                 db = work / f"{name}-{rnd}.db"
-                copies = 0 if nothing_to_copy else len(objects)
                 usage = run_longbow(
-                    src, dst, prefix, db, args.longbow_args, objects=len(objects), copies=copies
+                    src,
+                    dst,
+                    target,
+                    db,
+                    args.longbow_args,
+                    objects=len(objects),
+                    copies=len(objects),
                 )
             elif tool == "rclone":
-                usage = run_rclone(src, dst, prefix, name, [])
+                usage = run_rclone(src, dst, target, name, [])
             else:
                 got = memory / "got"
-                usage, extra = run_limit(src, dst, prefix, name, data, got)
+                usage, extra = run_limit(src, dst, target, name, data, got)
                 verify_local(got, digests, name)
                 shutil.rmtree(got)
-            if nothing_to_copy:
-                verify_untouched(s3_dst, f"{prefix}{name}/", len(objects), started)
-            else:
-                verify(s3_dst, "bench-dst", digests, prefix)
-            result = make_result(tool, name, rnd, len(objects), total, usage, extra)
-            results.append(result)
-            print(json.dumps(asdict(result)), flush=True)
-    cleanup_source(s3_src, name)
-    shutil.rmtree(data / name)
+            bucket, prefix = target.split("/", 1)
+            verify(dst.client(), bucket, digests, prefix)
+            results.append(report_run(tool, name, rnd, objects, usage, extra))
+    cleanup_source(src.client(), name)
+    shutil.rmtree(data / name, ignore_errors=True)
     return results
+
+
+def report_run(
+    tool: str,
+    name: str,
+    rnd: int,
+    objects: list[tuple[str, int]],
+    usage: dict[str, float],
+    extra: dict[str, float] | None = None,
+) -> Result:
+    total = sum(size for _, size in objects)
+    result = make_result(tool, name, rnd, len(objects), total, usage, extra)
+    print(json.dumps(asdict(result)), flush=True)
+    return result
+
+
+def seeded_pair(name: str, objects: list[tuple[str, int]], home: Path, memory: Path) -> None:
+    """Give a nothing-to-copy workload identical keys on two endpoints kept in ``home``.
+
+    The source is loaded through S3 once; the destination starts as a copy of the stopped
+    source's data folder, which halves the slowest part of the set-up. A marker file records
+    a finished seeding, so a later run with the same folder starts at once.
+    """
+    marker = home / "seeded"
+    if marker.exists():
+        print(f"reusing {name}, seeded earlier in {home}", flush=True)
+        return
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    with start_seaweedfs(home / "src") as src:
+        create_buckets((src.endpoint,))
+        seed(name, objects, src.endpoint, memory / "data", keep_files=False)
+    shutil.copytree(home / "src", home / "dst")
+    marker.write_text(f"{len(objects)} keys\n")
+
+
+def bench_nothing_to_copy(
+    name: str,
+    objects: list[tuple[str, int]],
+    home: Path,
+    work: Path,
+    memory: Path,
+    args: argparse.Namespace,
+) -> list[Result]:
+    """Time listing and diffing alone: every key is already at the destination."""
+    seeded_pair(name, objects, home, memory)
+    results: list[Result] = []
+    with start_seaweedfs(home / "src") as src_server, start_seaweedfs(home / "dst") as dst_server:
+        src, dst = src_server.endpoint, dst_server.endpoint
+        for endpoint in (src, dst):
+            check_seeded(endpoint.client(), "bench-src", "", name, objects, hint=f"remove {home}")
+        # LastModified has whole seconds: a write during a run must not share the seeding's.
+        time.sleep(1.1)
+        target = "bench-src/"  # the destination is the source's twin, bucket and keys alike
+        for rnd in range(1, args.rounds + 1):
+            for tool in args.tools:
+                if tool == "limit":
+                    continue  # no bytes move: the limit is not defined
+                started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+                if tool == "longbow":
+                    db = work / f"{name}-{rnd}.db"
+                    usage = run_longbow(
+                        src, dst, target, db, args.longbow_args, objects=len(objects), copies=0
+                    )
+                else:
+                    usage = run_rclone(src, dst, target, name, [])
+                verify_untouched(dst.client(), f"{target}{name}/", len(objects), started)
+                results.append(report_run(tool, name, rnd, objects, usage))
+    return results
+
+
+def create_buckets(servers: tuple[Endpoint, ...]) -> None:
+    for endpoint, bucket in zip(servers, ("bench-src", "bench-dst"), strict=False):
+        client = endpoint.client()
+        if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", ())}:
+            client.create_bucket(Bucket=bucket)
 
 
 def parse_args() -> argparse.Namespace:
@@ -317,6 +398,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--quick", action="store_true", help=f"smoke run: --scale {QUICK_SCALE}, one round"
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="keep the planning set's seeded endpoints in this folder and reuse them next time",
     )
     parser.add_argument("--json", type=Path, help="write every run and the medians here")
     parser.add_argument("--chart", type=Path, help="draw a PNG of the medians here")
@@ -356,11 +442,15 @@ def main() -> int:
     ):
         work = Path(tmp)
         with start_seaweedfs(work / "src") as src, start_seaweedfs(work / "dst") as dst:
-            src.endpoint.client().create_bucket(Bucket="bench-src")
-            dst.endpoint.client().create_bucket(Bucket="bench-dst")
+            servers = (src.endpoint, dst.endpoint)
+            create_buckets(servers)
             for name in names:
-                servers = (src.endpoint, dst.endpoint)
-                results += bench_workload(name, sets[name], servers, work, Path(mem), args)
+                if name not in workloads.NOTHING_TO_COPY:
+                    results += bench_workload(name, sets[name], servers, work, Path(mem), args)
+        for name in names:
+            if name in workloads.NOTHING_TO_COPY:
+                home = (args.cache or work) / f"{name}-{len(sets[name])}"
+                results += bench_nothing_to_copy(name, sets[name], home, work, Path(mem), args)
     meds = medians(results)
     report(meds, names, args.tools)
     document = {
@@ -389,7 +479,7 @@ def main() -> int:
 
 def git_commit() -> str:
     done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
+        ["git", "describe", "--always", "--dirty"],
         cwd=Path(__file__).parent,
         capture_output=True,
         text=True,
