@@ -6,9 +6,9 @@ DynamoDB on a moto server) run at once and a random one is SIGKILLed and replace
 last kill the copy is allowed to finish, then every object is read from both sides and compared
 byte for byte.
 
-A :class:`~s3longbow.testing.faultproxy.FaultProxy` sits between Longbow and the destination.
-With no faults it only counts the request bytes that cross it, which is how "bytes uploaded" is
-measured; with faults it also injects them, so kills and network faults can be combined.
+A :class:`~s3longbow.testing.faultproxy.FaultProxy` sits between Longbow and each endpoint.
+With no faults they only count: the request bytes that cross the destination's proxy are the
+"bytes uploaded". With faults they also inject them, so kills and network faults combine.
 
 A kill moment is drawn per process: most wait until a random share of the data set has been
 uploaded by that process (so kills land in the middle of bodies), the rest wait a random time
@@ -18,6 +18,7 @@ was spent, the next round copies the same source again to a fresh destination pr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -277,9 +278,18 @@ def _longbow(*args: str) -> list[str]:
     return [sys.executable, "-m", "s3longbow", *args]
 
 
-def _finish(report: ChaosReport, proxy: FaultProxy, started: float) -> ChaosReport:
+def _source_proxy(src: Location, faults: Faults | None) -> FaultProxy:
+    # Its own random sequence, so the two legs do not fault in lock step.
+    seed = None if faults is None or faults.seed is None else faults.seed + 1
+    return FaultProxy(src.endpoint.url, dataclasses.replace(faults, seed=seed) if faults else None)
+
+
+def _finish(
+    report: ChaosReport, src_proxy: FaultProxy, proxy: FaultProxy, started: float
+) -> ChaosReport:
     report.bytes_uploaded = _uploaded(proxy)
-    report.faults_injected = {k: v for k, v in proxy.faults_injected.items() if v}
+    a, b = src_proxy.faults_injected, proxy.faults_injected
+    report.faults_injected = {k: a[k] + b[k] for k in a if a[k] + b[k]}
     report.seconds = time.monotonic() - started
     return report
 
@@ -310,7 +320,7 @@ def run_single(
     deadline = started + seconds
     total = sum(sizes.values())
     env = _environment(src.endpoint, dst.endpoint)
-    with FaultProxy(dst.endpoint.url, faults) as proxy:
+    with _source_proxy(src, faults) as src_proxy, FaultProxy(dst.endpoint.url, faults) as proxy:
         for _ in range(_MAX_ROUNDS):
             report.rounds += 1
             target = dst.under(f"round-{report.rounds}/")
@@ -326,7 +336,7 @@ def run_single(
                 "5MiB",
                 "--max-attempts",
                 str(max_attempts),
-                *_endpoints(src.endpoint, proxy.url, dst.endpoint.region),
+                *_endpoints(src_proxy.url, src.endpoint.region, proxy.url, dst.endpoint.region),
                 *extra_args,
             )
             log = workdir / f"single-{report.rounds}.log"
@@ -356,15 +366,15 @@ def run_single(
             _count_sqlite_jobs(db, report)
             if report.kills >= kills or time.monotonic() > deadline:
                 break
-    return _finish(report, proxy, started)
+    return _finish(report, src_proxy, proxy, started)
 
 
-def _endpoints(src: Endpoint, dst_url: str, dst_region: str) -> list[str]:
+def _endpoints(src_url: str, src_region: str, dst_url: str, dst_region: str) -> list[str]:
     return [
         "--src-endpoint-url",
-        src.url,
+        src_url,
         "--src-region",
-        src.region,
+        src_region,
         "--src-path-style",
         "--dst-endpoint-url",
         dst_url,
@@ -417,13 +427,12 @@ def run_cluster(
     env = _environment(src.endpoint, dst.endpoint)
     name = uuid.uuid4().hex[:10]
     config = workdir / "cluster.toml"
-    with FaultProxy(dst.endpoint.url, faults) as proxy:
+    with _source_proxy(src, faults) as src_proxy, FaultProxy(dst.endpoint.url, faults) as proxy:
         for _ in range(_MAX_ROUNDS):
             report.rounds += 1
             target = dst.under(f"round-{report.rounds}/")
-            _write_cluster_config(
-                config, name, src, target, proxy.url, control, kills, max_attempts
-            )
+            urls = (src_proxy.url, proxy.url)
+            _write_cluster_config(config, name, src, target, urls, control, kills, max_attempts)
             if report.rounds == 1:
                 _run_checked(_longbow("cluster-init", "--config", str(config)), env)
             _run_checked(_longbow("send", "--config", str(config)), env)
@@ -450,7 +459,7 @@ def run_cluster(
             _count_cluster_jobs(control, name, target, report)
             if report.kills >= kills or time.monotonic() > deadline:
                 break
-    return _finish(report, proxy, started)
+    return _finish(report, src_proxy, proxy, started)
 
 
 class _Crew:
@@ -512,7 +521,7 @@ def _write_cluster_config(
     name: str,
     src: Location,
     dst: Location,
-    dst_url: str,
+    urls: tuple[str, str],
     control: Endpoint,
     kills: int,
     max_attempts: int,
@@ -544,11 +553,11 @@ def _write_cluster_config(
         "[cluster]",
         *(f"{k} = {json.dumps(v)}" for k, v in cluster.items()),
         "[source]",
-        f"endpoint_url = {json.dumps(src.endpoint.url)}",
+        f"endpoint_url = {json.dumps(urls[0])}",
         f"region = {json.dumps(src.endpoint.region)}",
         "path_style = true",
         "[destination]",
-        f"endpoint_url = {json.dumps(dst_url)}",
+        f"endpoint_url = {json.dumps(urls[1])}",
         f"region = {json.dumps(dst.endpoint.region)}",
         "path_style = true",
         "[[pairs]]",
