@@ -173,14 +173,25 @@ def test_destination_refusing_every_write_fails_each_job_with_its_reason(
     assert dst.endpoint.client().list_objects_v2(Bucket=dst.bucket).get("KeyCount", 0) == 0
 
 
-@pytest.mark.parametrize("side", ["src", "dst"])
-def test_endpoint_resetting_every_connection_ends_with_a_clear_error(
-    side: str, three_objects: Location, seaweed_dst: LocalServer, legs: Legs, tmp_path: Path
+@pytest.mark.parametrize(("side", "fault"), [("src", "internal_error"), ("dst", "reset_mid_body")])
+def test_endpoint_failing_every_request_ends_with_a_clear_error(
+    side: str,
+    fault: str,
+    three_objects: Location,
+    seaweed_dst: LocalServer,
+    legs: Legs,
+    tmp_path: Path,
 ) -> None:
-    dst = Location(seaweed_dst.endpoint, new_bucket(seaweed_dst, "reset-dst").name)
-    getattr(legs, side).set_faults(Faults(reset_mid_body=1.0))
-    done, _ = sync(three_objects, dst, legs, tmp_path / "jobs.db")
+    dst = Location(seaweed_dst.endpoint, new_bucket(seaweed_dst, "dead-dst").name)
+    proxy: FaultProxy = getattr(legs, side)
+    proxy.set_faults(Faults(**{fault: 1.0}))
+    done, _ = sync(three_objects, dst, legs, tmp_path / "jobs.db")  # bounded by its timeout
     assert done.returncode not in (0, 1), done.stderr[-3000:]  # nothing could even be listed
     assert "Traceback" not in done.stderr
-    assert getattr(legs, side).url.removeprefix("http://") in done.stderr, done.stderr[-3000:]
-    assert getattr(legs, side).faults_injected["reset_mid_body"] > 0
+    # The message names what failed: the endpoint, or the bucket and the status it answered.
+    bucket = three_objects.bucket if side == "src" else dst.bucket
+    named = proxy.url.removeprefix("http://") in done.stderr or bucket in done.stderr
+    assert named, done.stderr[-3000:]
+    if fault == "internal_error":
+        assert "500" in done.stderr, done.stderr[-3000:]
+    assert proxy.faults_injected[fault] > 0
