@@ -24,7 +24,8 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/run.py --json bench/results.json --chart bench/results.png $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

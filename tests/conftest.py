@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 
 from s3longbow.testing.servers import (
+    CEPH_INSTALL_HINT,
     Endpoint,
     LocalServer,
+    missing_ceph_programs,
     start_moto,
     start_rclone,
+    start_rgw,
     start_seaweedfs,
 )
 
@@ -34,6 +37,36 @@ os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 _bucket_ids = itertools.count(1)
+
+# Tests marked `rgw` need a local Ceph (root and apt). Without it they are deselected, unless
+# this variable is set (as CI does): then a missing Ceph fails them instead.
+REQUIRE_RGW = "LONGBOW_TEST_RGW"
+
+
+def _rgw_unavailable() -> str | None:
+    """Why the rgw tests cannot run here, or None when they can (or must)."""
+    if os.environ.get(REQUIRE_RGW) == "1":
+        return None
+    missing = missing_ceph_programs()
+    if missing:
+        return f"Ceph is not installed ({', '.join(missing)} missing; {CEPH_INSTALL_HINT})"
+    return None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    reason = _rgw_unavailable()
+    if reason:
+        return f"rgw tests deselected: {reason}; set {REQUIRE_RGW}=1 to require them"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _rgw_unavailable() is None:
+        return
+    deselected = [item for item in items if item.get_closest_marker("rgw")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("rgw")]
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +95,12 @@ def moto(servers_dir: Path) -> Iterator[LocalServer]:
 @pytest.fixture(scope="session")
 def rclone(servers_dir: Path) -> Iterator[LocalServer]:
     with start_rclone(servers_dir / "rclone") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rgw(servers_dir: Path) -> Iterator[LocalServer]:
+    with start_rgw(servers_dir / "rgw") as server:
         yield server
 
 
