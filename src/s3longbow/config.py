@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from s3longbow.checksums import normalise_algorithm
 from s3longbow.errors import ConfigError
 
 KiB = 1024
@@ -80,6 +81,19 @@ def format_size(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover - loop always returns
 
 
+CHECKSUM_POLICIES = ("auto", "MD5")
+SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
+CANNED_ACLS = (
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+)
+
+
 @dataclass(frozen=True)
 class SideSettings:
     """How to reach one side (source or destination) of a migration.
@@ -92,9 +106,53 @@ class SideSettings:
     profile: str | None = None
     region: str | None = None
     path_style: bool = False
+    verify_ssl: bool = True  # off only when asked; a warning says so
+    allow_http: bool = False  # plain http beyond loopback addresses only when asked
+    requester_pays: bool = False  # the bucket's owner bills the requester (this side's account)
+    # "auto": ask for and send S3 additional checksums where they help; "MD5": Content-MD5
+    # only, for stores that reject the newer checksum headers; or an algorithm (CRC32C, CRC32,
+    # SHA256, CRC64NVME) that every write to this side carries.
+    checksum_algorithm: str = "auto"
+    sse: str | None = None  # server-side encryption of writes: AES256, aws:kms, aws:kms:dsse
+    sse_kms_key_id: str | None = None
+    acl: str | None = None  # canned ACL of writes, e.g. bucket-owner-full-control
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+
+    def validate(self, which: str) -> SideSettings:
+        """Check the write and checksum options; return them in canonical spelling.
+
+        `which` is "src" or "dst", as the command-line options are named.
+        """
+        name = self.checksum_algorithm
+        if name.lower() == "auto" or name.upper() == "MD5":
+            algorithm = "auto" if name.lower() == "auto" else "MD5"
+        else:
+            try:
+                algorithm = normalise_algorithm(name)
+            except ValueError:
+                raise ConfigError(
+                    f"--{which}-checksum-algorithm {name!r} is not known",
+                    hint="use auto, MD5 (Content-MD5 only), CRC32, CRC32C, CRC64NVME, SHA1 or "
+                    "SHA256",
+                ) from None
+        if self.sse is not None and self.sse not in SSE_MODES:
+            raise ConfigError(
+                f"--sse {self.sse!r} is not a server-side encryption mode",
+                hint=f"use one of {', '.join(SSE_MODES)}",
+            )
+        if self.sse_kms_key_id and self.sse not in ("aws:kms", "aws:kms:dsse"):
+            raise ConfigError(
+                "--sse-kms-key-id needs --sse aws:kms (or aws:kms:dsse)",
+                hint="add --sse aws:kms, or leave the key id out to use the default key",
+            )
+        if self.acl is not None and self.acl not in CANNED_ACLS:
+            raise ConfigError(
+                f"--acl {self.acl!r} is not a canned ACL",
+                hint=f"use one of {', '.join(CANNED_ACLS)}",
+            )
+        return dataclasses.replace(self, checksum_algorithm=algorithm)
 
 
 @dataclass(frozen=True)
@@ -113,6 +171,16 @@ class TransferSettings:
     max_attempts: int = 3
     part_attempts: int = 5
     lease_seconds: float = 120.0
+    compare: str = "size"  # when a present destination object is replaced: size|etag|mtime
+    server_side_copy: bool = True  # copy on the server when one endpoint and account hold both
+    all_versions: bool = False  # copy every version of each key, oldest first
+    update_properties: bool = False  # fix properties and tags of objects already copied
+
+    @property
+    def planning_compare(self) -> str:
+        """The comparison planning uses: with all versions, every key's history is compared
+        when its job runs, so every key is planned."""
+        return "history" if self.all_versions else self.compare
 
     def validate(self) -> None:
         """Reject settings that cannot work, with the fix in the message."""
@@ -135,6 +203,11 @@ class TransferSettings:
             raise ConfigError(
                 "bwlimit is below 1 KiB/s",
                 hint="give a rate such as 200MiB/s (or leave it out for no limit)",
+            )
+        if self.compare not in ("size", "etag", "mtime"):
+            raise ConfigError(
+                f"compare {self.compare!r} is not a comparison mode",
+                hint="use size (the default), etag or mtime",
             )
         if self.memory_limit < self.part_size:
             raise ConfigError(
@@ -177,8 +250,10 @@ _SIDE_KEYS = {f.name for f in dataclasses.fields(SideSettings)} - {
     "secret_access_key",
     "session_token",
 }
+_SIDE_FLAGS = {"path_style", "verify_ssl", "allow_http", "requester_pays"}
 _TRANSFER_KEYS = {f.name for f in dataclasses.fields(TransferSettings)}
 _SIZE_KEYS = {"part_size", "resumable_threshold", "memory_limit", "bandwidth_limit"}
+_TRANSFER_DEFAULTS = TransferSettings()
 _TOP_KEYS = {"source", "destination", "pairs", "ignore_file", "db"} | _TRANSFER_KEYS
 
 
@@ -222,7 +297,7 @@ def _normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[
                 "profile or the environment, not in this file",
             )
         for key, value in table.items():
-            expected: type = bool if key == "path_style" else str
+            expected: type = bool if key in _SIDE_FLAGS else str
             if not isinstance(value, expected):
                 raise ConfigError(
                     f"config file {path}: [{side}] {key} must be a {expected.__name__}"
@@ -251,17 +326,19 @@ def _normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[
             transfer[key] = parse_rate(value, what="bandwidth_limit")
         elif key in _SIZE_KEYS:
             transfer[key] = parse_size(value, what=key.replace("_", "-"))
-        elif key == "copy_tags":
+        elif key in ("copy_tags", "server_side_copy", "all_versions", "update_properties"):
             if not isinstance(value, bool):
-                raise ConfigError(f"config file {path}: copy_tags must be true or false")
+                raise ConfigError(f"config file {path}: {key} must be true or false")
             transfer[key] = value
-        elif key == "storage_class":
+        elif key in ("storage_class", "compare"):
             if not isinstance(value, str):
-                raise ConfigError(f"config file {path}: storage_class must be a string")
+                raise ConfigError(f"config file {path}: {key} must be a string")
             transfer[key] = value
         else:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"config file {path}: {key} must be a number")
+            if isinstance(getattr(_TRANSFER_DEFAULTS, key), int) and not isinstance(value, int):
+                raise ConfigError(f"config file {path}: {key} must be a whole number, not {value}")
             transfer[key] = value
     out["transfer"] = transfer
     if "ignore_file" in raw:

@@ -26,6 +26,38 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """One version of a key in a versioned bucket."""
+
+    key: str
+    version_id: str
+    size: int = 0
+    etag: str | None = None
+    last_modified: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checksum:
+    """An S3 additional checksum of an object (or of one part).
+
+    Attributes:
+        algorithm: CRC32, CRC32C, CRC64NVME, SHA1 or SHA256.
+        value: The base64 digest, without a part-count suffix.
+        parts: For a composite checksum of a multipart object (base64-N), the part count N:
+            the digest is then the checksum of the parts' checksums. None: the checksum of all
+            the bytes (a single PUT, or a multipart object with a full-object checksum).
+    """
+
+    algorithm: str
+    value: str
+    parts: int | None = None
+
+    def __str__(self) -> str:
+        suffix = f"-{self.parts}" if self.parts is not None else ""
+        return f"{self.algorithm}:{self.value}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectProperties:
     """What travels with an object besides its bytes: HTTP headers, user metadata, tags.
 
@@ -35,6 +67,10 @@ class ObjectProperties:
             them (`expires` as an HTTP date).
         metadata: User metadata (`x-amz-meta-*`) as (name, value) pairs, in the source's order.
         tag_count: How many tags the object has (None: unknown).
+        checksum: The S3 additional checksum the source reported, if any (not copied as a
+            property: it is recomputed, and checked, on the way).
+        encrypted: The source is encrypted with KMS or a customer key, so its ETag is not the
+            MD5 of its bytes even when it looks like one (not copied).
     """
 
     content_type: str | None = None
@@ -46,6 +82,8 @@ class ObjectProperties:
     website_redirect: str | None = None
     metadata: tuple[tuple[str, str], ...] = ()
     tag_count: int | None = None
+    checksum: Checksum | None = None
+    encrypted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +93,8 @@ class ObjectDetails:
     properties: ObjectProperties
     part_size: int | None = None  # size of part 1
     parts_count: int | None = None
+    version_id: str | None = None  # on a versioned bucket: the version the HEAD described
+    storage_class: str | None = None  # None: STANDARD (S3 names no other class then)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +104,7 @@ class PartInfo:
     number: int
     size: int
     etag: str
+    checksum: str | None = None  # base64, of the upload's checksum algorithm, where it has one
 
 
 class JobState(enum.StrEnum):
@@ -148,6 +189,7 @@ class JobResult:
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "Checksum",
     "FINAL_STATES",
     "Job",
     "JobResult",
@@ -155,6 +197,7 @@ __all__ = [
     "ObjectDetails",
     "ObjectInfo",
     "ObjectProperties",
+    "ObjectVersion",
     "PartInfo",
     "can_transition",
 ]

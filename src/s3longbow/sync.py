@@ -24,6 +24,7 @@ from s3longbow.stores.local import LocalStore
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
+from s3longbow.transfer.properties import PropertyReport, PropertyUpdater
 from s3longbow.worker.loop import Worker
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class SyncReport:
     interrupted: bool = False
     memory_limit: int = 0
     samples: list[Decision] = field(default_factory=list)
+    properties: PropertyReport | None = None  # with --update-properties
 
     @property
     def ok(self) -> bool:
@@ -77,6 +79,8 @@ class SyncReport:
         if self.dry_run:
             return True
         if self.delete_refused or self.delete_failed:
+            return False
+        if self.properties is not None and self.properties.failed:
             return False
         return not any(self.jobs.get(s, 0) for s in ("failed", "pending", "in_progress"))
 
@@ -107,6 +111,13 @@ class SyncReport:
             "interrupted": self.interrupted,
             "elapsed_seconds": round(self.elapsed, 3),
             "memory_limit_bytes": self.memory_limit,
+            "properties": None
+            if self.properties is None
+            else {
+                "checked": self.properties.checked,
+                "updated": self.properties.updated,
+                "failed": [{"key": k, "reason": r} for k, r in self.properties.failed],
+            },
         }
 
 
@@ -171,6 +182,20 @@ def open_pairs(settings: Settings, *, read_only: bool = False) -> list[PairRunti
     return pairs
 
 
+def check_versioned(pairs: list[PairRuntime]) -> None:
+    """Copying histories needs versioning on both buckets: refuse before anything is copied."""
+    for pair in pairs:
+        for role, store in (("source", pair.src_store), ("destination", pair.dst_store)):
+            status = store.versioning()
+            if status != "Enabled" and not (role == "source" and status == "Suspended"):
+                raise ConfigError(
+                    f"--all-versions: versioning is not enabled on the {role} "
+                    f"{store.describe()} (status: {status or 'never enabled'})",
+                    hint="enable versioning on that bucket first, or copy without "
+                    "--all-versions (current versions only)",
+                )
+
+
 def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncReport:
     """Plan every pair without writing anything anywhere; count what would be copied."""
     started = time.monotonic()
@@ -187,6 +212,7 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
                 keep_samples=samples,
                 stats=stats,
                 listing_threads=settings.transfer.listing_threads,
+                compare=settings.transfer.planning_compare,
                 on_extras=(lambda objs: None) if settings.delete else None,
             )
             _add_counts(report, counts)
@@ -210,6 +236,17 @@ def run_sync(
     t.validate()
     report = SyncReport(dry_run=False, memory_limit=t.memory_limit)
     pairs = open_pairs(settings)
+    try:
+        if t.all_versions:
+            check_versioned(pairs)
+        if t.update_properties and any(isinstance(p.dst_store, LocalStore) for p in pairs):
+            raise ConfigError(
+                "--update-properties needs an S3 destination: files keep no properties",
+                hint="leave --update-properties out for a local destination",
+            )
+    except ConfigError:
+        close_pairs(pairs)
+        raise
     db = JobDatabase(settings.db_path)
     try:
         run, report.resumed = db.open_run(
@@ -290,7 +327,14 @@ def _plan_all(
     planning_done: threading.Event,
 ) -> None:
     ignore = IgnoreRules(settings.ignore_patterns)
-    max_attempts = settings.transfer.max_attempts
+    t = settings.transfer
+    max_attempts = t.max_attempts
+    checker = ThreadPoolExecutor(t.workers, thread_name_prefix="properties")
+    updater = (
+        PropertyUpdater(checker, copy_tags=t.copy_tags, storage_class=t.storage_class)
+        if t.update_properties
+        else None
+    )
     try:
         generation = db.begin_plan(run_id)
 
@@ -312,11 +356,15 @@ def _plan_all(
                 stats=stats,
                 should_stop=stop.is_set,
                 listing_threads=settings.transfer.listing_threads,
+                compare=settings.transfer.planning_compare,
                 on_extras=(lambda objs, i=pair.index: db.add_extras(run_id, i, objs))  # type: ignore[misc]
                 if settings.delete
                 else None,
+                on_same=None if updater is None else (lambda same, p=pair: updater.submit(p, same)),  # type: ignore[misc]
             )
             _add_counts(report, counts)
+        if updater is not None:
+            report.properties = updater.wait()
         if not stop.is_set():
             skipped = db.finish_plan(run_id, generation)
             if skipped:
@@ -329,6 +377,7 @@ def _plan_all(
         report.fatal = FatalError(f"planning failed: {exc!r}")
         stop.set()
     finally:
+        checker.shutdown(wait=True, cancel_futures=True)
         stats.planning_done()
         planning_done.set()
         new_work.set()

@@ -1,8 +1,10 @@
 """`longbow verify`: compare two sides by streaming both listings; optionally re-read data.
 
 Sizes and content ETags decide where they can: two plain MD5 ETags, or two equal ETags, are a
-proof either way; anything else (multipart ETags with other part layouts, a local file) is
-unverifiable unless `deep` reads both objects and compares their MD5s.
+proof either way. Where they cannot (multipart ETags with other part layouts, encrypted
+sources), the additional checksums both sides report decide when they are of one algorithm
+and one form (a HEAD each); anything else (a local file) is unverifiable unless `deep` reads
+both objects and compares their MD5s.
 """
 
 from __future__ import annotations
@@ -91,6 +93,26 @@ def compare(
     return Verdict.UNVERIFIABLE, f"ETags {src.etag} and {dst.etag} are not comparable"
 
 
+def closer_look(
+    src: ObjectInfo, dst: ObjectInfo, src_store: ObjectStore, dst_store: ObjectStore
+) -> tuple[Verdict, str] | None:
+    """Judge a pair the listings could not (or judged by ETags) from a HEAD of each side:
+    the additional checksums decide where they are of one algorithm and one form; ETags of
+    an encrypted object prove nothing either way. None: only the data can tell."""
+    if "MD5" in (src_store.capabilities.checksums, dst_store.capabilities.checksums):
+        return None
+    a_props = src_store.details(src.key, src.etag).properties
+    b_props = dst_store.details(dst.key, dst.etag).properties
+    a, b = a_props.checksum, b_props.checksum
+    if a is not None and b is not None and (a.algorithm, a.parts) == (b.algorithm, b.parts):
+        if a.value == b.value:
+            return Verdict.MATCH, ""
+        return Verdict.DIFFERENT, f"checksum {a} at source, {b} at destination"
+    if a_props.encrypted or b_props.encrypted:
+        return Verdict.UNVERIFIABLE, "encrypted with KMS or a customer key: its ETag is no MD5"
+    return None
+
+
 def content_md5(store: ObjectStore, obj: ObjectInfo) -> str:
     """MD5 of an object's bytes, read in pinned ranges."""
     digest = hashlib.md5()
@@ -108,7 +130,7 @@ def verify(settings: Settings, *, deep: bool = False) -> VerifyReport:
     try:
         with ThreadPoolExecutor(settings.transfer.workers) as pool:
             for pair in pairs:
-                _verify_pair(pair, ignore, report, pool if deep else None)
+                _verify_pair(pair, ignore, report, pool, deep=deep)
     finally:
         close_pairs(pairs)
     report.elapsed = time.monotonic() - started
@@ -119,13 +141,27 @@ def _verify_pair(
     pair: PairRuntime,
     ignore: IgnoreRules,
     report: VerifyReport,
-    pool: ThreadPoolExecutor | None,
+    pool: ThreadPoolExecutor,
+    *,
+    deep: bool,
 ) -> None:
     src_order = pair.src_store.capabilities.listing_order
     dst_listing: Iterable[ObjectInfo] = list_concurrently(pair.dst_store, pair.dst_prefix)
     if pair.dst_store.capabilities.listing_order != src_order:
         dst_listing = read_ahead(resorted(dst_listing, src_order))
     pending = []
+
+    def look_closer(src: ObjectInfo, dst: ObjectInfo, verdict: Verdict, reason: str) -> None:
+        try:
+            judged = closer_look(src, dst, pair.src_store, pair.dst_store)
+        except ObjectError:
+            judged = None
+        if judged is not None:
+            verdict, reason = judged
+        if verdict is Verdict.UNVERIFIABLE and deep:
+            deep_compare(src, dst, reason)
+        else:
+            report.add(verdict, src.key, reason)
 
     def deep_compare(src: ObjectInfo, dst: ObjectInfo, reason: str) -> None:
         try:
@@ -156,9 +192,13 @@ def _verify_pair(
             report.add(Verdict.MISSING, decision.src.key, f"{decision.dst_key} is missing")
         else:
             verdict, reason = compare(decision.src, decision.dst, pair.src_store, pair.dst_store)
-            if verdict is Verdict.UNVERIFIABLE and pool is not None:
-                pending.append(pool.submit(deep_compare, decision.src, decision.dst, reason))
-                if len(pending) > 1000:  # keep the queue of reads bounded
+            # Sizes that differ settle it; anything else may be settled by checksums.
+            settled = decision.src.size != decision.dst.size or verdict is Verdict.MATCH
+            if not settled:
+                pending.append(
+                    pool.submit(look_closer, decision.src, decision.dst, verdict, reason)
+                )
+                if len(pending) > 1000:  # keep the queue of lookups bounded
                     pending.pop(0).result()
             else:
                 report.add(verdict, decision.src.key, reason)

@@ -50,6 +50,18 @@ CASES = {
         "part-size",
     ),
     "not TOML": ("[cluster\n", "not valid TOML"),
+    "history copy": (
+        GOOD_CLUSTER.replace("[cluster]", "all_versions = true\n[cluster]") + GOOD_PAIRS,
+        "all_versions works with `longbow sync` only",
+    ),
+    "bad checksum algorithm": (
+        GOOD_CLUSTER + GOOD_PAIRS + '[destination]\nchecksum_algorithm = "CRC99"\n',
+        "is not known",
+    ),
+    "kms key without kms": (
+        GOOD_CLUSTER + GOOD_PAIRS + '[destination]\nsse_kms_key_id = "k"\n',
+        "needs --sse aws:kms",
+    ),
 }
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from s3longbow.errors import FatalError
 from s3longbow.model import ObjectInfo
-from s3longbow.plan.diff import Action, diff, map_key
+from s3longbow.plan.diff import Action, comparator, diff, map_key
 from s3longbow.plan.ignore import IgnoreRules
 
 
@@ -114,3 +114,57 @@ def test_destination_objects_without_a_source_are_reported_as_extra() -> None:
     out = list(diff(src, dst, src_prefix="", dst_prefix="", extra=lambda o: extras.append(o.key)))
     assert [d.action for d in out] == [Action.SAME, Action.COPY]
     assert extras == ["a", "c", "e", "f"]
+
+
+# -- compare modes -------------------------------------------------------------------------
+
+MD5_A, MD5_B = "a" * 32, "b" * 32
+
+
+def _pair(
+    src_etag: str, dst_etag: str, *, src_time: float = 1.0, dst_time: float = 2.0
+) -> tuple[ObjectInfo, ObjectInfo]:
+    return (
+        ObjectInfo("k", 10, src_etag, last_modified=src_time),
+        ObjectInfo("k", 10, dst_etag, last_modified=dst_time),
+    )
+
+
+def test_size_mode_ignores_etags_and_times() -> None:
+    rule = comparator("size")
+    assert rule(*_pair(MD5_A, MD5_B, src_time=9.0)) is None
+    assert rule(ObjectInfo("k", 1), ObjectInfo("k", 2)) is not None
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "differs"),
+    [
+        (MD5_A, MD5_A, False),
+        (MD5_A, MD5_B, True),
+        (f"{MD5_A}-3", f"{MD5_B}-3", True),  # same layout: comparable
+        (f"{MD5_A}-3", f"{MD5_B}-4", False),  # other part count: not comparable
+        (MD5_A, f"{MD5_B}-2", False),  # one PUT against multipart: not comparable
+        ("opaque", MD5_B, False),
+    ],
+)
+def test_etag_mode_compares_only_comparable_etags(src: str, dst: str, differs: bool) -> None:
+    assert (comparator("etag")(*_pair(src, dst)) is not None) is differs
+
+
+def test_etag_mode_falls_back_to_size_where_etags_describe_no_content() -> None:
+    assert comparator("etag", content_etags=False)(*_pair(MD5_A, MD5_B)) is None
+    multipart = _pair(f"{MD5_A}-3", f"{MD5_B}-3")
+    assert comparator("etag", multipart_etags=False)(*multipart) is None
+
+
+def test_mtime_mode_copies_a_newer_source() -> None:
+    rule = comparator("mtime")
+    assert rule(*_pair(MD5_A, MD5_A, src_time=5.0, dst_time=2.0)) == (
+        "source is newer than the destination"
+    )
+    assert rule(*_pair(MD5_A, MD5_B, src_time=1.0, dst_time=2.0)) is None
+
+
+def test_unknown_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown compare mode"):
+        comparator("checksum")

@@ -33,6 +33,7 @@ from s3longbow.config import (
 from s3longbow.errors import ConfigError, FatalError, LongbowError
 from s3longbow.progress.stats import Stats
 from s3longbow.progress.view import LogView, RichView
+from s3longbow.stores.location import check_endpoint_url
 
 from . import render
 
@@ -83,6 +84,36 @@ def _side_options(side: str, role: str) -> list[Any]:
             is_flag=True,
             default=None,
             help=f"Use path-style addressing for the {role}.",
+        ),
+        click.option(
+            f"--{side}-no-verify-ssl",
+            is_flag=True,
+            help=f"Do not check the TLS certificate of the {role}'s https endpoint (unsafe).",
+        ),
+        click.option(
+            f"--{side}-allow-http",
+            is_flag=True,
+            help=f"Allow a plain http endpoint for the {role} beyond this machine's addresses.",
+        ),
+        click.option(
+            f"--{side}-requester-pays",
+            is_flag=True,
+            default=None,
+            help=f"The {role} bucket is requester-pays: this side's account pays for requests.",
+        ),
+        click.option(
+            f"--{side}-checksum-algorithm",
+            *(["--checksum-algorithm"] if side == "dst" else []),
+            f"{side}_checksum_algorithm",
+            metavar="auto|MD5|CRC32C|CRC32|CRC64NVME|SHA1|SHA256",
+            help=(
+                "Additional checksum of every write: auto (the source's own) [auto], MD5 "
+                "(Content-MD5 only, for stores that reject newer checksum headers), or one "
+                "algorithm."
+                if side == "dst"
+                else "auto: ask the source for its additional checksums [auto]; MD5: never "
+                "(for stores that reject the header)."
+            ),
         ),
     ]
 
@@ -136,6 +167,35 @@ _PAIR_OPTIONS = [
 )
 @click.option("--storage-class", help="Storage class of the copies (e.g. STANDARD_IA, GLACIER).")
 @click.option("--no-tags", is_flag=True, help="Do not copy object tags.")
+@click.option(
+    "--compare",
+    type=click.Choice(["size", "etag", "mtime"]),
+    help="When a present object is copied again: its size differs [size]; or also its ETag "
+    "differs (where comparable); or also the source is newer.",
+)
+@click.option(
+    "--sse",
+    type=click.Choice(["AES256", "aws:kms", "aws:kms:dsse"]),
+    help="Server-side encryption of the copies.",
+)
+@click.option("--sse-kms-key-id", help="KMS key (id, ARN or alias) for --sse aws:kms.")
+@click.option(
+    "--update-properties",
+    is_flag=True,
+    help="Also fix the properties and tags of objects already at the destination "
+    "(a metadata-only copy: no data is sent).",
+)
+@click.option(
+    "--all-versions",
+    is_flag=True,
+    help="Copy every version of each key, oldest first (both buckets versioned).",
+)
+@click.option(
+    "--no-server-side-copy",
+    is_flag=True,
+    help="Stream every byte through this machine even where the server could copy.",
+)
+@click.option("--acl", help="Canned ACL of the copies (e.g. bucket-owner-full-control).")
 @click.option(
     "--bwlimit",
     "bandwidth_limit",
@@ -376,9 +436,21 @@ def _settings(
             "endpoint_url": options[f"{prefix}_endpoint_url"],
             "region": options[f"{prefix}_region"],
             "path_style": options[f"{prefix}_path_style"],
+            "verify_ssl": False if options[f"{prefix}_no_verify_ssl"] else None,
+            "allow_http": True if options[f"{prefix}_allow_http"] else None,
+            "requester_pays": options[f"{prefix}_requester_pays"],
+            "checksum_algorithm": options[f"{prefix}_checksum_algorithm"],
+            **(
+                {key: options.get(key) for key in ("sse", "sse_kms_key_id", "acl")}
+                if prefix == "dst"
+                else {}
+            ),
         }
         base = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
-        return side_from_environment(prefix.upper(), base)
+        check_endpoint_url(
+            base.endpoint_url, allow_http=base.allow_http, flag=f"--{prefix}-allow-http"
+        )
+        return side_from_environment(prefix.upper(), base.validate(prefix))
 
     transfer = dataclasses.replace(TransferSettings(), **file.get("transfer", {}))
     flags = {
@@ -393,11 +465,18 @@ def _settings(
             "max_attempts",
             "listing_threads",
             "bandwidth_limit",
+            "compare",
         )
         if options.get(name) is not None
     }
     if options.get("no_tags"):
         flags["copy_tags"] = False
+    if options.get("no_server_side_copy"):
+        flags["server_side_copy"] = False
+    if options.get("all_versions"):
+        flags["all_versions"] = True
+    if options.get("update_properties"):
+        flags["update_properties"] = True
     transfer = dataclasses.replace(transfer, **flags)
     transfer.validate()
     ignore_path = ignore_file or file.get("ignore_file")
@@ -433,7 +512,8 @@ def _setup_logging(verbose: int, console: Console) -> None:
     if verbose >= 3:
         root.setLevel(logging.DEBUG)
     # Secrets never reach the logs: at debug level these loggers print request headers
-    # (session tokens, signatures) and credential lookups, so they stay at INFO.
+    # (session tokens, signatures), credential lookups and response bodies (a decrypted SSM
+    # SecureString), so they stay at INFO.
     for name in _SECRET_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
 
@@ -444,6 +524,7 @@ _SECRET_LOGGERS = (
     "botocore.credentials",
     "botocore.hooks",
     "botocore.httpsession",
+    "botocore.parsers",
     "urllib3.connectionpool",
 )
 

@@ -71,6 +71,8 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
         table.add_row("cannot be stored", str(report.objects_unsupported), "")
     if settings.delete:
         table.add_row("deleted (not at source)", str(report.deleted), "")
+    if report.properties is not None:
+        table.add_row("properties updated", str(report.properties.updated), "")
     for state in _STATES:
         # Done and failed always show; the other states only when a job is in them.
         if state in ("done", "failed") or report.jobs.get(state, 0):
@@ -86,6 +88,8 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
     console.print(f"elapsed {report.elapsed:.1f}s, {format_size(rate)}/s", highlight=False)
     _failed(console, [(f.key, f.reason) for f in report.failed])
     _failed(console, [(f.key, f.reason) for f in report.delete_failed])
+    if report.properties is not None:
+        _failed(console, report.properties.failed)
     if report.delete_refused:
         console.print(f"[bold red]{escape(report.delete_refused)}[/bold red]", soft_wrap=True)
     if report.interrupted:

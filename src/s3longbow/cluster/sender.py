@@ -278,6 +278,7 @@ def send_jobs(
                 batch_size=CHECK_BATCH,
                 stats=stats,
                 should_stop=stop.is_set,
+                compare=config.transfer.planning_compare,
             )
             report.objects_to_copy += counts.copy
             report.bytes_to_copy += counts.copy_bytes

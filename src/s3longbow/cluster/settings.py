@@ -70,6 +70,12 @@ def load_cluster_config(path: Path) -> ClusterConfig:
     file, cluster = load_cluster_config_file(path)
     transfer = dataclasses.replace(TransferSettings(), **file.get("transfer", {}))
     transfer.validate()
+    for key in ("all_versions", "update_properties"):
+        if getattr(transfer, key):
+            raise ConfigError(
+                f"config file {path}: {key} works with `longbow sync` only, not in cluster mode",
+                hint=f"remove {key} from the file, or run `longbow sync` with it",
+            )
     pairs = tuple(file.get("pairs", ()))
     if pairs and cluster.pairs_parameter:
         raise ConfigError(
@@ -85,8 +91,8 @@ def load_cluster_config(path: Path) -> ClusterConfig:
     ignore_file = file.get("ignore_file")
     return ClusterConfig(
         cluster=cluster,
-        source=SideSettings(**file.get("source", {})),
-        destination=SideSettings(**file.get("destination", {})),
+        source=SideSettings(**file.get("source", {})).validate("src"),
+        destination=SideSettings(**file.get("destination", {})).validate("dst"),
         transfer=transfer,
         pairs=pairs,
         ignore_patterns=load_ignore_file(ignore_file) if ignore_file else (),

@@ -9,6 +9,7 @@ destination prefix, character for character: no path normalisation, so `a//b`, `
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -46,6 +47,58 @@ def size_differs(src: ObjectInfo, dst: ObjectInfo) -> str | None:
     if src.size != dst.size:
         return f"size differs ({src.size} at source, {dst.size} at destination)"
     return None
+
+
+_MD5 = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
+
+COMPARE_MODES = ("size", "etag", "mtime", "history")
+
+
+def comparator(
+    mode: str, *, content_etags: bool = True, multipart_etags: bool = True
+) -> Callable[[ObjectInfo, ObjectInfo], str | None]:
+    """The rule that decides whether a present destination object must be replaced.
+
+    - "size": the sizes differ (the default: one listing field, never a false alarm).
+    - "etag": the sizes differ, or both ETags describe the content in the same form (plain
+      MD5s, or, where both stores compute multipart ETags as S3 does, multipart ETags with the
+      same part count) and differ. ETags of other forms cannot be compared and fall back to
+      the size, so a store that computes them differently does not make every object look
+      changed. `content_etags` is False when either side's ETags do not describe content.
+    - "mtime": the sizes differ, or the source was modified after the destination.
+    - "history": always (the versions of the key are compared when its job runs).
+    """
+    if mode == "size":
+        return size_differs
+    if mode == "history":
+        return lambda src, dst: "its version history is compared when it is copied"
+    if mode == "mtime":
+
+        def newer(src: ObjectInfo, dst: ObjectInfo) -> str | None:
+            reason = size_differs(src, dst)
+            if reason or src.last_modified is None or dst.last_modified is None:
+                return reason
+            if src.last_modified > dst.last_modified:
+                return "source is newer than the destination"
+            return None
+
+        return newer
+    if mode == "etag":
+
+        def etag_differs(src: ObjectInfo, dst: ObjectInfo) -> str | None:
+            reason = size_differs(src, dst)
+            if reason or not content_etags or not src.etag or not dst.etag:
+                return reason
+            src_form, dst_form = _MD5.match(src.etag), _MD5.match(dst.etag)
+            if src_form and dst_form and src_form.group(1) == dst_form.group(1):
+                if src_form.group(1) and not multipart_etags:
+                    return None
+                if src.etag != dst.etag:
+                    return f"ETag differs ({src.etag} at source, {dst.etag} at destination)"
+            return None
+
+        return etag_differs
+    raise ValueError(f"unknown compare mode {mode!r}")
 
 
 def _ordered(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from s3longbow.model import ObjectInfo
-from s3longbow.plan.diff import Action, Decision, diff
+from s3longbow.plan.diff import Action, Decision, comparator, diff
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.listing import list_concurrently, read_ahead
 from s3longbow.plan.order import order_key, resorted
@@ -71,11 +71,13 @@ def decisions(
     *,
     threads: int = 8,
     extra: Callable[[ObjectInfo], None] | None = None,
+    compare: str = "size",
 ) -> Iterator[Decision]:
     """Every source object of the pair with what to do about it, in key order.
 
     Both sides are listed at once, each on up to `threads` threads (by sub-prefix)."""
-    dst_markers = pair.dst_store.capabilities.directory_markers
+    src_caps, dst_caps = pair.src_store.capabilities, pair.dst_store.capabilities
+    dst_markers = dst_caps.directory_markers
 
     def unsupported(dst_key: str) -> str | None:
         if not dst_markers and dst_key.endswith("/"):
@@ -102,6 +104,11 @@ def decisions(
         unsupported=unsupported,
         order=order_key(src_order),
         extra=None if extra is None else _unless_ignored(pair, ignored, extra),
+        differs=comparator(
+            compare,
+            content_etags=src_caps.content_etag and dst_caps.content_etag,
+            multipart_etags=src_caps.multipart_etag_md5 and dst_caps.multipart_etag_md5,
+        ),
     )
 
 
@@ -130,14 +137,18 @@ def plan_pair(
     should_stop: Callable[[], bool] = lambda: False,
     listing_threads: int = 8,
     on_extras: Callable[[list[ObjectInfo]], None] | None = None,
+    compare: str = "size",
+    on_same: Callable[[list[Decision]], None] | None = None,
 ) -> PlanCounts:
     """Plan one pair, handing copies to `on_copies` in batches; returns the counts.
 
     With `on_extras`, destination objects that no source object maps to are handed over in
-    batches too (for --delete), and counted.
+    batches too (for --delete), and counted; with `on_same`, the objects already present
+    (for --update-properties).
     """
     counts = PlanCounts()
     batch: list[Decision] = []
+    same: list[Decision] = []
     extras: list[ObjectInfo] = []
 
     def extra(obj: ObjectInfo) -> None:
@@ -151,7 +162,13 @@ def plan_pair(
             on_extras(list(extras))
             extras.clear()
 
-    listing = decisions(pair, ignore, threads=listing_threads, extra=extra if on_extras else None)
+    listing = decisions(
+        pair,
+        ignore,
+        threads=listing_threads,
+        extra=extra if on_extras else None,
+        compare=compare,
+    )
     for decision in listing:
         if decision.dst is not None:
             counts.destination += 1
@@ -169,6 +186,11 @@ def plan_pair(
         elif decision.action is Action.SAME:
             counts.same += 1
             counts.same_bytes += decision.src.size
+            if on_same is not None:
+                same.append(decision)
+                if len(same) >= batch_size:
+                    on_same(same)
+                    same = []
             if stats:
                 stats.add_same(1, decision.src.size)
         elif decision.action is Action.IGNORED:
@@ -181,6 +203,8 @@ def plan_pair(
                 stats.add_unsupported()
     if batch:
         on_copies(batch)
+    if same and on_same is not None:
+        on_same(same)
     if extras and on_extras is not None:
         on_extras(extras)
     counts.destination += counts.extra

@@ -6,7 +6,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from s3longbow.model import ObjectDetails, ObjectInfo, ObjectProperties, PartInfo
+from s3longbow.model import (
+    Checksum,
+    ObjectDetails,
+    ObjectInfo,
+    ObjectProperties,
+    ObjectVersion,
+    PartInfo,
+)
 
 BYTES = "bytes"
 SEGMENTS = "segments"
@@ -35,6 +42,10 @@ class Capabilities:
             only identify a version (a file's size and modification time).
         delimited_listing: `list_level` is worth using (sub-prefixes can be listed in
             parallel).
+        checksums: S3 additional checksums: "MD5" (none: Content-MD5 only), "auto" (reported
+            on reads and accepted on writes), or the algorithm every write must carry.
+        write_etags_md5: Objects written here get their MD5 as ETag (not under KMS
+            encryption), so a write's ETag can be checked.
     """
 
     directory_markers: bool = True
@@ -42,6 +53,8 @@ class Capabilities:
     listing_order: str = "bytes"
     content_etag: bool = True
     delimited_listing: bool = True
+    checksums: str = "MD5"
+    write_etags_md5: bool = True
 
 
 class ObjectStore(Protocol):
@@ -76,23 +89,48 @@ class ObjectStore(Protocol):
         """The object's current identity, or None when it does not exist."""
         ...
 
-    def get_range(self, key: str, start: int, length: int, *, etag: str | None = None) -> bytes:
-        """Exactly `length` bytes from `start` (the whole object when length is its size)."""
+    def get_range(
+        self,
+        key: str,
+        start: int,
+        length: int,
+        *,
+        etag: str | None = None,
+        version_id: str | None = None,
+    ) -> bytes:
+        """Exactly `length` bytes from `start` (the whole object when length is its size),
+        of the version `version_id` when given (a versioned bucket keeps it however the key
+        is overwritten)."""
         ...
 
     def read_object(
-        self, key: str, size: int, *, etag: str | None = None
+        self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
     ) -> tuple[bytes, ObjectProperties]:
         """A whole object (pinned like get_range) with its properties, in one request."""
         ...
 
-    def details(self, key: str, etag: str | None, *, part_one: bool = False) -> ObjectDetails:
-        """An object's properties (a HEAD, pinned); with `part_one`, also its part layout
-        where the store tells it (size of part 1 and the part count)."""
+    def details(
+        self,
+        key: str,
+        etag: str | None,
+        *,
+        part_one: bool = False,
+        version_id: str | None = None,
+    ) -> ObjectDetails:
+        """An object's properties (a HEAD, pinned) and version id; with `part_one`, also its
+        part layout where the store tells it (size of part 1 and the part count)."""
         ...
 
     def get_tags(self, key: str) -> tuple[tuple[str, str], ...]:
         """The object's tags."""
+        ...
+
+    def versioning(self) -> str | None:
+        """The bucket's versioning status ("Enabled", "Suspended"), None where it has none."""
+        ...
+
+    def list_versions(self, key: str) -> list[ObjectVersion]:
+        """Every version of exactly `key`, oldest first (delete markers left out)."""
         ...
 
     def delete_object(self, key: str) -> None:
@@ -112,8 +150,10 @@ class ObjectStore(Protocol):
         storage_class: str | None = None,
         properties: ObjectProperties | None = None,
         tags: tuple[tuple[str, str], ...] = (),
+        checksum: Checksum | None = None,
     ) -> str:
-        """Write a whole object in one request, with its properties; return its ETag."""
+        """Write a whole object in one request, with its properties (and, where the store
+        takes it, the additional checksum it must check); return its ETag."""
         ...
 
     def create_upload(
@@ -123,22 +163,94 @@ class ObjectStore(Protocol):
         storage_class: str | None = None,
         properties: ObjectProperties | None = None,
         tags: tuple[tuple[str, str], ...] = (),
+        checksum_algorithm: str | None = None,
+        full_object: bool = False,
     ) -> str:
-        """Start a multipart upload (the object's properties are set here); return its id."""
+        """Start a multipart upload (the object's properties are set here); return its id.
+        With `checksum_algorithm`, every part carries that checksum and the object gets a
+        composite one, or a full-object one with `full_object`."""
         ...
 
     def upload_part(
-        self, key: str, upload_id: str, number: int, data: bytes, *, md5_b64: str
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        *,
+        md5_b64: str,
+        checksum: Checksum | None = None,
     ) -> str:
-        """Upload one part; return its ETag."""
+        """Upload one part (with the upload's checksum, if it has an algorithm); return its
+        ETag."""
         ...
 
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo] | None:
         """The parts of an open upload, or None when the upload no longer exists."""
         ...
 
-    def complete_upload(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> str:
-        """Join the parts into the object; return the ETag the store reports (may be empty)."""
+    def complete_upload(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[PartInfo],
+        *,
+        algorithm: str | None = None,
+        full_checksum: Checksum | None = None,
+    ) -> str:
+        """Join the parts into the object; return the ETag the store reports (may be empty).
+        An upload with a checksum algorithm lists each part's checksum, and the whole
+        object's for a full-object checksum."""
+        ...
+
+    def update_properties(
+        self,
+        key: str,
+        *,
+        etag: str | None,
+        properties: ObjectProperties,
+        tags: tuple[tuple[str, str], ...] | None,
+        storage_class: str | None,
+    ) -> None:
+        """Replace an object's properties (and its tags, unless `tags` is None) without
+        rewriting its data, pinned to `etag`; its storage class is kept as given."""
+        ...
+
+    def can_copy_from(self, source: object) -> bool:
+        """Whether this store can copy objects from `source` on the server (the same endpoint,
+        reached with the same credentials), so the bytes need not pass through here."""
+        ...
+
+    def copy_object(
+        self,
+        source: ObjectStore,
+        src_key: str,
+        key: str,
+        *,
+        etag: str | None,
+        version_id: str | None = None,
+        storage_class: str | None = None,
+        copy_tags: bool = True,
+    ) -> str:
+        """Copy a whole object (up to 5 GiB) on the server, pinned to `etag`, with its
+        properties (and tags); return the new object's ETag."""
+        ...
+
+    def upload_part_copy(
+        self,
+        source: ObjectStore,
+        src_key: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        start: int,
+        length: int,
+        *,
+        etag: str | None,
+        version_id: str | None = None,
+    ) -> str:
+        """Make part `number` of an upload from a byte range of `source`'s object, on the
+        server, pinned to `etag`; return the part's ETag."""
         ...
 
     def abort_upload(self, key: str, upload_id: str) -> None:

@@ -31,8 +31,15 @@ from s3longbow.errors import (
     UnsafeKeyError,
     UploadMissingError,
 )
-from s3longbow.model import Checksum, ObjectDetails, ObjectInfo, ObjectProperties, PartInfo
-from s3longbow.stores.base import Capabilities
+from s3longbow.model import (
+    Checksum,
+    ObjectDetails,
+    ObjectInfo,
+    ObjectProperties,
+    ObjectVersion,
+    PartInfo,
+)
+from s3longbow.stores.base import Capabilities, ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +198,15 @@ class LocalStore:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def get_range(self, key: str, start: int, length: int, *, etag: str | None = None) -> bytes:
+    def get_range(
+        self,
+        key: str,
+        start: int,
+        length: int,
+        *,
+        etag: str | None = None,
+        version_id: str | None = None,  # files have no versions: the ETag pins them
+    ) -> bytes:
         path = self.path_for(key)
         try:
             with open(path, "rb") as f:
@@ -215,17 +230,33 @@ class LocalStore:
         return data
 
     def read_object(
-        self, key: str, size: int, *, etag: str | None = None
+        self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
     ) -> tuple[bytes, ObjectProperties]:
         data = self.get_range(key, 0, size, etag=etag) if size else self._check_exists(key, etag)
         return data, self._properties(key)
 
-    def details(self, key: str, etag: str | None, *, part_one: bool = False) -> ObjectDetails:
+    def details(
+        self,
+        key: str,
+        etag: str | None,
+        *,
+        part_one: bool = False,
+        version_id: str | None = None,
+    ) -> ObjectDetails:
         # Files have no parts; their only property is the type their name suggests.
         return ObjectDetails(self._properties(key))
 
     def get_tags(self, key: str) -> tuple[tuple[str, str], ...]:
         return ()
+
+    def versioning(self) -> str | None:
+        return None  # a directory keeps one version of each file
+
+    def list_versions(self, key: str) -> list[ObjectVersion]:
+        head = self.head(key)
+        if head is None:
+            return []
+        return [ObjectVersion(key, "null", head.size, head.etag, head.last_modified)]
 
     def _properties(self, key: str) -> ObjectProperties:
         content_type, encoding = mimetypes.guess_type(key, strict=False)
@@ -364,6 +395,48 @@ class LocalStore:
             tmp.unlink(missing_ok=True)
         shutil.rmtree(folder, ignore_errors=True)
         return f"{hashlib.md5(md5s).hexdigest()}-{len(parts)}"
+
+    def update_properties(
+        self,
+        key: str,
+        *,
+        etag: str | None,
+        properties: ObjectProperties,
+        tags: tuple[tuple[str, str], ...] | None,
+        storage_class: str | None,
+    ) -> None:
+        raise PermanentError(f"{self.path_for(key)}: a file keeps no properties to update")
+
+    def can_copy_from(self, source: object) -> bool:
+        return False  # a directory is never copied into by a server
+
+    def copy_object(
+        self,
+        source: ObjectStore,
+        src_key: str,
+        key: str,
+        *,
+        etag: str | None,
+        version_id: str | None = None,
+        storage_class: str | None = None,
+        copy_tags: bool = True,
+    ) -> str:
+        raise PermanentError(f"{self.describe(key)}: a directory cannot copy on a server")
+
+    def upload_part_copy(
+        self,
+        source: ObjectStore,
+        src_key: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        start: int,
+        length: int,
+        *,
+        etag: str | None,
+        version_id: str | None = None,
+    ) -> str:
+        raise PermanentError(f"{self.describe(key)}: a directory cannot copy on a server")
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         shutil.rmtree(self._upload_dir(upload_id), ignore_errors=True)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import email.utils
+import functools
 import logging
 import os
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import boto3
 import botocore.handlers
@@ -30,6 +31,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
+from s3longbow import checksums
 from s3longbow.config import SideSettings
 from s3longbow.errors import (
     ConfigError,
@@ -38,13 +40,61 @@ from s3longbow.errors import (
     PermanentError,
     SourceChangedError,
     TransientError,
+    UploadMissingError,
 )
-from s3longbow.model import ObjectDetails, ObjectInfo, ObjectProperties, PartInfo
-from s3longbow.stores.base import Capabilities, order_key
+from s3longbow.model import (
+    Checksum,
+    ObjectDetails,
+    ObjectInfo,
+    ObjectProperties,
+    ObjectVersion,
+    PartInfo,
+)
+from s3longbow.stores.base import Capabilities, ObjectStore, order_key
+from s3longbow.stores.location import check_endpoint_url
 from s3longbow.stores.s3errors import AUTH_CODES, error_from_response
 from s3longbow.stores.s3http import S3DataPlane
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _storage_class_refusals(write: Callable[P, R]) -> Callable[P, R]:
+    """Turn a write refused for its storage class into a FatalError (see S3Store.check)."""
+
+    @functools.wraps(write)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return write(*args, **kwargs)
+        except PermanentError as exc:
+            store = args[0]
+            if isinstance(store, S3Store):
+                store._refused_storage_class(exc, kwargs.get("storage_class"))
+            raise
+
+    return checked
+
+
+def _complete_of_a_gone_upload(
+    complete: Callable[Concatenate[S3Store, str, str, P], R],
+) -> Callable[Concatenate[S3Store, str, str, P], R]:
+    """Report a failed Complete of an upload that no longer exists as UploadMissingError."""
+
+    @functools.wraps(complete)
+    def checked(store: S3Store, key: str, upload_id: str, /, *args: P.args, **kw: P.kwargs) -> R:
+        try:
+            return complete(store, key, upload_id, *args, **kw)
+        except UploadMissingError:
+            raise
+        except TransientError as exc:
+            # Ceph RGW answers 500 rather than NoSuchUpload for an aborted or already completed
+            # upload; retrying cannot help once the upload is gone.
+            if store.list_parts(key, upload_id) is not None:
+                raise
+            raise UploadMissingError(f"{exc.message} (the upload no longer exists)") from None
+
+    return checked
 
 
 class S3Store:
@@ -58,6 +108,7 @@ class S3Store:
     """
 
     capabilities = Capabilities()
+    rgw = False  # set by check(): the endpoint is a Ceph RADOS Gateway
 
     def __init__(
         self, bucket: str, side: SideSettings, *, max_connections: int = 64, lean: bool = True
@@ -65,12 +116,33 @@ class S3Store:
         self.bucket = bucket
         self.name = bucket
         self._endpoint = side.endpoint_url or "AWS"
+        # Who this store talks to, and as whom: two stores with the same identity can copy
+        # between each other on the server. Kept in memory only; never printed.
+        region = side.region or ""
+        self._identity = (
+            side.endpoint_url or ("aws-cn" if region.startswith("cn-") else "aws"),
+            side.profile,
+            side.access_key_id,
+            side.secret_access_key,
+            side.session_token,
+        )
         self.client, session = make_s3_client(side, max_connections=max_connections)
+        self.capabilities = dataclasses.replace(
+            self.capabilities,
+            checksums=side.checksum_algorithm,
+            write_etags_md5=not (side.sse or "").startswith("aws:kms"),
+        )
+        # Destination options every write carries, as headers (lean path) and as arguments.
+        self._write_headers, self._write_kwargs = _write_options(side)
+        extra_headers: dict[str, str] = {}
+        if side.requester_pays:
+            extra_headers["x-amz-request-payer"] = "requester"
+            self.client.meta.events.register("before-sign.s3", _acknowledge_requester_pays)
         # The bytes (GET, PUT, UploadPart) go through a lean keep-alive HTTP client: botocore
         # spends ~4 ms of CPU per request, several times the cost of the transfer itself.
         # botocore keeps every other call, and all of them behind a proxy it would honour.
         self.data: S3DataPlane | None = None
-        if lean and not _proxy_configured():
+        if lean and not _proxy_configured() and side.verify_ssl:
             self.data = S3DataPlane(
                 side.endpoint_url,
                 self.client.meta.region_name,
@@ -78,7 +150,14 @@ class S3Store:
                 session.get_credentials(),
                 max_connections,
                 ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None,
+                extra_headers=extra_headers,
+                checksum_mode=self._checksum_mode,
             )
+
+    @property
+    def _checksum_mode(self) -> bool:
+        # A store configured for MD5 only is never asked about the newer checksums.
+        return self.capabilities.checksums != "MD5"
 
     def describe(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}"
@@ -102,10 +181,38 @@ class S3Store:
             raise _translate(exc, f"checking bucket {self.bucket!r}", fatal=True) from None
         except (BotoCoreError, LongbowError) as exc:
             raise _translate(exc, f"checking bucket {self.bucket!r}", fatal=True) from None
-        server = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("server", "")
-        if server.startswith("SeaweedFS"):
+        headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        if headers.get("server", "").startswith("SeaweedFS"):
             # Its filer lists folder by folder: "a/b" comes before "a-c".
             self.capabilities = dataclasses.replace(self.capabilities, listing_order="segments")
+        # Ceph RGW names no server, but its HeadBucket reply carries x-rgw-* headers.
+        self.rgw = any(name.lower().startswith("x-rgw-") for name in headers)
+        if self.rgw:
+            self._check_rgw_checksums()
+
+    def _check_rgw_checksums(self) -> None:
+        # RGW checks Content-MD5 but neither checks nor keeps the newer x-amz-checksum-* values.
+        algorithm = self.capabilities.checksums
+        if algorithm == "auto":
+            self.capabilities = dataclasses.replace(self.capabilities, checksums="MD5")
+        elif algorithm != "MD5":
+            raise FatalError(
+                f"{self._endpoint} is a Ceph RADOS Gateway, which ignores {algorithm} checksums "
+                "(it would neither check nor keep them)",
+                hint="use the MD5 checksum setting for this side: RGW checks Content-MD5",
+            )
+
+    def _refused_storage_class(self, exc: PermanentError, storage_class: object) -> None:
+        """Raise a FatalError when RGW refused a write for its storage class."""
+        # RGW answers a class its zone does not define with a bare InvalidArgument; every
+        # write would fail the same way.
+        if self.rgw and isinstance(storage_class, str) and "InvalidArgument" in exc.message:
+            raise FatalError(
+                f"{self._endpoint} (Ceph RADOS Gateway) refused storage class {storage_class!r}: "
+                f"{exc.message}",
+                hint="RGW offers STANDARD unless its zone defines more classes; "
+                "drop --storage-class or name one the zone defines",
+            ) from None
 
     def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         token: str | None = None
@@ -178,7 +285,14 @@ class S3Store:
             version_id=resp.get("VersionId"),
         )
 
-    def details(self, key: str, etag: str | None, *, part_one: bool = False) -> ObjectDetails:
+    def details(
+        self,
+        key: str,
+        etag: str | None,
+        *,
+        part_one: bool = False,
+        version_id: str | None = None,
+    ) -> ObjectDetails:
         # A HEAD of part 1 also tells its size and the part count, where the server supports
         # it; a server that answers with the whole object (no parts count) does not. Some
         # servers compare If-Match with the part's own ETag there, so that HEAD is not
@@ -192,12 +306,14 @@ class S3Store:
                     key,
                     etag=None if part_one else etag,
                     part_number=1 if part_one else None,
+                    version_id=version_id,
                 )
             except SourceChangedError:
                 raise
             except PermanentError:
                 if part_one:
-                    return self.details(key, etag)  # part numbers not understood
+                    # Part numbers not understood.
+                    return self.details(key, etag, version_id=version_id)
                 raise
             if headers is None:
                 raise SourceChangedError(f"{where}: the source object no longer exists")
@@ -206,17 +322,24 @@ class S3Store:
                 properties=_properties_from_headers(headers),
                 part_size=int(headers.get("content-length", 0)) if parts else None,
                 parts_count=int(parts) if parts else None,
+                version_id=headers.get("x-amz-version-id"),
+                storage_class=headers.get("x-amz-storage-class"),
             )
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if part_one:
             kwargs["PartNumber"] = 1
         elif etag:
             kwargs["IfMatch"] = f'"{etag}"'
+        if self._checksum_mode:
+            kwargs["ChecksumMode"] = "ENABLED"
+        if version_id:
+            kwargs["VersionId"] = version_id
         try:
             resp = self.client.head_object(**kwargs)
         except ClientError as exc:
             if part_one and _status(exc) not in (403, 404) and _status(exc) < 500:
-                return self.details(key, etag)  # part numbers not understood
+                # Part numbers not understood.
+                return self.details(key, etag, version_id=version_id)
             raise _translate(exc, where, source=True) from None
         except BotoCoreError as exc:
             raise _translate(exc, where, source=True) from None
@@ -225,7 +348,34 @@ class S3Store:
             properties=_properties(resp),
             part_size=int(resp["ContentLength"]) if count else None,
             parts_count=int(count) if count else None,
+            version_id=resp.get("VersionId"),
+            storage_class=resp.get("StorageClass"),
         )
+
+    def versioning(self) -> str | None:
+        with self._errors(f"reading the versioning of s3://{self.bucket}", fatal=True):
+            resp = self.client.get_bucket_versioning(Bucket=self.bucket)
+        return resp.get("Status") or None
+
+    def list_versions(self, key: str) -> list[ObjectVersion]:
+        newest_first: list[ObjectVersion] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key}
+        while True:
+            with self._errors(f"listing the versions of {self.describe(key)}", source=True):
+                page = self.client.list_object_versions(**kwargs)
+            # A key's versions come newest first. Delete markers come in a list of their own,
+            # whose place among the versions only timestamps could tell (too coarse to trust):
+            # they are left out.
+            newest_first += [
+                _version(item) for item in page.get("Versions", ()) if item["Key"] == key
+            ]
+            if not page.get("IsTruncated"):
+                break
+            kwargs["KeyMarker"] = page.get("NextKeyMarker")
+            kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
+            if not kwargs["KeyMarker"] or kwargs["KeyMarker"] > key:
+                break
+        return newest_first[::-1]
 
     def get_tags(self, key: str) -> tuple[tuple[str, str], ...]:
         with self._errors(f"reading the tags of {self.describe(key)}", source=True):
@@ -233,12 +383,14 @@ class S3Store:
         return tuple((t["Key"], t["Value"]) for t in resp.get("TagSet", ()))
 
     def read_object(
-        self, key: str, size: int, *, etag: str | None = None
+        self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
     ) -> tuple[bytes, ObjectProperties]:
         if self.data is not None:
-            data, headers = self.data.get_object(self.bucket, key, 0, size, etag=etag)
+            data, headers = self.data.get_object(
+                self.bucket, key, 0, size, etag=etag, version_id=version_id
+            )
             return data, _properties_from_headers(headers)
-        data, resp = self._get(key, 0, size, etag)
+        data, resp = self._get(key, 0, size, etag, whole=True, version_id=version_id)
         return data, _properties(resp)
 
     def delete_object(self, key: str) -> None:
@@ -258,19 +410,40 @@ class S3Store:
             for e in resp.get("Errors", ())
         ]
 
-    def get_range(self, key: str, start: int, length: int, *, etag: str | None = None) -> bytes:
+    def get_range(
+        self,
+        key: str,
+        start: int,
+        length: int,
+        *,
+        etag: str | None = None,
+        version_id: str | None = None,
+    ) -> bytes:
         if self.data is not None:
-            return self.data.get_range(self.bucket, key, start, length, etag=etag)
-        return self._get(key, start, length, etag)[0]
+            return self.data.get_range(
+                self.bucket, key, start, length, etag=etag, version_id=version_id
+            )
+        return self._get(key, start, length, etag, version_id=version_id)[0]
 
     def _get(
-        self, key: str, start: int, length: int, etag: str | None
+        self,
+        key: str,
+        start: int,
+        length: int,
+        etag: str | None,
+        *,
+        whole: bool = False,
+        version_id: str | None = None,
     ) -> tuple[bytes, dict[str, Any]]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if length > 0:
+        if length > 0 and not whole:
             kwargs["Range"] = f"bytes={start}-{start + length - 1}"
         if etag:
             kwargs["IfMatch"] = f'"{etag}"'
+        if whole and self._checksum_mode:
+            kwargs["ChecksumMode"] = "ENABLED"
+        if version_id:
+            kwargs["VersionId"] = version_id
         where = f"reading {self.describe(key)} bytes {start}-{start + length - 1}"
         with self._errors(where, source=True):
             resp = self.client.get_object(**kwargs)
@@ -296,6 +469,7 @@ class S3Store:
                 )
         return data, resp
 
+    @_storage_class_refusals
     def put_object(
         self,
         key: str,
@@ -305,15 +479,19 @@ class S3Store:
         storage_class: str | None = None,
         properties: ObjectProperties | None = None,
         tags: tuple[tuple[str, str], ...] = (),
+        checksum: Checksum | None = None,
     ) -> str:
         if self.data is not None:
+            headers = {**_property_headers(properties, tags), **self._write_headers}
+            if checksum is not None:
+                headers[f"x-amz-checksum-{checksum.algorithm.lower()}"] = checksum.value
             return self.data.put_object(
                 self.bucket,
                 key,
                 data,
                 md5_b64=md5_b64,
                 storage_class=storage_class,
-                headers=_property_headers(properties, tags),
+                headers=headers,
             )
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
@@ -322,11 +500,15 @@ class S3Store:
             "ContentMD5": md5_b64,
             "ContentLength": len(data),
             **_write_args(storage_class, properties, tags),
+            **self._write_kwargs,
         }
+        if checksum is not None:
+            kwargs[f"Checksum{checksum.algorithm}"] = checksum.value
         with self._errors(f"writing {self.describe(key)}"):
             resp = self.client.put_object(**kwargs)
         return _unquote(resp.get("ETag")) or ""
 
+    @_storage_class_refusals
     def create_upload(
         self,
         key: str,
@@ -334,28 +516,49 @@ class S3Store:
         storage_class: str | None = None,
         properties: ObjectProperties | None = None,
         tags: tuple[tuple[str, str], ...] = (),
+        checksum_algorithm: str | None = None,
+        full_object: bool = False,
     ) -> str:
+        kind = "FULL_OBJECT" if full_object else "COMPOSITE"
         if self.data is not None:
+            headers = {**_property_headers(properties, tags), **self._write_headers}
+            if checksum_algorithm:
+                headers["x-amz-checksum-algorithm"] = checksum_algorithm
+                headers["x-amz-checksum-type"] = kind
             return self.data.create_upload(
-                self.bucket,
-                key,
-                storage_class=storage_class,
-                headers=_property_headers(properties, tags),
+                self.bucket, key, storage_class=storage_class, headers=headers
             )
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
             **_write_args(storage_class, properties, tags),
+            **self._write_kwargs,
         }
+        if checksum_algorithm:
+            kwargs["ChecksumAlgorithm"] = checksum_algorithm
+            kwargs["ChecksumType"] = kind
         with self._errors(f"starting a multipart upload of {self.describe(key)}"):
             resp = self.client.create_multipart_upload(**kwargs)
         return str(resp["UploadId"])
 
     def upload_part(
-        self, key: str, upload_id: str, number: int, data: bytes, *, md5_b64: str
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        *,
+        md5_b64: str,
+        checksum: Checksum | None = None,
     ) -> str:
         if self.data is not None:
-            return self.data.upload_part(self.bucket, key, upload_id, number, data, md5_b64=md5_b64)
+            headers = (
+                {f"x-amz-checksum-{checksum.algorithm.lower()}": checksum.value} if checksum else {}
+            )
+            return self.data.upload_part(
+                self.bucket, key, upload_id, number, data, md5_b64=md5_b64, headers=headers
+            )
+        extra = {f"Checksum{checksum.algorithm}": checksum.value} if checksum else {}
         with self._errors(f"uploading part {number} of {self.describe(key)}"):
             resp = self.client.upload_part(
                 Bucket=self.bucket,
@@ -365,6 +568,7 @@ class S3Store:
                 Body=data,
                 ContentMD5=md5_b64,
                 ContentLength=len(data),
+                **extra,
             )
         return _unquote(resp.get("ETag")) or ""
 
@@ -384,7 +588,15 @@ class S3Store:
             except BotoCoreError as exc:
                 raise _translate(exc, f"listing parts of {self.describe(key)}") from None
             new = [
-                PartInfo(int(p["PartNumber"]), int(p["Size"]), _unquote(p.get("ETag")) or "")
+                PartInfo(
+                    int(p["PartNumber"]),
+                    int(p["Size"]),
+                    _unquote(p.get("ETag")) or "",
+                    checksum=next(
+                        (p[f"Checksum{a}"] for a in checksums.ALGORITHMS if p.get(f"Checksum{a}")),
+                        None,
+                    ),
+                )
                 for p in page.get("Parts", ())
                 if int(p["PartNumber"]) > marker
             ]
@@ -396,21 +608,136 @@ class S3Store:
             marker = max(p.number for p in new)
         return [parts[n] for n in sorted(parts)]
 
-    def complete_upload(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> str:
+    @_complete_of_a_gone_upload
+    def complete_upload(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[PartInfo],
+        *,
+        algorithm: str | None = None,
+        full_checksum: Checksum | None = None,
+    ) -> str:
         if self.data is not None:
             return self.data.complete_upload(
-                self.bucket, key, upload_id, [(p.number, p.etag) for p in parts]
+                self.bucket,
+                key,
+                upload_id,
+                [(p.number, p.etag) for p in parts],
+                algorithm=algorithm,
+                part_checksums=[p.checksum or "" for p in parts] if algorithm else None,
+                headers={f"x-amz-checksum-{algorithm.lower()}": full_checksum.value}
+                if algorithm and full_checksum
+                else None,
             )
+        listed = []
+        for p in parts:
+            entry = {"PartNumber": p.number, "ETag": f'"{p.etag}"'}
+            if algorithm and p.checksum:
+                entry[f"Checksum{algorithm}"] = p.checksum
+            listed.append(entry)
+        extra: dict[str, Any] = {}
+        if algorithm and full_checksum:
+            extra[f"Checksum{algorithm}"] = full_checksum.value
+            extra["ChecksumType"] = "FULL_OBJECT"
         with self._errors(f"completing the multipart upload of {self.describe(key)}"):
             resp = self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
-                MultipartUpload={
-                    "Parts": [{"PartNumber": p.number, "ETag": f'"{p.etag}"'} for p in parts]
-                },
+                MultipartUpload={"Parts": listed},
+                **extra,
             )
         return _unquote(resp.get("ETag")) or ""
+
+    def update_properties(
+        self,
+        key: str,
+        *,
+        etag: str | None,
+        properties: ObjectProperties,
+        tags: tuple[tuple[str, str], ...] | None,
+        storage_class: str | None,
+    ) -> None:
+        # A copy onto itself that replaces the metadata: S3 moves no data out of the bucket.
+        # The storage class and encryption must be given again, or they would be reset.
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "CopySource": _copy_source(self.bucket, key, None),
+            "MetadataDirective": "REPLACE",
+            **_write_args(storage_class, properties, tags or ()),
+            **self._write_kwargs,
+        }
+        kwargs["TaggingDirective"] = "COPY" if tags is None else "REPLACE"
+        if tags is None:
+            kwargs.pop("Tagging", None)
+        if etag:
+            kwargs["CopySourceIfMatch"] = f'"{etag}"'
+        with self._errors(f"updating the properties of {self.describe(key)}"):
+            self.client.copy_object(**kwargs)
+
+    def can_copy_from(self, source: object) -> bool:
+        return isinstance(source, S3Store) and source._identity == self._identity
+
+    def copy_object(
+        self,
+        source: ObjectStore,
+        src_key: str,
+        key: str,
+        *,
+        etag: str | None,
+        version_id: str | None = None,
+        storage_class: str | None = None,
+        copy_tags: bool = True,
+    ) -> str:
+        assert isinstance(source, S3Store)
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "CopySource": _copy_source(source.bucket, src_key, version_id),
+            # The properties and tags travel with the copy (COPY is the default directive).
+            "MetadataDirective": "COPY",
+            "TaggingDirective": "COPY" if copy_tags else "REPLACE",
+            **self._write_kwargs,
+        }
+        if etag:
+            kwargs["CopySourceIfMatch"] = f'"{etag}"'
+        if storage_class:
+            kwargs["StorageClass"] = storage_class
+        where = f"copying {source.describe(src_key)} to {self.describe(key)}"
+        with self._errors(where, source=True):
+            resp = self.client.copy_object(**kwargs)
+        return _unquote(resp.get("CopyObjectResult", {}).get("ETag")) or ""
+
+    def upload_part_copy(
+        self,
+        source: ObjectStore,
+        src_key: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        start: int,
+        length: int,
+        *,
+        etag: str | None,
+        version_id: str | None = None,
+    ) -> str:
+        assert isinstance(source, S3Store)
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": number,
+            "CopySource": _copy_source(source.bucket, src_key, version_id),
+            "CopySourceRange": f"bytes={start}-{start + length - 1}",
+        }
+        if etag:
+            kwargs["CopySourceIfMatch"] = f'"{etag}"'
+        where = f"copying part {number} of {source.describe(src_key)} to {self.describe(key)}"
+        with self._errors(where, source=True):
+            resp = self.client.upload_part_copy(**kwargs)
+        return _unquote(resp.get("CopyPartResult", {}).get("ETag")) or ""
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         try:
@@ -440,6 +767,14 @@ def make_s3_client(
 ) -> tuple[Any, boto3.session.Session]:
     """A boto3 S3 client for one side, tuned for many threads and S3-compatible servers, and
     the session whose credentials it uses."""
+    check_endpoint_url(side.endpoint_url, allow_http=side.allow_http)
+    if not side.verify_ssl and side.endpoint_url not in _UNVERIFIED_WARNED:
+        _UNVERIFIED_WARNED.add(side.endpoint_url)
+        log.warning(
+            "TLS certificates of %s are not checked: anyone on the network path could read "
+            "or change the data",
+            side.endpoint_url or "the AWS endpoint",
+        )
     try:
         core = botocore.session.Session(profile=side.profile)
         if side.profile and side.profile not in core.available_profiles:
@@ -482,10 +817,14 @@ def make_s3_client(
         endpoint_url=side.endpoint_url,
         region_name=side.region or session.region_name or "us-east-1",
         config=config,
+        verify=None if side.verify_ssl else False,
     )
     # `Expect: 100-continue` costs a round trip per PUT; a rejected body is cheap to resend.
     client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
     return client, session
+
+
+_UNVERIFIED_WARNED: set[str | None] = set()  # endpoints already warned about, once each
 
 
 def _parse_timestamp(value: str) -> datetime.datetime:
@@ -528,6 +867,15 @@ def _properties(resp: dict[str, Any]) -> ObjectProperties:
         metadata=tuple(resp.get("Metadata", {}).items()),
         # S3 leaves the tag count out when an object has no tags.
         tag_count=int(resp.get("TagCount") or 0),
+        checksum=next(
+            (
+                checksums.parse(a, resp[f"Checksum{a}"], resp.get("ChecksumType"))
+                for a in checksums.ALGORITHMS
+                if resp.get(f"Checksum{a}")
+            ),
+            None,
+        ),
+        encrypted=_encrypted(resp.get("ServerSideEncryption"), resp.get("SSECustomerAlgorithm")),
     )
 
 
@@ -547,7 +895,43 @@ def _properties_from_headers(headers: dict[str, str]) -> ObjectProperties:
             if name.startswith("x-amz-meta-")
         ),
         tag_count=int(headers.get("x-amz-tagging-count") or 0),
+        checksum=checksums.from_headers(headers),
+        encrypted=_encrypted(
+            headers.get("x-amz-server-side-encryption"),
+            headers.get("x-amz-server-side-encryption-customer-algorithm"),
+        ),
     )
+
+
+def _encrypted(sse: str | None, customer_algorithm: str | None) -> bool:
+    """Whether the ETag of an object so encrypted is something other than its MD5."""
+    return bool(customer_algorithm) or (sse or "").startswith("aws:kms")
+
+
+def _write_options(side: SideSettings) -> tuple[dict[str, str], dict[str, Any]]:
+    """The side's encryption and ACL options as request headers and as boto3 arguments."""
+    headers: dict[str, str] = {}
+    kwargs: dict[str, Any] = {}
+    if side.sse:
+        headers["x-amz-server-side-encryption"] = kwargs["ServerSideEncryption"] = side.sse
+    if side.sse_kms_key_id:
+        headers["x-amz-server-side-encryption-aws-kms-key-id"] = side.sse_kms_key_id
+        kwargs["SSEKMSKeyId"] = side.sse_kms_key_id
+    if side.acl:
+        headers["x-amz-acl"] = kwargs["ACL"] = side.acl
+    return headers, kwargs
+
+
+def _copy_source(bucket: str, key: str, version_id: str | None) -> dict[str, str]:
+    source = {"Bucket": bucket, "Key": key}
+    if version_id:
+        source["VersionId"] = version_id
+    return source
+
+
+def _acknowledge_requester_pays(request: Any, **_: Any) -> None:
+    """Every request to a requester-pays bucket says that the requester pays."""
+    request.headers["x-amz-request-payer"] = "requester"
 
 
 _PROPERTY_HEADERS = (
@@ -602,6 +986,17 @@ def _write_args(
     if tags:
         args["Tagging"] = urllib.parse.urlencode(tags)
     return args
+
+
+def _version(item: dict[str, Any]) -> ObjectVersion:
+    """An entry of a ListObjectVersions page."""
+    return ObjectVersion(
+        key=item["Key"],
+        version_id=str(item.get("VersionId") or "null"),
+        size=int(item.get("Size") or 0),
+        etag=_unquote(item.get("ETag")),
+        last_modified=item["LastModified"].timestamp() if "LastModified" in item else None,
+    )
 
 
 def _listed(item: dict[str, Any]) -> ObjectInfo:

@@ -330,6 +330,10 @@ class S3DataPlane:
         signer: ``"auto"`` (awscrt when installed, else botocore), ``"botocore"`` or ``"crt"``.
         ca_bundle: PEM file of certificate authorities to trust for https instead of the
             system's default ones.
+        extra_headers: Headers every request carries (and signs), e.g. the requester-pays
+            acknowledgement.
+        checksum_mode: Ask for the object's additional checksum on whole-object reads and
+            HEADs (``x-amz-checksum-mode: ENABLED``).
     """
 
     def __init__(
@@ -344,8 +348,12 @@ class S3DataPlane:
         *,
         signer: SignerName = "auto",
         ca_bundle: str | None = None,
+        extra_headers: dict[str, str] | None = None,
+        checksum_mode: bool = False,
     ) -> None:
         region = region or "us-east-1"
+        self._extra_headers = dict(extra_headers or {})
+        self._checksum_mode = checksum_mode
         if endpoint_url is None:
             suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
             endpoint_url = f"https://s3.{region}.{suffix}"
@@ -387,13 +395,27 @@ class S3DataPlane:
     # ----------------------------------------------------------------------------------------
 
     def get_range(
-        self, bucket: str, key: str, start: int, length: int, *, etag: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        start: int,
+        length: int,
+        *,
+        etag: str | None = None,
+        version_id: str | None = None,
     ) -> bytes:
         """Read ``length`` bytes of an object from offset ``start`` (see get_object)."""
-        return self._get(bucket, key, start, length, etag, None)
+        return self._get(bucket, key, start, length, etag, None, version_id)
 
     def get_object(
-        self, bucket: str, key: str, start: int, length: int, *, etag: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        start: int,
+        length: int,
+        *,
+        etag: str | None = None,
+        version_id: str | None = None,
     ) -> tuple[bytes, dict[str, str]]:
         """Read ``length`` bytes of an object from offset ``start``, with the response headers
         (names in lower case), which carry the object's properties.
@@ -402,8 +424,10 @@ class S3DataPlane:
             bucket: Bucket name.
             key: Object key.
             start: First byte to read.
-            length: How many bytes; 0 reads the whole object, which must then be empty.
+            length: How many bytes; with ``start`` 0 this must be the object's size (the object
+            is read whole, without a Range header, so the reply carries its checksum).
             etag: The pinned ETag (without quotes); sent as ``If-Match`` when given.
+            version_id: Read this version of the object (``versionId``) when given.
 
         Returns:
             Exactly ``length`` bytes, and the response headers.
@@ -416,7 +440,7 @@ class S3DataPlane:
             FatalError: Credentials or bucket errors.
         """
         headers: dict[str, str] = {}
-        return self._get(bucket, key, start, length, etag, headers), headers
+        return self._get(bucket, key, start, length, etag, headers, version_id), headers
 
     def _get(
         self,
@@ -426,15 +450,21 @@ class S3DataPlane:
         length: int,
         etag: str | None,
         response_headers: dict[str, str] | None,
+        version_id: str | None = None,
     ) -> bytes:
         end = start + length - 1
         where = f"reading {_describe(bucket, key)} bytes {start}-{end}"
         headers: dict[str, str] = {}
-        if length > 0:
+        # A whole-object read (from get_object) asks for no range: only then does S3 send the
+        # object's checksum. The length read is checked all the same.
+        if length > 0 and response_headers is None:
             headers["Range"] = f"bytes={start}-{end}"
         if etag:
             headers["If-Match"] = f'"{etag}"'
-        request = self._prepare("GET", bucket, key, "", headers, where)
+        if response_headers is not None and self._checksum_mode:
+            headers["x-amz-checksum-mode"] = "ENABLED"
+        query = f"versionId={encode_query_value(version_id)}" if version_id else ""
+        request = self._prepare("GET", bucket, key, query, headers, where)
 
         def read(response: http.client.HTTPResponse) -> bytes:
             if response.status not in (200, 206):
@@ -502,7 +532,15 @@ class S3DataPlane:
         return self._perform(request, data, where, self._etag_reader(where))
 
     def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, md5_b64: str
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        *,
+        md5_b64: str,
+        headers: dict[str, str] | None = None,
     ) -> str:
         """Upload one part of a multipart upload.
 
@@ -513,6 +551,7 @@ class S3DataPlane:
             number: Part number, from 1.
             data: The part's bytes.
             md5_b64: Base64 MD5 of ``data``, sent as ``Content-MD5``.
+            headers: More headers to send (and sign): the part's additional checksum.
 
         Returns:
             The part's ETag, without quotes ("" if the server sent none).
@@ -523,7 +562,7 @@ class S3DataPlane:
             PermanentError: A reply that retrying will not change.
             FatalError: Credentials or bucket errors.
         """
-        headers = {"Content-Length": str(len(data)), "Content-MD5": md5_b64}
+        headers = {**(headers or {}), "Content-Length": str(len(data)), "Content-MD5": md5_b64}
         # Already in canonical (sorted) order, so the signed and the sent query are the same.
         query = f"partNumber={number}&uploadId={encode_query_value(upload_id)}"
         where = f"uploading part {number} of {_describe(bucket, key)}"
@@ -531,7 +570,13 @@ class S3DataPlane:
         return self._perform(request, data, where, self._etag_reader(where))
 
     def head_object(
-        self, bucket: str, key: str, *, etag: str | None = None, part_number: int | None = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        etag: str | None = None,
+        part_number: int | None = None,
+        version_id: str | None = None,
     ) -> dict[str, str] | None:
         """HEAD an object (or one of its parts); its headers in lower case, None if missing.
 
@@ -540,7 +585,13 @@ class S3DataPlane:
             TransientError, PermanentError, FatalError: as for the other calls.
         """
         headers = {"If-Match": f'"{etag}"'} if etag else {}
-        query = f"partNumber={part_number}" if part_number else ""
+        if self._checksum_mode:
+            headers["x-amz-checksum-mode"] = "ENABLED"
+        # In canonical (sorted) order, as it is signed.
+        query = "&".join(
+            ([f"partNumber={part_number}"] if part_number else [])
+            + ([f"versionId={encode_query_value(version_id)}"] if version_id else [])
+        )
         where = f"reading {_describe(bucket, key)}"
         request = self._prepare("HEAD", bucket, key, query, headers, where)
 
@@ -581,20 +632,38 @@ class S3DataPlane:
         return self._perform(request, b"", where, read)
 
     def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        algorithm: str | None = None,
+        part_checksums: list[str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> str:
         """Join the parts (number, ETag) into the object; return the ETag reported ("" if
-        none: some servers leave it out)."""
+        none: some servers leave it out). An upload started with a checksum algorithm lists
+        each part's checksum (`part_checksums`, base64, in the order of `parts`); `headers`
+        may carry the full-object checksum for the server to check."""
+        tag = f"Checksum{algorithm}" if algorithm else ""
+        sums = part_checksums or [""] * len(parts)
         body = (
             "<CompleteMultipartUpload>"
             + "".join(
                 f"<Part><PartNumber>{number}</PartNumber><ETag>&quot;{xml_escape(etag)}&quot;"
-                "</ETag></Part>"
-                for number, etag in parts
+                "</ETag>"
+                + (f"<{tag}>{xml_escape(value)}</{tag}>" if tag and value else "")
+                + "</Part>"
+                for (number, etag), value in zip(parts, sums, strict=True)
             )
             + "</CompleteMultipartUpload>"
         ).encode()
-        headers = {"Content-Length": str(len(body)), "Content-Type": "application/xml"}
+        headers = {
+            **(headers or {}),
+            "Content-Length": str(len(body)),
+            "Content-Type": "application/xml",
+        }
         query = f"uploadId={encode_query_value(upload_id)}"
         where = f"completing the multipart upload of {_describe(bucket, key)}"
         request = self._prepare("POST", bucket, key, query, headers, where)
@@ -648,7 +717,7 @@ class S3DataPlane:
         host_header = f"[{host}]" if ":" in host else host
         if self._port != _DEFAULT_PORTS[self._scheme]:
             host_header = f"{host_header}:{self._port}"
-        signed = {"Host": host_header, **headers}
+        signed = {"Host": host_header, **self._extra_headers, **headers}
         try:
             self._signer.sign(method, f"{self._scheme}://{host_header}{path}", path, signed)
         except (NoCredentialsError, PartialCredentialsError):

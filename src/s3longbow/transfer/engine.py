@@ -12,7 +12,12 @@ Verification, chosen per object so that a run without resume reads every byte ex
   copies), and the digest must equal the ETag;
 - a multipart source with a regular layout is copied with the same part boundaries, so the
   MD5s of the parts sent must reproduce its ETag (and the destination's ETag must equal it);
+- a source whose ETag is no MD5 (KMS or customer-key encryption, some providers) is proven by
+  the S3 additional checksum it carries: the checksum of all its bytes (CRCs of parts combine
+  in any part layout), or a composite one, reproduced with the source's part boundaries;
 - anything else is recorded as unverified, with the reason.
+Writes carry an additional checksum (the source's algorithm, or the one configured for the
+destination) where the destination takes them, so the destination checks every body too.
 A mismatch found before completion re-reads the parts, re-sends those that differ, and checks
 again; a copy found wrong after completion is deleted (this run wrote it) and retried.
 """
@@ -20,6 +25,7 @@ again; a copy found wrong after completion is deleted (this run wrote it) and re
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import logging
 import re
@@ -28,15 +34,17 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field
 
-from s3longbow.config import MIN_PART_SIZE, TransferSettings
+from s3longbow import checksums
+from s3longbow.config import MAX_PART_SIZE, MIN_PART_SIZE, TransferSettings
 from s3longbow.errors import (
     LongbowError,
+    PermanentError,
     SourceChangedError,
     TransientError,
     UploadMissingError,
 )
 from s3longbow.jobs.base import UploadLedger
-from s3longbow.model import Job, JobResult, ObjectProperties, PartInfo
+from s3longbow.model import Checksum, Job, JobResult, ObjectDetails, ObjectProperties, PartInfo
 from s3longbow.progress.stats import Stats
 from s3longbow.stores.base import ObjectStore
 from s3longbow.transfer.bandwidth import BandwidthLimit
@@ -95,6 +103,11 @@ class Plan:
         source_layout: The parts have the source's own boundaries: the ETag must reproduce.
         whole_md5: The source ETag is the MD5 of all bytes: hash them in order.
         unverified: Why the copy cannot be proven against the source ("" when it can).
+        details: The pinned HEAD of the source made while planning (multipart copies).
+        proof: The source's additional checksum the copy must reproduce (when its ETag
+            cannot prove it).
+        write_algorithm: The additional checksum every write carries for the destination to
+            check (None: Content-MD5 only).
     """
 
     multipart: bool
@@ -102,14 +115,32 @@ class Plan:
     source_layout: bool = False
     whole_md5: bool = False
     unverified: str = ""
+    details: ObjectDetails | None = None
+    proof: Checksum | None = None
+    write_algorithm: str | None = None
+
+    @property
+    def part_algorithms(self) -> tuple[str, ...]:
+        """The checksums computed on every part."""
+        wanted = [self.write_algorithm, self.proof.algorithm if self.proof else None]
+        return tuple(dict.fromkeys(a for a in wanted if a))
+
+    @property
+    def ordered_proof(self) -> bool:
+        """The proof is a hash of all the bytes in order (not a CRC, which combines)."""
+        return (
+            self.proof is not None
+            and self.proof.parts is None
+            and self.proof.algorithm not in checksums.CRC_ALGORITHMS
+        )
 
 
-class OrderedMd5:
-    """MD5 of parts fed in any order, hashed in part order. A part's buffer is held (and its
-    `release` called) only until every earlier part has been hashed."""
+class OrderedHash:
+    """A hash (MD5 by default) of parts fed in any order, hashed in part order. A part's
+    buffer is held (and its `release` called) only until every earlier part has been hashed."""
 
-    def __init__(self) -> None:
-        self._md5 = hashlib.md5()
+    def __init__(self, algorithm: str = "md5") -> None:
+        self._md5 = hashlib.new(algorithm)
         self._next = 1
         self._pending: dict[int, tuple[bytes, Callable[[], None]]] = {}
         self._lock = threading.Lock()
@@ -135,6 +166,34 @@ class OrderedMd5:
             if self._pending:
                 raise RuntimeError("parts are still missing")
             return self._md5.hexdigest()
+
+    def b64digest(self) -> str:
+        with self._lock:
+            if self._pending:
+                raise RuntimeError("parts are still missing")
+            return base64.b64encode(self._md5.digest()).decode()
+
+
+class PartSums:
+    """The additional checksums of each part, computed as the parts stream (thread-safe)."""
+
+    def __init__(self, algorithms: tuple[str, ...]) -> None:
+        self.algorithms = algorithms
+        self._values: dict[int, tuple[int, dict[str, str]]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, number: int, data: bytes) -> dict[str, str]:
+        sums = {a: checksums.checksum_b64(a, data) for a in self.algorithms}
+        with self._lock:
+            self._values[number] = (len(data), sums)
+        return sums
+
+    def of(self, algorithm: str, count: int) -> list[tuple[str, int]]:
+        """(checksum, size) of parts 1..count, in part order."""
+        with self._lock:
+            return [
+                (self._values[n][1][algorithm], self._values[n][0]) for n in range(1, count + 1)
+            ]
 
 
 class _Release:
@@ -191,6 +250,8 @@ class Copier:
         self.stats = stats
         self.stop = stop
         self.bandwidth = bandwidth
+        # One endpoint and one account hold both sides: the server copies, no byte comes here.
+        self.server_side = settings.server_side_copy and dst.can_copy_from(src)
 
     def _pace(self, nbytes: int) -> None:
         if self.bandwidth is not None:
@@ -199,11 +260,55 @@ class Copier:
     def copy(self, job: Job, attempt: Attempt | None = None) -> JobResult:
         """Copy the job's object; raise an ObjectError subclass when it cannot be done."""
         attempt = attempt or Attempt()
+        if self.settings.all_versions:
+            return self._copy_history(job, attempt)
         while True:
             try:
                 return self._copy_once(job, attempt)
             except SourceChangedError:
                 self._restart_on_new_version(job, attempt)
+
+    def _copy_history(self, job: Job, attempt: Attempt) -> JobResult:
+        """Give the destination key the source key's whole history, oldest version first.
+
+        The destination's versions must be the source's first ones (the same sizes); the
+        versions after them are copied in order, each pinned to its version id. Delete markers
+        are not reproduced. A killed history resumes at the first version the destination
+        lacks (and that version's open upload).
+        """
+        history = self.src.list_versions(job.src_key)
+        present = self.dst.list_versions(job.dst_key)
+        where = self.dst.describe(job.dst_key)
+        if len(present) > len(history) or any(
+            d.size != s.size for d, s in zip(present, history, strict=False)
+        ):
+            raise PermanentError(
+                f"{where}: its {len(present)} version(s) are not the first versions of the "
+                f"source's {len(history)}; no version was copied",
+            )
+        sent = reused = 0
+        methods: list[str] = []
+        for version in history[len(present) :]:
+            self._check_stop()
+            one = dataclasses.replace(
+                job, size=version.size, etag=version.etag, version_id=version.version_id
+            )
+            if job.upload_etag != version.etag:
+                one.upload_id = one.part_size = one.upload_etag = None  # another version's
+            result = self._copy_once(one, attempt)
+            job.upload_id, job.part_size, job.upload_etag = None, None, None
+            sent += result.bytes_sent
+            reused += result.bytes_reused
+            methods.append(result.verify if result.verified else f"unverified ({result.verify})")
+        copied = len(history) - len(present)
+        distinct = sorted(set(methods))
+        return JobResult(
+            bytes_sent=sent,
+            bytes_reused=reused,
+            verified=all(not m.startswith("unverified") for m in methods),
+            verify=", ".join(distinct) or "no version to copy",
+            notes=(*attempt.notes, f"{copied} of {len(history)} version(s) copied in order"),
+        )
 
     def _restart_on_new_version(self, job: Job, attempt: Attempt) -> None:
         """The pinned source changed: abort what was written and pin the new version, once."""
@@ -233,44 +338,76 @@ class Copier:
 
     def _copy_once(self, job: Job, attempt: Attempt) -> JobResult:
         plan = self._plan(job)
+        if self.server_side:
+            return self._copy_on_server(job, plan, attempt)
         if plan.multipart:
             return self._copy_multipart(job, plan, attempt)
         return self._copy_single(job, plan, attempt)
 
     def _plan(self, job: Job) -> Plan:
-        """Pick the path and the proof for this object."""
+        """Pick the path and the proof for this object.
+
+        A single PUT decides its proof from the GET's headers (no extra request); a multipart
+        copy starts with a pinned HEAD, which tells whether the ETag can be trusted as an MD5
+        (not under KMS or customer-key encryption), which checksum the source carries, and
+        the properties the upload is created with.
+        """
         if job.size == 0:
             return Plan(multipart=False)
         if not self.src.capabilities.content_etag:
             own = self._own_part_size(job)
             return Plan(multipart=job.size > self.settings.resumable_threshold, part_size=own)
         count = multipart_parts(job.etag)
-        if count is not None:
-            details = self.src.details(job.src_key, job.etag, part_one=True)
-            size, n = details.part_size, details.parts_count
-            if size is not None and n is not None:
-                regular = n == count and part_count(job.size, size) == n
-                if regular and (size >= MIN_PART_SIZE or n == 1):
-                    return Plan(multipart=True, part_size=size, source_layout=True)
-                reason = "the source's part layout cannot be reproduced (irregular or small parts)"
-            else:
-                reason = "the source is a multipart object whose part layout the store hides"
-            return Plan(
-                multipart=job.size > self.settings.resumable_threshold,
-                part_size=self._own_part_size(job),
-                unverified=reason,
-            )
-        if is_md5_etag(job.etag):
-            return Plan(
-                multipart=job.size > self.settings.resumable_threshold,
-                part_size=self._own_part_size(job),
-                whole_md5=True,
-            )
-        return Plan(
-            multipart=job.size > self.settings.resumable_threshold,
-            part_size=self._own_part_size(job),
-            unverified="the source ETag is not an MD5 (encrypted or provider-specific)",
-        )
+        multipart = job.size > self.settings.resumable_threshold
+        if count is None and not multipart:
+            return Plan(multipart=False)
+        details = self.src.details(job.src_key, job.etag, version_id=job.version_id)
+        if details.version_id and not job.version_id:
+            # Every later read asks for this version: an overwrite of the key during the copy
+            # then changes nothing in it (the pinned ETag alone would restart the copy).
+            job.version_id = details.version_id
+        props = details.properties
+        common = {"details": details, "write_algorithm": self._write_algorithm(props.checksum)}
+        own = {"multipart": multipart, "part_size": self._own_part_size(job), **common}
+        proof = props.checksum
+        if count is not None and not props.encrypted:
+            layout = self._source_layout(job, count)
+            if isinstance(layout, int):
+                return Plan(multipart=True, part_size=layout, source_layout=True, **common)
+            reason = layout
+        elif is_md5_etag(job.etag) and not props.encrypted:
+            return Plan(whole_md5=True, **own)
+        else:
+            reason = "the source ETag is not an MD5 (encrypted or provider-specific)"
+        if proof is not None and proof.parts is None:
+            return Plan(proof=proof, **own)  # any part boundaries reproduce it
+        if proof is not None and proof.parts is not None:
+            layout = self._source_layout(job, proof.parts)
+            if isinstance(layout, int):
+                return Plan(multipart=True, part_size=layout, proof=proof, **common)
+            reason = f"{reason}; its composite {proof.algorithm} checksum cannot be used: {layout}"
+        return Plan(unverified=reason, **own)
+
+    def _source_layout(self, job: Job, count: int) -> int | str:
+        """The source's regular part size (same boundaries reproduce its fingerprints), or
+        why its layout cannot be reproduced."""
+        details = self.src.details(job.src_key, job.etag, part_one=True, version_id=job.version_id)
+        size, n = details.part_size, details.parts_count
+        if size is None or n is None:
+            return "the source is a multipart object whose part layout the store hides"
+        if n == count and part_count(job.size, size) == n and (size >= MIN_PART_SIZE or n == 1):
+            return size
+        return "the source's part layout cannot be reproduced (irregular or small parts)"
+
+    def _write_algorithm(self, source: Checksum | None) -> str | None:
+        """The additional checksum writes carry: the destination's configured one, else the
+        source's own (so the copy has the same kind of checksum), else none."""
+        policy = self.dst.capabilities.checksums
+        if policy == "MD5":
+            return None
+        if policy == "auto":
+            return source.algorithm if source is not None else None
+        return policy
 
     def _own_part_size(self, job: Job) -> int:
         # A resumed upload keeps the part size it began with, whatever the setting is now.
@@ -291,14 +428,14 @@ class Copier:
         def once() -> JobResult:
             self._check_stop()
             with self.budget.hold(job.size):
-                data, properties = self.src.read_object(job.src_key, job.size, etag=job.etag)
-                dst_etag = self._put_verified(job, data, properties)
+                data, properties = self.src.read_object(
+                    job.src_key, job.size, etag=job.etag, version_id=job.version_id
+                )
+                dst_etag, verified, how = self._put_verified(job, data, properties)
             self.stats.sent(job.size)
             attempt.progressed += job.size
-            if is_md5_etag(job.etag) or job.size == 0:
-                verified, how = True, "source-md5"
-            else:
-                verified, how = self._verdict(plan, "content-md5")
+            if not self.src.capabilities.content_etag:
+                verified, how = True, "local-read"
             return JobResult(
                 bytes_sent=job.size,
                 verified=verified,
@@ -314,17 +451,43 @@ class Copier:
             should_stop=self.stop.is_set,
         )
 
-    def _put_verified(self, job: Job, data: bytes, properties: ObjectProperties) -> str:
-        """PUT the bytes so that the copy is proven equal to the source's MD5.
+    def _put_verified(
+        self, job: Job, data: bytes, properties: ObjectProperties
+    ) -> tuple[str, bool, str]:
+        """PUT the bytes so that the copy is proven equal to the source; return the
+        destination's ETag and the verdict (verified, method or reason).
 
         When the source's ETag is its MD5, that very digest goes out as Content-MD5: the
         destination then checks the bytes against the source's own fingerprint, and a read or
         a write corrupted on the way is refused, with no hashing here. Where the destination
         reports an ETag that is not an MD5 (so neither check could be seen), or the source has
-        no MD5, the bytes are hashed here.
+        no MD5, the bytes are hashed here. A source proven by its additional checksum has it
+        recomputed here, and sent on when the destination takes that algorithm.
         """
-        source_md5 = job.etag if is_md5_etag(job.etag) else None
+        source_md5 = job.etag if is_md5_etag(job.etag) and not properties.encrypted else None
         md5_hex = source_md5 or hashlib.md5(data).hexdigest()
+        verdict: tuple[bool, str] = (True, "source-md5")
+        proof = properties.checksum
+        if job.size == 0:
+            pass
+        elif source_md5 is None and proof is not None and proof.parts in (None, 1):
+            ours = checksums.checksum_b64(proof.algorithm, data)
+            if proof.parts == 1:
+                ours = checksums.composite(proof.algorithm, [ours]).value
+            if ours != proof.value:
+                raise VerificationError(
+                    f"{self.src.describe(job.src_key)}: the bytes read have {proof.algorithm} "
+                    f"{ours}, the source's is {proof.value}"
+                )
+            verdict = (True, f"source-{proof.algorithm.lower()}")
+        elif source_md5 is None:
+            verdict = (False, "the source ETag is not an MD5 and it carries no usable checksum")
+        algorithm = self._write_algorithm(proof) if job.size else None
+        checksum = None
+        if algorithm is not None:
+            full = proof is not None and proof.algorithm == algorithm and proof.parts is None
+            value = proof.value if full else checksums.checksum_b64(algorithm, data)
+            checksum = Checksum(algorithm, value)
         self._pace(len(data))
         dst_etag = self.dst.put_object(
             job.dst_key,
@@ -333,8 +496,9 @@ class Copier:
             storage_class=self.settings.storage_class,
             properties=properties,
             tags=self._tags(job, properties),
+            checksum=checksum,
         )
-        if is_md5_etag(dst_etag):
+        if is_md5_etag(dst_etag) and not self.dst_encrypts:
             if dst_etag != md5_hex:
                 self.dst.delete_object(job.dst_key)
                 raise VerificationError(
@@ -347,7 +511,147 @@ class Copier:
                 f"{self.src.describe(job.src_key)}: the bytes read do not have the source's "
                 f"MD5 {source_md5}"
             )
-        return dst_etag
+        return dst_etag, *verdict
+
+    @property
+    def dst_encrypts(self) -> bool:
+        """Writes are KMS-encrypted: the destination's ETags are not MD5s of the bytes."""
+        return not self.dst.capabilities.write_etags_md5
+
+    # -- on the server ----------------------------------------------------------------------
+
+    def _copy_on_server(self, job: Job, plan: Plan, attempt: Attempt) -> JobResult:
+        """Copy with CopyObject, or part by part with UploadPartCopy where the source's own
+        part layout keeps its ETag (and the copy resumable) or the object is over 5 GiB."""
+        plan = dataclasses.replace(plan, write_algorithm=None)
+        if plan.source_layout or job.size > MAX_PART_SIZE:
+            return self._copy_parts_on_server(job, plan, attempt)
+
+        def once() -> JobResult:
+            self._check_stop()
+            dst_etag = self.dst.copy_object(
+                self.src,
+                job.src_key,
+                job.dst_key,
+                etag=job.etag,
+                version_id=job.version_id,
+                storage_class=self.settings.storage_class,
+                copy_tags=self.settings.copy_tags,
+            )
+            verified, how = self._check_server_copy(job, dst_etag)
+            self.stats.sent(job.size)
+            attempt.progressed += job.size
+            return JobResult(
+                bytes_sent=job.size,
+                verified=verified,
+                verify=how,
+                dst_etag=dst_etag,
+                notes=(*attempt.notes, "copied on the server"),
+            )
+
+        return with_retries(
+            once,
+            attempts=self.settings.part_attempts,
+            what=f"server-side copy of {job.src_key!r}",
+            should_stop=self.stop.is_set,
+        )
+
+    def _check_server_copy(self, job: Job, dst_etag: str) -> tuple[bool, str]:
+        """A copy whose ETag equals the source's MD5 is proven; a different one is wrong only
+        when the source's ETag really is its MD5 (not under KMS or a customer key)."""
+        if job.etag and dst_etag == job.etag and is_md5_etag(dst_etag):
+            return True, "source-md5"
+        if is_md5_etag(job.etag) and is_md5_etag(dst_etag) and not self.dst_encrypts:
+            if not self.src.details(
+                job.src_key, job.etag, version_id=job.version_id
+            ).properties.encrypted:
+                self.dst.delete_object(job.dst_key)
+                raise VerificationError(
+                    f"{self.dst.describe(job.dst_key)}: the server's copy has ETag {dst_etag}, "
+                    f"the source's MD5 is {job.etag}"
+                )
+        head = self.dst.head(job.dst_key)
+        if head is None or head.size != job.size:
+            found = "missing" if head is None else f"{head.size} bytes"
+            raise VerificationError(
+                f"{self.dst.describe(job.dst_key)}: after the server's copy the object is "
+                f"{found}, the source has {job.size}"
+            )
+        return False, "the source's ETag is not an MD5 to compare the copy with"
+
+    def _copy_parts_on_server(self, job: Job, plan: Plan, attempt: Attempt) -> JobResult:
+        reusable, upload_id = self._resume_or_start(job, plan)
+        count = part_count(job.size, plan.part_size)
+        reused = sum(p.size for p in reusable.values())
+        if reusable:
+            self.stats.reused(reused)
+            attempt.progressed += reused
+            attempt.reused += reused
+        todo = [n for n in range(1, count + 1) if n not in reusable]
+        futures = [
+            self.part_pool.submit(self._copy_part_on_server, job, upload_id, plan, n, attempt)
+            for n in todo
+        ]
+        wait(futures)
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        if errors:
+            raise errors[0]
+        parts = {**reusable, **{f.result().number: f.result() for f in futures}}
+        ordered = [parts[n] for n in range(1, count + 1)]
+        if plan.source_layout and not all(is_md5_etag(p.etag) for p in ordered):
+            verified, how = False, "the part ETags the server gave are not MD5s"
+        elif plan.source_layout:
+            ours = multipart_etag([bytes.fromhex(p.etag) for p in ordered])
+            if ours != job.etag:
+                self._abort(job, upload_id)
+                raise VerificationError(
+                    f"{self.src.describe(job.src_key)}: the parts copied give ETag {ours}, the "
+                    f"source's is {job.etag}"
+                )
+            verified, how = True, "source-etag"
+        else:
+            verified, how = False, "the parts copied do not reproduce the source's ETag"
+        dst_etag = self._complete(job, plan, upload_id, ordered)
+        self._check_after_complete(job, ordered, dst_etag)
+        return JobResult(
+            bytes_sent=job.size - reused,
+            bytes_reused=reused,
+            verified=verified,
+            verify=how,
+            dst_etag=dst_etag,
+            notes=(*attempt.notes, "copied on the server"),
+        )
+
+    def _copy_part_on_server(
+        self, job: Job, upload_id: str, plan: Plan, number: int, attempt: Attempt
+    ) -> PartInfo:
+        start, length = part_range(number, job.size, plan.part_size)
+
+        def once() -> PartInfo:
+            self._check_stop()
+            etag = self.dst.upload_part_copy(
+                self.src,
+                job.src_key,
+                job.dst_key,
+                upload_id,
+                number,
+                start,
+                length,
+                etag=job.etag,
+                version_id=job.version_id,
+            )
+            self.ledger.record_part(job, upload_id, number, length, etag)
+            self.stats.sent(length)
+            attempt.progressed += length
+            return PartInfo(number, length, etag)
+
+        return with_retries(
+            once,
+            attempts=self.settings.part_attempts,
+            what=f"server-side copy of part {number} of {job.src_key!r}",
+            should_stop=self.stop.is_set,
+            give_up_on=(UploadMissingError,),
+        )
 
     # -- multipart --------------------------------------------------------------------------
 
@@ -366,21 +670,27 @@ class Copier:
             self.stats.reused(reused_bytes)
             attempt.progressed += reused_bytes
             attempt.reused += reused_bytes
-        hasher = OrderedMd5() if plan.whole_md5 else None
-        # Reused parts are read again only when the whole-object MD5 needs their bytes.
-        numbers = [n for n in range(1, count + 1) if hasher is not None or n not in reusable]
+        hasher = self._ordered_hasher(plan)
+        sums = PartSums(plan.part_algorithms) if plan.part_algorithms else None
+        # Reused parts are read again (not sent) only when a proof or a checksum needs them.
+        reread = hasher is not None or sums is not None
+        numbers = [n for n in range(1, count + 1) if reread or n not in reusable]
         expected = {n: p.etag for n, p in reusable.items()}
         try:
-            done = self._run_parts(job, upload_id, part_size, numbers, expected, hasher, attempt)
+            done = self._run_parts(job, upload_id, plan, numbers, expected, hasher, sums, attempt)
         finally:
             if hasher is not None:
                 hasher.discard()
         parts = {**reusable, **done}
         ordered = [parts[n] for n in range(1, count + 1)]
-        verified, how = self._check_before_complete(job, plan, upload_id, ordered, hasher, attempt)
-        dst_etag = self._complete(job, upload_id, ordered)
+        verified, how = self._check_before_complete(
+            job, plan, upload_id, ordered, hasher, sums, attempt
+        )
+        dst_etag = self._complete(job, plan, upload_id, ordered)
         self._check_after_complete(job, ordered, dst_etag)
-        sent = sum(p.size for n, p in done.items() if n not in reusable or p != reusable[n])
+        sent = sum(
+            p.size for n, p in done.items() if n not in reusable or p.etag != reusable[n].etag
+        )
         return JobResult(
             bytes_sent=sent,
             bytes_reused=reused_bytes,
@@ -390,14 +700,23 @@ class Copier:
             notes=tuple(attempt.notes),
         )
 
+    @staticmethod
+    def _ordered_hasher(plan: Plan) -> OrderedHash | None:
+        if plan.whole_md5:
+            return OrderedHash()
+        if plan.ordered_proof and plan.proof is not None:
+            return OrderedHash(plan.proof.algorithm.lower())
+        return None
+
     def _resume_or_start(self, job: Job, plan: Plan) -> tuple[dict[int, PartInfo], str]:
         """Reuse the job's open upload where it is still valid, else start a new one."""
         if job.upload_id:
             stale = job.upload_etag != job.etag or job.part_size != plan.part_size
             if not stale:
-                # A pinned HEAD first: a source changed since the upload began (and not yet
-                # re-planned) must not get any of its old parts reused.
-                self.src.details(job.src_key, job.etag)
+                if plan.details is None:
+                    # A pinned HEAD first: a source changed since the upload began (and not
+                    # yet re-planned) must not get any of its old parts reused.
+                    self.src.details(job.src_key, job.etag, version_id=job.version_id)
                 listed = self.dst.list_parts(job.dst_key, job.upload_id)
                 if listed is not None:
                     return self._valid_parts(job, listed, plan.part_size), job.upload_id
@@ -407,13 +726,14 @@ class Copier:
                     "%s: the open upload no longer fits the source; starting over", job.dst_key
                 )
                 self.dst.abort_upload(job.dst_key, job.upload_id)
-        # A part-1 HEAD may not carry the object's metadata: ask for it plainly.
-        details = self.src.details(job.src_key, job.etag)
+        # A part-1 HEAD may not carry the object's metadata: the plain one does.
+        details = plan.details or self.src.details(job.src_key, job.etag, version_id=job.version_id)
         upload_id = self.dst.create_upload(
             job.dst_key,
             storage_class=self.settings.storage_class,
             properties=details.properties,
             tags=self._tags(job, details.properties),
+            checksum_algorithm=plan.write_algorithm,
         )
         self.ledger.set_upload(job, upload_id, plan.part_size, job.etag)
         return {}, upload_id
@@ -443,10 +763,11 @@ class Copier:
         self,
         job: Job,
         upload_id: str,
-        part_size: int,
+        plan: Plan,
         numbers: list[int],
         expected: dict[int, str],
-        hasher: OrderedMd5 | None,
+        hasher: OrderedHash | None,
+        sums: PartSums | None,
         attempt: Attempt,
     ) -> dict[int, PartInfo]:
         """Move parts with at most `part_threads` buffers held for this object at once.
@@ -461,16 +782,17 @@ class Copier:
         for number in numbers:
             if not self._take(window, cancel):
                 break
-            length = part_range(number, job.size, part_size)[1]
+            length = part_range(number, job.size, plan.part_size)[1]
             taken = self.budget.acquire(length)
             future = self.part_pool.submit(
                 self._part_task,
                 job,
                 upload_id,
-                part_size,
+                plan,
                 number,
                 expected.get(number),
                 hasher,
+                sums,
                 _Release(self.budget, taken, window),
                 cancel,
                 attempt,
@@ -496,24 +818,31 @@ class Copier:
         self,
         job: Job,
         upload_id: str,
-        part_size: int,
+        plan: Plan,
         number: int,
         expected_etag: str | None,
-        hasher: OrderedMd5 | None,
+        hasher: OrderedHash | None,
+        sums: PartSums | None,
         release: _Release,
         cancel: threading.Event,
         attempt: Attempt,
     ) -> PartInfo:
-        start, length = part_range(number, job.size, part_size)
+        start, length = part_range(number, job.size, plan.part_size)
+        algorithm = plan.write_algorithm
 
         def once() -> tuple[PartInfo, bytes]:
             if cancel.is_set():
                 raise Interrupted("another part of this object failed")
             self._check_stop()
-            data = self.src.get_range(job.src_key, start, length, etag=job.etag)
+            data = self.src.get_range(
+                job.src_key, start, length, etag=job.etag, version_id=job.version_id
+            )
             digest = hashlib.md5(data)
+            part_sums = sums.record(number, data) if sums is not None else {}
+            checksum = part_sums.get(algorithm) if algorithm else None
             if expected_etag is not None and digest.hexdigest() == expected_etag:
-                return PartInfo(number, length, expected_etag), data  # reused part is valid
+                # A reused part is valid.
+                return PartInfo(number, length, expected_etag, checksum), data
             self._pace(length)
             etag = self.dst.upload_part(
                 job.dst_key,
@@ -521,8 +850,9 @@ class Copier:
                 number,
                 data,
                 md5_b64=base64.b64encode(digest.digest()).decode(),
+                checksum=Checksum(algorithm, checksum) if algorithm and checksum else None,
             )
-            if is_md5_etag(etag) and etag != digest.hexdigest():
+            if is_md5_etag(etag) and not self.dst_encrypts and etag != digest.hexdigest():
                 raise VerificationError(
                     f"part {number} of {self.dst.describe(job.dst_key)}: the destination "
                     f"reports ETag {etag}, the bytes sent have MD5 {digest.hexdigest()}"
@@ -530,7 +860,7 @@ class Copier:
             self.ledger.record_part(job, upload_id, number, length, etag)
             self.stats.sent(length)
             attempt.progressed += length
-            return PartInfo(number, length, etag), data
+            return PartInfo(number, length, etag, checksum), data
 
         fed = False
         try:
@@ -556,7 +886,8 @@ class Copier:
         plan: Plan,
         upload_id: str,
         parts: list[PartInfo],
-        hasher: OrderedMd5 | None,
+        hasher: OrderedHash | None,
+        sums: PartSums | None,
         attempt: Attempt,
     ) -> tuple[bool, str]:
         """Prove the parts against the source's fingerprint before they become an object.
@@ -564,70 +895,86 @@ class Copier:
         On a mismatch every part is read again once, parts whose bytes differ from what was
         sent are sent again, and the proof is repeated; a second mismatch fails the attempt.
         """
+        if plan.source_layout and not all(is_md5_etag(p.etag) for p in parts):
+            return False, "the destination's part ETags are not MD5s"
+        if not (plan.source_layout or plan.whole_md5 or plan.proof is not None):
+            return self._verdict(plan, "content-md5")
+        ours, theirs, method = self._fingerprint(job, plan, parts, hasher, sums)
+        if ours != theirs:
+            log.warning(
+                "%s: the bytes read give %s, the source has %s; re-reading parts",
+                job.src_key,
+                ours,
+                theirs,
+            )
+            repaired, again = self._repair(job, plan, upload_id, parts, attempt)
+            parts[:] = repaired
+            ours, theirs, method = self._fingerprint(job, plan, parts, again, sums)
+        if ours != theirs:
+            self._abort(job, upload_id)
+            raise VerificationError(
+                f"{self.src.describe(job.src_key)}: the bytes read give {method} {ours}, the "
+                f"source's is {theirs}"
+            )
+        return True, method
+
+    def _fingerprint(
+        self,
+        job: Job,
+        plan: Plan,
+        parts: list[PartInfo],
+        hasher: OrderedHash | None,
+        sums: PartSums | None,
+    ) -> tuple[str, str, str]:
+        """(what the bytes read give, what the source says, the method's name)."""
         if plan.source_layout:
-            if not all(is_md5_etag(p.etag) for p in parts):
-                return False, "the destination's part ETags are not MD5s"
             ours = multipart_etag([bytes.fromhex(p.etag) for p in parts])
-            if ours != job.etag:
-                log.warning(
-                    "%s: parts give ETag %s, source has %s; re-reading parts",
-                    job.src_key,
-                    ours,
-                    job.etag,
-                )
-                parts[:] = self._repair(job, plan, upload_id, parts, attempt)[0]
-                ours = multipart_etag([bytes.fromhex(p.etag) for p in parts])
-            if ours != job.etag:
-                self._abort(job, upload_id)
-                raise VerificationError(
-                    f"{self.src.describe(job.src_key)}: the parts read give ETag {ours}, the "
-                    f"source's ETag is {job.etag}"
-                )
-            return True, "source-etag"
-        if plan.whole_md5 and hasher is not None:
-            whole = hasher.hexdigest()
-            if whole != job.etag:
-                log.warning(
-                    "%s: bytes read have MD5 %s, source has %s; re-reading parts",
-                    job.src_key,
-                    whole,
-                    job.etag,
-                )
-                repaired, whole_again = self._repair(job, plan, upload_id, parts, attempt)
-                parts[:] = repaired
-                whole = whole_again or whole
-            if whole != job.etag:
-                self._abort(job, upload_id)
-                raise VerificationError(
-                    f"{self.src.describe(job.src_key)}: the bytes read have MD5 {whole}, the "
-                    f"source's ETag is {job.etag}"
-                )
-            return True, "source-md5"
-        return self._verdict(plan, "content-md5")
+            return ours, job.etag or "", "source-etag"
+        if plan.whole_md5:
+            assert hasher is not None
+            return hasher.hexdigest(), job.etag or "", "source-md5"
+        proof = plan.proof
+        assert proof is not None
+        method = f"source-{proof.algorithm.lower()}"
+        if hasher is not None:
+            return hasher.b64digest(), proof.value, method
+        assert sums is not None
+        values = sums.of(proof.algorithm, len(parts))
+        if proof.parts is not None:
+            return (
+                checksums.composite(proof.algorithm, [v for v, _ in values]).value,
+                proof.value,
+                method,
+            )
+        return checksums.full_object(proof.algorithm, values).value, proof.value, method
 
     def _repair(
         self, job: Job, plan: Plan, upload_id: str, parts: list[PartInfo], attempt: Attempt
-    ) -> tuple[list[PartInfo], str | None]:
+    ) -> tuple[list[PartInfo], OrderedHash | None]:
         """Read every part again; send again those whose bytes differ from what was sent."""
-        hasher = OrderedMd5() if plan.whole_md5 else None
+        hasher = self._ordered_hasher(plan)
+        sums = PartSums(plan.part_algorithms) if plan.part_algorithms else None
         expected = {p.number: p.etag for p in parts}
         try:
             fixed = self._run_parts(
-                job, upload_id, plan.part_size, sorted(expected), expected, hasher, attempt
+                job, upload_id, plan, sorted(expected), expected, hasher, sums, attempt
             )
-            whole = hasher.hexdigest() if hasher is not None else None
-        finally:
+        except BaseException:
             if hasher is not None:
                 hasher.discard()
+            raise
         resent = sorted(n for n, p in fixed.items() if p.etag != expected[n])
         if resent:
             attempt.notes.append(f"parts {resent} were read corrupted and sent again")
-        return [fixed[p.number] for p in parts], whole
+        return [fixed[p.number] for p in parts], hasher
 
-    def _complete(self, job: Job, upload_id: str, parts: list[PartInfo]) -> str:
+    def _complete(self, job: Job, plan: Plan, upload_id: str, parts: list[PartInfo]) -> str:
+        algorithm = plan.write_algorithm
         try:
             return with_retries(
-                lambda: self.dst.complete_upload(job.dst_key, upload_id, parts),
+                lambda: self.dst.complete_upload(
+                    job.dst_key, upload_id, parts, algorithm=algorithm
+                ),
                 attempts=self.settings.part_attempts,
                 what=f"completing {job.dst_key!r}",
                 give_up_on=(UploadMissingError,),
@@ -646,7 +993,7 @@ class Copier:
         if head is None or head.size != job.size:
             found = "missing" if head is None else f"{head.size} bytes"
             problem = f"after completion the object is {found}, the source has {job.size}"
-        elif all(is_md5_etag(p.etag) for p in parts):
+        elif not self.dst_encrypts and all(is_md5_etag(p.etag) for p in parts):
             ours = multipart_etag([bytes.fromhex(p.etag) for p in parts])
             reported = dst_etag if multipart_parts(dst_etag) else head.etag or ""
             if multipart_parts(reported) and reported != ours:
@@ -670,6 +1017,8 @@ __all__ = [
     "Attempt",
     "Copier",
     "Interrupted",
+    "OrderedHash",
+    "PartSums",
     "VerificationError",
     "is_md5_etag",
     "multipart_etag",

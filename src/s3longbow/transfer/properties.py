@@ -1,0 +1,112 @@
+"""--update-properties: fix destination objects whose data matches but whose properties or tags
+differ, with a copy of the object onto itself that replaces only its metadata (no data moves
+through this machine).
+
+Runs beside planning, on the objects planning found already present; it is not recorded in
+the job database: a re-run compares again, and what matches is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+
+from s3longbow.errors import LongbowError
+from s3longbow.model import ObjectProperties
+from s3longbow.plan.diff import Decision
+from s3longbow.plan.planner import PairRuntime
+
+log = logging.getLogger(__name__)
+
+# Compared and copied; the checksum, encryption flag and tag count are not properties to copy.
+_FIELDS = (
+    "content_type",
+    "content_encoding",
+    "content_disposition",
+    "content_language",
+    "cache_control",
+    "expires",
+    "website_redirect",
+)
+
+
+def differences(
+    src: ObjectProperties,
+    dst: ObjectProperties,
+    src_tags: tuple[tuple[str, str], ...] | None = None,
+    dst_tags: tuple[tuple[str, str], ...] | None = None,
+) -> list[str]:
+    """The names of the properties that differ (user metadata names compare without case, as
+    S3 stores them in lower case); tags only when both sides' tags are given."""
+    found = [name for name in _FIELDS if getattr(src, name) != getattr(dst, name)]
+    if {(k.lower(), v) for k, v in src.metadata} != {(k.lower(), v) for k, v in dst.metadata}:
+        found.append("metadata")
+    if src_tags is not None and dst_tags is not None and sorted(src_tags) != sorted(dst_tags):
+        found.append("tags")
+    return found
+
+
+@dataclass
+class PropertyReport:
+    checked: int = 0
+    updated: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # destination key, reason
+
+
+class PropertyUpdater:
+    """Checks present objects on a pool of threads and fixes their properties."""
+
+    def __init__(self, pool: Executor, *, copy_tags: bool, storage_class: str | None) -> None:
+        self.pool = pool
+        self.copy_tags = copy_tags
+        self.storage_class = storage_class
+        self.report = PropertyReport()
+        self._futures: list[Future[None]] = []
+        self._lock = threading.Lock()
+
+    def submit(self, pair: PairRuntime, decisions: list[Decision]) -> None:
+        futures = [self.pool.submit(self._one, pair, d) for d in decisions if d.dst is not None]
+        with self._lock:
+            self._futures = [f for f in self._futures if not f.done()] + futures
+
+    def wait(self) -> PropertyReport:
+        with self._lock:
+            pending = list(self._futures)
+        for future in pending:
+            future.result()
+        return self.report
+
+    def _one(self, pair: PairRuntime, decision: Decision) -> None:
+        assert decision.dst is not None
+        src, dst = decision.src, decision.dst
+        try:
+            src_details = pair.src_store.details(src.key, src.etag)
+            dst_details = pair.dst_store.details(dst.key, dst.etag)
+            src_props, dst_props = src_details.properties, dst_details.properties
+            src_tags = dst_tags = None
+            if self.copy_tags and (src_props.tag_count or dst_props.tag_count):
+                src_tags = pair.src_store.get_tags(src.key) if src_props.tag_count else ()
+                dst_tags = pair.dst_store.get_tags(dst.key) if dst_props.tag_count else ()
+            changed = differences(src_props, dst_props, src_tags, dst_tags)
+            if changed:
+                pair.dst_store.update_properties(
+                    dst.key,
+                    etag=dst.etag,
+                    properties=src_props,
+                    tags=src_tags,
+                    storage_class=self.storage_class or dst_details.storage_class,
+                )
+                log.info("%s: updated %s", pair.dst_store.describe(dst.key), ", ".join(changed))
+        except LongbowError as exc:
+            with self._lock:
+                self.report.checked += 1
+                self.report.failed.append((dst.key, str(exc)))
+            return
+        with self._lock:
+            self.report.checked += 1
+            self.report.updated += bool(changed)
+
+
+__all__ = ["PropertyReport", "PropertyUpdater", "differences"]

@@ -1,0 +1,200 @@
+"""Additional checksums: sources whose ETags are no MD5s are proven by CRC32C/CRC32/SHA-256
+and the destination is written with the same algorithm (real SeaweedFS on both sides; the
+source seen through a proxy that makes it look KMS-encrypted)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from s3longbow import checksums
+from s3longbow.cli.app import cli
+from s3longbow.config import MiB
+from s3longbow.testing.sealproxy import SealProxy, seal_proxy
+from s3longbow.testing.servers import LocalServer
+
+from ..conftest import Bucket, cli_env, endpoint_args, new_bucket
+from .test_integrity import job_verdicts, run_sync
+
+
+@pytest.fixture()
+def sealed(seaweed_src: LocalServer) -> Iterator[tuple[SealProxy, Bucket]]:
+    """A source bucket, and the proxy through which its objects look KMS-encrypted."""
+    bucket = new_bucket(seaweed_src, "sealed")
+    with seal_proxy(seaweed_src.endpoint) as proxy:
+        yield proxy, bucket
+
+
+def put_with_checksum(bucket: Bucket, key: str, data: bytes, algorithm: str) -> str:
+    bucket.client.put_object(Bucket=bucket.name, Key=key, Body=data, ChecksumAlgorithm=algorithm)
+    return checksums.checksum_b64(algorithm, data)
+
+
+def put_composite(bucket: Bucket, key: str, parts: list[bytes], algorithm: str) -> str:
+    c = bucket.client
+    upload = c.create_multipart_upload(Bucket=bucket.name, Key=key, ChecksumAlgorithm=algorithm)
+    listed = []
+    for number, body in enumerate(parts, 1):
+        value = checksums.checksum_b64(algorithm, body)
+        resp = c.upload_part(
+            Bucket=bucket.name,
+            Key=key,
+            UploadId=upload["UploadId"],
+            PartNumber=number,
+            Body=body,
+            **{f"Checksum{algorithm}": value},
+        )
+        listed.append({"PartNumber": number, "ETag": resp["ETag"], f"Checksum{algorithm}": value})
+    c.complete_multipart_upload(
+        Bucket=bucket.name, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": listed}
+    )
+    head = c.head_object(Bucket=bucket.name, Key=key, ChecksumMode="ENABLED")
+    return str(head[f"Checksum{algorithm}"])
+
+
+def dst_checksum(bucket: Bucket, key: str) -> dict[str, str]:
+    head = bucket.client.head_object(Bucket=bucket.name, Key=key, ChecksumMode="ENABLED")
+    headers = head["ResponseMetadata"]["HTTPHeaders"]
+    return {k: v for k, v in headers.items() if k.startswith("x-amz-checksum-")}
+
+
+def test_sealed_sources_are_proven_by_their_checksums(
+    sealed: tuple[SealProxy, Bucket], dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    proxy, src = sealed
+    small = os.urandom(200_000)
+    sha = os.urandom(300_000)
+    big = os.urandom(7 * MiB)  # one PUT at the source, copied in parts: CRCs combine
+    parts = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1 * MiB)]
+    expected = {
+        "crc32c.bin": put_with_checksum(src, "crc32c.bin", small, "CRC32C"),
+        "sha256.bin": put_with_checksum(src, "sha256.bin", sha, "SHA256"),
+        "big-crc32.bin": put_with_checksum(src, "big-crc32.bin", big, "CRC32"),
+        "composite.bin": put_composite(src, "composite.bin", parts, "CRC32C"),
+    }
+    src.put("plain.bin", os.urandom(1000))  # no checksum: nothing can prove a sealed copy
+    sealed_src = Bucket(proxy.endpoint(), src.name, src.client)
+    # The proxy really hides the MD5s.
+    real = [o["ETag"] for o in src.client.list_objects_v2(Bucket=src.name)["Contents"]]
+    seen = proxy.endpoint().client().list_objects_v2(Bucket=src.name)["Contents"]
+    assert len(seen) == len(real) and not set(real) & {o["ETag"] for o in seen}
+
+    code, summary = run_sync(sealed_src, dst_bucket, tmp_path / "jobs.db", "--part-size", "5MiB")
+    assert code == 0, summary
+
+    verdicts = job_verdicts(tmp_path / "jobs.db")
+    assert verdicts["crc32c.bin"] == ("done", "source-crc32c")
+    assert verdicts["sha256.bin"] == ("done", "source-sha256")
+    assert verdicts["big-crc32.bin"] == ("done", "source-crc32")
+    assert verdicts["composite.bin"] == ("done", "source-crc32c")
+    state, reason = verdicts["plain.bin"]
+    assert state == "done" and reason.startswith("unverified:") and "not an MD5" in reason
+    assert dst_bucket.digests() == src.digests()
+    # The destination was written with the source's algorithm, and checked it.
+    assert dst_checksum(dst_bucket, "crc32c.bin")["x-amz-checksum-crc32c"] == expected["crc32c.bin"]
+    assert dst_checksum(dst_bucket, "sha256.bin")["x-amz-checksum-sha256"] == expected["sha256.bin"]
+    assert (
+        dst_checksum(dst_bucket, "composite.bin")["x-amz-checksum-crc32c"]
+        == (expected["composite.bin"])
+    )
+    assert "x-amz-checksum-crc32" in dst_checksum(dst_bucket, "big-crc32.bin")
+
+
+def test_a_corrupted_read_of_a_sealed_source_is_caught_and_read_again(
+    sealed: tuple[SealProxy, Bucket], dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    proxy, src = sealed
+    data = os.urandom(100_000)
+    put_with_checksum(src, "one.bin", data, "CRC32C")
+    proxy.corrupt_once.add(f"{src.name}/one.bin")
+    sealed_src = Bucket(proxy.endpoint(), src.name, src.client)
+
+    code, summary = run_sync(sealed_src, dst_bucket, tmp_path / "jobs.db")
+
+    assert code == 0, summary
+    assert proxy.corrupted == 1
+    assert hashlib.md5(dst_bucket.get("one.bin")).hexdigest() == hashlib.md5(data).hexdigest()
+    assert job_verdicts(tmp_path / "jobs.db")["one.bin"] == ("done", "source-crc32c")
+
+
+def test_md5_only_destination_gets_no_checksum_headers(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    put_with_checksum(src_bucket, "a.bin", os.urandom(5000), "CRC32C")
+
+    code, summary = run_sync(
+        src_bucket, dst_bucket, tmp_path / "jobs.db", "--checksum-algorithm", "MD5"
+    )
+
+    assert code == 0, summary
+    assert dst_checksum(dst_bucket, "a.bin") == {}
+    assert job_verdicts(tmp_path / "jobs.db")["a.bin"] == ("done", "source-md5")
+
+
+def test_a_configured_algorithm_is_written_on_every_object(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    small, large = os.urandom(3000), os.urandom(6 * MiB)
+    src_bucket.put("small.bin", small)
+    src_bucket.put("large.bin", large)
+
+    code, summary = run_sync(
+        src_bucket,
+        dst_bucket,
+        tmp_path / "jobs.db",
+        "--checksum-algorithm",
+        "sha256",
+        "--part-size",
+        "5MiB",
+    )
+
+    assert code == 0, summary
+    assert dst_checksum(dst_bucket, "small.bin")["x-amz-checksum-sha256"] == (
+        checksums.checksum_b64("SHA256", small)
+    )
+    expected = checksums.composite(
+        "SHA256",
+        [
+            checksums.checksum_b64("SHA256", large[: 5 * MiB]),
+            checksums.checksum_b64("SHA256", large[5 * MiB :]),
+        ],
+    )
+    assert dst_checksum(dst_bucket, "large.bin")["x-amz-checksum-sha256"] == (
+        f"{expected.value}-{expected.parts}"
+    )
+
+
+def test_verify_compares_checksums_where_etags_prove_nothing(
+    sealed: tuple[SealProxy, Bucket], dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    proxy, src = sealed
+    put_with_checksum(src, "sum.bin", os.urandom(3000), "CRC32C")
+    src.put("bare.bin", os.urandom(3000))
+    sealed_src = Bucket(proxy.endpoint(), src.name, src.client)
+    code, summary = run_sync(sealed_src, dst_bucket, tmp_path / "j.db")
+    assert code == 0, summary
+    args = [
+        "verify",
+        f"{src.url}/",
+        f"{dst_bucket.url}/",
+        *endpoint_args(sealed_src.endpoint, dst_bucket.endpoint),
+        "--json",
+    ]
+    env = cli_env(sealed_src.endpoint, dst_bucket.endpoint)
+
+    result = CliRunner().invoke(cli, args, env=env)
+
+    report = json.loads(result.stdout)
+    assert report["counts"]["match"] == 1, report  # the checksums agree, not the ETags
+    assert [u["key"] for u in report["unverifiable"]] == ["bare.bin"]
+    assert "encrypted" in report["unverifiable"][0]["reason"]
+    assert result.exit_code == 1
+
+    deep = CliRunner().invoke(cli, [*args, "--deep"], env=env)
+    assert json.loads(deep.stdout)["counts"]["match"] == 2 and deep.exit_code == 0
