@@ -221,9 +221,28 @@ def test_a_certificate_nobody_vouches_for_is_refused(
     assert not (tmp_path / "out" / "a.txt").exists()
 
 
-def test_no_verify_ssl_copies_and_warns(tls_front: str, src_bucket: Bucket, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["flag", "config key"])
+def test_no_verify_ssl_copies_and_warns(
+    how: str, tls_front: str, src_bucket: Bucket, tmp_path: Path
+) -> None:
     src_bucket.put("a.txt", b"over tls")
-    code, err = _sync_through(tls_front, src_bucket, tmp_path, "--src-no-verify-ssl")
+    if how == "flag":
+        code, err = _sync_through(tls_front, src_bucket, tmp_path, "--src-no-verify-ssl")
+    else:
+        config = tmp_path / "longbow.toml"
+        config.write_text(
+            f'[source]\nendpoint_url = "{tls_front}"\nregion = "{src_bucket.endpoint.region}"\n'
+            "path_style = true\nverify_ssl = false\n"
+            f'[[pairs]]\nsrc = "{src_bucket.url}/"\ndst = "{tmp_path / "out"}"\n'
+        )
+        done = longbow(
+            "sync",
+            "--config",
+            str(config),
+            *db_args(tmp_path),
+            env=cli_env(src_bucket.endpoint, None),
+        )
+        code, err = done.returncode, done.stderr
     assert code == 0, err
     assert (tmp_path / "out" / "a.txt").read_bytes() == b"over tls"
     assert f"TLS certificates of {tls_front} are not checked" in err
