@@ -20,9 +20,11 @@ from rich.table import Table
 
 from s3longbow.config import format_size, side_from_environment
 from s3longbow.errors import ConfigError, LongbowError
+from s3longbow.stores.location import check_endpoint_url
 
 from . import render
 from .app import (
+    _SECRET_LOGGERS,
     EXIT_CONFIG,
     EXIT_FATAL,
     EXIT_INTERRUPTED,
@@ -51,6 +53,10 @@ def load(config_file: Path) -> ClusterConfig:
     from s3longbow.cluster.settings import load_cluster_config
 
     config = load_cluster_config(config_file)
+    for name, side in (("source", config.source), ("destination", config.destination)):
+        check_endpoint_url(
+            side.endpoint_url, allow_http=side.allow_http, flag=f"allow_http = true in [{name}]"
+        )
     return dataclasses.replace(
         config,
         source=side_from_environment("SRC", config.source),
@@ -160,6 +166,7 @@ def send(
     help="Log lines on standard error: one JSON object each, or plain text.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
+@click.option("-v", "--verbose", count=True, help="Debug log lines (-vvv: of libraries too).")
 def worker(
     config_file: Path,
     exit_when_idle: bool,
@@ -167,6 +174,7 @@ def worker(
     part_threads: int | None,
     log_format: str,
     quiet: bool,
+    verbose: int = 0,
 ) -> None:
     """Run jobs from the cluster's queue until stopped (SIGTERM or Ctrl-C).
 
@@ -177,7 +185,8 @@ def worker(
     from s3longbow.cluster.metrics import JsonLogFormatter
     from s3longbow.cluster.service import run_worker
 
-    _worker_logging(log_format, logging.WARNING if quiet else logging.INFO, JsonLogFormatter)
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    _worker_logging(log_format, level, JsonLogFormatter, libraries=verbose >= 3)
     log = logging.getLogger("s3longbow.worker")
     console = Console(stderr=True)
     try:
@@ -211,7 +220,9 @@ def worker(
     sys.exit(EXIT_INTERRUPTED if report.interrupted else EXIT_OK)
 
 
-def _worker_logging(fmt: str, level: int, formatter: type[logging.Formatter]) -> None:
+def _worker_logging(
+    fmt: str, level: int, formatter: type[logging.Formatter], *, libraries: bool = False
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(formatter())
@@ -220,8 +231,10 @@ def _worker_logging(fmt: str, level: int, formatter: type[logging.Formatter]) ->
     root = logging.getLogger()
     root.handlers.clear()
     root.addHandler(handler)
-    root.setLevel(logging.WARNING)
+    root.setLevel(logging.DEBUG if libraries else logging.WARNING)
     logging.getLogger("s3longbow").setLevel(level)
+    for name in _SECRET_LOGGERS:  # they would print request headers and credential lookups
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def _stop_on_signals(stop: threading.Event, log: logging.Logger) -> Callable[[], None]:
@@ -248,7 +261,8 @@ def _stop_on_signals(stop: threading.Event, log: logging.Logger) -> Callable[[],
 @cli.command("cluster-init")
 @_CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the queue URLs as JSON.")
-def cluster_init(config_file: Path, as_json: bool) -> None:
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cluster_init(config_file: Path, as_json: bool, verbose: int = 0) -> None:
     """Create the job queue, its dead-letter queue (redrive policy) and the job table.
 
     For tests and small deployments; safe to run again (existing queues get the configured
@@ -257,7 +271,7 @@ def cluster_init(config_file: Path, as_json: bool) -> None:
     from s3longbow.cluster.service import init_cluster
 
     console = Console(stderr=True)
-    _setup_logging(0, console)
+    _setup_logging(verbose, console)
     try:
         report = _with_control(config_file, init_cluster)
     except LongbowError as exc:
