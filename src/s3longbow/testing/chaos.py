@@ -91,6 +91,10 @@ class ChaosReport:
     bytes_uploaded: int = 0
     faults_injected: dict[str, int] = field(default_factory=dict)
     exit_codes: list[int] = field(default_factory=list)
+    # Single mode: bytes each process uploaded, in order (the last one finished the copy), and
+    # what the finishing run said it sent and reused.
+    uploads: list[int] = field(default_factory=list)
+    last_run: dict[str, int] = field(default_factory=dict)
     messages_left: int = 0
     seconds: float = 0.0
 
@@ -129,6 +133,8 @@ class ChaosReport:
                 f"bytes re-sent         {self.resent_bytes} ({self.resent_bytes / minimum:.1%})",
                 f"faults injected       {faults}",
                 f"exit codes            {self.exit_codes}",
+                *([f"uploaded per process  {self.uploads}"] if self.uploads else []),
+                *([f"finishing run         {self.last_run}"] if self.last_run else []),
             ]
         )
 
@@ -343,6 +349,7 @@ def run_single(
             for _ in range(kills + 1):
                 if report.kills >= kills or time.monotonic() > deadline:
                     break
+                before = _uploaded(proxy)
                 with log.open("ab") as err:
                     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
                     try:
@@ -356,17 +363,29 @@ def run_single(
                     finally:
                         if proc.poll() is None:
                             _sigkill(proc)
+                        report.uploads.append(_uploaded(proxy) - before)
+            before = _uploaded(proxy)
             with log.open("ab") as err:
                 final = subprocess.run(
                     argv, env=env, stdout=subprocess.PIPE, stderr=err, timeout=_FINISH_TIMEOUT
                 )
+            report.uploads.append(_uploaded(proxy) - before)
             report.exit_codes.append(final.returncode)
+            report.last_run = _byte_counts(final.stdout)
             report.source_bytes += total
             compare(src, target, sizes, report)
             _count_sqlite_jobs(db, report)
             if report.kills >= kills or time.monotonic() > deadline:
                 break
     return _finish(report, src_proxy, proxy, started)
+
+
+def _byte_counts(summary: bytes) -> dict[str, int]:
+    try:
+        data = json.loads(summary)
+    except ValueError:
+        return {}
+    return {k: int(data[k]) for k in ("bytes_sent", "bytes_reused") if k in data}
 
 
 def _endpoints(src_url: str, src_region: str, dst_url: str, dst_region: str) -> list[str]:
