@@ -31,6 +31,7 @@ from s3longbow.config import (
     side_from_environment,
 )
 from s3longbow.errors import ConfigError, FatalError, LongbowError
+from s3longbow.logsafety import quiet_secret_loggers
 from s3longbow.progress.stats import Stats
 from s3longbow.progress.view import LogView, RichView
 from s3longbow.stores.location import check_endpoint_url
@@ -511,22 +512,7 @@ def _setup_logging(verbose: int, console: Console) -> None:
     logging.getLogger("s3longbow").setLevel(level)
     if verbose >= 3:
         root.setLevel(logging.DEBUG)
-    # Secrets never reach the logs: at debug level these loggers print request headers
-    # (session tokens, signatures), credential lookups and response bodies (a decrypted SSM
-    # SecureString), so they stay at INFO.
-    for name in _SECRET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO)
-
-
-_SECRET_LOGGERS = (
-    "botocore.auth",
-    "botocore.endpoint",
-    "botocore.credentials",
-    "botocore.hooks",
-    "botocore.httpsession",
-    "botocore.parsers",
-    "urllib3.connectionpool",
-)
+    quiet_secret_loggers()
 
 
 def _handle_signals(stop: threading.Event, console: Console) -> Callable[[], None]:

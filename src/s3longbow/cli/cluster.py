@@ -20,11 +20,11 @@ from rich.table import Table
 
 from s3longbow.config import format_size, side_from_environment
 from s3longbow.errors import ConfigError, LongbowError
+from s3longbow.logsafety import quiet_secret_loggers
 from s3longbow.stores.location import check_endpoint_url
 
 from . import render
 from .app import (
-    _SECRET_LOGGERS,
     EXIT_CONFIG,
     EXIT_FATAL,
     EXIT_INTERRUPTED,
@@ -233,8 +233,7 @@ def _worker_logging(
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if libraries else logging.WARNING)
     logging.getLogger("s3longbow").setLevel(level)
-    for name in _SECRET_LOGGERS:  # they would print request headers and credential lookups
-        logging.getLogger(name).setLevel(logging.INFO)
+    quiet_secret_loggers()
 
 
 def _stop_on_signals(stop: threading.Event, log: logging.Logger) -> Callable[[], None]:

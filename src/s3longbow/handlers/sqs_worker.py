@@ -57,6 +57,7 @@ from s3longbow.config import (
 )
 from s3longbow.errors import ConfigError
 from s3longbow.handlers.deadline import stop_before_deadline
+from s3longbow.logsafety import quiet_secret_loggers
 from s3longbow.progress.stats import Stats
 
 log = logging.getLogger("s3longbow.handlers.sqs_worker")
@@ -305,22 +306,9 @@ def _number(env: Mapping[str, str], variable: str, default: float) -> float:
     return float(value)
 
 
-# At debug level (AWS_LAMBDA_LOG_LEVEL=DEBUG sets the root logger) these print request headers,
-# credential lookups and response bodies such as a decrypted SSM SecureString.
-_SECRET_LOGGERS = (
-    "botocore.auth",
-    "botocore.credentials",
-    "botocore.endpoint",
-    "botocore.hooks",
-    "botocore.httpsession",
-    "botocore.parsers",
-    "urllib3.connectionpool",
-)
-
-
 def _setup_logging(env: Mapping[str, str]) -> None:
-    for name in _SECRET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO)
+    # AWS_LAMBDA_LOG_LEVEL=DEBUG sets the root logger to debug.
+    quiet_secret_loggers()
     fmt = env.get("LONGBOW_LOG_FORMAT") or ("json" if "AWS_LAMBDA_FUNCTION_NAME" in env else "")
     if fmt != "json":
         return
