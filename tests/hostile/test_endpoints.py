@@ -218,6 +218,7 @@ def test_a_certificate_nobody_vouches_for_is_refused(
     code, err = _sync_through(tls_front, src_bucket, tmp_path)
     assert code == EXIT_FATAL, err
     assert "certificate" in err.lower() and tls_front.split("//")[1] in err
+    assert "AWS_CA_BUNDLE" in err and "--src-no-verify-ssl" in err  # the hint says how to fix it
     assert not (tmp_path / "out" / "a.txt").exists()
 
 

@@ -217,6 +217,13 @@ class S3Store:
     def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         token: str | None = None
         while True:
+            if self.data is not None:
+                lean = self.data.list_page(self.bucket, prefix, token=token)
+                yield from map(_lean_listed, lean.objects)
+                token = lean.next_token
+                if not token:
+                    return
+                continue
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
             if token:
                 kwargs["ContinuationToken"] = token
@@ -233,25 +240,31 @@ class S3Store:
         sort = order_key(self.capabilities.listing_order) or (lambda k: k)
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {
-                "Bucket": self.bucket,
-                "Prefix": prefix,
-                "Delimiter": "/",
-                "MaxKeys": 1000,
-            }
-            if token:
-                kwargs["ContinuationToken"] = token
-            with self._errors(f"listing s3://{self.bucket}/{prefix}", fatal=True):
-                page = self.client.list_objects_v2(**kwargs)
-            items: list[tuple[str, ObjectInfo | str]] = [
-                (sort(obj.key), obj) for obj in map(_listed, page.get("Contents", ()))
-            ]
-            items += [(sort(p["Prefix"]), p["Prefix"]) for p in page.get("CommonPrefixes", ())]
+            items: list[tuple[str, ObjectInfo | str]]
+            if self.data is not None:
+                lean = self.data.list_page(self.bucket, prefix, delimiter="/", token=token)
+                items = [(sort(obj.key), obj) for obj in map(_lean_listed, lean.objects)]
+                items += [(sort(p), p) for p in lean.prefixes]
+                token = lean.next_token
+            else:
+                kwargs: dict[str, Any] = {
+                    "Bucket": self.bucket,
+                    "Prefix": prefix,
+                    "Delimiter": "/",
+                    "MaxKeys": 1000,
+                }
+                if token:
+                    kwargs["ContinuationToken"] = token
+                with self._errors(f"listing s3://{self.bucket}/{prefix}", fatal=True):
+                    page = self.client.list_objects_v2(**kwargs)
+                items = [(sort(obj.key), obj) for obj in map(_listed, page.get("Contents", ()))]
+                items += [(sort(p["Prefix"]), p["Prefix"]) for p in page.get("CommonPrefixes", ())]
+                truncated = page.get("IsTruncated")
+                token = page.get("NextContinuationToken") if truncated else None
             items.sort(key=lambda pair: pair[0])
             for _, item in items:
                 yield item
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+            if not token:
                 return
 
     def head(self, key: str) -> ObjectInfo | None:
@@ -999,6 +1012,17 @@ def _version(item: dict[str, Any]) -> ObjectVersion:
     )
 
 
+def _lean_listed(item: tuple[str, int, str | None, str | None]) -> ObjectInfo:
+    """An entry of a page read by the lean data plane."""
+    key, size, etag, modified = item
+    return ObjectInfo(
+        key=key,
+        size=size,
+        etag=etag,
+        last_modified=_parse_timestamp(modified).timestamp() if modified else None,
+    )
+
+
 def _listed(item: dict[str, Any]) -> ObjectInfo:
     """An entry of a ListObjectsV2 page."""
     return ObjectInfo(
@@ -1036,6 +1060,12 @@ def _translate(
             "LONGBOW_SRC_SECRET_ACCESS_KEY (or DST), or configure the default credential chain",
         )
     if isinstance(exc, BotoCoreError):
+        if fatal and "certificate verify failed" in str(exc).lower():
+            return FatalError(
+                f"{where}: the endpoint's TLS certificate is not trusted: {exc}",
+                hint="set AWS_CA_BUNDLE to the CA file that signed it, or (unsafe, on a "
+                "network you trust) pass --src-no-verify-ssl / --dst-no-verify-ssl",
+            )
         if fatal:
             return FatalError(
                 f"{where}: {type(exc).__name__}: {exc}",

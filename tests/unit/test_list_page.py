@@ -1,0 +1,43 @@
+"""ListObjectsV2 replies parsed by the lean data plane, as S3 and other servers send them."""
+
+from __future__ import annotations
+
+from s3longbow.stores.s3http import ListPage, parse_list_page
+
+NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+
+
+def page(body: str, ns: str = NS) -> bytes:
+    head = '<?xml version="1.0" encoding="UTF-8"?>'
+    return f"{head}<ListBucketResult {ns}>{body}</ListBucketResult>".encode()
+
+
+def test_objects_prefixes_and_the_next_token() -> None:
+    body = (
+        "<IsTruncated>true</IsTruncated><NextContinuationToken>tok/+=</NextContinuationToken>"
+        "<EncodingType>url</EncodingType>"
+        "<Contents><Key>a+b%2Bc/%C3%A9</Key><Size>12</Size><ETag>&quot;abc&quot;</ETag>"
+        "<LastModified>2026-01-02T03:04:05.000Z</LastModified></Contents>"
+        "<Contents><Key>%01ctl</Key><Size>0</Size></Contents>"
+        "<CommonPrefixes><Prefix>sub+dir/</Prefix></CommonPrefixes>"
+    )
+    assert parse_list_page(page(body)) == ListPage(
+        objects=[
+            ("a b+c/é", 12, "abc", "2026-01-02T03:04:05.000Z"),
+            ("\x01ctl", 0, None, None),
+        ],
+        prefixes=["sub dir/"],
+        next_token="tok/+=",
+    )
+
+
+def test_keys_are_left_alone_when_the_server_did_not_encode_them() -> None:
+    body = "<IsTruncated>false</IsTruncated><Contents><Key>a+b%41</Key><Size>1</Size></Contents>"
+    parsed = parse_list_page(page(body, ns=""))
+    assert parsed.objects == [("a+b%41", 1, None, None)]
+    assert parsed.next_token is None
+
+
+def test_a_token_on_a_last_page_is_ignored() -> None:
+    body = "<IsTruncated>false</IsTruncated><NextContinuationToken>x</NextContinuationToken>"
+    assert parse_list_page(page(body)).next_token is None
