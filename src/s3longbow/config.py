@@ -204,10 +204,10 @@ class TransferSettings:
                 "bwlimit is below 1 KiB/s",
                 hint="give a rate such as 200MiB/s (or leave it out for no limit)",
             )
-        if self.compare not in ("size", "etag", "mtime"):
+        if self.compare not in ("size", "etag", "mtime", "version"):
             raise ConfigError(
                 f"compare {self.compare!r} is not a comparison mode",
-                hint="use size (the default), etag or mtime",
+                hint="use size (the default), etag, mtime or version",
             )
         if self.memory_limit < self.part_size:
             raise ConfigError(

@@ -21,6 +21,7 @@ from s3longbow.progress.stats import Stats
 from s3longbow.stores import open_store, parse_location
 from s3longbow.stores.base import ObjectStore
 from s3longbow.stores.local import LocalStore
+from s3longbow.stores.s3 import S3Store
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
@@ -182,6 +183,18 @@ def open_pairs(settings: Settings, *, read_only: bool = False) -> list[PairRunti
     return pairs
 
 
+def use_current_versions(pairs: list[PairRuntime]) -> None:
+    """--compare version: every source is listed with the version ids of its current keys."""
+    for pair in pairs:
+        if not isinstance(pair.src_store, S3Store):
+            raise ConfigError(
+                f"--compare version: the source {pair.src_store.describe()} is a directory, "
+                "which has no versions",
+                hint="use --compare size, etag or mtime for a local source",
+            )
+        pair.src_store.use_current_versions()
+
+
 def check_versioned(pairs: list[PairRuntime]) -> None:
     """Copying histories needs versioning on both buckets: refuse before anything is copied."""
     for pair in pairs:
@@ -239,6 +252,8 @@ def run_sync(
     try:
         if t.all_versions:
             check_versioned(pairs)
+        if t.compare == "version":
+            use_current_versions(pairs)
         if t.update_properties and any(isinstance(p.dst_store, LocalStore) for p in pairs):
             raise ConfigError(
                 "--update-properties needs an S3 destination: files keep no properties",
@@ -361,6 +376,7 @@ def _plan_all(
                 if settings.delete
                 else None,
                 on_same=None if updater is None else (lambda same, p=pair: updater.submit(p, same)),  # type: ignore[misc]
+                copied_version=lambda key, i=pair.index: db.copied_version(run_id, i, key),  # type: ignore[misc]
             )
             _add_counts(report, counts)
         if updater is not None:

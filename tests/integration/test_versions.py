@@ -118,3 +118,27 @@ def test_all_versions_refuses_an_unversioned_destination(moto: LocalServer, tmp_
     assert done.returncode == 2
     assert b"versioning is not enabled on the destination" in done.stderr
     assert dst.keys() == []
+
+
+def test_compare_version_copies_a_same_size_overwrite(
+    moto: LocalServer, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    src = new_bucket(moto, "cv")
+    src.client.put_bucket_versioning(Bucket=src.name, VersioningConfiguration={"Status": "Enabled"})
+    src.put("k", b"a" * 10)
+    src.put("other", b"stays")
+    db = tmp_path / "j.db"
+    code, summary = run_sync(src, dst_bucket, db, "--compare", "version")
+    assert code == 0 and summary["to_copy"]["objects"] == 2, summary
+
+    src.put("k", b"b" * 10)  # a new version of the same size
+    code, summary = run_sync(src, dst_bucket, db)  # by size: nothing to do
+    assert code == 0 and summary["to_copy"]["objects"] == 0, summary
+
+    code, summary = run_sync(src, dst_bucket, db, "--compare", "version")
+
+    assert code == 0, summary
+    assert summary["to_copy"]["objects"] == 1
+    assert dst_bucket.get("k") == b"b" * 10
+    code, summary = run_sync(src, dst_bucket, db, "--compare", "version")
+    assert summary["to_copy"]["objects"] == 0  # the copied version is now the current one

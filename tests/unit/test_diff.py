@@ -168,3 +168,13 @@ def test_mtime_mode_copies_a_newer_source() -> None:
 def test_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown compare mode"):
         comparator("checksum")
+
+
+def test_version_mode_copies_a_current_version_other_than_the_one_copied() -> None:
+    copied = {"k": "v1"}
+    rule = comparator("version", copied_version=copied.get)
+    src = ObjectInfo("k", 10, MD5_A, version_id="v2")
+    dst = ObjectInfo("k", 10, MD5_A)
+    assert rule(src, dst) == "version v2 is current, v1 was copied"
+    assert rule(ObjectInfo("k", 10, MD5_A, version_id="v1"), dst) is None
+    assert rule(ObjectInfo("new", 10, MD5_A, version_id="v9"), dst) is None  # no record: size

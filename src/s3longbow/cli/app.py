@@ -170,9 +170,10 @@ _PAIR_OPTIONS = [
 @click.option("--no-tags", is_flag=True, help="Do not copy object tags.")
 @click.option(
     "--compare",
-    type=click.Choice(["size", "etag", "mtime"]),
+    type=click.Choice(["size", "etag", "mtime", "version"]),
     help="When a present object is copied again: its size differs [size]; or also its ETag "
-    "differs (where comparable); or also the source is newer.",
+    "differs (where comparable); or also the source is newer; or also the source's current "
+    "version is not the one this run copied (versioned source).",
 )
 @click.option(
     "--sse",

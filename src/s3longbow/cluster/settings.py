@@ -70,6 +70,11 @@ def load_cluster_config(path: Path) -> ClusterConfig:
     file, cluster = load_cluster_config_file(path)
     transfer = dataclasses.replace(TransferSettings(), **file.get("transfer", {}))
     transfer.validate()
+    if transfer.compare == "version":
+        raise ConfigError(
+            f'config file {path}: compare = "version" works with `longbow sync` only',
+            hint="use size, etag or mtime in cluster mode",
+        )
     for key in ("all_versions", "update_properties"):
         if getattr(transfer, key):
             raise ConfigError(

@@ -601,6 +601,14 @@ class JobDatabase:
             ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
+    def copied_version(self, run_id: int, pair: int, src_key: str) -> str | None:
+        """The source version id the run last copied for a key (None: no done job knows)."""
+        row = self._one(
+            "SELECT version_id FROM jobs WHERE run_id=? AND pair=? AND src_key=? AND state='done'",
+            (run_id, pair, src_key),
+        )
+        return str(row[0]) if row and row[0] else None
+
     def job(self, run_id: int, src_key: str, pair: int = 0) -> Job | None:
         row = self._one(
             f"SELECT {_JOB_COLUMNS} FROM jobs WHERE run_id=? AND pair=? AND src_key=?",

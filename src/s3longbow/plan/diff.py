@@ -51,11 +51,15 @@ def size_differs(src: ObjectInfo, dst: ObjectInfo) -> str | None:
 
 _MD5 = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
 
-COMPARE_MODES = ("size", "etag", "mtime", "history")
+COMPARE_MODES = ("size", "etag", "mtime", "version", "history")
 
 
 def comparator(
-    mode: str, *, content_etags: bool = True, multipart_etags: bool = True
+    mode: str,
+    *,
+    content_etags: bool = True,
+    multipart_etags: bool = True,
+    copied_version: Callable[[str], str | None] | None = None,
 ) -> Callable[[ObjectInfo, ObjectInfo], str | None]:
     """The rule that decides whether a present destination object must be replaced.
 
@@ -66,12 +70,27 @@ def comparator(
       the size, so a store that computes them differently does not make every object look
       changed. `content_etags` is False when either side's ETags do not describe content.
     - "mtime": the sizes differ, or the source was modified after the destination.
+    - "version": the sizes differ, or the source's current version is not the one the job
+      database recorded as copied to the key (`copied_version`, by source key); a key with no
+      record is judged by its size.
     - "history": always (the versions of the key are compared when its job runs).
     """
     if mode == "size":
         return size_differs
     if mode == "history":
         return lambda src, dst: "its version history is compared when it is copied"
+    if mode == "version":
+
+        def version_differs(src: ObjectInfo, dst: ObjectInfo) -> str | None:
+            reason = size_differs(src, dst)
+            if reason or src.version_id is None or copied_version is None:
+                return reason
+            copied = copied_version(src.key)
+            if copied is not None and copied != src.version_id:
+                return f"version {src.version_id} is current, {copied} was copied"
+            return None
+
+        return version_differs
     if mode == "mtime":
 
         def newer(src: ObjectInfo, dst: ObjectInfo) -> str | None:

@@ -72,6 +72,7 @@ def decisions(
     threads: int = 8,
     extra: Callable[[ObjectInfo], None] | None = None,
     compare: str = "size",
+    copied_version: Callable[[str], str | None] | None = None,
 ) -> Iterator[Decision]:
     """Every source object of the pair with what to do about it, in key order.
 
@@ -108,6 +109,7 @@ def decisions(
             compare,
             content_etags=src_caps.content_etag and dst_caps.content_etag,
             multipart_etags=src_caps.multipart_etag_md5 and dst_caps.multipart_etag_md5,
+            copied_version=copied_version,
         ),
     )
 
@@ -139,6 +141,7 @@ def plan_pair(
     on_extras: Callable[[list[ObjectInfo]], None] | None = None,
     compare: str = "size",
     on_same: Callable[[list[Decision]], None] | None = None,
+    copied_version: Callable[[str], str | None] | None = None,
 ) -> PlanCounts:
     """Plan one pair, handing copies to `on_copies` in batches; returns the counts.
 
@@ -168,6 +171,7 @@ def plan_pair(
         threads=listing_threads,
         extra=extra if on_extras else None,
         compare=compare,
+        copied_version=copied_version,
     )
     for decision in listing:
         if decision.dst is not None:

@@ -108,6 +108,7 @@ class S3Store:
     """
 
     capabilities = Capabilities()
+    _versioned_listing = False
     rgw = False  # set by check(): the endpoint is a Ceph RADOS Gateway
 
     def __init__(
@@ -214,7 +215,41 @@ class S3Store:
                 "drop --storage-class or name one the zone defines",
             ) from None
 
+    def use_current_versions(self) -> None:
+        """List each key's current version with its version id (ListObjectVersions), so
+        planning can tell a new version of the same size (--compare version)."""
+        self._versioned_listing = True
+
+    def _list_versions_level(
+        self, prefix: str, delimiter: str | None
+    ) -> Iterator[ObjectInfo | str]:
+        """Current versions (a key whose latest entry is a delete marker is left out) and,
+        with a delimiter, the sub-prefixes, merged in the store's order page by page."""
+        sort = order_key(self.capabilities.listing_order) or (lambda k: k)
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        while True:
+            with self._errors(f"listing the versions of s3://{self.bucket}/{prefix}", fatal=True):
+                page = self.client.list_object_versions(**kwargs)
+            items: list[tuple[str, ObjectInfo | str]] = [
+                (sort(v["Key"]), _current(v)) for v in page.get("Versions", ()) if v.get("IsLatest")
+            ]
+            items += [(sort(p["Prefix"]), p["Prefix"]) for p in page.get("CommonPrefixes", ())]
+            items.sort(key=lambda pair: pair[0])
+            for _, item in items:
+                yield item
+            if not page.get("IsTruncated") or not page.get("NextKeyMarker"):
+                return
+            kwargs["KeyMarker"] = page["NextKeyMarker"]
+            kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker") or ""
+
     def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        if self._versioned_listing:
+            yield from (
+                o for o in self._list_versions_level(prefix, None) if not isinstance(o, str)
+            )
+            return
         token: str | None = None
         while True:
             if self.data is not None:
@@ -235,6 +270,9 @@ class S3Store:
                 return
 
     def list_level(self, prefix: str) -> Iterator[ObjectInfo | str]:
+        if self._versioned_listing:
+            yield from self._list_versions_level(prefix, "/")
+            return
         # Each page holds keys and sub-prefixes in two lists, each in order: merge them by
         # the store's own order so the whole level comes out as one ordered stream.
         sort = order_key(self.capabilities.listing_order) or (lambda k: k)
@@ -999,6 +1037,17 @@ def _write_args(
     if tags:
         args["Tagging"] = urllib.parse.urlencode(tags)
     return args
+
+
+def _current(item: dict[str, Any]) -> ObjectInfo:
+    """The current version of a key, from a ListObjectVersions page."""
+    return ObjectInfo(
+        key=item["Key"],
+        size=int(item["Size"]),
+        etag=_unquote(item.get("ETag")),
+        last_modified=item["LastModified"].timestamp() if "LastModified" in item else None,
+        version_id=item.get("VersionId"),
+    )
 
 
 def _version(item: dict[str, Any]) -> ObjectVersion:
