@@ -57,8 +57,9 @@ def _with_seed(faults: Faults, seed: int) -> Faults:
 
 @pytest.fixture(scope="module")
 def dataset(seaweed_src: LocalServer) -> tuple[Location, dict[str, int]]:
-    """Forty objects under awkward keys, one of them multipart, seeded once."""
-    sizes = mixed_dataset(40, seed=SEED, large=1, large_max=11 * 1024 * 1024)
+    """Eighty objects under awkward keys, one of them multipart, seeded once: enough requests
+    that every fault kind fires at the default rate, even when all of them compete."""
+    sizes = mixed_dataset(80, seed=SEED, large=1, large_max=11 * 1024 * 1024)
     where = Location(seaweed_src.endpoint, new_bucket(seaweed_src, "faulty-src").name, "d/")
     seed_source(where, sizes, seed=SEED)
     return where, sizes
@@ -112,14 +113,16 @@ FAULT_RUNS: dict[str, Faults] = {
     "internal_error": Faults(internal_error=RATE),
     "flip_response_byte": Faults(flip_response_byte=RATE, data_only=True),
     "flip_request_byte": Faults(flip_request_byte=RATE, data_only=True),
+    # Flips are drawn last and only on object data, so they get a higher rate to fire at all;
+    # the other kinds also hit listings, where four failures in a row end the whole run.
     "all": Faults(
         reset_mid_body=RATE / 2,
         stall=RATE / 2,
         stall_seconds=STALL_SECONDS,
         slow_down=RATE / 2,
         internal_error=RATE / 2,
-        flip_response_byte=RATE / 2,
-        flip_request_byte=RATE / 2,
+        flip_response_byte=min(1.0, RATE * 2),
+        flip_request_byte=min(1.0, RATE * 2),
         data_only=True,
     ),
 }
