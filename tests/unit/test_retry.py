@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from s3longbow.errors import PermanentError, TransientError, UploadMissingError
+from s3longbow.retry import backoff_delay, with_retries
 from s3longbow.transfer.budget import ByteBudget
-from s3longbow.transfer.retry import backoff_delay, with_retries
 
 
 def test_transient_errors_are_retried_until_success() -> None:

@@ -50,12 +50,14 @@ from s3longbow.model import (
     ObjectVersion,
     PartInfo,
 )
+from s3longbow.retry import with_retries
 from s3longbow.stores.base import Capabilities, ObjectStore, order_key
 from s3longbow.stores.location import check_endpoint_url
 from s3longbow.stores.s3errors import AUTH_CODES, error_from_response
-from s3longbow.stores.s3http import S3DataPlane
+from s3longbow.stores.s3http import ListPage, S3DataPlane
 
 log = logging.getLogger(__name__)
+_LIST_ATTEMPTS = 5  # a listing page, through the lean client
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -179,9 +181,11 @@ class S3Store:
                     f"access to bucket {self.bucket!r} at {self._endpoint} was denied ({code})",
                     hint="check the credentials (profile, keys) and the bucket policy",
                 ) from None
-            raise _translate(exc, f"checking bucket {self.bucket!r}", fatal=True) from None
+            where = f"checking bucket {self.bucket!r} at {self._endpoint}"
+            raise _translate(exc, where, fatal=True) from None
         except (BotoCoreError, LongbowError) as exc:
-            raise _translate(exc, f"checking bucket {self.bucket!r}", fatal=True) from None
+            where = f"checking bucket {self.bucket!r} at {self._endpoint}"
+            raise _translate(exc, where, fatal=True) from None
         headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         if headers.get("server", "").startswith("SeaweedFS"):
             # Its filer lists folder by folder: "a/b" comes before "a-c".
@@ -214,6 +218,17 @@ class S3Store:
                 hint="RGW offers STANDARD unless its zone defines more classes; "
                 "drop --storage-class or name one the zone defines",
             ) from None
+
+    def _list_page(self, prefix: str, delimiter: str | None, token: str | None) -> ListPage:
+        # The lean client does not retry; a listing that fails ends the run, so it gets the
+        # attempts botocore would have given it.
+        assert self.data is not None
+        data = self.data
+        return with_retries(
+            lambda: data.list_page(self.bucket, prefix, delimiter=delimiter, token=token),
+            attempts=_LIST_ATTEMPTS,
+            what=f"listing s3://{self.bucket}/{prefix}",
+        )
 
     def use_current_versions(self) -> None:
         """List each key's current version with its version id (ListObjectVersions), so
@@ -253,7 +268,7 @@ class S3Store:
         token: str | None = None
         while True:
             if self.data is not None:
-                lean = self.data.list_page(self.bucket, prefix, token=token)
+                lean = self._list_page(prefix, None, token)
                 yield from map(_lean_listed, lean.objects)
                 token = lean.next_token
                 if not token:
@@ -280,7 +295,7 @@ class S3Store:
         while True:
             items: list[tuple[str, ObjectInfo | str]]
             if self.data is not None:
-                lean = self.data.list_page(self.bucket, prefix, delimiter="/", token=token)
+                lean = self._list_page(prefix, "/", token)
                 items = [(sort(obj.key), obj) for obj in map(_lean_listed, lean.objects)]
                 items += [(sort(p), p) for p in lean.prefixes]
                 token = lean.next_token

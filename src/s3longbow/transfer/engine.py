@@ -46,10 +46,10 @@ from s3longbow.errors import (
 from s3longbow.jobs.base import UploadLedger
 from s3longbow.model import Checksum, Job, JobResult, ObjectDetails, ObjectProperties, PartInfo
 from s3longbow.progress.stats import Stats
+from s3longbow.retry import with_retries
 from s3longbow.stores.base import ObjectStore
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
-from s3longbow.transfer.retry import with_retries
 from s3longbow.transfer.sizing import part_count, part_range, part_size_for
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from s3longbow.errors import FatalError, PermanentError, TransientError
 from s3longbow.jobs.base import JobQueue
 from s3longbow.model import Job, JobState
 from s3longbow.progress.stats import Stats
+from s3longbow.retry import backoff_delay
 from s3longbow.transfer.engine import Attempt, Copier, Interrupted
-from s3longbow.transfer.retry import backoff_delay
 
 log = logging.getLogger(__name__)
 

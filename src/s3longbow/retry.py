@@ -30,8 +30,9 @@ def with_retries(
 ) -> T:
     """Run `action`, retrying TransientError up to `attempts` times in all.
 
-    botocore already retries throttling and 5xx per request; this loop covers what it cannot:
-    a body that breaks mid-stream, a short read, a digest the server rejected.
+    botocore already retries throttling and 5xx per request; this loop covers what it cannot
+    (a body that breaks mid-stream, a short read, a digest the server rejected) and every
+    request of the lean data plane, which does not retry on its own.
     """
     for attempt in range(attempts):
         try:
