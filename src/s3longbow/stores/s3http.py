@@ -717,7 +717,9 @@ class S3DataPlane:
 
         def read(response: http.client.HTTPResponse) -> ListPage:
             if response.status != 200:
-                raise self._error(response, where, fatal=True)
+                # A busy or failing server is worth another try; anything else stops the run.
+                busy = response.status >= 500 or response.status == 429
+                raise self._error(response, where, fatal=not busy)
             body = response.read()
             try:
                 return parse_list_page(body)
