@@ -580,7 +580,8 @@ class Copier:
         return False, "the source's ETag is not an MD5 to compare the copy with"
 
     def _copy_parts_on_server(self, job: Job, plan: Plan, attempt: Attempt) -> JobResult:
-        reusable, upload_id = self._resume_or_start(job, plan)
+        # Parts the ledger never recorded are copied again: the server copies them cheaply.
+        reusable, _, upload_id = self._resume_or_start(job, plan)
         count = part_count(job.size, plan.part_size)
         reused = sum(p.size for p in reusable.values())
         if reusable:
@@ -656,7 +657,7 @@ class Copier:
     # -- multipart --------------------------------------------------------------------------
 
     def _copy_multipart(self, job: Job, plan: Plan, attempt: Attempt) -> JobResult:
-        reusable, upload_id = self._resume_or_start(job, plan)
+        reusable, unrecorded, upload_id = self._resume_or_start(job, plan)
         part_size = plan.part_size
         count = part_count(job.size, part_size)
         reused_bytes = sum(p.size for p in reusable.values())
@@ -675,9 +676,13 @@ class Copier:
         # Reused parts are read again (not sent) only when a proof or a checksum needs them.
         reread = hasher is not None or sums is not None
         numbers = [n for n in range(1, count + 1) if reread or n not in reusable]
-        expected = {n: p.etag for n, p in reusable.items()}
+        # A part the destination holds but the ledger never heard of (the process died before
+        # recording it) is read again and kept when its bytes have the MD5 the store lists.
+        expected = {n: p.etag for n, p in {**unrecorded, **reusable}.items()}
         try:
-            done = self._run_parts(job, upload_id, plan, numbers, expected, hasher, sums, attempt)
+            done = self._run_parts(
+                job, upload_id, plan, numbers, expected, hasher, sums, attempt, set(unrecorded)
+            )
         finally:
             if hasher is not None:
                 hasher.discard()
@@ -688,12 +693,11 @@ class Copier:
         )
         dst_etag = self._complete(job, plan, upload_id, ordered)
         self._check_after_complete(job, ordered, dst_etag)
-        sent = sum(
-            p.size for n, p in done.items() if n not in reusable or p.etag != reusable[n].etag
-        )
+        sent = sum(p.size for n, p in done.items() if p.etag != expected.get(n))
+        adopted = sum(p.size for n, p in done.items() if n in unrecorded and p.etag == expected[n])
         return JobResult(
             bytes_sent=sent,
-            bytes_reused=reused_bytes,
+            bytes_reused=reused_bytes + adopted,
             verified=verified,
             verify=how,
             dst_etag=dst_etag,
@@ -708,8 +712,14 @@ class Copier:
             return OrderedHash(plan.proof.algorithm.lower())
         return None
 
-    def _resume_or_start(self, job: Job, plan: Plan) -> tuple[dict[int, PartInfo], str]:
-        """Reuse the job's open upload where it is still valid, else start a new one."""
+    def _resume_or_start(
+        self, job: Job, plan: Plan
+    ) -> tuple[dict[int, PartInfo], dict[int, PartInfo], str]:
+        """Reuse the job's open upload where it is still valid, else start a new one.
+
+        Returns the parts to reuse (listed and recorded), the parts listed with the right size
+        and an MD5 ETag that the ledger has no record of (to check against the source), and
+        the upload id."""
         if job.upload_id:
             stale = job.upload_etag != job.etag or job.part_size != plan.part_size
             if not stale:
@@ -719,7 +729,7 @@ class Copier:
                     self.src.details(job.src_key, job.etag, version_id=job.version_id)
                 listed = self.dst.list_parts(job.dst_key, job.upload_id)
                 if listed is not None:
-                    return self._valid_parts(job, listed, plan.part_size), job.upload_id
+                    return (*self._valid_parts(job, listed, plan.part_size), job.upload_id)
             else:
                 # Parts of another source version, or cut at other boundaries: never mix them.
                 log.info(
@@ -736,7 +746,7 @@ class Copier:
             checksum_algorithm=plan.write_algorithm,
         )
         self.ledger.set_upload(job, upload_id, plan.part_size, job.etag)
-        return {}, upload_id
+        return {}, {}, upload_id
 
     def _tags(self, job: Job, properties: ObjectProperties) -> tuple[tuple[str, str], ...]:
         """The source's tags, fetched only when the object has some (S3 sends no tag count
@@ -745,19 +755,31 @@ class Copier:
             return ()
         return self.src.get_tags(job.src_key)
 
-    def _valid_parts(self, job: Job, listed: list[PartInfo], part_size: int) -> dict[int, PartInfo]:
-        """Parts the destination lists AND the ledger recorded, with the expected size."""
+    def _valid_parts(
+        self, job: Job, listed: list[PartInfo], part_size: int
+    ) -> tuple[dict[int, PartInfo], dict[int, PartInfo]]:
+        """Parts the destination lists AND the ledger recorded, with the expected size; and
+        the listed parts of the expected size that the ledger does not know, whose ETags are
+        MD5s to check the source's bytes against."""
         assert job.upload_id is not None
         recorded = self.ledger.recorded_parts(job, job.upload_id)
         count = part_count(job.size, part_size)
-        valid = {}
+        valid, unrecorded = {}, {}
         for part in listed:
             if not 1 <= part.number <= count:
                 continue
-            expected = part_range(part.number, job.size, part_size)[1]
-            if part.size == expected and recorded.get(part.number) == (part.size, part.etag):
+            if part.size != part_range(part.number, job.size, part_size)[1]:
+                continue
+            if recorded.get(part.number) == (part.size, part.etag):
                 valid[part.number] = part
-        return valid
+            elif (
+                part.number not in recorded
+                and is_md5_etag(part.etag)
+                and not self.dst_encrypts
+                and self.dst.capabilities.content_etag
+            ):
+                unrecorded[part.number] = part
+        return valid, unrecorded
 
     def _run_parts(
         self,
@@ -769,6 +791,7 @@ class Copier:
         hasher: OrderedHash | None,
         sums: PartSums | None,
         attempt: Attempt,
+        unrecorded: set[int] | None = None,
     ) -> dict[int, PartInfo]:
         """Move parts with at most `part_threads` buffers held for this object at once.
 
@@ -796,6 +819,7 @@ class Copier:
                 _Release(self.budget, taken, window),
                 cancel,
                 attempt,
+                unrecorded is not None and number in unrecorded,
             )
             future.add_done_callback(lambda f: f.exception() is not None and cancel.set())
             futures.append(future)
@@ -826,6 +850,7 @@ class Copier:
         release: _Release,
         cancel: threading.Event,
         attempt: Attempt,
+        unrecorded: bool = False,
     ) -> PartInfo:
         start, length = part_range(number, job.size, plan.part_size)
         algorithm = plan.write_algorithm
@@ -841,7 +866,12 @@ class Copier:
             part_sums = sums.record(number, data) if sums is not None else {}
             checksum = part_sums.get(algorithm) if algorithm else None
             if expected_etag is not None and digest.hexdigest() == expected_etag:
-                # A reused part is valid.
+                # A reused part is valid; one the ledger did not know is recorded now.
+                if unrecorded:
+                    self.ledger.record_part(job, upload_id, number, length, expected_etag)
+                    self.stats.reused(length)
+                    attempt.progressed += length
+                    attempt.reused += length
                 return PartInfo(number, length, expected_etag, checksum), data
             self._pace(length)
             etag = self.dst.upload_part(
