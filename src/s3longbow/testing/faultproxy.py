@@ -1075,8 +1075,10 @@ class _Connection:
                 else:
                     copier.copy_length(length)
         head_only = request.method == "HEAD"
-        self.client.sendall(_error_response(kind, request, head_only=head_only, close=not keep))
+        # Counted before the answer leaves: a client may look at the counters as soon as it
+        # has the answer.
         self.proxy._injected_one(kind)
+        self.client.sendall(_error_response(kind, request, head_only=head_only, close=not keep))
         if not keep:
             self._close_gracefully()
         return keep
