@@ -23,6 +23,9 @@ T = TypeVar("T")
 _END = object()
 # Keys directly under the prefix that may wait in the read-ahead window.
 _MAX_WAITING_KEYS = 10_000
+# Items cross between threads in batches: one queue hand-off per key cost more CPU than
+# parsing the key from its listing page.
+_BATCH = 500
 
 
 class _ReadAhead(Generic[T]):
@@ -70,9 +73,35 @@ class _ReadAhead(Generic[T]):
         self._stop.set()
 
 
+def _batches(items: Iterable[T]) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= _BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Batched(Generic[T]):
+    """Iterates `items` on its own thread, about `depth` items ahead, handed over in batches."""
+
+    def __init__(self, items: Iterable[T], depth: int) -> None:
+        self._ahead = _ReadAhead(_batches(items), max(2, depth // _BATCH))
+
+    def __iter__(self) -> Iterator[T]:
+        for batch in self._ahead:
+            yield from batch
+
+    def cancel(self) -> None:
+        self._ahead.cancel()
+
+
 def read_ahead(items: Iterable[T], depth: int = 2000) -> Iterator[T]:
-    """Iterate `items` on a background thread, at most `depth` items ahead of the consumer."""
-    return iter(_ReadAhead(items, depth))
+    """Iterate `items` on a background thread, at most about `depth` items ahead of the
+    consumer."""
+    return iter(_Batched(items, depth))
 
 
 def list_concurrently(
@@ -81,10 +110,10 @@ def list_concurrently(
     """Every object under `prefix`, in the store's listing order, listed by sub-prefix on up
     to `threads` threads. Stores without delimited listings are listed the plain way."""
     if threads <= 1 or not store.capabilities.delimited_listing:
-        yield from _ReadAhead(store.list_objects(prefix), depth)
+        yield from _Batched(store.list_objects(prefix), depth)
         return
     level = iter(store.list_level(prefix))
-    window: deque[ObjectInfo | _ReadAhead[ObjectInfo]] = deque()
+    window: deque[ObjectInfo | _Batched[ObjectInfo]] = deque()
     running = 0
     waiting_keys = 0
     exhausted = False
@@ -96,7 +125,7 @@ def list_concurrently(
                 if item is None:
                     exhausted = True
                 elif isinstance(item, str):
-                    window.append(_ReadAhead(store.list_objects(item), depth))
+                    window.append(_Batched(store.list_objects(item), depth))
                     running += 1
                 else:
                     window.append(item)
@@ -104,7 +133,7 @@ def list_concurrently(
             if not window:
                 return
             head = window.popleft()
-            if isinstance(head, _ReadAhead):
+            if isinstance(head, _Batched):
                 running -= 1
                 yield from head
             else:
@@ -112,5 +141,5 @@ def list_concurrently(
                 yield head
     finally:
         for pending in window:
-            if isinstance(pending, _ReadAhead):
+            if isinstance(pending, _Batched):
                 pending.cancel()
