@@ -21,7 +21,7 @@ PAIR = '[[pairs]]\nsrc = "s3://a/x/"\ndst = "s3://b/y/"\n'
 # name -> (config file text, what the message must say)
 CONFIG_CASES = {
     "workers as text": ('workers = "many"\n' + PAIR, "longbow.toml: workers must be a number"),
-    "workers zero": ("workers = 0\n" + PAIR, "workers must be at least 1"),
+    "workers zero": ("workers = 0\n" + PAIR, "longbow.toml: workers must be at least 1"),
     "fractional workers": ("workers = 2.5\n" + PAIR, "workers must be a whole number"),
     "negative part size": ("part_size = -5\n" + PAIR, "part-size: a size cannot be negative"),
     "absurd part size": ('part_size = "10TiB"\n' + PAIR, "outside S3's limits"),
@@ -33,7 +33,15 @@ CONFIG_CASES = {
         'bandwidth_limit = "fast"\n' + PAIR,
         "bandwidth_limit: 'fast' is not",
     ),
-    "rate below 1 KiB/s": ('bandwidth_limit = "10B/s"\n' + PAIR, "bwlimit is below 1 KiB/s"),
+    "rate below 1 KiB/s": (
+        'bandwidth_limit = "10B/s"\n' + PAIR,
+        "longbow.toml: bwlimit is below 1 KiB/s",  # the file that holds the setting is named
+    ),
+    "unknown compare mode": ('compare = "checksum"\n' + PAIR, "longbow.toml: compare 'checksum'"),
+    "bad checksum algorithm": (
+        '[destination]\nchecksum_algorithm = "CRC99"\n' + PAIR,
+        "checksum-algorithm 'CRC99' is not known",
+    ),
     "rate per hour": ('bandwidth_limit = "5MiB/h"\n' + PAIR, "bandwidth_limit: '5MiB/h' is not"),
     "path_style as text": ('[source]\npath_style = "yes"\n' + PAIR, "path_style must be a bool"),
     "secret key in the file": (

@@ -455,6 +455,11 @@ def _settings(
         return side_from_environment(prefix.upper(), base.validate(prefix))
 
     transfer = dataclasses.replace(TransferSettings(), **file.get("transfer", {}))
+    if config_file and file.get("transfer"):
+        try:  # name the file when its own settings are what is wrong
+            transfer.validate()
+        except ConfigError as exc:
+            raise ConfigError(f"config file {config_file}: {exc.message}", hint=exc.hint) from None
     flags = {
         name: options[name]
         for name in (
