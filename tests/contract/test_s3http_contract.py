@@ -10,11 +10,9 @@ does on demand: dropped connections, stale keep-alive connections, ignored Range
 from __future__ import annotations
 
 import base64
-import datetime
 import gc
 import hashlib
 import http.client
-import ipaddress
 import logging
 import os
 import socket
@@ -40,6 +38,7 @@ from s3longbow.stores.s3http import S3DataPlane
 from s3longbow.testing.servers import LocalServer
 
 from ..conftest import Bucket, new_bucket
+from ..tls import self_signed_certificate
 
 MiB = 1024 * 1024
 
@@ -711,43 +710,6 @@ def test_request_line_and_headers_on_the_wire(scripted: Any) -> None:
     assert lines["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
     assert lines["user-agent"].startswith("longbow/")
     assert "expect" not in lines and "accept-encoding" not in lines
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def test_https_verifies_the_server_certificate(tmp_path: Path) -> None:

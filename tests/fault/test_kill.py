@@ -7,12 +7,12 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 from s3longbow.config import MiB
 
-from ..conftest import Bucket, cli_env, endpoint_args
+from ..conftest import Bucket, cli_env
+from ..integration.test_integrity import sync_argv
 from ..killing import kill_after_parts
 
 
@@ -24,24 +24,9 @@ def test_sigkill_mid_transfer_then_resume_sends_less(
         src_bucket.put(key, body)
     total = sum(map(len, data.values()))
     db = tmp_path / "jobs.db"
-    argv = [
-        sys.executable,
-        "-m",
-        "s3longbow",
-        "sync",
-        f"{src_bucket.url}/",
-        f"{dst_bucket.url}/",
-        "--db",
-        str(db),
-        "--part-size",
-        "5MiB",
-        "--workers",
-        "2",
-        "--part-threads",
-        "1",
-        "--json",
-        *endpoint_args(src_bucket.endpoint, dst_bucket.endpoint),
-    ]
+    argv = sync_argv(
+        src_bucket, dst_bucket, db, "--part-size", "5MiB", "--workers", "2", "--part-threads", "1"
+    )
     env = {**os.environ, **cli_env(src_bucket.endpoint, dst_bucket.endpoint)}
     killed_after = kill_after_parts(argv, env, db, parts=4)
     assert killed_after >= 4
@@ -66,22 +51,7 @@ def test_parts_stored_but_never_recorded_are_checked_and_kept(
     body = os.urandom(30 * MiB)
     src_bucket.put("big.bin", body)
     db = tmp_path / "jobs.db"
-    argv = [
-        sys.executable,
-        "-m",
-        "s3longbow",
-        "sync",
-        f"{src_bucket.url}/",
-        f"{dst_bucket.url}/",
-        "--db",
-        str(db),
-        "--part-size",
-        "5MiB",
-        "--part-threads",
-        "1",
-        "--json",
-        *endpoint_args(src_bucket.endpoint, dst_bucket.endpoint),
-    ]
+    argv = sync_argv(src_bucket, dst_bucket, db, "--part-size", "5MiB", "--part-threads", "1")
     env = {**os.environ, **cli_env(src_bucket.endpoint, dst_bucket.endpoint)}
     recorded = kill_after_parts(argv, env, db, parts=3)
     assert recorded >= 3

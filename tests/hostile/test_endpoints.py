@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import socket
 import ssl
@@ -13,14 +12,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from s3longbow.stores.location import is_loopback
 
 from ..conftest import Bucket, cli_env, endpoint_args
+from ..tls import self_signed_certificate
 from .conftest import db_args, invoke, longbow
 
 EXIT_CONFIG = 2
@@ -114,36 +110,6 @@ def test_which_hosts_are_loopback(host: str, loopback: bool) -> None:
 # -- TLS ------------------------------------------------------------------------------------
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def _pump(a: socket.socket, b: socket.socket) -> None:
     try:
         while data := a.recv(65536):
@@ -161,7 +127,7 @@ def _pump(a: socket.socket, b: socket.socket) -> None:
 @pytest.fixture()
 def tls_front(src_bucket: Bucket, tmp_path: Path) -> Iterator[str]:
     """An https endpoint with a self-signed certificate in front of the source server."""
-    cert, key = self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     upstream = urlsplit(src_bucket.endpoint.url)

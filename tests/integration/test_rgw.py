@@ -21,12 +21,12 @@ import pytest
 
 from s3longbow.config import MiB, SideSettings
 from s3longbow.errors import FatalError
-from s3longbow.jobs.sqlite import JobDatabase
 from s3longbow.stores.s3 import S3Store
 from s3longbow.testing.servers import LocalServer, start_rgw
 
 from ..conftest import Bucket, cli_env, endpoint_args, new_bucket
 from ..killing import kill_after_parts
+from .test_integrity import job_verdicts, open_uploads
 
 
 def sync_argv(src: Bucket | Path, dst: Bucket | Path, db: Path, *extra: str) -> list[str]:
@@ -69,25 +69,6 @@ def run_sync(
     return done.returncode, summary, done.stderr.decode("utf-8", "replace")
 
 
-def open_uploads(bucket: Bucket) -> list[str]:
-    resp = bucket.client.list_multipart_uploads(Bucket=bucket.name)
-    return [upload["Key"] for upload in resp.get("Uploads", [])]
-
-
-def verdicts(db: Path) -> set[tuple[str, str | None]]:
-    jobs = JobDatabase(db)
-    try:
-        run = jobs.get_run()
-        assert run is not None
-        with jobs._lock:  # noqa: SLF001 - a test reads the table directly
-            rows = jobs._conn.execute(  # noqa: SLF001
-                "SELECT state, verify FROM jobs WHERE run_id=?", (run.id,)
-            ).fetchall()
-    finally:
-        jobs.close()
-    return {(row[0], row[1]) for row in rows}
-
-
 def md5s(data: dict[str, bytes]) -> dict[str, str]:
     return {key: hashlib.md5(body).hexdigest() for key, body in data.items()}
 
@@ -118,7 +99,7 @@ def test_seaweedfs_to_rgw_and_back_to_a_directory(
     # RGW's Complete reply has no ETag; the object's own ETag is the AWS-style one.
     big = rgw_bucket.client.head_object(Bucket=rgw_bucket.name, Key="big/three-parts.bin")
     assert big["ETag"].strip('"').endswith("-3")
-    assert {state for state, _ in verdicts(tmp_path / "in.db")} == {"done"}
+    assert {state for state, _ in job_verdicts(tmp_path / "in.db").values()} == {"done"}
 
     code, summary, err = run_sync(src_bucket, rgw_bucket, tmp_path / "in.db", *sizes)
     assert code == 0, err
@@ -151,7 +132,7 @@ def test_sync_killed_mid_transfer_resumes_on_rgw(
     assert summary["bytes_reused"] >= 2 * 5 * MiB  # the parts sent before the kill
     assert rgw_bucket.digests() == md5s(data)
     assert open_uploads(rgw_bucket) == []
-    assert verdicts(db) == {("done", "source-md5")}
+    assert set(job_verdicts(db).values()) == {("done", "source-md5")}
 
 
 @pytest.mark.rgw

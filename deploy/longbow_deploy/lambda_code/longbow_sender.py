@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from s3longbow.cluster.aws import ControlPlane
-from s3longbow.cluster.metrics import JsonLogFormatter
 from s3longbow.cluster.sender import send_jobs
 from s3longbow.handlers.deadline import stop_before_deadline
-from s3longbow.handlers.sqs_worker import config_from_environment
+from s3longbow.handlers.sqs_worker import config_from_environment, setup_logging
 
 log = logging.getLogger("s3longbow.handlers.sender")
 
@@ -49,7 +47,7 @@ def handler(
         LongbowError: The settings are invalid, or the queue, the table or a bucket cannot
             be used (the invocation fails and is reported as such).
     """
-    _setup_logging()
+    setup_logging(os.environ)
     event = event if isinstance(event, Mapping) else {}
     unknown = sorted(set(event) - set(OPTIONS) - {"source", "trigger"})
     if unknown:
@@ -68,18 +66,3 @@ def handler(
     summary: dict[str, Any] = report.to_json()
     log.info("send finished", extra={"fields": {"event": "send", **summary}})
     return summary
-
-
-def _setup_logging() -> None:
-    """JSON log lines in Lambda (as the worker writes them); elsewhere logging is left alone."""
-    env = os.environ
-    fmt = env.get("LONGBOW_LOG_FORMAT") or ("json" if "AWS_LAMBDA_FUNCTION_NAME" in env else "")
-    if fmt != "json":
-        return
-    root = logging.getLogger()
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler(sys.stderr))
-    for h in root.handlers:
-        if not isinstance(h.formatter, JsonLogFormatter):
-            h.setFormatter(JsonLogFormatter())
-    logging.getLogger("s3longbow").setLevel(logging.INFO)

@@ -113,7 +113,7 @@ def handler(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         `{"batchItemFailures": [{"itemIdentifier": messageId}, ...]}`.
     """
     env = os.environ
-    _setup_logging(env)
+    setup_logging(env)
     runtime = _runtime(env)
     margin = _number(env, "LONGBOW_TIME_MARGIN_SECONDS", DEFAULT_MARGIN_SECONDS)
     records = event.get("Records") or []
@@ -306,8 +306,9 @@ def _number(env: Mapping[str, str], variable: str, default: float) -> float:
     return float(value)
 
 
-def _setup_logging(env: Mapping[str, str]) -> None:
-    # AWS_LAMBDA_LOG_LEVEL=DEBUG sets the root logger to debug.
+def setup_logging(env: Mapping[str, str]) -> None:
+    """Secret-bearing loggers held at INFO (AWS_LAMBDA_LOG_LEVEL=DEBUG sets the root logger to
+    debug) and, in Lambda or with LONGBOW_LOG_FORMAT=json, JSON log lines."""
     quiet_secret_loggers()
     fmt = env.get("LONGBOW_LOG_FORMAT") or ("json" if "AWS_LAMBDA_FUNCTION_NAME" in env else "")
     if fmt != "json":
@@ -321,4 +322,4 @@ def _setup_logging(env: Mapping[str, str]) -> None:
     logging.getLogger("s3longbow").setLevel(logging.INFO)
 
 
-__all__ = ["LambdaContext", "close_runtime", "config_from_environment", "handler"]
+__all__ = ["LambdaContext", "close_runtime", "config_from_environment", "handler", "setup_logging"]

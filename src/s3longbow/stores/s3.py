@@ -221,14 +221,17 @@ class S3Store:
 
     def _list_page(self, prefix: str, delimiter: str | None, token: str | None) -> ListPage:
         # The lean client does not retry; a listing that fails ends the run, so it gets the
-        # attempts botocore would have given it.
+        # attempts botocore would have given it, and a refusal stops the run at once.
         assert self.data is not None
         data = self.data
-        return with_retries(
-            lambda: data.list_page(self.bucket, prefix, delimiter=delimiter, token=token),
-            attempts=_LIST_ATTEMPTS,
-            what=f"listing s3://{self.bucket}/{prefix}",
-        )
+        try:
+            return with_retries(
+                lambda: data.list_page(self.bucket, prefix, delimiter=delimiter, token=token),
+                attempts=_LIST_ATTEMPTS,
+                what=f"listing s3://{self.bucket}/{prefix}",
+            )
+        except PermanentError as exc:
+            raise FatalError(exc.message, hint=exc.hint) from None
 
     def use_current_versions(self) -> None:
         """List each key's current version with its version id (ListObjectVersions), so
@@ -247,13 +250,11 @@ class S3Store:
         while True:
             with self._errors(f"listing the versions of s3://{self.bucket}/{prefix}", fatal=True):
                 page = self.client.list_object_versions(**kwargs)
-            items: list[tuple[str, ObjectInfo | str]] = [
-                (sort(v["Key"]), _current(v)) for v in page.get("Versions", ()) if v.get("IsLatest")
-            ]
-            items += [(sort(p["Prefix"]), p["Prefix"]) for p in page.get("CommonPrefixes", ())]
-            items.sort(key=lambda pair: pair[0])
-            for _, item in items:
-                yield item
+            yield from _in_order(
+                [_current(v) for v in page.get("Versions", ()) if v.get("IsLatest")],
+                [p["Prefix"] for p in page.get("CommonPrefixes", ())],
+                sort,
+            )
             if not page.get("IsTruncated") or not page.get("NextKeyMarker"):
                 return
             kwargs["KeyMarker"] = page["NextKeyMarker"]
@@ -288,16 +289,12 @@ class S3Store:
         if self._versioned_listing:
             yield from self._list_versions_level(prefix, "/")
             return
-        # Each page holds keys and sub-prefixes in two lists, each in order: merge them by
-        # the store's own order so the whole level comes out as one ordered stream.
         sort = order_key(self.capabilities.listing_order) or (lambda k: k)
         token: str | None = None
         while True:
-            items: list[tuple[str, ObjectInfo | str]]
             if self.data is not None:
                 lean = self._list_page(prefix, "/", token)
-                items = [(sort(obj.key), obj) for obj in map(_lean_listed, lean.objects)]
-                items += [(sort(p), p) for p in lean.prefixes]
+                yield from _in_order(list(map(_lean_listed, lean.objects)), lean.prefixes, sort)
                 token = lean.next_token
             else:
                 kwargs: dict[str, Any] = {
@@ -310,13 +307,13 @@ class S3Store:
                     kwargs["ContinuationToken"] = token
                 with self._errors(f"listing s3://{self.bucket}/{prefix}", fatal=True):
                     page = self.client.list_objects_v2(**kwargs)
-                items = [(sort(obj.key), obj) for obj in map(_listed, page.get("Contents", ()))]
-                items += [(sort(p["Prefix"]), p["Prefix"]) for p in page.get("CommonPrefixes", ())]
+                yield from _in_order(
+                    list(map(_listed, page.get("Contents", ()))),
+                    [p["Prefix"] for p in page.get("CommonPrefixes", ())],
+                    sort,
+                )
                 truncated = page.get("IsTruncated")
                 token = page.get("NextContinuationToken") if truncated else None
-            items.sort(key=lambda pair: pair[0])
-            for _, item in items:
-                yield item
             if not token:
                 return
 
@@ -736,8 +733,6 @@ class S3Store:
             **self._write_kwargs,
         }
         kwargs["TaggingDirective"] = "COPY" if tags is None else "REPLACE"
-        if tags is None:
-            kwargs.pop("Tagging", None)
         if etag:
             kwargs["CopySourceIfMatch"] = f'"{etag}"'
         with self._errors(f"updating the properties of {self.describe(key)}"):
@@ -1052,6 +1047,17 @@ def _write_args(
     if tags:
         args["Tagging"] = urllib.parse.urlencode(tags)
     return args
+
+
+def _in_order(
+    objects: list[ObjectInfo], prefixes: list[str], sort: Callable[[str], str]
+) -> list[ObjectInfo | str]:
+    """One page of a delimited listing as one stream: its keys and its sub-prefixes come in two
+    lists, each in order, merged here by the store's own order."""
+    items: list[tuple[str, ObjectInfo | str]] = [(sort(o.key), o) for o in objects]
+    items += [(sort(p), p) for p in prefixes]
+    items.sort(key=lambda pair: pair[0])
+    return [item for _, item in items]
 
 
 def _current(item: dict[str, Any]) -> ObjectInfo:

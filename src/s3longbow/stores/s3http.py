@@ -717,9 +717,7 @@ class S3DataPlane:
 
         def read(response: http.client.HTTPResponse) -> ListPage:
             if response.status != 200:
-                # A busy or failing server is worth another try; anything else stops the run.
-                busy = response.status >= 500 or response.status == 429
-                raise self._error(response, where, fatal=not busy)
+                raise self._error(response, where)
             body = response.read()
             try:
                 return parse_list_page(body)
@@ -910,7 +908,6 @@ class S3DataPlane:
         where: str,
         *,
         source: bool = False,
-        fatal: bool = False,
     ) -> LongbowError:
         """Map an error reply onto the error tree (after reading at most 64 KiB of it)."""
         code, message = _parse_error(_read_capped(response))
@@ -920,7 +917,6 @@ class S3DataPlane:
             message or response.reason or "",
             where,
             source=source,
-            fatal=fatal,
         )
 
 

@@ -593,11 +593,7 @@ class Copier:
             self.part_pool.submit(self._copy_part_on_server, job, upload_id, plan, n, attempt)
             for n in todo
         ]
-        wait(futures)
-        errors = [e for e in (f.exception() for f in futures) if e is not None]
-        if errors:
-            raise errors[0]
-        parts = {**reusable, **{f.result().number: f.result() for f in futures}}
+        parts = {**reusable, **_parts_done(futures)}
         ordered = [parts[n] for n in range(1, count + 1)]
         if plan.source_layout and not all(is_md5_etag(p.etag) for p in ordered):
             verified, how = False, "the part ETags the server gave are not MD5s"
@@ -823,13 +819,9 @@ class Copier:
             )
             future.add_done_callback(lambda f: f.exception() is not None and cancel.set())
             futures.append(future)
-        wait(futures)
-        errors = [e for e in (f.exception() for f in futures) if e is not None]
-        if errors:
-            real = [e for e in errors if not isinstance(e, Interrupted)]
-            raise (real or errors)[0]
+        done = _parts_done(futures)
         self._check_stop()
-        return {f.result().number: f.result() for f in futures}
+        return done
 
     def _take(self, window: threading.Semaphore, cancel: threading.Event) -> bool:
         """Wait for a window slot; False when the object or the run is being abandoned."""
@@ -1041,6 +1033,17 @@ class Copier:
     def _check_stop(self) -> None:
         if self.stop.is_set():
             raise Interrupted("the run is shutting down")
+
+
+def _parts_done(futures: list[Future[PartInfo]]) -> dict[int, PartInfo]:
+    """Wait for every part; raise the first real failure (before any part that only stopped
+    because another failed)."""
+    wait(futures)
+    errors = [e for e in (f.exception() for f in futures) if e is not None]
+    if errors:
+        real = [e for e in errors if not isinstance(e, Interrupted)]
+        raise (real or errors)[0]
+    return {f.result().number: f.result() for f in futures}
 
 
 __all__ = [
