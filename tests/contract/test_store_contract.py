@@ -273,3 +273,21 @@ def test_concurrent_listing_equals_the_plain_listing(case: Case) -> None:
         for threads in (1, 3, 8):
             got = [o.key for o in list_concurrently(store, prefix, threads=threads, depth=2)]
             assert got == plain, (prefix, threads)
+
+
+def test_lean_client_serves_a_copy_without_botocore(case: Case) -> None:
+    # botocore's client costs ~0.3 CPU-s to build; what a plain copy needs must not build it.
+    store = case.store
+    if not isinstance(store, S3Store) or store.data is None:
+        assert not isinstance(store, S3Store) or store._client is not None
+        return
+    put(store, "k", b"data")
+    assert [o.key for o in store.list_objects("")] == ["k"]
+    info = store.head("k")
+    assert info is not None and info.size == 4
+    data, _ = store.read_object("k", 4, etag=info.etag)
+    assert data == b"data"
+    assert store._client is None
+    # A control-plane call builds it on first use.
+    store.abort_upload("k", "no-such-upload")
+    assert store._client is not None

@@ -1,4 +1,4 @@
-"""S3 adapter over boto3: any endpoint, profile, region or static keys; errors translated.
+"""S3 adapter over botocore: any endpoint, profile, region or static keys; errors translated.
 
 Only this module (and later the lean data-plane client) knows about botocore. Every ClientError
 is mapped onto Longbow's error tree, so callers decide on retries by error class, not by text.
@@ -12,12 +12,12 @@ import email.utils
 import functools
 import logging
 import os
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-import boto3
 import botocore.handlers
 import botocore.parsers
 import botocore.session
@@ -129,7 +129,15 @@ class S3Store:
             side.secret_access_key,
             side.session_token,
         )
-        self.client, session = make_s3_client(side, max_connections=max_connections)
+        self._side = side
+        self._max_connections = max_connections
+        session = make_session(side)
+        self._region = side.region or session.get_config_variable("region") or "us-east-1"
+        # botocore's client is built on first use: creating it costs ~0.3 s of CPU (its service
+        # model), and a run whose every request goes through the lean client never needs it.
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._session = session
         self.capabilities = dataclasses.replace(
             self.capabilities,
             checksums=side.checksum_algorithm,
@@ -140,7 +148,6 @@ class S3Store:
         extra_headers: dict[str, str] = {}
         if side.requester_pays:
             extra_headers["x-amz-request-payer"] = "requester"
-            self.client.meta.events.register("before-sign.s3", _acknowledge_requester_pays)
         # The bytes (GET, PUT, UploadPart) go through a lean keep-alive HTTP client: botocore
         # spends ~4 ms of CPU per request, several times the cost of the transfer itself.
         # botocore keeps every other call, and all of them behind a proxy it would honour.
@@ -148,7 +155,7 @@ class S3Store:
         if lean and not _proxy_configured() and side.verify_ssl:
             self.data = S3DataPlane(
                 side.endpoint_url,
-                self.client.meta.region_name,
+                self._region,
                 side.path_style,
                 session.get_credentials(),
                 max_connections,
@@ -156,6 +163,25 @@ class S3Store:
                 extra_headers=extra_headers,
                 checksum_mode=self._checksum_mode,
             )
+        else:
+            self.client  # noqa: B018 - every call goes through botocore: fail early on bad settings
+
+    @property
+    def client(self) -> Any:
+        """The botocore S3 client (control-plane calls), created on first use."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    client = make_s3_client(
+                        self._side,
+                        self._session,
+                        self._region,
+                        max_connections=self._max_connections,
+                    )
+                    if self._side.requester_pays:
+                        client.meta.events.register("before-sign.s3", _acknowledge_requester_pays)
+                    self._client = client
+        return self._client
 
     @property
     def _checksum_mode(self) -> bool:
@@ -166,6 +192,29 @@ class S3Store:
         return f"s3://{self.bucket}/{key}"
 
     def check(self) -> None:
+        headers = self._head_bucket_lean()
+        if headers is None:
+            headers = self._head_bucket()
+        if headers.get("server", "").startswith("SeaweedFS"):
+            # Its filer lists folder by folder: "a/b" comes before "a-c".
+            self.capabilities = dataclasses.replace(self.capabilities, listing_order="segments")
+        # Ceph RGW names no server, but its HeadBucket reply carries x-rgw-* headers.
+        self.rgw = any(name.lower().startswith("x-rgw-") for name in headers)
+        if self.rgw:
+            self._check_rgw_checksums()
+
+    def _head_bucket_lean(self) -> dict[str, str] | None:
+        """The bucket's HEAD headers through the lean client; None unless it answered 2xx
+        (botocore then asks again, for its redirects, retries and error details)."""
+        if self.data is None:
+            return None
+        try:
+            status, headers = self.data.head_bucket(self.bucket)
+        except LongbowError:
+            return None
+        return headers if 200 <= status < 300 else None
+
+    def _head_bucket(self) -> dict[str, str]:
         try:
             resp = self.client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
@@ -186,14 +235,8 @@ class S3Store:
         except (BotoCoreError, LongbowError) as exc:
             where = f"checking bucket {self.bucket!r} at {self._endpoint}"
             raise _translate(exc, where, fatal=True) from None
-        headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        if headers.get("server", "").startswith("SeaweedFS"):
-            # Its filer lists folder by folder: "a/b" comes before "a-c".
-            self.capabilities = dataclasses.replace(self.capabilities, listing_order="segments")
-        # Ceph RGW names no server, but its HeadBucket reply carries x-rgw-* headers.
-        self.rgw = any(name.lower().startswith("x-rgw-") for name in headers)
-        if self.rgw:
-            self._check_rgw_checksums()
+        headers: dict[str, str] = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        return headers
 
     def _check_rgw_checksums(self) -> None:
         # RGW checks Content-MD5 but neither checks nor keeps the newer x-amz-checksum-* values.
@@ -813,7 +856,8 @@ class S3Store:
     def close(self) -> None:
         if self.data is not None:
             self.data.close()
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     @contextmanager
     def _errors(self, where: str, *, fatal: bool = False, source: bool = False) -> Iterator[None]:
@@ -823,11 +867,8 @@ class S3Store:
             raise _translate(exc, where, fatal=fatal, source=source) from None
 
 
-def make_s3_client(
-    side: SideSettings, *, max_connections: int = 64
-) -> tuple[Any, boto3.session.Session]:
-    """A boto3 S3 client for one side, tuned for many threads and S3-compatible servers, and
-    the session whose credentials it uses."""
+def make_session(side: SideSettings) -> botocore.session.Session:
+    """A botocore session for one side: its profile, static keys and region, if given."""
     check_endpoint_url(side.endpoint_url, allow_http=side.allow_http)
     if not side.verify_ssl and side.endpoint_url not in _UNVERIFIED_WARNED:
         _UNVERIFIED_WARNED.add(side.endpoint_url)
@@ -837,26 +878,34 @@ def make_s3_client(
             side.endpoint_url or "the AWS endpoint",
         )
     try:
-        core = botocore.session.Session(profile=side.profile)
-        if side.profile and side.profile not in core.available_profiles:
+        session = botocore.session.Session(profile=side.profile)
+        if side.profile and side.profile not in session.available_profiles:
             raise ProfileNotFound(profile=side.profile)
-        # Listings carry a timestamp per key; botocore parses each with dateutil, which cost
-        # more CPU than the rest of planning. S3's ISO 8601 form has a fast path.
-        parsers = botocore.parsers.ResponseParserFactory()
-        parsers.set_parser_defaults(timestamp_parser=_parse_timestamp)
-        core.register_component("response_parser_factory", parsers)
-        session = boto3.session.Session(
-            botocore_session=core,
-            aws_access_key_id=side.access_key_id,
-            aws_secret_access_key=side.secret_access_key,
-            aws_session_token=side.session_token,
-            region_name=side.region,
-        )
     except ProfileNotFound:
         raise ConfigError(
             f"AWS profile {side.profile!r} is not configured",
             hint="list profiles with `aws configure list-profiles`, or pass another profile",
         ) from None
+    if side.access_key_id or side.secret_access_key or side.session_token:
+        session.set_credentials(side.access_key_id, side.secret_access_key, side.session_token)
+    if side.region:
+        session.set_config_variable("region", side.region)
+    # Listings carry a timestamp per key; botocore parses each with dateutil, which cost
+    # more CPU than the rest of planning. S3's ISO 8601 form has a fast path.
+    parsers = botocore.parsers.ResponseParserFactory()
+    parsers.set_parser_defaults(timestamp_parser=_parse_timestamp)
+    session.register_component("response_parser_factory", parsers)
+    return session
+
+
+def make_s3_client(
+    side: SideSettings,
+    session: botocore.session.Session,
+    region: str,
+    *,
+    max_connections: int = 64,
+) -> Any:
+    """A botocore S3 client for one side, tuned for many threads and S3-compatible servers."""
     config = Config(
         max_pool_connections=max_connections,
         retries={"mode": "standard", "max_attempts": 4},
@@ -873,16 +922,16 @@ def make_s3_client(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    client = session.client(
+    client = session.create_client(
         "s3",
         endpoint_url=side.endpoint_url,
-        region_name=side.region or session.region_name or "us-east-1",
+        region_name=region,
         config=config,
         verify=None if side.verify_ssl else False,
     )
     # `Expect: 100-continue` costs a round trip per PUT; a rejected body is cheap to resend.
     client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
-    return client, session
+    return client
 
 
 _UNVERIFIED_WARNED: set[str | None] = set()  # endpoints already warned about, once each

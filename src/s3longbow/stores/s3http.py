@@ -1,11 +1,12 @@
-"""Lean S3 data plane: ranged GET, PUT and UploadPart over keep-alive ``http.client`` connections.
+"""Lean S3 client: GET, PUT, UploadPart, HEAD, multipart start/finish and ListObjectsV2 over
+keep-alive ``http.client`` connections.
 
-This module moves object bytes and nothing else. Listing, multipart bookkeeping and every other
-control-plane call stay on boto3 in :mod:`s3longbow.stores.s3`; here each request is one signed
-HTTP exchange on a connection the calling thread keeps open, which costs a fraction of
-botocore's per-request CPU. Requests are signed with SigV4 in headers, with
+Each request is one signed HTTP exchange on a connection the calling thread keeps open, which
+costs a fraction of botocore's per-request CPU; every other control-plane call stays on botocore
+in :mod:`s3longbow.stores.s3`. Requests are signed with SigV4 in headers, with
 ``UNSIGNED-PAYLOAD`` (each body is protected by its ``Content-MD5`` instead). Replies mean the
-same as on the boto3 path: errors go through :func:`s3longbow.stores.s3errors.error_from_response`.
+same as on the botocore path: errors go through
+:func:`s3longbow.stores.s3errors.error_from_response`.
 """
 
 from __future__ import annotations
@@ -192,6 +193,9 @@ class _CrtSigner:
         self._region = region
         # (frozen credentials, static provider): rebuilt only when the credentials change.
         self._provider: tuple[ReadOnlyCredentials, Any] | None = None
+        # (frozen credentials, signing time, config): a signature's date has whole seconds, so
+        # requests signed within the same second share one config.
+        self._config: tuple[ReadOnlyCredentials, datetime.datetime, Any] | None = None
 
     def _provider_for(self, frozen: ReadOnlyCredentials) -> Any:
         cached = self._provider
@@ -204,21 +208,31 @@ class _CrtSigner:
         self._provider = (frozen, provider)  # one reference swap: safe across threads
         return provider
 
-    def sign(self, method: str, url: str, path: str, headers: dict[str, str]) -> None:
-        assert _crt_auth is not None and _crt_http is not None
+    def _config_for(self, frozen: ReadOnlyCredentials) -> Any:
+        now = _utcnow().replace(microsecond=0)
+        cached = self._config
+        if cached is not None and cached[1] == now and cached[0] == frozen:
+            return cached[2]
+        assert _crt_auth is not None
         config = _crt_auth.AwsSigningConfig(
             algorithm=_crt_auth.AwsSigningAlgorithm.V4,
             signature_type=_crt_auth.AwsSignatureType.HTTP_REQUEST_HEADERS,
-            credentials_provider=self._provider_for(_frozen(self._credentials)),
+            credentials_provider=self._provider_for(frozen),
             region=self._region,
             service="s3",
-            date=_utcnow(),
+            date=now,
             # S3 signs the path exactly as sent: no second encoding, no dot-segment removal.
             use_double_uri_encode=False,
             should_normalize_uri_path=False,
             signed_body_value=_crt_auth.AwsSignedBodyValue.UNSIGNED_PAYLOAD,
             signed_body_header_type=_crt_auth.AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256,
         )
+        self._config = (frozen, now, config)  # one reference swap: safe across threads
+        return config
+
+    def sign(self, method: str, url: str, path: str, headers: dict[str, str]) -> None:
+        assert _crt_auth is not None and _crt_http is not None
+        config = self._config_for(_frozen(self._credentials))
         request = _crt_http.HttpRequest(method, path, _crt_http.HttpHeaders(headers.items()))
         _crt_auth.aws_sign_request(request, config).result()
         headers.clear()
@@ -286,6 +300,87 @@ def _virtual_host_bucket(bucket: str, https: bool) -> bool:
 # --------------------------------------------------------------------------------------------
 # Connections
 # --------------------------------------------------------------------------------------------
+
+
+class _Response(http.client.HTTPResponse):
+    """An ``http.client`` response whose header block is parsed without the email package.
+
+    ``http.client`` hands every header block to ``email.parser``, about two thirds of the
+    CPU of reading a small reply. S3 replies are plain ``Name: value`` lines, so they are split
+    here into the same :class:`http.client.HTTPMessage`; status line, body framing (length,
+    chunked, keep-alive) and reading are the standard library's.
+    """
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        while True:
+            version, status, reason = self._read_status()
+            if status != http.client.CONTINUE:
+                break
+            _read_header_lines(self.fp)
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        self.code = self.status = status
+        self.reason = reason.strip()
+        self.headers = self.msg = _header_message(_read_header_lines(self.fp))
+        # Body framing, as the standard library decides it.
+        self.chunked = (self.headers.get("transfer-encoding") or "").lower() == "chunked"
+        self.chunk_left = None
+        self.will_close = self._check_close()
+        self.length = None
+        length = self.headers.get("content-length")
+        if length and not self.chunked:
+            try:
+                self.length = int(length)
+            except ValueError:
+                self.length = None
+            if self.length is not None and self.length < 0:
+                self.length = None
+        no_body = status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED)
+        if no_body or 100 <= status < 200 or self._method == "HEAD":
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True
+
+
+_MAX_HEADER_LINE = 65536
+_MAX_HEADERS = 100
+
+
+def _read_header_lines(fp: Any) -> list[bytes]:
+    """The header lines up to the blank line that ends them (bounded in length and count)."""
+    lines: list[bytes] = []
+    while True:
+        line = fp.readline(_MAX_HEADER_LINE + 1)
+        if len(line) > _MAX_HEADER_LINE:
+            raise http.client.LineTooLong("header line")
+        if line in (b"\r\n", b"\n", b""):
+            return lines
+        lines.append(line)
+        if len(lines) > _MAX_HEADERS:
+            raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
+
+
+def _header_message(lines: list[bytes]) -> http.client.HTTPMessage:
+    message = http.client.HTTPMessage()
+    name = value = ""
+    for raw in lines:
+        line = raw.decode("iso-8859-1").rstrip("\r\n")
+        if line[:1] in (" ", "\t") and name:
+            value = f"{value} {line.strip()}"  # an obsolete folded continuation line
+            continue
+        if name:
+            message[name] = value
+        name, _, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+    if name:
+        message[name] = value
+    return message
 
 
 class _Connection:
@@ -607,6 +702,17 @@ class S3DataPlane:
 
         return self._perform(request, None, where, read)
 
+    def head_bucket(self, bucket: str) -> tuple[int, dict[str, str]]:
+        """HEAD a bucket: the reply's status and its headers in lower case (any status)."""
+        where = f"checking bucket {bucket!r}"
+        request = self._prepare("HEAD", bucket, "", "", {}, where)
+
+        def read(response: http.client.HTTPResponse) -> tuple[int, dict[str, str]]:
+            _read_capped(response)
+            return response.status, {name.lower(): v for name, v in response.getheaders()}
+
+        return self._perform(request, None, where, read)
+
     def create_upload(
         self,
         bucket: str,
@@ -865,6 +971,7 @@ class S3DataPlane:
             )
         # Never reconnect behind our back: every connection is opened (and counted) here.
         conn.auto_open = 0
+        conn.response_class = _Response
         with self._lock:
             kept = len(self._open) < self._max_connections
             connection = _Connection(conn, kept=kept)
