@@ -281,7 +281,9 @@ def run_sync(
         budget = ByteBudget(t.memory_limit)
         bandwidth = BandwidthLimit(t.bandwidth_limit) if t.bandwidth_limit else None
         planning_done = threading.Event()
-        jobs = SqliteQueue(db, run.id, new_owner_id(), t.lease_seconds, planning_done)
+        jobs = SqliteQueue(
+            db, run.id, new_owner_id(), t.lease_seconds, planning_done, claim_ahead=t.workers
+        )
         new_work = jobs.new_work
         with ThreadPoolExecutor(t.workers * t.part_threads, thread_name_prefix="part") as parts:
             copiers = {

@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from s3longbow.jobs.sqlite import JobDatabase, PlannedCopy, new_owner_id
+from s3longbow.jobs.sqlite import (
+    FINISH_BATCH,
+    JobDatabase,
+    Outcome,
+    PlannedCopy,
+    SqliteQueue,
+    new_owner_id,
+)
 from s3longbow.model import JobResult, JobState, ObjectInfo, can_transition
 
 
@@ -30,6 +38,12 @@ def plan(db: JobDatabase, run_id: int, *objs: tuple[str, int, str]) -> int:
         max_attempts=2,
     )
     return gen
+
+
+def state(db: JobDatabase, run_id: int, key: str) -> str:
+    job = db.job(run_id, key)
+    assert job is not None
+    return job.state.value
 
 
 def test_state_machine_only_moves_forward() -> None:
@@ -144,3 +158,45 @@ def test_parts_ledger(db: JobDatabase) -> None:
     assert db.recorded_parts(job, "other-upload") == {}
     db.set_upload(job, "up2", 5, "e")  # a new upload forgets the old parts
     assert db.recorded_parts(job, "up1") == {}
+
+
+def test_finish_many_records_in_one_go_and_reports_lost_leases(db: JobDatabase) -> None:
+    run, _ = db.open_run("sig", {})
+    plan(db, run.id, ("a", 1, "e1"), ("b", 2, "e2"), ("c", 3, "e3"))
+    a, b, c = db.claim(run.id, "me", 3, lease_seconds=60)
+    db.record_part(a, "up", 1, 1, "p1")
+    b.lease_owner = "intruder"  # its lease was taken over: its outcome must not land
+    lost = db.finish_many(
+        [
+            Outcome(a, JobState.DONE, None, JobResult(bytes_sent=1)),
+            Outcome(b, JobState.DONE, None, JobResult(bytes_sent=2)),
+            Outcome(c, JobState.FAILED, "gone", None),
+        ]
+    )
+    assert [o.job.src_key for o in lost] == ["b"]
+    states = {k: state(db, run.id, k) for k in "abc"}
+    assert states == {"a": "done", "b": "in_progress", "c": "failed"}
+    assert db.recorded_parts(a, "up") == {}  # a done job forgets its parts
+
+
+def test_queue_writes_outcomes_in_batches_and_on_flush(db: JobDatabase) -> None:
+    run, _ = db.open_run("sig", {})
+    plan(db, run.id, *((f"k{i:03}", 1, "e") for i in range(FINISH_BATCH + 2)))
+    queue = SqliteQueue(db, run.id, "me", 60, threading.Event(), claim_ahead=8)
+    jobs = queue.claim(FINISH_BATCH + 2)
+    assert queue.claim_ahead == 8
+    queue.finish(jobs[0], JobState.DONE, None, JobResult(bytes_sent=1))
+    # Not written yet: the job stays leased, so a killed process would run it again.
+    assert state(db, run.id, jobs[0].src_key) == "in_progress"
+    for job in jobs[1:FINISH_BATCH]:
+        queue.finish(job, JobState.DONE, None, JobResult(bytes_sent=1))
+    # A full batch is written at once.
+    assert {state(db, run.id, j.src_key) for j in jobs[:FINISH_BATCH]} == {"done"}
+    queue.finish(jobs[FINISH_BATCH], JobState.FAILED, "bad", None)
+    assert state(db, run.id, jobs[FINISH_BATCH].src_key) == "in_progress"
+    queue.flush()
+    assert state(db, run.id, jobs[FINISH_BATCH].src_key) == "failed"
+    # Waiting for work writes pending outcomes first, so the run's end is seen.
+    queue.finish(jobs[-1], JobState.DONE, None, JobResult(bytes_sent=1))
+    queue.planning_done.set()
+    assert queue.wait_for_work(0.01) is False

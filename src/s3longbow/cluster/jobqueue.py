@@ -236,6 +236,8 @@ class ClusterJobQueue:
         self.max_receive_count = max_receive_count or cluster.max_receive_count
         self.visibility = cluster.visibility_timeout
         self.heartbeat_interval = cluster.visibility_timeout / 3
+        # Messages left in the queue go to whichever worker is free first.
+        self.claim_ahead = 0
         self._lock = threading.Lock()
         self._ended = threading.Condition(self._lock)
         self._held: dict[str, _Held] = {}
@@ -523,6 +525,9 @@ class ClusterJobQueue:
             )
         self._settled(running.held, job.id)
         return ok
+
+    def flush(self) -> None:
+        """Nothing waits: finish writes each outcome before it acknowledges the message."""
 
     def retry_later(self, job: Job, delay: float, reason: str, *, counted: bool = True) -> bool:
         running = self._running_of(job)

@@ -32,6 +32,9 @@ class JobQueue(UploadLedger, Protocol):
     """
 
     heartbeat_interval: float
+    # How many jobs beyond the free job threads a worker may lease at once: a local queue
+    # claims in batches (one transaction for many jobs); a shared one leaves them to others.
+    claim_ahead: int
 
     def claim(self, limit: int) -> list[Job]:
         """Lease up to `limit` jobs (none when nothing is ready)."""
@@ -45,6 +48,10 @@ class JobQueue(UploadLedger, Protocol):
         self, job: Job, state: JobState, reason: str | None, result: JobResult | None
     ) -> bool:
         """Record a final state (compare-and-set), then release the job; False if lost."""
+        ...
+
+    def flush(self) -> None:
+        """Make every outcome `finish` accepted durable (a queue may write them in batches)."""
         ...
 
     def retry_later(self, job: Job, delay: float, reason: str, *, counted: bool = True) -> bool:

@@ -10,6 +10,7 @@ result of a newer one. Several processes may share one file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -24,7 +25,12 @@ from pathlib import Path
 from s3longbow.errors import ConfigError
 from s3longbow.model import Job, JobResult, JobState, ObjectInfo
 
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
+# Job outcomes written per transaction at most, and how long the first may wait for others.
+FINISH_BATCH = 32
+FINISH_DELAY = 0.25
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -128,6 +134,16 @@ class UpsertCounts:
 def new_owner_id() -> str:
     """A lease owner id: host and pid let a later process on this host spot a dead owner."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A job's final state, waiting to be recorded."""
+
+    job: Job
+    state: JobState
+    reason: str | None
+    result: JobResult | None
 
 
 class JobDatabase:
@@ -524,30 +540,40 @@ class JobDatabase:
         self, job: Job, state: JobState, reason: str | None, result: JobResult | None
     ) -> bool:
         """Move a leased job to a final state (compare-and-set on its lease owner)."""
+        return self.finish_many([Outcome(job, state, reason, result)]) == []
+
+    def finish_many(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """Record final states in one transaction; return those whose lease was lost."""
+        now = time.time()
+        lost: list[Outcome] = []
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE jobs SET state=?, reason=?, finished_at=?, lease_owner=NULL, "
-                "attempts = attempts + ?, bytes_sent = bytes_sent + ?, bytes_reused=?, "
-                "verify=?, verified=?, "
-                "upload_id=CASE WHEN ? = 'done' THEN NULL ELSE upload_id END "
-                "WHERE id=? AND state='in_progress' AND lease_owner=?",
-                (
-                    state.value,
-                    reason,
-                    time.time(),
-                    0 if state is JobState.DONE else 1,
-                    result.bytes_sent if result else 0,
-                    result.bytes_reused if result else 0,
-                    _verify_text(result),
-                    None if result is None else int(result.verified),
-                    state.value,
-                    job.id,
-                    job.lease_owner,
-                ),
-            )
-            if state is JobState.DONE:
-                db.execute("DELETE FROM parts WHERE job_id=?", (job.id,))
-        return cur.rowcount == 1
+            for outcome in outcomes:
+                job, state, result = outcome.job, outcome.state, outcome.result
+                cur = db.execute(
+                    "UPDATE jobs SET state=?, reason=?, finished_at=?, lease_owner=NULL, "
+                    "attempts = attempts + ?, bytes_sent = bytes_sent + ?, bytes_reused=?, "
+                    "verify=?, verified=?, "
+                    "upload_id=CASE WHEN ? = 'done' THEN NULL ELSE upload_id END "
+                    "WHERE id=? AND state='in_progress' AND lease_owner=?",
+                    (
+                        state.value,
+                        outcome.reason,
+                        now,
+                        0 if state is JobState.DONE else 1,
+                        result.bytes_sent if result else 0,
+                        result.bytes_reused if result else 0,
+                        _verify_text(result),
+                        None if result is None else int(result.verified),
+                        state.value,
+                        job.id,
+                        job.lease_owner,
+                    ),
+                )
+                if cur.rowcount != 1:
+                    lost.append(outcome)
+                elif state is JobState.DONE:
+                    db.execute("DELETE FROM parts WHERE job_id=?", (job.id,))
+        return lost
 
     def retry_later(self, job: Job, delay: float, reason: str, *, counted: bool = True) -> bool:
         """Put a leased job back in the queue after `delay` seconds.
@@ -679,6 +705,7 @@ class SqliteQueue:
         owner: This process's lease owner id.
         lease_seconds: How long a claimed job stays invisible without a heartbeat.
         planning_done: Set once planning has written every job of this invocation.
+        claim_ahead: Jobs a worker may lease beyond its free threads (claims in batches).
     """
 
     def __init__(
@@ -688,30 +715,71 @@ class SqliteQueue:
         owner: str,
         lease_seconds: float,
         planning_done: threading.Event,
+        *,
+        claim_ahead: int = 0,
     ) -> None:
         self.db = db
         self.run_id = run_id
         self.owner = owner
         self.lease_seconds = lease_seconds
         self.heartbeat_interval = lease_seconds / 4
+        self.claim_ahead = claim_ahead
         self.planning_done = planning_done
         self.new_work = threading.Event()
+        # Outcomes not yet written, and when the oldest of them came (see finish).
+        self._outcomes: list[Outcome] = []
+        self._oldest = 0.0
+        self._outcomes_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
 
     def claim(self, limit: int) -> list[Job]:
         return self.db.claim(self.run_id, self.owner, limit, self.lease_seconds)
 
     def heartbeat(self, jobs: Sequence[Job]) -> None:
+        self.flush()
         self.db.extend_leases([j.id for j in jobs], self.owner, self.lease_seconds)
 
     def finish(
         self, job: Job, state: JobState, reason: str | None, result: JobResult | None
     ) -> bool:
-        return self.db.finish(job, state, reason, result)
+        """Record a final state, in a transaction shared with other jobs' outcomes.
+
+        A transaction per job cost more CPU than copying a small object, so outcomes are
+        written in batches: at most ``FINISH_BATCH`` of them or ``FINISH_DELAY`` seconds
+        after the first. Until its batch is written the job stays leased (in progress), so a
+        process killed in between runs it again; a lease found lost is logged when written.
+        """
+        with self._outcomes_lock:
+            if not self._outcomes:
+                self._oldest = time.monotonic()
+            self._outcomes.append(Outcome(job, state, reason, result))
+            due = (
+                len(self._outcomes) >= FINISH_BATCH
+                or time.monotonic() - self._oldest >= FINISH_DELAY
+            )
+        if due:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        """Write every outcome recorded so far."""
+        with self._flush_lock:  # in order: a later batch never lands before an earlier one
+            with self._outcomes_lock:
+                outcomes, self._outcomes = self._outcomes, []
+            if not outcomes:
+                return
+            for lost in self.db.finish_many(outcomes):
+                log.warning(
+                    "%s: lease lost before the result (%s) was recorded; it will run again",
+                    lost.job.src_key,
+                    lost.state.value,
+                )
 
     def retry_later(self, job: Job, delay: float, reason: str, *, counted: bool = True) -> bool:
         return self.db.retry_later(job, delay, reason, counted=counted)
 
     def wait_for_work(self, timeout: float) -> bool:
+        self.flush()
         claimable, in_progress, wait_for = self.db.pending_work(self.run_id)
         if claimable:
             return True

@@ -59,9 +59,14 @@ class Worker:
         self.stop = stop
         self.outcome = WorkerOutcome()
         self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._held: dict[int, Job] = {}
+        self._held: dict[int, Job] = {}  # claimed and not yet ended: queued or running
         self._held_lock = threading.Lock()
-        self._idle = threading.Semaphore(settings.workers)
+        self._room = threading.Condition(self._held_lock)  # notified when a job ends
+        # A queue whose claims are cheap to lease ahead (claim_ahead > 0) is claimed in
+        # batches of about half that many: one claim per batch, not one per job.
+        ahead = max(0, jobs.claim_ahead)
+        self._capacity = settings.workers + ahead
+        self._batch = max(1, ahead // 2)
 
     def run(self) -> WorkerOutcome:
         """Execute jobs until the run's queue is drained; returns how it ended."""
@@ -80,6 +85,7 @@ class Worker:
                 self._jobs.put(None)
             for t in threads:
                 t.join()
+            self.job_queue.flush()
         self.outcome.interrupted = self.stop.is_set() and self.outcome.fatal is None
         return self.outcome
 
@@ -87,26 +93,36 @@ class Worker:
 
     def _dispatch(self) -> None:
         while not self.stop.is_set():
-            # Wait for a free job thread before claiming, so no job sits leased in a queue.
-            if not self._idle.acquire(timeout=0.2):
+            room = self._wait_for_room()
+            if not room:
                 continue
-            self._idle.release()
-            jobs = self.job_queue.claim(self._free_threads())
+            jobs = self.job_queue.claim(room)
             if jobs:
-                for job in jobs:
-                    self._idle.acquire()
-                    with self._held_lock:
+                with self._held_lock:
+                    for job in jobs:
                         self._held[job.id] = job
-                    self.stats.started()
+                for job in jobs:
                     self._jobs.put(job)
                 continue
             # Sleep until new jobs are queued, a delayed retry comes due, or a job ends.
             if not self.job_queue.wait_for_work(0.5):
                 return
 
-    def _free_threads(self) -> int:
-        with self._held_lock:
-            return max(1, self.settings.workers - len(self._held))
+    def _wait_for_room(self) -> int:
+        """How many jobs to claim now: 0 after a short wait without room (to look at stop).
+
+        Claims wait for a free job thread, or, on a queue that leases ahead, for room for a
+        whole batch, so that no job waits long in the local queue with its lease running."""
+        with self._room:
+            if self._room_for_claim():
+                return self._capacity - len(self._held)
+            self._room.wait(0.2)
+        return 0
+
+    def _room_for_claim(self) -> bool:
+        # Called with the lock held: room for a batch, or a job thread with nothing to do.
+        held = len(self._held)
+        return held <= self._capacity - self._batch or held < self.settings.workers
 
     # -- job threads ------------------------------------------------------------------------
 
@@ -116,11 +132,16 @@ class Worker:
             if job is None:
                 return
             try:
-                self._execute(job)
+                if self.stop.is_set():  # claimed ahead, never started: give it back as is
+                    self.job_queue.retry_later(job, 0, "interrupted", counted=False)
+                else:
+                    self.stats.started()
+                    self._execute(job)
             finally:
-                with self._held_lock:
+                with self._room:
                     self._held.pop(job.id, None)
-                self._idle.release()
+                    if self._room_for_claim():
+                        self._room.notify()
                 self.job_queue.job_ended()
 
     def _execute(self, job: Job) -> None:
