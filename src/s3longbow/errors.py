@@ -55,6 +55,11 @@ class PermanentError(ObjectError):
     """A failure that retrying cannot fix: the job is marked failed at once."""
 
 
+class ChecksumNotConfirmedError(PermanentError):
+    """A part sent with an additional checksum and no Content-MD5 came back without the
+    server echoing that checksum: it may not have been checked. Send it with an MD5."""
+
+
 class SourceChangedError(PermanentError):
     """The source object changed (or vanished) after its identity was pinned."""
 

@@ -198,3 +198,52 @@ def test_verify_compares_checksums_where_etags_prove_nothing(
 
     deep = CliRunner().invoke(cli, [*args, "--deep"], env=env)
     assert json.loads(deep.stdout)["counts"]["match"] == 2 and deep.exit_code == 0
+
+
+def _part_uploads(requests: list[tuple[str, str, dict[str, str]]]) -> list[dict[str, str]]:
+    return [h for m, p, h in requests if m == "PUT" and "partNumber=" in p]
+
+
+def test_parts_of_a_single_part_source_travel_under_a_crc_alone(
+    src_bucket: Bucket, dst_bucket: Bucket, seaweed_dst: LocalServer, tmp_path: Path
+) -> None:
+    # The whole-object MD5 (to prove the source's ETag) reads every byte; a second MD5 per
+    # part is replaced by a CRC32C the destination checks and echoes.
+    data = os.urandom(11 * MiB)
+    src_bucket.put("big.bin", data)
+    with seal_proxy(seaweed_dst.endpoint, seal=False) as proxy:
+        recorded = Bucket(proxy.endpoint(), dst_bucket.name, dst_bucket.client)
+        code, summary = run_sync(src_bucket, recorded, tmp_path / "j.db", "--part-size", "5MiB")
+        requests = list(proxy.requests)
+
+    assert code == 0, summary
+    assert dst_bucket.get("big.bin") == data
+    parts = _part_uploads(requests)
+    assert len(parts) == 3
+    assert all("content-md5" not in h and "x-amz-checksum-crc32c" in h for h in parts)
+    assert job_verdicts(tmp_path / "j.db") == {"big.bin": ("done", "source-md5")}
+    assert dst_checksum(dst_bucket, "big.bin")["x-amz-checksum-crc32c"].endswith("-3")
+
+
+def test_parts_go_with_md5_once_the_destination_does_not_confirm_their_crc(
+    src_bucket: Bucket, dst_bucket: Bucket, seaweed_dst: LocalServer, tmp_path: Path
+) -> None:
+    data = os.urandom(16 * MiB)
+    src_bucket.put("big.bin", data)
+    with seal_proxy(seaweed_dst.endpoint, seal=False) as proxy:
+        proxy.hide_reply_headers = {"x-amz-checksum-crc32c"}  # as if checksums were ignored
+        recorded = Bucket(proxy.endpoint(), dst_bucket.name, dst_bucket.client)
+        code, summary = run_sync(
+            src_bucket, recorded, tmp_path / "j.db", "--part-size", "5MiB", "--part-threads", "1"
+        )
+        requests = list(proxy.requests)
+
+    assert code == 0, summary
+    assert dst_bucket.get("big.bin") == data
+    parts = _part_uploads(requests)
+    # The first part went without an MD5, was not confirmed, and went again with one; so did
+    # every later part.
+    assert "content-md5" not in parts[0]
+    assert all("content-md5" in h for h in parts[1:])
+    assert len(parts) == 5
+    assert job_verdicts(tmp_path / "j.db") == {"big.bin": ("done", "source-md5")}

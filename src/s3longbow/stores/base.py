@@ -178,11 +178,12 @@ class ObjectStore(Protocol):
         number: int,
         data: bytes,
         *,
-        md5_b64: str,
+        md5_b64: str | None,
         checksum: Checksum | None = None,
     ) -> str:
         """Upload one part (with the upload's checksum, if it has an algorithm); return its
-        ETag."""
+        ETag. Without `md5_b64` the checksum alone guards it: a store that cannot confirm it
+        checked that checksum raises ChecksumNotConfirmedError."""
         ...
 
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo] | None:

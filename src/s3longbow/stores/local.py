@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from s3longbow.errors import (
+    ChecksumNotConfirmedError,
     FatalError,
     LongbowError,
     PermanentError,
@@ -334,11 +335,13 @@ class LocalStore:
         number: int,
         data: bytes,
         *,
-        md5_b64: str,
+        md5_b64: str | None,
         checksum: Checksum | None = None,
     ) -> str:
         folder = self._existing_upload(key, upload_id)
         digest = hashlib.md5(data)
+        if md5_b64 is None:
+            raise ChecksumNotConfirmedError(f"part {number} of {key!r}: a directory checks MD5s")
         if base64.b64encode(digest.digest()).decode() != md5_b64:
             raise TransientError(f"part {number} of {key!r} does not match its Content-MD5")
         etag = digest.hexdigest()

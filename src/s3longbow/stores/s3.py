@@ -34,6 +34,7 @@ from botocore.exceptions import (
 from s3longbow import checksums
 from s3longbow.config import SideSettings
 from s3longbow.errors import (
+    ChecksumNotConfirmedError,
     ConfigError,
     FatalError,
     LongbowError,
@@ -654,9 +655,11 @@ class S3Store:
         number: int,
         data: bytes,
         *,
-        md5_b64: str,
+        md5_b64: str | None,
         checksum: Checksum | None = None,
     ) -> str:
+        if md5_b64 is None and checksum is None:
+            raise ValueError("a part needs a Content-MD5 or an additional checksum")
         if self.data is not None:
             headers = (
                 {f"x-amz-checksum-{checksum.algorithm.lower()}": checksum.value} if checksum else {}
@@ -664,18 +667,27 @@ class S3Store:
             return self.data.upload_part(
                 self.bucket, key, upload_id, number, data, md5_b64=md5_b64, headers=headers
             )
-        extra = {f"Checksum{checksum.algorithm}": checksum.value} if checksum else {}
-        with self._errors(f"uploading part {number} of {self.describe(key)}"):
+        extra: dict[str, Any] = {}
+        if checksum:
+            extra[f"Checksum{checksum.algorithm}"] = checksum.value
+        if md5_b64 is not None:
+            extra["ContentMD5"] = md5_b64
+        where = f"uploading part {number} of {self.describe(key)}"
+        with self._errors(where):
             resp = self.client.upload_part(
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
                 PartNumber=number,
                 Body=data,
-                ContentMD5=md5_b64,
                 ContentLength=len(data),
                 **extra,
             )
+        if md5_b64 is None and checksum is not None:
+            if resp.get(f"Checksum{checksum.algorithm}") != checksum.value:
+                raise ChecksumNotConfirmedError(
+                    f"{where}: the reply does not confirm the part's {checksum.algorithm} checksum"
+                )
         return _unquote(resp.get("ETag")) or ""
 
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo] | None:

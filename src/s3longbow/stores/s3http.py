@@ -33,7 +33,13 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError, NoCredentialsError, PartialCredentialsError
 
 from s3longbow import __version__
-from s3longbow.errors import FatalError, LongbowError, PermanentError, TransientError
+from s3longbow.errors import (
+    ChecksumNotConfirmedError,
+    FatalError,
+    LongbowError,
+    PermanentError,
+    TransientError,
+)
 from s3longbow.stores.s3errors import error_from_response
 
 __all__ = ["S3DataPlane", "SignerName", "crt_available", "encode_key", "encode_query_value"]
@@ -635,7 +641,7 @@ class S3DataPlane:
         number: int,
         data: bytes,
         *,
-        md5_b64: str,
+        md5_b64: str | None,
         headers: dict[str, str] | None = None,
     ) -> str:
         """Upload one part of a multipart upload.
@@ -646,24 +652,44 @@ class S3DataPlane:
             upload_id: The upload id from CreateMultipartUpload.
             number: Part number, from 1.
             data: The part's bytes.
-            md5_b64: Base64 MD5 of ``data``, sent as ``Content-MD5``.
+            md5_b64: Base64 MD5 of ``data``, sent as ``Content-MD5``; None to let the part's
+                additional checksum (in ``headers``) guard it alone.
             headers: More headers to send (and sign): the part's additional checksum.
 
         Returns:
             The part's ETag, without quotes ("" if the server sent none).
 
         Raises:
+            ChecksumNotConfirmedError: Sent without an MD5, the part's checksum did not come
+                back in the reply (the server may ignore it).
             UploadMissingError: The upload no longer exists.
             TransientError: Network failure, a digest mismatch, or a retryable reply.
             PermanentError: A reply that retrying will not change.
             FatalError: Credentials or bucket errors.
         """
-        headers = {**(headers or {}), "Content-Length": str(len(data)), "Content-MD5": md5_b64}
+        sent = {**(headers or {}), "Content-Length": str(len(data))}
+        if md5_b64 is not None:
+            sent["Content-MD5"] = md5_b64
         # Already in canonical (sorted) order, so the signed and the sent query are the same.
         query = f"partNumber={number}&uploadId={encode_query_value(upload_id)}"
         where = f"uploading part {number} of {_describe(bucket, key)}"
-        request = self._prepare("PUT", bucket, key, query, headers, where)
-        return self._perform(request, data, where, self._etag_reader(where))
+        request = self._prepare("PUT", bucket, key, query, sent, where)
+        etag_of = self._etag_reader(where)
+        if md5_b64 is not None:
+            return self._perform(request, data, where, etag_of)
+        guard = {n.lower(): v for n, v in sent.items() if n.lower().startswith("x-amz-checksum-")}
+
+        def read(response: http.client.HTTPResponse) -> str:
+            etag = etag_of(response)
+            for name, value in guard.items():
+                if response.getheader(name) != value:
+                    raise ChecksumNotConfirmedError(
+                        f"{where}: the reply does not confirm the part's {name[15:].upper()} "
+                        "checksum"
+                    )
+            return etag
+
+        return self._perform(request, data, where, read)
 
     def head_object(
         self,

@@ -8,7 +8,8 @@ in listing XML) with an opaque value of the same form, marks GET and HEAD answer
 Requests are signed again for the server with its own keys, since the proxy changes signed
 headers. It can also flip one byte of the first GET body of chosen keys, to show that a copy
 proven by the object's additional checksum catches corrupted reads. With `seal=False` it only
-passes requests through, recording each one's headers (to see what a client really sends).
+passes requests through, recording each one's headers (to see what a client really sends), and
+can leave chosen reply headers out.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class SealProxy:
         self._sealed: dict[str, str] = {}  # opaque -> real
         self._lock = threading.Lock()
         self.corrupt_once: set[str] = set()  # "bucket/key" whose next GET body is flipped
+        # Reply headers (lower case) left out, as a server that does not know them would.
+        self.hide_reply_headers: set[str] = set()
         self.corrupted = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -146,6 +149,8 @@ def _handler(proxy: SealProxy) -> type[BaseHTTPRequestHandler]:
             for name, value in reply:
                 lower = name.lower()
                 if lower in ("content-length", "transfer-encoding", "connection"):
+                    continue
+                if lower in proxy.hide_reply_headers:
                     continue
                 if lower == "etag" and value.strip('"'):
                     value = f'"{proxy.seal(value.strip(chr(34)))}"'

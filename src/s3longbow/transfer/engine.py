@@ -3,9 +3,11 @@ and prove the copy against the source's own fingerprint.
 
 Every read is pinned to the source identity the job recorded (its ETag); a source that changes
 mid-copy is never mixed into one object: the upload is aborted and the job restarts once on
-the new version. Every body carries its MD5 so the destination rejects a corrupted one, and a
-multipart upload resumes from the parts that both the destination lists and the job's ledger
-recorded with the same size and checksum.
+the new version. Every body carries its MD5 so the destination rejects a corrupted one (the
+parts of a single-part source, whose bytes are hashed whole anyway, carry a CRC the destination
+checks and confirms instead, where it takes checksums), and a multipart upload resumes from
+the parts that both the destination lists and the job's ledger recorded with the same size and
+checksum.
 
 Verification, chosen per object so that a run without resume reads every byte exactly once:
 - a source whose ETag is a plain MD5 is hashed as it streams (in part order for multipart
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 from s3longbow import checksums
 from s3longbow.config import MAX_PART_SIZE, MIN_PART_SIZE, TransferSettings
 from s3longbow.errors import (
+    ChecksumNotConfirmedError,
     LongbowError,
     PermanentError,
     SourceChangedError,
@@ -108,6 +111,8 @@ class Plan:
             cannot prove it).
         write_algorithm: The additional checksum every write carries for the destination to
             check (None: Content-MD5 only).
+        checksum_parts: Parts go without Content-MD5, guarded by `write_algorithm` (a CRC)
+            alone: the whole-object MD5 already reads every byte once.
     """
 
     multipart: bool
@@ -118,6 +123,7 @@ class Plan:
     details: ObjectDetails | None = None
     proof: Checksum | None = None
     write_algorithm: str | None = None
+    checksum_parts: bool = False
 
     @property
     def part_algorithms(self) -> tuple[str, ...]:
@@ -252,6 +258,8 @@ class Copier:
         self.bandwidth = bandwidth
         # One endpoint and one account hold both sides: the server copies, no byte comes here.
         self.server_side = settings.server_side_copy and dst.can_copy_from(src)
+        # Set once the destination fails to confirm a part's checksum: MD5s from then on.
+        self._parts_need_md5 = False
 
     def _pace(self, nbytes: int) -> None:
         if self.bandwidth is not None:
@@ -376,7 +384,7 @@ class Copier:
                 return Plan(multipart=True, part_size=layout, source_layout=True, **common)
             reason = layout
         elif is_md5_etag(job.etag) and not props.encrypted:
-            return Plan(whole_md5=True, **own)
+            return self._checksum_guarded(Plan(whole_md5=True, **own))
         else:
             reason = "the source ETag is not an MD5 (encrypted or provider-specific)"
         if proof is not None and proof.parts is None:
@@ -398,6 +406,19 @@ class Copier:
         if n == count and part_count(job.size, size) == n and (size >= MIN_PART_SIZE or n == 1):
             return size
         return "the source's part layout cannot be reproduced (irregular or small parts)"
+
+    def _checksum_guarded(self, plan: Plan) -> Plan:
+        """A single-part source copied in parts is hashed once, in order, to prove its MD5;
+        a second MD5 per part (Content-MD5) would double that cost. Its parts travel under a
+        CRC the destination checks and confirms instead, where it takes checksums."""
+        if not plan.multipart or self._parts_need_md5:
+            return plan
+        algorithm = plan.write_algorithm
+        if algorithm is None and self.dst.capabilities.checksums == "auto":
+            algorithm = "CRC32C"
+        if algorithm not in checksums.CRC_ALGORITHMS:
+            return plan
+        return dataclasses.replace(plan, write_algorithm=algorithm, checksum_parts=True)
 
     def _write_algorithm(self, source: Checksum | None) -> str | None:
         """The additional checksum writes carry: the destination's configured one, else the
@@ -854,9 +875,17 @@ class Copier:
             data = self.src.get_range(
                 job.src_key, start, length, etag=job.etag, version_id=job.version_id
             )
-            digest = hashlib.md5(data)
             part_sums = sums.record(number, data) if sums is not None else {}
             checksum = part_sums.get(algorithm) if algorithm else None
+            if plan.checksum_parts and checksum and expected_etag is None:
+                guard = Checksum(algorithm, checksum)
+                etag = self._upload_checksummed_part(job, upload_id, number, data, guard)
+                if etag is not None:
+                    self.ledger.record_part(job, upload_id, number, length, etag)
+                    self.stats.sent(length)
+                    attempt.progressed += length
+                    return PartInfo(number, length, etag, checksum), data
+            digest = hashlib.md5(data)
             if expected_etag is not None and digest.hexdigest() == expected_etag:
                 # A reused part is valid; one the ledger did not know is recorded now.
                 if unrecorded:
@@ -901,6 +930,24 @@ class Copier:
         finally:
             if not fed:
                 release()
+
+    def _upload_checksummed_part(
+        self, job: Job, upload_id: str, number: int, data: bytes, guard: Checksum
+    ) -> str | None:
+        """Send a part guarded by its CRC alone; None when the destination did not confirm the
+        checksum (it is then sent with an MD5, as every later part is)."""
+        if self._parts_need_md5:
+            return None
+        self._pace(len(data))
+        try:
+            return self.dst.upload_part(
+                job.dst_key, upload_id, number, data, md5_b64=None, checksum=guard
+            )
+        except ChecksumNotConfirmedError as exc:
+            if not self._parts_need_md5:
+                self._parts_need_md5 = True
+                log.info("%s; parts are sent with Content-MD5 from now on", exc)
+            return None
 
     def _check_before_complete(
         self,
