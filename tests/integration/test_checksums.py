@@ -20,7 +20,7 @@ from s3longbow.testing.sealproxy import SealProxy, seal_proxy
 from s3longbow.testing.servers import LocalServer
 
 from ..conftest import Bucket, cli_env, endpoint_args, new_bucket
-from .test_integrity import job_verdicts, run_sync
+from .test_integrity import job_verdicts, put_multipart, run_sync
 
 
 @pytest.fixture()
@@ -247,3 +247,25 @@ def test_parts_go_with_md5_once_the_destination_does_not_confirm_their_crc(
     assert all("content-md5" in h for h in parts[1:])
     assert len(parts) == 5
     assert job_verdicts(tmp_path / "j.db") == {"big.bin": ("done", "source-md5")}
+
+
+def test_parts_of_a_multipart_source_are_proven_by_the_destinations_own_md5s(
+    src_bucket: Bucket, dst_bucket: Bucket, seaweed_dst: LocalServer, tmp_path: Path
+) -> None:
+    # The destination hashes each part it takes (its ETag); a CRC proves it took the bytes
+    # read, and its ETags must reproduce the source's multipart ETag: no MD5 of ours.
+    parts = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(2 * MiB)]
+    etag = put_multipart(src_bucket, "multi.bin", parts)
+    with seal_proxy(seaweed_dst.endpoint, seal=False) as proxy:
+        recorded = Bucket(proxy.endpoint(), dst_bucket.name, dst_bucket.client)
+        code, summary = run_sync(src_bucket, recorded, tmp_path / "j.db")
+        requests = list(proxy.requests)
+
+    assert code == 0, summary
+    assert dst_bucket.get("multi.bin") == b"".join(parts)
+    uploads = _part_uploads(requests)
+    assert len(uploads) == 3
+    assert all("content-md5" not in h and "x-amz-checksum-crc32c" in h for h in uploads)
+    assert job_verdicts(tmp_path / "j.db") == {"multi.bin": ("done", "source-etag")}
+    head = dst_bucket.client.head_object(Bucket=dst_bucket.name, Key="multi.bin")
+    assert head["ETag"].strip('"') == etag
