@@ -1,8 +1,10 @@
 """Claim → heartbeat → execute → record loop, over any job queue (SQLite, or SQS + DynamoDB).
 
-A dispatcher thread claims jobs (with a lease) as job threads free up; a heartbeat thread
-extends the leases of jobs in flight; each job thread runs the transfer and writes the final
-state before it takes the next job, so a job is never released before its outcome is durable.
+A dispatcher thread claims jobs (with a lease) as job threads free up, or a batch ahead of
+them where the queue makes claims cheap; a heartbeat thread extends the leases of jobs claimed
+and not yet ended; each job thread runs the transfer and hands the final state to the queue
+before it takes the next job. The queue may write states in batches, but a job stays leased
+until its state is written, so it is never released before its outcome is durable.
 """
 
 from __future__ import annotations
