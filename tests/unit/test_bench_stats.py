@@ -79,6 +79,7 @@ def test_medians_accept_records_read_back_from_json() -> None:
 
 
 def test_ratios_against_rclone_and_limit() -> None:
+    # Speed ratios come from wall times (same work for every tool): 5 s, 20 s and 4 s here.
     found = stats.ratios(stats.medians(rows()), "small")
     assert found["speed_vs_rclone"] == pytest.approx(5.0 / 20.0)
     assert found["cpu_vs_rclone"] == pytest.approx(3.0)
@@ -122,3 +123,16 @@ def test_written_files_match_their_digests(tmp_path: Path) -> None:
     digests = workloads.write_files(tmp_path, [("a/x.bin", 0), ("a/b/y.bin", 3000)])
     assert (tmp_path / "a/x.bin").stat().st_size == 0
     assert digests["a/b/y.bin"] == hashlib.md5((tmp_path / "a/b/y.bin").read_bytes()).hexdigest()
+
+
+def test_speed_ratio_is_not_hidden_by_rounded_rates() -> None:
+    # Five large objects in 23 s and in 25 s both round to 0.2 objects/s.
+    make = stats.make_result
+    meds = stats.medians(
+        [
+            make("longbow", "large", 1, 5, 2 * GiB, usage(23.0, 3.6)),
+            make("rclone", "large", 1, 5, 2 * GiB, usage(25.0, 8.2)),
+        ]
+    )
+    assert meds[("large", "longbow")]["objects_per_s"] == meds[("large", "rclone")]["objects_per_s"]
+    assert stats.ratios(meds, "large")["speed_vs_rclone"] == pytest.approx(25.0 / 23.0)
