@@ -27,7 +27,9 @@ import pytest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from s3longbow import checksums
 from s3longbow.errors import (
+    ChecksumNotConfirmedError,
     FatalError,
     PermanentError,
     SourceChangedError,
@@ -793,3 +795,32 @@ def test_head_reads_headers_and_missing_objects(scripted: Any) -> None:
     assert plane.head_object("bkt", "k") is None
     with pytest.raises(SourceChangedError):
         plane.head_object("bkt", "k", etag="e")
+
+
+def test_part_guarded_by_a_crc_alone_is_confirmed_or_refused(case: Case) -> None:
+    # Without Content-MD5 a part is accepted only when the reply echoes its checksum.
+    # SeaweedFS checks additional checksums and echoes them; moto and rclone serve s3 do not
+    # echo them, so the engine sends such servers MD5s.
+    echoes = case.kind == "seaweedfs"
+    client = case.bucket.client
+    upload_id = client.create_multipart_upload(
+        Bucket=case.name, Key="crc", ChecksumAlgorithm="CRC32C"
+    )["UploadId"]
+    data = os.urandom(64 * 1024)
+    crc = {"x-amz-checksum-crc32c": checksums.checksum_b64("CRC32C", data)}
+    with pytest.raises(ValueError):
+        case.plane.upload_part(case.name, "crc", upload_id, 1, data, md5_b64=None)
+    if not echoes:
+        with pytest.raises(ChecksumNotConfirmedError, match="CRC32C"):
+            case.plane.upload_part(case.name, "crc", upload_id, 1, data, md5_b64=None, headers=crc)
+    else:
+        etag = case.plane.upload_part(
+            case.name, "crc", upload_id, 1, data, md5_b64=None, headers=crc
+        )
+        assert etag == hashlib.md5(data).hexdigest()
+        wrong = {"x-amz-checksum-crc32c": checksums.checksum_b64("CRC32C", b"other")}
+        with pytest.raises((TransientError, PermanentError)):
+            case.plane.upload_part(
+                case.name, "crc", upload_id, 2, data, md5_b64=None, headers=wrong
+            )
+    client.abort_multipart_upload(Bucket=case.name, Key="crc", UploadId=upload_id)

@@ -678,6 +678,8 @@ class S3DataPlane:
         if md5_b64 is not None:
             return self._perform(request, data, where, etag_of)
         guard = {n.lower(): v for n, v in sent.items() if n.lower().startswith("x-amz-checksum-")}
+        if not guard:
+            raise ValueError("a part needs a Content-MD5 or an additional checksum")
 
         def read(response: http.client.HTTPResponse) -> str:
             etag = etag_of(response)
