@@ -27,7 +27,13 @@ from botocore.utils import percent_encode
 from s3longbow import __version__
 from s3longbow.errors import FatalError, TransientError
 from s3longbow.stores import s3http
-from s3longbow.stores.s3http import S3DataPlane, crt_available, encode_key, encode_query_value
+from s3longbow.stores.s3http import (
+    S3DataPlane,
+    StaticCredentials,
+    crt_available,
+    encode_key,
+    encode_query_value,
+)
 
 ACCESS_KEY = "AKIDEXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -507,3 +513,16 @@ def test_error_body_parsing() -> None:
 def test_bad_endpoint_url_is_rejected() -> None:
     with pytest.raises(ValueError):
         S3DataPlane("ftp://example.com", "us-east-1", True, Credentials("a", "b"), 1)
+
+
+@pytest.mark.parametrize("signer", SIGNERS)
+def test_static_credentials_sign_as_botocores_do(plane_factory: Any, signer: str) -> None:
+    keys = StaticCredentials(ACCESS_KEY, SECRET_KEY, TOKEN)
+    plane, sent = plane_factory(signer, credentials=keys)
+    plane.get_range("bkt", "k", 0, 10)
+    assert_same_request(
+        sent[0], boto_request("get_object", Bucket="bkt", Key="k", Range="bytes=0-9")
+    )
+    # Their text never shows the keys.
+    assert SECRET_KEY not in repr(keys) and ACCESS_KEY not in repr(keys)
+    assert SECRET_KEY not in repr(keys.get_frozen_credentials())

@@ -16,13 +16,9 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-import botocore.handlers
-import botocore.parsers
-import botocore.session
-import botocore.utils
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -55,7 +51,10 @@ from s3longbow.retry import with_retries
 from s3longbow.stores.base import Capabilities, ObjectStore, order_key
 from s3longbow.stores.location import check_endpoint_url
 from s3longbow.stores.s3errors import AUTH_CODES, error_from_response
-from s3longbow.stores.s3http import ListPage, S3DataPlane
+from s3longbow.stores.s3http import CredentialSource, ListPage, S3DataPlane, StaticCredentials
+
+if TYPE_CHECKING:
+    import botocore.session
 
 log = logging.getLogger(__name__)
 _LIST_ATTEMPTS = 5  # a listing page, through the lean client
@@ -132,13 +131,21 @@ class S3Store:
         )
         self._side = side
         self._max_connections = max_connections
-        session = make_session(side)
-        self._region = side.region or session.get_config_variable("region") or "us-east-1"
+        _check_side(side)
         # botocore's client is built on first use: creating it costs ~0.3 s of CPU (its service
         # model), and a run whose every request goes through the lean client never needs it.
+        # Keys given outright skip botocore's session too (its import costs as much).
         self._client: Any = None
         self._client_lock = threading.Lock()
-        self._session = session
+        self._session: botocore.session.Session | None = None
+        credentials: CredentialSource | None = _static_keys(side)
+        if credentials is not None:
+            self._region = side.region or "us-east-1"
+        else:
+            self._session = make_session(side)
+            credentials = self._session.get_credentials()
+            configured = self._session.get_config_variable("region")
+            self._region = side.region or configured or "us-east-1"
         self.capabilities = dataclasses.replace(
             self.capabilities,
             checksums=side.checksum_algorithm,
@@ -158,7 +165,7 @@ class S3Store:
                 side.endpoint_url,
                 self._region,
                 side.path_style,
-                session.get_credentials(),
+                credentials,
                 max_connections,
                 ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None,
                 extra_headers=extra_headers,
@@ -173,6 +180,8 @@ class S3Store:
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
+                    if self._session is None:
+                        self._session = make_session(self._side)
                     client = make_s3_client(
                         self._side,
                         self._session,
@@ -879,8 +888,8 @@ class S3Store:
             raise _translate(exc, where, fatal=fatal, source=source) from None
 
 
-def make_session(side: SideSettings) -> botocore.session.Session:
-    """A botocore session for one side: its profile, static keys and region, if given."""
+def _check_side(side: SideSettings) -> None:
+    """Refuse an unsafe endpoint URL; warn (once per endpoint) when TLS is not verified."""
     check_endpoint_url(side.endpoint_url, allow_http=side.allow_http)
     if not side.verify_ssl and side.endpoint_url not in _UNVERIFIED_WARNED:
         _UNVERIFIED_WARNED.add(side.endpoint_url)
@@ -889,6 +898,29 @@ def make_session(side: SideSettings) -> botocore.session.Session:
             "or change the data",
             side.endpoint_url or "the AWS endpoint",
         )
+
+
+# Where botocore would find a profile or a region for keys given without one.
+_AWS_CONFIG_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+def _static_keys(side: SideSettings) -> StaticCredentials | None:
+    """The side's keys when they are given outright and botocore's configuration has nothing
+    to add: no profile, and a region given or none configured (environment or config file)."""
+    if side.profile or not (side.access_key_id and side.secret_access_key):
+        return None
+    if not side.region:
+        config_file = Path(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config").expanduser()
+        if any(os.environ.get(name) for name in _AWS_CONFIG_ENV) or config_file.is_file():
+            return None
+    return StaticCredentials(side.access_key_id, side.secret_access_key, side.session_token)
+
+
+def make_session(side: SideSettings) -> botocore.session.Session:
+    """A botocore session for one side: its profile, static keys and region, if given."""
+    import botocore.parsers
+    import botocore.session
+
     try:
         session = botocore.session.Session(profile=side.profile)
         if side.profile and side.profile not in session.available_profiles:
@@ -918,6 +950,9 @@ def make_s3_client(
     max_connections: int = 64,
 ) -> Any:
     """A botocore S3 client for one side, tuned for many threads and S3-compatible servers."""
+    import botocore.handlers
+    from botocore.config import Config
+
     config = Config(
         max_pool_connections=max_connections,
         retries={"mode": "standard", "max_attempts": 4},
@@ -954,7 +989,9 @@ def _parse_timestamp(value: str) -> datetime.datetime:
     try:
         parsed = datetime.datetime.fromisoformat(value)
     except (TypeError, ValueError):
-        return botocore.utils.parse_timestamp(value)
+        import botocore.utils
+
+        return botocore.utils.parse_timestamp(value)  # type: ignore[no-any-return]
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.UTC)
     return parsed

@@ -12,6 +12,7 @@ same as on the botocore path: errors go through
 from __future__ import annotations
 
 import datetime
+import functools
 import http.client
 import ipaddress
 import logging
@@ -22,14 +23,11 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import unescape
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape as xml_escape
 
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError, NoCredentialsError, PartialCredentialsError
 
 from s3longbow import __version__
@@ -42,7 +40,15 @@ from s3longbow.errors import (
 )
 from s3longbow.stores.s3errors import error_from_response
 
-__all__ = ["S3DataPlane", "SignerName", "crt_available", "encode_key", "encode_query_value"]
+__all__ = [
+    "CredentialSource",
+    "S3DataPlane",
+    "SignerName",
+    "StaticCredentials",
+    "crt_available",
+    "encode_key",
+    "encode_query_value",
+]
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +121,37 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-class _CredentialSource(Protocol):
-    def get_frozen_credentials(self) -> ReadOnlyCredentials: ...
+class FrozenCredentials(NamedTuple):
+    """One snapshot of a key pair (and session token), as botocore's ReadOnlyCredentials."""
+
+    access_key: str
+    secret_key: str
+    token: str | None
+
+    def __repr__(self) -> str:
+        return "FrozenCredentials(...)"  # never the keys
+
+
+class CredentialSource(Protocol):
+    """Static or refreshable credentials: botocore's, or StaticCredentials."""
+
+    def get_frozen_credentials(self) -> FrozenCredentials: ...
+
+
+class StaticCredentials:
+    """Keys given outright (options or environment): nothing to resolve or refresh.
+
+    Lets a store sign without loading botocore's credential chain (~0.3 s of CPU to import).
+    """
+
+    def __init__(self, access_key: str, secret_key: str, token: str | None = None) -> None:
+        self._frozen = FrozenCredentials(access_key, secret_key, token)
+
+    def get_frozen_credentials(self) -> FrozenCredentials:
+        return self._frozen
+
+    def __repr__(self) -> str:
+        return "StaticCredentials(...)"  # never the keys
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,12 +166,18 @@ class _Signer(Protocol):
         """Add the SigV4 headers (date, payload hash, token, Authorization) to ``headers``."""
 
 
-class _UnsignedPayloadS3Auth(S3SigV4Auth):
-    """botocore's S3 signer (no path normalisation) with the payload never hashed."""
+@functools.cache
+def _unsigned_payload_auth() -> type:
+    """botocore's S3 signer (no path normalisation) with the payload never hashed (imported
+    only when this signer is used)."""
+    from botocore.auth import S3SigV4Auth
 
-    def _should_sha256_sign_payload(self, request: AWSRequest) -> bool:
-        # Content-MD5 protects every body; hashing it again costs CPU for nothing.
-        return False
+    class UnsignedPayloadS3Auth(S3SigV4Auth):  # type: ignore[misc]
+        def _should_sha256_sign_payload(self, request: Any) -> bool:
+            # Content-MD5 protects every body; hashing it again costs CPU for nothing.
+            return False
+
+    return UnsignedPayloadS3Auth
 
 
 class _QuietSigning(logging.Filter):
@@ -171,17 +212,19 @@ class _BotocoreSigner:
 
     name = "botocore"
 
-    def __init__(self, credentials: _CredentialSource | None, region: str) -> None:
+    def __init__(self, credentials: CredentialSource | None, region: str) -> None:
         self._credentials = credentials
         self._region = region
 
     def sign(self, method: str, url: str, path: str, headers: dict[str, str]) -> None:
+        from botocore.awsrequest import AWSRequest
+
         request = AWSRequest(method=method, url=url, headers=headers)
         # Frozen per request: refreshable credentials rotate between requests, never inside one.
         frozen = _frozen(self._credentials)
         _QUIET_SIGNING.active = True
         try:
-            _UnsignedPayloadS3Auth(frozen, "s3", self._region).add_auth(request)
+            _unsigned_payload_auth()(frozen, "s3", self._region).add_auth(request)
         finally:
             _QUIET_SIGNING.active = False
         headers.clear()
@@ -193,17 +236,17 @@ class _CrtSigner:
 
     name = "crt"
 
-    def __init__(self, credentials: _CredentialSource | None, region: str) -> None:
+    def __init__(self, credentials: CredentialSource | None, region: str) -> None:
         assert _crt_auth is not None
         self._credentials = credentials
         self._region = region
         # (frozen credentials, static provider): rebuilt only when the credentials change.
-        self._provider: tuple[ReadOnlyCredentials, Any] | None = None
+        self._provider: tuple[FrozenCredentials, Any] | None = None
         # (frozen credentials, signing time, config): a signature's date has whole seconds, so
         # requests signed within the same second share one config.
-        self._config: tuple[ReadOnlyCredentials, datetime.datetime, Any] | None = None
+        self._config: tuple[FrozenCredentials, datetime.datetime, Any] | None = None
 
-    def _provider_for(self, frozen: ReadOnlyCredentials) -> Any:
+    def _provider_for(self, frozen: FrozenCredentials) -> Any:
         cached = self._provider
         if cached is not None and cached[0] == frozen:
             return cached[1]
@@ -214,7 +257,7 @@ class _CrtSigner:
         self._provider = (frozen, provider)  # one reference swap: safe across threads
         return provider
 
-    def _config_for(self, frozen: ReadOnlyCredentials) -> Any:
+    def _config_for(self, frozen: FrozenCredentials) -> Any:
         now = _utcnow().replace(microsecond=0)
         cached = self._config
         if cached is not None and cached[1] == now and cached[0] == frozen:
@@ -245,7 +288,7 @@ class _CrtSigner:
         headers.update(request.headers)
 
 
-def _frozen(credentials: _CredentialSource | None) -> ReadOnlyCredentials:
+def _frozen(credentials: CredentialSource | None) -> FrozenCredentials:
     if credentials is None:
         raise NoCredentialsError()
     frozen = credentials.get_frozen_credentials()
@@ -254,7 +297,7 @@ def _frozen(credentials: _CredentialSource | None) -> ReadOnlyCredentials:
     return frozen
 
 
-def _make_signer(name: SignerName, credentials: _CredentialSource | None, region: str) -> _Signer:
+def _make_signer(name: SignerName, credentials: CredentialSource | None, region: str) -> _Signer:
     if name == "crt" or (name == "auto" and crt_available()):
         if not crt_available():
             raise ValueError("the 'crt' signer needs the awscrt package")
@@ -443,7 +486,7 @@ class S3DataPlane:
         endpoint_url: str | None,
         region: str,
         path_style: bool,
-        credentials: Credentials | None,
+        credentials: CredentialSource | None,
         max_connections: int,
         connect_timeout: float = 10,
         read_timeout: float = 60,
