@@ -156,9 +156,10 @@ class S3Store:
         extra_headers: dict[str, str] = {}
         if side.requester_pays:
             extra_headers["x-amz-request-payer"] = "requester"
-        # The bytes (GET, PUT, UploadPart) go through a lean keep-alive HTTP client: botocore
-        # spends ~4 ms of CPU per request, several times the cost of the transfer itself.
-        # botocore keeps every other call, and all of them behind a proxy it would honour.
+        # The bytes (GET, PUT, UploadPart), listings, HEADs and multipart start and finish go
+        # through a lean keep-alive HTTP client: botocore spends ~4 ms of CPU per request,
+        # several times the cost of the transfer itself. botocore keeps every other call, and
+        # all of them behind a proxy it would honour.
         self.data: S3DataPlane | None = None
         if lean and not _proxy_configured() and side.verify_ssl:
             self.data = S3DataPlane(
