@@ -174,6 +174,14 @@ class S3Store:
             )
         else:
             self.client  # noqa: B018 - every call goes through botocore: fail early on bad settings
+        log.debug(
+            "%s at %s: %s, region %s, %s",
+            self.describe(),
+            self._endpoint,
+            "keys given outright" if self._session is None else "credentials from botocore",
+            self._region,
+            f"lean client signing with {self.data.signer_name}" if self.data else "botocore only",
+        )
 
     @property
     def client(self) -> Any:
