@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -200,8 +201,23 @@ def test_verify_compares_checksums_where_etags_prove_nothing(
     assert json.loads(deep.stdout)["counts"]["match"] == 2 and deep.exit_code == 0
 
 
-def _part_uploads(requests: list[tuple[str, str, dict[str, str]]]) -> list[dict[str, str]]:
-    return [h for m, p, h in requests if m == "PUT" and "partNumber=" in p]
+def sync_recording_parts(
+    src: Bucket,
+    dst: Bucket,
+    server: LocalServer,
+    db: Path,
+    *extra: str,
+    hide_reply_headers: frozenset[str] = frozenset(),
+) -> tuple[int, dict[str, Any], list[dict[str, str]]]:
+    """Sync into `dst` through a recording proxy; return the exit code, the summary and the
+    headers of every UploadPart request."""
+    with seal_proxy(server.endpoint, seal=False) as proxy:
+        proxy.hide_reply_headers = set(hide_reply_headers)
+        recorded = Bucket(proxy.endpoint(), dst.name, dst.client)
+        code, summary = run_sync(src, recorded, db, *extra)
+        requests = list(proxy.requests)
+    parts = [h for m, p, h in requests if m == "PUT" and "partNumber=" in p]
+    return code, summary, parts
 
 
 def test_parts_of_a_single_part_source_travel_under_a_crc_alone(
@@ -211,14 +227,12 @@ def test_parts_of_a_single_part_source_travel_under_a_crc_alone(
     # part is replaced by a CRC32C the destination checks and echoes.
     data = os.urandom(11 * MiB)
     src_bucket.put("big.bin", data)
-    with seal_proxy(seaweed_dst.endpoint, seal=False) as proxy:
-        recorded = Bucket(proxy.endpoint(), dst_bucket.name, dst_bucket.client)
-        code, summary = run_sync(src_bucket, recorded, tmp_path / "j.db", "--part-size", "5MiB")
-        requests = list(proxy.requests)
+    code, summary, parts = sync_recording_parts(
+        src_bucket, dst_bucket, seaweed_dst, tmp_path / "j.db", "--part-size", "5MiB"
+    )
 
     assert code == 0, summary
     assert dst_bucket.get("big.bin") == data
-    parts = _part_uploads(requests)
     assert len(parts) == 3
     assert all("content-md5" not in h and "x-amz-checksum-crc32c" in h for h in parts)
     assert job_verdicts(tmp_path / "j.db") == {"big.bin": ("done", "source-md5")}
@@ -230,17 +244,20 @@ def test_parts_go_with_md5_once_the_destination_does_not_confirm_their_crc(
 ) -> None:
     data = os.urandom(16 * MiB)
     src_bucket.put("big.bin", data)
-    with seal_proxy(seaweed_dst.endpoint, seal=False) as proxy:
-        proxy.hide_reply_headers = {"x-amz-checksum-crc32c"}  # as if checksums were ignored
-        recorded = Bucket(proxy.endpoint(), dst_bucket.name, dst_bucket.client)
-        code, summary = run_sync(
-            src_bucket, recorded, tmp_path / "j.db", "--part-size", "5MiB", "--part-threads", "1"
-        )
-        requests = list(proxy.requests)
+    code, summary, parts = sync_recording_parts(
+        src_bucket,
+        dst_bucket,
+        seaweed_dst,
+        tmp_path / "j.db",
+        "--part-size",
+        "5MiB",
+        "--part-threads",
+        "1",
+        hide_reply_headers=frozenset({"x-amz-checksum-crc32c"}),  # as if checksums were ignored
+    )
 
     assert code == 0, summary
     assert dst_bucket.get("big.bin") == data
-    parts = _part_uploads(requests)
     # The first part went without an MD5, was not confirmed, and went again with one; so did
     # every later part.
     assert "content-md5" not in parts[0]
@@ -256,14 +273,12 @@ def test_parts_of_a_multipart_source_are_proven_by_the_destinations_own_md5s(
     # read, and its ETags must reproduce the source's multipart ETag: no MD5 of ours.
     parts = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(2 * MiB)]
     etag = put_multipart(src_bucket, "multi.bin", parts)
-    with seal_proxy(seaweed_dst.endpoint, seal=False) as proxy:
-        recorded = Bucket(proxy.endpoint(), dst_bucket.name, dst_bucket.client)
-        code, summary = run_sync(src_bucket, recorded, tmp_path / "j.db")
-        requests = list(proxy.requests)
+    code, summary, uploads = sync_recording_parts(
+        src_bucket, dst_bucket, seaweed_dst, tmp_path / "j.db"
+    )
 
     assert code == 0, summary
     assert dst_bucket.get("multi.bin") == b"".join(parts)
-    uploads = _part_uploads(requests)
     assert len(uploads) == 3
     assert all("content-md5" not in h and "x-amz-checksum-crc32c" in h for h in uploads)
     assert job_verdicts(tmp_path / "j.db") == {"multi.bin": ("done", "source-etag")}

@@ -3,11 +3,11 @@ and prove the copy against the source's own fingerprint.
 
 Every read is pinned to the source identity the job recorded (its ETag); a source that changes
 mid-copy is never mixed into one object: the upload is aborted and the job restarts once on
-the new version. Every body carries its MD5 so the destination rejects a corrupted one (the
-parts of a single-part source, whose bytes are hashed whole anyway, carry a CRC the destination
-checks and confirms instead, where it takes checksums), and a multipart upload resumes from
-the parts that both the destination lists and the job's ledger recorded with the same size and
-checksum.
+the new version. Every body carries its MD5 so the destination rejects a corrupted one (parts
+whose MD5 would prove nothing more, see `Copier._checksum_guarded`, carry a CRC the
+destination checks and confirms instead, where it takes checksums), and a multipart upload
+resumes from the parts that both the destination lists and the job's ledger recorded with the
+same size and checksum.
 
 Verification, chosen per object so that a run without resume reads every byte exactly once:
 - a source whose ETag is a plain MD5 is hashed as it streams (in part order for multipart
@@ -112,7 +112,7 @@ class Plan:
         write_algorithm: The additional checksum every write carries for the destination to
             check (None: Content-MD5 only).
         checksum_parts: Parts go without Content-MD5, guarded by `write_algorithm` (a CRC)
-            alone: the whole-object MD5 already reads every byte once.
+            alone: the whole-object MD5, or the destination's part ETags, prove them.
     """
 
     multipart: bool
@@ -884,37 +884,21 @@ class Copier:
             )
             part_sums = sums.record(number, data) if sums is not None else {}
             checksum = part_sums.get(algorithm) if algorithm else None
-            if plan.checksum_parts and checksum and expected_etag is None:
-                guard = Checksum(algorithm, checksum)
+            guard = Checksum(algorithm, checksum) if algorithm and checksum else None
+            etag = None
+            if plan.checksum_parts and guard and expected_etag is None:
                 etag = self._upload_checksummed_part(job, upload_id, number, data, guard)
-                if etag is not None:
-                    self.ledger.record_part(job, upload_id, number, length, etag)
-                    self.stats.sent(length)
-                    attempt.progressed += length
-                    return PartInfo(number, length, etag, checksum), data
-            digest = hashlib.md5(data)
-            if expected_etag is not None and digest.hexdigest() == expected_etag:
-                # A reused part is valid; one the ledger did not know is recorded now.
-                if unrecorded:
-                    self.ledger.record_part(job, upload_id, number, length, expected_etag)
-                    self.stats.reused(length)
-                    attempt.progressed += length
-                    attempt.reused += length
-                return PartInfo(number, length, expected_etag, checksum), data
-            self._pace(length)
-            etag = self.dst.upload_part(
-                job.dst_key,
-                upload_id,
-                number,
-                data,
-                md5_b64=base64.b64encode(digest.digest()).decode(),
-                checksum=Checksum(algorithm, checksum) if algorithm and checksum else None,
-            )
-            if is_md5_etag(etag) and not self.dst_encrypts and etag != digest.hexdigest():
-                raise VerificationError(
-                    f"part {number} of {self.dst.describe(job.dst_key)}: the destination "
-                    f"reports ETag {etag}, the bytes sent have MD5 {digest.hexdigest()}"
-                )
+            if etag is None:
+                md5 = hashlib.md5(data).digest()
+                if expected_etag is not None and md5.hex() == expected_etag:
+                    # A reused part is valid; one the ledger did not know is recorded now.
+                    if unrecorded:
+                        self.ledger.record_part(job, upload_id, number, length, expected_etag)
+                        self.stats.reused(length)
+                        attempt.progressed += length
+                        attempt.reused += length
+                    return PartInfo(number, length, expected_etag, checksum), data
+                etag = self._upload_md5_part(job, upload_id, number, data, md5, guard)
             self.ledger.record_part(job, upload_id, number, length, etag)
             self.stats.sent(length)
             attempt.progressed += length
@@ -937,6 +921,32 @@ class Copier:
         finally:
             if not fed:
                 release()
+
+    def _upload_md5_part(
+        self,
+        job: Job,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        md5: bytes,
+        guard: Checksum | None,
+    ) -> str:
+        """Send a part with its Content-MD5 (and checksum, if any); check the ETag returned."""
+        self._pace(len(data))
+        etag = self.dst.upload_part(
+            job.dst_key,
+            upload_id,
+            number,
+            data,
+            md5_b64=base64.b64encode(md5).decode(),
+            checksum=guard,
+        )
+        if is_md5_etag(etag) and not self.dst_encrypts and etag != md5.hex():
+            raise VerificationError(
+                f"part {number} of {self.dst.describe(job.dst_key)}: the destination "
+                f"reports ETag {etag}, the bytes sent have MD5 {md5.hex()}"
+            )
+        return etag
 
     def _upload_checksummed_part(
         self, job: Job, upload_id: str, number: int, data: bytes, guard: Checksum
