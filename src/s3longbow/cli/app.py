@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.logging import RichHandler
 
 from s3longbow import __version__
+from s3longbow.cli.terminal import Console
 from s3longbow.config import (
     PairSettings,
     Settings,
@@ -280,7 +279,7 @@ def sync(
             from s3longbow.sync import run_sync
 
             stop = threading.Event()
-            restore = _handle_signals(stop, console)
+            restore = _handle_signals(stop)
             try:
                 with _view(stats, console, as_json):
                     report = run_sync(settings, stats, stop, retry_failed=retry_failed)
@@ -499,7 +498,7 @@ def _settings(
 
 def _view(stats: Stats, console: Console, as_json: bool) -> RichView | LogView:
     if console.is_terminal and not as_json:
-        return RichView(stats, console)
+        return RichView(stats, console.rich)
     return LogView(stats)
 
 
@@ -508,7 +507,9 @@ def _setup_logging(verbose: int, console: Console) -> None:
     root = logging.getLogger()
     root.handlers.clear()
     if console.is_terminal:
-        handler: logging.Handler = RichHandler(console=console, show_path=False)
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=console.rich, show_path=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -521,16 +522,19 @@ def _setup_logging(verbose: int, console: Console) -> None:
     quiet_secret_loggers()
 
 
-def _handle_signals(stop: threading.Event, console: Console) -> Callable[[], None]:
+def _handle_signals(stop: threading.Event) -> Callable[[], None]:
     """First SIGINT/SIGTERM: stop gracefully; second: stop at once. Returns a restorer."""
 
+    # click, not rich: a signal handler should not be the first to import a library.
     def on_signal(signum: int, frame: object) -> None:
         if stop.is_set():
-            console.print("[red]stopping now[/red]")
+            click.secho("stopping now", fg="red", err=True)
             raise SystemExit(EXIT_INTERRUPTED)
-        console.print(
-            "[yellow]stopping: jobs in flight go back to the queue; run the same command to "
-            "continue (press Ctrl-C again to stop at once)[/yellow]"
+        click.secho(
+            "stopping: jobs in flight go back to the queue; run the same command to "
+            "continue (press Ctrl-C again to stop at once)",
+            fg="yellow",
+            err=True,
         )
         stop.set()
 

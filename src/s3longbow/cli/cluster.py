@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from s3longbow.cli.terminal import Console, escape, new_table
 from s3longbow.config import format_size, side_from_environment
 from s3longbow.errors import ConfigError, LongbowError
 from s3longbow.logsafety import quiet_secret_loggers
@@ -110,7 +108,7 @@ def send(
     except LongbowError as exc:
         _fail(console, exc)
     stop = threading.Event()
-    restore = _handle_signals(stop, console)
+    restore = _handle_signals(stop)
     try:
         report = send_jobs(
             config,
@@ -130,7 +128,7 @@ def send(
     else:
         out = Console()
         title = "Dry run: nothing was queued" if dry_run else "Queued"
-        table = Table(title=title, title_justify="left")
+        table = new_table(title=title, title_justify="left")
         table.add_column("")
         table.add_column("objects", justify="right")
         table.add_column("bytes", justify="right")
@@ -317,7 +315,7 @@ def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         out = Console()
-        table = Table(title=f"Job table {report.table}", title_justify="left")
+        table = new_table(title=f"Job table {report.table}", title_justify="left")
         table.add_column("state")
         table.add_column("items", justify="right")
         table.add_column("bytes", justify="right")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
+from s3longbow.cli.terminal import Console, escape, new_table
 from s3longbow.config import Settings, format_size
 from s3longbow.errors import LongbowError
 from s3longbow.jobs.sqlite import JobDatabase, Run
@@ -27,7 +24,7 @@ def error(console: Console, exc: LongbowError) -> None:
 def summary(console: Console, report: SyncReport, settings: Settings) -> None:
     """The table printed at the end of a sync or a dry run."""
     if report.dry_run:
-        table = Table(title="Dry run: nothing was changed", title_justify="left")
+        table = new_table(title="Dry run: nothing was changed", title_justify="left")
         table.add_column("")
         table.add_column("objects", justify="right")
         table.add_column("bytes", justify="right")
@@ -53,7 +50,7 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
             highlight=False,
         )
         return
-    table = Table(
+    table = new_table(
         title=f"Run {report.run_id}" + (" (continued)" if report.resumed else ""),
         title_justify="left",
     )
@@ -124,7 +121,7 @@ def run_json(db: JobDatabase, run: Run) -> dict[str, object]:
 def status(console: Console, db: JobDatabase, run: Run) -> None:
     totals = db.totals(run.id)
     pairs = ", ".join(f"{s} -> {d}" for s, d in run.description.get("pairs", []))  # type: ignore[union-attr]
-    table = Table(title=f"Run {run.id}: {escape(pairs)}", title_justify="left")
+    table = new_table(title=f"Run {run.id}: {escape(pairs)}", title_justify="left")
     table.add_column("state")
     table.add_column("jobs", justify="right")
     table.add_column("bytes", justify="right")
@@ -138,7 +135,7 @@ def status(console: Console, db: JobDatabase, run: Run) -> None:
 
 
 def runs_table(console: Console, db: JobDatabase, runs: list[Run]) -> None:
-    table = Table(title="Runs", title_justify="left")
+    table = new_table(title="Runs", title_justify="left")
     for column in ("id", "pairs", "done", "pending", "failed"):
         table.add_column(column)
     for run in runs:
@@ -156,7 +153,7 @@ def runs_table(console: Console, db: JobDatabase, runs: list[Run]) -> None:
 
 def verify_report(console: Console, report: VerifyReport) -> None:
     """Counts by verdict, then the keys that did not match."""
-    table = Table(title="Verify" + (" (deep)" if report.deep else ""), title_justify="left")
+    table = new_table(title="Verify" + (" (deep)" if report.deep else ""), title_justify="left")
     table.add_column("verdict")
     table.add_column("objects", justify="right")
     for verdict, count in report.counts.items():

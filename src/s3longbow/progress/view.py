@@ -5,20 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
-from typing import Self
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from typing import TYPE_CHECKING, Self
 
 from s3longbow.config import format_size
 from s3longbow.progress.stats import Snapshot, Stats
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
 
 log = logging.getLogger("s3longbow.progress")
 
@@ -67,6 +61,15 @@ class RichView(_PeriodicView):
 
     def __init__(self, stats: Stats, console: Console) -> None:
         super().__init__(stats, interval=0.25)
+        # Imported here: only a terminal shows this view, and rich is slow to import.
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         # One row for objects, one for bytes; each row's amounts and rate are its own text.
         self.progress = Progress(
             TextColumn("[bold]{task.description:<8}"),

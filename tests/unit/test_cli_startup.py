@@ -1,0 +1,46 @@
+"""Start-up cost: a sync whose output is no terminal does not load the terminal library."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+_RUN = """
+import sys
+from s3longbow.cli.app import main
+sys.argv = ["longbow", "sync", sys.argv[1], sys.argv[2], "--db", sys.argv[3], *sys.argv[4:]]
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+print(code, sorted(m for m in sys.modules if m.split(".")[0] == "rich"), file=sys.stderr)
+"""
+
+
+def _sync(tmp_path: Path, *options: str) -> tuple[str, str]:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir(exist_ok=True)
+    (src / "a.txt").write_text("payload")
+    result = subprocess.run(
+        [sys.executable, "-c", _RUN, str(src), str(dst), str(tmp_path / "jobs.db"), *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert (dst / "a.txt").read_text() == "payload"
+    return result.stdout, result.stderr.strip().splitlines()[-1]
+
+
+def test_a_json_sync_never_imports_rich(tmp_path: Path) -> None:
+    stdout, last = _sync(tmp_path, "--json")
+    assert last == "0 []"
+    assert json.loads(stdout)["copied"] == {"objects": 1, "bytes": len("payload")}
+
+
+def test_the_human_summary_still_renders_with_rich(tmp_path: Path) -> None:
+    stdout, last = _sync(tmp_path)
+    assert last.startswith("0 [") and "'rich.console'" in last
+    assert "copied" in stdout
