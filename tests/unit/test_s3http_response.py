@@ -49,6 +49,8 @@ def _read(cls: type[http.client.HTTPResponse], data: bytes, method: str) -> tupl
         [(n, " ".join(v.split())) for n, v in response.getheaders()],
         response.getheader("etag"),
         response.msg.get_all("set"),
+        response.msg.get("CONTENT-length"),
+        "Content-Length" in response.msg,
         None if folded is None else " ".join(folded.split()),
         response.chunked,
         response.length,
