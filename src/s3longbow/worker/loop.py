@@ -65,10 +65,11 @@ class Worker:
         self._held_lock = threading.Lock()
         self._room = threading.Condition(self._held_lock)  # notified when a job ends
         # A queue whose claims are cheap to lease ahead (claim_ahead > 0) is claimed in
-        # batches of about half that many: one claim per batch, not one per job.
+        # batches of that many, each claimed once the jobs leased ahead have all started
+        # (a claim takes well under a job's time): one claim per batch, not one per job.
         ahead = max(0, jobs.claim_ahead)
         self._capacity = settings.workers + ahead
-        self._batch = max(1, ahead // 2)
+        self._batch = max(1, ahead)
 
     def run(self) -> WorkerOutcome:
         """Execute jobs until the run's queue is drained; returns how it ended."""
