@@ -232,6 +232,10 @@ class _BotocoreSigner:
         headers.update(request.headers.items())
 
 
+_SIGNING_HEADERS = ("X-Amz-Date", "x-amz-content-sha256", "Authorization")
+_SIGNING_HEADERS_WITH_TOKEN = ("X-Amz-Date", "X-Amz-Security-Token", *_SIGNING_HEADERS[1:])
+
+
 class _CrtSigner:
     """Signs with ``awscrt.auth.aws_sign_request`` (about 0.03 ms per request)."""
 
@@ -282,11 +286,16 @@ class _CrtSigner:
 
     def sign(self, method: str, url: str, path: str, headers: dict[str, str]) -> None:
         assert _crt_auth is not None and _crt_http is not None
-        config = self._config_for(_frozen(self._credentials))
+        frozen = _frozen(self._credentials)
+        config = self._config_for(frozen)
         request = _crt_http.HttpRequest(method, path, _crt_http.HttpHeaders(headers.items()))
         _crt_auth.aws_sign_request(request, config).result()
-        headers.clear()
-        headers.update(request.headers)
+        # Only the headers signing adds are read back (copying all of them cost more).
+        signed = request.headers
+        for name in _SIGNING_HEADERS if not frozen.token else _SIGNING_HEADERS_WITH_TOKEN:
+            value = signed.get(name)
+            if value is not None:
+                headers[name] = value
 
 
 def _frozen(credentials: CredentialSource | None) -> FrozenCredentials:
