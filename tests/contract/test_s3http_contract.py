@@ -714,6 +714,22 @@ def test_request_line_and_headers_on_the_wire(scripted: Any) -> None:
     assert "expect" not in lines and "accept-encoding" not in lines
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-amz-meta-a": "one\r\nX-Injected: yes"}, {"x-amz-meta-a": "nul\0"}, {"x-a:b": "v"}],
+)
+def test_a_header_that_would_break_the_request_is_refused_unsent(
+    scripted: Any, headers: dict[str, str]
+) -> None:
+    server, plane = scripted(OK_PUT)
+    with pytest.raises(PermanentError, match="cannot be sent over HTTP") as info:
+        plane.put_object("bkt", "k", b"x", md5_b64=md5_b64(b"x"), headers=headers)
+    assert "Injected" not in str(info.value) and "one" not in str(info.value)
+    # Nothing went out; the next request is whole.
+    assert plane.put_object("bkt", "k", b"x", md5_b64=md5_b64(b"x")) == "abc"
+    assert len(server.requests) == 1 and b"Injected" not in server.requests[0]
+
+
 def test_https_verifies_the_server_certificate(tmp_path: Path) -> None:
     cert, key = self_signed_certificate(tmp_path)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
