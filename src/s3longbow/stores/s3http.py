@@ -569,7 +569,8 @@ class _Connection:
         the caller).
 
         Raises:
-            ValueError: A header name or value holds a line break or a NUL.
+            ValueError: A header would break the request: a line break or NUL in a name or
+                value, a colon or space in a name, or a character outside Latin-1.
             OSError, http.client.HTTPException: The connection failed or the reply is not
                 HTTP.
         """
