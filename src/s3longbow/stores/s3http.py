@@ -1,12 +1,13 @@
 """Lean S3 client: GET, PUT, UploadPart, HEAD, multipart start/finish and ListObjectsV2 over
-keep-alive ``http.client`` connections.
+keep-alive connections.
 
-Each request is one signed HTTP exchange on a connection the calling thread keeps open, which
-costs a fraction of botocore's per-request CPU; every other control-plane call stays on botocore
-in :mod:`s3longbow.stores.s3`. Requests are signed with SigV4 in headers, with
-``UNSIGNED-PAYLOAD`` (each body is protected by its ``Content-MD5`` instead). Replies mean the
-same as on the botocore path: errors go through
-:func:`s3longbow.stores.s3errors.error_from_response`.
+Each request is one signed HTTP/1.1 exchange on a connection the calling thread keeps open,
+which costs a fraction of botocore's per-request CPU; every other control-plane call stays on
+botocore in :mod:`s3longbow.stores.s3`. ``http.client`` opens the connections (TLS included)
+and frames and reads the replies; the request head is written here. Requests are signed with
+SigV4 in headers, with ``UNSIGNED-PAYLOAD`` (each body is protected by its ``Content-MD5`` or
+by an additional checksum the server checks and confirms instead). Replies mean the same as
+on the botocore path: errors go through :func:`s3longbow.stores.s3errors.error_from_response`.
 """
 
 from __future__ import annotations
