@@ -23,7 +23,7 @@ import socket
 import ssl
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import unescape
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
@@ -234,8 +234,8 @@ class _BotocoreSigner:
         headers.update(request.headers.items())
 
 
-_SIGNING_HEADERS = ("X-Amz-Date", "x-amz-content-sha256", "Authorization")
-_SIGNING_HEADERS_WITH_TOKEN = ("X-Amz-Date", "X-Amz-Security-Token", *_SIGNING_HEADERS[1:])
+# What SigV4 header signing adds to a request (the token only with a session token).
+_SIGNING_HEADERS = ("X-Amz-Date", "X-Amz-Security-Token", "x-amz-content-sha256", "Authorization")
 
 
 class _CrtSigner:
@@ -288,13 +288,12 @@ class _CrtSigner:
 
     def sign(self, method: str, url: str, path: str, headers: dict[str, str]) -> None:
         assert _crt_auth is not None and _crt_http is not None
-        frozen = _frozen(self._credentials)
-        config = self._config_for(frozen)
+        config = self._config_for(_frozen(self._credentials))
         request = _crt_http.HttpRequest(method, path, _crt_http.HttpHeaders(headers.items()))
         _crt_auth.aws_sign_request(request, config).result()
         # Only the headers signing adds are read back (copying all of them cost more).
         signed = request.headers
-        for name in _SIGNING_HEADERS if not frozen.token else _SIGNING_HEADERS_WITH_TOKEN:
+        for name in _SIGNING_HEADERS:
             value = signed.get(name)
             if value is not None:
                 headers[name] = value
@@ -455,20 +454,8 @@ class ReplyHeaders:
     def items(self) -> list[tuple[str, str]]:
         return [(name, value) for name, _, value in self._fields]
 
-    def keys(self) -> list[str]:
-        return [name for name, _, _ in self._fields]
-
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
-
-    def __getitem__(self, name: str) -> str | None:
-        return self.get(name)
-
-    def __len__(self) -> int:
-        return len(self._fields)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
 
 
 def _header_message(lines: list[bytes]) -> ReplyHeaders:

@@ -123,9 +123,9 @@ class Worker:
         return 0
 
     def _room_for_claim(self) -> bool:
-        # Called with the lock held: room for a batch, or a job thread with nothing to do.
-        held = len(self._held)
-        return held <= self._capacity - self._batch or held < self.settings.workers
+        # Called with the lock held: room for a whole batch (without leasing ahead, a batch is
+        # one job: a job thread has nothing to do).
+        return len(self._held) <= self._capacity - self._batch
 
     # -- job threads ------------------------------------------------------------------------
 
