@@ -133,6 +133,38 @@ def test_resume_after_the_part_size_setting_changed(
     assert set(job_verdicts(db).values()) == {("done", "source-md5")}
 
 
+def test_an_object_that_fits_in_one_part_goes_in_one_put(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    # Above the 5 MiB resumable threshold but within one 8 MiB part: an upload of one part
+    # would give nothing to resume, so the object travels in one PUT under the source's MD5.
+    body = os.urandom(7 * MiB)
+    src_bucket.put("seven", body)
+    code, summary = run_sync(src_bucket, dst_bucket, tmp_path / "j.db")
+    assert code == 0, summary
+    head = dst_bucket.client.head_object(Bucket=dst_bucket.name, Key="seven")
+    assert head["ETag"].strip('"') == hashlib.md5(body).hexdigest()  # no "-1": not multipart
+    assert job_verdicts(tmp_path / "j.db") == {"seven": ("done", "source-md5")}
+
+
+def test_an_upload_left_open_is_aborted_when_the_object_now_goes_in_one_put(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    body = os.urandom(20 * MiB)
+    src_bucket.put("twenty", body)
+    db = tmp_path / "j.db"
+    env = {**os.environ, **cli_env(src_bucket.endpoint, dst_bucket.endpoint)}
+    argv = sync_argv(src_bucket, dst_bucket, db, "--part-size", "5MiB", "--part-threads", "1")
+    assert kill_after_parts(argv, env, db, parts=1) >= 1
+    assert open_uploads(dst_bucket) == ["twenty"]
+    # A raised threshold puts the object under it: its parts are not resumed but dropped.
+    code, summary = run_sync(src_bucket, dst_bucket, db, "--resumable-threshold", "64MiB")
+    assert code == 0, summary
+    assert dst_bucket.get("twenty") == body
+    assert open_uploads(dst_bucket) == []  # the earlier run's upload does not linger
+    assert summary["bytes_reused"] == 0
+
+
 def test_resume_after_the_source_changed_between_runs(
     src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
 ) -> None:

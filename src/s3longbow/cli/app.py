@@ -160,7 +160,7 @@ _PAIR_OPTIONS = [
 @click.option(
     "--resumable-threshold",
     type=SIZE,
-    help="Objects larger than this go multipart (resumable) [5MiB].",
+    help="Objects larger than this (and than one part) go multipart, resumable [5MiB].",
 )
 @click.option(
     "--memory-limit", type=SIZE, help="Most bytes of object data held in memory at once [96MiB]."

@@ -350,6 +350,9 @@ class Copier:
             return self._copy_on_server(job, plan, attempt)
         if plan.multipart:
             return self._copy_multipart(job, plan, attempt)
+        if job.upload_id:
+            # Opened by an earlier run under other settings: its parts are never used now.
+            self._abort(job, job.upload_id)
         return self._copy_single(job, plan, attempt)
 
     def _plan(self, job: Job) -> Plan:
@@ -362,11 +365,14 @@ class Copier:
         """
         if job.size == 0:
             return Plan(multipart=False)
+        part_size = self._own_part_size(job)
+        # An object that fits in one part gains nothing from an upload of one part (there is
+        # nothing to resume): one PUT moves it with fewer requests, and a source whose ETag is
+        # its MD5 is then proven by Content-MD5 alone, with no hashing here.
+        multipart = job.size > self.settings.resumable_threshold and job.size > part_size
         if not self.src.capabilities.content_etag:
-            own = self._own_part_size(job)
-            return Plan(multipart=job.size > self.settings.resumable_threshold, part_size=own)
+            return Plan(multipart=multipart, part_size=part_size)
         count = multipart_parts(job.etag)
-        multipart = job.size > self.settings.resumable_threshold
         if count is None and not multipart:
             return Plan(multipart=False)
         details = self.src.details(job.src_key, job.etag, version_id=job.version_id)
@@ -376,7 +382,7 @@ class Copier:
             job.version_id = details.version_id
         props = details.properties
         common = {"details": details, "write_algorithm": self._write_algorithm(props.checksum)}
-        own = {"multipart": multipart, "part_size": self._own_part_size(job), **common}
+        own = {"multipart": multipart, "part_size": part_size, **common}
         proof = props.checksum
         if count is not None and not props.encrypted:
             layout = self._source_layout(job, count)
