@@ -5,7 +5,6 @@ sides in one order, so each store declares its order and a listing can be re-sor
 from __future__ import annotations
 
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -20,6 +19,8 @@ def resorted(
 ) -> Iterator[ObjectInfo]:
     """The listing in another order, sorted on disk (a temporary SQLite file), so memory stays
     flat however many keys there are. Used only when two stores list in different orders."""
+    import tempfile  # rarely needed, and its import costs more than the rest of this module
+
     key_of = order_key(order) or (lambda k: k)
     with tempfile.TemporaryDirectory(dir=folder, prefix="longbow-sort-") as tmp:
         db = sqlite3.connect(Path(tmp) / "sort.db")

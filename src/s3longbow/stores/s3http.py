@@ -25,11 +25,10 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from html import unescape
+from html import escape, unescape
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
-from xml.sax.saxutils import escape as xml_escape
 
 from botocore.exceptions import BotoCoreError, NoCredentialsError, PartialCredentialsError
 
@@ -963,9 +962,9 @@ class S3DataPlane:
         body = (
             "<CompleteMultipartUpload>"
             + "".join(
-                f"<Part><PartNumber>{number}</PartNumber><ETag>&quot;{xml_escape(etag)}&quot;"
+                f"<Part><PartNumber>{number}</PartNumber><ETag>&quot;{_xml_text(etag)}&quot;"
                 "</ETag>"
-                + (f"<{tag}>{xml_escape(value)}</{tag}>" if tag and value else "")
+                + (f"<{tag}>{_xml_text(value)}</{tag}>" if tag and value else "")
                 + "</Part>"
                 for (number, etag), value in zip(parts, sums, strict=True)
             )
@@ -1356,6 +1355,11 @@ def _parse_error(body: bytes) -> tuple[str, str]:
 
 def _network_error(where: str, exc: BaseException) -> TransientError:
     return TransientError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def _xml_text(value: str) -> str:
+    """`value` escaped as XML character data."""
+    return escape(value, quote=False)
 
 
 def _describe(bucket: str, key: str) -> str:
