@@ -16,17 +16,17 @@ from collections.abc import Callable, Sequence
 
 from awscrt import checksums as crt
 
-from s3longbow.model import Checksum
+from s3longbow.model import Bytes, Checksum
 
 CRC_ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME")
 HASH_ALGORITHMS = ("SHA1", "SHA256")
 ALGORITHMS = CRC_ALGORITHMS + HASH_ALGORITHMS
 
-_CRC: dict[str, tuple[Callable[[bytes], int], Callable[[int, int, int], int], int]] = {
-    # algorithm: (checksum of bytes, combine(crc1, crc2, len2), digest size in bytes)
-    "CRC32": (lambda data: zlib.crc32(data), crt.combine_crc32, 4),
-    "CRC32C": (lambda data: crt.crc32c(data), crt.combine_crc32c, 4),
-    "CRC64NVME": (lambda data: crt.crc64nvme(data), crt.combine_crc64nvme, 8),
+_CRC: dict[str, tuple[Callable[[Bytes, int], int], Callable[[int, int, int], int], int]] = {
+    # algorithm: (CRC of bytes continuing a previous CRC, combine(crc1, crc2, len2), digest size)
+    "CRC32": (zlib.crc32, crt.combine_crc32, 4),
+    "CRC32C": (crt.crc32c, crt.combine_crc32c, 4),
+    "CRC64NVME": (crt.crc64nvme, crt.combine_crc64nvme, 8),
 }
 _HASH = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256}
 
@@ -39,19 +39,41 @@ def normalise_algorithm(name: str) -> str:
     return upper
 
 
-def digest(algorithm: str, data: bytes) -> bytes:
+def digest(algorithm: str, data: Bytes) -> bytes:
     """The raw checksum of `data`."""
     if algorithm in _CRC:
-        compute, _, size = _CRC[algorithm]
-        return compute(data).to_bytes(size, "big")
+        step, _, size = _CRC[algorithm]
+        return step(data, 0).to_bytes(size, "big")
     return _HASH[algorithm](data).digest()
+
+
+class Running:
+    """Checksums of bytes fed piece by piece, in order. Fed each piece as it arrives from the
+    network, a CRC reads it while it is still in the CPU's cache: over a part already in
+    memory it costs several times more, bound by memory bandwidth."""
+
+    def __init__(self, algorithms: Sequence[str]) -> None:
+        self._crcs = {a: 0 for a in algorithms if a in _CRC}
+        self._hashes = {a: _HASH[a]() for a in algorithms if a in _HASH}
+
+    def update(self, piece: Bytes) -> None:
+        for algorithm, value in self._crcs.items():
+            self._crcs[algorithm] = _CRC[algorithm][0](piece, value)
+        for hashed in self._hashes.values():
+            hashed.update(piece)
+
+    def b64(self) -> dict[str, str]:
+        """algorithm -> base64 checksum of everything fed so far."""
+        sums = {a: encode(v.to_bytes(_CRC[a][2], "big")) for a, v in self._crcs.items()}
+        sums.update((a, encode(h.digest())) for a, h in self._hashes.items())
+        return sums
 
 
 def encode(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-def checksum_b64(algorithm: str, data: bytes) -> str:
+def checksum_b64(algorithm: str, data: Bytes) -> str:
     """The base64 checksum of `data`, as S3 sends it in x-amz-checksum-* headers."""
     return encode(digest(algorithm, data))
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+# Object data as it travels: a whole object's bytes, or a view of a reused part buffer.
+Bytes = bytes | bytearray | memoryview
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
@@ -189,6 +192,7 @@ class JobResult:
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "Bytes",
     "Checksum",
     "FINAL_STATES",
     "Job",

@@ -66,3 +66,15 @@ def test_from_headers_and_names() -> None:
     assert checksums.normalise_algorithm("crc-32c") == "CRC32C"
     with pytest.raises(ValueError, match="unknown checksum algorithm"):
         checksums.normalise_algorithm("md4")
+
+
+@pytest.mark.parametrize("algorithm", checksums.ALGORITHMS)
+def test_a_running_checksum_fed_in_pieces_equals_the_checksum_of_the_whole(
+    algorithm: str,
+) -> None:
+    data = os.urandom(300_001)
+    running = checksums.Running((algorithm,))
+    view = memoryview(bytearray(data))
+    for start in range(0, len(data), 65_536):
+        running.update(view[start : start + 65_536])
+    assert running.b64() == {algorithm: checksums.checksum_b64(algorithm, data)}

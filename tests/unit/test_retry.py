@@ -62,3 +62,19 @@ def test_byte_budget_bounds_and_admits_oversized_requests() -> None:
     with budget.hold(500):  # larger than the budget: takes all of it, alone
         pass
     assert budget.peak == 100
+
+
+def test_byte_budget_reuses_part_buffers_and_keeps_them_within_its_limit() -> None:
+    budget = ByteBudget(100)
+    first = budget.buffer(40)
+    budget.give_back(first)
+    assert budget.buffer(40) is first  # the next part of that size gets the same memory
+    second = budget.buffer(40)
+    assert second is not first
+    budget.give_back(first)
+    budget.give_back(second)
+    # A new size: kept buffers of other sizes are dropped until it fits in the limit.
+    assert len(budget.buffer(30)) == 30
+    ids = {id(first), id(second)}
+    assert id(budget.buffer(40)) in ids  # one of the two was kept
+    assert id(budget.buffer(40)) not in ids  # the other was dropped for the 30

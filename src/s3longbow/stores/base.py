@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from s3longbow.model import (
+    Bytes,
     Checksum,
     ObjectDetails,
     ObjectInfo,
@@ -97,10 +98,17 @@ class ObjectStore(Protocol):
         *,
         etag: str | None = None,
         version_id: str | None = None,
-    ) -> bytes:
+        into: bytearray | None = None,
+        each: Callable[[memoryview], None] | None = None,
+    ) -> Bytes:
         """Exactly `length` bytes from `start` (the whole object when length is its size),
         of the version `version_id` when given (a versioned bucket keeps it however the key
-        is overwritten)."""
+        is overwritten).
+
+        `into`, a buffer of at least `length` bytes, may receive them (the result is then a
+        view of it). `each` is called with consecutive pieces that make up exactly the bytes
+        returned, in order, as they arrive (pieces of a failed read may have been seen first):
+        a checksum of them is computed while they are still in the CPU's cache."""
         ...
 
     def read_object(
@@ -144,7 +152,7 @@ class ObjectStore(Protocol):
     def put_object(
         self,
         key: str,
-        data: bytes,
+        data: Bytes,
         *,
         md5_b64: str,
         storage_class: str | None = None,
@@ -176,7 +184,7 @@ class ObjectStore(Protocol):
         key: str,
         upload_id: str,
         number: int,
-        data: bytes,
+        data: Bytes,
         *,
         md5_b64: str | None,
         checksum: Checksum | None = None,

@@ -33,6 +33,7 @@ from s3longbow.errors import (
     UploadMissingError,
 )
 from s3longbow.model import (
+    Bytes,
     Checksum,
     ObjectDetails,
     ObjectInfo,
@@ -207,14 +208,21 @@ class LocalStore:
         *,
         etag: str | None = None,
         version_id: str | None = None,  # files have no versions: the ETag pins them
-    ) -> bytes:
+        into: bytearray | None = None,
+        each: Callable[[memoryview], None] | None = None,
+    ) -> Bytes:
         path = self.path_for(key)
+        data: Bytes
         try:
             with open(path, "rb") as f:
                 if etag is not None and local_etag(os.fstat(f.fileno())) != etag:
                     raise SourceChangedError(f"{path} changed since the job started")
                 f.seek(start)
-                data = f.read(length)
+                if into is None:
+                    data = f.read(length)
+                else:
+                    view = memoryview(into)[:length]
+                    data = view[: f.readinto(view)]
                 # Check again after reading: a write during the read must not go unnoticed.
                 if etag is not None and local_etag(os.fstat(f.fileno())) != etag:
                     raise SourceChangedError(f"{path} changed while it was being read")
@@ -228,6 +236,8 @@ class LocalStore:
             raise PermanentError(f"cannot read {path}: {exc.strerror}") from None
         if len(data) != length:
             raise SourceChangedError(f"{path} is shorter than when the job started")
+        if each is not None:
+            each(memoryview(data))  # a file's bytes come from the page cache, not the network
         return data
 
     def read_object(
@@ -289,7 +299,7 @@ class LocalStore:
     def put_object(
         self,
         key: str,
-        data: bytes,
+        data: Bytes,
         *,
         md5_b64: str,
         storage_class: str | None = None,
@@ -333,7 +343,7 @@ class LocalStore:
         key: str,
         upload_id: str,
         number: int,
-        data: bytes,
+        data: Bytes,
         *,
         md5_b64: str | None,
         checksum: Checksum | None = None,

@@ -40,6 +40,7 @@ from s3longbow.errors import (
     UploadMissingError,
 )
 from s3longbow.model import (
+    Bytes,
     Checksum,
     ObjectDetails,
     ObjectInfo,
@@ -543,12 +544,24 @@ class S3Store:
         *,
         etag: str | None = None,
         version_id: str | None = None,
-    ) -> bytes:
+        into: bytearray | None = None,
+        each: Callable[[memoryview], None] | None = None,
+    ) -> Bytes:
         if self.data is not None:
             return self.data.get_range(
-                self.bucket, key, start, length, etag=etag, version_id=version_id
+                self.bucket,
+                key,
+                start,
+                length,
+                etag=etag,
+                version_id=version_id,
+                into=into,
+                each=each,
             )
-        return self._get(key, start, length, etag, version_id=version_id)[0]
+        data = self._get(key, start, length, etag, version_id=version_id)[0]
+        if each is not None:
+            each(memoryview(data))  # botocore hands over the body whole
+        return data
 
     def _get(
         self,
@@ -598,7 +611,7 @@ class S3Store:
     def put_object(
         self,
         key: str,
-        data: bytes,
+        data: Bytes,
         *,
         md5_b64: str,
         storage_class: str | None = None,
@@ -621,7 +634,7 @@ class S3Store:
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
-            "Body": data,
+            "Body": _whole(data),
             "ContentMD5": md5_b64,
             "ContentLength": len(data),
             **_write_args(storage_class, properties, tags),
@@ -671,7 +684,7 @@ class S3Store:
         key: str,
         upload_id: str,
         number: int,
-        data: bytes,
+        data: Bytes,
         *,
         md5_b64: str | None,
         checksum: Checksum | None = None,
@@ -697,7 +710,7 @@ class S3Store:
                 Key=key,
                 UploadId=upload_id,
                 PartNumber=number,
-                Body=data,
+                Body=_whole(data),
                 ContentLength=len(data),
                 **extra,
             )
@@ -1214,6 +1227,11 @@ def _unquote(etag: str | None) -> str | None:
     if etag is None:
         return None
     return etag.strip('"')
+
+
+def _whole(data: Bytes) -> bytes | bytearray:
+    """A body botocore can send: it takes bytes, not a view of a part buffer."""
+    return data.tobytes() if isinstance(data, memoryview) else data
 
 
 def _code(exc: ClientError) -> str:

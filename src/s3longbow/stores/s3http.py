@@ -40,6 +40,7 @@ from s3longbow.errors import (
     PermanentError,
     TransientError,
 )
+from s3longbow.model import Bytes
 from s3longbow.stores.s3errors import error_from_response
 
 __all__ = [
@@ -61,6 +62,9 @@ _T = TypeVar("_T")
 _USER_AGENT = f"longbow/{__version__}"
 # Bytes of an error reply worth reading; the rest of a larger one is dropped with its connection.
 _MAX_ERROR_BODY = 64 * 1024
+# A part's body is read in pieces this size: small enough that each is still in the CPU's
+# cache when its checksum is computed, large enough that the loop costs nothing.
+_PIECE = 256 * 1024
 # A stale keep-alive connection (closed by the server while idle) fails with one of these
 # before any reply byte arrives; only then is the request resent, once, on a new connection.
 _STALE_CONNECTION_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
@@ -509,7 +513,7 @@ _BAD_VALUE_CHARS = re.compile(r"[\r\n\0]")
 _COALESCE_LIMIT = 256 * 1024
 
 
-def _send_all(sock: socket.socket, head: bytes, body: bytes | None) -> None:
+def _send_all(sock: socket.socket, head: bytes, body: Bytes | None) -> None:
     if not body:
         sock.sendall(head)
         return
@@ -551,7 +555,7 @@ class _Connection:
         assert sock is not None
         self._readers.append(_KeptReader(sock.makefile("rb", buffering=0)))
 
-    def exchange(self, request: _Request, body: bytes | None) -> _Response:
+    def exchange(self, request: _Request, body: Bytes | None) -> _Response:
         """Send the request and read the reply's status and headers (the body is left to
         the caller).
 
@@ -681,9 +685,13 @@ class S3DataPlane:
         *,
         etag: str | None = None,
         version_id: str | None = None,
-    ) -> bytes:
-        """Read ``length`` bytes of an object from offset ``start`` (see get_object)."""
-        return self._get(bucket, key, start, length, etag, None, version_id)
+        into: bytearray | None = None,
+        each: Callable[[memoryview], None] | None = None,
+    ) -> Bytes:
+        """Read ``length`` bytes of an object from offset ``start`` (see get_object); into
+        ``into`` when given (a view of it is returned), each piece shown to ``each`` as it
+        arrives (see ObjectStore.get_range)."""
+        return self._get(bucket, key, start, length, etag, None, version_id, into, each)
 
     def get_object(
         self,
@@ -729,7 +737,9 @@ class S3DataPlane:
         etag: str | None,
         response_headers: dict[str, str] | None,
         version_id: str | None = None,
-    ) -> bytes:
+        into: bytearray | None = None,
+        each: Callable[[memoryview], None] | None = None,
+    ) -> Bytes:
         end = start + length - 1
         where = f"reading {_describe(bucket, key)} bytes {start}-{end}"
         headers: dict[str, str] = {}
@@ -744,11 +754,14 @@ class S3DataPlane:
         query = f"versionId={encode_query_value(version_id)}" if version_id else ""
         request = self._prepare("GET", bucket, key, query, headers, where)
 
-        def read(response: http.client.HTTPResponse) -> bytes:
+        def read(response: http.client.HTTPResponse) -> Bytes:
             if response.status not in (200, 206):
                 raise self._error(response, where, source=True)
             declared = response.length
-            if declared is not None and declared <= length:
+            data: Bytes
+            if declared == length and (into is not None or each is not None):
+                data = _read_pieces(response, length, into, each)
+            elif declared is not None and declared <= length:
                 data = response.read()
             else:
                 # One byte more than asked: a server that ignored Range must not make us buffer
@@ -778,7 +791,7 @@ class S3DataPlane:
         self,
         bucket: str,
         key: str,
-        data: bytes,
+        data: Bytes,
         *,
         md5_b64: str,
         storage_class: str | None = None,
@@ -815,7 +828,7 @@ class S3DataPlane:
         key: str,
         upload_id: str,
         number: int,
-        data: bytes,
+        data: Bytes,
         *,
         md5_b64: str | None,
         headers: dict[str, str] | None = None,
@@ -1093,7 +1106,7 @@ class S3DataPlane:
     def _perform(
         self,
         request: _Request,
-        body: bytes | None,
+        body: Bytes | None,
         where: str,
         read: Callable[[http.client.HTTPResponse], _T],
     ) -> _T:
@@ -1135,7 +1148,7 @@ class S3DataPlane:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(
-        self, connection: _Connection, request: _Request, body: bytes | None
+        self, connection: _Connection, request: _Request, body: Bytes | None
     ) -> http.client.HTTPResponse:
         conn = connection.http
         if conn.sock is None:
@@ -1355,6 +1368,26 @@ def _parse_error(body: bytes) -> tuple[str, str]:
 
 def _network_error(where: str, exc: BaseException) -> TransientError:
     return TransientError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def _read_pieces(
+    response: http.client.HTTPResponse,
+    length: int,
+    into: bytearray | None,
+    each: Callable[[memoryview], None] | None,
+) -> memoryview:
+    """Up to ``length`` bytes of the body, read in pieces into ``into`` (or a new buffer),
+    each piece shown to ``each`` right after it arrives; fewer only if the body ends early."""
+    view = memoryview(into if into is not None else bytearray(length))[:length]
+    got = 0
+    while got < length:
+        n = response.readinto(view[got : got + _PIECE])
+        if not n:
+            break
+        if each is not None:
+            each(view[got : got + n])
+        got += n
+    return view[:got]
 
 
 def _xml_text(value: str) -> str:

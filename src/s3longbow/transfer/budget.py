@@ -19,6 +19,12 @@ class ByteBudget:
         self._used = 0
         self._peak = 0
         self._cond = threading.Condition()
+        # Part buffers given back, by size, kept for the next part of that size: a new one
+        # costs zeroing its memory (as much CPU as a CRC of it). Buffers out and kept stay
+        # within the limit: a new size drops kept buffers of other sizes first.
+        self._kept: dict[int, list[bytearray]] = {}
+        self._owned = 0
+        self._buffers_lock = threading.Lock()
 
     def acquire(self, nbytes: int) -> int:
         """Wait until `nbytes` fit; returns the amount taken, to hand back to release()."""
@@ -41,6 +47,26 @@ class ByteBudget:
             yield
         finally:
             self.release(taken)
+
+    def buffer(self, size: int) -> bytearray:
+        """A buffer of `size` bytes for one part (its memory taken with acquire() first),
+        to hand back with give_back() once the part's bytes are no longer used."""
+        with self._buffers_lock:
+            kept = self._kept.get(size)
+            if kept:
+                return kept.pop()
+            for other in list(self._kept):
+                while self._kept[other] and self._owned + size > self.limit:
+                    self._owned -= len(self._kept[other].pop())
+                if not self._kept[other]:
+                    del self._kept[other]
+            self._owned += size
+        return bytearray(size)
+
+    def give_back(self, buffer: bytearray) -> None:
+        """Keep a buffer from buffer() for reuse; nothing may read or write it afterwards."""
+        with self._buffers_lock:
+            self._kept.setdefault(len(buffer), []).append(buffer)
 
     @property
     def peak(self) -> int:

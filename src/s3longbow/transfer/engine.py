@@ -47,7 +47,15 @@ from s3longbow.errors import (
     UploadMissingError,
 )
 from s3longbow.jobs.base import UploadLedger
-from s3longbow.model import Checksum, Job, JobResult, ObjectDetails, ObjectProperties, PartInfo
+from s3longbow.model import (
+    Bytes,
+    Checksum,
+    Job,
+    JobResult,
+    ObjectDetails,
+    ObjectProperties,
+    PartInfo,
+)
 from s3longbow.progress.stats import Stats
 from s3longbow.retry import with_retries
 from s3longbow.stores.base import ObjectStore
@@ -151,7 +159,7 @@ class OrderedHash:
         self._pending: dict[int, tuple[bytes, Callable[[], None]]] = {}
         self._lock = threading.Lock()
 
-    def feed(self, number: int, data: bytes, release: Callable[[], None]) -> None:
+    def feed(self, number: int, data: Bytes, release: Callable[[], None]) -> None:
         with self._lock:
             self._pending[number] = (data, release)
             while self._next in self._pending:
@@ -188,10 +196,15 @@ class PartSums:
         self._values: dict[int, tuple[int, dict[str, str]]] = {}
         self._lock = threading.Lock()
 
-    def record(self, number: int, data: bytes) -> dict[str, str]:
-        sums = {a: checksums.checksum_b64(a, data) for a in self.algorithms}
+    def running(self) -> checksums.Running:
+        """Checksums to feed one read of a part, piece by piece."""
+        return checksums.Running(self.algorithms)
+
+    def record(self, number: int, length: int, running: checksums.Running) -> dict[str, str]:
+        """Keep part `number`'s checksums (fed all its `length` bytes); return them."""
+        sums = running.b64()
         with self._lock:
-            self._values[number] = (len(data), sums)
+            self._values[number] = (length, sums)
         return sums
 
     def of(self, algorithm: str, count: int) -> list[tuple[str, int]]:
@@ -203,10 +216,13 @@ class PartSums:
 
 
 class _Release:
-    """Gives back a part's memory and window slot exactly once."""
+    """Gives back a part's memory, its buffer and its window slot exactly once."""
 
-    def __init__(self, budget: ByteBudget, taken: int, window: threading.Semaphore) -> None:
+    def __init__(
+        self, budget: ByteBudget, taken: int, window: threading.Semaphore, size: int
+    ) -> None:
         self._budget, self._taken, self._window = budget, taken, window
+        self.buffer = budget.buffer(size)
         self._done = False
         self._lock = threading.Lock()
 
@@ -215,6 +231,7 @@ class _Release:
             if self._done:
                 return
             self._done = True
+        self._budget.give_back(self.buffer)
         self._budget.release(self._taken)
         self._window.release()
 
@@ -486,7 +503,7 @@ class Copier:
         )
 
     def _put_verified(
-        self, job: Job, data: bytes, properties: ObjectProperties
+        self, job: Job, data: Bytes, properties: ObjectProperties
     ) -> tuple[str, bool, str]:
         """PUT the bytes so that the copy is proven equal to the source; return the
         destination's ETag and the verdict (verified, method or reason).
@@ -835,8 +852,9 @@ class Copier:
         for number in numbers:
             if not self._take(window, cancel):
                 break
-            length = part_range(number, job.size, plan.part_size)[1]
-            taken = self.budget.acquire(length)
+            # Every part takes a buffer of the full part size (the last one too), so buffers
+            # are reused from part to part and object to object.
+            taken = self.budget.acquire(plan.part_size)
             future = self.part_pool.submit(
                 self._part_task,
                 job,
@@ -846,7 +864,7 @@ class Copier:
                 expected.get(number),
                 hasher,
                 sums,
-                _Release(self.budget, taken, window),
+                _Release(self.budget, taken, window, plan.part_size),
                 cancel,
                 attempt,
                 unrecorded is not None and number in unrecorded,
@@ -881,14 +899,24 @@ class Copier:
         start, length = part_range(number, job.size, plan.part_size)
         algorithm = plan.write_algorithm
 
-        def once() -> tuple[PartInfo, bytes]:
+        def once() -> tuple[PartInfo, Bytes]:
             if cancel.is_set():
                 raise Interrupted("another part of this object failed")
             self._check_stop()
+            # The part's checksums are computed piece by piece as the bytes arrive.
+            running = sums.running() if sums is not None else None
             data = self.src.get_range(
-                job.src_key, start, length, etag=job.etag, version_id=job.version_id
+                job.src_key,
+                start,
+                length,
+                etag=job.etag,
+                version_id=job.version_id,
+                into=release.buffer,
+                each=running.update if running is not None else None,
             )
-            part_sums = sums.record(number, data) if sums is not None else {}
+            part_sums: dict[str, str] = {}
+            if sums is not None and running is not None:
+                part_sums = sums.record(number, length, running)
             checksum = part_sums.get(algorithm) if algorithm else None
             guard = Checksum(algorithm, checksum) if algorithm and checksum else None
             etag = None
@@ -933,7 +961,7 @@ class Copier:
         job: Job,
         upload_id: str,
         number: int,
-        data: bytes,
+        data: Bytes,
         md5: bytes,
         guard: Checksum | None,
     ) -> str:
@@ -955,7 +983,7 @@ class Copier:
         return etag
 
     def _upload_checksummed_part(
-        self, job: Job, upload_id: str, number: int, data: bytes, guard: Checksum
+        self, job: Job, upload_id: str, number: int, data: Bytes, guard: Checksum
     ) -> str | None:
         """Send a part guarded by its CRC alone; None when the destination did not confirm the
         checksum (it is then sent with an MD5, as every later part is)."""
