@@ -154,6 +154,17 @@ class SideSettings:
         return dataclasses.replace(self, checksum_algorithm=algorithm)
 
 
+# The most each count setting may be, from the command line or a config file: beyond these a
+# run would start absurd numbers of threads or retry a hopeless job almost forever.
+COUNT_LIMITS = {
+    "workers": 1024,
+    "part_threads": 256,
+    "max_attempts": 100,
+    "part_attempts": 100,
+    "listing_threads": 64,
+}
+
+
 @dataclass(frozen=True)
 class TransferSettings:
     """Knobs of the transfer engine. Memory in flight is at most `memory_limit` bytes of buffers."""
@@ -183,9 +194,15 @@ class TransferSettings:
 
     def validate(self) -> None:
         """Reject settings that cannot work, with the fix in the message."""
-        for name in ("workers", "part_threads", "max_attempts", "part_attempts", "listing_threads"):
-            if getattr(self, name) < 1:
+        for name, most in COUNT_LIMITS.items():
+            value = getattr(self, name)
+            if value < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
+            if value > most:
+                raise ConfigError(
+                    f"{name.replace('_', '-')} {value} is above {most}",
+                    hint=f"choose at most {most}",
+                )
         if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
             raise ConfigError(
                 f"part-size {format_size(self.part_size)} is outside S3's limits",

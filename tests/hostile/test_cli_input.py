@@ -23,6 +23,8 @@ CONFIG_CASES = {
     "workers as text": ('workers = "many"\n' + PAIR, "longbow.toml: workers must be a number"),
     "workers zero": ("workers = 0\n" + PAIR, "longbow.toml: workers must be at least 1"),
     "fractional workers": ("workers = 2.5\n" + PAIR, "workers must be a whole number"),
+    "absurd workers": ("workers = 100000\n" + PAIR, "workers 100000 is above 1024"),
+    "endless attempts": ("max_attempts = 1000000\n" + PAIR, "max-attempts 1000000 is above 100"),
     "negative part size": ("part_size = -5\n" + PAIR, "part-size: a size cannot be negative"),
     "absurd part size": ('part_size = "10TiB"\n' + PAIR, "outside S3's limits"),
     "absurd threshold": (

@@ -18,6 +18,7 @@ import click
 from s3longbow import __version__
 from s3longbow.cli.terminal import Console
 from s3longbow.config import (
+    COUNT_LIMITS,
     PairSettings,
     Settings,
     SideSettings,
@@ -149,11 +150,13 @@ _PAIR_OPTIONS = [
 @cli.command()
 @_apply(_PAIR_OPTIONS)
 @click.option(
-    "--workers", type=click.IntRange(1, 1024), help=f"Objects in parallel [{DEFAULTS.workers}]."
+    "--workers",
+    type=click.IntRange(1, COUNT_LIMITS["workers"]),
+    help=f"Objects in parallel [{DEFAULTS.workers}].",
 )
 @click.option(
     "--part-threads",
-    type=click.IntRange(1, 256),
+    type=click.IntRange(1, COUNT_LIMITS["part_threads"]),
     help=f"Parts in parallel per object [{DEFAULTS.part_threads}].",
 )
 @click.option("--part-size", type=SIZE, help="Multipart part size [8MiB]; grows past 10,000 parts.")
@@ -205,12 +208,12 @@ _PAIR_OPTIONS = [
 )
 @click.option(
     "--listing-threads",
-    type=click.IntRange(1, 64),
+    type=click.IntRange(1, COUNT_LIMITS["listing_threads"]),
     help="Threads listing each side, by sub-prefix [8].",
 )
 @click.option(
     "--max-attempts",
-    type=click.IntRange(1, 100),
+    type=click.IntRange(1, COUNT_LIMITS["max_attempts"]),
     help=f"Attempts per job before it stays failed [{DEFAULTS.max_attempts}].",
 )
 @click.option("--retry-failed", is_flag=True, help="Give failed jobs of this run fresh attempts.")
@@ -306,7 +309,9 @@ def sync(
 @_apply(_PAIR_OPTIONS)
 @click.option("--deep", is_flag=True, help="Read and hash objects whose ETags cannot be compared.")
 @click.option(
-    "--workers", type=click.IntRange(1, 1024), help="Objects read in parallel with --deep [16]."
+    "--workers",
+    type=click.IntRange(1, COUNT_LIMITS["workers"]),
+    help="Objects read in parallel with --deep [16].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from s3longbow.cli.terminal import Console, escape, new_table
-from s3longbow.config import format_size, side_from_environment
+from s3longbow.config import COUNT_LIMITS, format_size, side_from_environment
 from s3longbow.errors import ConfigError, LongbowError
 from s3longbow.logsafety import quiet_secret_loggers
 from s3longbow.stores.location import check_endpoint_url
@@ -154,8 +154,14 @@ def send(
     is_flag=True,
     help="End once the queue is empty (visible, in flight and delayed) and nothing runs here.",
 )
-@click.option("--workers", type=click.IntRange(1, 1024), help="Objects in parallel.")
-@click.option("--part-threads", type=click.IntRange(1, 256), help="Parts in parallel per object.")
+@click.option(
+    "--workers", type=click.IntRange(1, COUNT_LIMITS["workers"]), help="Objects in parallel."
+)
+@click.option(
+    "--part-threads",
+    type=click.IntRange(1, COUNT_LIMITS["part_threads"]),
+    help="Parts in parallel per object.",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["json", "text"]),
