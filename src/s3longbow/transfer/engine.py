@@ -156,7 +156,7 @@ class OrderedHash:
     def __init__(self, algorithm: str = "md5") -> None:
         self._md5 = hashlib.new(algorithm)
         self._next = 1
-        self._pending: dict[int, tuple[bytes, Callable[[], None]]] = {}
+        self._pending: dict[int, tuple[Bytes, Callable[[], None]]] = {}
         self._lock = threading.Lock()
 
     def feed(self, number: int, data: Bytes, release: Callable[[], None]) -> None:
