@@ -239,6 +239,44 @@ def test_parts_of_a_single_part_source_travel_under_a_crc_alone(
     assert dst_checksum(dst_bucket, "big.bin")["x-amz-checksum-crc32c"].endswith("-3")
 
 
+def test_a_single_part_source_with_a_crc_of_all_its_bytes_is_proven_by_it(
+    src_bucket: Bucket, dst_bucket: Bucket, seaweed_dst: LocalServer, tmp_path: Path
+) -> None:
+    # Its ETag is its MD5, but its CRC32C (as S3 now stores for every upload) proves the copy
+    # as well, combined from the parts' CRCs: no MD5 of all the bytes, none per part.
+    data = os.urandom(11 * MiB)
+    put_with_checksum(src_bucket, "crc.bin", data, "CRC32C")
+    code, summary, parts = sync_recording_parts(
+        src_bucket, dst_bucket, seaweed_dst, tmp_path / "j.db", "--part-size", "5MiB"
+    )
+
+    assert code == 0, summary
+    assert dst_bucket.get("crc.bin") == data
+    assert len(parts) == 3
+    assert all("content-md5" not in h and "x-amz-checksum-crc32c" in h for h in parts)
+    assert job_verdicts(tmp_path / "j.db") == {"crc.bin": ("done", "source-crc32c")}
+
+
+def test_a_part_read_corrupted_under_a_crc_proof_is_read_and_sent_again(
+    sealed: tuple[SealProxy, Bucket], dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    # Copied in parts under CRCs alone: the destination accepts a corrupted part (its CRC is
+    # of the bytes read), so the proof against the source's CRC must catch it before the
+    # object is completed.
+    proxy, src = sealed
+    data = os.urandom(11 * MiB)
+    put_with_checksum(src, "crc.bin", data, "CRC32C")
+    proxy.corrupt_once.add(f"{src.name}/crc.bin")  # one read comes back with a byte flipped
+    sealed_src = Bucket(proxy.endpoint(), src.name, src.client)
+
+    code, summary = run_sync(sealed_src, dst_bucket, tmp_path / "j.db", "--part-size", "5MiB")
+
+    assert code == 0, summary
+    assert proxy.corrupted == 1
+    assert dst_bucket.get("crc.bin") == data
+    assert job_verdicts(tmp_path / "j.db") == {"crc.bin": ("done", "source-crc32c")}
+
+
 def test_parts_go_with_md5_once_the_destination_does_not_confirm_their_crc(
     src_bucket: Bucket, dst_bucket: Bucket, seaweed_dst: LocalServer, tmp_path: Path
 ) -> None:
