@@ -74,8 +74,8 @@ class WorkerRuntime:
             )
         self.table = JobTable(self.control.dynamodb, config.cluster.table)
         self.table.check()
+        t.validate()  # as configured: the attempts set below are the queue's to bound
         self.transfer = dataclasses.replace(t, max_attempts=UNBOUNDED_ATTEMPTS)
-        self.transfer.validate()
         self.stores = StoreCache(
             self.config.source,
             self.config.destination,
