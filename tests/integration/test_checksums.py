@@ -220,13 +220,27 @@ def sync_recording_parts(
     return code, summary, parts
 
 
+@pytest.mark.parametrize(
+    ("source_checksum", "verdict"),
+    [(None, "source-md5"), ("CRC32C", "source-crc32c")],
+    ids=["md5-proof", "crc-proof"],
+)
 def test_parts_of_a_single_part_source_travel_under_a_crc_alone(
-    src_bucket: Bucket, dst_bucket: Bucket, seaweed_dst: LocalServer, tmp_path: Path
+    src_bucket: Bucket,
+    dst_bucket: Bucket,
+    seaweed_dst: LocalServer,
+    tmp_path: Path,
+    source_checksum: str | None,
+    verdict: str,
 ) -> None:
-    # The whole-object MD5 (to prove the source's ETag) reads every byte; a second MD5 per
-    # part is replaced by a CRC32C the destination checks and echoes.
+    # Its bytes are proven by its MD5 ETag, hashed whole in order, or, when it carries one (as
+    # S3 now stores for every upload), by its CRC of all its bytes, combined from the parts'
+    # CRCs. Either way a second MD5 per part is replaced by a CRC32C the destination checks.
     data = os.urandom(11 * MiB)
-    src_bucket.put("big.bin", data)
+    if source_checksum is None:
+        src_bucket.put("big.bin", data)
+    else:
+        put_with_checksum(src_bucket, "big.bin", data, source_checksum)
     code, summary, parts = sync_recording_parts(
         src_bucket, dst_bucket, seaweed_dst, tmp_path / "j.db", "--part-size", "5MiB"
     )
@@ -235,26 +249,8 @@ def test_parts_of_a_single_part_source_travel_under_a_crc_alone(
     assert dst_bucket.get("big.bin") == data
     assert len(parts) == 3
     assert all("content-md5" not in h and "x-amz-checksum-crc32c" in h for h in parts)
-    assert job_verdicts(tmp_path / "j.db") == {"big.bin": ("done", "source-md5")}
+    assert job_verdicts(tmp_path / "j.db") == {"big.bin": ("done", verdict)}
     assert dst_checksum(dst_bucket, "big.bin")["x-amz-checksum-crc32c"].endswith("-3")
-
-
-def test_a_single_part_source_with_a_crc_of_all_its_bytes_is_proven_by_it(
-    src_bucket: Bucket, dst_bucket: Bucket, seaweed_dst: LocalServer, tmp_path: Path
-) -> None:
-    # Its ETag is its MD5, but its CRC32C (as S3 now stores for every upload) proves the copy
-    # as well, combined from the parts' CRCs: no MD5 of all the bytes, none per part.
-    data = os.urandom(11 * MiB)
-    put_with_checksum(src_bucket, "crc.bin", data, "CRC32C")
-    code, summary, parts = sync_recording_parts(
-        src_bucket, dst_bucket, seaweed_dst, tmp_path / "j.db", "--part-size", "5MiB"
-    )
-
-    assert code == 0, summary
-    assert dst_bucket.get("crc.bin") == data
-    assert len(parts) == 3
-    assert all("content-md5" not in h and "x-amz-checksum-crc32c" in h for h in parts)
-    assert job_verdicts(tmp_path / "j.db") == {"crc.bin": ("done", "source-crc32c")}
 
 
 def test_a_part_read_corrupted_under_a_crc_proof_is_read_and_sent_again(
