@@ -840,3 +840,21 @@ def test_part_guarded_by_a_crc_alone_is_confirmed_or_refused(case: Case) -> None
                 case.name, "crc", upload_id, 2, data, md5_b64=None, headers=wrong
             )
     client.abort_multipart_upload(Bucket=case.name, Key="crc", UploadId=upload_id)
+
+
+def test_a_part_read_answered_in_chunks_is_shown_to_its_checksum_whole(scripted: Any) -> None:
+    # No Content-Length, so the body is not read in pieces: the checksum must still see it.
+    body = bytes(range(256)) * 10
+    chunked = (
+        b"HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\n"
+        + f"Content-Range: bytes 0-{len(body) - 1}/5000\r\n\r\n{len(body):x}\r\n".encode()
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
+    server, plane = scripted(chunked)
+    pieces: list[bytes] = []
+    got = plane.get_range(
+        "bkt", "k", 0, len(body), into=bytearray(4096), each=lambda p: pieces.append(bytes(p))
+    )
+    assert bytes(got) == body
+    assert b"".join(pieces) == body

@@ -759,7 +759,8 @@ class S3DataPlane:
                 raise self._error(response, where, source=True)
             declared = response.length
             data: Bytes
-            if declared == length and (into is not None or each is not None):
+            pieces = declared == length and (into is not None or each is not None)
+            if pieces:
                 data = _read_pieces(response, length, into, each)
             elif declared is not None and declared <= length:
                 data = response.read()
@@ -781,6 +782,8 @@ class S3DataPlane:
                     raise TransientError(
                         f"{where}: the server answered with the wrong range ({content_range})"
                     )
+            if each is not None and not pieces:
+                each(memoryview(data))  # a reply of unstated length was read whole
             if response_headers is not None:
                 response_headers.update((n.lower(), v) for n, v in response.getheaders())
             return data
