@@ -78,3 +78,15 @@ def test_byte_budget_reuses_part_buffers_and_keeps_them_within_its_limit() -> No
     ids = {id(first), id(second)}
     assert id(budget.buffer(40)) in ids  # one of the two was kept
     assert id(budget.buffer(40)) not in ids  # the other was dropped for the 30
+
+
+def test_a_part_buffer_larger_than_the_budget_is_not_kept() -> None:
+    budget = ByteBudget(100)
+    huge = budget.buffer(300)  # a part larger than the whole budget still gets its buffer
+    budget.give_back(huge)
+    again = budget.buffer(300)
+    assert again is not huge  # dropped, not held beyond the budget
+    budget.give_back(again)
+    small = budget.buffer(40)
+    budget.give_back(small)
+    assert budget.buffer(40) is small

@@ -64,8 +64,12 @@ class ByteBudget:
         return bytearray(size)
 
     def give_back(self, buffer: bytearray) -> None:
-        """Keep a buffer from buffer() for reuse; nothing may read or write it afterwards."""
+        """Keep a buffer from buffer() for reuse; nothing may read or write it afterwards.
+        Buffers beyond the limit (a part larger than the whole budget) are dropped."""
         with self._buffers_lock:
+            if self._owned > self.limit:
+                self._owned -= len(buffer)
+                return
             self._kept.setdefault(len(buffer), []).append(buffer)
 
     @property
