@@ -759,9 +759,10 @@ class S3DataPlane:
                 raise self._error(response, where, source=True)
             declared = response.length
             data: Bytes
-            pieces = declared == length and (into is not None or each is not None)
-            if pieces:
-                data = _read_pieces(response, length, into, each)
+            # A part read into its buffer, in pieces; anything else is read whole.
+            view = memoryview(into)[:length] if into is not None and declared == length else None
+            if view is not None:
+                data = _read_pieces(response, view, each)
             elif declared is not None and declared <= length:
                 data = response.read()
             else:
@@ -782,8 +783,8 @@ class S3DataPlane:
                     raise TransientError(
                         f"{where}: the server answered with the wrong range ({content_range})"
                     )
-            if each is not None and not pieces:
-                each(memoryview(data))  # a reply of unstated length was read whole
+            if each is not None and view is None:
+                each(memoryview(data))  # read whole: no buffer given, or no length stated
             if response_headers is not None:
                 response_headers.update((n.lower(), v) for n, v in response.getheaders())
             return data
@@ -1375,13 +1376,12 @@ def _network_error(where: str, exc: BaseException) -> TransientError:
 
 def _read_pieces(
     response: http.client.HTTPResponse,
-    length: int,
-    into: bytearray | None,
+    view: memoryview,
     each: Callable[[memoryview], None] | None,
 ) -> memoryview:
-    """Up to ``length`` bytes of the body, read in pieces into ``into`` (or a new buffer),
-    each piece shown to ``each`` right after it arrives; fewer only if the body ends early."""
-    view = memoryview(into if into is not None else bytearray(length))[:length]
+    """The body read into ``view`` in pieces, each shown to ``each`` right after it arrives;
+    the part of ``view`` filled (less than all of it only if the body ends early)."""
+    length = len(view)
     got = 0
     while got < length:
         n = response.readinto(view[got : got + _PIECE])
