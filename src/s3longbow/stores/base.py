@@ -262,6 +262,30 @@ class ObjectStore(Protocol):
         server, pinned to `etag`; return the part's ETag."""
         ...
 
+    def can_relay_from(self, source: object) -> bool:
+        """Whether `source`'s bytes can reach this store without entering the process (both
+        on plain HTTP, on Linux): see relay_part."""
+        ...
+
+    def relay_part(
+        self,
+        source: ObjectStore,
+        src_key: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        start: int,
+        length: int,
+        *,
+        etag: str | None,
+        version_id: str | None = None,
+    ) -> str | None:
+        """Make part `number` of an upload from a byte range of `source`'s object, pinned to
+        `etag`, the bytes moved between the two connections by the kernel, with no checksum
+        of ours: the part's ETag (returned) is what proves it. None when the source's reply
+        cannot be relayed (no stated length): read the range instead."""
+        ...
+
     def abort_upload(self, key: str, upload_id: str) -> None:
         """Abandon an upload and free its parts; a missing upload is not an error."""
         ...

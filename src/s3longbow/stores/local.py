@@ -451,6 +451,24 @@ class LocalStore:
     ) -> str:
         raise PermanentError(f"{self.describe(key)}: a directory cannot copy on a server")
 
+    def can_relay_from(self, source: object) -> bool:
+        return False  # files are read, not relayed
+
+    def relay_part(
+        self,
+        source: ObjectStore,
+        src_key: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        start: int,
+        length: int,
+        *,
+        etag: str | None,
+        version_id: str | None = None,
+    ) -> str | None:
+        raise PermanentError(f"{self.describe(key)}: a directory takes no relayed parts")
+
     def abort_upload(self, key: str, upload_id: str) -> None:
         shutil.rmtree(self._upload_dir(upload_id), ignore_errors=True)
 

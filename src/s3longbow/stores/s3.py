@@ -886,6 +886,37 @@ class S3Store:
             resp = self.client.upload_part_copy(**kwargs)
         return _unquote(resp.get("CopyPartResult", {}).get("ETag")) or ""
 
+    def can_relay_from(self, source: object) -> bool:
+        return (
+            isinstance(source, S3Store)
+            and self.data is not None
+            and source.data is not None
+            and self.data.relays
+            and source.data.relays
+        )
+
+    def relay_part(
+        self,
+        source: ObjectStore,
+        src_key: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        start: int,
+        length: int,
+        *,
+        etag: str | None,
+        version_id: str | None = None,
+    ) -> str | None:
+        assert isinstance(source, S3Store) and source.data is not None and self.data is not None
+        body = source.data.open_range(
+            source.bucket, src_key, start, length, etag=etag, version_id=version_id
+        )
+        if body is None:
+            return None
+        with body:
+            return self.data.upload_part_from(self.bucket, key, upload_id, number, body)
+
     def abort_upload(self, key: str, upload_id: str) -> None:
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)

@@ -41,6 +41,7 @@ from s3longbow.errors import (
     TransientError,
 )
 from s3longbow.model import Bytes
+from s3longbow.stores import splice
 from s3longbow.stores.s3errors import error_from_response
 
 __all__ = [
@@ -513,7 +514,81 @@ _BAD_VALUE_CHARS = re.compile(r"[\r\n\0]")
 _COALESCE_LIMIT = 256 * 1024
 
 
-def _send_all(sock: socket.socket, head: bytes, body: Bytes | None) -> None:
+class RangeBody:
+    """A ranged GET whose reply is held open, its body still on the socket, to become the
+    body of a request to another endpoint (see :meth:`S3DataPlane.open_range`).
+
+    Use it as a context manager: on exit the source connection is kept for the next request
+    if the whole body went on, else closed.
+    """
+
+    def __init__(
+        self,
+        plane: S3DataPlane,
+        connection: _Connection,
+        response: http.client.HTTPResponse,
+        length: int,
+        where: str,
+    ) -> None:
+        self._plane = plane
+        self._connection = connection
+        self._response = response
+        self.length = length
+        self._where = where
+        self.started = False  # some bytes may have gone: the request cannot be sent again
+        self.done = False
+
+    def __len__(self) -> int:
+        return self.length
+
+    def send_to(self, sock: socket.socket) -> None:
+        """Write the whole body to `sock`: the few bytes already read with the reply's head,
+        then the rest moved from socket to socket by the kernel.
+
+        Raises:
+            TransientError: The source failed or ended early.
+            OSError: Writing to `sock` failed.
+        """
+        if self.started:
+            raise RuntimeError("a relayed body can be sent only once")
+        self.started = True
+        reader = self._response.fp
+        source = self._connection.http.sock
+        assert reader is not None and source is not None
+        try:
+            # The head was read through a buffer that may hold the body's first bytes.
+            first = reader.read1(min(len(reader.peek(1)), self.length)) if self.length else b""
+        except _NETWORK_ERRORS as exc:
+            raise _network_error(self._where, exc) from None
+        if first:
+            sock.sendall(first)
+        try:
+            splice.relay(source, sock, self.length - len(first))
+        except splice.SourceFailure as exc:
+            raise TransientError(f"{self._where}: {exc}") from None
+        self._response.length = 0
+        self._response.read()  # marks the reply read: the connection can carry the next one
+        self.done = True
+
+    def __enter__(self) -> RangeBody:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.done:
+            self._plane._release(self._connection, self._response)
+        else:
+            self._plane._drop(self._connection)
+
+
+# What a request may carry: bytes in memory, or another reply's body relayed.
+Body = Bytes | RangeBody
+
+
+def _send_all(sock: socket.socket, head: bytes, body: Body | None) -> None:
+    if isinstance(body, RangeBody):
+        sock.sendall(head)
+        body.send_to(sock)
+        return
     if not body:
         sock.sendall(head)
         return
@@ -555,7 +630,7 @@ class _Connection:
         assert sock is not None
         self._readers.append(_KeptReader(sock.makefile("rb", buffering=0)))
 
-    def exchange(self, request: _Request, body: Bytes | None) -> _Response:
+    def exchange(self, request: _Request, body: Body | None) -> _Response:
         """Send the request and read the reply's status and headers (the body is left to
         the caller).
 
@@ -693,6 +768,45 @@ class S3DataPlane:
         arrives (see ObjectStore.get_range)."""
         return self._get(bucket, key, start, length, etag, None, version_id, into, each)
 
+    @property
+    def relays(self) -> bool:
+        """Whether reply bodies from here can be relayed by the kernel (plain HTTP, Linux)."""
+        return splice.AVAILABLE and self._scheme == "http"
+
+    def open_range(
+        self,
+        bucket: str,
+        key: str,
+        start: int,
+        length: int,
+        *,
+        etag: str | None = None,
+        version_id: str | None = None,
+    ) -> RangeBody | None:
+        """Ask for ``length`` bytes of an object from offset ``start`` and hold the reply
+        open, its body unread, to relay it into a request to another endpoint (see
+        :attr:`relays`); None when the reply does not state its length (read it with
+        get_range instead). Raises as get_range does."""
+        request, where = self._get_request(bucket, key, start, length, etag, version_id, True)
+        connection, response = self._exchange(request, None, where)
+        try:
+            if response.status not in (200, 206):
+                raise self._error(response, where, source=True)
+            if response.length is None:
+                self._drop(connection)
+                return None
+            if response.length > length:
+                raise PermanentError(
+                    f"{where}: the server returned more bytes than requested (Range ignored)"
+                )
+            if response.length < length:
+                raise TransientError(f"{where}: short reply ({response.length} of {length} bytes)")
+            _check_range(response, where, start, length)
+        except LongbowError:
+            self._drop(connection)
+            raise
+        return RangeBody(self, connection, response, length, where)
+
     def get_object(
         self,
         bucket: str,
@@ -740,19 +854,10 @@ class S3DataPlane:
         into: bytearray | None = None,
         each: Callable[[memoryview], None] | None = None,
     ) -> Bytes:
-        end = start + length - 1
-        where = f"reading {_describe(bucket, key)} bytes {start}-{end}"
-        headers: dict[str, str] = {}
         # A whole-object read (from get_object) asks for no range: only then does S3 send the
         # object's checksum. The length read is checked all the same.
-        if length > 0 and response_headers is None:
-            headers["Range"] = f"bytes={start}-{end}"
-        if etag:
-            headers["If-Match"] = f'"{etag}"'
-        if response_headers is not None and self._checksum_mode:
-            headers["x-amz-checksum-mode"] = "ENABLED"
-        query = f"versionId={encode_query_value(version_id)}" if version_id else ""
-        request = self._prepare("GET", bucket, key, query, headers, where)
+        ranged = length > 0 and response_headers is None
+        request, where = self._get_request(bucket, key, start, length, etag, version_id, ranged)
 
         def read(response: http.client.HTTPResponse) -> Bytes:
             if response.status not in (200, 206):
@@ -775,14 +880,7 @@ class S3DataPlane:
                         f"{where}: the server returned more bytes than requested (Range ignored)"
                     )
                 raise TransientError(f"{where}: short read ({len(data)} of {length} bytes)")
-            content_range = response.getheader("Content-Range")
-            # Without Content-Range a 200 of exactly the right length is accepted: some servers
-            # (rclone serve s3) answer ranged GETs that way.
-            if content_range and length > 0:
-                if not content_range.startswith(f"bytes {start}-{end}/"):
-                    raise TransientError(
-                        f"{where}: the server answered with the wrong range ({content_range})"
-                    )
+            _check_range(response, where, start, length)
             if each is not None and view is None:
                 each(memoryview(data))  # read whole: no buffer given, or no length stated
             if response_headers is not None:
@@ -790,6 +888,30 @@ class S3DataPlane:
             return data
 
         return self._perform(request, None, where, read)
+
+    def _get_request(
+        self,
+        bucket: str,
+        key: str,
+        start: int,
+        length: int,
+        etag: str | None,
+        version_id: str | None,
+        ranged: bool,
+    ) -> tuple[_Request, str]:
+        """A signed GET of bytes ``start``.. of an object (the whole object, with its
+        checksum where asked for, unless ``ranged``), and how errors describe it."""
+        end = start + length - 1
+        where = f"reading {_describe(bucket, key)} bytes {start}-{end}"
+        headers: dict[str, str] = {}
+        if ranged:
+            headers["Range"] = f"bytes={start}-{end}"
+        elif self._checksum_mode:
+            headers["x-amz-checksum-mode"] = "ENABLED"
+        if etag:
+            headers["If-Match"] = f'"{etag}"'
+        query = f"versionId={encode_query_value(version_id)}" if version_id else ""
+        return self._prepare("GET", bucket, key, query, headers, where), where
 
     def put_object(
         self,
@@ -885,6 +1007,18 @@ class S3DataPlane:
             return etag
 
         return self._perform(request, data, where, read)
+
+    def upload_part_from(
+        self, bucket: str, key: str, upload_id: str, number: int, body: RangeBody
+    ) -> str:
+        """Upload one part whose bytes are relayed from another endpoint's reply, without
+        Content-MD5 or checksum (none is known before the bytes pass): the part's ETag, the
+        MD5 the destination computed, is what proves it. Raises as upload_part does."""
+        sent = {"Content-Length": str(body.length)}
+        query = f"partNumber={number}&uploadId={encode_query_value(upload_id)}"
+        where = f"uploading part {number} of {_describe(bucket, key)}"
+        request = self._prepare("PUT", bucket, key, query, sent, where)
+        return self._perform(request, body, where, self._etag_reader(where))
 
     def head_object(
         self,
@@ -1110,19 +1244,39 @@ class S3DataPlane:
     def _perform(
         self,
         request: _Request,
-        body: Bytes | None,
+        body: Body | None,
         where: str,
         read: Callable[[http.client.HTTPResponse], _T],
     ) -> _T:
         """Send ``request`` and hand the response to ``read``; network errors are transient."""
+        connection, response = self._exchange(request, body, where)
+        try:
+            result = read(response)
+        except LongbowError:
+            self._release(connection, response)
+            raise
+        except _NETWORK_ERRORS as exc:
+            self._drop(connection)
+            raise _network_error(where, exc) from None
+        except BaseException:
+            self._drop(connection)
+            raise
+        self._release(connection, response)
+        return result
+
+    def _exchange(
+        self, request: _Request, body: Body | None, where: str
+    ) -> tuple[_Connection, http.client.HTTPResponse]:
+        """Send ``request`` and read its reply's head; the connection stays the caller's."""
         for attempt in (1, 2):
             connection = self._connection(request)
             reused = connection.uses > 0
             try:
-                response = self._send(connection, request, body)
+                return connection, self._send(connection, request, body)
             except _STALE_CONNECTION_ERRORS as exc:
                 self._drop(connection)
-                if reused and attempt == 1:
+                resendable = not (isinstance(body, RangeBody) and body.started)
+                if reused and attempt == 1 and resendable:
                     # The server closed this idle keep-alive connection; nothing was processed.
                     log.debug("%s: stale keep-alive connection (%s), retrying once", where, exc)
                     continue
@@ -1136,23 +1290,13 @@ class S3DataPlane:
                 raise PermanentError(
                     f"{where}: a request header value cannot be sent over HTTP"
                 ) from None
-            try:
-                result = read(response)
-            except LongbowError:
-                self._release(connection, response)
-                raise
-            except _NETWORK_ERRORS as exc:
-                self._drop(connection)
-                raise _network_error(where, exc) from None
             except BaseException:
-                self._drop(connection)
+                self._drop(connection)  # e.g. a relayed body's source failed mid-request
                 raise
-            self._release(connection, response)
-            return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(
-        self, connection: _Connection, request: _Request, body: Bytes | None
+        self, connection: _Connection, request: _Request, body: Body | None
     ) -> http.client.HTTPResponse:
         conn = connection.http
         if conn.sock is None:
@@ -1368,6 +1512,17 @@ def _parse_error(body: bytes) -> tuple[str, str]:
         match = _ERROR_FIELD[name].search(text)
         fields.append(unescape(match.group(1).strip()) if match else "")
     return fields[0], fields[1]
+
+
+def _check_range(response: http.client.HTTPResponse, where: str, start: int, length: int) -> None:
+    content_range = response.getheader("Content-Range")
+    # Without Content-Range a 200 of exactly the right length is accepted: some servers
+    # (rclone serve s3) answer ranged GETs that way.
+    if content_range and length > 0:
+        if not content_range.startswith(f"bytes {start}-{start + length - 1}/"):
+            raise TransientError(
+                f"{where}: the server answered with the wrong range ({content_range})"
+            )
 
 
 def _network_error(where: str, exc: BaseException) -> TransientError:

@@ -121,6 +121,9 @@ class Plan:
             check (None: Content-MD5 only).
         checksum_parts: Parts go without Content-MD5, guarded by `write_algorithm` (a CRC)
             alone: the whole-object MD5, or the destination's part ETags, prove them.
+        relay: Parts (of a source copied with its own part boundaries) go from the source's
+            connection to the destination's inside the kernel, with no checksum of ours: the
+            destination's part ETags, the MD5s of what it received, prove them.
     """
 
     multipart: bool
@@ -132,6 +135,7 @@ class Plan:
     proof: Checksum | None = None
     write_algorithm: str | None = None
     checksum_parts: bool = False
+    relay: bool = False
 
     @property
     def part_algorithms(self) -> tuple[str, ...]:
@@ -222,16 +226,24 @@ class _Release:
         self, budget: ByteBudget, taken: int, window: threading.Semaphore, size: int
     ) -> None:
         self._budget, self._taken, self._window = budget, taken, window
-        self.buffer = budget.buffer(size)
+        self._size = size
+        self._buffer: bytearray | None = None  # taken when first read into (a relay needs none)
         self._done = False
         self._lock = threading.Lock()
+
+    @property
+    def buffer(self) -> bytearray:
+        if self._buffer is None:
+            self._buffer = self._budget.buffer(self._size)
+        return self._buffer
 
     def __call__(self) -> None:
         with self._lock:
             if self._done:
                 return
             self._done = True
-        self._budget.give_back(self.buffer)
+        if self._buffer is not None:
+            self._budget.give_back(self._buffer)
         self._budget.release(self._taken)
         self._window.release()
 
@@ -277,6 +289,8 @@ class Copier:
         self.server_side = settings.server_side_copy and dst.can_copy_from(src)
         # Set once the destination fails to confirm a part's checksum: MD5s from then on.
         self._parts_need_md5 = False
+        # Both sides on plain HTTP: parts needing no checksum of ours skip the process.
+        self.relays = dst.can_relay_from(src)
 
     def _pace(self, nbytes: int) -> None:
         if self.bandwidth is not None:
@@ -453,6 +467,10 @@ class Copier:
             return plan
         if plan.source_layout and self.dst_encrypts:
             return plan  # the destination's ETags are no MD5s: ours prove the parts
+        if plan.source_layout and self.relays and plan.proof is None:
+            if plan.write_algorithm is None:
+                # Nothing to compute on the bytes: they need not enter this process.
+                return dataclasses.replace(plan, relay=True)
         algorithm = plan.write_algorithm
         if algorithm is None and self.dst.capabilities.checksums == "auto":
             algorithm = "CRC32C"
@@ -913,6 +931,13 @@ class Copier:
             if cancel.is_set():
                 raise Interrupted("another part of this object failed")
             self._check_stop()
+            if plan.relay and expected_etag is None:
+                relayed = self._relay_part(job, upload_id, number, start, length)
+                if relayed is not None:
+                    self.ledger.record_part(job, upload_id, number, length, relayed)
+                    self.stats.sent(length)
+                    attempt.progressed += length
+                    return PartInfo(number, length, relayed, None), b""
             # The part's checksums are computed piece by piece as the bytes arrive.
             running = sums.running() if sums is not None else None
             data = self.src.get_range(
@@ -965,6 +990,30 @@ class Copier:
         finally:
             if not fed:
                 release()
+
+    def _relay_part(
+        self, job: Job, upload_id: str, number: int, start: int, length: int
+    ) -> str | None:
+        """Relay a part from the source to the destination; its ETag, or None when the source's
+        reply cannot be relayed (the part is then read as any other)."""
+        self._pace(length)
+        etag = self.dst.relay_part(
+            self.src,
+            job.src_key,
+            job.dst_key,
+            upload_id,
+            number,
+            start,
+            length,
+            etag=job.etag,
+            version_id=job.version_id,
+        )
+        if etag is not None and not is_md5_etag(etag):
+            raise VerificationError(
+                f"part {number} of {self.dst.describe(job.dst_key)}: the destination's ETag "
+                f"{etag!r} is not an MD5, so it cannot prove a relayed part"
+            )
+        return etag
 
     def _upload_md5_part(
         self,

@@ -1,0 +1,141 @@
+"""Parts relayed by the kernel from one SeaweedFS endpoint to another over plain HTTP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from s3longbow.cli.app import cli
+from s3longbow.config import MiB, SideSettings
+from s3longbow.errors import SourceChangedError, TransientError
+from s3longbow.model import PartInfo
+from s3longbow.stores import splice
+from s3longbow.stores.s3 import S3Store
+from s3longbow.testing.faultproxy import FaultProxy, Faults
+from s3longbow.testing.servers import LocalServer
+
+from ..conftest import Bucket, cli_env, endpoint_args
+from .test_integrity import job_verdicts, put_multipart
+
+pytestmark = pytest.mark.skipif(not splice.AVAILABLE, reason="splice(2) is Linux-only")
+
+
+def open_s3(server: LocalServer, bucket: str, url: str | None = None) -> S3Store:
+    ep = server.endpoint
+    side = SideSettings(
+        endpoint_url=url or ep.url,
+        region=ep.region,
+        path_style=True,
+        access_key_id=ep.access_key,
+        secret_access_key=ep.secret_key,
+    )
+    return S3Store(bucket, side)
+
+
+@pytest.fixture()
+def pair(
+    seaweed_src: LocalServer, seaweed_dst: LocalServer, src_bucket: Bucket, dst_bucket: Bucket
+) -> Iterator[tuple[S3Store, S3Store]]:
+    src, dst = open_s3(seaweed_src, src_bucket.name), open_s3(seaweed_dst, dst_bucket.name)
+    yield src, dst
+    src.close()
+    dst.close()
+
+
+def put(store: S3Store, key: str, data: bytes) -> str:
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    return store.put_object(key, data, md5_b64=md5)
+
+
+def test_relayed_parts_are_the_ranges_they_were_cut_from(
+    pair: tuple[S3Store, S3Store], dst_bucket: Bucket
+) -> None:
+    src, dst = pair
+    data = os.urandom(11 * MiB + 7)
+    etag = put(src, "obj", data)
+    assert dst.can_relay_from(src) and not src.can_relay_from(object())
+    upload = dst.create_upload("copy")
+    cuts = [(1, 0, 6 * MiB), (2, 6 * MiB, len(data) - 6 * MiB)]
+    parts = []
+    for number, start, length in cuts:
+        part_etag = dst.relay_part(src, "obj", "copy", upload, number, start, length, etag=etag)
+        assert part_etag == hashlib.md5(data[start : start + length]).hexdigest()
+        parts.append(PartInfo(number, length, part_etag))
+    dst.complete_upload("copy", upload, parts)
+    assert dst_bucket.get("copy") == data
+    # Each relay left both connections reusable: one of each was opened for all of it.
+    assert src.get_range("obj", 5, 10, etag=etag) == data[5:15]
+    assert src.data is not None and dst.data is not None
+    assert (src.data.connections_opened, dst.data.connections_opened) == (1, 1)
+
+
+def test_a_changed_source_is_not_relayed(pair: tuple[S3Store, S3Store]) -> None:
+    src, dst = pair
+    old = put(src, "obj", os.urandom(MiB))
+    put(src, "obj", os.urandom(MiB))
+    upload = dst.create_upload("copy")
+    with pytest.raises(SourceChangedError):
+        dst.relay_part(src, "obj", "copy", upload, 1, 0, MiB, etag=old)
+    assert dst.list_parts("copy", upload) == []
+    dst.abort_upload("copy", upload)
+
+
+def test_a_source_reset_mid_part_fails_that_part_and_the_next_one_goes(
+    seaweed_src: LocalServer, seaweed_dst: LocalServer, src_bucket: Bucket, dst_bucket: Bucket
+) -> None:
+    data = os.urandom(6 * MiB)
+    with FaultProxy(seaweed_src.endpoint.url) as proxy:
+        src = open_s3(seaweed_src, src_bucket.name, proxy.url)
+        dst = open_s3(seaweed_dst, dst_bucket.name)
+        try:
+            etag = put(src, "obj", data)
+            upload = dst.create_upload("copy")
+            proxy.set_faults(Faults(reset_mid_body=1.0, only_methods={"GET"}, max_faults=1))
+            with pytest.raises(TransientError, match="reading s3://"):
+                dst.relay_part(src, "obj", "copy", upload, 1, 0, len(data), etag=etag)
+            assert proxy.faults_injected["reset_mid_body"] == 1
+            # Both broken connections were dropped: the same part now goes through.
+            part_etag = dst.relay_part(src, "obj", "copy", upload, 1, 0, len(data), etag=etag)
+            dst.complete_upload("copy", upload, [PartInfo(1, len(data), part_etag or "")])
+            assert dst_bucket.get("copy") == data
+        finally:
+            src.close()
+            dst.close()
+
+
+def test_sync_relays_the_parts_of_a_multipart_source(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relayed: list[int] = []
+    real_relay = splice.relay
+
+    def counted(src: Any, dst: Any, length: int) -> None:
+        relayed.append(length)
+        real_relay(src, dst, length)
+
+    monkeypatch.setattr(splice, "relay", counted)
+    parts = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1234)]
+    etag = put_multipart(src_bucket, "layered", parts)
+    src_bucket.put("single", os.urandom(6 * MiB))  # its own MD5 proves it: no relay
+    db = tmp_path / "j.db"
+    args = ["sync", f"{src_bucket.url}/", f"{dst_bucket.url}/", "--db", str(db), "--json"]
+    args += endpoint_args(src_bucket.endpoint, dst_bucket.endpoint)
+    result = CliRunner().invoke(cli, args, env=cli_env(src_bucket.endpoint, dst_bucket.endpoint))
+    assert result.exit_code == 0, result.output
+    assert dst_bucket.digests() == src_bucket.digests()
+    head = dst_bucket.client.head_object(Bucket=dst_bucket.name, Key="layered")
+    assert head["ETag"].strip('"') == etag
+    # Every part went through the kernel, less the bytes read along with the reply's head.
+    assert len(relayed) == 3
+    assert sum(len(p) for p in parts) - sum(relayed) < 3 * 8192
+    assert job_verdicts(db) == {
+        "layered": ("done", "source-etag"),
+        "single": ("done", "source-md5"),
+    }
