@@ -183,6 +183,7 @@ class TransferSettings:
     lease_seconds: float = 120.0
     compare: str = "size"  # when a present destination object is replaced: size|etag|mtime
     server_side_copy: bool = True  # copy on the server when one endpoint and account hold both
+    relay: bool = True  # between plain-HTTP endpoints, move unchecked bytes inside the kernel
     all_versions: bool = False  # copy every version of each key, oldest first
     update_properties: bool = False  # fix properties and tags of objects already copied
 
@@ -269,6 +270,7 @@ _SIDE_KEYS = {f.name for f in dataclasses.fields(SideSettings)} - {
 _SIDE_FLAGS = {"path_style", "verify_ssl", "allow_http", "requester_pays"}
 _TRANSFER_KEYS = {f.name for f in dataclasses.fields(TransferSettings)}
 _SIZE_KEYS = {"part_size", "resumable_threshold", "memory_limit", "bandwidth_limit"}
+_BOOL_KEYS = {"copy_tags", "server_side_copy", "relay", "all_versions", "update_properties"}
 _TRANSFER_DEFAULTS = TransferSettings()
 _TOP_KEYS = {"source", "destination", "pairs", "ignore_file", "db"} | _TRANSFER_KEYS
 
@@ -344,7 +346,7 @@ def _normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[
             transfer[key] = parse_rate(value, what="bandwidth_limit")
         elif key in _SIZE_KEYS:
             transfer[key] = parse_size(value, what=key.replace("_", "-"))
-        elif key in ("copy_tags", "server_side_copy", "all_versions", "update_properties"):
+        elif key in _BOOL_KEYS:
             if not isinstance(value, bool):
                 raise ConfigError(f"config file {path}: {key} must be true or false")
             transfer[key] = value

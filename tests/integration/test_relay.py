@@ -76,6 +76,39 @@ def test_relayed_parts_are_the_ranges_they_were_cut_from(
     assert (src.data.connections_opened, dst.data.connections_opened) == (1, 1)
 
 
+def test_an_opened_object_is_relayed_into_a_put_or_read_into_memory(
+    pair: tuple[S3Store, S3Store], src_bucket: Bucket, dst_bucket: Bucket
+) -> None:
+    src, dst = pair
+    data = os.urandom(2 * MiB + 3)
+    src_bucket.client.put_object(
+        Bucket=src_bucket.name,
+        Key="obj",
+        Body=data,
+        ContentType="text/x-relay",
+        Metadata={"a": "b"},
+    )
+    etag = hashlib.md5(data).hexdigest()
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    opened = src.open_object("obj", len(data), etag=etag)
+    assert opened is not None
+    body, properties = opened
+    assert (properties.content_type, properties.metadata) == ("text/x-relay", (("a", "b"),))
+    with body:
+        assert dst.put_object("relayed", body, md5_b64=md5, properties=properties) == etag
+    assert dst_bucket.get("relayed") == data
+    head = dst_bucket.client.head_object(Bucket=dst_bucket.name, Key="relayed")
+    assert (head["ContentType"], head["Metadata"]) == ("text/x-relay", {"a": "b"})
+    opened = src.open_object("obj", len(data), etag=etag)
+    assert opened is not None
+    with opened[0] as body:
+        assert body.read() == data
+    # Both replies were read to their end: the source's one connection carries the next.
+    assert src.get_range("obj", 0, 4, etag=etag) == data[:4]
+    assert src.data is not None and src.data.connections_opened == 1
+    assert src.open_object("empty-is-never-relayed", 0) is None
+
+
 def test_a_changed_source_is_not_relayed(pair: tuple[S3Store, S3Store]) -> None:
     src, dst = pair
     old = put(src, "obj", os.urandom(MiB))
@@ -110,8 +143,17 @@ def test_a_source_reset_mid_part_fails_that_part_and_the_next_one_goes(
             dst.close()
 
 
-def test_sync_relays_the_parts_of_a_multipart_source(
-    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--checksum-algorithm", "CRC32C"], ["--no-relay"]],
+    ids=["relayed", "checksum-wanted", "no-relay"],
+)
+def test_sync_relays_what_needs_no_checksum_of_ours(
+    src_bucket: Bucket,
+    dst_bucket: Bucket,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    extra: list[str],
 ) -> None:
     relayed: list[int] = []
     real_relay = splice.relay
@@ -123,19 +165,27 @@ def test_sync_relays_the_parts_of_a_multipart_source(
     monkeypatch.setattr(splice, "relay", counted)
     parts = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1234)]
     etag = put_multipart(src_bucket, "layered", parts)
-    src_bucket.put("single", os.urandom(6 * MiB))  # its own MD5 proves it: no relay
+    src_bucket.put("single", os.urandom(6 * MiB))  # one PUT under its own MD5
+    src_bucket.put("tiny", os.urandom(1000))  # below the relay's minimum: read into memory
     db = tmp_path / "j.db"
     args = ["sync", f"{src_bucket.url}/", f"{dst_bucket.url}/", "--db", str(db), "--json"]
-    args += endpoint_args(src_bucket.endpoint, dst_bucket.endpoint)
+    args += [*endpoint_args(src_bucket.endpoint, dst_bucket.endpoint), *extra]
     result = CliRunner().invoke(cli, args, env=cli_env(src_bucket.endpoint, dst_bucket.endpoint))
     assert result.exit_code == 0, result.output
     assert dst_bucket.digests() == src_bucket.digests()
     head = dst_bucket.client.head_object(Bucket=dst_bucket.name, Key="layered")
     assert head["ETag"].strip('"') == etag
-    # Every part went through the kernel, less the bytes read along with the reply's head.
-    assert len(relayed) == 3
-    assert sum(len(p) for p in parts) - sum(relayed) < 3 * 8192
     assert job_verdicts(db) == {
         "layered": ("done", "source-etag"),
         "single": ("done", "source-md5"),
+        "tiny": ("done", "source-md5"),
     }
+    if extra:
+        # A checksum of ours wanted on every write (the bytes must pass through here), or
+        # relaying turned off.
+        assert relayed == []
+        return
+    # Every part and the single object went through the kernel, less the bytes read along
+    # with each reply's head.
+    assert len(relayed) == 4
+    assert sum(len(p) for p in parts) + 6 * MiB - sum(relayed) < 4 * 8192

@@ -199,6 +199,11 @@ _PAIR_OPTIONS = [
     is_flag=True,
     help="Stream every byte through this machine even where the server could copy.",
 )
+@click.option(
+    "--no-relay",
+    is_flag=True,
+    help="Read every byte into memory even where plain-HTTP endpoints allow relaying it.",
+)
 @click.option("--acl", help="Canned ACL of the copies (e.g. bucket-owner-full-control).")
 @click.option(
     "--bwlimit",
@@ -484,6 +489,8 @@ def _settings(
         flags["copy_tags"] = False
     if options.get("no_server_side_copy"):
         flags["server_side_copy"] = False
+    if options.get("no_relay"):
+        flags["relay"] = False
     if options.get("all_versions"):
         flags["all_versions"] = True
     if options.get("update_properties"):

@@ -16,6 +16,24 @@ from s3longbow.model import (
     PartInfo,
 )
 
+
+class Relayed(Protocol):
+    """An object's bytes still on the source's connection, to be written to another store
+    without entering the process (see ObjectStore.open_object); a context manager."""
+
+    length: int
+
+    def __len__(self) -> int: ...
+
+    def read(self) -> bytes:
+        """The bytes read into memory instead (when they are not to be relayed after all)."""
+        ...
+
+    def __enter__(self) -> Relayed: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
 BYTES = "bytes"
 SEGMENTS = "segments"
 
@@ -117,6 +135,14 @@ class ObjectStore(Protocol):
         """A whole object (pinned like get_range) with its properties, in one request."""
         ...
 
+    def open_object(
+        self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
+    ) -> tuple[Relayed, ObjectProperties] | None:
+        """A whole object's read (as read_object) whose bytes are left on the connection to
+        be relayed into a write on a store that can_relay_from this one; None where this
+        store cannot (not on plain HTTP, or a reply without a stated length)."""
+        ...
+
     def details(
         self,
         key: str,
@@ -152,7 +178,7 @@ class ObjectStore(Protocol):
     def put_object(
         self,
         key: str,
-        data: Bytes,
+        data: Bytes | Relayed,
         *,
         md5_b64: str,
         storage_class: str | None = None,

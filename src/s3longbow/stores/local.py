@@ -41,7 +41,7 @@ from s3longbow.model import (
     ObjectVersion,
     PartInfo,
 )
-from s3longbow.stores.base import Capabilities, ObjectStore
+from s3longbow.stores.base import Capabilities, ObjectStore, Relayed
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +239,11 @@ class LocalStore:
         if each is not None:
             each(memoryview(data))  # a file's bytes come from the page cache, not the network
         return data
+
+    def open_object(
+        self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
+    ) -> tuple[Relayed, ObjectProperties] | None:
+        return None  # files are read, not relayed
 
     def read_object(
         self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None

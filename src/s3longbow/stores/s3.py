@@ -49,10 +49,16 @@ from s3longbow.model import (
     PartInfo,
 )
 from s3longbow.retry import with_retries
-from s3longbow.stores.base import Capabilities, ObjectStore, order_key
+from s3longbow.stores.base import Capabilities, ObjectStore, Relayed, order_key
 from s3longbow.stores.location import check_endpoint_url
 from s3longbow.stores.s3errors import AUTH_CODES, error_from_response
-from s3longbow.stores.s3http import CredentialSource, ListPage, S3DataPlane, StaticCredentials
+from s3longbow.stores.s3http import (
+    CredentialSource,
+    ListPage,
+    RangeBody,
+    S3DataPlane,
+    StaticCredentials,
+)
 
 if TYPE_CHECKING:
     import botocore.session
@@ -519,6 +525,18 @@ class S3Store:
         data, resp = self._get(key, 0, size, etag, whole=True, version_id=version_id)
         return data, _properties(resp)
 
+    def open_object(
+        self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
+    ) -> tuple[Relayed, ObjectProperties] | None:
+        if self.data is None or not self.data.relays or size == 0:
+            return None
+        body = self.data.open_range(
+            self.bucket, key, 0, size, etag=etag, version_id=version_id, whole=True
+        )
+        if body is None:
+            return None
+        return body, _properties_from_headers(body.headers)
+
     def delete_object(self, key: str) -> None:
         with self._errors(f"deleting {self.describe(key)}"):
             self.client.delete_object(Bucket=self.bucket, Key=key)
@@ -611,7 +629,7 @@ class S3Store:
     def put_object(
         self,
         key: str,
-        data: Bytes,
+        data: Bytes | Relayed,
         *,
         md5_b64: str,
         storage_class: str | None = None,
@@ -631,6 +649,8 @@ class S3Store:
                 storage_class=storage_class,
                 headers=headers,
             )
+        if isinstance(data, RangeBody):
+            raise TypeError("relayed bytes are written by the lean data plane only")
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,

@@ -537,9 +537,28 @@ class RangeBody:
         self._where = where
         self.started = False  # some bytes may have gone: the request cannot be sent again
         self.done = False
+        self.headers: dict[str, str] = {}  # the reply's headers (names in lower case)
 
     def __len__(self) -> int:
         return self.length
+
+    def read(self) -> bytes:
+        """The whole body read into memory instead, when it is not to be relayed after all.
+
+        Raises:
+            TransientError: The source failed or ended early.
+        """
+        if self.started:
+            raise RuntimeError("a relayed body can be read only once")
+        self.started = True
+        try:
+            data = self._response.read()
+        except _NETWORK_ERRORS as exc:
+            raise _network_error(self._where, exc) from None
+        if len(data) != self.length:
+            raise TransientError(f"{self._where}: short read ({len(data)} of {self.length} bytes)")
+        self.done = True
+        return data
 
     def send_to(self, sock: socket.socket) -> None:
         """Write the whole body to `sock`: the few bytes already read with the reply's head,
@@ -782,12 +801,15 @@ class S3DataPlane:
         *,
         etag: str | None = None,
         version_id: str | None = None,
+        whole: bool = False,
     ) -> RangeBody | None:
         """Ask for ``length`` bytes of an object from offset ``start`` and hold the reply
         open, its body unread, to relay it into a request to another endpoint (see
         :attr:`relays`); None when the reply does not state its length (read it with
-        get_range instead). Raises as get_range does."""
-        request, where = self._get_request(bucket, key, start, length, etag, version_id, True)
+        get_range instead). ``whole``: the whole object, without a Range header, as
+        get_object reads it (the reply's headers carry its properties). Raises as get_range
+        does."""
+        request, where = self._get_request(bucket, key, start, length, etag, version_id, not whole)
         connection, response = self._exchange(request, None, where)
         try:
             if response.status not in (200, 206):
@@ -805,7 +827,10 @@ class S3DataPlane:
         except LongbowError:
             self._drop(connection)
             raise
-        return RangeBody(self, connection, response, length, where)
+        body = RangeBody(self, connection, response, length, where)
+        if whole:
+            body.headers.update((n.lower(), v) for n, v in response.getheaders())
+        return body
 
     def get_object(
         self,
@@ -917,7 +942,7 @@ class S3DataPlane:
         self,
         bucket: str,
         key: str,
-        data: Bytes,
+        data: Body,
         *,
         md5_b64: str,
         storage_class: str | None = None,
@@ -928,7 +953,7 @@ class S3DataPlane:
         Args:
             bucket: Bucket name.
             key: Object key.
-            data: The object's bytes.
+            data: The object's bytes, or another endpoint's reply relayed.
             md5_b64: Base64 MD5 of ``data``, sent as ``Content-MD5`` for the server to check.
             storage_class: Sent as ``x-amz-storage-class`` when given.
             headers: More headers to send (and sign): the object's properties.

@@ -58,7 +58,7 @@ from s3longbow.model import (
 )
 from s3longbow.progress.stats import Stats
 from s3longbow.retry import with_retries
-from s3longbow.stores.base import ObjectStore
+from s3longbow.stores.base import ObjectStore, Relayed
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.sizing import part_count, part_range, part_size_for
@@ -69,6 +69,9 @@ _MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
 _MULTIPART_ETAG = re.compile(r"^([0-9a-f]{32})-(\d+)$")
 # A source replaced during a copy restarts the job on the new version this many times.
 MAX_SOURCE_RESTARTS = 1
+# Objects from this size are relayed between plain-HTTP endpoints rather than read into memory:
+# below it, the pipe's system calls cost about what the copies they save do.
+RELAY_MIN = 1024 * 1024
 
 
 class Interrupted(LongbowError):
@@ -290,7 +293,7 @@ class Copier:
         # Set once the destination fails to confirm a part's checksum: MD5s from then on.
         self._parts_need_md5 = False
         # Both sides on plain HTTP: parts needing no checksum of ours skip the process.
-        self.relays = dst.can_relay_from(src)
+        self.relays = settings.relay and dst.can_relay_from(src)
 
     def _pace(self, nbytes: int) -> None:
         if self.bandwidth is not None:
@@ -507,10 +510,17 @@ class Copier:
         def once() -> JobResult:
             self._check_stop()
             with self.budget.hold(job.size):
-                data, properties = self.src.read_object(
-                    job.src_key, job.size, etag=job.etag, version_id=job.version_id
-                )
-                dst_etag, verified, how = self._put_verified(job, data, properties)
+                opened = self._open_relayed(job)
+                if opened is not None:
+                    body, properties = opened
+                    with body:
+                        data = body if self._relayable(job, properties) else body.read()
+                        dst_etag, verified, how = self._put_verified(job, data, properties)
+                else:
+                    data, properties = self.src.read_object(
+                        job.src_key, job.size, etag=job.etag, version_id=job.version_id
+                    )
+                    dst_etag, verified, how = self._put_verified(job, data, properties)
             self.stats.sent(job.size)
             attempt.progressed += job.size
             if not self.src.capabilities.content_etag:
@@ -530,8 +540,28 @@ class Copier:
             should_stop=self.stop.is_set,
         )
 
+    def _open_relayed(self, job: Job) -> tuple[Relayed, ObjectProperties] | None:
+        """The source's reply held open to be relayed into the PUT, where that may pay: both
+        sides on plain HTTP, an object large enough that a copy through memory costs more
+        than the pipe, and a source ETag that can be its MD5 (checked again on its reply)."""
+        if not (self.relays and job.size >= RELAY_MIN and is_md5_etag(job.etag)):
+            return None
+        if self.dst_encrypts or self.dst.capabilities.checksums not in ("auto", "MD5"):
+            return None  # a checksum of ours goes with every write, or the ETag proves nothing
+        return self.src.open_object(job.src_key, job.size, etag=job.etag, version_id=job.version_id)
+
+    def _relayable(self, job: Job, properties: ObjectProperties) -> bool:
+        """Whether the PUT can take the bytes unseen: the source's MD5 goes as Content-MD5
+        (the destination checks the bytes against it and its ETag repeats it) and no checksum
+        of ours is wanted."""
+        return (
+            not properties.encrypted
+            and not self.dst_encrypts
+            and self._write_algorithm(properties.checksum) is None
+        )
+
     def _put_verified(
-        self, job: Job, data: Bytes, properties: ObjectProperties
+        self, job: Job, data: Bytes | Relayed, properties: ObjectProperties
     ) -> tuple[str, bool, str]:
         """PUT the bytes so that the copy is proven equal to the source; return the
         destination's ETag and the verdict (verified, method or reason).
@@ -584,6 +614,14 @@ class Copier:
                     f"{self.dst.describe(job.dst_key)}: the destination reports ETag "
                     f"{dst_etag}, the source's MD5 is {md5_hex}"
                 )
+        elif not isinstance(data, Bytes):
+            # Relayed: only the destination's ETag could have shown what it received.
+            self.relays = False
+            self.dst.delete_object(job.dst_key)
+            raise TransientError(
+                f"{self.dst.describe(job.dst_key)}: the destination's ETag {dst_etag!r} is not "
+                "an MD5, so a relayed object cannot be proven; objects go through memory now"
+            )
         elif source_md5 is not None and hashlib.md5(data).hexdigest() != source_md5:
             self.dst.delete_object(job.dst_key)
             raise VerificationError(
