@@ -514,7 +514,7 @@ class Copier:
                 if opened is not None:
                     body, properties = opened
                     with body:
-                        data = body if self._relayable(job, properties) else body.read()
+                        data = body if self._relayable(properties) else body.read()
                         dst_etag, verified, how = self._put_verified(job, data, properties)
                 else:
                     data, properties = self.src.read_object(
@@ -550,15 +550,12 @@ class Copier:
             return None  # a checksum of ours goes with every write, or the ETag proves nothing
         return self.src.open_object(job.src_key, job.size, etag=job.etag, version_id=job.version_id)
 
-    def _relayable(self, job: Job, properties: ObjectProperties) -> bool:
-        """Whether the PUT can take the bytes unseen: the source's MD5 goes as Content-MD5
-        (the destination checks the bytes against it and its ETag repeats it) and no checksum
-        of ours is wanted."""
-        return (
-            not properties.encrypted
-            and not self.dst_encrypts
-            and self._write_algorithm(properties.checksum) is None
-        )
+    def _relayable(self, properties: ObjectProperties) -> bool:
+        """Whether, as its reply shows the source, the PUT can take the bytes unseen: the
+        source's ETag is its MD5 (not encrypted), which goes as Content-MD5 (the destination
+        checks the bytes against it and its ETag repeats it), and no checksum of ours is
+        wanted (the source carries none to pass on)."""
+        return not properties.encrypted and self._write_algorithm(properties.checksum) is None
 
     def _put_verified(
         self, job: Job, data: Bytes | Relayed, properties: ObjectProperties
