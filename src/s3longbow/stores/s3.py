@@ -535,7 +535,11 @@ class S3Store:
         )
         if body is None:
             return None
-        return body, _properties_from_headers(body.headers)
+        try:
+            return body, _properties_from_headers(body.headers)
+        except BaseException:
+            body.__exit__(None, None, None)  # never sent: its connection is closed
+            raise
 
     def delete_object(self, key: str) -> None:
         with self._errors(f"deleting {self.describe(key)}"):

@@ -515,7 +515,9 @@ class Copier:
                     body, properties = opened
                     with body:
                         data = body if self._relayable(properties) else body.read()
-                        dst_etag, verified, how = self._put_verified(job, data, properties)
+                        dst_etag, verified, how = self._put_verified(
+                            job, data, properties, paced=True
+                        )
                 else:
                     data, properties = self.src.read_object(
                         job.src_key, job.size, etag=job.etag, version_id=job.version_id
@@ -548,6 +550,8 @@ class Copier:
             return None
         if self.dst_encrypts or self.dst.capabilities.checksums not in ("auto", "MD5"):
             return None  # a checksum of ours goes with every write, or the ETag proves nothing
+        # Paced before the reply is opened: its body must not wait on the socket meanwhile.
+        self._pace(job.size)
         return self.src.open_object(job.src_key, job.size, etag=job.etag, version_id=job.version_id)
 
     def _relayable(self, properties: ObjectProperties) -> bool:
@@ -558,7 +562,7 @@ class Copier:
         return not properties.encrypted and self._write_algorithm(properties.checksum) is None
 
     def _put_verified(
-        self, job: Job, data: Bytes | Relayed, properties: ObjectProperties
+        self, job: Job, data: Bytes | Relayed, properties: ObjectProperties, paced: bool = False
     ) -> tuple[str, bool, str]:
         """PUT the bytes so that the copy is proven equal to the source; return the
         destination's ETag and the verdict (verified, method or reason).
@@ -594,7 +598,8 @@ class Copier:
             full = proof is not None and proof.algorithm == algorithm and proof.parts is None
             value = proof.value if full else checksums.checksum_b64(algorithm, data)
             checksum = Checksum(algorithm, value)
-        self._pace(len(data))
+        if not paced:
+            self._pace(len(data))
         dst_etag = self.dst.put_object(
             job.dst_key,
             data,
@@ -838,7 +843,12 @@ class Copier:
                     # yet re-planned) must not get any of its old parts reused.
                     self.src.details(job.src_key, job.etag, version_id=job.version_id)
                 listed = self.dst.list_parts(job.dst_key, job.upload_id)
-                if listed is not None:
+                if listed is not None and plan.relay and any(p.checksum for p in listed):
+                    # Begun with a checksum on every part (by a run that read the bytes): a
+                    # relayed part, which carries none, would be refused.
+                    log.info("%s: the open upload wants part checksums; starting over", job.dst_key)
+                    self.dst.abort_upload(job.dst_key, job.upload_id)
+                elif listed is not None:
                     return (*self._valid_parts(job, listed, plan.part_size), job.upload_id)
             else:
                 # Parts of another source version, or cut at other boundaries: never mix them.
@@ -966,7 +976,7 @@ class Copier:
             if cancel.is_set():
                 raise Interrupted("another part of this object failed")
             self._check_stop()
-            if plan.relay and expected_etag is None:
+            if plan.relay and self.relays and expected_etag is None:
                 relayed = self._relay_part(job, upload_id, number, start, length)
                 if relayed is not None:
                     self.ledger.record_part(job, upload_id, number, length, relayed)
@@ -1044,9 +1054,11 @@ class Copier:
             version_id=job.version_id,
         )
         if etag is not None and not is_md5_etag(etag):
-            raise VerificationError(
+            self.relays = False
+            raise TransientError(
                 f"part {number} of {self.dst.describe(job.dst_key)}: the destination's ETag "
-                f"{etag!r} is not an MD5, so it cannot prove a relayed part"
+                f"{etag!r} is not an MD5, so it cannot prove a relayed part; parts go through "
+                "memory now"
             )
         return etag
 
