@@ -143,6 +143,19 @@ class ObjectStore(Protocol):
         store cannot (not on plain HTTP, or a reply without a stated length)."""
         ...
 
+    def open_range(
+        self,
+        key: str,
+        start: int,
+        length: int,
+        *,
+        etag: str | None = None,
+        version_id: str | None = None,
+    ) -> Relayed | None:
+        """A ranged read (as get_range) whose bytes are left on the connection, to become a
+        part (upload_part) on a store that can_relay_from this one; None as open_object."""
+        ...
+
     def details(
         self,
         key: str,
@@ -210,7 +223,7 @@ class ObjectStore(Protocol):
         key: str,
         upload_id: str,
         number: int,
-        data: Bytes,
+        data: Bytes | Relayed,
         *,
         md5_b64: str | None,
         checksum: Checksum | None = None,
@@ -290,26 +303,7 @@ class ObjectStore(Protocol):
 
     def can_relay_from(self, source: object) -> bool:
         """Whether `source`'s bytes can reach this store without entering the process (both
-        on plain HTTP, on Linux): see relay_part."""
-        ...
-
-    def relay_part(
-        self,
-        source: ObjectStore,
-        src_key: str,
-        key: str,
-        upload_id: str,
-        number: int,
-        start: int,
-        length: int,
-        *,
-        etag: str | None,
-        version_id: str | None = None,
-    ) -> str | None:
-        """Make part `number` of an upload from a byte range of `source`'s object, pinned to
-        `etag`, the bytes moved between the two connections by the kernel, with no checksum
-        of ours: the part's ETag (returned) is what proves it. None when the source's reply
-        cannot be relayed (no stated length): read the range instead."""
+        on plain HTTP, on Linux): see open_range and open_object."""
         ...
 
     def abort_upload(self, key: str, upload_id: str) -> None:

@@ -245,6 +245,17 @@ class LocalStore:
     ) -> tuple[Relayed, ObjectProperties] | None:
         return None  # files are read, not relayed
 
+    def open_range(
+        self,
+        key: str,
+        start: int,
+        length: int,
+        *,
+        etag: str | None = None,
+        version_id: str | None = None,
+    ) -> Relayed | None:
+        return None
+
     def read_object(
         self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
     ) -> tuple[bytes, ObjectProperties]:
@@ -458,21 +469,6 @@ class LocalStore:
 
     def can_relay_from(self, source: object) -> bool:
         return False  # files are read, not relayed
-
-    def relay_part(
-        self,
-        source: ObjectStore,
-        src_key: str,
-        key: str,
-        upload_id: str,
-        number: int,
-        start: int,
-        length: int,
-        *,
-        etag: str | None,
-        version_id: str | None = None,
-    ) -> str | None:
-        raise PermanentError(f"{self.describe(key)}: a directory takes no relayed parts")
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         shutil.rmtree(self._upload_dir(upload_id), ignore_errors=True)

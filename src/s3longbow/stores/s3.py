@@ -541,6 +541,21 @@ class S3Store:
             body.__exit__(None, None, None)  # never sent: its connection is closed
             raise
 
+    def open_range(
+        self,
+        key: str,
+        start: int,
+        length: int,
+        *,
+        etag: str | None = None,
+        version_id: str | None = None,
+    ) -> Relayed | None:
+        if self.data is None or not self.data.relays:
+            return None
+        return self.data.open_range(
+            self.bucket, key, start, length, etag=etag, version_id=version_id
+        )
+
     def delete_object(self, key: str) -> None:
         with self._errors(f"deleting {self.describe(key)}"):
             self.client.delete_object(Bucket=self.bucket, Key=key)
@@ -708,12 +723,13 @@ class S3Store:
         key: str,
         upload_id: str,
         number: int,
-        data: Bytes,
+        data: Bytes | Relayed,
         *,
         md5_b64: str | None,
         checksum: Checksum | None = None,
     ) -> str:
-        if md5_b64 is None and checksum is None:
+        relayed = isinstance(data, RangeBody)  # proven by its ETag afterwards
+        if md5_b64 is None and checksum is None and not relayed:
             raise ValueError("a part needs a Content-MD5 or an additional checksum")
         if self.data is not None:
             headers = (
@@ -722,6 +738,8 @@ class S3Store:
             return self.data.upload_part(
                 self.bucket, key, upload_id, number, data, md5_b64=md5_b64, headers=headers
             )
+        if isinstance(data, RangeBody):
+            raise TypeError("relayed bytes are written by the lean data plane only")
         extra: dict[str, Any] = {}
         if checksum:
             extra[f"Checksum{checksum.algorithm}"] = checksum.value
@@ -918,28 +936,6 @@ class S3Store:
             and self.data.relays
             and source.data.relays
         )
-
-    def relay_part(
-        self,
-        source: ObjectStore,
-        src_key: str,
-        key: str,
-        upload_id: str,
-        number: int,
-        start: int,
-        length: int,
-        *,
-        etag: str | None,
-        version_id: str | None = None,
-    ) -> str | None:
-        assert isinstance(source, S3Store) and source.data is not None and self.data is not None
-        body = source.data.open_range(
-            source.bucket, src_key, start, length, etag=etag, version_id=version_id
-        )
-        if body is None:
-            return None
-        with body:
-            return self.data.upload_part_from(self.bucket, key, upload_id, number, body)
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         try:

@@ -979,7 +979,7 @@ class S3DataPlane:
         key: str,
         upload_id: str,
         number: int,
-        data: Bytes,
+        data: Body,
         *,
         md5_b64: str | None,
         headers: dict[str, str] | None = None,
@@ -991,7 +991,9 @@ class S3DataPlane:
             key: Object key.
             upload_id: The upload id from CreateMultipartUpload.
             number: Part number, from 1.
-            data: The part's bytes.
+            data: The part's bytes, or another endpoint's reply relayed (it goes unguarded:
+                no checksum is known before the bytes pass; the part's ETag, the MD5 the
+                destination computed, is what proves it).
             md5_b64: Base64 MD5 of ``data``, sent as ``Content-MD5``; None to let the part's
                 additional checksum (in ``headers``) guard it alone.
             headers: More headers to send (and sign): the part's additional checksum.
@@ -1015,9 +1017,9 @@ class S3DataPlane:
         where = f"uploading part {number} of {_describe(bucket, key)}"
         request = self._prepare("PUT", bucket, key, query, sent, where)
         etag_of = self._etag_reader(where)
-        if md5_b64 is not None:
-            return self._perform(request, data, where, etag_of)
         guard = {n.lower(): v for n, v in sent.items() if n.lower().startswith("x-amz-checksum-")}
+        if md5_b64 is not None or (not guard and isinstance(data, RangeBody)):
+            return self._perform(request, data, where, etag_of)
         if not guard:
             raise ValueError("a part needs a Content-MD5 or an additional checksum")
 
@@ -1032,18 +1034,6 @@ class S3DataPlane:
             return etag
 
         return self._perform(request, data, where, read)
-
-    def upload_part_from(
-        self, bucket: str, key: str, upload_id: str, number: int, body: RangeBody
-    ) -> str:
-        """Upload one part whose bytes are relayed from another endpoint's reply, without
-        Content-MD5 or checksum (none is known before the bytes pass): the part's ETag, the
-        MD5 the destination computed, is what proves it. Raises as upload_part does."""
-        sent = {"Content-Length": str(body.length)}
-        query = f"partNumber={number}&uploadId={encode_query_value(upload_id)}"
-        where = f"uploading part {number} of {_describe(bucket, key)}"
-        request = self._prepare("PUT", bucket, key, query, sent, where)
-        return self._perform(request, body, where, self._etag_reader(where))
 
     def head_object(
         self,

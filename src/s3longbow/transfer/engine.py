@@ -1042,18 +1042,14 @@ class Copier:
         """Relay a part from the source to the destination; its ETag, or None when the source's
         reply cannot be relayed (the part is then read as any other)."""
         self._pace(length)
-        etag = self.dst.relay_part(
-            self.src,
-            job.src_key,
-            job.dst_key,
-            upload_id,
-            number,
-            start,
-            length,
-            etag=job.etag,
-            version_id=job.version_id,
+        body = self.src.open_range(
+            job.src_key, start, length, etag=job.etag, version_id=job.version_id
         )
-        if etag is not None and not is_md5_etag(etag):
+        if body is None:
+            return None
+        with body:
+            etag = self.dst.upload_part(job.dst_key, upload_id, number, body, md5_b64=None)
+        if not is_md5_etag(etag):
             self.relays = False
             raise TransientError(
                 f"part {number} of {self.dst.describe(job.dst_key)}: the destination's ETag "
