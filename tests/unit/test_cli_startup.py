@@ -48,3 +48,26 @@ def test_the_human_summary_still_renders_with_rich(tmp_path: Path) -> None:
     stdout, last = _sync(tmp_path)
     assert last.startswith("0 [") and "'rich.console'" in last
     assert "copied" in stdout
+
+
+_ENTRY = """
+import gc, sys
+from s3longbow.cli import entry
+sys.argv = ["longbow", "--help"]
+try:
+    entry.main()
+except SystemExit:
+    pass
+print(gc.isenabled(), gc.get_freeze_count(), file=sys.stderr)
+"""
+
+
+def test_the_entry_point_loads_the_command_line_outside_the_collectors_passes() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _ENTRY], capture_output=True, text=True, timeout=60, check=True
+    )
+    enabled, frozen = result.stderr.strip().splitlines()[-1].split()
+    assert "Usage: longbow" in result.stdout
+    # Collection is back on for the run, and the objects loaded are out of its passes.
+    assert enabled == "True"
+    assert int(frozen) > 10_000
