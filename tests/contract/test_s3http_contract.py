@@ -346,15 +346,15 @@ def test_wrong_credentials(case: Case, access_key: str, caplog: pytest.LogCaptur
 
 @pytest.fixture()
 def count_connects(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts every TCP connection http.client opens, independently of the data plane."""
+    """Counts every TCP connection opened, independently of the data plane."""
     opened: list[int] = []
-    original = http.client.HTTPConnection.connect
+    original = socket.create_connection
 
-    def connect(self: http.client.HTTPConnection) -> None:
-        opened.append(self.port or 0)
-        original(self)
+    def create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        opened.append(address[1])
+        return original(address, *args, **kwargs)
 
-    monkeypatch.setattr(http.client.HTTPConnection, "connect", connect)
+    monkeypatch.setattr(socket, "create_connection", create_connection)
     return opened
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import email.utils
 import functools
 import logging
 import os
@@ -49,6 +48,7 @@ from s3longbow.model import (
     PartInfo,
 )
 from s3longbow.retry import with_retries
+from s3longbow.stores import http1
 from s3longbow.stores.base import Capabilities, ObjectStore, Relayed, order_key
 from s3longbow.stores.location import check_endpoint_url
 from s3longbow.stores.s3errors import AUTH_CODES, error_from_response
@@ -396,9 +396,7 @@ class S3Store:
                 key=key,
                 size=int(headers.get("content-length", 0)),
                 etag=_unquote(headers.get("etag")),
-                last_modified=email.utils.parsedate_to_datetime(modified).timestamp()
-                if modified
-                else None,
+                last_modified=http1.http_date(modified) if modified else None,
                 version_id=headers.get("x-amz-version-id"),
             )
         try:
@@ -1092,6 +1090,8 @@ def _properties(resp: dict[str, Any]) -> ObjectProperties:
     # The raw header keeps the exact text; botocore turns Expires into a datetime.
     expires = headers.get("expires")
     if expires is None and isinstance(resp.get("Expires"), datetime.datetime):
+        import email.utils  # only the botocore path needs it
+
         expires = email.utils.format_datetime(resp["Expires"], usegmt=True)
     return ObjectProperties(
         **{ours: resp.get(theirs) or None for ours, theirs in _HEADER_FIELDS},
@@ -1209,6 +1209,8 @@ def _write_args(
             if value:
                 args[theirs] = value
         if properties.expires:
+            import email.utils  # only the botocore path needs it
+
             try:
                 args["Expires"] = email.utils.parsedate_to_datetime(properties.expires)
             except (TypeError, ValueError):

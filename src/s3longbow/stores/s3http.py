@@ -3,8 +3,8 @@ keep-alive connections.
 
 Each request is one signed HTTP/1.1 exchange on a connection the calling thread keeps open,
 which costs a fraction of botocore's per-request CPU; every other control-plane call stays on
-botocore in :mod:`s3longbow.stores.s3`. ``http.client`` opens the connections (TLS included)
-and frames and reads the replies; the request head is written here. Requests are signed with
+botocore in :mod:`s3longbow.stores.s3`. The connections and the replies' framing are
+:mod:`s3longbow.stores.http1`'s; the request head is written here. Requests are signed with
 SigV4 in headers, with ``UNSIGNED-PAYLOAD`` (each body is protected by its ``Content-MD5`` or
 by an additional checksum the server checks and confirms instead). Replies mean the same as
 on the botocore path: errors go through :func:`s3longbow.stores.s3errors.error_from_response`.
@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import datetime
 import functools
-import http.client
 import io
 import ipaddress
 import logging
 import re
 import socket
-import ssl
 import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape, unescape
-from typing import Any, Literal, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, TypeVar
 from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
 
@@ -41,8 +39,11 @@ from s3longbow.errors import (
     TransientError,
 )
 from s3longbow.model import Bytes
-from s3longbow.stores import splice
+from s3longbow.stores import http1, splice
 from s3longbow.stores.s3errors import error_from_response
+
+if TYPE_CHECKING:  # loaded only for https endpoints
+    import ssl
 
 __all__ = [
     "CredentialSource",
@@ -69,7 +70,7 @@ _PIECE = 256 * 1024
 # A stale keep-alive connection (closed by the server while idle) fails with one of these
 # before any reply byte arrives; only then is the request resent, once, on a new connection.
 _STALE_CONNECTION_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
-_NETWORK_ERRORS = (OSError, http.client.HTTPException)  # includes timeouts and ssl.SSLError
+_NETWORK_ERRORS = (OSError, http1.ReplyError)  # includes timeouts and ssl.SSLError
 _ERROR_FIELD = {
     name: re.compile(rf"<{name}>(.*?)</{name}>", re.DOTALL) for name in ("Code", "Message")
 }
@@ -366,147 +367,8 @@ def _virtual_host_bucket(bucket: str, https: bool) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-class _Response(http.client.HTTPResponse):
-    """An ``http.client`` response whose header block is parsed without the email package.
-
-    ``http.client`` hands every header block to ``email.parser``, about two thirds of the
-    CPU of reading a small reply. S3 replies are plain ``Name: value`` lines, so they are split
-    here into :class:`ReplyHeaders`, which answers the lookups ``http.client`` makes as its
-    ``HTTPMessage`` would; status line, body framing (length, chunked, keep-alive) and reading
-    are the standard library's.
-    """
-
-    def begin(self) -> None:
-        if self.headers is not None:
-            return
-        while True:
-            version, status, reason = self._read_status()
-            if status != http.client.CONTINUE:
-                break
-            _read_header_lines(self.fp)
-        if version in ("HTTP/1.0", "HTTP/0.9"):
-            self.version = 10
-        elif version.startswith("HTTP/1."):
-            self.version = 11
-        else:
-            raise http.client.UnknownProtocol(version)
-        self.code = self.status = status
-        self.reason = reason.strip()
-        self.headers = self.msg = _header_message(_read_header_lines(self.fp))  # type: ignore[assignment]
-        # Body framing, as the standard library decides it.
-        self.chunked = (self.headers.get("transfer-encoding") or "").lower() == "chunked"
-        self.chunk_left = None
-        self.will_close = self._check_close()
-        self.length = None
-        length = self.headers.get("content-length")
-        if length and not self.chunked:
-            try:
-                self.length = int(length)
-            except ValueError:
-                self.length = None
-            if self.length is not None and self.length < 0:
-                self.length = None
-        no_body = status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED)
-        if no_body or 100 <= status < 200 or self._method == "HEAD":
-            self.length = 0
-        if not self.will_close and not self.chunked and self.length is None:
-            self.will_close = True
-
-
-_MAX_HEADER_LINE = 65536
-_MAX_HEADERS = 100
-
-
-def _read_header_lines(fp: Any) -> list[bytes]:
-    """The header lines up to the blank line that ends them (bounded in length and count)."""
-    lines: list[bytes] = []
-    while True:
-        line = fp.readline(_MAX_HEADER_LINE + 1)
-        if len(line) > _MAX_HEADER_LINE:
-            raise http.client.LineTooLong("header line")
-        if line in (b"\r\n", b"\n", b""):
-            return lines
-        lines.append(line)
-        if len(lines) > _MAX_HEADERS:
-            raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
-
-
-class ReplyHeaders:
-    """A reply's headers in the order received, looked up without regard to case.
-
-    Offers what ``http.client`` asks of a reply's ``HTTPMessage`` (``get``, ``get_all``,
-    ``items``), with the same answers, at a fraction of its cost per reply.
-    """
-
-    __slots__ = ("_fields",)
-
-    def __init__(self, fields: list[tuple[str, str, str]]) -> None:
-        self._fields = fields  # (name as sent, name in lower case, value)
-
-    def get(self, name: str, failobj: Any = None) -> Any:
-        wanted = name.lower()
-        for _, lower, value in self._fields:
-            if lower == wanted:
-                return value
-        return failobj
-
-    def get_all(self, name: str, failobj: Any = None) -> Any:
-        wanted = name.lower()
-        found = [value for _, lower, value in self._fields if lower == wanted]
-        return found or failobj
-
-    def items(self) -> list[tuple[str, str]]:
-        return [(name, value) for name, _, value in self._fields]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
-
-
-def _header_message(lines: list[bytes]) -> ReplyHeaders:
-    fields: list[tuple[str, str, str]] = []
-    name = value = ""
-    for raw in lines:
-        line = raw.decode("iso-8859-1").rstrip("\r\n")
-        if line[:1] in (" ", "\t") and name:
-            value = f"{value} {line.strip()}"  # an obsolete folded continuation line
-            continue
-        if name:
-            fields.append((name, name.lower(), value))
-        name, _, value = line.partition(":")
-        name, value = name.strip(), value.strip()
-    if name:
-        fields.append((name, name.lower(), value))
-    return ReplyHeaders(fields)
-
-
-class _KeptReader(io.BufferedReader):
-    """The buffered reader of one connection, serving every reply it carries in turn.
-
-    ``http.client`` makes a reader (a file object and its buffer) for every reply, about 30
-    microseconds of CPU each. Replies on a connection follow one another, so one reader
-    serves them all: a reply asks it for itself as the socket's file, and the reply's
-    ``close`` leaves it open; the connection releases it with the socket.
-    """
-
-    def makefile(self, mode: str) -> _KeptReader:
-        return self
-
-    def close(self) -> None:
-        pass  # a reply ended; the connection is not (see release)
-
-    def release(self) -> None:
-        """Close for good, letting the socket close."""
-        super().close()
-
-
-def _close_connection(conn: http.client.HTTPConnection, readers: list[_KeptReader]) -> None:
-    conn.close()
-    for reader in readers:
-        reader.release()
-
-
-# Header names and values must not break the header block (as http.client checks, though
-# once for all of them): no line break or NUL, and no colon or space in a name.
+# Header names and values must not break the header block (checked once for all of them):
+# no line break or NUL, and no colon or space in a name.
 _BAD_NAME_CHARS = re.compile(r"[:\s\0]")
 _BAD_VALUE_CHARS = re.compile(r"[\r\n\0]")
 # A body this small goes out in the same system call as the head; a larger one on its own,
@@ -526,7 +388,7 @@ class RangeBody:
         self,
         plane: S3DataPlane,
         connection: _Connection,
-        response: http.client.HTTPResponse,
+        response: http1.Reply,
         length: int,
         where: str,
     ) -> None:
@@ -572,7 +434,7 @@ class RangeBody:
             raise RuntimeError("a relayed body can be sent only once")
         self.started = True
         reader = self._response.fp
-        source = self._connection.http.sock
+        source = self._connection.sock
         assert reader is not None and source is not None
         try:
             # The head was read through a buffer that may hold the body's first bytes.
@@ -585,8 +447,7 @@ class RangeBody:
             splice.relay(source, sock, self.length - len(first))
         except splice.SourceFailure as exc:
             raise TransientError(f"{self._where}: {exc}") from None
-        self._response.length = 0
-        self._response.read()  # marks the reply read: the connection can carry the next one
+        self._response.consumed()  # the connection can carry the next reply
         self.done = True
 
     def __enter__(self) -> RangeBody:
@@ -603,7 +464,9 @@ class RangeBody:
 Body = Bytes | RangeBody
 
 
-def _send_all(sock: socket.socket, head: bytes, body: Body | None) -> None:
+def _send_all(sock: socket.socket, head: bytes, body: Body | None, *, vectored: bool) -> None:
+    """Write a request: `head`, then `body` (a small one in the same system call when the
+    socket takes several buffers at once, as TLS sockets do not)."""
     if isinstance(body, RangeBody):
         sock.sendall(head)
         body.send_to(sock)
@@ -611,7 +474,7 @@ def _send_all(sock: socket.socket, head: bytes, body: Body | None) -> None:
     if not body:
         sock.sendall(head)
         return
-    if len(body) > _COALESCE_LIMIT or isinstance(sock, ssl.SSLSocket):
+    if len(body) > _COALESCE_LIMIT or not vectored:
         sock.sendall(head)
         sock.sendall(body)
         return
@@ -624,43 +487,57 @@ def _send_all(sock: socket.socket, head: bytes, body: Body | None) -> None:
 
 
 class _Connection:
-    """One TCP (or TLS) connection and how many requests it has carried.
+    """One TCP (or TLS) connection, its buffered reader, and how many requests it has carried.
 
-    ``http.client`` opens it (address resolution, timeouts, TLS with host-name checks); the
-    exchange itself is done here: the request's head is written in one piece (with a small
-    body, in one system call), and the reply is read by :class:`_Response`, the standard
-    library's reply reader. Going through ``HTTPConnection``'s request methods cost about a
-    tenth of a small object's CPU (per-header calls and checks, its state machine).
+    The request's head is written in one piece (with a small body, in one system call); the
+    reply is read by :class:`http1.Reply` through the one reader that serves every reply the
+    connection carries. Not opened until :meth:`open`.
     """
 
-    __slots__ = ("http", "uses", "kept", "_readers", "_finalizer", "__weakref__")
+    __slots__ = ("sock", "reader", "tls", "uses", "kept", "_owned", "_finalizer", "__weakref__")
 
-    def __init__(self, conn: http.client.HTTPConnection, *, kept: bool) -> None:
-        self.http = conn
+    def __init__(self, *, kept: bool) -> None:
+        self.sock: socket.socket | None = None
+        self.reader: io.BufferedReader | None = None
+        self.tls = False
         self.uses = 0
         self.kept = kept
-        self._readers: list[_KeptReader] = []
+        self._owned: list[io.BufferedReader | socket.socket] = []
         # Closes the socket when the owning thread ends and drops its thread-local reference.
-        self._finalizer = weakref.finalize(self, _close_connection, conn, self._readers)
+        self._finalizer = weakref.finalize(self, _close_all, self._owned)
 
-    def connected(self) -> None:
-        """The socket is open: its replies are read through one kept reader."""
-        sock = self.http.sock
-        assert sock is not None
-        self._readers.append(_KeptReader(sock.makefile("rb", buffering=0)))
+    def open(
+        self,
+        host: str,
+        port: int,
+        connect_timeout: float,
+        read_timeout: float,
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        """Connect (see :func:`http1.connect`).
 
-    def exchange(self, request: _Request, body: Body | None) -> _Response:
+        Raises:
+            OSError: As http1.connect.
+        """
+        sock = http1.connect(
+            host, port, connect_timeout=connect_timeout, read_timeout=read_timeout, tls=tls
+        )
+        self.sock = sock
+        self.reader = io.BufferedReader(sock.makefile("rb", buffering=0))
+        self.tls = tls is not None
+        self._owned += [self.reader, sock]
+
+    def exchange(self, request: _Request, body: Body | None) -> http1.Reply:
         """Send the request and read the reply's status and headers (the body is left to
         the caller).
 
         Raises:
             ValueError: A header would break the request: a line break or NUL in a name or
                 value, a colon or space in a name, or a character outside Latin-1.
-            OSError, http.client.HTTPException: The connection failed or the reply is not
-                HTTP.
+            OSError, http1.ReplyError: The connection failed or the reply is not HTTP.
         """
-        sock = self.http.sock
-        assert sock is not None and self._readers
+        sock, reader = self.sock, self.reader
+        assert sock is not None and reader is not None
         headers = request.headers
         if _BAD_NAME_CHARS.search("".join(headers)) or _BAD_VALUE_CHARS.search(
             "".join(headers.values())
@@ -669,9 +546,9 @@ class _Connection:
         lines = [f"{request.method} {request.path} HTTP/1.1\r\n"]
         lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
         lines.append("\r\n")
-        _send_all(sock, "".join(lines).encode("latin-1"), body)
+        _send_all(sock, "".join(lines).encode("latin-1"), body, vectored=not self.tls)
         self.uses += 1
-        response = _Response(self._readers[0], method=request.method)  # type: ignore[arg-type]
+        response = http1.Reply(reader, request.method)
         response.begin()
         return response
 
@@ -681,6 +558,11 @@ class _Connection:
 
     def close(self) -> None:
         self._finalizer()
+
+
+def _close_all(owned: list[io.BufferedReader | socket.socket]) -> None:
+    for thing in owned:
+        thing.close()
 
 
 class S3DataPlane:
@@ -748,9 +630,11 @@ class S3DataPlane:
         self._read_timeout = read_timeout
         self._signer = _make_signer(signer, credentials, region)
         # Verifies certificates and host names; created once, shared by every connection.
-        self._ssl_context = (
-            ssl.create_default_context(cafile=ca_bundle) if parts.scheme == "https" else None
-        )
+        self._ssl_context: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            import ssl  # only https pays for its import (~20 ms)
+
+            self._ssl_context = ssl.create_default_context(cafile=ca_bundle)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()
@@ -884,7 +768,7 @@ class S3DataPlane:
         ranged = length > 0 and response_headers is None
         request, where = self._get_request(bucket, key, start, length, etag, version_id, ranged)
 
-        def read(response: http.client.HTTPResponse) -> Bytes:
+        def read(response: http1.Reply) -> Bytes:
             if response.status not in (200, 206):
                 raise self._error(response, where, source=True)
             declared = response.length
@@ -1023,7 +907,7 @@ class S3DataPlane:
         if not guard:
             raise ValueError("a part needs a Content-MD5 or an additional checksum")
 
-        def read(response: http.client.HTTPResponse) -> str:
+        def read(response: http1.Reply) -> str:
             etag = etag_of(response)
             for name, value in guard.items():
                 if response.getheader(name) != value:
@@ -1061,7 +945,7 @@ class S3DataPlane:
         where = f"reading {_describe(bucket, key)}"
         request = self._prepare("HEAD", bucket, key, query, headers, where)
 
-        def read(response: http.client.HTTPResponse) -> dict[str, str] | None:
+        def read(response: http1.Reply) -> dict[str, str] | None:
             if response.status == 404:
                 _read_capped(response)
                 return None
@@ -1077,7 +961,7 @@ class S3DataPlane:
         where = f"checking bucket {bucket!r}"
         request = self._prepare("HEAD", bucket, "", "", {}, where)
 
-        def read(response: http.client.HTTPResponse) -> tuple[int, dict[str, str]]:
+        def read(response: http1.Reply) -> tuple[int, dict[str, str]]:
             _read_capped(response)
             return response.status, {name.lower(): v for name, v in response.getheaders()}
 
@@ -1098,7 +982,7 @@ class S3DataPlane:
         where = f"starting a multipart upload of {_describe(bucket, key)}"
         request = self._prepare("POST", bucket, key, "uploads=", sent, where)
 
-        def read(response: http.client.HTTPResponse) -> str:
+        def read(response: http1.Reply) -> str:
             if not 200 <= response.status < 300:
                 raise self._error(response, where)
             match = _UPLOAD_ID.search(_read_capped(response).decode("utf-8", "replace"))
@@ -1145,7 +1029,7 @@ class S3DataPlane:
         where = f"completing the multipart upload of {_describe(bucket, key)}"
         request = self._prepare("POST", bucket, key, query, headers, where)
 
-        def read(response: http.client.HTTPResponse) -> str:
+        def read(response: http1.Reply) -> str:
             if not 200 <= response.status < 300:
                 raise self._error(response, where)
             text = _read_capped(response).decode("utf-8", "replace")
@@ -1191,7 +1075,7 @@ class S3DataPlane:
         where = f"listing s3://{bucket}/{prefix}"
         request = self._prepare("GET", bucket, "", query, {}, where)
 
-        def read(response: http.client.HTTPResponse) -> ListPage:
+        def read(response: http1.Reply) -> ListPage:
             if response.status != 200:
                 raise self._error(response, where)
             body = response.read()
@@ -1261,7 +1145,7 @@ class S3DataPlane:
         request: _Request,
         body: Body | None,
         where: str,
-        read: Callable[[http.client.HTTPResponse], _T],
+        read: Callable[[http1.Reply], _T],
     ) -> _T:
         """Send ``request`` and hand the response to ``read``; network errors are transient."""
         connection, response = self._exchange(request, body, where)
@@ -1281,7 +1165,7 @@ class S3DataPlane:
 
     def _exchange(
         self, request: _Request, body: Body | None, where: str
-    ) -> tuple[_Connection, http.client.HTTPResponse]:
+    ) -> tuple[_Connection, http1.Reply]:
         """Send ``request`` and read its reply's head; the connection stays the caller's."""
         for attempt in (1, 2):
             connection = self._connection(request)
@@ -1310,51 +1194,35 @@ class S3DataPlane:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _send(
-        self, connection: _Connection, request: _Request, body: Body | None
-    ) -> http.client.HTTPResponse:
-        conn = connection.http
-        if conn.sock is None:
-            conn.connect()
-            assert conn.sock is not None
-            # The connect timeout covered connect and handshake; from now on, the read timeout.
-            conn.sock.settimeout(self._read_timeout)
-            connection.connected()
+    def _send(self, connection: _Connection, request: _Request, body: Body | None) -> http1.Reply:
+        if connection.sock is None:
+            tls = self._ssl_context if request.scheme == "https" else None
+            connection.open(
+                request.connect_host, request.port, self._connect_timeout, self._read_timeout, tls
+            )
             with self._lock:
                 self._opened += 1
         return connection.exchange(request, body)
 
     def _connection(self, request: _Request) -> _Connection:
-        """This thread's kept connection to the request's host, or a new one."""
+        """This thread's kept connection to the request's host, or a new one (not yet open:
+        every connection is opened, and counted, in :meth:`_send`)."""
         conns: dict[str, _Connection] | None = getattr(self._local, "connections", None)
         if conns is None:
             conns = self._local.connections = {}
         connection = conns.get(request.netloc)
         if connection is not None and not connection.closed:
             return connection
-        if request.scheme == "https":
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                request.connect_host,
-                request.port,
-                timeout=self._connect_timeout,
-                context=self._ssl_context,
-            )
-        else:
-            # http.client never reads proxy variables: loopback traffic stays direct.
-            conn = http.client.HTTPConnection(
-                request.connect_host, request.port, timeout=self._connect_timeout
-            )
-        # Never reconnect behind our back: every connection is opened (and counted) here.
-        conn.auto_open = 0
+        # Proxy variables are not read: loopback traffic stays direct.
         with self._lock:
             kept = len(self._open) < self._max_connections
-            connection = _Connection(conn, kept=kept)
+            connection = _Connection(kept=kept)
             self._open.add(connection)
         if kept:
             conns[request.netloc] = connection
         return connection
 
-    def _release(self, connection: _Connection, response: http.client.HTTPResponse) -> None:
+    def _release(self, connection: _Connection, response: http1.Reply) -> None:
         """Keep the connection for the next request if the exchange left it reusable."""
         # An unread body or a server-side close (Connection: close) rules out reuse.
         if not connection.kept or response.will_close or not response.isclosed():
@@ -1374,8 +1242,8 @@ class S3DataPlane:
     # Replies
     # ----------------------------------------------------------------------------------------
 
-    def _etag_reader(self, where: str) -> Callable[[http.client.HTTPResponse], str]:
-        def read(response: http.client.HTTPResponse) -> str:
+    def _etag_reader(self, where: str) -> Callable[[http1.Reply], str]:
+        def read(response: http1.Reply) -> str:
             if not 200 <= response.status < 300:
                 raise self._error(response, where)
             _read_capped(response)
@@ -1385,7 +1253,7 @@ class S3DataPlane:
 
     @staticmethod
     def _error(
-        response: http.client.HTTPResponse,
+        response: http1.Reply,
         where: str,
         *,
         source: bool = False,
@@ -1512,7 +1380,7 @@ def _same(text: str) -> str:
     return text
 
 
-def _read_capped(response: http.client.HTTPResponse) -> bytes:
+def _read_capped(response: http1.Reply) -> bytes:
     """Read a small body whole, or its first 64 KiB (the connection is then not reused)."""
     if response.length is not None and response.length <= _MAX_ERROR_BODY:
         return response.read()
@@ -1529,7 +1397,7 @@ def _parse_error(body: bytes) -> tuple[str, str]:
     return fields[0], fields[1]
 
 
-def _check_range(response: http.client.HTTPResponse, where: str, start: int, length: int) -> None:
+def _check_range(response: http1.Reply, where: str, start: int, length: int) -> None:
     content_range = response.getheader("Content-Range")
     # Without Content-Range a 200 of exactly the right length is accepted: some servers
     # (rclone serve s3) answer ranged GETs that way.
@@ -1545,7 +1413,7 @@ def _network_error(where: str, exc: BaseException) -> TransientError:
 
 
 def _read_pieces(
-    response: http.client.HTTPResponse,
+    response: http1.Reply,
     view: memoryview,
     each: Callable[[memoryview], None] | None,
 ) -> memoryview:
