@@ -18,6 +18,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -606,6 +607,29 @@ def test_a_stale_connection_is_retried_only_once(scripted: Any) -> None:
     with pytest.raises(TransientError, match="RemoteDisconnected"):
         plane.put_object("bkt", "k", b"x", md5_b64=md5_b64(b"x"))
     assert server.connections == 2
+
+
+def test_a_relayed_body_never_starts_on_a_connection_the_server_closed(scripted: Any) -> None:
+    body = b"0123456789" * 100
+    source, src_plane = scripted(reply(206, body, headers={"Content-Range": "bytes 0-999/1000"}))
+    server, plane = scripted(OK_PUT + DROP, OK_PUT)
+    plane.put_object("bkt", "k", b"x", md5_b64=md5_b64(b"x"))
+    for _ in range(200):  # until the server's close has reached this side (bounded)
+        if len(server.requests) == 1 and _closed_by_peer(plane):
+            break
+        time.sleep(0.01)
+    relayed = src_plane.open_range("bkt", "src", 0, len(body))
+    assert relayed is not None
+    with relayed:
+        assert plane.put_object("bkt", "k", relayed, md5_b64=md5_b64(body)) == "abc"
+    # The closed connection was left before the body started; a new one carried it.
+    assert server.connections == 2
+    assert len(server.requests) == 2
+
+
+def _closed_by_peer(plane: S3DataPlane) -> bool:
+    connections = list(plane._open)
+    return bool(connections) and all(c.idle_closed() for c in connections)
 
 
 def test_a_server_that_never_answers_times_out(scripted: Any) -> None:

@@ -23,14 +23,6 @@ MAX_LINE = 65536
 MAX_HEADERS = 100
 
 
-_MONTHS = {
-    name: number
-    for number, name in enumerate(
-        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
-    )
-}
-
-
 class ReplyError(Exception):
     """The bytes read are not the HTTP/1.1 reply expected."""
 
@@ -383,6 +375,14 @@ def parse_headers(lines: list[bytes]) -> ReplyHeaders:
     if name:
         fields.append((name, name.lower(), value))
     return ReplyHeaders(fields)
+
+
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
 
 
 def http_date(text: str) -> float:

@@ -18,6 +18,7 @@ import io
 import ipaddress
 import logging
 import re
+import select
 import socket
 import threading
 import weakref
@@ -551,6 +552,21 @@ class _Connection:
         response = http1.Reply(reader, request.method)
         response.begin()
         return response
+
+    def idle_closed(self) -> bool:
+        """Whether the server closed (or reset) this kept connection while it was idle.
+
+        A request whose body cannot be sent twice (a relayed one) checks before it starts,
+        since a stale connection would only show itself once the body is on its way. An idle
+        connection has nothing to read: anything readable (the end of the stream, a reset,
+        or bytes no request asked for) rules it out. One poll, which does not wait.
+        """
+        sock = self.sock
+        if sock is None:
+            return False
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
 
     @property
     def closed(self) -> bool:
@@ -1167,8 +1183,13 @@ class S3DataPlane:
         self, request: _Request, body: Body | None, where: str
     ) -> tuple[_Connection, http1.Reply]:
         """Send ``request`` and read its reply's head; the connection stays the caller's."""
+        relayed = isinstance(body, RangeBody)
         for attempt in (1, 2):
             connection = self._connection(request)
+            if relayed and connection.uses and connection.idle_closed():
+                log.debug("%s: stale keep-alive connection, opening another", where)
+                self._drop(connection)
+                connection = self._connection(request)
             reused = connection.uses > 0
             try:
                 return connection, self._send(connection, request, body)
