@@ -237,10 +237,11 @@ def test_part_with_a_wrong_content_md5(case: Case) -> None:
     client.abort_multipart_upload(Bucket=case.name, Key="mp", UploadId=upload_id)
 
 
-def test_part_of_an_aborted_upload(case: Case) -> None:
+@pytest.mark.parametrize("size", [4, 8 * 1024 * 1024])
+def test_part_of_an_aborted_upload(case: Case, size: int) -> None:
     client = case.bucket.client
     upload_id = client.create_multipart_upload(Bucket=case.name, Key="mp")["UploadId"]
-    data = b"part"
+    data = os.urandom(size)
     case.plane.upload_part(case.name, "mp", upload_id, 1, data, md5_b64=md5_b64(data))
     client.abort_multipart_upload(Bucket=case.name, Key="mp", UploadId=upload_id)
     if case.kind == "moto":
@@ -248,6 +249,8 @@ def test_part_of_an_aborted_upload(case: Case) -> None:
         with pytest.raises(TransientError, match="500"):
             case.plane.upload_part(case.name, "mp", upload_id, 2, data, md5_b64=md5_b64(data))
     else:
+        # rclone serve s3 answers a large part at once and closes without reading its body:
+        # the answer is read all the same.
         with pytest.raises(UploadMissingError, match="NoSuchUpload"):
             case.plane.upload_part(case.name, "mp", upload_id, 2, data, md5_b64=md5_b64(data))
 

@@ -372,6 +372,9 @@ def _virtual_host_bucket(bucket: str, https: bool) -> bool:
 # no line break or NUL, and no colon or space in a name.
 _BAD_NAME_CHARS = re.compile(r"[:\s\0]")
 _BAD_VALUE_CHARS = re.compile(r"[\r\n\0]")
+# How long a request whose body could not be sent waits for the reply the server may have
+# sent before closing (it is on its way or already here: the server closed its side).
+_EARLY_REPLY_WAIT = 5.0
 # A body this small goes out in the same system call as the head; a larger one on its own,
 # without copying it.
 _COALESCE_LIMIT = 256 * 1024
@@ -547,10 +550,34 @@ class _Connection:
         lines = [f"{request.method} {request.path} HTTP/1.1\r\n"]
         lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
         lines.append("\r\n")
-        _send_all(sock, "".join(lines).encode("latin-1"), body, vectored=not self.tls)
+        try:
+            _send_all(sock, "".join(lines).encode("latin-1"), body, vectored=not self.tls)
+        except (BrokenPipeError, ConnectionResetError):
+            self.uses += 1
+            early = self._early_reply(request.method)
+            if early is None:
+                raise
+            return early
         self.uses += 1
         response = http1.Reply(reader, request.method)
         response.begin()
+        return response
+
+    def _early_reply(self, method: str) -> http1.Reply | None:
+        """The error a server sent before closing, without reading the whole request body
+        (e.g. NoSuchUpload for a part of an aborted upload); None if there is none to read.
+        The connection is not reused after it."""
+        sock, reader = self.sock, self.reader
+        assert sock is not None and reader is not None
+        try:
+            sock.settimeout(min(sock.gettimeout() or _EARLY_REPLY_WAIT, _EARLY_REPLY_WAIT))
+            response = http1.Reply(reader, method)
+            response.begin()
+        except (OSError, http1.ReplyError):
+            return None
+        if response.status < 300:
+            return None  # a success for a body not sent whole: not to be believed
+        response.will_close = True
         return response
 
     def idle_closed(self) -> bool:
