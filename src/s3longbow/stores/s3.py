@@ -736,7 +736,7 @@ class S3Store:
             return self.data.upload_part(
                 self.bucket, key, upload_id, number, data, md5_b64=md5_b64, headers=headers
             )
-        if isinstance(data, RangeBody):
+        if relayed:
             raise TypeError("relayed bytes are written by the lean data plane only")
         extra: dict[str, Any] = {}
         if checksum:

@@ -553,14 +553,13 @@ class _Connection:
         try:
             _send_all(sock, "".join(lines).encode("latin-1"), body, vectored=not self.tls)
         except (BrokenPipeError, ConnectionResetError):
-            self.uses += 1
-            early = self._early_reply(request.method)
-            if early is None:
+            response = self._early_reply(request.method)
+            if response is None:
                 raise
-            return early
+        else:
+            response = http1.Reply(reader, request.method)
+            response.begin()
         self.uses += 1
-        response = http1.Reply(reader, request.method)
-        response.begin()
         return response
 
     def _early_reply(self, method: str) -> http1.Reply | None:

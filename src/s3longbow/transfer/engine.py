@@ -470,10 +470,10 @@ class Copier:
             return plan
         if plan.source_layout and self.dst_encrypts:
             return plan  # the destination's ETags are no MD5s: ours prove the parts
-        if plan.source_layout and self.relays and plan.proof is None:
-            if plan.write_algorithm is None:
-                # Nothing to compute on the bytes: they need not enter this process.
-                return dataclasses.replace(plan, relay=True)
+        relayable = plan.proof is None and plan.write_algorithm is None
+        if plan.source_layout and self.relays and relayable:
+            # Nothing to compute on the bytes: they need not enter this process.
+            return dataclasses.replace(plan, relay=True)
         algorithm = plan.write_algorithm
         if algorithm is None and self.dst.capabilities.checksums == "auto":
             algorithm = "CRC32C"
