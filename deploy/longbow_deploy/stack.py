@@ -260,7 +260,8 @@ def create_app(
         settings: The checked deployment settings.
         artifacts: The wheel and layer to upload.
         build_dir: Where generated function code is written.
-        outdir: The cloud assembly directory (default: `cdk.out`, or the CLI's).
+        outdir: The cloud assembly directory (default: `CDK_OUTDIR`, which the CDK CLI sets,
+            else a temporary directory).
         stack_id: The stack's name (default: `Longbow-<name>`).
     """
     app = App(outdir=outdir) if outdir else App()

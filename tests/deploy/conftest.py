@@ -3,7 +3,8 @@
 - `ec2`: EC2 workers only, the destination reached with keys from the credentials parameter;
 - `lambda`: the Lambda worker only, both sides in this account, the new-object trigger;
 - `combined`: both kinds of workers in an existing VPC, the source reached with keys,
-  synthesised by running `deploy/app.py` itself on a settings file (the operator's path).
+  synthesised by running `app.py` in a working copy of deploy/ as the README says (the
+  operator's path).
 
 Synthesis needs Node.js (the CDK's jsii runtime) and pip (the wheel and the Lambda layer are
 built at synthesis); no AWS account and no Docker.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -176,26 +178,40 @@ def lambda_variant(
 
 
 @pytest.fixture(scope="session")
-def combined_variant(
-    artifacts: Artifacts, build_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Synthesized:
-    """Synthesised by running `deploy/app.py` as an operator would (`cdk synth` runs it so)."""
+def deploy_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working copy of deploy/ for running `app.py` as the README says, without writing into
+    this tree: deploy/ is copied (app.py finds its settings and writes `cdk.out/` beside
+    itself) and the sources the wheel is built from are linked, so the build cache applies."""
+    root = tmp_path_factory.mktemp("working-copy")
+    copy = root / "deploy"
+    shutil.copytree(
+        DEPLOY_DIR,
+        copy,
+        ignore=shutil.ignore_patterns(".build", "cdk.out", "settings.toml", "__pycache__"),
+    )
+    for name in ("src", "pyproject.toml", "README.md"):
+        (root / name).symlink_to(PROJECT_ROOT / name)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def combined_variant(artifacts: Artifacts, build_dir: Path, deploy_copy: Path) -> Synthesized:
+    """Synthesised as the README's operator does it: `settings.toml` beside `app.py`, then
+    `cd deploy && python3 app.py`, with nothing set by the CDK CLI."""
     from longbow_deploy.settings import load_settings
 
-    work = tmp_path_factory.mktemp("cdk-combined")
-    settings_file = work / "settings.toml"
+    settings_file = deploy_copy / "settings.toml"
     settings_file.write_text(COMBINED_TOML, encoding="utf-8")
-    outdir = work / "cdk.out"
     env = {
-        **os.environ,
-        "LONGBOW_DEPLOY_SETTINGS": str(settings_file),
-        "LONGBOW_DEPLOY_BUILD_DIR": str(build_dir),
-        "CDK_OUTDIR": str(outdir),  # what the CDK CLI sets for the app it runs
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CDK_OUTDIR", "LONGBOW_DEPLOY_SETTINGS", "LONGBOW_DEPLOY_BUILD_DIR")
     }
+    env["LONGBOW_DEPLOY_BUILD_DIR"] = str(build_dir)  # the session's build, already made
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "app.py"],
-        cwd=DEPLOY_DIR,
+        cwd=deploy_copy,
         env=env,
         capture_output=True,
         text=True,
@@ -204,7 +220,8 @@ def combined_variant(
     )
     SYNTH_SECONDS["combined (app.py)"] = time.monotonic() - started
     assert done.returncode == 0, done.stderr
-    path = outdir / "Longbow-lb-both.template.json"
+    path = deploy_copy / "cdk.out" / "Longbow-lb-both.template.json"
+    assert path.is_file(), f"app.py wrote no {path}:\n{done.stderr}"
     data = json.loads(path.read_text(encoding="utf-8"))
     settings = load_settings(settings_file)
     return Synthesized("combined", settings, data, path, Template.from_json(data))

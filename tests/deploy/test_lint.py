@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import DEPLOY_DIR, PROJECT_ROOT
 from .templates import Synthesized
 
@@ -46,3 +48,32 @@ def test_deploy_code_is_ruff_clean() -> None:
             check=False,
         )
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("state", ["missing", "empty"])
+def test_lint_step_fails_when_there_is_nothing_to_lint(tmp_path: Path, state: str) -> None:
+    assembly = tmp_path / "cdk.out"
+    if state == "empty":
+        assembly.mkdir()
+    done = subprocess.run(
+        [sys.executable, str(DEPLOY_DIR / "lint.py"), str(assembly)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert f"no templates to lint in {assembly}" in done.stderr
+    assert "python3 app.py" in done.stderr  # what to do about it
+
+
+def test_lint_step_lints_what_app_wrote(deploy_copy: Path, combined_variant: Synthesized) -> None:
+    # README step 3, in the working copy app.py ran in: `python3 lint.py` with no argument.
+    done = subprocess.run(
+        [sys.executable, "lint.py"],
+        cwd=deploy_copy,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "cdk.out/Longbow-lb-both.template.json" in done.stdout
