@@ -1,5 +1,6 @@
 """Text shown to people and written to logs: every control character a key can hold comes out
-escaped, visibly and unambiguously; JSON keeps the exact key."""
+escaped, visibly and unambiguously; rich markup and emoji codes in a key stay plain text; JSON
+keeps the exact key."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import unicodedata
 
 import pytest
 
+from s3longbow.cli import render
+from s3longbow.cli.terminal import Console
+from s3longbow.config import PairSettings, Settings
 from s3longbow.display import PrintableFormatter, printable, printable_json
+from s3longbow.sync import FailedJob, SyncReport
+from s3longbow.verify import Verdict, VerifyReport
 
 CONTROL = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
@@ -97,3 +103,45 @@ def test_a_traceback_in_a_text_log_keeps_its_lines_with_the_key_escaped() -> Non
     assert lines[0] == f"unexpected error copying {printable(key)}"
     assert lines[1] == "Traceback (most recent call last):"
     assert lines[-1] == f"ValueError: reading {printable(key)} failed"
+
+
+# Keys that would be markup, an emoji, or break the markup around them if not escaped.
+MARKUP_KEYS = [
+    "markup[bold red]x[/bold red]",
+    "closing[/]",
+    "slash\\[bold]x",
+    "trailing\\",
+    "emoji:warning:",
+    "esc\x1b[31mred",
+]
+
+
+def printed(capsys: pytest.CaptureFixture[str]) -> str:
+    out = capsys.readouterr().out
+    assert not raw_controls(out, layout="\n"), out
+    return out
+
+
+def test_verify_lists_keys_as_they_are_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    report = VerifyReport()
+    for key in MARKUP_KEYS:
+        report.add(Verdict.MISSING, key, f"{key} is missing")
+    render.verify_report(Console(), report)
+    out = printed(capsys)
+    for key in MARKUP_KEYS:
+        assert f"  missing: {printable(key)} ({printable(key)} is missing)\n" in out, key
+
+
+def test_failures_and_a_refused_delete_are_shown_as_they_are_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    report = SyncReport(
+        dry_run=False,
+        failed=[FailedJob(key, key, f"server said: {key}") for key in MARKUP_KEYS],
+        delete_refused="refused: would delete under s3://b/trailing\\",
+    )
+    render.summary(Console(), report, Settings(pairs=(PairSettings("s3://a/", "s3://b/"),)))
+    out = printed(capsys)
+    for key in MARKUP_KEYS:
+        assert f"  {printable(key)}: server said: {printable(key)}\n" in out, key
+    assert "refused: would delete under s3://b/trailing\\\\\n" in out
