@@ -9,11 +9,15 @@ import json
 import logging
 import sys
 import unicodedata
+from collections.abc import Iterator
 
 import pytest
 
 from s3longbow.cli import render
+from s3longbow.cli.app import _setup_logging
+from s3longbow.cli.cluster import _worker_logging
 from s3longbow.cli.terminal import Console
+from s3longbow.cluster.metrics import JsonLogFormatter
 from s3longbow.config import PairSettings, Settings
 from s3longbow.display import PrintableFormatter, printable, printable_json
 from s3longbow.sync import FailedJob, SyncReport
@@ -103,6 +107,39 @@ def test_a_traceback_in_a_text_log_keeps_its_lines_with_the_key_escaped() -> Non
     assert lines[0] == f"unexpected error copying {printable(key)}"
     assert lines[1] == "Traceback (most recent call last):"
     assert lines[-1] == f"ValueError: reading {printable(key)} failed"
+
+
+def test_a_json_log_line_keeps_the_exact_key_and_no_raw_control() -> None:
+    key = "k\x1b]0;pwned\x07\x7f\u009b\u202eé"
+    line = JsonLogFormatter({"worker": "w"}).format(record("%s no longer exists", key, exc=True))
+    assert "\n" not in line and not raw_controls(line)
+    parsed = json.loads(line)
+    assert parsed["message"] == f"{key} no longer exists"
+    assert f"reading {key} failed" in parsed["error"]
+    assert "é" in line  # readable text stays readable
+
+
+@pytest.fixture()
+def restored_logging() -> Iterator[None]:
+    root, ours = logging.getLogger(), logging.getLogger("s3longbow")
+    handlers, levels = list(root.handlers), (root.level, ours.level)
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(levels[0])
+    ours.setLevel(levels[1])
+
+
+@pytest.mark.usefixtures("restored_logging")
+@pytest.mark.parametrize("command", ["sync", "worker text", "worker json"])
+def test_the_log_handler_each_command_installs_escapes_keys(command: str) -> None:
+    if command == "sync":
+        _setup_logging(1, Console(stderr=True))
+    else:
+        _worker_logging(command.split()[1], logging.INFO, JsonLogFormatter)
+    (handler,) = logging.getLogger().handlers
+    key = "k\x1b]0;pwned\x07\n\u009b\u202e"
+    line = handler.format(record("%s: failed", key))
+    assert "\n" not in line and not raw_controls(line)
 
 
 # Keys that would be markup, an emoji, or break the markup around them if not escaped.

@@ -17,6 +17,7 @@ import click
 
 from s3longbow.cli.terminal import Console, escape, new_table
 from s3longbow.config import COUNT_LIMITS, format_size, side_from_environment
+from s3longbow.display import PrintableFormatter
 from s3longbow.errors import ConfigError, LongbowError
 from s3longbow.logsafety import quiet_secret_loggers
 from s3longbow.stores.location import check_endpoint_url
@@ -231,7 +232,7 @@ def _worker_logging(
     if fmt == "json":
         handler.setFormatter(formatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers.clear()
     root.addHandler(handler)
