@@ -335,8 +335,9 @@ def _normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[
         ):
             raise ConfigError(
                 f"config file {path}: pair {i} must have exactly the strings src and dst",
-                hint='e.g. [[pairs]]\\nsrc = "s3://source-bucket/prefix/"\\n'
-                'dst = "s3://destination-bucket/prefix/"',
+                # Plain text: a backslash in a hint would be shown escaped.
+                hint='one [[pairs]] table per pair, e.g. src = "s3://source-bucket/prefix/" '
+                'and dst = "s3://destination-bucket/prefix/"',
             )
         out["pairs"].append(PairSettings(src=pair["src"], dst=pair["dst"]))
     transfer: dict[str, Any] = {}

@@ -30,6 +30,7 @@ from s3longbow.config import (
     parse_size,
     side_from_environment,
 )
+from s3longbow.display import PrintableFormatter
 from s3longbow.errors import ConfigError, FatalError, LongbowError
 from s3longbow.logsafety import quiet_secret_loggers
 from s3longbow.progress.stats import Stats
@@ -522,10 +523,10 @@ def _setup_logging(verbose: int, console: Console) -> None:
         from rich.logging import RichHandler
 
         handler: logging.Handler = RichHandler(console=console.rich, show_path=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(PrintableFormatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("s3longbow").setLevel(level)

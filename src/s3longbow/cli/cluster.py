@@ -17,6 +17,7 @@ import click
 
 from s3longbow.cli.terminal import Console, escape, new_table
 from s3longbow.config import COUNT_LIMITS, format_size, side_from_environment
+from s3longbow.display import PrintableFormatter
 from s3longbow.errors import ConfigError, LongbowError
 from s3longbow.logsafety import quiet_secret_loggers
 from s3longbow.stores.location import check_endpoint_url
@@ -231,7 +232,7 @@ def _worker_logging(
     if fmt == "json":
         handler.setFormatter(formatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers.clear()
     root.addHandler(handler)
@@ -283,10 +284,10 @@ def cluster_init(config_file: Path, as_json: bool, verbose: int = 0) -> None:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         out = Console()
-        out.print(f"queue:             {report.queue_url}", highlight=False)
-        out.print(f"dead-letter queue: {report.dead_letter_queue_url}", highlight=False)
+        out.print(f"queue:             {escape(report.queue_url)}", highlight=False)
+        out.print(f"dead-letter queue: {escape(report.dead_letter_queue_url)}", highlight=False)
         made = "created" if report.table_created else "exists"
-        out.print(f"job table:         {report.table} ({made})", highlight=False)
+        out.print(f"job table:         {escape(report.table)} ({made})", highlight=False)
     sys.exit(EXIT_OK)
 
 
@@ -321,7 +322,7 @@ def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         out = Console()
-        table = new_table(title=f"Job table {report.table}", title_justify="left")
+        table = new_table(title=f"Job table {escape(report.table)}", title_justify="left")
         table.add_column("state")
         table.add_column("items", justify="right")
         table.add_column("bytes", justify="right")
@@ -349,5 +350,9 @@ def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
                     if item.src_bucket
                     else f"{item.kind} {item.id}"
                 )
-                out.print(f"  {escape(what)}: {escape(item.reason or '')}", highlight=False)
+                out.print(
+                    f"  {escape(what)}: {escape(item.reason or '')}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
     sys.exit(EXIT_JOBS_FAILED if report.failed else EXIT_OK)

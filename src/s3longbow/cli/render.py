@@ -40,7 +40,9 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
             console.print(f"  delete {escape(key)}", highlight=False, soft_wrap=True)
         for d in report.samples:
             console.print(
-                f"  copy {escape(d.src.key)} -> {escape(d.dst_key)} ({d.reason})", highlight=False
+                f"  copy {escape(d.src.key)} -> {escape(d.dst_key)} ({escape(d.reason)})",
+                highlight=False,
+                soft_wrap=True,
             )
         t = settings.transfer
         console.print(
@@ -88,7 +90,7 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
     if report.properties is not None:
         _failed(console, report.properties.failed)
     if report.delete_refused:
-        console.print(f"[bold red]{escape(report.delete_refused)}[/bold red]", soft_wrap=True)
+        console.print(escape(report.delete_refused), style="bold red", soft_wrap=True)
     if report.interrupted:
         console.print("[yellow]interrupted: run the same command to continue[/yellow]")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from s3longbow.display import printable
+
 if TYPE_CHECKING:
     import rich.console
 
@@ -36,7 +38,10 @@ class Console:
         if self._rich is None:
             from rich.console import Console as RichConsole
 
-            self._rich = RichConsole(stderr=self._stderr, force_terminal=self.is_terminal)
+            # No emoji codes: a key holding ":warning:" is shown as it is, not as a symbol.
+            self._rich = RichConsole(
+                stderr=self._stderr, force_terminal=self.is_terminal, emoji=False
+            )
         return self._rich
 
     def print(self, *objects: Any, **options: Any) -> None:
@@ -45,10 +50,15 @@ class Console:
 
 
 def escape(text: str) -> str:
-    """Text shown literally inside rich markup."""
+    """Text from outside (a key, a location, a reason, a server's message) for rich markup:
+    shown literally, its control characters escaped (`printable`), its brackets no markup.
+
+    The result may end in an escaped backslash (``\\``), which a markup tag right after it
+    would halve: follow it with plain text or nothing, and style it with ``style=`` instead.
+    """
     from rich.markup import escape as rich_escape
 
-    return rich_escape(text)
+    return rich_escape(printable(text))
 
 
 def new_table(**options: Any) -> Any:

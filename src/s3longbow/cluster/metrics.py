@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from types import TracebackType
 
+from s3longbow.display import printable_json
 from s3longbow.progress.stats import Stats
 
 NAMESPACE = "Longbow"
@@ -187,7 +188,8 @@ class JsonLogFormatter(logging.Formatter):
             line.update(extra)
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        # Keys stay exact and readable (é, 字); controls JSON would leave raw are escaped.
+        return printable_json(json.dumps(line, default=str, ensure_ascii=False))
 
 
 __all__ = ["METRICS", "NAMESPACE", "ClusterCounters", "JsonLogFormatter", "MetricsEmitter"]
