@@ -404,6 +404,22 @@ def test_keys_the_destination_renames_are_reported_once_and_not_copied_again(
     assert result.exit_code == 1
     assert {u["key"] for u in json.loads(result.stdout)["unstorable"]} == unstorable
 
+    result = CliRunner().invoke(
+        cli,
+        ["verify", src.url + "/", dst.url + "/", *endpoint_args(src.endpoint, dst.endpoint)]
+        + ["--json"],
+        env=env,
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    missing = {m["key"]: m["reason"] for m in report["missing"]}
+    different = {d["key"]: d["reason"] for d in report["different"]}
+    assert set(missing) == {"a//b", "/lead", "big//multi"} and set(different) == {"body/"}
+    assert all("the destination cannot store this key" in r for r in missing.values())
+    assert "the destination cannot store this key" in different["body/"]
+    assert report["counts"]["match"] == 2
+
     # A third run copies nothing new; an ordinary key deleted at the destination meanwhile
     # is copied again, not taken for one the destination cannot keep.
     dst.client.delete_object(Bucket=dst.name, Key="keep/normal")
