@@ -3,6 +3,7 @@ execute the jobs, and report what happened. The CLI renders; this module decides
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ from s3longbow.jobs.sqlite import JobDatabase, PlannedCopy, SqliteQueue, new_own
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.planner import PairRuntime, PlanCounts, plan_pair
+from s3longbow.plan.unstorable import answers_for, renamed_reason
 from s3longbow.progress.stats import Stats
 from s3longbow.stores import open_store, parse_location
 from s3longbow.stores.base import ObjectStore
@@ -58,6 +60,9 @@ class SyncReport:
     objects_to_copy: int = 0
     bytes_to_copy: int = 0
     failed: list[FailedJob] = field(default_factory=list)
+    # Keys the destination was found unable to store: never copied again while the source
+    # stays as it is, and not a success.
+    unstorable: list[FailedJob] = field(default_factory=list)
     verification: dict[str, int] = field(default_factory=dict)
     objects_extra: int = 0  # destination objects the source no longer has
     objects_at_destination: int = 0
@@ -74,7 +79,8 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        """True when every job of the run is done (or skipped) and nothing stopped the run."""
+        """True when every job of the run is done (or skipped, but not for a key the
+        destination cannot store) and nothing stopped the run."""
         if self.fatal or self.interrupted:
             return False
         if self.dry_run:
@@ -82,6 +88,8 @@ class SyncReport:
         if self.delete_refused or self.delete_failed:
             return False
         if self.properties is not None and self.properties.failed:
+            return False
+        if self.unstorable:
             return False
         return not any(self.jobs.get(s, 0) for s in ("failed", "pending", "in_progress"))
 
@@ -105,6 +113,9 @@ class SyncReport:
             "unsupported": self.objects_unsupported,
             "failed": [
                 {"key": f.key, "dst_key": f.dst_key, "reason": f.reason} for f in self.failed
+            ],
+            "unstorable": [
+                {"key": f.key, "dst_key": f.dst_key, "reason": f.reason} for f in self.unstorable
             ],
             "error": None
             if self.fatal is None
@@ -315,6 +326,7 @@ def run_sync(
 
         totals = db.totals(run.id)
         report.jobs = {state: n for state, (n, _) in totals.items()}
+        report.unstorable = [FailedJob(*row) for row in db.unstorable_jobs(run.id)]
         if settings.delete and report.ok:
             _delete_extras(db, run.id, pairs, settings, report)
         report.job_bytes = {state: b for state, (_, b) in totals.items()}
@@ -354,15 +366,26 @@ def _plan_all(
     )
     try:
         generation = db.begin_plan(run_id)
+        destinations = {p.index: p.dst_store for p in pairs}
 
-        def write(batch: list[Decision]) -> None:
-            counts = db.upsert_jobs(
-                run_id,
-                generation,
-                [PlannedCopy(d_pair, d.src, d.dst_key, d.reason) for d_pair, d in batch],
-                max_attempts=max_attempts,
-            )
+        def look(copy: PlannedCopy) -> PlannedCopy:
+            # A finished copy the listing lacks: a store that still answers for its name
+            # keeps it under another one; one that does not lost it (deleted since).
+            if answers_for(destinations[copy.pair], copy.dst_key):
+                return dataclasses.replace(copy, unstorable=renamed_reason())
+            return dataclasses.replace(copy, looked=True)
+
+        def write(batch: list[tuple[int, Decision]]) -> None:
+            copies = [
+                PlannedCopy(i, d.src, d.dst_key, d.reason, dst=d.dst, absent=d.dst is None)
+                for i, d in batch
+            ]
+            counts = db.upsert_jobs(run_id, generation, copies, max_attempts=max_attempts)
             stats.add_work(counts.new + counts.reopened, counts.queued_bytes)
+            if counts.to_look:  # rare: only finished copies missing from the listing
+                looked = list(checker.map(look, counts.to_look))
+                counts = db.upsert_jobs(run_id, generation, looked, max_attempts=max_attempts)
+                stats.add_work(counts.new + counts.reopened, counts.queued_bytes)
             new_work.set()
 
         for pair in pairs:

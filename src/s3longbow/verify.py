@@ -5,6 +5,9 @@ proof either way. Where they cannot (multipart ETags with other part layouts, en
 sources), the additional checksums both sides report decide when they are of one algorithm
 and one form (a HEAD each); anything else (a local file) is unverifiable unless `deep` reads
 both objects and compares their MD5s.
+
+A missing key is looked up with a HEAD: a store that answers for a name its listing lacks
+keeps the object under another name (it cannot store this key), which is said so.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import enum
 import hashlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -25,6 +28,7 @@ from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.listing import list_concurrently, read_ahead
 from s3longbow.plan.order import order_key, resorted
 from s3longbow.plan.planner import PairRuntime
+from s3longbow.plan.unstorable import EMPTIED, RENAMED, UNSTORABLE, answers_for, kept_without_bytes
 from s3longbow.stores.base import ObjectStore
 from s3longbow.sync import close_pairs, open_pairs
 from s3longbow.transfer.engine import is_md5_etag
@@ -82,6 +86,8 @@ def compare(
     src: ObjectInfo, dst: ObjectInfo, src_store: ObjectStore, dst_store: ObjectStore
 ) -> tuple[Verdict, str]:
     """Judge one pair of objects from their listings alone."""
+    if kept_without_bytes(src, dst):
+        return Verdict.DIFFERENT, f"{UNSTORABLE}: " + EMPTIED.format(found=dst.size, size=src.size)
     if src.size != dst.size:
         return Verdict.DIFFERENT, f"size {src.size} at source, {dst.size} at destination"
     if not (src_store.capabilities.content_etag and dst_store.capabilities.content_etag):
@@ -163,6 +169,12 @@ def _verify_pair(
         else:
             report.add(verdict, src.key, reason)
 
+    def missing(src: ObjectInfo, dst_key: str) -> None:
+        reason = f"{dst_key} is missing"
+        if answers_for(pair.dst_store, dst_key):
+            reason += f"; {UNSTORABLE}: {RENAMED}"
+        report.add(Verdict.MISSING, src.key, reason)
+
     def deep_compare(src: ObjectInfo, dst: ObjectInfo, reason: str) -> None:
         try:
             a = content_md5(pair.src_store, src)
@@ -185,21 +197,27 @@ def _verify_pair(
         order=order_key(src_order),
         extra=lambda obj: report.add(Verdict.EXTRA, obj.key, "not at the source"),
     )
+
+    def submit(task: Callable[..., None], *args: object) -> None:
+        pending.append(pool.submit(task, *args))
+        if len(pending) > 1000:  # keep the queue of lookups bounded
+            pending.pop(0).result()
+
     for decision in decisions:
         if decision.action in (Action.IGNORED, Action.UNSUPPORTED):
             report.ignored += 1
         elif decision.dst is None:
-            report.add(Verdict.MISSING, decision.src.key, f"{decision.dst_key} is missing")
+            # Only keys that are listed with their reason are worth a HEAD.
+            if len(report.keys[Verdict.MISSING.value]) + len(pending) < MAX_LISTED:
+                submit(missing, decision.src, decision.dst_key)
+            else:
+                report.add(Verdict.MISSING, decision.src.key, f"{decision.dst_key} is missing")
         else:
             verdict, reason = compare(decision.src, decision.dst, pair.src_store, pair.dst_store)
             # Sizes that differ settle it; anything else may be settled by checksums.
             settled = decision.src.size != decision.dst.size or verdict is Verdict.MATCH
             if not settled:
-                pending.append(
-                    pool.submit(look_closer, decision.src, decision.dst, verdict, reason)
-                )
-                if len(pending) > 1000:  # keep the queue of lookups bounded
-                    pending.pop(0).result()
+                submit(look_closer, decision.src, decision.dst, verdict, reason)
             else:
                 report.add(verdict, decision.src.key, reason)
     for future in pending:

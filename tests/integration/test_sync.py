@@ -358,3 +358,71 @@ def test_delete_within_the_guard_needs_no_force(
     assert code == 0, err
     assert summary["extra"]["deleted"] == 1
     assert "orphan" not in dst_bucket.keys() and len(dst_bucket.keys()) == 20
+
+
+def test_keys_the_destination_renames_are_reported_once_and_not_copied_again(
+    moto, seaweed_dst, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # moto keeps every key exactly; SeaweedFS folds "//" into "/", drops a leading "/" and
+    # keeps a non-empty "folder/" as an empty directory, yet its PUT replies carry the MD5
+    # of the bytes sent, so the first run believes every copy.
+    src, dst = new_bucket(moto, "ren-src"), new_bucket(seaweed_dst, "ren-dst")
+    data = {
+        "a//b": b"double slash",
+        "/lead": b"leading slash",
+        "body/": b"a marker with bytes",
+        "big//multi": os.urandom(5 * MiB + 1),  # a multipart copy, checked after completion
+        "folder/": b"",  # an empty marker SeaweedFS keeps under its own name
+        "keep/normal": b"ordinary",
+    }
+    for key, body in data.items():
+        src.put(key, body)
+    unstorable = {"a//b", "/lead", "body/", "big//multi"}
+    args = [*sync_args(src, dst, tmp_path / "j.db"), "--part-size", "5MiB"]
+    args += ["--resumable-threshold", "5MiB"]
+    env = env_for(src, dst)
+
+    code, summary, err = run(args, env)
+    assert summary["copied"]["objects"] == len(data), err
+
+    def rerun(copied: int) -> dict[str, Any]:
+        code, summary, err = run(args, env)
+        assert code == 1, err  # a key the destination cannot keep is not a success
+        assert summary["ok"] is False and summary["failed"] == []
+        assert summary["copied"]["objects"] == copied
+        listed = {u["key"]: u["reason"] for u in summary["unstorable"]}
+        assert set(listed) == unstorable and len(summary["unstorable"]) == len(unstorable)
+        assert all("the destination cannot store this key" in r for r in listed.values())
+        assert "a//b" in listed["a//b"] and "folder/" in listed["body/"]
+        assert summary["jobs"]["skipped"] == len(unstorable)
+        return summary
+
+    summary = rerun(copied=0)
+    assert summary["bytes_sent"] == 0
+    assert summary["already_present"]["objects"] == 2  # folder/ and keep/normal
+    result = CliRunner().invoke(cli, ["status", "--db", str(tmp_path / "j.db"), "--json"])
+    assert result.exit_code == 1
+    assert {u["key"] for u in json.loads(result.stdout)["unstorable"]} == unstorable
+
+    result = CliRunner().invoke(
+        cli,
+        ["verify", src.url + "/", dst.url + "/", *endpoint_args(src.endpoint, dst.endpoint)]
+        + ["--json"],
+        env=env,
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    missing = {m["key"]: m["reason"] for m in report["missing"]}
+    different = {d["key"]: d["reason"] for d in report["different"]}
+    assert set(missing) == {"a//b", "/lead", "big//multi"} and set(different) == {"body/"}
+    assert all("the destination cannot store this key" in r for r in missing.values())
+    assert "the destination cannot store this key" in different["body/"]
+    assert report["counts"]["match"] == 2
+
+    # A third run copies nothing new; an ordinary key deleted at the destination meanwhile
+    # is copied again, not taken for one the destination cannot keep.
+    dst.client.delete_object(Bucket=dst.name, Key="keep/normal")
+    rerun(copied=1)
+    assert dst.get("keep/normal") == b"ordinary"
+    rerun(copied=0)

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,9 +18,11 @@ from s3longbow.jobs.sqlite import (
     Outcome,
     PlannedCopy,
     SqliteQueue,
+    UpsertCounts,
     new_owner_id,
 )
 from s3longbow.model import JobResult, JobState, ObjectInfo, can_transition
+from s3longbow.plan.unstorable import renamed_reason
 
 
 @pytest.fixture()
@@ -200,3 +203,80 @@ def test_queue_writes_outcomes_in_batches_and_on_flush(db: JobDatabase) -> None:
     queue.finish(jobs[-1], JobState.DONE, None, JobResult(bytes_sent=1))
     queue.planning_done.set()
     assert queue.wait_for_work(0.01) is False
+
+
+def finish_done(db: JobDatabase, run_id: int) -> None:
+    for job in db.claim(run_id, "me", 100, 60):
+        db.finish(job, JobState.DONE, None, JobResult(bytes_sent=job.size, verified=True))
+
+
+def replan(db: JobDatabase, run_id: int, *copies: PlannedCopy) -> UpsertCounts:
+    gen = db.begin_plan(run_id)
+    counts = db.upsert_jobs(run_id, gen, copies, max_attempts=2)
+    db.finish_plan(run_id, gen)
+    return counts
+
+
+def absent(key: str, size: int = 1, etag: str = "e", **looked: Any) -> PlannedCopy:
+    return PlannedCopy(0, ObjectInfo(key, size, etag), key, "missing", absent=True, **looked)
+
+
+def test_a_finished_copy_found_absent_is_handed_back_to_be_looked_up(db: JobDatabase) -> None:
+    run, _ = db.open_run("sig", {})
+    plan(db, run.id, ("a//b", 1, "e"), ("gone", 1, "e"))
+    finish_done(db, run.id)
+    counts = replan(db, run.id, absent("a//b"), absent("gone"))
+    # Not reopened yet: whether the store renamed it or someone deleted it is for a HEAD.
+    assert [c.src.key for c in counts.to_look] == ["a//b", "gone"]
+    assert counts.new + counts.reopened == 0 and db.totals(run.id)["done"][0] == 2
+
+    gen = db.begin_plan(run.id)
+    counts = db.upsert_jobs(
+        run.id,
+        gen,
+        [absent("a//b", unstorable=renamed_reason()), absent("gone", looked=True)],
+        max_attempts=2,
+    )
+    db.finish_plan(run.id, gen)
+    assert (counts.unstorable, counts.reopened, counts.to_look) == (1, 1, ())
+    assert state(db, run.id, "a//b") == "skipped" and state(db, run.id, "gone") == "pending"
+    assert db.unstorable_jobs(run.id) == [("a//b", "a//b", renamed_reason())]
+
+
+def test_a_key_the_destination_cannot_store_is_recorded_once_until_the_source_changes(
+    db: JobDatabase,
+) -> None:
+    run, _ = db.open_run("sig", {})
+    plan(db, run.id, ("a//b", 1, "e"))
+    finish_done(db, run.id)
+    replan(db, run.id, absent("a//b", unstorable=renamed_reason()))
+    # Later passes neither copy it nor look it up again...
+    for _ in range(2):
+        counts = replan(db, run.id, absent("a//b"))
+        assert (counts.unchanged, counts.reopened, counts.to_look) == (1, 0, ())
+        assert state(db, run.id, "a//b") == "skipped" and len(db.unstorable_jobs(run.id)) == 1
+    # ...and a pass that no longer plans it (ignored now, or stored after all) drops it...
+    replan(db, run.id)
+    assert db.unstorable_jobs(run.id) == []
+    # ...while a changed source is copied again.
+    counts = replan(db, run.id, absent("a//b", size=2, etag="e2"))
+    assert counts.reopened == 1 and state(db, run.id, "a//b") == "pending"
+
+
+def test_a_destination_holding_the_source_etag_with_other_bytes_cannot_store_the_key(
+    db: JobDatabase,
+) -> None:
+    run, _ = db.open_run("sig", {})
+    plan(db, run.id, ("body/", 10, "md5"), ("other", 10, "md5b"))
+    finish_done(db, run.id)
+    emptied = ObjectInfo("body/", 0, "md5")  # the source's ETag, none of its bytes
+    overwritten = ObjectInfo("other", 3, "md5c")  # someone else's object: copied again
+    counts = replan(
+        db,
+        run.id,
+        PlannedCopy(0, ObjectInfo("body/", 10, "md5"), "body/", "size differs", dst=emptied),
+        PlannedCopy(0, ObjectInfo("other", 10, "md5b"), "other", "size differs", dst=overwritten),
+    )
+    assert (counts.unstorable, counts.reopened) == (1, 1)
+    ((key, _, reason),) = db.unstorable_jobs(run.id)
+    assert key == "body/" and "0 bytes" in reason and "folder/" in reason

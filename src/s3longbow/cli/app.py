@@ -407,7 +407,7 @@ def status(
             click.echo(json.dumps(render.run_json(db, run), indent=2))
         else:
             render.status(Console(), db, run)
-        failed = db.totals(run.id)["failed"][0]
+        failed = db.totals(run.id)["failed"][0] + len(db.unstorable_jobs(run.id, 1))
     finally:
         db.close()
     sys.exit(EXIT_JOBS_FAILED if failed else EXIT_OK)

@@ -68,6 +68,8 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
         table.add_row("ignored", str(report.objects_ignored), "")
     if report.objects_unsupported:
         table.add_row("cannot be stored", str(report.objects_unsupported), "")
+    if report.unstorable:
+        table.add_row("cannot be stored under its key", str(len(report.unstorable)), "")
     if settings.delete:
         table.add_row("deleted (not at source)", str(report.deleted), "")
     if report.properties is not None:
@@ -86,6 +88,7 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
     rate = report.bytes_sent / report.elapsed if report.elapsed else 0
     console.print(f"elapsed {report.elapsed:.1f}s, {format_size(rate)}/s", highlight=False)
     _failed(console, [(f.key, f.reason) for f in report.failed])
+    _unstorable(console, [(f.key, f.reason) for f in report.unstorable])
     _failed(console, [(f.key, f.reason) for f in report.delete_failed])
     if report.properties is not None:
         _failed(console, report.properties.failed)
@@ -105,6 +108,19 @@ def _failed(console: Console, failed: list[tuple[str, str]]) -> None:
         console.print(f"  ... and {len(failed) - 50} more (longbow status --json lists all)")
 
 
+def _unstorable(console: Console, keys: list[tuple[str, str]]) -> None:
+    if not keys:
+        return
+    console.print(
+        f"[bold red]{len(keys)} key(s) the destination cannot store[/bold red] (not copied "
+        "again while the source is unchanged; an ignore pattern accepts them):"
+    )
+    for key, reason in keys[:50]:
+        console.print(f"  {escape(key)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    if len(keys) > 50:
+        console.print(f"  ... and {len(keys) - 50} more (longbow status --json lists all)")
+
+
 def run_json(db: JobDatabase, run: Run) -> dict[str, object]:
     totals = db.totals(run.id)
     return {
@@ -116,6 +132,9 @@ def run_json(db: JobDatabase, run: Run) -> dict[str, object]:
         "verification": db.verification(run.id),
         "failed": [
             {"key": k, "dst_key": d, "reason": r} for k, d, r in db.failed_jobs(run.id, 100_000)
+        ],
+        "unstorable": [
+            {"key": k, "dst_key": d, "reason": r} for k, d, r in db.unstorable_jobs(run.id)
         ],
     }
 
@@ -134,6 +153,7 @@ def status(console: Console, db: JobDatabase, run: Run) -> None:
     if not run.plan_complete:
         console.print("planning has not finished: run the sync again to complete it")
     _failed(console, [(k, r) for k, _, r in db.failed_jobs(run.id)])
+    _unstorable(console, [(k, r) for k, _, r in db.unstorable_jobs(run.id, 1000)])
 
 
 def runs_table(console: Console, db: JobDatabase, runs: list[Run]) -> None:

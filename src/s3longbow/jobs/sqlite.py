@@ -24,6 +24,12 @@ from pathlib import Path
 
 from s3longbow.errors import ConfigError
 from s3longbow.model import Job, JobResult, JobState, ObjectInfo
+from s3longbow.plan.unstorable import (
+    UNSTORABLE,
+    emptied_reason,
+    is_unstorable,
+    kept_without_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,8 @@ _JOB_COLUMNS = (
     "attempts, reason, upload_id, part_size, upload_etag, lease_owner, verify, restarts"
 )
 
+_SEEN = "UPDATE jobs SET seen_generation=? WHERE id=?"
+
 
 @dataclass(frozen=True, slots=True)
 class Run:
@@ -112,12 +120,23 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class PlannedCopy:
-    """One object that planning says must be copied."""
+    """One object that planning says must be copied.
+
+    `dst` is what the destination lists under `dst_key`; `absent` says it lists nothing
+    there. A finished copy found absent is handed back to the planner to look up (see
+    `UpsertCounts.to_look`), which plans it again with `unstorable` (the reason: the key is
+    recorded as one the destination cannot store, and not copied) or `looked` (not found:
+    plainly missing, so copied again).
+    """
 
     pair: int
     src: ObjectInfo
     dst_key: str
     reason: str
+    dst: ObjectInfo | None = None
+    absent: bool = False
+    unstorable: str | None = None
+    looked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +148,8 @@ class UpsertCounts:
     unchanged: int = 0
     exhausted: int = 0
     queued_bytes: int = 0  # bytes of the new and reopened jobs
+    unstorable: int = 0  # newly recorded as keys the destination cannot store
+    to_look: tuple[PlannedCopy, ...] = ()  # finished copies now absent: left as they were
 
 
 def new_owner_id() -> str:
@@ -308,11 +329,17 @@ class JobDatabase:
         A new key becomes a pending job. A known key is reopened when it was done or skipped
         (the destination no longer matches), or failed with attempts left or a changed source;
         a job still pending or in progress keeps its state and any open upload.
+
+        A done job of an unchanged source whose destination holds the source's ETag with
+        other bytes, or that comes back with `unstorable`, is skipped with the reason, and
+        stays skipped until the source changes: copying it again would change nothing. One
+        that is now absent is left as it is and returned in `to_look`.
         """
         if not copies:
             return UpsertCounts()
         now = time.time()
-        new = reopened = unchanged = exhausted = queued_bytes = 0
+        new = reopened = unchanged = exhausted = queued_bytes = stored_not = 0
+        to_look: list[PlannedCopy] = []
         with self._tx() as db:
             for pair in sorted({c.pair for c in copies}):
                 batch = [c for c in copies if c.pair == pair]
@@ -342,8 +369,33 @@ class JobDatabase:
                         new += 1
                         queued_bytes += src.size
                         continue
-                    job_id, state, attempts, size, etag = old
+                    job_id, state, attempts, size, etag, reason = old
                     changed = size != src.size or etag != src.etag
+                    # A finished copy of an unchanged source that the destination does not
+                    # show as written: copying it again would change nothing.
+                    why: str | None = None
+                    if state == "done" and not changed:
+                        if copy.unstorable:
+                            why = copy.unstorable
+                        elif copy.dst is not None and kept_without_bytes(src, copy.dst):
+                            why = emptied_reason(src, copy.dst)
+                        elif copy.absent and not copy.looked:
+                            # Renamed by the store, or deleted since? Only a HEAD can tell.
+                            to_look.append(copy)
+                            db.execute(_SEEN, (generation, job_id))
+                            continue
+                    elif state == "skipped" and not changed and is_unstorable(reason):
+                        unchanged += 1  # recorded once, and kept until the source changes
+                        db.execute(_SEEN, (generation, job_id))
+                        continue
+                    if why is not None:
+                        stored_not += 1
+                        db.execute(
+                            "UPDATE jobs SET seen_generation=?, dst_key=?, state='skipped', "
+                            "reason=?, finished_at=? WHERE id=?",
+                            (generation, copy.dst_key, why, now, job_id),
+                        )
+                        continue
                     reopen = state in ("done", "skipped") or (
                         state == "failed" and (changed or attempts < max_attempts)
                     )
@@ -378,22 +430,24 @@ class JobDatabase:
                             job_id,
                         ),
                     )
-        return UpsertCounts(new, reopened, unchanged, exhausted, queued_bytes)
+        return UpsertCounts(
+            new, reopened, unchanged, exhausted, queued_bytes, stored_not, tuple(to_look)
+        )
 
     @staticmethod
     def _existing(
         db: sqlite3.Connection, run_id: int, pair: int, keys: list[str]
-    ) -> dict[str, tuple[int, str, int, int, str | None]]:
-        out: dict[str, tuple[int, str, int, int, str | None]] = {}
+    ) -> dict[str, tuple[int, str, int, int, str | None, str | None]]:
+        out: dict[str, tuple[int, str, int, int, str | None, str | None]] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for row in db.execute(
-                f"SELECT src_key, id, state, attempts, size, etag FROM jobs "
+                f"SELECT src_key, id, state, attempts, size, etag, reason FROM jobs "
                 f"WHERE run_id=? AND pair=? AND src_key IN ({marks})",
                 (run_id, pair, *chunk),
             ):
-                out[row[0]] = (row[1], row[2], row[3], row[4], row[5])
+                out[row[0]] = (row[1], row[2], row[3], row[4], row[5], row[6])
         return out
 
     # -- the queue --------------------------------------------------------------------------
@@ -624,6 +678,19 @@ class JobDatabase:
                 "SELECT src_key, dst_key, COALESCE(reason, '') FROM jobs WHERE run_id=? "
                 "AND state='failed' ORDER BY id LIMIT ?",
                 (run_id, limit),
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def unstorable_jobs(self, run_id: int, limit: int = 100_000) -> list[tuple[str, str, str]]:
+        """(source key, destination key, reason) of the keys the last planning pass found the
+        destination unable to store (earlier findings of keys since ignored, deleted or
+        stored after all are left out)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT src_key, dst_key, reason FROM jobs WHERE run_id=? AND state='skipped' "
+                "AND seen_generation=(SELECT generation FROM runs WHERE id=?) "
+                "AND substr(reason, 1, ?)=? ORDER BY id LIMIT ?",
+                (run_id, run_id, len(UNSTORABLE), UNSTORABLE, limit),
             ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
