@@ -348,3 +348,27 @@ def test_a_duplicate_without_an_etag_leaves_a_finished_job_done(cluster: Cluster
     assert again is not None and again.state is JobState.DONE and again.rev == first.rev
     assert report.counters["jobs_duplicate"] == 1 and report.objects_failed == 0
     assert cluster.depth() == 0 and cluster.dead_letters() == []
+
+
+def test_a_source_bucket_that_cannot_be_read_is_recorded_on_the_last_delivery(
+    cluster: Cluster,
+) -> None:
+    cluster.write_config(max_receive_count=2)
+    init = CliRunner().invoke(cli, ["cluster-init", "--config", str(cluster.config_path)])
+    assert init.exit_code == 0, init.output
+    missing = f"{cluster.src.name}-missing"
+    # With an ETag the claim fails; without one the HEAD that asks for it fails first.
+    ids = {
+        cluster.send_raw(job_message(cluster, "a.txt", 3, missing, etag="e")): "with etag",
+        cluster.send_raw(job_message(cluster, "b.txt", 3, missing)): "without etag",
+    }
+
+    cluster.drain()
+
+    assert cluster.depth() == 0
+    dead = {ids[m["MessageId"]] for m in cluster.dead_letters()}
+    assert dead == {"with etag", "without etag"}
+    recorded = {ids[i.message_id or ""]: i for i in cluster.items("message")}
+    assert set(recorded) == {"with etag", "without etag"}
+    for item in recorded.values():
+        assert item.state is JobState.FAILED and missing in (item.reason or "")

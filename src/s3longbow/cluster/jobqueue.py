@@ -452,6 +452,9 @@ class ClusterJobQueue:
             return spec
         except LongbowError as exc:
             log.warning("could not read %s: %s; the message comes back", spec.src_key, exc)
+            if held.message.receive_count >= self.max_receive_count:
+                # The queue moves the message aside next: say why where status shows it.
+                self._record_problem(held, f"{spec.src_key}: {exc}")
             held.delay = max(held.delay or 0.0, self._backoff(held))
             return None
         if info is None:
