@@ -79,6 +79,21 @@ def eventbridge(bucket: str, key: str, detail_type: str = "Object Created", **ob
     )
 
 
+def job_message(
+    cluster: Cluster, key: str, size: int, src_bucket: str | None = None, **entry: Any
+) -> str:
+    """A job message of one object of the pair (`entry` adds etag, mtime, ...)."""
+    obj = {"key": SRC_PREFIX + key, "dst_key": DST_PREFIX + key, "size": size, **entry}
+    return json.dumps(
+        {
+            "longbow": 1,
+            "src_bucket": src_bucket or cluster.src.name,
+            "dst_bucket": cluster.dst.name,
+            "objects": [obj],
+        }
+    )
+
+
 def put(cluster: Cluster, key: str, data: bytes) -> tuple[int, str]:
     cluster.src.put(SRC_PREFIX + key, data)
     head = cluster.src.client.head_object(Bucket=cluster.src.name, Key=SRC_PREFIX + key)
@@ -272,3 +287,88 @@ def test_a_credentials_parameter_that_is_not_json_is_a_config_error(cluster: Clu
     assert result.exit_code == 2
     assert "does not hold valid JSON" in result.stderr
     assert "s3cr3t" not in result.stderr and "s3cr3t" not in result.output
+
+
+def test_jobs_for_a_missing_source_end_failed_with_or_without_an_etag(cluster: Cluster) -> None:
+    b, d = cluster.src.name, cluster.dst.name
+    etag = "9b2cf535f27731c974343645a3985328"
+    # None of these objects exists at the source: each job must end failed with its reason,
+    # whether its message named the source's ETag or left the worker to ask for it.
+    gone = {
+        "with-etag.txt": job_message(cluster, "with-etag.txt", 12, etag=etag),
+        "without-etag.txt": job_message(cluster, "without-etag.txt", 12),
+        "empty.txt": job_message(cluster, "empty.txt", 0),  # like the docs' example b.jpg
+        "event.txt": s3_event(record(b, "data/event.txt", size=12)),  # deleted before the read
+    }
+    for body in gone.values():
+        cluster.send_raw(body)
+
+    report = cluster.drain()
+
+    reasons = {
+        key: f"s3://{b}/{SRC_PREFIX}{key}: the source object no longer exists" for key in gone
+    }
+    for key in gone:
+        item = cluster.job(key)
+        assert item is not None, f"{key}: no job item"
+        assert (item.kind, item.state, item.reason) == ("copy", JobState.FAILED, reasons[key])
+        assert item.attempts == 1
+    assert report.objects_failed == len(gone) and report.counters["jobs_failed"] == len(gone)
+    assert report.counters["events_ignored"] == 0
+    assert cluster.depth() == 0 and cluster.dead_letters() == []
+    assert cluster.items("message") == [] and cluster.dst.keys() == []
+
+    status = CliRunner().invoke(
+        cli, ["status", "--cluster", "--config", str(cluster.config_path), "--json"]
+    )
+    assert status.exit_code == 1, status.output
+    summary = json.loads(status.stdout)
+    assert summary["jobs"]["failed"] == len(gone)
+    listed = {f["src"]: f for f in summary["failed"]}
+    for key, reason in reasons.items():
+        failure = listed[f"s3://{b}/{SRC_PREFIX}{key}"]
+        assert (failure["kind"], failure["reason"]) == ("copy", reason)
+        assert failure["dst"] == f"s3://{d}/{DST_PREFIX}{key}"
+
+
+def test_a_duplicate_without_an_etag_leaves_a_finished_job_done(cluster: Cluster) -> None:
+    size, _ = put(cluster, "copied.txt", os.urandom(100))
+    body = job_message(cluster, "copied.txt", size)
+    cluster.send_raw(body)
+    cluster.drain()
+    first = cluster.job("copied.txt")
+    assert first is not None and first.state is JobState.DONE
+    # The source is deleted, then the message comes again (SQS delivers at least once).
+    cluster.src.client.delete_object(Bucket=cluster.src.name, Key=SRC_PREFIX + "copied.txt")
+    cluster.send_raw(body)
+
+    report = cluster.drain()
+
+    again = cluster.job("copied.txt")
+    assert again is not None and again.state is JobState.DONE and again.rev == first.rev
+    assert report.counters["jobs_duplicate"] == 1 and report.objects_failed == 0
+    assert cluster.depth() == 0 and cluster.dead_letters() == []
+
+
+def test_a_source_bucket_that_cannot_be_read_is_recorded_on_the_last_delivery(
+    cluster: Cluster,
+) -> None:
+    cluster.write_config(max_receive_count=2)
+    init = CliRunner().invoke(cli, ["cluster-init", "--config", str(cluster.config_path)])
+    assert init.exit_code == 0, init.output
+    missing = f"{cluster.src.name}-missing"
+    # With an ETag the claim fails; without one the HEAD that asks for it fails first.
+    ids = {
+        cluster.send_raw(job_message(cluster, "a.txt", 3, missing, etag="e")): "with etag",
+        cluster.send_raw(job_message(cluster, "b.txt", 3, missing)): "without etag",
+    }
+
+    cluster.drain()
+
+    assert cluster.depth() == 0
+    dead = {ids[m["MessageId"]] for m in cluster.dead_letters()}
+    assert dead == {"with etag", "without etag"}
+    recorded = {ids[i.message_id or ""]: i for i in cluster.items("message")}
+    assert set(recorded) == {"with etag", "without etag"}
+    for item in recorded.values():
+        assert item.state is JobState.FAILED and missing in (item.reason or "")

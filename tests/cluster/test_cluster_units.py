@@ -195,6 +195,25 @@ def test_claim_rules() -> None:
     assert decide_claim(done, older, "m1", 50) is ClaimOutcome.DONE_ALREADY  # a stale event
 
 
+def test_a_delivery_without_an_etag_does_not_reopen_a_finished_job() -> None:
+    # Its source was gone when the worker asked for the ETag: a later message time alone
+    # does not make it a newer version than the one copied.
+    done = JobItem(id=spec().id, state=JobState.DONE, size=10, etag="e1", last_modified=100.0)
+    unnamed = replace(spec(mtime=200.0), etag=None)
+    assert decide_claim(done, unnamed, "m1", 50) is ClaimOutcome.DONE_ALREADY
+    skipped = replace(done, state=JobState.SKIPPED, version_id="v1")
+    assert decide_claim(skipped, replace(unnamed, version_id="v1"), "m1", 50) is (
+        ClaimOutcome.DONE_ALREADY
+    )
+    # Its size or version id says it is another version: it runs (and fails: nothing to read).
+    assert decide_claim(done, replace(unnamed, size=11), "m1", 50) is ClaimOutcome.RUN
+    assert decide_claim(skipped, replace(unnamed, version_id="v2"), "m1", 50) is ClaimOutcome.RUN
+    assert decide_claim(None, unnamed, "m1", 50) is ClaimOutcome.RUN
+    assert decide_claim(replace(done, state=JobState.PENDING), unnamed, "m1", 50) is (
+        ClaimOutcome.RUN
+    )
+
+
 def test_queue_rules() -> None:
     s = spec()
     base = JobItem(id=s.id, source_id=s.source_id, queued_at=100.0, finished_at=100.0)

@@ -135,7 +135,8 @@ def decide_claim(item: JobItem | None, spec: JobSpec, message_id: str, now: floa
     A new, pending or failed job runs. A job in progress runs only when this is a new
     delivery of the same message (its worker died) or its lease has run out. A done or
     skipped job runs again only for a different source version that is not older than the
-    one already copied.
+    one already copied; a delivery without an ETag (its source was gone when the worker
+    asked) is that version unless its size or version id say otherwise.
     """
     if item is None or item.state in (JobState.PENDING, JobState.FAILED):
         return ClaimOutcome.RUN
@@ -143,7 +144,7 @@ def decide_claim(item: JobItem | None, spec: JobSpec, message_id: str, now: floa
         if item.message_id == message_id or (item.lease_until or 0) <= now:
             return ClaimOutcome.RUN
         return ClaimOutcome.BUSY
-    if item.source_id == spec.source_id or _not_older(item, spec):
+    if item.source_id == spec.source_id or _not_older(item, spec) or _unnamed_same(item, spec):
         return ClaimOutcome.DONE_ALREADY
     return ClaimOutcome.RUN
 
@@ -175,6 +176,16 @@ def should_queue(
     if item.state is JobState.FAILED:
         return retry_failed or not same
     return not same or (item.finished_at or 0) < listed_at
+
+
+def _unnamed_same(item: JobItem, spec: JobSpec) -> bool:
+    # Without an ETag a delivery cannot show that it is a newer version: a duplicate of a
+    # finished job whose source was deleted since must not turn it into a failure.
+    return (
+        spec.etag is None
+        and spec.size in (None, item.size)
+        and spec.version_id in (None, item.version_id)
+    )
 
 
 def _not_older(item: JobItem, spec: JobSpec) -> bool:

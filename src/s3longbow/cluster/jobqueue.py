@@ -179,6 +179,9 @@ class _Held:
     dead_letter: str | None = None  # a last failure to move aside ourselves (no redrive)
     lost: bool = False  # another delivery owns a job of it now
     settled: bool = False
+    # Job id -> why it cannot be copied, learned before its claim (the source's answer to
+    # the HEAD that completes a job without an ETag): the claimed job is recorded failed.
+    doomed: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -358,7 +361,20 @@ class ClusterJobQueue:
             running = self._running[spec.id]
             running.job = job
             running.lease_until = item.lease_until or 0.0
+        reason = held.doomed.get(spec.id)
+        if reason is not None:
+            self._fail_claimed(job, reason)
+            return None
         return job
+
+    def _fail_claimed(self, job: Job, reason: str) -> None:
+        """End a claimed job that cannot be copied as the worker ends one whose copy met the
+        same answer: failed with the reason, then its message is settled."""
+        stats = self.copiers.stats
+        stats.started()
+        log.warning("%s: %s: %s", job.src_key, JobState.FAILED.value, reason)
+        self.finish(job, JobState.FAILED, reason, None)
+        stats.finished(job.size, ok=False, progressed=0)
 
     # -- accepting messages -----------------------------------------------------------------
 
@@ -418,22 +434,35 @@ class ClusterJobQueue:
             log.warning("could not record message %s: %s", message.message_id, exc)
 
     def _complete(self, held: _Held, spec: JobSpec) -> JobSpec | None:
-        """An event that did not say the object's size or ETag: ask the source."""
+        """A job whose message did not say the object's size or ETag (an event, or a job
+        message without "etag"): ask the source.
+
+        A source that is gone or refuses the HEAD for good does not end the job here: the
+        job is claimed and recorded failed with the reason, exactly as when its message
+        named an ETag and the copy met the same answer, and only then is the message
+        deleted. None means the source could not be asked now: the message comes back.
+        """
         if spec.size is not None and spec.etag is not None:
             return spec
         try:
-            info = self.copiers.stores.source(spec.src_bucket).head(spec.src_key)
+            store = self.copiers.stores.source(spec.src_bucket)
+            info = store.head(spec.src_key)
         except PermanentError as exc:
-            held.problems.append(str(exc))
-            return None
+            held.doomed[spec.id] = str(exc)
+            return spec
         except LongbowError as exc:
             log.warning("could not read %s: %s; the message comes back", spec.src_key, exc)
+            if held.message.receive_count >= self.max_receive_count:
+                # The queue moves the message aside next: say why where status shows it.
+                self._record_problem(held, f"{spec.src_key}: {exc}")
             held.delay = max(held.delay or 0.0, self._backoff(held))
             return None
         if info is None:
-            log.info("%s no longer exists; nothing to copy", spec.src_key)
-            self.counters.add(events_ignored=1)
-            return None
+            # The copier's words for the same answer, so both cases read alike in status.
+            held.doomed[spec.id] = (
+                f"{store.describe(spec.src_key)}: the source object no longer exists"
+            )
+            return spec
         return replace(
             spec,
             size=info.size,

@@ -79,8 +79,9 @@ class Route:
 class JobSpec:
     """One object to copy, as a message names it.
 
-    `size` and `etag` are None only for events that did not carry them (the worker asks the
-    source). `last_modified` is the listing's time, or the event's time for events.
+    `etag` is None for a job message entry without one, and `size` too for events that did
+    not carry them: the worker asks the source, and keeps them None when the source is gone
+    (the job then fails). `last_modified` is the listing's time, or the event's time for events.
     """
 
     src_bucket: str
