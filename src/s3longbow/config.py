@@ -81,6 +81,7 @@ def format_size(n: float) -> str:
 
 
 CHECKSUM_POLICIES = ("auto", "MD5")
+BUCKET_NAMING = ("strict", "relaxed")  # S3's bucket naming rules, or other stores' looser ones
 SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
 CANNED_ACLS = (
     "private",
@@ -115,6 +116,11 @@ class SideSettings:
     sse: str | None = None  # server-side encryption of writes: AES256, aws:kms, aws:kms:dsse
     sse_kms_key_id: str | None = None
     acl: str | None = None  # canned ACL of writes, e.g. bucket-owner-full-control
+    # PEM file of the certificate authorities this side's https endpoint is checked against;
+    # unset: AWS_CA_BUNDLE, the profile's ca_bundle, REQUESTS_CA_BUNDLE, then certifi's.
+    ca_bundle: str | None = None
+    # "strict": S3's bucket naming rules; "relaxed": other stores' (capitals, underscores).
+    bucket_names: str = "strict"
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
@@ -151,6 +157,16 @@ class SideSettings:
                 f"--acl {self.acl!r} is not a canned ACL",
                 hint=f"use one of {', '.join(CANNED_ACLS)}",
             )
+        if self.bucket_names not in BUCKET_NAMING:
+            raise ConfigError(
+                f"--{which}-bucket-names {self.bucket_names!r} is not a naming rule",
+                hint="use strict (S3's rules) or relaxed (other stores' names)",
+            )
+        if self.ca_bundle is not None and not Path(self.ca_bundle).expanduser().is_file():
+            raise ConfigError(
+                f"--{which}-ca-bundle {self.ca_bundle}: no such file",
+                hint="give the PEM file of the certificate authorities to trust",
+            )
         return dataclasses.replace(self, checksum_algorithm=algorithm)
 
 
@@ -178,6 +194,10 @@ class TransferSettings:
     copy_tags: bool = True
     listing_threads: int = 8
     bandwidth_limit: int | None = None  # bytes per second sent, for the whole process
+    # Once bytes flow, a request and its reply must move this many bytes a second at least,
+    # on average over 30 s, or fail as a timeout (0: no minimum): a server that trickles
+    # cannot hold a worker forever.
+    min_rate: int = 64 * KiB
     max_attempts: int = 3
     part_attempts: int = 5
     lease_seconds: float = 120.0
@@ -322,6 +342,8 @@ def _normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[
                 raise ConfigError(
                     f"config file {path}: [{side}] {key} must be a {expected.__name__}"
                 )
+        if "ca_bundle" in table:  # a path in the file is relative to the file
+            table = {**table, "ca_bundle": str(path.parent / Path(table["ca_bundle"]).expanduser())}
         out[side] = table
     pairs = raw.get("pairs", [])
     if not isinstance(pairs, list):
@@ -343,8 +365,8 @@ def _normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[
     transfer: dict[str, Any] = {}
     for key in _TRANSFER_KEYS & set(raw):
         value = raw[key]
-        if key == "bandwidth_limit":
-            transfer[key] = parse_rate(value, what="bandwidth_limit")
+        if key in ("bandwidth_limit", "min_rate"):
+            transfer[key] = parse_rate(value, what=key)
         elif key in _SIZE_KEYS:
             transfer[key] = parse_size(value, what=key.replace("_", "-"))
         elif key in _BOOL_KEYS:

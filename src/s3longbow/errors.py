@@ -3,9 +3,13 @@
 LongbowError                 base; carries a user-facing hint
 ├── ConfigError              bad input from the user: stop before doing anything
 ├── FatalError               the run cannot go on (bad credentials, missing bucket)
+│   ├── CredentialsRejectedError  the server refused the request's signature or keys
+│   └── WrongRegionError     the bucket is in another region than the requests are for
 └── ObjectError              one object cannot be copied now
     ├── TransientError       worth retrying (timeouts, resets, 5xx, short reads)
-    │   └── UploadMissingError   the multipart upload vanished: start a new one
+    │   ├── UploadMissingError   the multipart upload vanished: start a new one
+    │   ├── ReplyLostError   the request went out but its reply was lost: it may have acted
+    │   └── ClockSkewError   the server refused this machine's clock
     └── PermanentError       retrying will not help (source gone, access denied, bad key)
         ├── SourceChangedError   the pinned source identity no longer matches
         └── UnsafeKeyError       a key that cannot be mapped safely onto a filesystem
@@ -39,6 +43,24 @@ class FatalError(LongbowError):
     """The run cannot continue: every job would fail the same way."""
 
 
+class CredentialsRejectedError(FatalError):
+    """The server refused the credentials or the signature (InvalidAccessKeyId,
+    SignatureDoesNotMatch, ExpiredToken, ...). Stores judge whether that holds for every
+    request, or only for one object's (whose request the server signs differently)."""
+
+
+class WrongRegionError(FatalError):
+    """The bucket is in another region than the one requests are signed for.
+
+    Attributes:
+        region: The bucket's region, as the server named it.
+    """
+
+    def __init__(self, message: str, *, region: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.region = region
+
+
 class ObjectError(LongbowError):
     """A single object failed; the run carries on with the others."""
 
@@ -49,6 +71,24 @@ class TransientError(ObjectError):
 
 class UploadMissingError(TransientError):
     """The multipart upload being written no longer exists on the destination."""
+
+
+class ReplyLostError(TransientError):
+    """The whole request went out, but the connection failed before its reply was read:
+    the server may have carried it out (what matters for a request that must not be made
+    twice, such as starting a multipart upload)."""
+
+
+class ClockSkewError(TransientError):
+    """The server refused a request for the time it was signed at (RequestTimeTooSkewed).
+
+    Attributes:
+        offset: Seconds the server's clock is ahead of this machine's.
+    """
+
+    def __init__(self, message: str, *, offset: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.offset = offset
 
 
 class PermanentError(ObjectError):
@@ -69,13 +109,17 @@ class UnsafeKeyError(PermanentError):
 
 
 __all__ = [
+    "ClockSkewError",
     "ConfigError",
+    "CredentialsRejectedError",
     "FatalError",
     "LongbowError",
     "ObjectError",
     "PermanentError",
+    "ReplyLostError",
     "SourceChangedError",
     "TransientError",
     "UnsafeKeyError",
     "UploadMissingError",
+    "WrongRegionError",
 ]

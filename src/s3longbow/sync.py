@@ -167,6 +167,7 @@ def open_pairs(settings: Settings, *, read_only: bool = False) -> list[PairRunti
                 destination=role == "dst",
                 max_connections=connections,
                 read_only=read_only,
+                min_rate=t.min_rate,
             )
             stores[ident].check()
         return stores[ident]

@@ -80,11 +80,12 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     )
     store = S3Store(bucket.name, side, lean=data_plane != "boto3")
     store.check()
-    # moto accepts any Content-MD5; rclone serve s3 ignores If-Match.
+    # moto accepts any Content-MD5. rclone serve s3 ignores If-Match, but its reply names the
+    # ETag of what it sends, which the store checks against the pinned one.
     yield Case(
         store,
         validates_md5=kind != "moto",
-        enforces_if_match=kind != "rclone",
+        enforces_if_match=True,
         files=kind == "rclone",
         complete_etag=kind != "rgw",  # Ceph RGW's reply has an empty ETag; HEAD has it
     )

@@ -132,7 +132,9 @@ def test_right_key_wrong_secret_on_the_destination(
 
 
 def test_verify_with_an_unknown_profile(tmp_path: Path) -> None:
-    done = longbow("verify", "s3://a/", "s3://b/", "--src-profile", "no-such-profile")
+    done = longbow(
+        "verify", "s3://src-bucket/", "s3://dst-bucket/", "--src-profile", "no-such-profile"
+    )
     assert done.returncode == EXIT_CONFIG, done.stderr
     assert "'no-such-profile' is not configured" in done.stderr
 

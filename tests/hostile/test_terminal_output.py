@@ -226,7 +226,7 @@ def record(bucket: str, key: str) -> dict[str, object]:
 def test_a_cluster_worker_logs_and_status_show_keys_escaped(cluster: Cluster) -> None:
     fragments = [fragment for fragment, _ in HOSTILE.values()]
     records = [
-        # Under the pair's prefix, but not there: the worker logs that there is nothing to do.
+        # Under the pair's prefix, but not there: the worker records the job failed, naming it.
         *(record(cluster.src.name, SRC_PREFIX + fragment) for fragment in fragments),
         # A bucket of no pair: the message is dead-lettered with a reason naming the key.
         *(record("no-such-pair", fragment) for fragment in fragments),
@@ -239,7 +239,7 @@ def test_a_cluster_worker_logs_and_status_show_keys_escaped(cluster: Cluster) ->
     logged = [json.loads(line) for line in worker.stderr.splitlines()]
     messages = "\n".join(str(line.get("message")) for line in logged)
     for fragment in fragments:  # the exact key, once the JSON is read
-        assert f"{SRC_PREFIX}{fragment} no longer exists" in messages, fragment
+        assert f"{SRC_PREFIX}{fragment}: the source object no longer exists" in messages, fragment
         assert f"s3://no-such-pair/{fragment}" in messages, fragment
 
     status = cluster.run("status", "--cluster", "--config", str(cluster.config_path))

@@ -178,9 +178,9 @@ def test_sync_relays_what_needs_no_checksum_of_ours(
     relayed: list[int] = []
     real_relay = splice.relay
 
-    def counted(src: Any, dst: Any, length: int) -> None:
+    def counted(src: Any, dst: Any, length: int, moved: Any = None) -> None:
         relayed.append(length)
-        real_relay(src, dst, length)
+        real_relay(src, dst, length, moved)
 
     monkeypatch.setattr(splice, "relay", counted)
     parts = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1234)]

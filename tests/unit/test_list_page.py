@@ -28,6 +28,7 @@ def test_objects_prefixes_and_the_next_token() -> None:
         ],
         prefixes=["sub dir/"],
         next_token="tok/+=",
+        truncated=True,
     )
 
 
@@ -41,3 +42,33 @@ def test_keys_are_left_alone_when_the_server_did_not_encode_them() -> None:
 def test_a_token_on_a_last_page_is_ignored() -> None:
     body = "<IsTruncated>false</IsTruncated><NextContinuationToken>x</NextContinuationToken>"
     assert parse_list_page(page(body)).next_token is None
+
+
+def _both_ways(body: str) -> list[ListPage]:
+    """The reply read by the fast scan and by the XML tree (a namespace prefix forces it)."""
+    tree = body.replace("<", "<s3:").replace("<s3:/", "</s3:")
+    tree_page = page(tree, ns='xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/"')
+    return [
+        parse_list_page(page(body)),
+        parse_list_page(tree_page.replace(b"ListBucketResult", b"s3:ListBucketResult")),
+    ]
+
+
+def test_a_truncated_page_without_a_token_says_it_is_truncated() -> None:
+    body = (
+        "<KeyCount>1</KeyCount><IsTruncated>true</IsTruncated>"
+        "<Contents><Key>a</Key><Size>1</Size></Contents>"
+    )
+    for parsed in _both_ways(body):
+        assert parsed.truncated and parsed.next_token is None and not parsed.v1
+
+
+def test_a_reply_in_the_older_listobjects_form_is_told_apart() -> None:
+    body = (
+        "<Marker></Marker><NextMarker>b%2Bc%2F</NextMarker><EncodingType>url</EncodingType>"
+        "<IsTruncated>true</IsTruncated><Contents><Key>a</Key><Size>1</Size></Contents>"
+    )
+    for parsed in _both_ways(body):
+        assert parsed.truncated and parsed.v1
+        assert parsed.next_marker == "b+c/"
+        assert parsed.next_token is None

@@ -160,7 +160,8 @@ def plane_factory(
         )
         sent: list[Any] = []
 
-        def record(request: Any, body: bytes | None, where: str, read: Any) -> Any:
+        def record(call: Any, body: bytes | None, read: Any, **options: Any) -> Any:
+            request = plane._prepare(call)
             sent.append(request)
             return b"" if request.method == "GET" else "etag"
 
@@ -183,7 +184,7 @@ def lower(headers: Any) -> dict[str, str]:
 def assert_same_request(ours: Any, reference: Any) -> None:
     """Same target, same signed headers, same Authorization."""
     ref_url = urlsplit(reference.url)
-    our_path, _, our_query = ours.path.partition("?")
+    our_path, _, our_query = ours.target.partition("?")
     assert ours.method == reference.method
     assert our_path == ref_url.path
     # The query's order on the wire is free; SigV4 signs it sorted.
@@ -250,8 +251,8 @@ def test_request_path_is_the_one_boto3_uses(plane_factory: Any, key: str) -> Non
     plane, sent = plane_factory()
     plane.get_range("bkt", key, 0, 0)
     reference = boto_request("get_object", Bucket="bkt", Key=key)
-    assert sent[0].path == urlsplit(reference.url).path
-    assert unquote(sent[0].path) == f"/bkt/{key}"
+    assert sent[0].target == urlsplit(reference.url).path
+    assert unquote(sent[0].target) == f"/bkt/{key}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,7 +327,7 @@ def test_upload_part_query_string(plane_factory: Any, signer: str, upload_id: st
         ContentLength=5,
     )
     assert_same_request(sent[0], reference)
-    query = sent[0].path.partition("?")[2]
+    query = sent[0].target.partition("?")[2]
     assert dict(parse_qsl(query)) == {"partNumber": "7", "uploadId": upload_id}
 
 
@@ -380,7 +381,7 @@ def test_endpoint_with_default_port_and_path_prefix(plane_factory: Any, signer: 
     request = sent[0]
     assert request.connect_host == "objects.example.com"
     assert request.port == 443
-    assert request.path == "/s3/bkt/k"
+    assert request.target == "/s3/bkt/k"
     assert lower(request.headers)["host"] == "objects.example.com"
     url = "https://Objects.Example.COM/s3/"
     reference = boto_request(

@@ -74,7 +74,7 @@ def test_a_store_with_keys_starts_without_botocores_session(clean_aws: Path) -> 
 import json, sys
 from s3longbow.config import SideSettings
 from s3longbow.stores.s3 import S3Store
-store = S3Store("b", SideSettings(endpoint_url="http://127.0.0.1:9", allow_http=True,
+store = S3Store("bkt", SideSettings(endpoint_url="http://127.0.0.1:9", allow_http=True,
                                   access_key_id="AKIDEXAMPLE", secret_access_key="secret"))
 before = "botocore.session" in sys.modules
 store.client

@@ -93,6 +93,18 @@ def _side_options(side: str, role: str) -> list[Any]:
             help=f"Do not check the TLS certificate of the {role}'s https endpoint (unsafe).",
         ),
         click.option(
+            f"--{side}-ca-bundle",
+            type=click.Path(dir_okay=False),
+            help=f"PEM file of the certificate authorities trusted for the {role}'s https "
+            "endpoint [AWS_CA_BUNDLE, the profile's ca_bundle, REQUESTS_CA_BUNDLE, certifi].",
+        ),
+        click.option(
+            f"--{side}-bucket-names",
+            type=click.Choice(["strict", "relaxed"]),
+            help=f"Bucket naming rules of the {role}: S3's [strict], or relaxed for stores "
+            "that allow other names (capitals, underscores).",
+        ),
+        click.option(
             f"--{side}-allow-http",
             is_flag=True,
             help=f"Allow a plain http endpoint for the {role} beyond this machine's addresses.",
@@ -211,6 +223,12 @@ _PAIR_OPTIONS = [
     "bandwidth_limit",
     type=RATE,
     help="Most bytes per second sent, for the whole process, e.g. 200MiB/s [no limit].",
+)
+@click.option(
+    "--min-rate",
+    type=RATE,
+    help="Once bytes flow, the slowest a request or reply may go, on average over 30 s, "
+    "before it fails as a timeout and is retried; 0 for no minimum [64KiB/s].",
 )
 @click.option(
     "--listing-threads",
@@ -452,6 +470,8 @@ def _settings(
             "allow_http": True if options[f"{prefix}_allow_http"] else None,
             "requester_pays": options[f"{prefix}_requester_pays"],
             "checksum_algorithm": options[f"{prefix}_checksum_algorithm"],
+            "ca_bundle": options[f"{prefix}_ca_bundle"],
+            "bucket_names": options[f"{prefix}_bucket_names"],
             **(
                 {key: options.get(key) for key in ("sse", "sse_kms_key_id", "acl")}
                 if prefix == "dst"
@@ -482,6 +502,7 @@ def _settings(
             "max_attempts",
             "listing_threads",
             "bandwidth_limit",
+            "min_rate",
             "compare",
         )
         if options.get(name) is not None

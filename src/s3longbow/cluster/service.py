@@ -80,6 +80,7 @@ class WorkerRuntime:
             self.config.source,
             self.config.destination,
             max_connections=t.workers + t.workers * t.part_threads + 4,
+            min_rate=t.min_rate,
         )
         try:
             for route in self.routes:  # fail fast on a missing bucket or refused keys

@@ -31,10 +31,16 @@ class StoreCache:
     """
 
     def __init__(
-        self, source: SideSettings, destination: SideSettings, *, max_connections: int
+        self,
+        source: SideSettings,
+        destination: SideSettings,
+        *,
+        max_connections: int,
+        min_rate: float = 0,
     ) -> None:
         self.sides = {"src": source, "dst": destination}
         self.max_connections = max_connections
+        self.min_rate = min_rate
         self._stores: dict[tuple[str, str], ObjectStore] = {}
         self._lock = threading.Lock()
 
@@ -57,6 +63,7 @@ class StoreCache:
             self.sides[role],
             destination=role == "dst",
             max_connections=self.max_connections,
+            min_rate=self.min_rate,
         )
         try:
             store.check()  # a failed check is not cached: the next job tries again

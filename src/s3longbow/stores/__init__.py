@@ -14,16 +14,18 @@ def open_store(
     destination: bool,
     max_connections: int = 64,
     read_only: bool = False,
+    min_rate: float = 0,
 ) -> ObjectStore:
     """The adapter for a location: S3 for s3:// URLs, the filesystem for paths.
 
     A local destination is created when missing, unless `read_only` (a dry run) says to
-    treat it as empty instead.
+    treat it as empty instead. `min_rate`: bytes per second an S3 exchange must keep up
+    once it flows (see TransferSettings.min_rate).
     """
     if location.is_s3:
         from s3longbow.stores.s3 import S3Store
 
-        return S3Store(location.bucket, side, max_connections=max_connections)
+        return S3Store(location.bucket, side, max_connections=max_connections, min_rate=min_rate)
     from s3longbow.stores.local import LocalStore
 
     assert location.root is not None

@@ -4,6 +4,7 @@ check endpoint URLs."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -59,16 +60,73 @@ def _local(path_text: str) -> Location:
 
 
 def _check_bucket(bucket: str, text: str) -> None:
-    # Only what can never be a bucket is refused here; the server judges the rest.
+    # Only what can never be a bucket is refused here; the side's naming rules are applied
+    # when its store opens (check_bucket_name), where they are known.
     if not bucket:
         raise ConfigError(
             f"{text!r} names no bucket", hint="write s3://bucket-name/optional/prefix"
         )
-    if len(bucket) > 255 or any(c in bucket for c in " \\?#"):
+    problem = _never_a_bucket(bucket)
+    if problem:
         raise ConfigError(
-            f"{bucket!r} in {text!r} is not a valid bucket name",
-            hint="bucket names have no spaces, backslashes, '?' or '#'; quote the whole URL",
+            f"{bucket!r} in {text!r} is not a valid bucket name: {problem}",
+            hint="bucket names have no spaces, control characters, backslashes, '?' or '#'; "
+            "quote the whole URL",
         )
+
+
+# S3's rules for bucket names: 3-63 lowercase letters, digits, dots and hyphens, a letter or
+# digit at each end.
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def _never_a_bucket(bucket: str) -> str | None:
+    """Why `bucket` can be no store's bucket name (it would break the request line or the
+    URL), or None."""
+    if len(bucket) > 255:
+        return "longer than 255 characters"
+    for char in bucket:
+        if char in " /?#\\" or not char.isprintable():
+            return f"it holds {char!r}"
+    return None
+
+
+def check_bucket_name(bucket: str, naming: str = "strict") -> None:
+    """Refuse a bucket name the side's rules do not allow.
+
+    Args:
+        bucket: The name.
+        naming: "strict" (S3's rules, the default) or "relaxed" (other stores' names, such
+            as capitals or underscores; still no control characters, spaces, '/', '?', '#'
+            or backslashes).
+
+    Raises:
+        ConfigError: The name breaks the rules, saying which and how to relax them.
+    """
+    problem = _never_a_bucket(bucket) if bucket else "it is empty"
+    if problem is None and naming != "relaxed":
+        if not _S3_BUCKET.fullmatch(bucket):
+            problem = "S3 bucket names are 3-63 lowercase letters, digits, dots and hyphens"
+        elif ".." in bucket or _is_ip_address(bucket):
+            problem = "S3 bucket names have no '..' and are not IP addresses"
+        elif bucket.startswith(_RESERVED_PREFIXES) or bucket.endswith(_RESERVED_SUFFIXES):
+            problem = "S3 reserves that prefix or suffix"
+    if problem is not None:
+        raise ConfigError(
+            f"{bucket!r} is not a valid bucket name: {problem}",
+            hint='for a store with other naming rules, set bucket_names = "relaxed" for '
+            "that side (or pass --src-bucket-names relaxed / --dst-bucket-names relaxed)",
+        )
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}

@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,12 +32,15 @@ from s3longbow.config import SideSettings
 from s3longbow.errors import (
     ChecksumNotConfirmedError,
     ConfigError,
+    CredentialsRejectedError,
     FatalError,
     LongbowError,
     PermanentError,
+    ReplyLostError,
     SourceChangedError,
     TransientError,
     UploadMissingError,
+    WrongRegionError,
 )
 from s3longbow.model import (
     Bytes,
@@ -48,9 +52,9 @@ from s3longbow.model import (
     PartInfo,
 )
 from s3longbow.retry import with_retries
-from s3longbow.stores import http1
-from s3longbow.stores.base import Capabilities, ObjectStore, Relayed, order_key
-from s3longbow.stores.location import check_endpoint_url
+from s3longbow.stores import http1, paging
+from s3longbow.stores.base import BYTES, Capabilities, ObjectStore, Relayed, order_key
+from s3longbow.stores.location import check_bucket_name, check_endpoint_url
 from s3longbow.stores.s3errors import AUTH_CODES, error_from_response
 from s3longbow.stores.s3http import (
     CredentialSource,
@@ -58,6 +62,8 @@ from s3longbow.stores.s3http import (
     RangeBody,
     S3DataPlane,
     StaticCredentials,
+    aws_endpoint,
+    proxy_for,
 )
 
 if TYPE_CHECKING:
@@ -65,6 +71,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _LIST_ATTEMPTS = 5  # a listing page, through the lean client
+# How far the server's clock may be from ours (beyond an offset it told us) when uploads are
+# matched by their start time.
+_CLOCK_SLACK = 60.0
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -106,6 +115,20 @@ def _complete_of_a_gone_upload(
     return checked
 
 
+def _one_object(call: Callable[Concatenate[S3Store, P], R]) -> Callable[Concatenate[S3Store, P], R]:
+    """A refused signature or key on one object's request stops the run only when a plain
+    request with the same credentials is refused too (see S3Store._judge_refusal)."""
+
+    @functools.wraps(call)
+    def checked(store: S3Store, /, *args: P.args, **kw: P.kwargs) -> R:
+        try:
+            return call(store, *args, **kw)
+        except CredentialsRejectedError as exc:
+            raise store._judge_refusal(exc) from None
+
+    return checked
+
+
 class S3Store:
     """One bucket on one S3-compatible endpoint.
 
@@ -121,8 +144,15 @@ class S3Store:
     rgw = False  # set by check(): the endpoint is a Ceph RADOS Gateway
 
     def __init__(
-        self, bucket: str, side: SideSettings, *, max_connections: int = 64, lean: bool = True
+        self,
+        bucket: str,
+        side: SideSettings,
+        *,
+        max_connections: int = 64,
+        lean: bool = True,
+        min_rate: float = 0,
     ) -> None:
+        check_bucket_name(bucket, side.bucket_names)
         self.bucket = bucket
         self.name = bucket
         self._endpoint = side.endpoint_url or "AWS"
@@ -138,6 +168,7 @@ class S3Store:
         )
         self._side = side
         self._max_connections = max_connections
+        self._min_rate = min_rate
         _check_side(side)
         # botocore's client is built on first use: creating it costs ~0.3 s of CPU (its service
         # model), and a run whose every request goes through the lean client never needs it.
@@ -146,13 +177,17 @@ class S3Store:
         self._client_lock = threading.Lock()
         self._session: botocore.session.Session | None = None
         credentials: CredentialSource | None = _static_keys(side)
-        if credentials is not None:
-            self._region = side.region or "us-east-1"
-        else:
+        configured: str | None = None
+        if credentials is None:
             self._session = make_session(side)
             credentials = self._session.get_credentials()
             configured = self._session.get_config_variable("region")
-            self._region = side.region or configured or "us-east-1"
+        self._credentials = credentials
+        self._region = side.region or configured or "us-east-1"
+        # Without a region from the user or a profile, check() asks the bucket for its own.
+        self._region_given = bool(side.region or configured)
+        # One trust for both clients, resolved once (see resolve_ca_bundle).
+        self._ca_bundle = resolve_ca_bundle(side, self._session)
         self.capabilities = dataclasses.replace(
             self.capabilities,
             checksums=side.checksum_algorithm,
@@ -160,26 +195,15 @@ class S3Store:
         )
         # Destination options every write carries, as headers (lean path) and as arguments.
         self._write_headers, self._write_kwargs = _write_options(side)
-        extra_headers: dict[str, str] = {}
+        self._extra_headers: dict[str, str] = {}
         if side.requester_pays:
-            extra_headers["x-amz-request-payer"] = "requester"
+            self._extra_headers["x-amz-request-payer"] = "requester"
         # The bytes (GET, PUT, UploadPart), listings, HEADs and multipart start and finish go
         # through a lean keep-alive HTTP client: botocore spends ~4 ms of CPU per request,
-        # several times the cost of the transfer itself. botocore keeps every other call, and
-        # all of them behind a proxy it would honour.
-        self.data: S3DataPlane | None = None
-        if lean and not _proxy_configured() and side.verify_ssl:
-            self.data = S3DataPlane(
-                side.endpoint_url,
-                self._region,
-                side.path_style,
-                credentials,
-                max_connections,
-                ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None,
-                extra_headers=extra_headers,
-                checksum_mode=self._checksum_mode,
-            )
-        else:
+        # several times the cost of the transfer itself. It speaks to proxies and trusts
+        # certificates as botocore does; botocore keeps every other call.
+        self.data: S3DataPlane | None = self._new_plane() if lean else None
+        if self.data is None:
             self.client  # noqa: B018 - every call goes through botocore: fail early on bad settings
         log.debug(
             "%s at %s: %s, region %s, %s",
@@ -188,6 +212,31 @@ class S3Store:
             "keys given outright" if self._session is None else "credentials from botocore",
             self._region,
             f"lean client signing with {self.data.signer_name}" if self.data else "botocore only",
+        )
+
+    def _new_plane(self) -> S3DataPlane:
+        side = self._side
+        url = side.endpoint_url or aws_endpoint(self._region)
+        try:
+            proxy = proxy_for(url)
+        except ValueError as exc:
+            raise ConfigError(
+                f"the proxy for {url} cannot be used: {exc}",
+                hint="set HTTPS_PROXY / HTTP_PROXY to http://[user:password@]host:port, or "
+                "name the endpoint in NO_PROXY",
+            ) from None
+        return S3DataPlane(
+            side.endpoint_url,
+            self._region,
+            side.path_style,
+            self._credentials,
+            self._max_connections,
+            ca_bundle=self._ca_bundle,
+            verify_tls=side.verify_ssl,
+            proxy=proxy,
+            min_rate=self._min_rate,
+            extra_headers=self._extra_headers,
+            checksum_mode=self._checksum_mode,
         )
 
     @property
@@ -203,6 +252,7 @@ class S3Store:
                         self._session,
                         self._region,
                         max_connections=self._max_connections,
+                        verify=self._ca_bundle if self._side.verify_ssl else False,
                     )
                     if self._side.requester_pays:
                         client.meta.events.register("before-sign.s3", _acknowledge_requester_pays)
@@ -231,14 +281,70 @@ class S3Store:
 
     def _head_bucket_lean(self) -> dict[str, str] | None:
         """The bucket's HEAD headers through the lean client; None unless it answered 2xx
-        (botocore then asks again, for its redirects, retries and error details)."""
+        (botocore then asks again, for its retries and error details).
+
+        The reply names the bucket's region (``x-amz-bucket-region``), whatever its status:
+        without a region from the user or a profile, the store takes it (as aws-cli does);
+        a region given that the server refuses as the wrong one stops the run, naming the
+        right one.
+        """
         if self.data is None:
             return None
         try:
             status, headers = self.data.head_bucket(self.bucket)
+            region = headers.get("x-amz-bucket-region")
+            if region and region != self._region:
+                if not self._region_given:
+                    log.info("%s is in region %s: using it", self.describe(), region)
+                    self._use_region(region)
+                    status, headers = self.data.head_bucket(self.bucket)
+                elif status in (301, 400):
+                    raise WrongRegionError(
+                        f"bucket {self.bucket!r} at {self._endpoint} is in region {region}, "
+                        f"not {self._region}",
+                        region=region,
+                        hint=f"give region {region} for this side (or no region: Longbow then "
+                        "asks the bucket for it)",
+                    )
+        except WrongRegionError:
+            raise
         except LongbowError:
             return None
         return headers if 200 <= status < 300 else None
+
+    def _judge_refusal(self, exc: CredentialsRejectedError) -> LongbowError:
+        """What a refusal of one object's request means: if a plain request (a HEAD of the
+        bucket) with the same credentials passes, the server refuses that object's request
+        alone (its key or properties may hold what it signs its own way): that object fails,
+        the run goes on. Otherwise the credentials are what is refused: the run stops."""
+        try:
+            if self.data is not None:
+                status, _ = self.data.head_bucket(self.bucket)
+                plain_works = 200 <= status < 300
+            else:
+                self.client.head_bucket(Bucket=self.bucket)
+                plain_works = True
+        except (LongbowError, ClientError, BotoCoreError):
+            plain_works = False
+        if not plain_works:
+            return exc
+        return PermanentError(
+            f"{exc.message}; the server refuses this object's request only (the same "
+            "credentials work for the bucket)",
+            hint="its key or properties may hold characters this server signs its own way",
+        )
+
+    def _use_region(self, region: str) -> None:
+        """Sign for `region` from now on (and, at AWS, use that region's endpoint)."""
+        self._region = region
+        previous = self.data
+        self.data = self._new_plane()
+        if previous is not None:
+            previous.close()
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def _head_bucket(self) -> dict[str, str]:
         try:
@@ -288,24 +394,129 @@ class S3Store:
                 "drop --storage-class or name one the zone defines",
             ) from None
 
-    def _list_page(self, prefix: str, delimiter: str | None, token: str | None) -> ListPage:
+    def _list_page(self, prefix: str, delimiter: str | None, asked: paging.NextPage) -> ListPage:
         # The lean client does not retry; a listing that fails ends the run, so it gets the
         # attempts botocore would have given it, and a refusal stops the run at once.
         assert self.data is not None
         data = self.data
         try:
             return with_retries(
-                lambda: data.list_page(self.bucket, prefix, delimiter=delimiter, token=token),
+                lambda: data.list_page(
+                    self.bucket,
+                    prefix,
+                    delimiter=delimiter,
+                    token=asked.token,
+                    start_after=asked.start_after,
+                    marker=asked.marker,
+                ),
                 attempts=_LIST_ATTEMPTS,
                 what=f"listing s3://{self.bucket}/{prefix}",
             )
         except PermanentError as exc:
             raise FatalError(exc.message, hint=exc.hint) from None
 
+    def _pages(
+        self, prefix: str, delimiter: str | None
+    ) -> Iterator[tuple[list[ObjectInfo], list[str]]]:
+        """The pages of a listing (ListObjectsV2): each page's objects and common prefixes,
+        each list in the store's order, every page read until the server says it was the
+        last (see :mod:`s3longbow.stores.paging`)."""
+        where = f"listing s3://{self.bucket}/{prefix}"
+        byte_order = self.capabilities.listing_order == BYTES
+        asked = paging.FIRST
+        last: str | None = None  # the greatest name handed out, once pages are asked by name
+        while True:
+            if self.data is not None:
+                page = self._list_page(prefix, delimiter, asked)
+                objects = list(map(_lean_listed, page.objects))
+                prefixes = page.prefixes
+                truncated, token, marker, v1 = (
+                    page.truncated,
+                    page.next_token,
+                    page.next_marker,
+                    page.v1,
+                )
+            else:
+                kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
+                if delimiter:
+                    kwargs["Delimiter"] = delimiter
+                if asked.token:
+                    kwargs["ContinuationToken"] = asked.token
+                if asked.start_after or asked.marker:
+                    kwargs["StartAfter"] = asked.start_after or asked.marker
+                with self._errors(where, fatal=True):
+                    response = self.client.list_objects_v2(**kwargs)
+                objects = list(map(_listed, response.get("Contents", ())))
+                prefixes = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
+                truncated = bool(response.get("IsTruncated"))
+                token, marker, v1 = response.get("NextContinuationToken"), None, False
+            floor = paging.after(asked, last)
+            if floor is not None:
+                objects = [o for o in objects if o.key > floor]
+                prefixes = [p for p in prefixes if p > floor]
+                if not objects and not prefixes:
+                    raise paging.no_progress(where, floor)
+            names = [o.key for o in objects[-1:]] + prefixes[-1:]
+            page_last = max(names) if names else None
+            yield objects, prefixes
+            asked_next = paging.next_page(
+                where,
+                truncated=truncated,
+                token=token,
+                next_marker=marker,
+                v1=v1,
+                last_name=page_last,
+                byte_order=byte_order,
+            )
+            if asked_next is None:
+                return
+            if asked_next.by_name and page_last is not None:
+                last = page_last if last is None else max(last, page_last)
+            asked = asked_next
+
     def use_current_versions(self) -> None:
         """List each key's current version with its version id (ListObjectVersions), so
         planning can tell a new version of the same size (--compare version)."""
         self._versioned_listing = True
+
+    def _version_pages(
+        self, prefix: str, delimiter: str | None, where: str, *, source: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The pages of ListObjectVersions, each read until the server says it was the last.
+
+        A truncated page that names no next key goes on after its last version where the
+        server lists in byte order (see :mod:`s3longbow.stores.paging`); never silently ends.
+        """
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        byte_order = self.capabilities.listing_order == BYTES
+        previous: tuple[str, str] | None = None
+        while True:
+            with self._errors(where, fatal=not source, source=source):
+                page = self.client.list_object_versions(**kwargs)
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            if page.get("NextKeyMarker"):
+                kwargs["KeyMarker"] = page["NextKeyMarker"]
+                kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker") or ""
+                continue
+            entries = [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]
+            last = max(((e["Key"], str(e.get("VersionId") or "")) for e in entries), default=None)
+            # Raises where going on after the last version could skip versions.
+            paging.next_page(
+                where,
+                truncated=True,
+                token=None,
+                last_name=last[0] if last else None,
+                byte_order=byte_order,
+            )
+            assert last is not None  # next_page raised otherwise
+            if last == previous:
+                raise paging.no_progress(where, last[0])
+            previous = last
+            kwargs["KeyMarker"], kwargs["VersionIdMarker"] = last
 
     def _list_versions_level(
         self, prefix: str, delimiter: str | None
@@ -313,21 +524,13 @@ class S3Store:
         """Current versions (a key whose latest entry is a delete marker is left out) and,
         with a delimiter, the sub-prefixes, merged in the store's order page by page."""
         sort = order_key(self.capabilities.listing_order) or (lambda k: k)
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
-        if delimiter:
-            kwargs["Delimiter"] = delimiter
-        while True:
-            with self._errors(f"listing the versions of s3://{self.bucket}/{prefix}", fatal=True):
-                page = self.client.list_object_versions(**kwargs)
+        where = f"listing the versions of s3://{self.bucket}/{prefix}"
+        for page in self._version_pages(prefix, delimiter, where):
             yield from _in_order(
                 [_current(v) for v in page.get("Versions", ()) if v.get("IsLatest")],
                 [p["Prefix"] for p in page.get("CommonPrefixes", ())],
                 sort,
             )
-            if not page.get("IsTruncated") or not page.get("NextKeyMarker"):
-                return
-            kwargs["KeyMarker"] = page["NextKeyMarker"]
-            kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker") or ""
 
     def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         if self._versioned_listing:
@@ -335,57 +538,18 @@ class S3Store:
                 o for o in self._list_versions_level(prefix, None) if not isinstance(o, str)
             )
             return
-        token: str | None = None
-        while True:
-            if self.data is not None:
-                lean = self._list_page(prefix, None, token)
-                yield from map(_lean_listed, lean.objects)
-                token = lean.next_token
-                if not token:
-                    return
-                continue
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
-            if token:
-                kwargs["ContinuationToken"] = token
-            with self._errors(f"listing s3://{self.bucket}/{prefix}", fatal=True):
-                page = self.client.list_objects_v2(**kwargs)
-            yield from map(_listed, page.get("Contents", ()))
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
+        for objects, _ in self._pages(prefix, None):
+            yield from objects
 
     def list_level(self, prefix: str) -> Iterator[ObjectInfo | str]:
         if self._versioned_listing:
             yield from self._list_versions_level(prefix, "/")
             return
         sort = order_key(self.capabilities.listing_order) or (lambda k: k)
-        token: str | None = None
-        while True:
-            if self.data is not None:
-                lean = self._list_page(prefix, "/", token)
-                yield from _in_order(list(map(_lean_listed, lean.objects)), lean.prefixes, sort)
-                token = lean.next_token
-            else:
-                kwargs: dict[str, Any] = {
-                    "Bucket": self.bucket,
-                    "Prefix": prefix,
-                    "Delimiter": "/",
-                    "MaxKeys": 1000,
-                }
-                if token:
-                    kwargs["ContinuationToken"] = token
-                with self._errors(f"listing s3://{self.bucket}/{prefix}", fatal=True):
-                    page = self.client.list_objects_v2(**kwargs)
-                yield from _in_order(
-                    list(map(_listed, page.get("Contents", ()))),
-                    [p["Prefix"] for p in page.get("CommonPrefixes", ())],
-                    sort,
-                )
-                truncated = page.get("IsTruncated")
-                token = page.get("NextContinuationToken") if truncated else None
-            if not token:
-                return
+        for objects, prefixes in self._pages(prefix, "/"):
+            yield from _in_order(objects, prefixes, sort)
 
+    @_one_object
     def head(self, key: str) -> ObjectInfo | None:
         if self.data is not None:
             headers = self.data.head_object(self.bucket, key)
@@ -415,6 +579,7 @@ class S3Store:
             version_id=resp.get("VersionId"),
         )
 
+    @_one_object
     def details(
         self,
         key: str,
@@ -487,31 +652,36 @@ class S3Store:
             resp = self.client.get_bucket_versioning(Bucket=self.bucket)
         return resp.get("Status") or None
 
+    @_one_object
     def list_versions(self, key: str) -> list[ObjectVersion]:
+        where = f"listing the versions of {self.describe(key)}"
         newest_first: list[ObjectVersion] = []
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key}
-        while True:
-            with self._errors(f"listing the versions of {self.describe(key)}", source=True):
-                page = self.client.list_object_versions(**kwargs)
-            # A key's versions come newest first. Delete markers come in a list of their own,
-            # whose place among the versions only timestamps could tell (too coarse to trust):
-            # they are left out.
-            newest_first += [
-                _version(item) for item in page.get("Versions", ()) if item["Key"] == key
-            ]
-            if not page.get("IsTruncated"):
-                break
-            kwargs["KeyMarker"] = page.get("NextKeyMarker")
-            kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
-            if not kwargs["KeyMarker"] or kwargs["KeyMarker"] > key:
-                break
+        try:
+            for page in self._version_pages(key, None, where, source=True):
+                # A key's versions come newest first. Delete markers come in a list of their
+                # own, whose place among the versions only timestamps could tell (too coarse
+                # to trust): they are left out.
+                items = page.get("Versions", ())
+                newest_first += [_version(item) for item in items if item["Key"] == key]
+                if (
+                    any(item["Key"] > key for item in items)
+                    or (page.get("NextKeyMarker") or key) > key
+                ):
+                    break  # past the key: the rest are other keys' versions
+        except CredentialsRejectedError:
+            raise
+        except FatalError as exc:
+            # A history that cannot be listed whole fails this job, not the run.
+            raise PermanentError(exc.message, hint=exc.hint) from None
         return newest_first[::-1]
 
+    @_one_object
     def get_tags(self, key: str) -> tuple[tuple[str, str], ...]:
         with self._errors(f"reading the tags of {self.describe(key)}", source=True):
             resp = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
         return tuple((t["Key"], t["Value"]) for t in resp.get("TagSet", ()))
 
+    @_one_object
     def read_object(
         self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
     ) -> tuple[bytes, ObjectProperties]:
@@ -523,6 +693,7 @@ class S3Store:
         data, resp = self._get(key, 0, size, etag, whole=True, version_id=version_id)
         return data, _properties(resp)
 
+    @_one_object
     def open_object(
         self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
     ) -> tuple[Relayed, ObjectProperties] | None:
@@ -539,6 +710,7 @@ class S3Store:
             body.__exit__(None, None, None)  # never sent: its connection is closed
             raise
 
+    @_one_object
     def open_range(
         self,
         key: str,
@@ -554,6 +726,7 @@ class S3Store:
             self.bucket, key, start, length, etag=etag, version_id=version_id
         )
 
+    @_one_object
     def delete_object(self, key: str) -> None:
         with self._errors(f"deleting {self.describe(key)}"):
             self.client.delete_object(Bucket=self.bucket, Key=key)
@@ -571,6 +744,7 @@ class S3Store:
             for e in resp.get("Errors", ())
         ]
 
+    @_one_object
     def get_range(
         self,
         key: str,
@@ -621,6 +795,13 @@ class S3Store:
         with self._errors(where, source=True):
             resp = self.client.get_object(**kwargs)
             body = resp["Body"]
+            sent = _unquote(resp.get("ETag"))
+            if etag and sent and sent.removeprefix("W/") != etag:
+                body.close()  # a server that ignores If-Match still names what it sends
+                raise SourceChangedError(
+                    f"{where}: the reply is for another version of the object (ETag {sent}, "
+                    f"pinned {etag})"
+                )
             try:
                 # Read one byte more than asked: a server that ignored Range must not make us
                 # buffer a whole object, and must not slip extra bytes into a part.
@@ -642,6 +823,7 @@ class S3Store:
                 )
         return data, resp
 
+    @_one_object
     @_storage_class_refusals
     def put_object(
         self,
@@ -683,6 +865,7 @@ class S3Store:
             resp = self.client.put_object(**kwargs)
         return _unquote(resp.get("ETag")) or ""
 
+    @_one_object
     @_storage_class_refusals
     def create_upload(
         self,
@@ -700,9 +883,16 @@ class S3Store:
             if checksum_algorithm:
                 headers["x-amz-checksum-algorithm"] = checksum_algorithm
                 headers["x-amz-checksum-type"] = kind
-            return self.data.create_upload(
-                self.bucket, key, storage_class=storage_class, headers=headers
-            )
+            asked = time.time() + self.data.clock_offset
+            try:
+                return self.data.create_upload(
+                    self.bucket, key, storage_class=storage_class, headers=headers
+                )
+            except ReplyLostError:
+                # The server may have started an upload whose id never reached us: nobody
+                # would ever resume or abort it. It is looked for, and aborted, now.
+                self._abort_uploads_started(key, since=asked - _CLOCK_SLACK)
+                raise
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
@@ -716,6 +906,23 @@ class S3Store:
             resp = self.client.create_multipart_upload(**kwargs)
         return str(resp["UploadId"])
 
+    def _abort_uploads_started(self, key: str, *, since: float) -> None:
+        """Abort the uploads of `key` started at `since` or later (server time)."""
+        where = f"looking for an upload of {self.describe(key)} whose reply was lost"
+        try:
+            with self._errors(where):
+                page = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            for upload in page.get("Uploads", ()):
+                initiated = upload.get("Initiated")
+                if upload.get("Key") != key or initiated is None:
+                    continue
+                if initiated.timestamp() >= since:
+                    self.abort_upload(key, upload["UploadId"])
+                    log.info("%s: aborted an upload whose id never reached us", where)
+        except LongbowError as exc:
+            log.warning("%s: %s (an upload may be left behind)", where, exc)
+
+    @_one_object
     def upload_part(
         self,
         key: str,
@@ -761,6 +968,7 @@ class S3Store:
                 )
         return _unquote(resp.get("ETag")) or ""
 
+    @_one_object
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo] | None:
         parts: dict[int, PartInfo] = {}
         marker = 0
@@ -797,6 +1005,7 @@ class S3Store:
             marker = max(p.number for p in new)
         return [parts[n] for n in sorted(parts)]
 
+    @_one_object
     @_complete_of_a_gone_upload
     def complete_upload(
         self,
@@ -839,6 +1048,7 @@ class S3Store:
             )
         return _unquote(resp.get("ETag")) or ""
 
+    @_one_object
     def update_properties(
         self,
         key: str,
@@ -867,6 +1077,7 @@ class S3Store:
     def can_copy_from(self, source: object) -> bool:
         return isinstance(source, S3Store) and source._identity == self._identity
 
+    @_one_object
     def copy_object(
         self,
         source: ObjectStore,
@@ -897,6 +1108,7 @@ class S3Store:
             resp = self.client.copy_object(**kwargs)
         return _unquote(resp.get("CopyObjectResult", {}).get("ETag")) or ""
 
+    @_one_object
     def upload_part_copy(
         self,
         source: ObjectStore,
@@ -935,6 +1147,7 @@ class S3Store:
             and source.data.relays
         )
 
+    @_one_object
     def abort_upload(self, key: str, upload_id: str) -> None:
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
@@ -957,6 +1170,12 @@ class S3Store:
             yield
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, where, fatal=fatal, source=source) from None
+        except UnicodeEncodeError:
+            # botocore signs text: a header kept as bytes that are not UTF-8 cannot be signed.
+            raise PermanentError(
+                f"{where}: a header value holds bytes that are not UTF-8, which this request "
+                "cannot carry"
+            ) from None
 
 
 def _check_side(side: SideSettings) -> None:
@@ -969,6 +1188,43 @@ def _check_side(side: SideSettings) -> None:
             "or change the data",
             side.endpoint_url or "the AWS endpoint",
         )
+
+
+def resolve_ca_bundle(side: SideSettings, session: botocore.session.Session | None) -> str | None:
+    """The certificate authorities one side's https endpoint is checked against, the same
+    for the lean client and for botocore, chosen as botocore chooses: the side's own
+    ``ca_bundle`` (flag or config file) > ``AWS_CA_BUNDLE`` > the profile's ``ca_bundle`` >
+    ``REQUESTS_CA_BUNDLE`` > certifi's bundle. None for a plain-http endpoint.
+
+    Raises:
+        ConfigError: The bundle chosen is not a readable file (it says where it came from).
+    """
+    if side.endpoint_url is not None and side.endpoint_url.lower().startswith("http://"):
+        return None
+    chosen: tuple[str, str] | None = None
+    if side.ca_bundle:
+        chosen = (side.ca_bundle, "ca_bundle of this side (--src-ca-bundle / --dst-ca-bundle)")
+    elif os.environ.get("AWS_CA_BUNDLE"):
+        chosen = (os.environ["AWS_CA_BUNDLE"], "AWS_CA_BUNDLE")
+    elif session is not None and session.get_config_variable("ca_bundle"):
+        chosen = (str(session.get_config_variable("ca_bundle")), "the profile's ca_bundle")
+    elif os.environ.get("REQUESTS_CA_BUNDLE"):
+        chosen = (os.environ["REQUESTS_CA_BUNDLE"], "REQUESTS_CA_BUNDLE")
+    if chosen is None:
+        try:
+            import certifi
+        except ImportError:  # pragma: no cover - botocore's own copy, where certifi is absent
+            import botocore
+
+            return str(Path(botocore.__file__).parent / "cacert.pem")
+        return str(certifi.where())
+    path, origin = chosen
+    if not Path(path).expanduser().is_file():
+        raise ConfigError(
+            f"CA bundle {path} ({origin}) is not a file",
+            hint="give the PEM file of the certificate authorities to trust",
+        )
+    return str(Path(path).expanduser())
 
 
 # Where botocore would find a profile or a region for keys given without one.
@@ -1019,8 +1275,13 @@ def make_s3_client(
     region: str,
     *,
     max_connections: int = 64,
+    verify: str | bool = True,
 ) -> Any:
-    """A botocore S3 client for one side, tuned for many threads and S3-compatible servers."""
+    """A botocore S3 client for one side, tuned for many threads and S3-compatible servers.
+
+    `verify`: the CA bundle its certificates are checked against (the same one the lean
+    client trusts), True for botocore's own choice, or False for none.
+    """
     import botocore.handlers
     from botocore.config import Config
 
@@ -1045,11 +1306,24 @@ def make_s3_client(
         endpoint_url=side.endpoint_url,
         region_name=region,
         config=config,
-        verify=None if side.verify_ssl else False,
+        verify=None if verify is True else verify,
     )
     # `Expect: 100-continue` costs a round trip per PUT; a rejected body is cheap to resend.
     client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
+    client.meta.events.register("before-send.s3", _send_header_text_as_utf8)
     return client
+
+
+def _send_header_text_as_utf8(request: Any, **_: Any) -> None:
+    """Header values go out as the UTF-8 bytes botocore signed, not as Latin-1.
+
+    botocore signs a header's text as UTF-8, while http.client sends text as Latin-1: a
+    value such as "José" (user metadata) would go out as other bytes than were signed, and
+    the server would refuse the signature.
+    """
+    for name, value in list(request.headers.items()):
+        if isinstance(value, str) and not value.isascii():
+            request.headers[name] = value.encode("utf-8")
 
 
 _UNVERIFIED_WARNED: set[str | None] = set()  # endpoints already warned about, once each
@@ -1066,12 +1340,6 @@ def _parse_timestamp(value: str) -> datetime.datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.UTC)
     return parsed
-
-
-def _proxy_configured() -> bool:
-    return any(
-        os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
-    )
 
 
 _HEADER_FIELDS = (

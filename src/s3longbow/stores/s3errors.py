@@ -4,6 +4,7 @@ reply means the same whichever path (boto3 or the lean HTTP data plane) received
 from __future__ import annotations
 
 from s3longbow.errors import (
+    CredentialsRejectedError,
     FatalError,
     LongbowError,
     PermanentError,
@@ -52,7 +53,9 @@ def error_from_response(
     message = message or code
     text = f"{where}: {code or status} ({message})" if message != code else f"{where}: {code}"
     if code in AUTH_CODES:
-        return FatalError(text, hint="check the access key, secret key, session token and region")
+        return CredentialsRejectedError(
+            text, hint="check the access key, secret key, session token and region"
+        )
     if code == "NoSuchBucket":
         return FatalError(text, hint="check the bucket name, endpoint URL and region")
     if code == "NoSuchUpload":
@@ -61,6 +64,12 @@ def error_from_response(
         return SourceChangedError(f"{where}: the source object changed since the job started")
     if source and (code in ("NoSuchKey", "NotFound") or status == 404):
         return SourceChangedError(f"{where}: the source object no longer exists")
+    if code == "RequestTimeTooSkewed":
+        return (FatalError if fatal else TransientError)(
+            text,
+            hint="set this machine's clock right (NTP): S3 refuses requests signed more "
+            "than 15 minutes away from its own time",
+        )
     if code in _TRANSIENT_CODES or status >= 500 or status == 429:
         return (FatalError if fatal else TransientError)(text)
     if status == 403 or code == "AccessDenied":

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import datetime
 import functools
-import io
+import hashlib
+import hmac
 import ipaddress
 import logging
+import os
 import re
-import select
 import socket
 import threading
 import weakref
@@ -34,10 +35,14 @@ from botocore.exceptions import BotoCoreError, NoCredentialsError, PartialCreden
 from s3longbow import __version__
 from s3longbow.errors import (
     ChecksumNotConfirmedError,
+    ClockSkewError,
     FatalError,
     LongbowError,
     PermanentError,
+    ReplyLostError,
+    SourceChangedError,
     TransientError,
+    WrongRegionError,
 )
 from s3longbow.model import Bytes
 from s3longbow.stores import http1, splice
@@ -68,9 +73,12 @@ _MAX_ERROR_BODY = 64 * 1024
 # A part's body is read in pieces this size: small enough that each is still in the CPU's
 # cache when its checksum is computed, large enough that the loop costs nothing.
 _PIECE = 256 * 1024
-# A stale keep-alive connection (closed by the server while idle) fails with one of these
-# before any reply byte arrives; only then is the request resent, once, on a new connection.
-_STALE_CONNECTION_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+# A listing page is read whole; no page of 1,000 keys comes near this.
+_MAX_LIST_PAGE = 32 * 1024 * 1024
+# Error codes whose reply may name the bucket's region.
+_REGION_CODES = frozenset(
+    {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
+)
 _NETWORK_ERRORS = (OSError, http1.ReplyError)  # includes timeouts and ssl.SSLError
 _ERROR_FIELD = {
     name: re.compile(rf"<{name}>(.*?)</{name}>", re.DOTALL) for name in ("Code", "Message")
@@ -171,20 +179,36 @@ class StaticCredentials:
 class _Signer(Protocol):
     name: str
 
-    def sign(self, method: str, url: str, path: str, headers: dict[str, str]) -> None:
-        """Add the SigV4 headers (date, payload hash, token, Authorization) to ``headers``."""
+    def sign(
+        self, method: str, url: str, path: str, headers: dict[str, str], when: datetime.datetime
+    ) -> None:
+        """Add the SigV4 headers (date, payload hash, token, Authorization) to ``headers``,
+        signed as of `when` (UTC)."""
+
+
+_SIGV4_TIME = "%Y%m%dT%H%M%SZ"
 
 
 @functools.cache
 def _unsigned_payload_auth() -> type:
-    """botocore's S3 signer (no path normalisation) with the payload never hashed (imported
-    only when this signer is used)."""
+    """botocore's S3 signer (no path normalisation) with the payload never hashed, signing
+    as of a given time (imported only when this signer is used)."""
     from botocore.auth import S3SigV4Auth
 
     class UnsignedPayloadS3Auth(S3SigV4Auth):  # type: ignore[misc]
+        when: datetime.datetime
+
         def _should_sha256_sign_payload(self, request: Any) -> bool:
             # Content-MD5 protects every body; hashing it again costs CPU for nothing.
             return False
+
+        def add_auth(self, request: Any) -> None:
+            # botocore's own steps, dated by our clock (corrected for the server's offset).
+            request.context["timestamp"] = self.when.strftime(_SIGV4_TIME)
+            self._modify_request_before_signing(request)
+            canonical = self.canonical_request(request)
+            signature = self.signature(self.string_to_sign(request, canonical), request)
+            self._inject_signature_to_request(request, signature)
 
     return UnsignedPayloadS3Auth
 
@@ -225,19 +249,80 @@ class _BotocoreSigner:
         self._credentials = credentials
         self._region = region
 
-    def sign(self, method: str, url: str, path: str, headers: dict[str, str]) -> None:
+    def sign(
+        self, method: str, url: str, path: str, headers: dict[str, str], when: datetime.datetime
+    ) -> None:
         from botocore.awsrequest import AWSRequest
 
         request = AWSRequest(method=method, url=url, headers=headers)
         # Frozen per request: refreshable credentials rotate between requests, never inside one.
         frozen = _frozen(self._credentials)
+        auth = _unsigned_payload_auth()(frozen, "s3", self._region)
+        auth.when = when
         _QUIET_SIGNING.active = True
         try:
-            _unsigned_payload_auth()(frozen, "s3", self._region).add_auth(request)
+            auth.add_auth(request)
         finally:
             _QUIET_SIGNING.active = False
         headers.clear()
         headers.update(request.headers.items())
+
+
+class _ByteSigner:
+    """Signs the exact bytes a request's headers go out as, for values that hold bytes that
+    are not UTF-8 (S3 signs the bytes on the wire; awscrt and botocore take text and sign
+    its UTF-8, which would not be those bytes). SigV4 with ``UNSIGNED-PAYLOAD``, every
+    header signed; tests hold it to awscrt's signatures of the same text requests."""
+
+    name = "bytes"
+
+    def __init__(self, credentials: CredentialSource | None, region: str) -> None:
+        self._credentials = credentials
+        self._region = region
+
+    def sign(
+        self, method: str, url: str, path: str, headers: dict[str, str], when: datetime.datetime
+    ) -> None:
+        frozen = _frozen(self._credentials)
+        stamp = when.strftime(_SIGV4_TIME)
+        headers["X-Amz-Date"] = stamp
+        headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
+        if frozen.token:
+            headers["X-Amz-Security-Token"] = frozen.token
+        uri, _, query = path.partition("?")
+        fields = sorted(
+            (name.lower(), b" ".join(http1.encode_value(value).split()))
+            for name, value in headers.items()
+        )
+        signed_names = ";".join(name for name, _ in fields)
+        canonical = b"\n".join(
+            [
+                method.encode("ascii"),
+                uri.encode("utf-8"),
+                _canonical_query(query).encode("ascii"),
+                b"".join(name.encode("ascii") + b":" + value + b"\n" for name, value in fields),
+                signed_names.encode("ascii"),
+                b"UNSIGNED-PAYLOAD",
+            ]
+        )
+        scope = f"{stamp[:8]}/{self._region}/s3/aws4_request"
+        to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical).hexdigest()}"
+        key = f"AWS4{frozen.secret_key}".encode()
+        for part in (stamp[:8], self._region, "s3", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        headers["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={frozen.access_key}/{scope}, "
+            f"SignedHeaders={signed_names}, Signature={signature}"
+        )
+
+
+def _canonical_query(query: str) -> str:
+    """A query string already encoded, in SigV4's order (a bare name gets an empty value)."""
+    if not query:
+        return ""
+    pairs = [item.partition("=") for item in query.split("&")]
+    return "&".join(f"{name}={value}" for name, _, value in sorted(pairs))
 
 
 # What SigV4 header signing adds to a request (the token only with a session token).
@@ -270,8 +355,8 @@ class _CrtSigner:
         self._provider = (frozen, provider)  # one reference swap: safe across threads
         return provider
 
-    def _config_for(self, frozen: FrozenCredentials) -> Any:
-        now = _utcnow().replace(microsecond=0)
+    def _config_for(self, frozen: FrozenCredentials, when: datetime.datetime) -> Any:
+        now = when.replace(microsecond=0)
         cached = self._config
         if cached is not None and cached[1] == now and cached[0] == frozen:
             return cached[2]
@@ -292,9 +377,11 @@ class _CrtSigner:
         self._config = (frozen, now, config)  # one reference swap: safe across threads
         return config
 
-    def sign(self, method: str, url: str, path: str, headers: dict[str, str]) -> None:
+    def sign(
+        self, method: str, url: str, path: str, headers: dict[str, str], when: datetime.datetime
+    ) -> None:
         assert _crt_auth is not None and _crt_http is not None
-        config = self._config_for(_frozen(self._credentials))
+        config = self._config_for(_frozen(self._credentials), when)
         request = _crt_http.HttpRequest(method, path, _crt_http.HttpHeaders(headers.items()))
         _crt_auth.aws_sign_request(request, config).result()
         # Only the headers signing adds are read back (copying all of them cost more).
@@ -329,6 +416,25 @@ def _make_signer(name: SignerName, credentials: CredentialSource | None, region:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What one request asks: the operation's method, object, query and headers, and how
+    errors describe it. Prepared (addressed and signed) anew for each attempt."""
+
+    method: str
+    bucket: str
+    key: str
+    query: str  # encoded, in canonical (sorted) order, as it is signed
+    headers: dict[str, str]
+    where: str
+
+
+# Where a redirect sends a request: scheme, host, port and the encoded path with its query.
+_Url = tuple[str, str, int, str]
+# Redirects followed for one request, at most.
+_MAX_REDIRECTS = 3
+
+
 @dataclass(frozen=True)
 class _Request:
     """One prepared request: where it goes and what it carries (signed headers included)."""
@@ -337,12 +443,61 @@ class _Request:
     scheme: str
     connect_host: str
     port: int
-    path: str  # encoded path and query string, as sent on the request line
+    target: str  # the request line's target: the encoded path and query (or the whole URL)
     headers: dict[str, str]
 
     @property
     def netloc(self) -> str:
         return f"{self.connect_host}:{self.port}"
+
+
+def aws_endpoint(region: str) -> str:
+    """The S3 endpoint of an AWS region (China regions are in their own partition)."""
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://s3.{region}.{suffix}"
+
+
+def proxy_for(url: str) -> http1.Proxy | None:
+    """The HTTP proxy that requests to `url` go through, as the environment says
+    (``HTTPS_PROXY`` / ``HTTP_PROXY`` by the URL's scheme, unless ``NO_PROXY`` names its
+    host), read the way botocore reads it, so both clients take the same way.
+
+    Raises:
+        ValueError: The proxy variable holds a URL this client cannot use (the message
+            names no credentials).
+    """
+    names = ("https_proxy", "http_proxy", "no_proxy")
+    if not any(os.environ.get(n) or os.environ.get(n.upper()) for n in names):
+        return None  # the usual case, decided without importing urllib.request (~40 ms)
+    import urllib.request
+
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy_url = proxies.get(parts.scheme)
+    if not proxy_url or urllib.request.proxy_bypass_environment(parts.netloc, proxies):
+        return None
+    return http1.Proxy.from_url(proxy_url)
+
+
+def _tls_context(ca_bundle: str | None, verify: bool) -> ssl.SSLContext:
+    """Certificates and host names checked against `ca_bundle` (PEM), or OpenSSL's default
+    authorities without one; nothing checked when `verify` is off."""
+    import ssl  # only https pays for its import (~20 ms)
+
+    context = ssl.create_default_context(cafile=ca_bundle)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _is_text(value: str) -> bool:
+    """Whether `value` is text, not bytes kept as surrogate escapes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_ip(host: str) -> bool:
@@ -368,16 +523,28 @@ def _virtual_host_bucket(bucket: str, https: bool) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-# Header names and values must not break the header block (checked once for all of them):
-# no line break or NUL, and no colon or space in a name.
-_BAD_NAME_CHARS = re.compile(r"[:\s\0]")
-_BAD_VALUE_CHARS = re.compile(r"[\r\n\0]")
+# A header name is a token; a value holds no control character but tab (RFC 9110 5.5), so
+# nothing a header carries can end it or the header block early.
+_BAD_NAME = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # How long a request whose body could not be sent waits for the reply the server may have
 # sent before closing (it is on its way or already here: the server closed its side).
 _EARLY_REPLY_WAIT = 5.0
 # A body this small goes out in the same system call as the head; a larger one on its own,
 # without copying it.
 _COALESCE_LIMIT = 256 * 1024
+# A larger body is sent in slices this size: between two, the minimum rate is checked and
+# a reply the server sent before reading the whole body (an error) is noticed.
+_SEND_SLICE = 1024 * 1024
+# Writing to a kept connection the server had closed fails with one of these before any
+# reply byte arrives (TLS: the server's close alert, or an EOF where the alert should be).
+_STALE_NAMES = frozenset({"SSLEOFError", "SSLZeroReturnError"})
+
+
+def _stale(exc: BaseException) -> bool:
+    return isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError) or (
+        type(exc).__name__ in _STALE_NAMES
+    )
 
 
 class RangeBody:
@@ -418,7 +585,7 @@ class RangeBody:
             raise RuntimeError("a relayed body can be read only once")
         self.started = True
         try:
-            data = self._response.read()
+            data = self._response.read(self.length + 1)
         except _NETWORK_ERRORS as exc:
             raise _network_error(self._where, exc) from None
         if len(data) != self.length:
@@ -426,9 +593,9 @@ class RangeBody:
         self.done = True
         return data
 
-    def send_to(self, sock: socket.socket) -> None:
+    def send_to(self, sock: socket.socket, pace: http1.Pace) -> None:
         """Write the whole body to `sock`: the few bytes already read with the reply's head,
-        then the rest moved from socket to socket by the kernel.
+        then the rest moved from socket to socket by the kernel, at `pace`.
 
         Raises:
             TransientError: The source failed or ended early.
@@ -437,18 +604,13 @@ class RangeBody:
         if self.started:
             raise RuntimeError("a relayed body can be sent only once")
         self.started = True
-        reader = self._response.fp
-        source = self._connection.sock
-        assert reader is not None and source is not None
-        try:
-            # The head was read through a buffer that may hold the body's first bytes.
-            first = reader.read1(min(len(reader.peek(1)), self.length)) if self.length else b""
-        except _NETWORK_ERRORS as exc:
-            raise _network_error(self._where, exc) from None
+        stream = self._response.stream
+        # The head was read through a buffer that may hold the body's first bytes.
+        first = stream.take_buffered(self.length)
         if first:
             sock.sendall(first)
         try:
-            splice.relay(source, sock, self.length - len(first))
+            splice.relay(stream.sock, sock, self.length - len(first), pace.moved)
         except splice.SourceFailure as exc:
             raise TransientError(f"{self._where}: {exc}") from None
         self._response.consumed()  # the connection can carry the next reply
@@ -468,45 +630,38 @@ class RangeBody:
 Body = Bytes | RangeBody
 
 
-def _send_all(sock: socket.socket, head: bytes, body: Body | None, *, vectored: bool) -> None:
-    """Write a request: `head`, then `body` (a small one in the same system call when the
-    socket takes several buffers at once, as TLS sockets do not)."""
-    if isinstance(body, RangeBody):
-        sock.sendall(head)
-        body.send_to(sock)
-        return
-    if not body:
-        sock.sendall(head)
-        return
-    if len(body) > _COALESCE_LIMIT or not vectored:
-        sock.sendall(head)
-        sock.sendall(body)
-        return
-    sent = sock.sendmsg([head, body])
-    if sent < len(head):  # the kernel took part of it: the rest in order
-        sock.sendall(head[sent:])
-        sock.sendall(body)
-    elif sent < len(head) + len(body):
-        sock.sendall(memoryview(body)[sent - len(head) :])
+class _EarlyReply(Exception):
+    """The server answered before it had read the whole request body."""
 
 
 class _Connection:
-    """One TCP (or TLS) connection, its buffered reader, and how many requests it has carried.
+    """One TCP (or TLS) connection, the stream its replies are read from, and how many
+    requests it has carried.
 
     The request's head is written in one piece (with a small body, in one system call); the
-    reply is read by :class:`http1.Reply` through the one reader that serves every reply the
-    connection carries. Not opened until :meth:`open`.
+    reply is read by :class:`http1.Reply`. Not opened until :meth:`open`.
     """
 
-    __slots__ = ("sock", "reader", "tls", "uses", "kept", "_owned", "_finalizer", "__weakref__")
+    __slots__ = (
+        "sock",
+        "stream",
+        "tls",
+        "uses",
+        "kept",
+        "sent",
+        "_owned",
+        "_finalizer",
+        "__weakref__",
+    )
 
     def __init__(self, *, kept: bool) -> None:
         self.sock: socket.socket | None = None
-        self.reader: io.BufferedReader | None = None
+        self.stream: http1.Stream | None = None
         self.tls = False
         self.uses = 0
+        self.sent = False  # the current request went out whole: only its reply is awaited
         self.kept = kept
-        self._owned: list[io.BufferedReader | socket.socket] = []
+        self._owned: list[socket.socket] = []
         # Closes the socket when the owning thread ends and drops its thread-local reference.
         self._finalizer = weakref.finalize(self, _close_all, self._owned)
 
@@ -517,6 +672,7 @@ class _Connection:
         connect_timeout: float,
         read_timeout: float,
         tls: ssl.SSLContext | None,
+        proxy: http1.Proxy | None,
     ) -> None:
         """Connect (see :func:`http1.connect`).
 
@@ -524,53 +680,105 @@ class _Connection:
             OSError: As http1.connect.
         """
         sock = http1.connect(
-            host, port, connect_timeout=connect_timeout, read_timeout=read_timeout, tls=tls
+            host,
+            port,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            tls=tls,
+            proxy=proxy,
         )
         self.sock = sock
-        self.reader = io.BufferedReader(sock.makefile("rb", buffering=0))
+        self.stream = http1.Stream(sock)
         self.tls = tls is not None
-        self._owned += [self.reader, sock]
+        self._owned.append(sock)
 
-    def exchange(self, request: _Request, body: Body | None) -> http1.Reply:
+    def exchange(self, request: _Request, body: Body | None, min_rate: float) -> http1.Reply:
         """Send the request and read the reply's status and headers (the body is left to
-        the caller).
+        the caller). Bytes must move at `min_rate` at least, once they flow (0: no minimum).
 
         Raises:
-            ValueError: A header would break the request: a line break or NUL in a name or
-                value, a colon or space in a name, or a character outside Latin-1.
+            ValueError: A header would break the request: a name that is not a token, or a
+                control character in a value.
             OSError, http1.ReplyError: The connection failed or the reply is not HTTP.
         """
-        sock, reader = self.sock, self.reader
-        assert sock is not None and reader is not None
+        sock, stream = self.sock, self.stream
+        assert sock is not None and stream is not None
         headers = request.headers
-        if _BAD_NAME_CHARS.search("".join(headers)) or _BAD_VALUE_CHARS.search(
-            "".join(headers.values())
-        ):
+        if _BAD_NAME.search("".join(headers)) or _BAD_VALUE.search("".join(headers.values())):
             raise ValueError("a header name or value would break the request's header block")
-        lines = [f"{request.method} {request.path} HTTP/1.1\r\n"]
+        lines = [f"{request.method} {request.target} HTTP/1.1\r\n"]
         lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
         lines.append("\r\n")
+        pace = stream.pace = http1.Pace(min_rate)
+        pace.start()
+        self.sent = False
         try:
-            _send_all(sock, "".join(lines).encode("latin-1"), body, vectored=not self.tls)
-        except (BrokenPipeError, ConnectionResetError):
+            self._send(sock, http1.encode_value("".join(lines)), body, pace)
+        except _EarlyReply:
+            response = self._early_reply(request.method)
+            if response is None:
+                raise ConnectionAbortedError(
+                    "the server answered before the request body was sent, with no reply "
+                    "that could be read"
+                ) from None
+        except OSError as exc:
+            if not _stale(exc):
+                raise
             response = self._early_reply(request.method)
             if response is None:
                 raise
         else:
-            response = http1.Reply(reader, request.method)
+            self.sent = True
+            response = http1.Reply(stream, request.method)
             response.begin()
         self.uses += 1
         return response
 
+    def _send(self, sock: socket.socket, head: bytes, body: Body | None, pace: http1.Pace) -> None:
+        """Write a request: `head`, then `body` (a small one in the same system call when the
+        socket takes several buffers at once, as TLS sockets do not; a large one in slices,
+        watching for a reply that comes before the body is through).
+
+        Raises:
+            _EarlyReply: The server answered before the whole body was sent.
+        """
+        if isinstance(body, RangeBody):
+            sock.sendall(head)
+            body.send_to(sock, pace)
+            return
+        if not body:
+            sock.sendall(head)
+            return
+        if len(body) <= _COALESCE_LIMIT and not self.tls:
+            sent = sock.sendmsg([head, body])
+            if sent < len(head):  # the kernel took part of it: the rest in order
+                sock.sendall(head[sent:])
+                sock.sendall(body)
+            elif sent < len(head) + len(body):
+                sock.sendall(memoryview(body)[sent - len(head) :])
+            return
+        sock.sendall(head)
+        view = memoryview(body)
+        for offset in range(0, len(view), _SEND_SLICE):
+            if offset and not self._nothing_to_read():
+                raise _EarlyReply
+            piece = view[offset : offset + _SEND_SLICE]
+            sock.sendall(piece)
+            pace.moved(len(piece))
+
+    def _nothing_to_read(self) -> bool:
+        stream = self.stream
+        return stream is None or stream.idle()
+
     def _early_reply(self, method: str) -> http1.Reply | None:
-        """The error a server sent before closing, without reading the whole request body
-        (e.g. NoSuchUpload for a part of an aborted upload); None if there is none to read.
-        The connection is not reused after it."""
-        sock, reader = self.sock, self.reader
-        assert sock is not None and reader is not None
+        """The error a server sent before closing, or before reading the whole request
+        body (e.g. NoSuchUpload for a part of an aborted upload); None if there is none to
+        read. The connection is not reused after it."""
+        sock, stream = self.sock, self.stream
+        assert sock is not None and stream is not None
         try:
             sock.settimeout(min(sock.gettimeout() or _EARLY_REPLY_WAIT, _EARLY_REPLY_WAIT))
-            response = http1.Reply(reader, method)
+            response = http1.Reply(stream, method)
             response.begin()
         except (OSError, http1.ReplyError):
             return None
@@ -579,20 +787,15 @@ class _Connection:
         response.will_close = True
         return response
 
-    def idle_closed(self) -> bool:
-        """Whether the server closed (or reset) this kept connection while it was idle.
+    def idle(self) -> bool:
+        """Whether this kept connection can carry a request: nothing waits to be read on it.
 
-        A request whose body cannot be sent twice (a relayed one) checks before it starts,
-        since a stale connection would only show itself once the body is on its way. An idle
-        connection has nothing to read: anything readable (the end of the stream, a reset,
-        or bytes no request asked for) rules it out. One poll, which does not wait.
+        An idle connection has nothing to read: anything readable (the end of the stream a
+        server's close left, a reset, a TLS close alert, or bytes no request asked for) rules
+        it out, so no reply is ever read as another request's.
         """
-        sock = self.sock
-        if sock is None:
-            return False
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
+        stream = self.stream
+        return stream is not None and stream.idle()
 
     @property
     def closed(self) -> bool:
@@ -602,7 +805,7 @@ class _Connection:
         self._finalizer()
 
 
-def _close_all(owned: list[io.BufferedReader | socket.socket]) -> None:
+def _close_all(owned: list[socket.socket]) -> None:
     for thing in owned:
         thing.close()
 
@@ -626,10 +829,17 @@ class S3DataPlane:
         max_connections: How many connections are kept open across all threads; at least the
             number of threads using this object, or connections churn.
         connect_timeout: Seconds allowed to open a connection (and finish a TLS handshake).
-        read_timeout: Seconds a send or receive may wait on the socket.
+        read_timeout: Seconds a send or receive may wait on the socket (for a reply's first
+            byte, among others).
         signer: ``"auto"`` (awscrt when installed, else botocore), ``"botocore"`` or ``"crt"``.
         ca_bundle: PEM file of certificate authorities to trust for https instead of the
             system's default ones.
+        verify_tls: Check the server's certificate and host name (https); off only when the
+            user asked for it.
+        proxy: The HTTP proxy to go through (see :func:`proxy_for`), or None for none.
+        min_rate: Bytes per second that a request's body and its reply's body must move at
+            least, on average over 30 s, once they flow (0: no minimum); a slower exchange
+            fails as a timeout. The wait for a reply's first byte is bounded by read_timeout.
         extra_headers: Headers every request carries (and signs), e.g. the requester-pays
             acknowledgement.
         checksum_mode: Ask for the object's additional checksum on whole-object reads and
@@ -648,6 +858,9 @@ class S3DataPlane:
         *,
         signer: SignerName = "auto",
         ca_bundle: str | None = None,
+        verify_tls: bool = True,
+        proxy: http1.Proxy | None = None,
+        min_rate: float = 0,
         extra_headers: dict[str, str] | None = None,
         checksum_mode: bool = False,
     ) -> None:
@@ -655,8 +868,7 @@ class S3DataPlane:
         self._extra_headers = dict(extra_headers or {})
         self._checksum_mode = checksum_mode
         if endpoint_url is None:
-            suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-            endpoint_url = f"https://s3.{region}.{suffix}"
+            endpoint_url = aws_endpoint(region)
         parts = urlsplit(endpoint_url)
         if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
             raise ValueError(f"endpoint URL must be http(s)://host[:port]: {endpoint_url!r}")
@@ -670,13 +882,18 @@ class S3DataPlane:
         self._max_connections = max(1, max_connections)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._min_rate = min_rate
+        self._proxy = proxy
+        self._credentials = credentials
         self._signer = _make_signer(signer, credentials, region)
+        # Signs the rare request whose header bytes are not UTF-8 (see _sign).
+        self._byte_signer: _ByteSigner | None = None
+        # Seconds the servers' clock is ahead of ours, learnt from a RequestTimeTooSkewed.
+        self._clock_offset = 0.0
         # Verifies certificates and host names; created once, shared by every connection.
         self._ssl_context: ssl.SSLContext | None = None
         if parts.scheme == "https":
-            import ssl  # only https pays for its import (~20 ms)
-
-            self._ssl_context = ssl.create_default_context(cafile=ca_bundle)
+            self._ssl_context = _tls_context(ca_bundle, verify_tls)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()
@@ -691,6 +908,11 @@ class S3DataPlane:
     def connections_opened(self) -> int:
         """How many connections this object has opened so far (a measure of reuse)."""
         return self._opened
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds the server's clock is ahead of this machine's, as the server said."""
+        return self._clock_offset
 
     # ----------------------------------------------------------------------------------------
     # Operations
@@ -735,8 +957,9 @@ class S3DataPlane:
         get_range instead). ``whole``: the whole object, without a Range header, as
         get_object reads it (the reply's headers carry its properties). Raises as get_range
         does."""
-        request, where = self._get_request(bucket, key, start, length, etag, version_id, not whole)
-        connection, response = self._exchange(request, None, where)
+        call = self._get_call(bucket, key, start, length, etag, version_id, not whole)
+        where = call.where
+        connection, response = self._exchange(call, None)
         try:
             if response.status not in (200, 206):
                 raise self._error(response, where, source=True)
@@ -749,7 +972,7 @@ class S3DataPlane:
                 )
             if response.length < length:
                 raise TransientError(f"{where}: short reply ({response.length} of {length} bytes)")
-            _check_range(response, where, start, length)
+            _check_reply(response, where, start, length, etag)
         except LongbowError:
             self._drop(connection)
             raise
@@ -808,11 +1031,14 @@ class S3DataPlane:
         # A whole-object read (from get_object) asks for no range: only then does S3 send the
         # object's checksum. The length read is checked all the same.
         ranged = length > 0 and response_headers is None
-        request, where = self._get_request(bucket, key, start, length, etag, version_id, ranged)
+        call = self._get_call(bucket, key, start, length, etag, version_id, ranged)
+        where = call.where
 
         def read(response: http1.Reply) -> Bytes:
             if response.status not in (200, 206):
                 raise self._error(response, where, source=True)
+            # Whose bytes these are is checked before any is read.
+            _check_reply(response, where, start, length, etag)
             declared = response.length
             data: Bytes
             # A part read into its buffer, in pieces; anything else is read whole.
@@ -831,16 +1057,15 @@ class S3DataPlane:
                         f"{where}: the server returned more bytes than requested (Range ignored)"
                     )
                 raise TransientError(f"{where}: short read ({len(data)} of {length} bytes)")
-            _check_range(response, where, start, length)
             if each is not None and view is None:
                 each(memoryview(data))  # read whole: no buffer given, or no length stated
             if response_headers is not None:
                 response_headers.update((n.lower(), v) for n, v in response.getheaders())
             return data
 
-        return self._perform(request, None, where, read)
+        return self._perform(call, None, read)
 
-    def _get_request(
+    def _get_call(
         self,
         bucket: str,
         key: str,
@@ -849,9 +1074,9 @@ class S3DataPlane:
         etag: str | None,
         version_id: str | None,
         ranged: bool,
-    ) -> tuple[_Request, str]:
-        """A signed GET of bytes ``start``.. of an object (the whole object, with its
-        checksum where asked for, unless ``ranged``), and how errors describe it."""
+    ) -> _Call:
+        """A GET of bytes ``start``.. of an object (the whole object, with its checksum
+        where asked for, unless ``ranged``)."""
         end = start + length - 1
         where = f"reading {_describe(bucket, key)} bytes {start}-{end}"
         headers: dict[str, str] = {}
@@ -862,7 +1087,7 @@ class S3DataPlane:
         if etag:
             headers["If-Match"] = f'"{etag}"'
         query = f"versionId={encode_query_value(version_id)}" if version_id else ""
-        return self._prepare("GET", bucket, key, query, headers, where), where
+        return _Call("GET", bucket, key, query, headers, where)
 
     def put_object(
         self,
@@ -896,8 +1121,8 @@ class S3DataPlane:
         if storage_class:
             sent["x-amz-storage-class"] = storage_class
         where = f"writing {_describe(bucket, key)}"
-        request = self._prepare("PUT", bucket, key, "", sent, where)
-        return self._perform(request, data, where, self._etag_reader(where))
+        call = _Call("PUT", bucket, key, "", sent, where)
+        return self._perform(call, data, self._etag_reader(where))
 
     def upload_part(
         self,
@@ -941,11 +1166,11 @@ class S3DataPlane:
         # Already in canonical (sorted) order, so the signed and the sent query are the same.
         query = f"partNumber={number}&uploadId={encode_query_value(upload_id)}"
         where = f"uploading part {number} of {_describe(bucket, key)}"
-        request = self._prepare("PUT", bucket, key, query, sent, where)
+        call = _Call("PUT", bucket, key, query, sent, where)
         etag_of = self._etag_reader(where)
         guard = {n.lower(): v for n, v in sent.items() if n.lower().startswith("x-amz-checksum-")}
         if md5_b64 is not None or (not guard and isinstance(data, RangeBody)):
-            return self._perform(request, data, where, etag_of)
+            return self._perform(call, data, etag_of)
         if not guard:
             raise ValueError("a part needs a Content-MD5 or an additional checksum")
 
@@ -959,7 +1184,7 @@ class S3DataPlane:
                     )
             return etag
 
-        return self._perform(request, data, where, read)
+        return self._perform(call, data, read)
 
     def head_object(
         self,
@@ -985,7 +1210,7 @@ class S3DataPlane:
             + ([f"versionId={encode_query_value(version_id)}"] if version_id else [])
         )
         where = f"reading {_describe(bucket, key)}"
-        request = self._prepare("HEAD", bucket, key, query, headers, where)
+        call = _Call("HEAD", bucket, key, query, headers, where)
 
         def read(response: http1.Reply) -> dict[str, str] | None:
             if response.status == 404:
@@ -996,18 +1221,18 @@ class S3DataPlane:
             _read_capped(response)
             return {name.lower(): value for name, value in response.getheaders()}
 
-        return self._perform(request, None, where, read)
+        return self._perform(call, None, read)
 
     def head_bucket(self, bucket: str) -> tuple[int, dict[str, str]]:
         """HEAD a bucket: the reply's status and its headers in lower case (any status)."""
         where = f"checking bucket {bucket!r}"
-        request = self._prepare("HEAD", bucket, "", "", {}, where)
+        call = _Call("HEAD", bucket, "", "", {}, where)
 
         def read(response: http1.Reply) -> tuple[int, dict[str, str]]:
             _read_capped(response)
             return response.status, {name.lower(): v for name, v in response.getheaders()}
 
-        return self._perform(request, None, where, read)
+        return self._perform(call, None, read)
 
     def create_upload(
         self,
@@ -1022,7 +1247,7 @@ class S3DataPlane:
         if storage_class:
             sent["x-amz-storage-class"] = storage_class
         where = f"starting a multipart upload of {_describe(bucket, key)}"
-        request = self._prepare("POST", bucket, key, "uploads=", sent, where)
+        call = _Call("POST", bucket, key, "uploads=", sent, where)
 
         def read(response: http1.Reply) -> str:
             if not 200 <= response.status < 300:
@@ -1032,7 +1257,7 @@ class S3DataPlane:
                 raise TransientError(f"{where}: the reply named no upload id")
             return unescape(match.group(1).strip())
 
-        return self._perform(request, b"", where, read)
+        return self._perform(call, b"", read)
 
     def complete_upload(
         self,
@@ -1069,7 +1294,7 @@ class S3DataPlane:
         }
         query = f"uploadId={encode_query_value(upload_id)}"
         where = f"completing the multipart upload of {_describe(bucket, key)}"
-        request = self._prepare("POST", bucket, key, query, headers, where)
+        call = _Call("POST", bucket, key, query, headers, where)
 
         def read(response: http1.Reply) -> str:
             if not 200 <= response.status < 300:
@@ -1083,7 +1308,9 @@ class S3DataPlane:
             match = _RESULT_ETAG.search(text)
             return unescape(match.group(1)).strip().strip('"') if match else ""
 
-        return self._perform(request, body, where, read)
+        # The server may hold its reply back for minutes while it joins the parts (S3 sends
+        # blanks meanwhile): no minimum rate for this one.
+        return self._perform(call, body, read, paced=False)
 
     def list_page(
         self,
@@ -1092,9 +1319,13 @@ class S3DataPlane:
         *,
         delimiter: str | None = None,
         token: str | None = None,
+        start_after: str | None = None,
+        marker: str | None = None,
         max_keys: int = 1000,
     ) -> ListPage:
-        """One page of ListObjectsV2, keys in the store's order.
+        """One page of ListObjectsV2, keys in the store's order: from the start, after a
+        continuation `token`, or after a key (`start_after`, or `marker` for a server that
+        answers in the older ListObjects form).
 
         Keys are asked for URL-encoded (any character a key may hold travels in XML that way)
         and decoded here only when the reply says it encoded them, as some servers do not.
@@ -1109,18 +1340,22 @@ class S3DataPlane:
             params["delimiter"] = delimiter
         if token:
             params["continuation-token"] = token
+        if start_after:
+            params["start-after"] = start_after
+        if marker:
+            params["marker"] = marker
         # Sorted by name and encoded, as SigV4's canonical query string needs it.
         query = "&".join(
             f"{encode_query_value(name)}={encode_query_value(value)}"
             for name, value in sorted(params.items())
         )
         where = f"listing s3://{bucket}/{prefix}"
-        request = self._prepare("GET", bucket, "", query, {}, where)
+        call = _Call("GET", bucket, "", query, {}, where)
 
         def read(response: http1.Reply) -> ListPage:
             if response.status != 200:
                 raise self._error(response, where)
-            body = response.read()
+            body = response.read(limit=_MAX_LIST_PAGE)
             try:
                 return parse_list_page(body)
             except ElementTree.ParseError as exc:
@@ -1129,7 +1364,7 @@ class S3DataPlane:
                     raise error_from_response(code, 500, message, where) from None
                 raise TransientError(f"{where}: the listing is not valid XML ({exc})") from None
 
-        return self._perform(request, None, where, read)
+        return self._perform(call, None, read)
 
     def close(self) -> None:
         """Close every connection opened by any thread; later requests open new ones."""
@@ -1143,40 +1378,58 @@ class S3DataPlane:
     # Request building
     # ----------------------------------------------------------------------------------------
 
-    def _prepare(
-        self,
-        method: str,
-        bucket: str,
-        key: str,
-        query: str,
-        headers: dict[str, str],
-        where: str,
-    ) -> _Request:
-        """Address, date and sign a request; ``headers`` become its signed headers."""
-        https = self._scheme == "https"
-        if self._path_style or not _virtual_host_bucket(bucket, https):
-            host = self._hostname
-            path = f"{self._base_path}/{bucket}/{encode_key(key)}"
+    def _prepare(self, call: _Call, url: _Url | None = None) -> _Request:
+        """Address, date and sign a request; its headers become its signed headers. `url`
+        sends it elsewhere (where a redirect pointed)."""
+        if url is not None:
+            scheme, host, port, path = url
         else:
-            host = f"{bucket}.{self._hostname}"
-            path = f"{self._base_path}/{encode_key(key)}"
-        if query:
-            path = f"{path}?{query}"
+            scheme, port = self._scheme, self._port
+            bucket = encode_query_value(call.bucket)  # only what a bucket name may hold
+            https = scheme == "https"
+            if self._path_style or not _virtual_host_bucket(call.bucket, https):
+                host = self._hostname
+                path = f"{self._base_path}/{bucket}/{encode_key(call.key)}"
+            else:
+                host = f"{call.bucket}.{self._hostname}"
+                path = f"{self._base_path}/{encode_key(call.key)}"
+            if call.query:
+                path = f"{path}?{call.query}"
         # The Host header as SigV4 signs it: the port only when it is not the scheme's default.
         host_header = f"[{host}]" if ":" in host else host
-        if self._port != _DEFAULT_PORTS[self._scheme]:
-            host_header = f"{host_header}:{self._port}"
-        signed = {"Host": host_header, **self._extra_headers, **headers}
+        if port != _DEFAULT_PORTS[scheme]:
+            host_header = f"{host_header}:{port}"
+        signed = {"Host": host_header, **self._extra_headers, **call.headers}
         try:
-            self._signer.sign(method, f"{self._scheme}://{host_header}{path}", path, signed)
+            self._sign(call.method, f"{scheme}://{host_header}{path}", path, signed)
         except (NoCredentialsError, PartialCredentialsError):
-            raise FatalError(f"{where}: no AWS credentials found", hint=_CREDENTIALS_HINT) from None
+            raise FatalError(
+                f"{call.where}: no AWS credentials found", hint=_CREDENTIALS_HINT
+            ) from None
         except BotoCoreError as exc:
             # Refreshable credentials could not be refreshed (metadata service, SSO, ...).
-            raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from None
+            raise TransientError(f"{call.where}: {type(exc).__name__}: {exc}") from None
         # Not signed: proxies and servers may rewrite it.
         signed["User-Agent"] = _USER_AGENT
-        return _Request(method, self._scheme, host, self._port, path, signed)
+        # Through a proxy, plain HTTP names the whole URL on the request line; TLS goes
+        # through a tunnel and names only the path, as without a proxy.
+        target = path
+        if self._proxy is not None and scheme == "http":
+            target = f"http://{host_header}{path}"
+        return _Request(call.method, scheme, host, port, target, signed)
+
+    def _sign(self, method: str, url: str, path: str, headers: dict[str, str]) -> None:
+        when = _utcnow()
+        if self._clock_offset:
+            when += datetime.timedelta(seconds=self._clock_offset)
+        signer: _Signer = self._signer
+        if not _is_text("".join(headers.values())):
+            # A value holds bytes that are not UTF-8 (kept as surrogate escapes from the reply
+            # that carried them): those bytes are signed as they go on the wire.
+            if self._byte_signer is None:
+                self._byte_signer = _ByteSigner(self._credentials, self.region)
+            signer = self._byte_signer
+        signer.sign(method, url, path, headers, when)
 
     # ----------------------------------------------------------------------------------------
     # Exchange
@@ -1184,72 +1437,131 @@ class S3DataPlane:
 
     def _perform(
         self,
-        request: _Request,
+        call: _Call,
         body: Body | None,
-        where: str,
         read: Callable[[http1.Reply], _T],
+        *,
+        paced: bool = True,
     ) -> _T:
-        """Send ``request`` and hand the response to ``read``; network errors are transient."""
-        connection, response = self._exchange(request, body, where)
-        try:
-            result = read(response)
-        except LongbowError:
+        """Send the request and hand its reply to ``read``; network errors are transient.
+
+        A redirect (307) is followed, and a request refused for this machine's clock is
+        signed again with the server's time, before the error reaches the caller.
+        `paced`: the exchange must keep the minimum rate (not for a request whose reply the
+        server may hold back for minutes, as it does completing a large upload).
+        """
+        url: _Url | None = None
+        skew_corrected = False
+        for hop in range(_MAX_REDIRECTS + 2):
+            connection, response = self._exchange(call, body, url, paced)
+            try:
+                result = read(response)
+            except _Redirect as redirect:
+                self._release(connection, response)
+                if hop >= _MAX_REDIRECTS or isinstance(body, RangeBody):
+                    raise TransientError(f"{call.where}: {redirect.message}") from None
+                url = self._redirect_target(call, redirect.location)
+                continue
+            except ClockSkewError as skew:
+                self._release(connection, response)
+                if skew_corrected or isinstance(body, RangeBody):
+                    raise
+                log.warning(
+                    "%s: this machine's clock is %+.0f s off the server's; signing with the "
+                    "server's time from now on (set the clock right: NTP)",
+                    call.where,
+                    -skew.offset,
+                )
+                self._clock_offset += skew.offset
+                skew_corrected = True
+                continue
+            except LongbowError:
+                self._release(connection, response)
+                raise
+            except _NETWORK_ERRORS as exc:
+                self._drop(connection)
+                raise _network_error(call.where, exc, lost=True) from None
+            except BaseException:
+                self._drop(connection)
+                raise
             self._release(connection, response)
-            raise
-        except _NETWORK_ERRORS as exc:
-            self._drop(connection)
-            raise _network_error(where, exc) from None
-        except BaseException:
-            self._drop(connection)
-            raise
-        self._release(connection, response)
-        return result
+            return result
+        raise TransientError(f"{call.where}: too many redirects")
+
+    def _redirect_target(self, call: _Call, location: str) -> _Url:
+        """Where a 307 sends the request: the same scheme (never from https to http)."""
+        parts = urlsplit(location)
+        if parts.scheme != self._scheme or not parts.hostname:
+            raise PermanentError(
+                f"{call.where}: the server redirected to {parts.scheme or '?'}://"
+                f"{parts.hostname or '?'}, which is not the endpoint's scheme"
+            )
+        path = parts.path or "/"
+        if parts.query:
+            path = f"{path}?{parts.query}"
+        return (parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme], path)
 
     def _exchange(
-        self, request: _Request, body: Body | None, where: str
+        self, call: _Call, body: Body | None, url: _Url | None = None, paced: bool = True
     ) -> tuple[_Connection, http1.Reply]:
-        """Send ``request`` and read its reply's head; the connection stays the caller's."""
-        relayed = isinstance(body, RangeBody)
+        """Send the request and read its reply's head; the connection stays the caller's.
+
+        A kept connection is used only while nothing waits to be read on it. A request that
+        could not be sent on a kept connection the server had closed is sent again once on a
+        new one, unless it must not be sent twice: a POST that starts an upload (it may have
+        been received, and a second one would leave the first behind) or a relayed body.
+        """
+        request = self._prepare(call, url)
+        resendable = call.method != "POST"
+        min_rate = self._min_rate if paced else 0
         for attempt in (1, 2):
             connection = self._connection(request)
-            if relayed and connection.uses and connection.idle_closed():
-                log.debug("%s: stale keep-alive connection, opening another", where)
+            if connection.uses and not connection.idle():
+                log.debug("%s: kept connection not idle, opening another", call.where)
                 self._drop(connection)
                 connection = self._connection(request)
             reused = connection.uses > 0
             try:
-                return connection, self._send(connection, request, body)
-            except _STALE_CONNECTION_ERRORS as exc:
+                return connection, self._send(connection, request, body, min_rate)
+            except OSError as exc:
                 self._drop(connection)
-                resendable = not (isinstance(body, RangeBody) and body.started)
-                if reused and attempt == 1 and resendable:
+                again = resendable and not (isinstance(body, RangeBody) and body.started)
+                if _stale(exc) and reused and attempt == 1 and again:
                     # The server closed this idle keep-alive connection; nothing was processed.
-                    log.debug("%s: stale keep-alive connection (%s), retrying once", where, exc)
+                    log.debug("%s: stale keep-alive connection (%s), again once", call.where, exc)
                     continue
-                raise _network_error(where, exc) from None
-            except _NETWORK_ERRORS as exc:
+                raise _network_error(call.where, exc, lost=connection.sent) from None
+            except http1.ReplyError as exc:
                 self._drop(connection)
-                raise _network_error(where, exc) from None
+                raise _network_error(call.where, exc, lost=connection.sent) from None
             except ValueError:
                 # A header would break the request (its value is not quoted: it may be secret).
                 self._drop(connection)
                 raise PermanentError(
-                    f"{where}: a request header value cannot be sent over HTTP"
+                    f"{call.where}: a request header cannot be sent over HTTP (a name that is "
+                    "not a token, or a control character in a value)"
                 ) from None
             except BaseException:
                 self._drop(connection)  # e.g. a relayed body's source failed mid-request
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _send(self, connection: _Connection, request: _Request, body: Body | None) -> http1.Reply:
+    def _send(
+        self, connection: _Connection, request: _Request, body: Body | None, min_rate: float
+    ) -> http1.Reply:
         if connection.sock is None:
             tls = self._ssl_context if request.scheme == "https" else None
             connection.open(
-                request.connect_host, request.port, self._connect_timeout, self._read_timeout, tls
+                request.connect_host,
+                request.port,
+                self._connect_timeout,
+                self._read_timeout,
+                tls,
+                self._proxy,
             )
             with self._lock:
                 self._opened += 1
-        return connection.exchange(request, body)
+        return connection.exchange(request, body, min_rate)
 
     def _connection(self, request: _Request) -> _Connection:
         """This thread's kept connection to the request's host, or a new one (not yet open:
@@ -1260,7 +1572,6 @@ class S3DataPlane:
         connection = conns.get(request.netloc)
         if connection is not None and not connection.closed:
             return connection
-        # Proxy variables are not read: loopback traffic stays direct.
         with self._lock:
             kept = len(self._open) < self._max_connections
             connection = _Connection(kept=kept)
@@ -1298,18 +1609,40 @@ class S3DataPlane:
 
         return read
 
-    @staticmethod
     def _error(
+        self,
         response: http1.Reply,
         where: str,
         *,
         source: bool = False,
     ) -> LongbowError:
         """Map an error reply onto the error tree (after reading at most 64 KiB of it)."""
-        code, message = _parse_error(_read_capped(response))
+        status = response.status
+        body = _read_capped(response)
+        location = response.getheader("location")
+        if status == 307 and location:
+            return _Redirect(f"redirected to {location} (307)", location)
+        code, message = _parse_error(body)
+        if code == "RequestTimeTooSkewed":
+            offset = _server_offset(body, response.getheader("date"))
+            if offset is not None:
+                return ClockSkewError(
+                    f"{where}: RequestTimeTooSkewed: this machine's clock is {-offset:+.0f} s "
+                    "off the server's",
+                    offset=offset,
+                    hint="set this machine's clock right (NTP)",
+                )
+        region = response.getheader("x-amz-bucket-region") or _xml_field(body, "Region")
+        if region and (status == 301 or code in _REGION_CODES) and region != self.region:
+            return WrongRegionError(
+                f"{where}: the bucket is in region {region}, not {self.region} ({code or status})",
+                region=region,
+                hint=f"give the bucket's region ({region}), or no region: then Longbow asks "
+                "the bucket for it",
+            )
         return error_from_response(
-            code or str(response.status),
-            response.status,
+            code or str(status),
+            status,
             message or response.reason or "",
             where,
             source=source,
@@ -1323,12 +1656,21 @@ class ListPage:
     Attributes:
         objects: (key, size, ETag without quotes or None, LastModified text or None).
         prefixes: The common prefixes (sub-folders) of a delimited listing.
-        next_token: Where the next page starts (None on the last page).
+        next_token: Where the next page starts (None on the last page, and on a truncated
+            page that names no token: see `truncated`).
+        truncated: The server says more keys follow.
+        next_marker: The key after which the next page starts, where the reply is in the
+            older ListObjects (V1) form and names one.
+        v1: The reply is in the older ListObjects form (a server that ignores list-type=2):
+            its next page is asked for with `marker`, not `start-after`.
     """
 
     objects: list[tuple[str, int, str | None, str | None]]
     prefixes: list[str]
     next_token: str | None
+    truncated: bool = False
+    next_marker: str | None = None
+    v1: bool = False
 
 
 def parse_list_page(body: bytes) -> ListPage:
@@ -1361,16 +1703,20 @@ def parse_list_page(body: bytes) -> ListPage:
             top[name] = _text(value)
     if fields:
         raise ElementTree.ParseError("a listing entry is not closed")
+    marker = top.get(b"NextMarker")
     if top.get(b"EncodingType", "").lower() == "url":
         objects = [(unquote_plus(k), size, etag, t) for k, size, etag, t in objects]
         prefixes = [unquote_plus(p) for p in prefixes]
+        marker = unquote_plus(marker) if marker else marker
     truncated = top.get(b"IsTruncated", "").lower() == "true"
     token = top.get(b"NextContinuationToken") if truncated else None
-    return ListPage(objects, prefixes, token or None)
+    v1 = b"<KeyCount>" not in body and (b"<Marker" in body or marker is not None)
+    return ListPage(objects, prefixes, token or None, truncated, marker or None, v1)
 
 
 _LIST_TOKENS = re.compile(
-    rb"<(Key|Size|ETag|LastModified|Prefix|NextContinuationToken|IsTruncated|EncodingType)>"
+    rb"<(Key|Size|ETag|LastModified|Prefix|NextContinuationToken|IsTruncated|EncodingType"
+    rb"|NextMarker)>"
     rb"([^<]*)</\1>|<(/?)(Contents|CommonPrefixes)>"
 )
 _OBJECT_FIELDS = frozenset({b"Key", b"Size", b"ETag", b"LastModified"})
@@ -1417,7 +1763,12 @@ def _parse_list_tree(body: bytes) -> ListPage:
             prefixes.append(decode(element.findtext(f"{ns}Prefix") or ""))
     truncated = (root.findtext(f"{ns}IsTruncated") or "").lower() == "true"
     token = root.findtext(f"{ns}NextContinuationToken") if truncated else None
-    return ListPage(objects, prefixes, token or None)
+    marker = root.findtext(f"{ns}NextMarker")
+    marker = decode(marker) if marker else None
+    v1 = root.find(f"{ns}KeyCount") is None and (
+        root.find(f"{ns}Marker") is not None or marker is not None
+    )
+    return ListPage(objects, prefixes, token or None, truncated, marker, v1)
 
 
 _CONTENT_FIELDS = ("Key", "Size", "ETag", "LastModified")
@@ -1444,7 +1795,11 @@ def _parse_error(body: bytes) -> tuple[str, str]:
     return fields[0], fields[1]
 
 
-def _check_range(response: http1.Reply, where: str, start: int, length: int) -> None:
+def _check_reply(
+    response: http1.Reply, where: str, start: int, length: int, etag: str | None
+) -> None:
+    """Refuse a read's reply that is not for what was asked: another range, or another
+    version than the pinned one (a server that ignores If-Match still names the ETag)."""
     content_range = response.getheader("Content-Range")
     # Without Content-Range a 200 of exactly the right length is accepted: some servers
     # (rclone serve s3) answer ranged GETs that way.
@@ -1453,10 +1808,55 @@ def _check_range(response: http1.Reply, where: str, start: int, length: int) -> 
             raise TransientError(
                 f"{where}: the server answered with the wrong range ({content_range})"
             )
+    sent = response.getheader("ETag")
+    if etag and sent:
+        sent = sent.removeprefix("W/").strip('"')
+        if sent and sent != etag:
+            raise SourceChangedError(
+                f"{where}: the reply is for another version of the object (ETag {sent}, "
+                f"pinned {etag})"
+            )
 
 
-def _network_error(where: str, exc: BaseException) -> TransientError:
-    return TransientError(f"{where}: {type(exc).__name__}: {exc}")
+class _Redirect(TransientError):
+    """A 307 Temporary Redirect: the request goes to ``location`` (followed by _perform)."""
+
+    def __init__(self, message: str, location: str) -> None:
+        super().__init__(message)
+        self.location = location
+
+
+def _xml_field(body: bytes, name: str) -> str | None:
+    match = re.search(rf"<{name}>([^<]*)</{name}>".encode(), body)
+    return unescape(match.group(1).decode("utf-8", "replace")).strip() if match else None
+
+
+def _server_offset(body: bytes, date: str | None) -> float | None:
+    """Seconds the server's clock is ahead of ours, from a RequestTimeTooSkewed reply's
+    ServerTime (or its Date header); None if it tells neither."""
+    server: float | None = None
+    text = _xml_field(body, "ServerTime")
+    if text:
+        try:
+            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.UTC)
+            server = moment.timestamp()
+        except ValueError:
+            server = None
+    if server is None and date:
+        try:
+            server = http1.http_date(date)
+        except (TypeError, ValueError):
+            return None
+    if server is None:
+        return None
+    return server - _utcnow().timestamp()
+
+
+def _network_error(where: str, exc: BaseException, *, lost: bool = False) -> TransientError:
+    """A failed exchange as a transient error; `lost`: the request had gone out whole."""
+    return (ReplyLostError if lost else TransientError)(f"{where}: {type(exc).__name__}: {exc}")
 
 
 def _read_pieces(

@@ -11,6 +11,7 @@ import fcntl
 import os
 import select
 import socket
+from collections.abc import Callable
 
 AVAILABLE = hasattr(os, "splice")
 
@@ -24,12 +25,19 @@ class SourceFailure(Exception):
     """Reading the source socket failed or it ended early (the cause is chained)."""
 
 
-def relay(src: socket.socket, dst: socket.socket, length: int) -> None:
-    """Move exactly `length` bytes from `src` to `dst`, waiting on each at most its timeout.
+def relay(
+    src: socket.socket,
+    dst: socket.socket,
+    length: int,
+    moved: Callable[[int], None] | None = None,
+) -> None:
+    """Move exactly `length` bytes from `src` to `dst`, waiting on each at most its timeout;
+    `moved` is told how many bytes each step moved (and may raise to stop: a pace that is
+    too slow).
 
     Raises:
         SourceFailure: `src` failed, timed out or closed before `length` bytes.
-        OSError: `dst` failed or timed out (TimeoutError).
+        OSError: `dst` failed or timed out (TimeoutError); or what `moved` raised.
     """
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
@@ -40,14 +48,17 @@ def relay(src: socket.socket, dst: socket.socket, length: int) -> None:
         left = length
         while left:
             try:
-                moved = _move(src, src.fileno(), write_end, min(left, _PIPE_SIZE), select.POLLIN)
+                got = _move(src, src.fileno(), write_end, min(left, _PIPE_SIZE), select.POLLIN)
             except OSError as exc:
                 raise SourceFailure(f"{type(exc).__name__}: {exc}") from exc
-            if not moved:
+            if not got:
                 raise SourceFailure(f"the source closed after {length - left} of {length} bytes")
-            left -= moved
-            while moved:  # the pipe is emptied before it is filled again
-                moved -= _move(dst, read_end, dst.fileno(), moved, select.POLLOUT)
+            count = got
+            left -= count
+            while count:  # the pipe is emptied before it is filled again
+                count -= _move(dst, read_end, dst.fileno(), count, select.POLLOUT)
+            if moved is not None:
+                moved(got)
     finally:
         os.close(read_end)
         os.close(write_end)
