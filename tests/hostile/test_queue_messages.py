@@ -103,6 +103,28 @@ def cases(src: str, dst: str) -> dict[str, Case]:
             json.dumps({"longbow": 1, "src_bucket": 7, "dst_bucket": dst, "objects": [{}]}),
             dead="src_bucket must be a non-empty string",
         ),
+        "bucket with a line break": Case(
+            json.dumps(
+                {
+                    "longbow": 1,
+                    "src_bucket": src,
+                    "dst_bucket": f"{dst}\r\nX-Injected: 1",
+                    "objects": [{"key": SRC_PREFIX + "a", "dst_key": "a", "size": 1}],
+                }
+            ),
+            dead="dst_bucket: ",
+        ),
+        "bucket with a slash": Case(
+            json.dumps(
+                {
+                    "longbow": 1,
+                    "src_bucket": f"{src}/../x",
+                    "dst_bucket": dst,
+                    "objects": [{"key": SRC_PREFIX + "a", "dst_key": "a", "size": 1}],
+                }
+            ),
+            dead="is not a valid bucket name",
+        ),
         "mtime text": Case(jm(mtime="yesterday"), dead="mtime must be a number"),
         "event key with + and %2B": Case(
             s3_event(record(src, SRC_PREFIX + "a+b%2Bc")), copied=("a b+c",)

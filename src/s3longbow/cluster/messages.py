@@ -26,7 +26,9 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from s3longbow.config import MiB
+from s3longbow.errors import ConfigError
 from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.stores.location import check_bucket_name
 
 FORMAT_VERSION = 1
 # SQS's classic limit for one message, and for the sum of one SendMessageBatch.
@@ -283,6 +285,17 @@ def parse_message(body: str, routes: Sequence[Route], ignore: IgnoreRules | None
         return _malformed(str(exc))
 
 
+def _bucket(data: dict[str, Any], name: str) -> str:
+    """A bucket named by a job message: anything that could break a request is refused here
+    (each side's own naming rules apply when its store opens)."""
+    bucket = _text(data, name, "job message")
+    try:
+        check_bucket_name(bucket, "relaxed")
+    except ConfigError as exc:
+        raise _Bad(f"job message: {name}: {exc.message}") from None
+    return bucket
+
+
 def _malformed(reason: str) -> Inbound:
     return Inbound(Shape.MALFORMED, problems=(reason,))
 
@@ -326,8 +339,8 @@ def _parse_jobs(data: dict[str, Any]) -> Inbound:
         raise _Bad(
             f"job message format {version!r} is not supported (this worker reads {FORMAT_VERSION})"
         )
-    src_bucket = _text(data, "src_bucket", "job message")
-    dst_bucket = _text(data, "dst_bucket", "job message")
+    src_bucket = _bucket(data, "src_bucket")
+    dst_bucket = _bucket(data, "dst_bucket")
     objects = data.get("objects")
     if not isinstance(objects, list) or not objects:
         raise _Bad("job message: objects must be a non-empty list")
