@@ -23,13 +23,22 @@ from s3longbow.testing.servers import (
     start_seaweedfs,
 )
 
-# Keep the developer's own AWS set-up (profiles, config, keys) out of every test.
+# Keep the developer's own AWS set-up (profiles, config, keys, trusted authorities, proxies)
+# out of every test: each test that needs one sets it itself.
 for _name in (
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
+    "AWS_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
 ):
     os.environ.pop(_name, None)
 os.environ["AWS_CONFIG_FILE"] = os.devnull

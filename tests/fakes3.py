@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 import socket
 import ssl
 import threading
@@ -45,6 +46,7 @@ class Request:
     headers: list[tuple[str, bytes]]  # names in lower case, values as raw bytes
     body: bytes
     connection: int  # which connection (in accept order) carried it
+    early: Answer | None = None  # answered before its body was read (see before_body)
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -138,12 +140,14 @@ class FakeS3:
         self.tls = tls
         self.page_size = page_size
         self.objects: dict[tuple[str, str], bytes] = {}
+        self.etags: dict[tuple[str, str], str] = {}  # where not the MD5 of the bytes
         self.metadata: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
         self.buckets: set[str] = {"bkt"}
         self.requests: list[Request] = []
         self.connections = 0
         self.uploads: dict[str, _Upload] = {}
         self._overrides: list[Override] = []
+        self._early: list[Override] = []
         self._lock = threading.Lock()
         self._upload_ids = 0
         self._stop = threading.Event()
@@ -167,6 +171,11 @@ class FakeS3:
         """Answer with `answer(request)` where it returns bytes or an Action (None: as
         before); the newest override is asked first."""
         self._overrides.insert(0, answer)
+
+    def before_body(self, answer: Override) -> None:
+        """Answer from the request's head alone, before its body is read (the body is then
+        never read and the connection ends after the answer), where `answer` says so."""
+        self._early.insert(0, answer)
 
     def of(self, method: str, *, query: str | None = None) -> list[Request]:
         """The requests received with `method` (and a query parameter named `query`)."""
@@ -201,16 +210,34 @@ class FakeS3:
             with conn:
                 reader = conn.makefile("rb")
                 while not self._stop.is_set():
-                    request = _read_request(reader, number)
+                    request = _read_request(reader, number, self._early_answer)
                     if request is None:
                         return
                     with self._lock:
                         self.requests.append(request)
+                    if request.early is not None:
+                        # Answered before the body: read and drop the rest until the client
+                        # closes (a lingering close: an abrupt one would reset the connection
+                        # and lose the answer on its way).
+                        self._send(conn, request.early)
+                        conn.settimeout(5)
+                        while reader.read1(65536):
+                            pass
+                        return
                     answer = self._answer_for(request)
+                    if request.method == "HEAD" and isinstance(answer, bytes):
+                        answer = _head_only(answer)  # a reply to HEAD has no body
                     if not self._send(conn, answer):
                         return
         except (OSError, ValueError):
             return  # the client went away, or sent what this server cannot read
+
+    def _early_answer(self, request: Request) -> Answer | None:
+        for override in list(self._early):
+            answer = override(request)
+            if answer is not None:
+                return answer
+        return None
 
     def _answer_for(self, request: Request) -> Answer:
         for override in list(self._overrides):
@@ -254,6 +281,10 @@ class FakeS3:
                 return self._versions(request)
             if "uploads" in q and request.method == "GET":
                 return self._list_uploads(request)
+            if "delete" in q and request.method == "POST":
+                for key_text in re.findall(r"<Key>(.*?)</Key>", request.body.decode()):
+                    self.objects.pop((bucket, html.unescape(key_text)), None)
+                return reply(200, b"<DeleteResult></DeleteResult>")
             if request.method == "GET":
                 return self._list(request)
             return error(405, "MethodNotAllowed")
@@ -272,6 +303,7 @@ class FakeS3:
             return self._multipart(request)
         if request.method == "PUT":
             self.objects[bucket, key] = request.body
+            self.etags.pop((bucket, key), None)
             self.metadata[bucket, key] = [
                 (name, value) for name, value in request.headers if name.startswith("x-amz-meta-")
             ]
@@ -284,7 +316,7 @@ class FakeS3:
             if request.method == "HEAD":
                 return reply(404)
             return error(404, "NoSuchKey", "The specified key does not exist.")
-        etag = hashlib.md5(data).hexdigest()
+        etag = self.etags.get((bucket, key)) or hashlib.md5(data).hexdigest()
         if_match = request.header("if-match")
         if if_match and if_match.strip('"') != etag:
             return error(412, "PreconditionFailed")
@@ -372,11 +404,12 @@ class FakeS3:
             self.uploads.pop(request.query["uploadId"], None)
             return reply(204)
         if request.method == "POST":
-            data = b"".join(upload.parts[n] for n in sorted(upload.parts))
-            self.objects[upload.bucket, upload.key] = data
+            parts = [upload.parts[n] for n in sorted(upload.parts)]
+            self.objects[upload.bucket, upload.key] = b"".join(parts)
             self.uploads.pop(request.query["uploadId"], None)
-            digest = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in upload.parts.values()))
-            etag = f"{digest.hexdigest()}-{len(upload.parts)}"
+            digest = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts))
+            etag = f"{digest.hexdigest()}-{len(parts)}"
+            self.etags[upload.bucket, upload.key] = etag
             body = f"<CompleteMultipartUploadResult><ETag>&quot;{etag}&quot;</ETag>"
             return reply(200, (body + "</CompleteMultipartUploadResult>").encode())
         parts = "".join(
@@ -447,8 +480,17 @@ def list_reply(
     return reply(200, body.encode(), {"Content-Type": "application/xml"})
 
 
-def _read_request(reader: object, number: int) -> Request | None:
-    """One request from the connection's reader; None at the end of the stream."""
+def _head_only(answer: bytes) -> bytes:
+    """A reply's head alone (every reply in `answer`, for interim ones before it)."""
+    head, blank, _ = answer.rpartition(b"\r\n\r\n")
+    return head + blank if blank else answer
+
+
+def _read_request(
+    reader: object, number: int, early: Callable[[Request], Answer | None]
+) -> Request | None:
+    """One request from the connection's reader (its body left unread when `early` answers
+    from its head); None at the end of the stream."""
     readline = reader.readline  # type: ignore[attr-defined]
     read = reader.read  # type: ignore[attr-defined]
     line = readline(65537)
@@ -464,18 +506,21 @@ def _read_request(reader: object, number: int) -> Request | None:
             break
         name, _, value = raw.partition(b":")
         headers.append((name.decode("latin-1").strip().lower(), value.strip()))
-    length = next((int(v) for n, v in headers if n == "content-length"), 0)
-    body = read(length) if length else b""
     parts = urlsplit(target)
-    return Request(
+    request = Request(
         method=method,
         target=target,
         path=unquote(parts.path),
         query=dict(parse_qsl(parts.query, keep_blank_values=True)),
         headers=headers,
-        body=body,
+        body=b"",
         connection=number,
     )
+    request.early = early(request)
+    if request.early is None:
+        length = next((int(v) for n, v in headers if n == "content-length"), 0)
+        request.body = read(length) if length else b""
+    return request
 
 
 __all__ = [

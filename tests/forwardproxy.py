@@ -20,6 +20,7 @@ class ForwardProxy:
         self.credentials = credentials
         self.lines: list[str] = []  # the first request line of each client connection
         self.authorizations: list[str | None] = []
+        self.agents: list[str | None] = []  # the User-Agent of each first request
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._sock.settimeout(0.2)
         self.port = self._sock.getsockname()[1]
@@ -78,6 +79,7 @@ class ForwardProxy:
             with self._lock:
                 self.lines.append(line)
                 self.authorizations.append(authorization)
+                self.agents.append(fields.get("user-agent"))
             if self.credentials is not None:
                 expected = "Basic " + base64.b64encode(":".join(self.credentials).encode()).decode()
                 if authorization != expected:

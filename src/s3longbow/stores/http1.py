@@ -99,7 +99,11 @@ class TooSlow(TimeoutError):
 
 
 class ProxyError(OSError):
-    """The proxy refused to open a tunnel to the endpoint."""
+    """The proxy refused to open a tunnel to the endpoint (`status`: its reply's)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Pace:
@@ -231,7 +235,8 @@ def _open_tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy) -> Non
         raise ProxyError(
             f"the proxy {proxy.host}:{proxy.port} refused a tunnel to {authority}: "
             f"{reply.status} {reply.reason}"
-            + (" (check the proxy's credentials)" if reply.status == 407 else "")
+            + (" (check the proxy's credentials)" if reply.status == 407 else ""),
+            reply.status,
         )
     if stream.buffered():
         raise ProxyError(f"the proxy {proxy.host}:{proxy.port} sent bytes nobody asked for")

@@ -306,8 +306,8 @@ class S3Store:
                         hint=f"give region {region} for this side (or no region: Longbow then "
                         "asks the bucket for it)",
                     )
-        except WrongRegionError:
-            raise
+        except (WrongRegionError, FatalError):
+            raise  # what the lean client alone can tell (a proxy refusing it, a region)
         except LongbowError:
             return None
         return headers if 200 <= status < 300 else None

@@ -692,9 +692,9 @@ class _Connection:
         self.tls = tls is not None
         self._owned.append(sock)
 
-    def exchange(self, request: _Request, body: Body | None, min_rate: float) -> http1.Reply:
+    def exchange(self, request: _Request, body: Body | None, pace: http1.Pace) -> http1.Reply:
         """Send the request and read the reply's status and headers (the body is left to
-        the caller). Bytes must move at `min_rate` at least, once they flow (0: no minimum).
+        the caller), bytes moving at `pace` at least once they flow.
 
         Raises:
             ValueError: A header would break the request: a name that is not a token, or a
@@ -709,7 +709,7 @@ class _Connection:
         lines = [f"{request.method} {request.target} HTTP/1.1\r\n"]
         lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
         lines.append("\r\n")
-        pace = stream.pace = http1.Pace(min_rate)
+        stream.pace = pace
         pace.start()
         self.sent = False
         try:
@@ -838,8 +838,9 @@ class S3DataPlane:
             user asked for it.
         proxy: The HTTP proxy to go through (see :func:`proxy_for`), or None for none.
         min_rate: Bytes per second that a request's body and its reply's body must move at
-            least, on average over 30 s, once they flow (0: no minimum); a slower exchange
-            fails as a timeout. The wait for a reply's first byte is bounded by read_timeout.
+            least, on average over `min_rate_window` seconds, once they flow (0: no minimum);
+            a slower exchange fails as a timeout. The wait for a reply's first byte is bounded
+            by read_timeout.
         extra_headers: Headers every request carries (and signs), e.g. the requester-pays
             acknowledgement.
         checksum_mode: Ask for the object's additional checksum on whole-object reads and
@@ -861,6 +862,7 @@ class S3DataPlane:
         verify_tls: bool = True,
         proxy: http1.Proxy | None = None,
         min_rate: float = 0,
+        min_rate_window: float = 30.0,
         extra_headers: dict[str, str] | None = None,
         checksum_mode: bool = False,
     ) -> None:
@@ -883,6 +885,7 @@ class S3DataPlane:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._min_rate = min_rate
+        self._min_rate_window = min_rate_window
         self._proxy = proxy
         self._credentials = credentials
         self._signer = _make_signer(signer, credentials, region)
@@ -1230,6 +1233,9 @@ class S3DataPlane:
 
         def read(response: http1.Reply) -> tuple[int, dict[str, str]]:
             _read_capped(response)
+            skewed = _clock_skew(response, where, "", b"")
+            if skewed is not None:
+                raise skewed
             return response.status, {name.lower(): v for name, v in response.getheaders()}
 
         return self._perform(call, None, read)
@@ -1513,7 +1519,7 @@ class S3DataPlane:
         """
         request = self._prepare(call, url)
         resendable = call.method != "POST"
-        min_rate = self._min_rate if paced else 0
+        pace = http1.Pace(self._min_rate if paced else 0, self._min_rate_window)
         for attempt in (1, 2):
             connection = self._connection(request)
             if connection.uses and not connection.idle():
@@ -1522,7 +1528,16 @@ class S3DataPlane:
                 connection = self._connection(request)
             reused = connection.uses > 0
             try:
-                return connection, self._send(connection, request, body, min_rate)
+                return connection, self._send(connection, request, body, pace)
+            except http1.ProxyError as exc:
+                self._drop(connection)
+                if exc.status in (401, 403, 407):  # every request would be refused the same
+                    raise FatalError(
+                        f"{call.where}: {exc}",
+                        hint="check the proxy URL and its credentials (HTTPS_PROXY, "
+                        "HTTP_PROXY), or name the endpoint in NO_PROXY",
+                    ) from None
+                raise _network_error(call.where, exc) from None
             except OSError as exc:
                 self._drop(connection)
                 again = resendable and not (isinstance(body, RangeBody) and body.started)
@@ -1547,7 +1562,7 @@ class S3DataPlane:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(
-        self, connection: _Connection, request: _Request, body: Body | None, min_rate: float
+        self, connection: _Connection, request: _Request, body: Body | None, pace: http1.Pace
     ) -> http1.Reply:
         if connection.sock is None:
             tls = self._ssl_context if request.scheme == "https" else None
@@ -1561,7 +1576,7 @@ class S3DataPlane:
             )
             with self._lock:
                 self._opened += 1
-        return connection.exchange(request, body, min_rate)
+        return connection.exchange(request, body, pace)
 
     def _connection(self, request: _Request) -> _Connection:
         """This thread's kept connection to the request's host, or a new one (not yet open:
@@ -1623,15 +1638,9 @@ class S3DataPlane:
         if status == 307 and location:
             return _Redirect(f"redirected to {location} (307)", location)
         code, message = _parse_error(body)
-        if code == "RequestTimeTooSkewed":
-            offset = _server_offset(body, response.getheader("date"))
-            if offset is not None:
-                return ClockSkewError(
-                    f"{where}: RequestTimeTooSkewed: this machine's clock is {-offset:+.0f} s "
-                    "off the server's",
-                    offset=offset,
-                    hint="set this machine's clock right (NTP)",
-                )
+        skewed = _clock_skew(response, where, code, body)
+        if skewed is not None:
+            return skewed
         region = response.getheader("x-amz-bucket-region") or _xml_field(body, "Region")
         if region and (status == 301 or code in _REGION_CODES) and region != self.region:
             return WrongRegionError(
@@ -1829,6 +1838,30 @@ class _Redirect(TransientError):
 def _xml_field(body: bytes, name: str) -> str | None:
     match = re.search(rf"<{name}>([^<]*)</{name}>".encode(), body)
     return unescape(match.group(1).decode("utf-8", "replace")).strip() if match else None
+
+
+# S3 refuses requests signed further than this from its own clock.
+_ALLOWED_SKEW = 15 * 60
+
+
+def _clock_skew(response: http1.Reply, where: str, code: str, body: bytes) -> ClockSkewError | None:
+    """A refusal for this machine's clock: a RequestTimeTooSkewed, or a 403 without a body
+    (a HEAD's) from a server whose Date is further off than S3 allows."""
+    if code == "RequestTimeTooSkewed":
+        offset = _server_offset(body, response.getheader("date"))
+    elif response.status == 403 and not code:
+        offset = _server_offset(b"", response.getheader("date"))
+        if offset is not None and abs(offset) < _ALLOWED_SKEW:
+            return None
+    else:
+        return None
+    if offset is None:
+        return None
+    return ClockSkewError(
+        f"{where}: RequestTimeTooSkewed: this machine's clock is {-offset:+.0f} s off the server's",
+        offset=offset,
+        hint="set this machine's clock right (NTP)",
+    )
 
 
 def _server_offset(body: bytes, date: str | None) -> float | None:
