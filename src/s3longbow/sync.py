@@ -366,6 +366,7 @@ def _plan_all(
         else None
     )
     try:
+        listed_since = time.time()  # copies finished after this may postdate the listings
         generation = db.begin_plan(run_id)
         destinations = {p.index: p.dst_store for p in pairs}
 
@@ -381,11 +382,15 @@ def _plan_all(
                 PlannedCopy(i, d.src, d.dst_key, d.reason, dst=d.dst, absent=d.dst is None)
                 for i, d in batch
             ]
-            counts = db.upsert_jobs(run_id, generation, copies, max_attempts=max_attempts)
+            counts = db.upsert_jobs(
+                run_id, generation, copies, max_attempts=max_attempts, listed_since=listed_since
+            )
             stats.add_work(counts.new + counts.reopened, counts.queued_bytes)
             if counts.to_look:  # rare: only finished copies missing from the listing
                 looked = list(checker.map(look, counts.to_look))
-                counts = db.upsert_jobs(run_id, generation, looked, max_attempts=max_attempts)
+                counts = db.upsert_jobs(
+                    run_id, generation, looked, max_attempts=max_attempts, listed_since=listed_since
+                )
                 stats.add_work(counts.new + counts.reopened, counts.queued_bytes)
             new_work.set()
 

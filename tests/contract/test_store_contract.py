@@ -23,7 +23,7 @@ from s3longbow.errors import (
     UnsafeKeyError,
     UploadMissingError,
 )
-from s3longbow.model import PartInfo
+from s3longbow.model import ObjectProperties, PartInfo
 from s3longbow.plan.order import order_key
 from s3longbow.stores.base import ObjectStore
 from s3longbow.stores.local import LocalStore
@@ -309,3 +309,20 @@ def test_lean_client_serves_a_copy_without_botocore(case: Case) -> None:
     # A control-plane call builds it on first use.
     store.abort_upload("k", "no-such-upload")
     assert store._client is not None
+
+
+def test_metadata_that_is_not_ascii_is_written_and_read_back_as_its_bytes(case: Case) -> None:
+    store = case.store
+    properties = ObjectProperties(
+        content_disposition='attachment; filename="résumé.pdf"',
+        metadata=(("author", "José 字"),),
+    )
+    store.put_object("meta", b"x", md5_b64=md5_b64(b"x"), properties=properties)
+    assert store.get_range("meta", 0, 1) == b"x"
+    if isinstance(store, LocalStore):
+        return  # files keep no user metadata
+    details = store.details("meta", None)
+    assert dict(details.properties.metadata)["author"] == "José 字"
+    assert details.properties.content_disposition == 'attachment; filename="résumé.pdf"'
+    _, read = store.read_object("meta", 1)
+    assert dict(read.metadata)["author"] == "José 字"

@@ -280,3 +280,25 @@ def test_a_destination_holding_the_source_etag_with_other_bytes_cannot_store_the
     assert (counts.unstorable, counts.reopened) == (1, 1)
     ((key, _, reason),) = db.unstorable_jobs(run.id)
     assert key == "body/" and "0 bytes" in reason and "folder/" in reason
+
+
+def test_a_copy_finished_while_the_destination_was_listed_is_left_done(db: JobDatabase) -> None:
+    # A job carried over from a stopped run is copied while the next plan lists the
+    # destination: the listing may have passed its key before the copy landed.
+    run, _ = db.open_run("sig", {})
+    plan(db, run.id, ("carried", 1, "e"))
+    listed_since = time.time()
+    finish_done(db, run.id)
+    gen = db.begin_plan(run.id)
+    counts = db.upsert_jobs(
+        run.id, gen, [absent("carried")], max_attempts=2, listed_since=listed_since
+    )
+    db.finish_plan(run.id, gen)
+    assert (counts.unchanged, counts.reopened, counts.unstorable, counts.to_look) == (1, 0, 0, ())
+    assert state(db, run.id, "carried") == "done"
+    # Finished before the listing began, the same absence is for a HEAD to explain.
+    gen = db.begin_plan(run.id)
+    counts = db.upsert_jobs(
+        run.id, gen, [absent("carried")], max_attempts=2, listed_since=time.time() + 1
+    )
+    assert [c.src.key for c in counts.to_look] == ["carried"]

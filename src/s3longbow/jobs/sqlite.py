@@ -322,9 +322,18 @@ class JobDatabase:
     # -- planning ---------------------------------------------------------------------------
 
     def upsert_jobs(
-        self, run_id: int, generation: int, copies: Sequence[PlannedCopy], *, max_attempts: int
+        self,
+        run_id: int,
+        generation: int,
+        copies: Sequence[PlannedCopy],
+        *,
+        max_attempts: int,
+        listed_since: float | None = None,
     ) -> UpsertCounts:
         """Record a batch of planned copies.
+
+        `listed_since`: when this plan began listing the destination; a job finished since
+        may be missing from the listing only because the listing came first, and is left done.
 
         A new key becomes a pending job. A known key is reopened when it was done or skipped
         (the destination no longer matches), or failed with attempts left or a changed source;
@@ -369,11 +378,23 @@ class JobDatabase:
                         new += 1
                         queued_bytes += src.size
                         continue
-                    job_id, state, attempts, size, etag, reason = old
+                    job_id, state, attempts, size, etag, reason, finished_at = old
                     changed = size != src.size or etag != src.etag
                     # A finished copy of an unchanged source that the destination does not
                     # show as written: copying it again would change nothing.
                     why: str | None = None
+                    if (
+                        state == "done"
+                        and not changed
+                        and listed_since is not None
+                        and finished_at is not None
+                        and finished_at >= listed_since
+                    ):
+                        # Copied while this plan listed the destination (a job carried over
+                        # from a stopped run): the listing may predate the copy.
+                        unchanged += 1
+                        db.execute(_SEEN, (generation, job_id))
+                        continue
                     if state == "done" and not changed:
                         if copy.unstorable:
                             why = copy.unstorable
@@ -437,17 +458,17 @@ class JobDatabase:
     @staticmethod
     def _existing(
         db: sqlite3.Connection, run_id: int, pair: int, keys: list[str]
-    ) -> dict[str, tuple[int, str, int, int, str | None, str | None]]:
-        out: dict[str, tuple[int, str, int, int, str | None, str | None]] = {}
+    ) -> dict[str, tuple[int, str, int, int, str | None, str | None, float | None]]:
+        out: dict[str, tuple[int, str, int, int, str | None, str | None, float | None]] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for row in db.execute(
-                f"SELECT src_key, id, state, attempts, size, etag, reason FROM jobs "
+                f"SELECT src_key, id, state, attempts, size, etag, reason, finished_at FROM jobs "
                 f"WHERE run_id=? AND pair=? AND src_key IN ({marks})",
                 (run_id, pair, *chunk),
             ):
-                out[row[0]] = (row[1], row[2], row[3], row[4], row[5], row[6])
+                out[row[0]] = (row[1], row[2], row[3], row[4], row[5], row[6], row[7])
         return out
 
     # -- the queue --------------------------------------------------------------------------

@@ -1362,9 +1362,9 @@ def _properties(resp: dict[str, Any]) -> ObjectProperties:
 
         expires = email.utils.format_datetime(resp["Expires"], usegmt=True)
     return ObjectProperties(
-        **{ours: resp.get(theirs) or None for ours, theirs in _HEADER_FIELDS},
+        **{ours: _wire_text(resp.get(theirs)) or None for ours, theirs in _HEADER_FIELDS},
         expires=expires,
-        metadata=tuple(resp.get("Metadata", {}).items()),
+        metadata=tuple((k, _wire_text(v)) for k, v in resp.get("Metadata", {}).items()),
         # S3 leaves the tag count out when an object has no tags.
         tag_count=int(resp.get("TagCount") or 0),
         checksum=next(
@@ -1377,6 +1377,18 @@ def _properties(resp: dict[str, Any]) -> ObjectProperties:
         ),
         encrypted=_encrypted(resp.get("ServerSideEncryption"), resp.get("SSECustomerAlgorithm")),
     )
+
+
+def _wire_text(value: Any) -> Any:
+    """A header value botocore read (http.client decodes a header's bytes as Latin-1) as the
+    lean client reads it: UTF-8, with bytes that are not kept as surrogate escapes."""
+    if not isinstance(value, str) or value.isascii():
+        return value
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value  # not bytes read as Latin-1
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _properties_from_headers(headers: dict[str, str]) -> ObjectProperties:
