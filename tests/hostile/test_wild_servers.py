@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import http.client
 import json
+import re
 import sqlite3
 import ssl
 import time
@@ -742,4 +743,4 @@ def test_a_clock_hours_off_is_corrected_with_the_servers_time(
     done = sync_from(fake, dst_bucket, tmp_path)
     assert done.returncode == 0, done.stderr
     assert sorted(dst_bucket.keys()) == KEYS
-    assert "clock is -7200 s off the server's" in done.stderr
+    assert re.search(r"clock is -(7199|7200|7201) s off the server's", done.stderr), done.stderr

@@ -1310,6 +1310,12 @@ def make_s3_client(
     )
     # `Expect: 100-continue` costs a round trip per PUT; a rejected body is cheap to resend.
     client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
+    # Metadata is copied as the source has it, UTF-8 or not: botocore's check that it is
+    # ASCII is dropped, and what it signs goes out as those bytes.
+    for operation in ("PutObject", "CopyObject", "CreateMultipartUpload"):
+        client.meta.events.unregister(
+            f"before-parameter-build.s3.{operation}", botocore.handlers.validate_ascii_metadata
+        )
     client.meta.events.register("before-send.s3", _send_header_text_as_utf8)
     return client
 
@@ -1364,7 +1370,8 @@ def _properties(resp: dict[str, Any]) -> ObjectProperties:
     return ObjectProperties(
         **{ours: _wire_text(resp.get(theirs)) or None for ours, theirs in _HEADER_FIELDS},
         expires=expires,
-        metadata=tuple((k, _wire_text(v)) for k, v in resp.get("Metadata", {}).items()),
+        # Names in lower case, as S3 keeps them and the lean client reads them.
+        metadata=tuple((k.lower(), _wire_text(v)) for k, v in resp.get("Metadata", {}).items()),
         # S3 leaves the tag count out when an object has no tags.
         tag_count=int(resp.get("TagCount") or 0),
         checksum=next(
