@@ -37,7 +37,7 @@ from s3longbow.errors import (
     TransientError,
     UploadMissingError,
 )
-from s3longbow.stores.s3http import S3DataPlane
+from s3longbow.stores.s3.lean import S3DataPlane
 from s3longbow.testing.servers import LocalServer
 
 from ..conftest import Bucket, new_bucket

@@ -23,8 +23,9 @@ from s3longbow.errors import (
     TransientError,
     UploadMissingError,
 )
-from s3longbow.stores import http1
-from s3longbow.stores.s3http import S3DataPlane, StaticCredentials, proxy_for
+from s3longbow.stores.s3.dial import Proxy, proxy_for
+from s3longbow.stores.s3.lean import S3DataPlane
+from s3longbow.stores.s3.signing import StaticCredentials
 
 from ..fakes3 import DROP, Action, FakeS3, Request, error, interim, reply
 from ..forwardproxy import ForwardProxy
@@ -227,7 +228,7 @@ def test_an_authority_that_vouches_for_nothing_here_is_refused(
 
 def test_plain_http_through_a_proxy_names_the_whole_url(fake: FakeS3) -> None:
     with ForwardProxy() as proxy:
-        plane = plane_for(fake, proxy=http1.Proxy.from_url(proxy.url()))
+        plane = plane_for(fake, proxy=Proxy.from_url(proxy.url()))
         assert plane.get_range("bkt", "k1", 0, 5) == b"bytes"
         assert proxy.forwarded == [f"GET {fake.url}/bkt/k1 HTTP/1.1"]
         assert fake.requests[0].target == f"{fake.url}/bkt/k1"
@@ -241,14 +242,14 @@ def test_https_through_a_proxy_tunnel_with_credentials(
     with ForwardProxy(credentials=("u", "p@ss")) as proxy, FakeS3(tls=context) as server:
         server.put("bkt", "k", b"through a tunnel")
         plane = plane_for(
-            server, ca_bundle=str(cert), proxy=http1.Proxy.from_url(proxy.url("u", "p%40ss"))
+            server, ca_bundle=str(cert), proxy=Proxy.from_url(proxy.url("u", "p%40ss"))
         )
         assert plane.get_range("bkt", "k", 0, 16) == b"through a tunnel"
         assert proxy.tunnels == [f"CONNECT 127.0.0.1:{server.port} HTTP/1.1"]
         assert server.requests[0].target == "/bkt/k"  # inside the tunnel: the path alone
         plane.close()
         refused = plane_for(
-            server, ca_bundle=str(cert), proxy=http1.Proxy.from_url(proxy.url("u", "wrong"))
+            server, ca_bundle=str(cert), proxy=Proxy.from_url(proxy.url("u", "wrong"))
         )
         with pytest.raises(FatalError, match="407") as info:
             refused.get_range("bkt", "k", 0, 16)

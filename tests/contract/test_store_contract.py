@@ -53,16 +53,10 @@ def md5_b64(data: bytes) -> str:
         "moto",
         "rclone",
         pytest.param("rgw", marks=pytest.mark.rgw),
-        "seaweedfs/boto3",
-        "moto/boto3",
-        "rclone/boto3",
-        pytest.param("rgw/boto3", marks=pytest.mark.rgw),
     ]
 )
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
-    # "/boto3": the same store with its data (GET, PUT, UploadPart) going through boto3
-    # instead of the lean HTTP data plane; both paths must keep the same contract.
-    kind, _, data_plane = request.param.partition("/")
+    kind = request.param
     if kind == "local":
         store: ObjectStore = LocalStore(tmp_path / "root", create=True)
         store.check()
@@ -78,7 +72,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
         access_key_id=ep.access_key,
         secret_access_key=ep.secret_key,
     )
-    store = S3Store(bucket.name, side, lean=data_plane != "boto3")
+    store = S3Store(bucket.name, side)
     store.check()
     # moto accepts any Content-MD5. rclone serve s3 ignores If-Match, but its reply names the
     # ETag of what it sends, which the store checks against the pinned one.

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from s3longbow.stores import s3http
+from s3longbow.stores.s3 import lean, signing, wire
 
 from ..conftest import Bucket, cli_env, endpoint_args
 from ..fakes3 import DROP, Action, FakeS3, Request, error, interim, list_reply, reply
@@ -201,11 +201,11 @@ def raw_put(bucket: Bucket, key: str, body: bytes, headers: dict[str, bytes]) ->
     """A PUT whose header values go out as exactly these bytes, signed as those bytes."""
     endpoint = bucket.endpoint
     host = endpoint.url.split("//")[1]
-    path = f"/{bucket.name}/{s3http.encode_key(key)}"
+    path = f"/{bucket.name}/{wire.encode_key(key)}"
     text = {name: value.decode("utf-8", "surrogateescape") for name, value in headers.items()}
     signed = {"Host": host, "Content-MD5": _md5(body), **text}
-    signer = s3http._ByteSigner(
-        s3http.StaticCredentials(endpoint.access_key, endpoint.secret_key), endpoint.region
+    signer = signing._ByteSigner(
+        signing.StaticCredentials(endpoint.access_key, endpoint.secret_key), endpoint.region
     )
     when = datetime.datetime.now(datetime.UTC)
     signer.sign("PUT", f"{endpoint.url}{path}", path, signed, when)
@@ -643,11 +643,11 @@ def test_an_object_with_120_metadata_entries_is_copied(
     assert done.returncode == 0, done.stderr
     # http.client (under boto3) refuses more than 100 header lines: read it our way.
     endpoint = dst_bucket.endpoint
-    plane = s3http.S3DataPlane(
+    plane = lean.S3DataPlane(
         endpoint.url,
         endpoint.region,
         True,
-        s3http.StaticCredentials(endpoint.access_key, endpoint.secret_key),
+        signing.StaticCredentials(endpoint.access_key, endpoint.secret_key),
         1,
     )
     headers = plane.head_object(dst_bucket.name, "rich")

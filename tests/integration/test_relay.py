@@ -16,8 +16,7 @@ from s3longbow.cli.app import cli
 from s3longbow.config import MiB, SideSettings
 from s3longbow.errors import SourceChangedError, TransientError
 from s3longbow.model import PartInfo
-from s3longbow.stores import splice
-from s3longbow.stores.s3 import S3Store
+from s3longbow.stores.s3 import S3Store, splice
 from s3longbow.testing.faultproxy import FaultProxy, Faults
 from s3longbow.testing.servers import LocalServer
 

@@ -18,7 +18,19 @@ from typing import Any
 
 import pytest
 
-from s3longbow.stores import http1
+from s3longbow.stores.s3 import dial, http1
+from s3longbow.stores.s3.stream import (
+    BadFraming,
+    BadStatusLine,
+    BodyTooLarge,
+    HeadTooLarge,
+    IncompleteRead,
+    Pace,
+    ReplyError,
+    Stream,
+    TooSlow,
+    UnknownProtocol,
+)
 
 
 class FakeSocket:
@@ -43,7 +55,7 @@ class FakeSocket:
 
 
 def reply_of(data: bytes, method: str = "GET", step: int = 1 << 20) -> http1.Reply:
-    reply = http1.Reply(http1.Stream(FakeSocket(data, step)), method)  # type: ignore[arg-type]
+    reply = http1.Reply(Stream(FakeSocket(data, step)), method)  # type: ignore[arg-type]
     reply.begin()
     return reply
 
@@ -67,7 +79,7 @@ def standard(data: bytes, method: str = "GET") -> http.client.HTTPResponse:
 STEPS = [1, 2, 7, 1 << 20]
 
 
-def rest(stream: http1.Stream) -> bytes:
+def rest(stream: Stream) -> bytes:
     """Everything left on a stream: buffered, then still on the socket."""
     left = stream.take_buffered(1 << 30)
     while piece := stream.sock.recv(1 << 20):
@@ -193,7 +205,7 @@ def test_an_early_hint_never_frames_the_next_reply() -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nk2"
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nk3"
     )
-    stream = http1.Stream(FakeSocket(data, 5))  # type: ignore[arg-type]
+    stream = Stream(FakeSocket(data, 5))  # type: ignore[arg-type]
     bodies = []
     for _ in range(2):
         reply = http1.Reply(stream, "GET")
@@ -203,12 +215,12 @@ def test_an_early_hint_never_frames_the_next_reply() -> None:
 
 
 def test_switching_protocols_was_not_asked_for() -> None:
-    with pytest.raises(http1.ReplyError, match="101"):
+    with pytest.raises(ReplyError, match="101"):
         reply_of(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n")
 
 
 def test_endless_interim_replies_are_refused() -> None:
-    with pytest.raises(http1.ReplyError, match="interim"):
+    with pytest.raises(ReplyError, match="interim"):
         reply_of(b"HTTP/1.1 102 Processing\r\n\r\n" * 40 + b"HTTP/1.1 200 OK\r\n\r\n")
 
 
@@ -236,7 +248,7 @@ def test_endless_interim_replies_are_refused() -> None:
 def test_a_content_length_that_is_not_one_number_is_refused(lengths: list[str]) -> None:
     head = "".join(f"Content-Length: {value}\r\n" for value in lengths)
     data = f"HTTP/1.1 200 OK\r\n{head}\r\nhi".encode()
-    with pytest.raises(http1.BadFraming):
+    with pytest.raises(BadFraming):
         reply_of(data)
 
 
@@ -274,19 +286,19 @@ def test_chunked_is_case_insensitive(coding: str) -> None:
     "codings", ["gzip, chunked", "chunked, chunked", "identity", "chunked, gzip", "gzip"]
 )
 def test_a_transfer_coding_other_than_chunked_alone_is_refused(codings: str) -> None:
-    with pytest.raises(http1.BadFraming):
+    with pytest.raises(BadFraming):
         reply_of(f"HTTP/1.1 200 OK\r\nTransfer-Encoding: {codings}\r\n\r\n2\r\nhi\r\n".encode())
 
 
 def test_chunked_split_over_two_header_lines_is_refused() -> None:
-    with pytest.raises(http1.BadFraming):
+    with pytest.raises(BadFraming):
         reply_of(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
         )
 
 
 def test_transfer_encoding_in_http_1_0_is_faulty_framing() -> None:
-    with pytest.raises(http1.BadFraming):
+    with pytest.raises(BadFraming):
         reply_of(b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
 
 
@@ -320,7 +332,7 @@ def test_chunk_sizes_extensions_and_trailers(chunks: bytes, step: int) -> None:
 def test_a_chunk_size_that_is_not_hex_digits_is_refused(size: bytes) -> None:
     data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size + b"\r\n01234" * 20
     reply = reply_of(data)
-    with pytest.raises(http1.BadFraming):
+    with pytest.raises(BadFraming):
         reply.read()
     assert reply.will_close
 
@@ -329,13 +341,13 @@ def test_a_negative_chunk_never_reads_until_close() -> None:
     # A 10-byte reply followed by 50 MB: a chunk size of -1 must not buffer any of it.
     data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n" + b"x" * 50_000_000
     reply = reply_of(data)
-    with pytest.raises(http1.BadFraming):
+    with pytest.raises(BadFraming):
         reply.read(10)
 
 
 def test_chunk_data_longer_than_its_size_is_refused() -> None:
     data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhiX\r\n0\r\n\r\n"
-    with pytest.raises(http1.BadFraming):
+    with pytest.raises(BadFraming):
         reply_of(data).read()
 
 
@@ -346,7 +358,7 @@ def test_an_oversize_trailer_is_refused() -> None:
         + b"x" * 70_000
         + b"\r\n\r\n"
     )
-    with pytest.raises((http1.HeadTooLarge, http1.BadFraming)):
+    with pytest.raises((HeadTooLarge, BadFraming)):
         reply_of(data).read()
 
 
@@ -356,7 +368,7 @@ def test_too_many_trailer_lines_are_refused() -> None:
         + b"T: 1\r\n" * 1001
         + b"\r\n"
     )
-    with pytest.raises(http1.HeadTooLarge):
+    with pytest.raises(HeadTooLarge):
         reply_of(data).read()
 
 
@@ -374,7 +386,7 @@ def test_no_body_whatever_the_headers_say(status: str, method: str) -> None:
         f'HTTP/1.1 {status}\r\nContent-Length: 5\r\nETag: "a"\r\n\r\n'.encode()
         + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
     )
-    stream = http1.Stream(FakeSocket(data, 3))  # type: ignore[arg-type]
+    stream = Stream(FakeSocket(data, 3))  # type: ignore[arg-type]
     first = http1.Reply(stream, method)
     first.begin()
     assert first.read() == b"" and first.isclosed() and not first.will_close
@@ -399,10 +411,10 @@ def test_a_body_without_length_ends_with_the_connection() -> None:
 
 def test_a_body_without_length_is_read_only_up_to_a_limit() -> None:
     reply = reply_of(b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 300_000)
-    with pytest.raises(http1.BodyTooLarge):
+    with pytest.raises(BodyTooLarge):
         reply.read(limit=100_000)
     declared = reply_of(b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n")
-    with pytest.raises(http1.BodyTooLarge):
+    with pytest.raises(BodyTooLarge):
         declared.read(limit=100_000)
 
 
@@ -421,9 +433,9 @@ def test_a_head_of_64_kib_and_1000_lines_is_read_and_more_is_refused() -> None:
     fields = b"".join(f"x-amz-meta-k{i}: {'v' * 40}\r\n".encode() for i in range(999))
     reply = reply_of(b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 0\r\n\r\n")
     assert len(reply.getheaders()) == 1000
-    with pytest.raises(http1.HeadTooLarge):
+    with pytest.raises(HeadTooLarge):
         reply_of(b"HTTP/1.1 200 OK\r\n" + fields + b"A: 1\r\nB: 2\r\n\r\n")
-    with pytest.raises(http1.HeadTooLarge):
+    with pytest.raises(HeadTooLarge):
         reply_of(b"HTTP/1.1 200 OK\r\nA: " + b"x" * 70_000 + b"\r\n\r\n")
 
 
@@ -440,13 +452,13 @@ def test_a_head_of_64_kib_and_1000_lines_is_read_and_more_is_refused() -> None:
     ],
 )
 def test_a_bad_status_line_is_refused(line: bytes) -> None:
-    with pytest.raises(http1.BadStatusLine):
+    with pytest.raises(BadStatusLine):
         reply_of(line + b"\r\n\r\n")
 
 
 @pytest.mark.parametrize("version", [b"HTTP/2 200 OK", b"HTTP/2.0 200 OK", b"HTTP/3 200 OK"])
 def test_an_unknown_protocol_is_refused(version: bytes) -> None:
-    with pytest.raises(http1.UnknownProtocol):
+    with pytest.raises(UnknownProtocol):
         reply_of(version + b"\r\n\r\n")
 
 
@@ -454,12 +466,12 @@ def test_an_unknown_protocol_is_refused(version: bytes) -> None:
     "line", [b"no colon here", b"bad name: x", b"na\x00me: x", b"(name): x", b": empty"]
 )
 def test_a_malformed_header_line_is_refused(line: bytes) -> None:
-    with pytest.raises(http1.ReplyError):
+    with pytest.raises(ReplyError):
         reply_of(b"HTTP/1.1 200 OK\r\n" + line + b"\r\nContent-Length: 0\r\n\r\n")
 
 
 def test_a_continuation_line_first_is_refused() -> None:
-    with pytest.raises(http1.ReplyError):
+    with pytest.raises(ReplyError):
         reply_of(b"HTTP/1.1 200 OK\r\n folded\r\nContent-Length: 0\r\n\r\n")
 
 
@@ -494,7 +506,7 @@ TRUNCATED = {
 @pytest.mark.parametrize("into", [False, True])
 def test_a_body_cut_short_is_an_incomplete_read(name: str, into: bool) -> None:
     reply = reply_of(TRUNCATED[name], step=3)
-    with pytest.raises(http1.IncompleteRead):
+    with pytest.raises(IncompleteRead):
         if into:
             buffer = bytearray(100)
             while reply.readinto(buffer):
@@ -505,7 +517,7 @@ def test_a_body_cut_short_is_an_incomplete_read(name: str, into: bool) -> None:
 
 
 def test_a_head_cut_short_is_an_incomplete_read() -> None:
-    with pytest.raises(http1.IncompleteRead):
+    with pytest.raises(IncompleteRead):
         reply_of(b"HTTP/1.1 200 OK\r\nContent-Le")
 
 
@@ -523,21 +535,21 @@ def test_the_server_closing_before_any_reply_is_a_disconnect() -> None:
 def test_a_connection_with_bytes_waiting_is_not_idle() -> None:
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        stream = http1.Stream(ours)
+        stream = Stream(ours)
         assert stream.idle()
         theirs.sendall(b"HTTP/1.1 200 OK\r\n\r\n")  # a reply nobody asked for
         time.sleep(0.05)
         assert not stream.idle()
     ours, theirs = socket.socketpair()
     with ours:
-        stream = http1.Stream(ours)
+        stream = Stream(ours)
         theirs.close()  # the server closed it
         time.sleep(0.05)
         assert not stream.idle()
 
 
 def test_bytes_left_after_a_reply_make_the_connection_busy() -> None:
-    stream = http1.Stream(FakeSocket(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxGARBAGE"))  # type: ignore[arg-type]
+    stream = Stream(FakeSocket(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxGARBAGE"))  # type: ignore[arg-type]
     reply = http1.Reply(stream, "GET")
     reply.begin()
     assert reply.read() == b"x"
@@ -551,23 +563,23 @@ def test_bytes_left_after_a_reply_make_the_connection_busy() -> None:
 
 def test_a_reply_slower_than_the_minimum_rate_times_out() -> None:
     data = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100
-    stream = http1.Stream(FakeSocket(data, step=1, delay=0.01), http1.Pace(1000, window=0.2))  # type: ignore[arg-type]
+    stream = Stream(FakeSocket(data, step=1, delay=0.01), Pace(1000, window=0.2))  # type: ignore[arg-type]
     reply = http1.Reply(stream, "GET")
-    with pytest.raises(http1.TooSlow, match="below the minimum"):
+    with pytest.raises(TooSlow, match="below the minimum"):
         reply.begin()
         reply.read()
 
 
 def test_a_reply_at_the_minimum_rate_is_read() -> None:
     data = b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000
-    stream = http1.Stream(FakeSocket(data, step=200, delay=0.01), http1.Pace(1000, window=0.05))  # type: ignore[arg-type]
+    stream = Stream(FakeSocket(data, step=200, delay=0.01), Pace(1000, window=0.05))  # type: ignore[arg-type]
     reply = http1.Reply(stream, "GET")
     reply.begin()
     assert len(reply.read()) == 2000
 
 
 def test_the_wait_for_the_first_byte_is_not_held_against_the_rate() -> None:
-    pace = http1.Pace(1_000_000, window=0.05)
+    pace = Pace(1_000_000, window=0.05)
     pace.arm()
     time.sleep(0.1)  # the server thinks
     pace.moved(10)  # then the first bytes arrive
@@ -603,14 +615,14 @@ def test_a_date_that_does_not_exist_is_refused() -> None:
 
 
 def test_a_proxy_url_gives_its_credentials_only_as_a_header() -> None:
-    proxy = http1.Proxy.from_url("http://us%40er:p%3Ass@proxy.example:3128")
+    proxy = dial.Proxy.from_url("http://us%40er:p%3Ass@proxy.example:3128")
     assert (proxy.host, proxy.port) == ("proxy.example", 3128)
     assert proxy.authorization == "Basic dXNAZXI6cDpzcw=="  # base64 of "us@er:p:ss"
     assert "p:ss" not in repr(proxy) and "dXNA" not in repr(proxy)
-    assert http1.Proxy.from_url("proxy.example").port == 80
+    assert dial.Proxy.from_url("proxy.example").port == 80
 
 
 def test_a_proxy_of_another_scheme_is_refused_without_its_credentials() -> None:
     with pytest.raises(ValueError) as info:
-        http1.Proxy.from_url("socks5://user:secret@proxy.example:1080")
+        dial.Proxy.from_url("socks5://user:secret@proxy.example:1080")
     assert "secret" not in str(info.value)

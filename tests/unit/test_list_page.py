@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from s3longbow.stores.s3http import ListPage, parse_list_page
+from s3longbow.stores.s3.wire import ListPage, parse_list_page
 
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from s3longbow.errors import FatalError
-from s3longbow.stores import paging
-from s3longbow.stores.paging import NextPage, next_page
+from s3longbow.stores.s3 import paging
+from s3longbow.stores.s3.paging import NextPage, next_page
 
 W = "listing s3://b/p"
 

@@ -26,14 +26,10 @@ from botocore.utils import percent_encode
 
 from s3longbow import __version__
 from s3longbow.errors import FatalError, TransientError
-from s3longbow.stores import s3http
-from s3longbow.stores.s3http import (
-    S3DataPlane,
-    StaticCredentials,
-    crt_available,
-    encode_key,
-    encode_query_value,
-)
+from s3longbow.stores.s3 import signing, wire
+from s3longbow.stores.s3.lean import S3DataPlane
+from s3longbow.stores.s3.signing import StaticCredentials, crt_available
+from s3longbow.stores.s3.wire import encode_key, encode_query_value
 
 ACCESS_KEY = "AKIDEXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -76,7 +72,7 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
         crt_auth = importlib.import_module("botocore.crt.auth")
         aware = FIXED.replace(tzinfo=datetime.UTC)
         monkeypatch.setattr(crt_auth, "get_current_datetime", lambda *a, **k: aware)
-    monkeypatch.setattr(s3http, "_utcnow", lambda: FIXED.replace(tzinfo=datetime.UTC))
+    monkeypatch.setattr(signing, "_utcnow", lambda: FIXED.replace(tzinfo=datetime.UTC))
 
 
 _captured: dict[str, Any] = {}
@@ -502,13 +498,13 @@ def test_error_body_parsing() -> None:
         b"<Message>The request signature we calculated does not match &amp; so on"
         b"</Message><RequestId>1</RequestId></Error>"
     )
-    assert s3http._parse_error(body) == (
+    assert wire._parse_error(body) == (
         "SignatureDoesNotMatch",
         "The request signature we calculated does not match & so on",
     )
-    assert s3http._parse_error(b"") == ("", "")
-    assert s3http._parse_error(b"<html>Bad Gateway</html>") == ("", "")
-    assert s3http._parse_error(b"<Error><Code>NoSuchKey</Code></Error>") == ("NoSuchKey", "")
+    assert wire._parse_error(b"") == ("", "")
+    assert wire._parse_error(b"<html>Bad Gateway</html>") == ("", "")
+    assert wire._parse_error(b"<Error><Code>NoSuchKey</Code></Error>") == ("NoSuchKey", "")
 
 
 def test_bad_endpoint_url_is_rejected() -> None:
@@ -540,8 +536,8 @@ def test_the_byte_signer_signs_text_as_awscrt_does(value: str, query: str) -> No
     path = "/bkt/unicod%C3%A9/k" + (f"?{query}" if query else "")
     signed = []
     for signer in (
-        s3http._CrtSigner(credentials, "eu-west-3"),
-        s3http._ByteSigner(credentials, "eu-west-3"),
+        signing._CrtSigner(credentials, "eu-west-3"),
+        signing._ByteSigner(credentials, "eu-west-3"),
     ):
         headers = {"Host": "127.0.0.1:9000", "Content-MD5": MD5, "x-amz-meta-a": value}
         signer.sign("PUT", f"http://127.0.0.1:9000{path}", path, headers, when)

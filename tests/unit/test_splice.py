@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from s3longbow.stores import splice
+from s3longbow.stores.s3 import splice
 
 pytestmark = pytest.mark.skipif(not splice.AVAILABLE, reason="splice(2) is Linux-only")
 

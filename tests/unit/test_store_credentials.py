@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from s3longbow.config import SideSettings
-from s3longbow.stores.s3 import _static_keys
-from s3longbow.stores.s3http import StaticCredentials
+from s3longbow.stores.s3.session import _static_keys
+from s3longbow.stores.s3.signing import StaticCredentials
 
 KEYS = {"access_key_id": "AKIDEXAMPLE", "secret_access_key": "wJalrXUtnFEMI/K7MDENG"}
 

@@ -21,366 +21,42 @@ a worker forever. ``tests/unit/test_http1.py`` is the conformance suite.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import re
-import select
-import socket
-import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from typing import Any
 
-if TYPE_CHECKING:  # loaded only for https endpoints
-    import ssl
+from s3longbow.stores.s3.stream import (
+    MAX_HEAD,
+    BadFraming,
+    BadStatusLine,
+    BodyTooLarge,
+    HeadTooLarge,
+    IncompleteRead,
+    RemoteDisconnected,
+    ReplyError,
+    Stream,
+    UnknownProtocol,
+)
 
-# The most a reply's head (status line and header fields), or a trailer, may be: S3 allows
-# 2 KiB of user metadata, but an object may carry many small entries.
-MAX_HEAD = 64 * 1024
 MAX_FIELDS = 1000
+
 # Interim replies (102 Processing, 103 Early Hints, ...) read before the final one, at most.
 MAX_INTERIM = 32
+
 # A chunk-size line, extensions included.
 MAX_CHUNK_LINE = 4096
-# Bytes asked of the socket at once when filling the buffer for a head or a chunk size: a
-# head's bytes and few of the body's, which may yet be relayed socket to socket instead.
-_FILL = 8 * 1024
+
 # Bytes asked of the socket at once for a body read into memory.
 _RECV = 64 * 1024
 
 _STATUS_LINE = re.compile(rb"(HTTP/1\.[0-9]) ([0-9]{3})(?: (.*))?")
+
 _DIGITS = re.compile(r"[0-9]+")
+
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
+
 # A field name is a token (RFC 9110 5.6.2).
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
-class ReplyError(Exception):
-    """The bytes read are not the HTTP/1.1 reply expected."""
-
-
-class HeadTooLarge(ReplyError):
-    pass
-
-
-class BadStatusLine(ReplyError):
-    pass
-
-
-class UnknownProtocol(ReplyError):
-    pass
-
-
-class BadFraming(ReplyError):
-    """Where the body ends cannot be told for certain (conflicting or malformed lengths,
-    chunk sizes or transfer codings): nothing of it, nor anything after it, can be trusted."""
-
-
-class BodyTooLarge(ReplyError):
-    pass
-
-
-class IncompleteRead(ReplyError):
-    """The connection ended before the body did."""
-
-    def __init__(self, partial: bytes, missing: int | None = None) -> None:
-        self.partial = partial
-        more = f", {missing} more expected" if missing is not None else ""
-        super().__init__(f"{len(partial)} bytes read{more}")
-
-
-class RemoteDisconnected(ConnectionResetError):
-    """The server closed the connection without a reply: on a kept-alive connection, the
-    sign that the server had closed it while it was idle."""
-
-
-class TooSlow(TimeoutError):
-    """Bytes moved slower than the minimum rate, on average over a whole window."""
-
-
-class ProxyError(OSError):
-    """The proxy refused to open a tunnel to the endpoint (`status`: its reply's)."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class Pace:
-    """The deadline of one exchange: once bytes flow, at least `min_rate` bytes a second must
-    move, on average over each `window` seconds (0: no minimum).
-
-    :meth:`start` begins a window at once (a request's body, whose sending starts now);
-    :meth:`arm` begins one at the next byte that moves (a reply, whose first byte may take as
-    long as the server needs: the socket's timeout bounds that wait).
-    """
-
-    __slots__ = ("min_rate", "window", "_start", "_bytes")
-
-    def __init__(self, min_rate: float = 0, window: float = 30.0) -> None:
-        self.min_rate = min_rate
-        self.window = window
-        self._start: float | None = None
-        self._bytes = 0
-
-    def start(self) -> None:
-        self._start = time.monotonic()
-        self._bytes = 0
-
-    def arm(self) -> None:
-        self._start = None
-
-    def moved(self, n: int) -> None:
-        """Count `n` bytes moved.
-
-        Raises:
-            TooSlow: A whole window passed at less than the minimum rate.
-        """
-        if not self.min_rate:
-            return
-        now = time.monotonic()
-        if self._start is None:
-            self._start, self._bytes = now, n
-            return
-        self._bytes += n
-        elapsed = now - self._start
-        if elapsed >= self.window:
-            rate = self._bytes / elapsed
-            if rate < self.min_rate:
-                raise TooSlow(
-                    f"{rate:.0f} bytes/s over the last {elapsed:.0f} s, below the minimum of "
-                    f"{self.min_rate:.0f} bytes/s (--min-rate)"
-                )
-            self._start, self._bytes = now, 0
-
-
-@dataclass(frozen=True, slots=True)
-class Proxy:
-    """An HTTP proxy: where it listens, and the Proxy-Authorization its URL's credentials
-    give (never printed)."""
-
-    host: str
-    port: int
-    authorization: str | None = None
-
-    def __repr__(self) -> str:
-        return f"Proxy({self.host}:{self.port})"
-
-    @classmethod
-    def from_url(cls, url: str) -> Proxy:
-        """A proxy from ``http://[user:password@]host[:port]``.
-
-        Raises:
-            ValueError: Not an http:// proxy URL (the message never holds its credentials).
-        """
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(
-                f"proxy URL scheme {parts.scheme!r} is not supported: give an http:// proxy "
-                f"(host {parts.hostname or '?'})"
-            )
-        authorization = None
-        if parts.username is not None:
-            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            authorization = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
-        return cls(parts.hostname, parts.port or 80, authorization)
-
-
-def connect(
-    host: str,
-    port: int,
-    *,
-    connect_timeout: float,
-    read_timeout: float,
-    tls: ssl.SSLContext | None = None,
-    proxy: Proxy | None = None,
-) -> socket.socket:
-    """A connected socket (TLS when `tls` is given, with the host name checked as the context
-    says) whose sends and receives wait at most `read_timeout` seconds. Through `proxy`, TLS
-    runs inside a CONNECT tunnel; plain HTTP goes to the proxy itself (requests then name the
-    endpoint in their request line).
-
-    Raises:
-        OSError: Resolving, connecting, the proxy's tunnel or the TLS handshake failed
-            (``ssl.SSLError``, ProxyError and timeouts included).
-    """
-    address = (proxy.host, proxy.port) if proxy is not None else (host, port)
-    sock = socket.create_connection(address, connect_timeout)
-    try:
-        # Requests are written in one piece: nothing gains from delaying a small segment.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if proxy is not None and tls is not None:
-            _open_tunnel(sock, host, port, proxy)
-        if tls is not None:
-            sock = tls.wrap_socket(sock, server_hostname=host)
-        sock.settimeout(read_timeout)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _open_tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy) -> None:
-    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-    if proxy.authorization:
-        lines.append(f"Proxy-Authorization: {proxy.authorization}")
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
-    stream = Stream(sock)
-    reply = Reply(stream, "CONNECT")
-    reply.begin()
-    if not 200 <= reply.status < 300:
-        raise ProxyError(
-            f"the proxy {proxy.host}:{proxy.port} refused a tunnel to {authority}: "
-            f"{reply.status} {reply.reason}"
-            + (" (check the proxy's credentials)" if reply.status == 407 else ""),
-            reply.status,
-        )
-    if stream.buffered():
-        raise ProxyError(f"the proxy {proxy.host}:{proxy.port} sent bytes nobody asked for")
-
-
-class Stream:
-    """Buffered reads from one socket, each counted against the exchange's :class:`Pace`.
-
-    Small reads (heads, chunk sizes) go through a buffer; a body read into a caller's buffer
-    goes straight from the socket when nothing is buffered.
-    """
-
-    __slots__ = ("sock", "pace", "_buf")
-
-    def __init__(self, sock: socket.socket, pace: Pace | None = None) -> None:
-        self.sock = sock
-        self.pace = pace or Pace()
-        self._buf = bytearray()
-
-    def buffered(self) -> int:
-        return len(self._buf)
-
-    def idle(self) -> bool:
-        """Whether nothing waits to be read: no buffered byte, and the socket has nothing
-        (no bytes, no end of stream, no reset, no TLS close alert). It does not wait.
-
-        On TLS a socket may be readable for records that carry no data (a TLS 1.3 server
-        sends session tickets after the handshake): what is there is read without waiting,
-        and only data or the end of the stream make the connection busy.
-        """
-        if self._buf:
-            return False
-        sock = self.sock
-        pending = getattr(sock, "pending", None)
-        if pending is not None and pending():
-            return False
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        if not poller.poll(0):
-            return True
-        if pending is None:
-            return False  # plain TCP: bytes, the end of the stream or a reset
-        timeout = sock.gettimeout()
-        sock.settimeout(0)
-        try:
-            data = sock.recv(_RECV)
-        except OSError as exc:
-            return isinstance(exc, BlockingIOError) or type(exc).__name__ == "SSLWantReadError"
-        finally:
-            sock.settimeout(timeout)
-        self._buf += data
-        return False
-
-    def _fill(self) -> bool:
-        data = self.sock.recv(_FILL)
-        if not data:
-            return False
-        self.pace.moved(len(data))
-        self._buf += data
-        return True
-
-    def head(self) -> bytes | None:
-        """The bytes up to the blank line that ends a head; None if the connection ended
-        before a single byte.
-
-        Raises:
-            HeadTooLarge: No blank line within MAX_HEAD bytes.
-            IncompleteRead: The connection ended inside the head.
-        """
-        searched = 0
-        while True:
-            end = _blank_line(self._buf, searched)
-            if end >= 0:
-                if end > MAX_HEAD + 4:
-                    raise HeadTooLarge(f"a reply head larger than {MAX_HEAD} bytes")
-                head = bytes(self._buf[:end])
-                del self._buf[:end]
-                return head
-            if len(self._buf) > MAX_HEAD + 4:
-                raise HeadTooLarge(f"a reply head larger than {MAX_HEAD} bytes")
-            searched = max(0, len(self._buf) - 2)
-            if not self._fill():
-                if not self._buf:
-                    return None
-                raise IncompleteRead(bytes(self._buf))
-
-    def line(self, limit: int) -> bytes:
-        """One line, its line break included (empty at the end of the stream).
-
-        Raises:
-            BadFraming: No line break within `limit` bytes.
-        """
-        searched = 0
-        while True:
-            end = self._buf.find(b"\n", searched)
-            if end >= 0:
-                line = bytes(self._buf[: end + 1])
-                del self._buf[: end + 1]
-                return line
-            if len(self._buf) > limit:
-                raise BadFraming(f"a line longer than {limit} bytes")
-            searched = len(self._buf)
-            if not self._fill():
-                line = bytes(self._buf)
-                self._buf.clear()
-                return line
-
-    def read(self, n: int) -> bytes:
-        """At most `n` bytes (fewer only when fewer are available or the stream ended)."""
-        if self._buf:
-            data = bytes(self._buf[:n])
-            del self._buf[:n]
-            return data
-        data = self.sock.recv(min(n, _RECV))
-        self.pace.moved(len(data))
-        return data
-
-    def readinto(self, view: memoryview) -> int:
-        """Fill the start of `view`; how many bytes (0 at the end of the stream)."""
-        if self._buf:
-            n = min(len(view), len(self._buf))
-            view[:n] = self._buf[:n]
-            del self._buf[:n]
-            return n
-        n = self.sock.recv_into(view)
-        self.pace.moved(n)
-        return n
-
-    def take_buffered(self, most: int) -> bytes:
-        """The bytes already buffered (at most `most`), without reading the socket."""
-        data = bytes(self._buf[:most])
-        del self._buf[:most]
-        return data
-
-
-def _blank_line(buf: bytearray, start: int) -> int:
-    """Where the bytes after the first blank line begin (CRLF or bare LF endings), or -1."""
-    crlf = buf.find(b"\n\r\n", start)
-    lf = buf.find(b"\n\n", start)
-    if crlf < 0:
-        return -1 if lf < 0 else lf + 2
-    if lf < 0 or crlf < lf:
-        return crlf + 3
-    return lf + 2
 
 
 class ReplyHeaders:

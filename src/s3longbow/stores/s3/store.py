@@ -1,22 +1,19 @@
-"""S3 adapter over botocore: any endpoint, profile, region or static keys; errors translated.
+"""One bucket on an S3-compatible endpoint: the store port over the lean data plane, botocore
+for the rest of the control plane, and the quirks of the servers found by check().
 
-Only this module (and later the lean data-plane client) knows about botocore. Every ClientError
-is mapped onto Longbow's error tree, so callers decide on retries by error class, not by text.
+Every ClientError and every error reply is mapped onto Longbow's error tree, so callers
+decide on retries by error class, not by text.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import functools
 import logging
-import os
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from botocore.exceptions import (
@@ -24,13 +21,11 @@ from botocore.exceptions import (
     ClientError,
     NoCredentialsError,
     PartialCredentialsError,
-    ProfileNotFound,
 )
 
 from s3longbow import checksums
 from s3longbow.config import SideSettings
 from s3longbow.errors import (
-    ChecksumNotConfirmedError,
     ConfigError,
     CredentialsRejectedError,
     FatalError,
@@ -52,29 +47,50 @@ from s3longbow.model import (
     PartInfo,
 )
 from s3longbow.retry import with_retries
-from s3longbow.stores import http1, paging
 from s3longbow.stores.base import BYTES, Capabilities, ObjectStore, Relayed, order_key
-from s3longbow.stores.location import check_bucket_name, check_endpoint_url
-from s3longbow.stores.s3errors import AUTH_CODES, error_from_response
-from s3longbow.stores.s3http import (
-    CredentialSource,
-    ListPage,
-    RangeBody,
-    S3DataPlane,
-    StaticCredentials,
-    aws_endpoint,
-    proxy_for,
+from s3longbow.stores.location import check_bucket_name
+from s3longbow.stores.s3 import paging
+from s3longbow.stores.s3.client import aws_endpoint
+from s3longbow.stores.s3.connection import RangeBody
+from s3longbow.stores.s3.dial import proxy_for
+from s3longbow.stores.s3.errors import error_from_response
+from s3longbow.stores.s3.headers import (
+    _copy_source,
+    _properties_from_headers,
+    _property_headers,
+    _write_args,
+    _write_options,
 )
+from s3longbow.stores.s3.http1 import http_date
+from s3longbow.stores.s3.lean import S3DataPlane
+from s3longbow.stores.s3.plane import DataPlane
+from s3longbow.stores.s3.session import (
+    _acknowledge_requester_pays,
+    _check_side,
+    _parse_timestamp,
+    _static_keys,
+    make_s3_client,
+    make_session,
+    resolve_ca_bundle,
+)
+from s3longbow.stores.s3.signing import CredentialSource
+from s3longbow.stores.s3.wire import ListPage
 
 if TYPE_CHECKING:
     import botocore.session
 
+
 log = logging.getLogger(__name__)
+
 _LIST_ATTEMPTS = 5  # a listing page, through the lean client
+_CHECK_ATTEMPTS = 4  # the HEAD of the bucket that checks it (as botocore retries its calls)
+
 # How far the server's clock may be from ours (beyond an offset it told us) when uploads are
 # matched by their start time.
 _CLOCK_SLACK = 60.0
+
 P = ParamSpec("P")
+
 R = TypeVar("R")
 
 
@@ -149,7 +165,6 @@ class S3Store:
         side: SideSettings,
         *,
         max_connections: int = 64,
-        lean: bool = True,
         min_rate: float = 0,
     ) -> None:
         check_bucket_name(bucket, side.bucket_names)
@@ -193,7 +208,8 @@ class S3Store:
             checksums=side.checksum_algorithm,
             write_etags_md5=not (side.sse or "").startswith("aws:kms"),
         )
-        # Destination options every write carries, as headers (lean path) and as arguments.
+        # Destination options every write carries, as headers (the data plane's) and as
+        # botocore's arguments (its metadata-only copies).
         self._write_headers, self._write_kwargs = _write_options(side)
         self._extra_headers: dict[str, str] = {}
         if side.requester_pays:
@@ -202,16 +218,14 @@ class S3Store:
         # through a lean keep-alive HTTP client: botocore spends ~4 ms of CPU per request,
         # several times the cost of the transfer itself. It speaks to proxies and trusts
         # certificates as botocore does; botocore keeps every other call.
-        self.data: S3DataPlane | None = self._new_plane() if lean else None
-        if self.data is None:
-            self.client  # noqa: B018 - every call goes through botocore: fail early on bad settings
+        self.data: DataPlane = self._new_plane()
         log.debug(
-            "%s at %s: %s, region %s, %s",
+            "%s at %s: %s, region %s, lean client signing with %s",
             self.describe(),
             self._endpoint,
             "keys given outright" if self._session is None else "credentials from botocore",
             self._region,
-            f"lean client signing with {self.data.signer_name}" if self.data else "botocore only",
+            self.data.signer_name,
         )
 
     def _new_plane(self) -> S3DataPlane:
@@ -268,9 +282,7 @@ class S3Store:
         return f"s3://{self.bucket}/{key}"
 
     def check(self) -> None:
-        headers = self._head_bucket_lean()
-        if headers is None:
-            headers = self._head_bucket()
+        headers = self._head_bucket()
         if headers.get("server", "").startswith("SeaweedFS"):
             # Its filer lists folder by folder: "a/b" comes before "a-c".
             self.capabilities = dataclasses.replace(self.capabilities, listing_order="segments")
@@ -279,25 +291,23 @@ class S3Store:
         if self.rgw:
             self._check_rgw_checksums()
 
-    def _head_bucket_lean(self) -> dict[str, str] | None:
-        """The bucket's HEAD headers through the lean client; None unless it answered 2xx
-        (botocore then asks again, for its retries and error details).
+    def _head_bucket(self) -> dict[str, str]:
+        """The bucket's HEAD headers (its reply must be 2xx; the run stops otherwise).
 
         The reply names the bucket's region (``x-amz-bucket-region``), whatever its status:
         without a region from the user or a profile, the store takes it (as aws-cli does);
         a region given that the server refuses as the wrong one stops the run, naming the
         right one.
         """
-        if self.data is None:
-            return None
+        where = f"checking bucket {self.bucket!r} at {self._endpoint}"
         try:
-            status, headers = self.data.head_bucket(self.bucket)
+            status, headers = self._head_bucket_once()
             region = headers.get("x-amz-bucket-region")
             if region and region != self._region:
                 if not self._region_given:
                     log.info("%s is in region %s: using it", self.describe(), region)
                     self._use_region(region)
-                    status, headers = self.data.head_bucket(self.bucket)
+                    status, headers = self._head_bucket_once()
                 elif status in (301, 400):
                     raise WrongRegionError(
                         f"bucket {self.bucket!r} at {self._endpoint} is in region {region}, "
@@ -306,11 +316,35 @@ class S3Store:
                         hint=f"give region {region} for this side (or no region: Longbow then "
                         "asks the bucket for it)",
                     )
-        except (WrongRegionError, FatalError):
-            raise  # what the lean client alone can tell (a proxy refusing it, a region)
-        except LongbowError:
-            return None
-        return headers if 200 <= status < 300 else None
+        except FatalError:
+            raise  # a proxy refusing the way, a wrong region, refused credentials
+        except LongbowError as exc:
+            raise _unreachable(where, exc) from None
+        if 200 <= status < 300:
+            return headers
+        if status == 404:
+            raise FatalError(
+                f"bucket {self.bucket!r} does not exist at {self._endpoint}",
+                hint="check the bucket name and the endpoint URL (and region), or create it",
+            )
+        if status in (401, 403):
+            raise FatalError(
+                f"access to bucket {self.bucket!r} at {self._endpoint} was denied ({status})",
+                hint="check the credentials (profile, keys) and the bucket policy",
+            )
+        raise FatalError(
+            f"{where}: the server answered {status}",
+            hint="check the endpoint URL and region, and that the server is an S3 endpoint",
+        )
+
+    def _head_bucket_once(self) -> tuple[int, dict[str, str]]:
+        """A HEAD of the bucket, retried while the network or the server fails."""
+        data = self.data
+        return with_retries(
+            lambda: data.head_bucket(self.bucket),
+            attempts=_CHECK_ATTEMPTS,
+            what=f"checking s3://{self.bucket}",
+        )
 
     def _judge_refusal(self, exc: CredentialsRejectedError) -> LongbowError:
         """What a refusal of one object's request means: if a plain request (a HEAD of the
@@ -318,13 +352,9 @@ class S3Store:
         alone (its key or properties may hold what it signs its own way): that object fails,
         the run goes on. Otherwise the credentials are what is refused: the run stops."""
         try:
-            if self.data is not None:
-                status, _ = self.data.head_bucket(self.bucket)
-                plain_works = 200 <= status < 300
-            else:
-                self.client.head_bucket(Bucket=self.bucket)
-                plain_works = True
-        except (LongbowError, ClientError, BotoCoreError):
+            status, _ = self.data.head_bucket(self.bucket)
+            plain_works = 200 <= status < 300
+        except LongbowError:
             plain_works = False
         if not plain_works:
             return exc
@@ -339,36 +369,11 @@ class S3Store:
         self._region = region
         previous = self.data
         self.data = self._new_plane()
-        if previous is not None:
-            previous.close()
+        previous.close()
         with self._client_lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
-
-    def _head_bucket(self) -> dict[str, str]:
-        try:
-            resp = self.client.head_bucket(Bucket=self.bucket)
-        except ClientError as exc:
-            code = _code(exc)
-            status = _status(exc)
-            if code in ("NoSuchBucket", "404", "NotFound") or status == 404:
-                raise FatalError(
-                    f"bucket {self.bucket!r} does not exist at {self._endpoint}",
-                    hint="check the bucket name and the endpoint URL (and region), or create it",
-                ) from None
-            if status == 403 or code in AUTH_CODES:
-                raise FatalError(
-                    f"access to bucket {self.bucket!r} at {self._endpoint} was denied ({code})",
-                    hint="check the credentials (profile, keys) and the bucket policy",
-                ) from None
-            where = f"checking bucket {self.bucket!r} at {self._endpoint}"
-            raise _translate(exc, where, fatal=True) from None
-        except (BotoCoreError, LongbowError) as exc:
-            where = f"checking bucket {self.bucket!r} at {self._endpoint}"
-            raise _translate(exc, where, fatal=True) from None
-        headers: dict[str, str] = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        return headers
 
     def _check_rgw_checksums(self) -> None:
         # RGW checks Content-MD5 but neither checks nor keeps the newer x-amz-checksum-* values.
@@ -397,7 +402,6 @@ class S3Store:
     def _list_page(self, prefix: str, delimiter: str | None, asked: paging.NextPage) -> ListPage:
         # The lean client does not retry; a listing that fails ends the run, so it gets the
         # attempts botocore would have given it, and a refusal stops the run at once.
-        assert self.data is not None
         data = self.data
         try:
             return with_retries(
@@ -426,30 +430,9 @@ class S3Store:
         asked = paging.FIRST
         last: str | None = None  # the greatest name handed out, once pages are asked by name
         while True:
-            if self.data is not None:
-                page = self._list_page(prefix, delimiter, asked)
-                objects = list(map(_lean_listed, page.objects))
-                prefixes = page.prefixes
-                truncated, token, marker, v1 = (
-                    page.truncated,
-                    page.next_token,
-                    page.next_marker,
-                    page.v1,
-                )
-            else:
-                kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
-                if delimiter:
-                    kwargs["Delimiter"] = delimiter
-                if asked.token:
-                    kwargs["ContinuationToken"] = asked.token
-                if asked.start_after or asked.marker:
-                    kwargs["StartAfter"] = asked.start_after or asked.marker
-                with self._errors(where, fatal=True):
-                    response = self.client.list_objects_v2(**kwargs)
-                objects = list(map(_listed, response.get("Contents", ())))
-                prefixes = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
-                truncated = bool(response.get("IsTruncated"))
-                token, marker, v1 = response.get("NextContinuationToken"), None, False
+            page = self._list_page(prefix, delimiter, asked)
+            objects = list(map(_listed, page.objects))
+            prefixes = page.prefixes
             floor = paging.after(asked, last)
             if floor is not None:
                 objects = [o for o in objects if o.key > floor]
@@ -461,10 +444,10 @@ class S3Store:
             yield objects, prefixes
             asked_next = paging.next_page(
                 where,
-                truncated=truncated,
-                token=token,
-                next_marker=marker,
-                v1=v1,
+                truncated=page.truncated,
+                token=page.next_token,
+                next_marker=page.next_marker,
+                v1=page.v1,
                 last_name=page_last,
                 byte_order=byte_order,
             )
@@ -551,32 +534,16 @@ class S3Store:
 
     @_one_object
     def head(self, key: str) -> ObjectInfo | None:
-        if self.data is not None:
-            headers = self.data.head_object(self.bucket, key)
-            if headers is None:
-                return None
-            modified = headers.get("last-modified")
-            return ObjectInfo(
-                key=key,
-                size=int(headers.get("content-length", 0)),
-                etag=_unquote(headers.get("etag")),
-                last_modified=http1.http_date(modified) if modified else None,
-                version_id=headers.get("x-amz-version-id"),
-            )
-        try:
-            resp = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _status(exc) == 404 or _code(exc) in ("NoSuchKey", "NotFound", "404"):
-                return None
-            raise _translate(exc, f"reading {self.describe(key)}") from None
-        except BotoCoreError as exc:
-            raise _translate(exc, f"reading {self.describe(key)}") from None
+        headers = self.data.head_object(self.bucket, key)
+        if headers is None:
+            return None
+        modified = headers.get("last-modified")
         return ObjectInfo(
             key=key,
-            size=int(resp["ContentLength"]),
-            etag=_unquote(resp.get("ETag")),
-            last_modified=resp["LastModified"].timestamp() if "LastModified" in resp else None,
-            version_id=resp.get("VersionId"),
+            size=int(headers.get("content-length", 0)),
+            etag=_unquote(headers.get("etag")),
+            last_modified=http_date(modified) if modified else None,
+            version_id=headers.get("x-amz-version-id"),
         )
 
     @_one_object
@@ -594,57 +561,30 @@ class S3Store:
         # pinned: the layout is checked against the ETag's part count, and every read of the
         # data is pinned anyway.
         where = f"reading {self.describe(key)}"
-        if self.data is not None:
-            try:
-                headers = self.data.head_object(
-                    self.bucket,
-                    key,
-                    etag=None if part_one else etag,
-                    part_number=1 if part_one else None,
-                    version_id=version_id,
-                )
-            except SourceChangedError:
-                raise
-            except PermanentError:
-                if part_one:
-                    # Part numbers not understood.
-                    return self.details(key, etag, version_id=version_id)
-                raise
-            if headers is None:
-                raise SourceChangedError(f"{where}: the source object no longer exists")
-            parts = headers.get("x-amz-mp-parts-count") if part_one else None
-            return ObjectDetails(
-                properties=_properties_from_headers(headers),
-                part_size=int(headers.get("content-length", 0)) if parts else None,
-                parts_count=int(parts) if parts else None,
-                version_id=headers.get("x-amz-version-id"),
-                storage_class=headers.get("x-amz-storage-class"),
-            )
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if part_one:
-            kwargs["PartNumber"] = 1
-        elif etag:
-            kwargs["IfMatch"] = f'"{etag}"'
-        if self._checksum_mode:
-            kwargs["ChecksumMode"] = "ENABLED"
-        if version_id:
-            kwargs["VersionId"] = version_id
         try:
-            resp = self.client.head_object(**kwargs)
-        except ClientError as exc:
-            if part_one and _status(exc) not in (403, 404) and _status(exc) < 500:
+            headers = self.data.head_object(
+                self.bucket,
+                key,
+                etag=None if part_one else etag,
+                part_number=1 if part_one else None,
+                version_id=version_id,
+            )
+        except SourceChangedError:
+            raise
+        except PermanentError:
+            if part_one:
                 # Part numbers not understood.
                 return self.details(key, etag, version_id=version_id)
-            raise _translate(exc, where, source=True) from None
-        except BotoCoreError as exc:
-            raise _translate(exc, where, source=True) from None
-        count = resp.get("PartsCount") if part_one else None
+            raise
+        if headers is None:
+            raise SourceChangedError(f"{where}: the source object no longer exists")
+        parts = headers.get("x-amz-mp-parts-count") if part_one else None
         return ObjectDetails(
-            properties=_properties(resp),
-            part_size=int(resp["ContentLength"]) if count else None,
-            parts_count=int(count) if count else None,
-            version_id=resp.get("VersionId"),
-            storage_class=resp.get("StorageClass"),
+            properties=_properties_from_headers(headers),
+            part_size=int(headers.get("content-length", 0)) if parts else None,
+            parts_count=int(parts) if parts else None,
+            version_id=headers.get("x-amz-version-id"),
+            storage_class=headers.get("x-amz-storage-class"),
         )
 
     def versioning(self) -> str | None:
@@ -685,19 +625,16 @@ class S3Store:
     def read_object(
         self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
     ) -> tuple[bytes, ObjectProperties]:
-        if self.data is not None:
-            data, headers = self.data.get_object(
-                self.bucket, key, 0, size, etag=etag, version_id=version_id
-            )
-            return data, _properties_from_headers(headers)
-        data, resp = self._get(key, 0, size, etag, whole=True, version_id=version_id)
-        return data, _properties(resp)
+        data, headers = self.data.get_object(
+            self.bucket, key, 0, size, etag=etag, version_id=version_id
+        )
+        return data, _properties_from_headers(headers)
 
     @_one_object
     def open_object(
         self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
     ) -> tuple[Relayed, ObjectProperties] | None:
-        if self.data is None or not self.data.relays or size == 0:
+        if not self.data.relays or size == 0:
             return None
         body = self.data.open_range(
             self.bucket, key, 0, size, etag=etag, version_id=version_id, whole=True
@@ -720,7 +657,7 @@ class S3Store:
         etag: str | None = None,
         version_id: str | None = None,
     ) -> Relayed | None:
-        if self.data is None or not self.data.relays:
+        if not self.data.relays:
             return None
         return self.data.open_range(
             self.bucket, key, start, length, etag=etag, version_id=version_id
@@ -756,72 +693,16 @@ class S3Store:
         into: bytearray | None = None,
         each: Callable[[memoryview], None] | None = None,
     ) -> Bytes:
-        if self.data is not None:
-            return self.data.get_range(
-                self.bucket,
-                key,
-                start,
-                length,
-                etag=etag,
-                version_id=version_id,
-                into=into,
-                each=each,
-            )
-        data = self._get(key, start, length, etag, version_id=version_id)[0]
-        if each is not None:
-            each(memoryview(data))  # botocore hands over the body whole
-        return data
-
-    def _get(
-        self,
-        key: str,
-        start: int,
-        length: int,
-        etag: str | None,
-        *,
-        whole: bool = False,
-        version_id: str | None = None,
-    ) -> tuple[bytes, dict[str, Any]]:
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if length > 0 and not whole:
-            kwargs["Range"] = f"bytes={start}-{start + length - 1}"
-        if etag:
-            kwargs["IfMatch"] = f'"{etag}"'
-        if whole and self._checksum_mode:
-            kwargs["ChecksumMode"] = "ENABLED"
-        if version_id:
-            kwargs["VersionId"] = version_id
-        where = f"reading {self.describe(key)} bytes {start}-{start + length - 1}"
-        with self._errors(where, source=True):
-            resp = self.client.get_object(**kwargs)
-            body = resp["Body"]
-            sent = _unquote(resp.get("ETag"))
-            if etag and sent and sent.removeprefix("W/") != etag:
-                body.close()  # a server that ignores If-Match still names what it sends
-                raise SourceChangedError(
-                    f"{where}: the reply is for another version of the object (ETag {sent}, "
-                    f"pinned {etag})"
-                )
-            try:
-                # Read one byte more than asked: a server that ignored Range must not make us
-                # buffer a whole object, and must not slip extra bytes into a part.
-                data = body.read(length + 1)
-            finally:
-                body.close()
-        if len(data) != length:
-            if len(data) > length:
-                raise PermanentError(
-                    f"{where}: the server returned more bytes than requested (Range ignored)"
-                )
-            raise TransientError(f"{where}: short read ({len(data)} of {length} bytes)")
-        content_range = resp.get("ContentRange")
-        if content_range and length > 0:
-            expected = f"bytes {start}-{start + length - 1}/"
-            if not content_range.startswith(expected):
-                raise TransientError(
-                    f"{where}: the server answered with the wrong range ({content_range})"
-                )
-        return data, resp
+        return self.data.get_range(
+            self.bucket,
+            key,
+            start,
+            length,
+            etag=etag,
+            version_id=version_id,
+            into=into,
+            each=each,
+        )
 
     @_one_object
     @_storage_class_refusals
@@ -836,34 +717,17 @@ class S3Store:
         tags: tuple[tuple[str, str], ...] = (),
         checksum: Checksum | None = None,
     ) -> str:
-        if self.data is not None:
-            headers = {**_property_headers(properties, tags), **self._write_headers}
-            if checksum is not None:
-                headers[f"x-amz-checksum-{checksum.algorithm.lower()}"] = checksum.value
-            return self.data.put_object(
-                self.bucket,
-                key,
-                data,
-                md5_b64=md5_b64,
-                storage_class=storage_class,
-                headers=headers,
-            )
-        if isinstance(data, RangeBody):
-            raise TypeError("relayed bytes are written by the lean data plane only")
-        kwargs: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Key": key,
-            "Body": _whole(data),
-            "ContentMD5": md5_b64,
-            "ContentLength": len(data),
-            **_write_args(storage_class, properties, tags),
-            **self._write_kwargs,
-        }
+        headers = {**_property_headers(properties, tags), **self._write_headers}
         if checksum is not None:
-            kwargs[f"Checksum{checksum.algorithm}"] = checksum.value
-        with self._errors(f"writing {self.describe(key)}"):
-            resp = self.client.put_object(**kwargs)
-        return _unquote(resp.get("ETag")) or ""
+            headers[f"x-amz-checksum-{checksum.algorithm.lower()}"] = checksum.value
+        return self.data.put_object(
+            self.bucket,
+            key,
+            data,
+            md5_b64=md5_b64,
+            storage_class=storage_class,
+            headers=headers,
+        )
 
     @_one_object
     @_storage_class_refusals
@@ -878,33 +742,20 @@ class S3Store:
         full_object: bool = False,
     ) -> str:
         kind = "FULL_OBJECT" if full_object else "COMPOSITE"
-        if self.data is not None:
-            headers = {**_property_headers(properties, tags), **self._write_headers}
-            if checksum_algorithm:
-                headers["x-amz-checksum-algorithm"] = checksum_algorithm
-                headers["x-amz-checksum-type"] = kind
-            asked = time.time() + self.data.clock_offset
-            try:
-                return self.data.create_upload(
-                    self.bucket, key, storage_class=storage_class, headers=headers
-                )
-            except ReplyLostError:
-                # The server may have started an upload whose id never reached us: nobody
-                # would ever resume or abort it. It is looked for, and aborted, now.
-                self._abort_uploads_started(key, since=asked - _CLOCK_SLACK)
-                raise
-        kwargs: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Key": key,
-            **_write_args(storage_class, properties, tags),
-            **self._write_kwargs,
-        }
+        headers = {**_property_headers(properties, tags), **self._write_headers}
         if checksum_algorithm:
-            kwargs["ChecksumAlgorithm"] = checksum_algorithm
-            kwargs["ChecksumType"] = kind
-        with self._errors(f"starting a multipart upload of {self.describe(key)}"):
-            resp = self.client.create_multipart_upload(**kwargs)
-        return str(resp["UploadId"])
+            headers["x-amz-checksum-algorithm"] = checksum_algorithm
+            headers["x-amz-checksum-type"] = kind
+        asked = time.time() + self.data.clock_offset
+        try:
+            return self.data.create_upload(
+                self.bucket, key, storage_class=storage_class, headers=headers
+            )
+        except ReplyLostError:
+            # The server may have started an upload whose id never reached us: nobody
+            # would ever resume or abort it. It is looked for, and aborted, now.
+            self._abort_uploads_started(key, since=asked - _CLOCK_SLACK)
+            raise
 
     def _abort_uploads_started(self, key: str, *, since: float) -> None:
         """Abort the uploads of `key` started at `since` or later (server time)."""
@@ -936,37 +787,12 @@ class S3Store:
         relayed = isinstance(data, RangeBody)  # proven by its ETag afterwards
         if md5_b64 is None and checksum is None and not relayed:
             raise ValueError("a part needs a Content-MD5 or an additional checksum")
-        if self.data is not None:
-            headers = (
-                {f"x-amz-checksum-{checksum.algorithm.lower()}": checksum.value} if checksum else {}
-            )
-            return self.data.upload_part(
-                self.bucket, key, upload_id, number, data, md5_b64=md5_b64, headers=headers
-            )
-        if relayed:
-            raise TypeError("relayed bytes are written by the lean data plane only")
-        extra: dict[str, Any] = {}
-        if checksum:
-            extra[f"Checksum{checksum.algorithm}"] = checksum.value
-        if md5_b64 is not None:
-            extra["ContentMD5"] = md5_b64
-        where = f"uploading part {number} of {self.describe(key)}"
-        with self._errors(where):
-            resp = self.client.upload_part(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=_whole(data),
-                ContentLength=len(data),
-                **extra,
-            )
-        if md5_b64 is None and checksum is not None:
-            if resp.get(f"Checksum{checksum.algorithm}") != checksum.value:
-                raise ChecksumNotConfirmedError(
-                    f"{where}: the reply does not confirm the part's {checksum.algorithm} checksum"
-                )
-        return _unquote(resp.get("ETag")) or ""
+        headers = (
+            {f"x-amz-checksum-{checksum.algorithm.lower()}": checksum.value} if checksum else {}
+        )
+        return self.data.upload_part(
+            self.bucket, key, upload_id, number, data, md5_b64=md5_b64, headers=headers
+        )
 
     @_one_object
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo] | None:
@@ -1016,37 +842,17 @@ class S3Store:
         algorithm: str | None = None,
         full_checksum: Checksum | None = None,
     ) -> str:
-        if self.data is not None:
-            return self.data.complete_upload(
-                self.bucket,
-                key,
-                upload_id,
-                [(p.number, p.etag) for p in parts],
-                algorithm=algorithm,
-                part_checksums=[p.checksum or "" for p in parts] if algorithm else None,
-                headers={f"x-amz-checksum-{algorithm.lower()}": full_checksum.value}
-                if algorithm and full_checksum
-                else None,
-            )
-        listed = []
-        for p in parts:
-            entry = {"PartNumber": p.number, "ETag": f'"{p.etag}"'}
-            if algorithm and p.checksum:
-                entry[f"Checksum{algorithm}"] = p.checksum
-            listed.append(entry)
-        extra: dict[str, Any] = {}
-        if algorithm and full_checksum:
-            extra[f"Checksum{algorithm}"] = full_checksum.value
-            extra["ChecksumType"] = "FULL_OBJECT"
-        with self._errors(f"completing the multipart upload of {self.describe(key)}"):
-            resp = self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": listed},
-                **extra,
-            )
-        return _unquote(resp.get("ETag")) or ""
+        return self.data.complete_upload(
+            self.bucket,
+            key,
+            upload_id,
+            [(p.number, p.etag) for p in parts],
+            algorithm=algorithm,
+            part_checksums=[p.checksum or "" for p in parts] if algorithm else None,
+            headers={f"x-amz-checksum-{algorithm.lower()}": full_checksum.value}
+            if algorithm and full_checksum
+            else None,
+        )
 
     @_one_object
     def update_properties(
@@ -1139,13 +945,7 @@ class S3Store:
         return _unquote(resp.get("CopyPartResult", {}).get("ETag")) or ""
 
     def can_relay_from(self, source: object) -> bool:
-        return (
-            isinstance(source, S3Store)
-            and self.data is not None
-            and source.data is not None
-            and self.data.relays
-            and source.data.relays
-        )
+        return isinstance(source, S3Store) and self.data.relays and source.data.relays
 
     @_one_object
     def abort_upload(self, key: str, upload_id: str) -> None:
@@ -1159,8 +959,7 @@ class S3Store:
             raise _translate(exc, f"aborting the upload of {self.describe(key)}") from None
 
     def close(self) -> None:
-        if self.data is not None:
-            self.data.close()
+        self.data.close()
         if self._client is not None:
             self._client.close()
 
@@ -1178,335 +977,19 @@ class S3Store:
             ) from None
 
 
-def _check_side(side: SideSettings) -> None:
-    """Refuse an unsafe endpoint URL; warn (once per endpoint) when TLS is not verified."""
-    check_endpoint_url(side.endpoint_url, allow_http=side.allow_http)
-    if not side.verify_ssl and side.endpoint_url not in _UNVERIFIED_WARNED:
-        _UNVERIFIED_WARNED.add(side.endpoint_url)
-        log.warning(
-            "TLS certificates of %s are not checked: anyone on the network path could read "
-            "or change the data",
-            side.endpoint_url or "the AWS endpoint",
+def _unreachable(where: str, exc: LongbowError) -> FatalError:
+    """Why a bucket could not be checked, as an error that stops the run (with its fix)."""
+    if "CERTIFICATE_VERIFY_FAILED" in exc.message:
+        return FatalError(
+            f"{where}: the endpoint's TLS certificate is not trusted: {exc.message}",
+            hint="give the CA file that signed it (--src-ca-bundle / --dst-ca-bundle, or "
+            "AWS_CA_BUNDLE), or (unsafe, on a network you trust) pass --src-no-verify-ssl / "
+            "--dst-no-verify-ssl",
         )
-
-
-def resolve_ca_bundle(side: SideSettings, session: botocore.session.Session | None) -> str | None:
-    """The certificate authorities one side's https endpoint is checked against, the same
-    for the lean client and for botocore, chosen as botocore chooses: the side's own
-    ``ca_bundle`` (flag or config file) > ``AWS_CA_BUNDLE`` > the profile's ``ca_bundle`` >
-    ``REQUESTS_CA_BUNDLE`` > certifi's bundle. None for a plain-http endpoint.
-
-    Raises:
-        ConfigError: The bundle chosen is not a readable file (it says where it came from).
-    """
-    if side.endpoint_url is not None and side.endpoint_url.lower().startswith("http://"):
-        return None
-    chosen: tuple[str, str] | None = None
-    if side.ca_bundle:
-        chosen = (side.ca_bundle, "ca_bundle of this side (--src-ca-bundle / --dst-ca-bundle)")
-    elif os.environ.get("AWS_CA_BUNDLE"):
-        chosen = (os.environ["AWS_CA_BUNDLE"], "AWS_CA_BUNDLE")
-    elif session is not None and session.get_config_variable("ca_bundle"):
-        chosen = (str(session.get_config_variable("ca_bundle")), "the profile's ca_bundle")
-    elif os.environ.get("REQUESTS_CA_BUNDLE"):
-        chosen = (os.environ["REQUESTS_CA_BUNDLE"], "REQUESTS_CA_BUNDLE")
-    if chosen is None:
-        try:
-            import certifi
-        except ImportError:  # pragma: no cover - botocore's own copy, where certifi is absent
-            import botocore
-
-            return str(Path(botocore.__file__).parent / "cacert.pem")
-        return str(certifi.where())
-    path, origin = chosen
-    if not Path(path).expanduser().is_file():
-        raise ConfigError(
-            f"CA bundle {path} ({origin}) is not a file",
-            hint="give the PEM file of the certificate authorities to trust",
-        )
-    return str(Path(path).expanduser())
-
-
-# Where botocore would find a profile or a region for keys given without one.
-_AWS_CONFIG_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION")
-
-
-def _static_keys(side: SideSettings) -> StaticCredentials | None:
-    """The side's keys when they are given outright and botocore's configuration has nothing
-    to add: no profile, and a region given or none configured (environment or config file)."""
-    if side.profile or not (side.access_key_id and side.secret_access_key):
-        return None
-    if not side.region:
-        config_file = Path(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config").expanduser()
-        if any(os.environ.get(name) for name in _AWS_CONFIG_ENV) or config_file.is_file():
-            return None
-    return StaticCredentials(side.access_key_id, side.secret_access_key, side.session_token)
-
-
-def make_session(side: SideSettings) -> botocore.session.Session:
-    """A botocore session for one side: its profile, static keys and region, if given."""
-    import botocore.parsers
-    import botocore.session
-
-    try:
-        session = botocore.session.Session(profile=side.profile)
-        if side.profile and side.profile not in session.available_profiles:
-            raise ProfileNotFound(profile=side.profile)
-    except ProfileNotFound:
-        raise ConfigError(
-            f"AWS profile {side.profile!r} is not configured",
-            hint="list profiles with `aws configure list-profiles`, or pass another profile",
-        ) from None
-    if side.access_key_id or side.secret_access_key or side.session_token:
-        session.set_credentials(side.access_key_id, side.secret_access_key, side.session_token)
-    if side.region:
-        session.set_config_variable("region", side.region)
-    # Listings carry a timestamp per key; botocore parses each with dateutil, which cost
-    # more CPU than the rest of planning. S3's ISO 8601 form has a fast path.
-    parsers = botocore.parsers.ResponseParserFactory()
-    parsers.set_parser_defaults(timestamp_parser=_parse_timestamp)
-    session.register_component("response_parser_factory", parsers)
-    return session
-
-
-def make_s3_client(
-    side: SideSettings,
-    session: botocore.session.Session,
-    region: str,
-    *,
-    max_connections: int = 64,
-    verify: str | bool = True,
-) -> Any:
-    """A botocore S3 client for one side, tuned for many threads and S3-compatible servers.
-
-    `verify`: the CA bundle its certificates are checked against (the same one the lean
-    client trusts), True for botocore's own choice, or False for none.
-    """
-    import botocore.handlers
-    from botocore.config import Config
-
-    config = Config(
-        max_pool_connections=max_connections,
-        retries={"mode": "standard", "max_attempts": 4},
-        connect_timeout=10,
-        read_timeout=60,
-        signature_version="s3v4",
-        s3={
-            "addressing_style": "path" if side.path_style else "auto",
-            # Content-MD5 protects each body; SHA-256 of every payload costs CPU for nothing.
-            "payload_signing_enabled": False,
-        },
-        # Newer botocore adds CRC32 to every upload and validates response checksums, which
-        # S3-compatible servers reject or break on ranged GETs. MD5 is sent explicitly instead.
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
+    return FatalError(
+        f"{where}: {exc.message}",
+        hint="check the endpoint URL and region, and that the server is reachable",
     )
-    client = session.create_client(
-        "s3",
-        endpoint_url=side.endpoint_url,
-        region_name=region,
-        config=config,
-        verify=None if verify is True else verify,
-    )
-    # `Expect: 100-continue` costs a round trip per PUT; a rejected body is cheap to resend.
-    client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
-    # Metadata is copied as the source has it, UTF-8 or not: botocore's check that it is
-    # ASCII is dropped, and what it signs goes out as those bytes.
-    for operation in ("PutObject", "CopyObject", "CreateMultipartUpload"):
-        client.meta.events.unregister(
-            f"before-parameter-build.s3.{operation}", botocore.handlers.validate_ascii_metadata
-        )
-    client.meta.events.register("before-send.s3", _send_header_text_as_utf8)
-    return client
-
-
-def _send_header_text_as_utf8(request: Any, **_: Any) -> None:
-    """Header values go out as the UTF-8 bytes botocore signed, not as Latin-1.
-
-    botocore signs a header's text as UTF-8, while http.client sends text as Latin-1: a
-    value such as "José" (user metadata) would go out as other bytes than were signed, and
-    the server would refuse the signature.
-    """
-    for name, value in list(request.headers.items()):
-        if isinstance(value, str) and not value.isascii():
-            request.headers[name] = value.encode("utf-8")
-
-
-_UNVERIFIED_WARNED: set[str | None] = set()  # endpoints already warned about, once each
-
-
-def _parse_timestamp(value: str) -> datetime.datetime:
-    """S3's timestamps (2026-11-26T05:32:10.000Z) at C speed; anything else as botocore does."""
-    try:
-        parsed = datetime.datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        import botocore.utils
-
-        return botocore.utils.parse_timestamp(value)  # type: ignore[no-any-return]
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed
-
-
-_HEADER_FIELDS = (
-    ("content_type", "ContentType"),
-    ("content_encoding", "ContentEncoding"),
-    ("content_disposition", "ContentDisposition"),
-    ("content_language", "ContentLanguage"),
-    ("cache_control", "CacheControl"),
-    ("website_redirect", "WebsiteRedirectLocation"),
-)
-
-
-def _properties(resp: dict[str, Any]) -> ObjectProperties:
-    """The properties a GET or HEAD response carries."""
-    headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-    # The raw header keeps the exact text; botocore turns Expires into a datetime.
-    expires = headers.get("expires")
-    if expires is None and isinstance(resp.get("Expires"), datetime.datetime):
-        import email.utils  # only the botocore path needs it
-
-        expires = email.utils.format_datetime(resp["Expires"], usegmt=True)
-    return ObjectProperties(
-        **{ours: _wire_text(resp.get(theirs)) or None for ours, theirs in _HEADER_FIELDS},
-        expires=expires,
-        # Names in lower case, as S3 keeps them and the lean client reads them.
-        metadata=tuple((k.lower(), _wire_text(v)) for k, v in resp.get("Metadata", {}).items()),
-        # S3 leaves the tag count out when an object has no tags.
-        tag_count=int(resp.get("TagCount") or 0),
-        checksum=next(
-            (
-                checksums.parse(a, resp[f"Checksum{a}"], resp.get("ChecksumType"))
-                for a in checksums.ALGORITHMS
-                if resp.get(f"Checksum{a}")
-            ),
-            None,
-        ),
-        encrypted=_encrypted(resp.get("ServerSideEncryption"), resp.get("SSECustomerAlgorithm")),
-    )
-
-
-def _wire_text(value: Any) -> Any:
-    """A header value botocore read (http.client decodes a header's bytes as Latin-1) as the
-    lean client reads it: UTF-8, with bytes that are not kept as surrogate escapes."""
-    if not isinstance(value, str) or value.isascii():
-        return value
-    try:
-        raw = value.encode("latin-1")
-    except UnicodeEncodeError:
-        return value  # not bytes read as Latin-1
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def _properties_from_headers(headers: dict[str, str]) -> ObjectProperties:
-    """The properties carried by raw response headers (names in lower case)."""
-    return ObjectProperties(
-        content_type=headers.get("content-type") or None,
-        content_encoding=headers.get("content-encoding") or None,
-        content_disposition=headers.get("content-disposition") or None,
-        content_language=headers.get("content-language") or None,
-        cache_control=headers.get("cache-control") or None,
-        expires=headers.get("expires") or None,
-        website_redirect=headers.get("x-amz-website-redirect-location") or None,
-        metadata=tuple(
-            (name[len("x-amz-meta-") :], value)
-            for name, value in headers.items()
-            if name.startswith("x-amz-meta-")
-        ),
-        tag_count=int(headers.get("x-amz-tagging-count") or 0),
-        checksum=checksums.from_headers(headers),
-        encrypted=_encrypted(
-            headers.get("x-amz-server-side-encryption"),
-            headers.get("x-amz-server-side-encryption-customer-algorithm"),
-        ),
-    )
-
-
-def _encrypted(sse: str | None, customer_algorithm: str | None) -> bool:
-    """Whether the ETag of an object so encrypted is something other than its MD5."""
-    return bool(customer_algorithm) or (sse or "").startswith("aws:kms")
-
-
-def _write_options(side: SideSettings) -> tuple[dict[str, str], dict[str, Any]]:
-    """The side's encryption and ACL options as request headers and as boto3 arguments."""
-    headers: dict[str, str] = {}
-    kwargs: dict[str, Any] = {}
-    if side.sse:
-        headers["x-amz-server-side-encryption"] = kwargs["ServerSideEncryption"] = side.sse
-    if side.sse_kms_key_id:
-        headers["x-amz-server-side-encryption-aws-kms-key-id"] = side.sse_kms_key_id
-        kwargs["SSEKMSKeyId"] = side.sse_kms_key_id
-    if side.acl:
-        headers["x-amz-acl"] = kwargs["ACL"] = side.acl
-    return headers, kwargs
-
-
-def _copy_source(bucket: str, key: str, version_id: str | None) -> dict[str, str]:
-    source = {"Bucket": bucket, "Key": key}
-    if version_id:
-        source["VersionId"] = version_id
-    return source
-
-
-def _acknowledge_requester_pays(request: Any, **_: Any) -> None:
-    """Every request to a requester-pays bucket says that the requester pays."""
-    request.headers["x-amz-request-payer"] = "requester"
-
-
-_PROPERTY_HEADERS = (
-    ("content_type", "Content-Type"),
-    ("content_encoding", "Content-Encoding"),
-    ("content_disposition", "Content-Disposition"),
-    ("content_language", "Content-Language"),
-    ("cache_control", "Cache-Control"),
-    ("expires", "Expires"),
-    ("website_redirect", "x-amz-website-redirect-location"),
-)
-
-
-def _property_headers(
-    properties: ObjectProperties | None, tags: tuple[tuple[str, str], ...]
-) -> dict[str, str]:
-    """The request headers that give a PUT the object's properties."""
-    headers: dict[str, str] = {}
-    if properties is not None:
-        for ours, header in _PROPERTY_HEADERS:
-            value = getattr(properties, ours)
-            if value:
-                headers[header] = value
-        for name, value in properties.metadata:
-            headers[f"x-amz-meta-{name}"] = value
-    if tags:
-        headers["x-amz-tagging"] = urllib.parse.urlencode(tags)
-    return headers
-
-
-def _write_args(
-    storage_class: str | None,
-    properties: ObjectProperties | None,
-    tags: tuple[tuple[str, str], ...],
-) -> dict[str, Any]:
-    """PutObject / CreateMultipartUpload arguments that give the copy its properties."""
-    args: dict[str, Any] = {}
-    if storage_class:
-        args["StorageClass"] = storage_class
-    if properties is not None:
-        for ours, theirs in _HEADER_FIELDS:
-            value = getattr(properties, ours)
-            if value:
-                args[theirs] = value
-        if properties.expires:
-            import email.utils  # only the botocore path needs it
-
-            try:
-                args["Expires"] = email.utils.parsedate_to_datetime(properties.expires)
-            except (TypeError, ValueError):
-                log.warning("ignoring an Expires header that is not a date: %r", properties.expires)
-        if properties.metadata:
-            args["Metadata"] = dict(properties.metadata)
-    if tags:
-        args["Tagging"] = urllib.parse.urlencode(tags)
-    return args
 
 
 def _in_order(
@@ -1542,8 +1025,8 @@ def _version(item: dict[str, Any]) -> ObjectVersion:
     )
 
 
-def _lean_listed(item: tuple[str, int, str | None, str | None]) -> ObjectInfo:
-    """An entry of a page read by the lean data plane."""
+def _listed(item: tuple[str, int, str | None, str | None]) -> ObjectInfo:
+    """An entry of a listing page."""
     key, size, etag, modified = item
     return ObjectInfo(
         key=key,
@@ -1553,25 +1036,10 @@ def _lean_listed(item: tuple[str, int, str | None, str | None]) -> ObjectInfo:
     )
 
 
-def _listed(item: dict[str, Any]) -> ObjectInfo:
-    """An entry of a ListObjectsV2 page."""
-    return ObjectInfo(
-        key=item["Key"],
-        size=int(item["Size"]),
-        etag=_unquote(item.get("ETag")),
-        last_modified=item["LastModified"].timestamp() if "LastModified" in item else None,
-    )
-
-
 def _unquote(etag: str | None) -> str | None:
     if etag is None:
         return None
     return etag.strip('"')
-
-
-def _whole(data: Bytes) -> bytes | bytearray:
-    """A body botocore can send: it takes bytes, not a view of a part buffer."""
-    return data.tobytes() if isinstance(data, memoryview) else data
 
 
 def _code(exc: ClientError) -> str:

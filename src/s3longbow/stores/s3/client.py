@@ -1,0 +1,566 @@
+"""The lean client's exchanges with one S3-compatible endpoint: requests addressed and signed,
+sent on a connection each thread keeps, their replies' errors given their meaning.
+
+A redirect (307) is followed within the endpoint's scheme; a request refused for this
+machine's clock is signed again with the server's time; a request that must not be made
+twice (a POST) is never sent twice on its own. The operations are :mod:`lean`'s.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import logging
+import re
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
+
+from botocore.exceptions import BotoCoreError, NoCredentialsError, PartialCredentialsError
+
+from s3longbow import __version__
+from s3longbow.errors import (
+    ClockSkewError,
+    FatalError,
+    LongbowError,
+    PermanentError,
+    TransientError,
+    WrongRegionError,
+)
+from s3longbow.stores.s3 import dial, http1, signing, stream
+from s3longbow.stores.s3.connection import (
+    _NETWORK_ERRORS,
+    Body,
+    RangeBody,
+    _Connection,
+    _network_error,
+    _Request,
+    _stale,
+)
+from s3longbow.stores.s3.errors import error_from_response
+from s3longbow.stores.s3.signing import (
+    CredentialSource,
+    SignerName,
+    _ByteSigner,
+    _is_text,
+    _make_signer,
+    _Signer,
+)
+from s3longbow.stores.s3.wire import _parse_error, _xml_field, encode_key, encode_query_value
+
+if TYPE_CHECKING:  # loaded only for https endpoints
+    import ssl
+
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_USER_AGENT = f"longbow/{__version__}"
+
+# Bytes of an error reply worth reading; the rest of a larger one is dropped with its connection.
+_MAX_ERROR_BODY = 64 * 1024
+
+# Error codes whose reply may name the bucket's region.
+_REGION_CODES = frozenset(
+    {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
+)
+
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+_CREDENTIALS_HINT = (
+    "pass --src-profile/--dst-profile, set LONGBOW_SRC_ACCESS_KEY_ID and "
+    "LONGBOW_SRC_SECRET_ACCESS_KEY (or DST), or configure the default credential chain"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What one request asks: the operation's method, object, query and headers, and how
+    errors describe it. Prepared (addressed and signed) anew for each attempt."""
+
+    method: str
+    bucket: str
+    key: str
+    query: str  # encoded, in canonical (sorted) order, as it is signed
+    headers: dict[str, str]
+    where: str
+
+
+# Where a redirect sends a request: scheme, host, port and the encoded path with its query.
+_Url = tuple[str, str, int, str]
+
+# Redirects followed for one request, at most.
+_MAX_REDIRECTS = 3
+
+
+def aws_endpoint(region: str) -> str:
+    """The S3 endpoint of an AWS region (China regions are in their own partition)."""
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://s3.{region}.{suffix}"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _virtual_host_bucket(bucket: str, https: bool) -> bool:
+    """Whether a bucket name can be a DNS label prefix (else path-style is used)."""
+    if not 3 <= len(bucket) <= 63 or _is_ip(bucket):
+        return False
+    # Dots would break the wildcard certificate match of https endpoints.
+    if https and "." in bucket:
+        return False
+    return all(_DNS_LABEL.fullmatch(label) for label in bucket.split("."))
+
+
+class Client:
+    """Signed GET/PUT/UploadPart requests to one S3-compatible endpoint.
+
+    Each thread keeps one keep-alive connection per host and reuses it for every request; at
+    most ``max_connections`` connections are kept in all, and a thread beyond that limit uses a
+    connection for one request only (as botocore's pool does). Safe to share between threads.
+
+    Args:
+        endpoint_url: Base URL such as ``"http://127.0.0.1:8333"``; ``None`` means AWS
+            (``https://s3.{region}.amazonaws.com``, ``.amazonaws.com.cn`` in ``cn-`` regions).
+        region: Region the requests are signed for.
+        path_style: Address buckets as ``/{bucket}/{key}`` rather than as a host name
+            prefix. Path-style is also used for buckets that cannot be a host name prefix
+            and for endpoints given as an IP address or ``localhost``.
+        credentials: botocore credentials (static or refreshable), frozen once per request;
+            ``None`` (no credentials found) makes every request fail with a FatalError.
+        max_connections: How many connections are kept open across all threads; at least the
+            number of threads using this object, or connections churn.
+        connect_timeout: Seconds allowed to open a connection (and finish a TLS handshake).
+        read_timeout: Seconds a send or receive may wait on the socket (for a reply's first
+            byte, among others).
+        signer: ``"auto"`` (awscrt when installed, else botocore), ``"botocore"`` or ``"crt"``.
+        ca_bundle: PEM file of certificate authorities to trust for https instead of the
+            system's default ones.
+        verify_tls: Check the server's certificate and host name (https); off only when the
+            user asked for it.
+        proxy: The HTTP proxy to go through (see :func:`proxy_for`), or None for none.
+        min_rate: Bytes per second that a request's body and its reply's body must move at
+            least, on average over `min_rate_window` seconds, once they flow (0: no minimum);
+            a slower exchange fails as a timeout. The wait for a reply's first byte is bounded
+            by read_timeout.
+        extra_headers: Headers every request carries (and signs), e.g. the requester-pays
+            acknowledgement.
+        checksum_mode: Ask for the object's additional checksum on whole-object reads and
+            HEADs (``x-amz-checksum-mode: ENABLED``).
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str | None,
+        region: str,
+        path_style: bool,
+        credentials: CredentialSource | None,
+        max_connections: int,
+        connect_timeout: float = 10,
+        read_timeout: float = 60,
+        *,
+        signer: SignerName = "auto",
+        ca_bundle: str | None = None,
+        verify_tls: bool = True,
+        proxy: dial.Proxy | None = None,
+        min_rate: float = 0,
+        min_rate_window: float = 30.0,
+        extra_headers: dict[str, str] | None = None,
+        checksum_mode: bool = False,
+    ) -> None:
+        region = region or "us-east-1"
+        self._extra_headers = dict(extra_headers or {})
+        self._checksum_mode = checksum_mode
+        if endpoint_url is None:
+            endpoint_url = aws_endpoint(region)
+        parts = urlsplit(endpoint_url)
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise ValueError(f"endpoint URL must be http(s)://host[:port]: {endpoint_url!r}")
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self._scheme = parts.scheme
+        self._hostname = parts.hostname  # lower-cased by urlsplit, as SigV4 wants
+        self._port = parts.port or _DEFAULT_PORTS[parts.scheme]
+        self._base_path = parts.path.rstrip("/")
+        self._path_style = path_style or _is_ip(self._hostname) or self._hostname == "localhost"
+        self._max_connections = max(1, max_connections)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._min_rate = min_rate
+        self._min_rate_window = min_rate_window
+        self._proxy = proxy
+        self._credentials = credentials
+        self._signer = _make_signer(signer, credentials, region)
+        # Signs the rare request whose header bytes are not UTF-8 (see _sign).
+        self._byte_signer: _ByteSigner | None = None
+        # Seconds the servers' clock is ahead of ours, learnt from a RequestTimeTooSkewed.
+        self._clock_offset = 0.0
+        # Verifies certificates and host names; created once, shared by every connection.
+        self._ssl_context: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self._ssl_context = dial.tls_context(ca_bundle, verify_tls)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._opened = 0
+
+    @property
+    def signer_name(self) -> str:
+        """Which SigV4 implementation signs the requests: ``"botocore"`` or ``"crt"``."""
+        return self._signer.name
+
+    @property
+    def connections_opened(self) -> int:
+        """How many connections this object has opened so far (a measure of reuse)."""
+        return self._opened
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds the server's clock is ahead of this machine's, as the server said."""
+        return self._clock_offset
+
+    def close(self) -> None:
+        """Close every connection opened by any thread; later requests open new ones."""
+        with self._lock:
+            connections = list(self._open)
+            self._open.clear()
+        for connection in connections:
+            connection.close()
+
+    def _prepare(self, call: _Call, url: _Url | None = None) -> _Request:
+        """Address, date and sign a request; its headers become its signed headers. `url`
+        sends it elsewhere (where a redirect pointed)."""
+        if url is not None:
+            scheme, host, port, path = url
+        else:
+            scheme, port = self._scheme, self._port
+            bucket = encode_query_value(call.bucket)  # only what a bucket name may hold
+            https = scheme == "https"
+            if self._path_style or not _virtual_host_bucket(call.bucket, https):
+                host = self._hostname
+                path = f"{self._base_path}/{bucket}/{encode_key(call.key)}"
+            else:
+                host = f"{call.bucket}.{self._hostname}"
+                path = f"{self._base_path}/{encode_key(call.key)}"
+            if call.query:
+                path = f"{path}?{call.query}"
+        # The Host header as SigV4 signs it: the port only when it is not the scheme's default.
+        host_header = f"[{host}]" if ":" in host else host
+        if port != _DEFAULT_PORTS[scheme]:
+            host_header = f"{host_header}:{port}"
+        signed = {"Host": host_header, **self._extra_headers, **call.headers}
+        try:
+            self._sign(call.method, f"{scheme}://{host_header}{path}", path, signed)
+        except (NoCredentialsError, PartialCredentialsError):
+            raise FatalError(
+                f"{call.where}: no AWS credentials found", hint=_CREDENTIALS_HINT
+            ) from None
+        except BotoCoreError as exc:
+            # Refreshable credentials could not be refreshed (metadata service, SSO, ...).
+            raise TransientError(f"{call.where}: {type(exc).__name__}: {exc}") from None
+        # Not signed: proxies and servers may rewrite it.
+        signed["User-Agent"] = _USER_AGENT
+        # Through a proxy, plain HTTP names the whole URL on the request line; TLS goes
+        # through a tunnel and names only the path, as without a proxy.
+        target = path
+        if self._proxy is not None and scheme == "http":
+            target = f"http://{host_header}{path}"
+        return _Request(call.method, scheme, host, port, target, signed)
+
+    def _sign(self, method: str, url: str, path: str, headers: dict[str, str]) -> None:
+        when = signing._utcnow()  # through the module: a test may set the clock
+        if self._clock_offset:
+            when += datetime.timedelta(seconds=self._clock_offset)
+        signer: _Signer = self._signer
+        if not _is_text("".join(headers.values())):
+            # A value holds bytes that are not UTF-8 (kept as surrogate escapes from the reply
+            # that carried them): those bytes are signed as they go on the wire.
+            if self._byte_signer is None:
+                self._byte_signer = _ByteSigner(self._credentials, self.region)
+            signer = self._byte_signer
+        signer.sign(method, url, path, headers, when)
+
+    def _perform(
+        self,
+        call: _Call,
+        body: Body | None,
+        read: Callable[[http1.Reply], _T],
+        *,
+        paced: bool = True,
+    ) -> _T:
+        """Send the request and hand its reply to ``read``; network errors are transient.
+
+        A redirect (307) is followed, and a request refused for this machine's clock is
+        signed again with the server's time, before the error reaches the caller.
+        `paced`: the exchange must keep the minimum rate (not for a request whose reply the
+        server may hold back for minutes, as it does completing a large upload).
+        """
+        url: _Url | None = None
+        skew_corrected = False
+        for hop in range(_MAX_REDIRECTS + 2):
+            connection, response = self._exchange(call, body, url, paced)
+            try:
+                result = read(response)
+            except _Redirect as redirect:
+                self.release(connection, response)
+                if hop >= _MAX_REDIRECTS or isinstance(body, RangeBody):
+                    raise TransientError(f"{call.where}: {redirect.message}") from None
+                url = self._redirect_target(call, redirect.location)
+                continue
+            except ClockSkewError as skew:
+                self.release(connection, response)
+                if skew_corrected or isinstance(body, RangeBody):
+                    raise
+                log.warning(
+                    "%s: this machine's clock is %+.0f s off the server's; signing with the "
+                    "server's time from now on (set the clock right: NTP)",
+                    call.where,
+                    -skew.offset,
+                )
+                self._clock_offset += skew.offset
+                skew_corrected = True
+                continue
+            except LongbowError:
+                self.release(connection, response)
+                raise
+            except _NETWORK_ERRORS as exc:
+                self.drop(connection)
+                raise _network_error(call.where, exc, lost=True) from None
+            except BaseException:
+                self.drop(connection)
+                raise
+            self.release(connection, response)
+            return result
+        raise TransientError(f"{call.where}: too many redirects")
+
+    def _redirect_target(self, call: _Call, location: str) -> _Url:
+        """Where a 307 sends the request: the same scheme (never from https to http)."""
+        parts = urlsplit(location)
+        if parts.scheme != self._scheme or not parts.hostname:
+            raise PermanentError(
+                f"{call.where}: the server redirected to {parts.scheme or '?'}://"
+                f"{parts.hostname or '?'}, which is not the endpoint's scheme"
+            )
+        path = parts.path or "/"
+        if parts.query:
+            path = f"{path}?{parts.query}"
+        return (parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme], path)
+
+    def _exchange(
+        self, call: _Call, body: Body | None, url: _Url | None = None, paced: bool = True
+    ) -> tuple[_Connection, http1.Reply]:
+        """Send the request and read its reply's head; the connection stays the caller's.
+
+        A kept connection is used only while nothing waits to be read on it. A request that
+        could not be sent on a kept connection the server had closed is sent again once on a
+        new one, unless it must not be sent twice: a POST that starts an upload (it may have
+        been received, and a second one would leave the first behind) or a relayed body.
+        """
+        request = self._prepare(call, url)
+        resendable = call.method != "POST"
+        pace = stream.Pace(self._min_rate if paced else 0, self._min_rate_window)
+        for attempt in (1, 2):
+            connection = self._connection(request)
+            if connection.uses and not connection.idle():
+                log.debug("%s: kept connection not idle, opening another", call.where)
+                self.drop(connection)
+                connection = self._connection(request)
+            reused = connection.uses > 0
+            try:
+                return connection, self._send(connection, request, body, pace)
+            except dial.ProxyError as exc:
+                self.drop(connection)
+                if exc.status in (401, 403, 407):  # every request would be refused the same
+                    raise FatalError(
+                        f"{call.where}: {exc}",
+                        hint="check the proxy URL and its credentials (HTTPS_PROXY, "
+                        "HTTP_PROXY), or name the endpoint in NO_PROXY",
+                    ) from None
+                raise _network_error(call.where, exc) from None
+            except OSError as exc:
+                self.drop(connection)
+                again = resendable and not (isinstance(body, RangeBody) and body.started)
+                if _stale(exc) and reused and attempt == 1 and again:
+                    # The server closed this idle keep-alive connection; nothing was processed.
+                    log.debug("%s: stale keep-alive connection (%s), again once", call.where, exc)
+                    continue
+                raise _network_error(call.where, exc, lost=connection.sent) from None
+            except stream.ReplyError as exc:
+                self.drop(connection)
+                raise _network_error(call.where, exc, lost=connection.sent) from None
+            except ValueError:
+                # A header would break the request (its value is not quoted: it may be secret).
+                self.drop(connection)
+                raise PermanentError(
+                    f"{call.where}: a request header cannot be sent over HTTP (a name that is "
+                    "not a token, or a control character in a value)"
+                ) from None
+            except BaseException:
+                self.drop(connection)  # e.g. a relayed body's source failed mid-request
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(
+        self, connection: _Connection, request: _Request, body: Body | None, pace: stream.Pace
+    ) -> http1.Reply:
+        if connection.sock is None:
+            tls = self._ssl_context if request.scheme == "https" else None
+            connection.open(
+                request.connect_host,
+                request.port,
+                self._connect_timeout,
+                self._read_timeout,
+                tls,
+                self._proxy,
+            )
+            with self._lock:
+                self._opened += 1
+        return connection.exchange(request, body, pace)
+
+    def _connection(self, request: _Request) -> _Connection:
+        """This thread's kept connection to the request's host, or a new one (not yet open:
+        every connection is opened, and counted, in :meth:`_send`)."""
+        conns: dict[str, _Connection] | None = getattr(self._local, "connections", None)
+        if conns is None:
+            conns = self._local.connections = {}
+        connection = conns.get(request.netloc)
+        if connection is not None and not connection.closed:
+            return connection
+        with self._lock:
+            kept = len(self._open) < self._max_connections
+            connection = _Connection(kept=kept)
+            self._open.add(connection)
+        if kept:
+            conns[request.netloc] = connection
+        return connection
+
+    def release(self, connection: _Connection, response: http1.Reply) -> None:
+        """Keep the connection for the next request if the exchange left it reusable."""
+        # An unread body or a server-side close (Connection: close) rules out reuse.
+        if not connection.kept or response.will_close or not response.isclosed():
+            self.drop(connection)
+
+    def drop(self, connection: _Connection) -> None:
+        connection.close()
+        with self._lock:
+            self._open.discard(connection)
+        conns: dict[str, _Connection] | None = getattr(self._local, "connections", None)
+        if conns:
+            for netloc, kept in list(conns.items()):
+                if kept is connection:
+                    del conns[netloc]
+
+    def _etag_reader(self, where: str) -> Callable[[http1.Reply], str]:
+        def read(response: http1.Reply) -> str:
+            if not 200 <= response.status < 300:
+                raise self._error(response, where)
+            _read_capped(response)
+            return (response.getheader("ETag") or "").strip('"')
+
+        return read
+
+    def _error(
+        self,
+        response: http1.Reply,
+        where: str,
+        *,
+        source: bool = False,
+    ) -> LongbowError:
+        """Map an error reply onto the error tree (after reading at most 64 KiB of it)."""
+        status = response.status
+        body = _read_capped(response)
+        location = response.getheader("location")
+        if status == 307 and location:
+            return _Redirect(f"redirected to {location} (307)", location)
+        code, message = _parse_error(body)
+        skewed = _clock_skew(response, where, code, body)
+        if skewed is not None:
+            return skewed
+        region = response.getheader("x-amz-bucket-region") or _xml_field(body, "Region")
+        if region and (status == 301 or code in _REGION_CODES) and region != self.region:
+            return WrongRegionError(
+                f"{where}: the bucket is in region {region}, not {self.region} ({code or status})",
+                region=region,
+                hint=f"give the bucket's region ({region}), or no region: then Longbow asks "
+                "the bucket for it",
+            )
+        return error_from_response(
+            code or str(status),
+            status,
+            message or response.reason or "",
+            where,
+            source=source,
+        )
+
+
+def _read_capped(response: http1.Reply) -> bytes:
+    """Read a small body whole, or its first 64 KiB (the connection is then not reused)."""
+    if response.length is not None and response.length <= _MAX_ERROR_BODY:
+        return response.read()
+    return response.read(_MAX_ERROR_BODY)
+
+
+class _Redirect(TransientError):
+    """A 307 Temporary Redirect: the request goes to ``location`` (followed by _perform)."""
+
+    def __init__(self, message: str, location: str) -> None:
+        super().__init__(message)
+        self.location = location
+
+
+# S3 refuses requests signed further than this from its own clock.
+_ALLOWED_SKEW = 15 * 60
+
+
+def _clock_skew(response: http1.Reply, where: str, code: str, body: bytes) -> ClockSkewError | None:
+    """A refusal for this machine's clock: a RequestTimeTooSkewed, or a 403 without a body
+    (a HEAD's) from a server whose Date is further off than S3 allows."""
+    if code == "RequestTimeTooSkewed":
+        offset = _server_offset(body, response.getheader("date"))
+    elif response.status == 403 and not code:
+        offset = _server_offset(b"", response.getheader("date"))
+        if offset is not None and abs(offset) < _ALLOWED_SKEW:
+            return None
+    else:
+        return None
+    if offset is None:
+        return None
+    return ClockSkewError(
+        f"{where}: RequestTimeTooSkewed: this machine's clock is {-offset:+.0f} s off the server's",
+        offset=offset,
+        hint="set this machine's clock right (NTP)",
+    )
+
+
+def _server_offset(body: bytes, date: str | None) -> float | None:
+    """Seconds the server's clock is ahead of ours, from a RequestTimeTooSkewed reply's
+    ServerTime (or its Date header); None if it tells neither."""
+    server: float | None = None
+    text = _xml_field(body, "ServerTime")
+    if text:
+        try:
+            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.UTC)
+            server = moment.timestamp()
+        except ValueError:
+            server = None
+    if server is None and date:
+        try:
+            server = http1.http_date(date)
+        except (TypeError, ValueError):
+            return None
+    if server is None:
+        return None
+    return server - signing._utcnow().timestamp()
