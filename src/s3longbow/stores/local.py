@@ -260,7 +260,7 @@ class LocalStore:
         self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
     ) -> tuple[bytes, ObjectProperties]:
         data = self.get_range(key, 0, size, etag=etag) if size else self._check_exists(key, etag)
-        return data, self._properties(key)
+        return bytes(data), self._properties(key)
 
     def details(
         self,
@@ -315,7 +315,7 @@ class LocalStore:
     def put_object(
         self,
         key: str,
-        data: Bytes,
+        data: Bytes | Relayed,
         *,
         md5_b64: str,
         storage_class: str | None = None,
@@ -323,6 +323,8 @@ class LocalStore:
         tags: tuple[tuple[str, str], ...] = (),
         checksum: Checksum | None = None,
     ) -> str:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError("a directory is written from bytes, not from a relayed body")
         # A file keeps only its bytes: headers, metadata, tags and checksums have nowhere to
         # go (the capabilities say so: no additional checksums are sent here).
         path = self.path_for(key)
@@ -359,11 +361,13 @@ class LocalStore:
         key: str,
         upload_id: str,
         number: int,
-        data: Bytes,
+        data: Bytes | Relayed,
         *,
         md5_b64: str | None,
         checksum: Checksum | None = None,
     ) -> str:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError("a directory is written from bytes, not from a relayed body")
         folder = self._existing_upload(key, upload_id)
         digest = hashlib.md5(data)
         if md5_b64 is None:

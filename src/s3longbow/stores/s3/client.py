@@ -30,7 +30,7 @@ from s3longbow.errors import (
     TransientError,
     WrongRegionError,
 )
-from s3longbow.stores.s3 import dial, http1, signing, stream
+from s3longbow.stores.s3 import dial, http1, signing
 from s3longbow.stores.s3.connection import (
     _NETWORK_ERRORS,
     Body,
@@ -49,6 +49,7 @@ from s3longbow.stores.s3.signing import (
     _make_signer,
     _Signer,
 )
+from s3longbow.stores.s3.stream import Pace, ReplyError
 from s3longbow.stores.s3.wire import _parse_error, _xml_field, encode_key, encode_query_value
 
 if TYPE_CHECKING:  # loaded only for https endpoints
@@ -369,7 +370,7 @@ class Client:
         """
         request = self._prepare(call, url)
         resendable = call.method != "POST"
-        pace = stream.Pace(self._min_rate if paced else 0, self._min_rate_window)
+        pace = Pace(self._min_rate if paced else 0, self._min_rate_window)
         for attempt in (1, 2):
             connection = self._connection(request)
             if connection.uses and not connection.idle():
@@ -396,7 +397,7 @@ class Client:
                     log.debug("%s: stale keep-alive connection (%s), again once", call.where, exc)
                     continue
                 raise _network_error(call.where, exc, lost=connection.sent) from None
-            except stream.ReplyError as exc:
+            except ReplyError as exc:
                 self.drop(connection)
                 raise _network_error(call.where, exc, lost=connection.sent) from None
             except ValueError:
@@ -412,7 +413,7 @@ class Client:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(
-        self, connection: _Connection, request: _Request, body: Body | None, pace: stream.Pace
+        self, connection: _Connection, request: _Request, body: Body | None, pace: Pace
     ) -> http1.Reply:
         if connection.sock is None:
             tls = self._ssl_context if request.scheme == "https" else None

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from s3longbow.errors import ReplyLostError, TransientError
 from s3longbow.model import Bytes
-from s3longbow.stores.s3 import dial, http1, splice, stream
+from s3longbow.stores.base import Relayed
+from s3longbow.stores.s3 import dial, http1, splice
+from s3longbow.stores.s3.stream import Pace, ReplyError, Stream
 
 if TYPE_CHECKING:  # loaded only for https endpoints
     import ssl
@@ -118,7 +120,7 @@ class RangeBody:
         self.done = True
         return data
 
-    def send_to(self, sock: socket.socket, pace: stream.Pace) -> None:
+    def send_to(self, sock: socket.socket, pace: Pace) -> None:
         """Write the whole body to `sock`: the few bytes already read with the reply's head,
         then the rest moved from socket to socket by the kernel, at `pace`.
 
@@ -155,6 +157,18 @@ class RangeBody:
 Body = Bytes | RangeBody
 
 
+def as_body(data: Bytes | Relayed) -> Body:
+    """What the store port hands over, as a request body: bytes, or a body relayed from
+    another endpoint of this client (the only kind relayed here).
+
+    Raises:
+        TypeError: A relayed body of another kind of store.
+    """
+    if isinstance(data, bytes | bytearray | memoryview | RangeBody):
+        return data
+    raise TypeError(f"cannot send a relayed {type(data).__name__}")
+
+
 class _EarlyReply(Exception):
     """The server answered before it had read the whole request body."""
 
@@ -181,7 +195,7 @@ class _Connection:
 
     def __init__(self, *, kept: bool) -> None:
         self.sock: socket.socket | None = None
-        self.stream: stream.Stream | None = None
+        self.stream: Stream | None = None
         self.tls = False
         self.uses = 0
         self.sent = False  # the current request went out whole: only its reply is awaited
@@ -213,18 +227,18 @@ class _Connection:
             proxy=proxy,
         )
         self.sock = sock
-        self.stream = stream.Stream(sock)
+        self.stream = Stream(sock)
         self.tls = tls is not None
         self._owned.append(sock)
 
-    def exchange(self, request: _Request, body: Body | None, pace: stream.Pace) -> http1.Reply:
+    def exchange(self, request: _Request, body: Body | None, pace: Pace) -> http1.Reply:
         """Send the request and read the reply's status and headers (the body is left to
         the caller), bytes moving at `pace` at least once they flow.
 
         Raises:
             ValueError: A header would break the request: a name that is not a token, or a
                 control character in a value.
-            OSError, stream.ReplyError: The connection failed or the reply is not HTTP.
+            OSError, ReplyError: The connection failed or the reply is not HTTP.
         """
         sock, stream = self.sock, self.stream
         assert sock is not None and stream is not None
@@ -259,7 +273,7 @@ class _Connection:
         self.uses += 1
         return response
 
-    def _send(self, sock: socket.socket, head: bytes, body: Body | None, pace: stream.Pace) -> None:
+    def _send(self, sock: socket.socket, head: bytes, body: Body | None, pace: Pace) -> None:
         """Write a request: `head`, then `body` (a small one in the same system call when the
         socket takes several buffers at once, as TLS sockets do not; a large one in slices,
         watching for a reply that comes before the body is through).
@@ -305,7 +319,7 @@ class _Connection:
             sock.settimeout(min(sock.gettimeout() or _EARLY_REPLY_WAIT, _EARLY_REPLY_WAIT))
             response = http1.Reply(stream, method)
             response.begin()
-        except (OSError, stream.ReplyError):
+        except (OSError, ReplyError):
             return None
         if response.status < 300:
             return None  # a success for a body not sent whole: not to be believed
@@ -335,7 +349,7 @@ def _close_all(owned: list[socket.socket]) -> None:
         thing.close()
 
 
-_NETWORK_ERRORS = (OSError, stream.ReplyError)  # includes timeouts and ssl.SSLError
+_NETWORK_ERRORS = (OSError, ReplyError)  # includes timeouts and ssl.SSLError
 
 
 def _network_error(where: str, exc: BaseException, *, lost: bool = False) -> TransientError:

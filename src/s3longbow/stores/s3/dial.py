@@ -132,7 +132,9 @@ def proxy_for(url: str) -> Proxy | None:
     parts = urlsplit(url)
     proxies = urllib.request.getproxies_environment()
     proxy_url = proxies.get(parts.scheme)
-    if not proxy_url or urllib.request.proxy_bypass_environment(parts.netloc, proxies):
+    # proxy_bypass_environment is the function botocore's own lookup uses (not in typeshed).
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not proxy_url or bypass(parts.netloc, proxies):
         return None
     return Proxy.from_url(proxy_url)
 

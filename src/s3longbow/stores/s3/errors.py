@@ -3,6 +3,13 @@ reply means the same whichever path (boto3 or the lean HTTP data plane) received
 
 from __future__ import annotations
 
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+
 from s3longbow.errors import (
     CredentialsRejectedError,
     FatalError,
@@ -77,3 +84,43 @@ def error_from_response(
             text, hint="check the permissions of the credentials on this bucket"
         )
     return (FatalError if fatal else PermanentError)(text)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def http_status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def translate(
+    exc: BaseException, where: str, *, fatal: bool = False, source: bool = False
+) -> LongbowError:
+    """Map a botocore error onto the error tree; `where` says what we were doing."""
+    if isinstance(exc, LongbowError):
+        return exc
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return FatalError(
+            f"{where}: no AWS credentials found",
+            hint="pass --src-profile/--dst-profile, set LONGBOW_SRC_ACCESS_KEY_ID and "
+            "LONGBOW_SRC_SECRET_ACCESS_KEY (or DST), or configure the default credential chain",
+        )
+    if isinstance(exc, BotoCoreError):
+        if fatal and "certificate verify failed" in str(exc).lower():
+            return FatalError(
+                f"{where}: the endpoint's TLS certificate is not trusted: {exc}",
+                hint="set AWS_CA_BUNDLE to the CA file that signed it, or (unsafe, on a "
+                "network you trust) pass --src-no-verify-ssl / --dst-no-verify-ssl",
+            )
+        if fatal:
+            return FatalError(
+                f"{where}: {type(exc).__name__}: {exc}",
+                hint="check the endpoint URL and region, and that the server is reachable",
+            )
+        return TransientError(f"{where}: {type(exc).__name__}: {exc}")
+    assert isinstance(exc, ClientError)
+    message = exc.response.get("Error", {}).get("Message") or ""
+    return error_from_response(
+        error_code(exc), http_status(exc), message, where, fatal=fatal, source=source
+    )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Any
+from typing import Any, NoReturn
 
 from s3longbow.stores.s3.stream import (
     MAX_HEAD,
@@ -248,7 +248,7 @@ class Reply:
                 if limit is not None and self.length > limit:
                     raise BodyTooLarge(f"a body of {self.length} bytes, more than {limit}")
                 return self._exactly(self.length)
-            pieces = []
+            pieces: list[bytes] = []
             size = 0
             while True:
                 piece = self.read(_RECV)
@@ -303,7 +303,7 @@ class Reply:
             self._open = False  # the server closed the connection: the body ends here
 
     def _read_chunked(self, amt: int) -> bytes:
-        pieces = []
+        pieces: list[bytes] = []
         while amt > 0:
             left = self._chunk_left()
             if left is None:
@@ -357,7 +357,7 @@ class Reply:
         self._broken(HeadTooLarge(f"more than {MAX_FIELDS} trailer lines"))
 
     def _exactly(self, n: int) -> bytes:
-        pieces = []
+        pieces: list[bytes] = []
         left = n
         while left:
             piece = self.stream.read(min(left, _RECV))
@@ -369,7 +369,7 @@ class Reply:
         self._open = False
         return b"".join(pieces)
 
-    def _broken(self, error: ReplyError) -> Any:
+    def _broken(self, error: ReplyError) -> NoReturn:
         """The body cannot be read on: neither it nor the connection is used again."""
         self._open = False
         self.will_close = True

@@ -147,7 +147,9 @@ class S3DataPlane(Client):
             FatalError: Credentials or bucket errors.
         """
         headers: dict[str, str] = {}
-        return self._get(bucket, key, start, length, etag, headers, version_id), headers
+        data = self._get(bucket, key, start, length, etag, headers, version_id)
+        assert isinstance(data, bytes)  # read whole: no buffer of the caller's
+        return data, headers
 
     def _get(
         self,

@@ -103,7 +103,7 @@ def make_session(side: SideSettings) -> botocore.session.Session:
             f"AWS profile {side.profile!r} is not configured",
             hint="list profiles with `aws configure list-profiles`, or pass another profile",
         ) from None
-    if side.access_key_id or side.secret_access_key or side.session_token:
+    if side.access_key_id and side.secret_access_key:  # set together, or not at all
         session.set_credentials(side.access_key_id, side.secret_access_key, side.session_token)
     if side.region:
         session.set_config_variable("region", side.region)
@@ -188,7 +188,7 @@ def _parse_timestamp(value: str) -> datetime.datetime:
     except (TypeError, ValueError):
         import botocore.utils
 
-        return botocore.utils.parse_timestamp(value)  # type: ignore[no-any-return]
+        return botocore.utils.parse_timestamp(value)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.UTC)
     return parsed

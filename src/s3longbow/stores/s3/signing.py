@@ -92,7 +92,7 @@ def _unsigned_payload_auth() -> type:
     as of a given time (imported only when this signer is used)."""
     from botocore.auth import S3SigV4Auth
 
-    class UnsignedPayloadS3Auth(S3SigV4Auth):  # type: ignore[misc]
+    class UnsignedPayloadS3Auth(S3SigV4Auth):
         when: datetime.datetime
 
         def _should_sha256_sign_payload(self, request: Any) -> bool:
@@ -102,10 +102,10 @@ def _unsigned_payload_auth() -> type:
         def add_auth(self, request: Any) -> None:
             # botocore's own steps, dated by our clock (corrected for the server's offset).
             request.context["timestamp"] = self.when.strftime(_SIGV4_TIME)
-            self._modify_request_before_signing(request)
+            self._modify_request_before_signing(request)  # type: ignore[attr-defined]
             canonical = self.canonical_request(request)
             signature = self.signature(self.string_to_sign(request, canonical), request)
-            self._inject_signature_to_request(request, signature)
+            self._inject_signature_to_request(request, signature)  # type: ignore[attr-defined]
 
     return UnsignedPayloadS3Auth
 

@@ -193,3 +193,9 @@ def _xml_field(body: bytes, name: str) -> str | None:
 def _xml_text(value: str) -> str:
     """`value` escaped as XML character data."""
     return escape(value, quote=False)
+
+
+def unquote_etag(etag: str | None) -> str | None:
+    if etag is None:
+        return None
+    return etag.strip('"')

@@ -1,0 +1,115 @@
+"""Copies made by the server, when one endpoint and one account hold both buckets: whole
+objects (CopyObject), parts (UploadPartCopy) and metadata-only copies onto the object itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from s3longbow.model import (
+    ObjectProperties,
+)
+from s3longbow.stores.base import ObjectStore
+from s3longbow.stores.s3.headers import (
+    _copy_source,
+    _write_args,
+)
+from s3longbow.stores.s3.wire import unquote_etag
+
+if TYPE_CHECKING:
+    pass
+from s3longbow.stores.s3.common import StoreBase, _one_object
+
+
+class Copies(StoreBase):
+    """The server-side copy calls of the store port (a part of S3Store)."""
+
+    @_one_object
+    def update_properties(
+        self,
+        key: str,
+        *,
+        etag: str | None,
+        properties: ObjectProperties,
+        tags: tuple[tuple[str, str], ...] | None,
+        storage_class: str | None,
+    ) -> None:
+        # A copy onto itself that replaces the metadata: S3 moves no data out of the bucket.
+        # The storage class and encryption must be given again, or they would be reset.
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "CopySource": _copy_source(self.bucket, key, None),
+            "MetadataDirective": "REPLACE",
+            **_write_args(storage_class, properties, tags or ()),
+            **self._write_kwargs,
+        }
+        kwargs["TaggingDirective"] = "COPY" if tags is None else "REPLACE"
+        if etag:
+            kwargs["CopySourceIfMatch"] = f'"{etag}"'
+        with self._errors(f"updating the properties of {self.describe(key)}"):
+            self.client.copy_object(**kwargs)
+
+    def can_copy_from(self, source: object) -> bool:
+        return isinstance(source, StoreBase) and source._identity == self._identity
+
+    @_one_object
+    def copy_object(
+        self,
+        source: ObjectStore,
+        src_key: str,
+        key: str,
+        *,
+        etag: str | None,
+        version_id: str | None = None,
+        storage_class: str | None = None,
+        copy_tags: bool = True,
+    ) -> str:
+        assert isinstance(source, StoreBase)
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "CopySource": _copy_source(source.bucket, src_key, version_id),
+            # The properties and tags travel with the copy (COPY is the default directive).
+            "MetadataDirective": "COPY",
+            "TaggingDirective": "COPY" if copy_tags else "REPLACE",
+            **self._write_kwargs,
+        }
+        if etag:
+            kwargs["CopySourceIfMatch"] = f'"{etag}"'
+        if storage_class:
+            kwargs["StorageClass"] = storage_class
+        where = f"copying {source.describe(src_key)} to {self.describe(key)}"
+        with self._errors(where, source=True):
+            resp = self.client.copy_object(**kwargs)
+        return unquote_etag(resp.get("CopyObjectResult", {}).get("ETag")) or ""
+
+    @_one_object
+    def upload_part_copy(
+        self,
+        source: ObjectStore,
+        src_key: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        start: int,
+        length: int,
+        *,
+        etag: str | None,
+        version_id: str | None = None,
+    ) -> str:
+        assert isinstance(source, StoreBase)
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": number,
+            "CopySource": _copy_source(source.bucket, src_key, version_id),
+            "CopySourceRange": f"bytes={start}-{start + length - 1}",
+        }
+        if etag:
+            kwargs["CopySourceIfMatch"] = f'"{etag}"'
+        where = f"copying part {number} of {source.describe(src_key)} to {self.describe(key)}"
+        with self._errors(where, source=True):
+            resp = self.client.upload_part_copy(**kwargs)
+        return unquote_etag(resp.get("CopyPartResult", {}).get("ETag")) or ""

@@ -1,0 +1,239 @@
+"""Listing an S3 bucket: ListObjectsV2 pages through the data plane, read until the server says
+the last one came (see :mod:`paging`), and ListObjectVersions through botocore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from s3longbow.errors import (
+    CredentialsRejectedError,
+    FatalError,
+    PermanentError,
+)
+from s3longbow.model import (
+    ObjectInfo,
+    ObjectVersion,
+)
+from s3longbow.retry import with_retries
+from s3longbow.stores.base import BYTES, order_key
+from s3longbow.stores.s3 import paging
+from s3longbow.stores.s3.session import (
+    _parse_timestamp,
+)
+from s3longbow.stores.s3.wire import ListPage, unquote_etag
+
+if TYPE_CHECKING:
+    pass
+from s3longbow.stores.s3.common import StoreBase, _one_object
+
+_LIST_ATTEMPTS = 5  # a listing page, through the lean client
+
+
+class Listing(StoreBase):
+    """The listing calls of the store port (a part of S3Store)."""
+
+    _versioned_listing = False
+
+    def _list_page(self, prefix: str, delimiter: str | None, asked: paging.NextPage) -> ListPage:
+        # The lean client does not retry; a listing that fails ends the run, so it gets the
+        # attempts botocore would have given it, and a refusal stops the run at once.
+        data = self.data
+        try:
+            return with_retries(
+                lambda: data.list_page(
+                    self.bucket,
+                    prefix,
+                    delimiter=delimiter,
+                    token=asked.token,
+                    start_after=asked.start_after,
+                    marker=asked.marker,
+                ),
+                attempts=_LIST_ATTEMPTS,
+                what=f"listing s3://{self.bucket}/{prefix}",
+            )
+        except PermanentError as exc:
+            raise FatalError(exc.message, hint=exc.hint) from None
+
+    def _pages(
+        self, prefix: str, delimiter: str | None
+    ) -> Iterator[tuple[list[ObjectInfo], list[str]]]:
+        """The pages of a listing (ListObjectsV2): each page's objects and common prefixes,
+        each list in the store's order, every page read until the server says it was the
+        last (see :mod:`s3longbow.stores.paging`)."""
+        where = f"listing s3://{self.bucket}/{prefix}"
+        byte_order = self.capabilities.listing_order == BYTES
+        asked = paging.FIRST
+        last: str | None = None  # the greatest name handed out, once pages are asked by name
+        while True:
+            page = self._list_page(prefix, delimiter, asked)
+            objects = list(map(_listed, page.objects))
+            prefixes = page.prefixes
+            floor = paging.after(asked, last)
+            if floor is not None:
+                objects = [o for o in objects if o.key > floor]
+                prefixes = [p for p in prefixes if p > floor]
+                if not objects and not prefixes:
+                    raise paging.no_progress(where, floor)
+            names = [o.key for o in objects[-1:]] + prefixes[-1:]
+            page_last = max(names) if names else None
+            yield objects, prefixes
+            asked_next = paging.next_page(
+                where,
+                truncated=page.truncated,
+                token=page.next_token,
+                next_marker=page.next_marker,
+                v1=page.v1,
+                last_name=page_last,
+                byte_order=byte_order,
+            )
+            if asked_next is None:
+                return
+            if asked_next.by_name and page_last is not None:
+                last = page_last if last is None else max(last, page_last)
+            asked = asked_next
+
+    def use_current_versions(self) -> None:
+        """List each key's current version with its version id (ListObjectVersions), so
+        planning can tell a new version of the same size (--compare version)."""
+        self._versioned_listing = True
+
+    def _version_pages(
+        self, prefix: str, delimiter: str | None, where: str, *, source: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The pages of ListObjectVersions, each read until the server says it was the last.
+
+        A truncated page that names no next key goes on after its last version where the
+        server lists in byte order (see :mod:`s3longbow.stores.paging`); never silently ends.
+        """
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        byte_order = self.capabilities.listing_order == BYTES
+        previous: tuple[str, str] | None = None
+        while True:
+            with self._errors(where, fatal=not source, source=source):
+                page = self.client.list_object_versions(**kwargs)
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            if page.get("NextKeyMarker"):
+                kwargs["KeyMarker"] = page["NextKeyMarker"]
+                kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker") or ""
+                continue
+            entries = [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]
+            found = max(((e["Key"], str(e.get("VersionId") or "")) for e in entries), default=None)
+            last_key = found[0] if found is not None else None
+            # Raises where going on after the last version could skip versions.
+            paging.next_page(
+                where, truncated=True, token=None, last_name=last_key, byte_order=byte_order
+            )
+            assert found is not None and last_key is not None  # next_page raised otherwise
+            if found == previous:
+                raise paging.no_progress(where, last_key)
+            previous = found
+            kwargs["KeyMarker"], kwargs["VersionIdMarker"] = found
+
+    def _list_versions_level(
+        self, prefix: str, delimiter: str | None
+    ) -> Iterator[ObjectInfo | str]:
+        """Current versions (a key whose latest entry is a delete marker is left out) and,
+        with a delimiter, the sub-prefixes, merged in the store's order page by page."""
+        sort = order_key(self.capabilities.listing_order) or (lambda k: k)
+        where = f"listing the versions of s3://{self.bucket}/{prefix}"
+        for page in self._version_pages(prefix, delimiter, where):
+            yield from _in_order(
+                [_current(v) for v in page.get("Versions", ()) if v.get("IsLatest")],
+                [p["Prefix"] for p in page.get("CommonPrefixes", ())],
+                sort,
+            )
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        if self._versioned_listing:
+            yield from (
+                o for o in self._list_versions_level(prefix, None) if not isinstance(o, str)
+            )
+            return
+        for objects, _ in self._pages(prefix, None):
+            yield from objects
+
+    def list_level(self, prefix: str) -> Iterator[ObjectInfo | str]:
+        if self._versioned_listing:
+            yield from self._list_versions_level(prefix, "/")
+            return
+        sort = order_key(self.capabilities.listing_order) or (lambda k: k)
+        for objects, prefixes in self._pages(prefix, "/"):
+            yield from _in_order(objects, prefixes, sort)
+
+    def versioning(self) -> str | None:
+        with self._errors(f"reading the versioning of s3://{self.bucket}", fatal=True):
+            resp = self.client.get_bucket_versioning(Bucket=self.bucket)
+        return resp.get("Status") or None
+
+    @_one_object
+    def list_versions(self, key: str) -> list[ObjectVersion]:
+        where = f"listing the versions of {self.describe(key)}"
+        newest_first: list[ObjectVersion] = []
+        try:
+            for page in self._version_pages(key, None, where, source=True):
+                # A key's versions come newest first. Delete markers come in a list of their
+                # own, whose place among the versions only timestamps could tell (too coarse
+                # to trust): they are left out.
+                items = page.get("Versions", ())
+                newest_first += [_version(item) for item in items if item["Key"] == key]
+                if (
+                    any(item["Key"] > key for item in items)
+                    or (page.get("NextKeyMarker") or key) > key
+                ):
+                    break  # past the key: the rest are other keys' versions
+        except CredentialsRejectedError:
+            raise
+        except FatalError as exc:
+            # A history that cannot be listed whole fails this job, not the run.
+            raise PermanentError(exc.message, hint=exc.hint) from None
+        return newest_first[::-1]
+
+
+def _in_order(
+    objects: list[ObjectInfo], prefixes: list[str], sort: Callable[[str], str]
+) -> list[ObjectInfo | str]:
+    """One page of a delimited listing as one stream: its keys and its sub-prefixes come in two
+    lists, each in order, merged here by the store's own order."""
+    items: list[tuple[str, ObjectInfo | str]] = [(sort(o.key), o) for o in objects]
+    items += [(sort(p), p) for p in prefixes]
+    items.sort(key=lambda pair: pair[0])
+    return [item for _, item in items]
+
+
+def _current(item: dict[str, Any]) -> ObjectInfo:
+    """The current version of a key, from a ListObjectVersions page."""
+    return ObjectInfo(
+        key=item["Key"],
+        size=int(item["Size"]),
+        etag=unquote_etag(item.get("ETag")),
+        last_modified=item["LastModified"].timestamp() if "LastModified" in item else None,
+        version_id=item.get("VersionId"),
+    )
+
+
+def _version(item: dict[str, Any]) -> ObjectVersion:
+    """An entry of a ListObjectVersions page."""
+    return ObjectVersion(
+        key=item["Key"],
+        version_id=str(item.get("VersionId") or "null"),
+        size=int(item.get("Size") or 0),
+        etag=unquote_etag(item.get("ETag")),
+        last_modified=item["LastModified"].timestamp() if "LastModified" in item else None,
+    )
+
+
+def _listed(item: tuple[str, int, str | None, str | None]) -> ObjectInfo:
+    """An entry of a listing page."""
+    key, size, etag, modified = item
+    return ObjectInfo(
+        key=key,
+        size=size,
+        etag=etag,
+        last_modified=_parse_timestamp(modified).timestamp() if modified else None,
+    )
