@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from s3longbow.testing.servers import start_seaweedfs
+from longbow_testkit.servers import start_seaweedfs
 
 MiB = 1024 * 1024
 SAMPLES = {

@@ -6,7 +6,7 @@ DynamoDB on a moto server) run at once and a random one is SIGKILLed and replace
 last kill the copy is allowed to finish, then every object is read from both sides and compared
 byte for byte.
 
-A :class:`~s3longbow.testing.faultproxy.FaultProxy` sits between Longbow and each endpoint.
+A :class:`~longbow_testkit.faultproxy.FaultProxy` sits between Longbow and each endpoint.
 With no faults they only count: the request bytes that cross the destination's proxy are the
 "bytes uploaded". With faults they also inject them, so kills and network faults combine.
 
@@ -34,9 +34,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longbow_testkit.faultproxy import FaultProxy, Faults
+from longbow_testkit.servers import Endpoint
 from s3longbow.model import FINAL_STATES, JobState
-from s3longbow.testing.faultproxy import FaultProxy, Faults
-from s3longbow.testing.servers import Endpoint
 
 __all__ = ["ChaosReport", "Location", "mixed_dataset", "run_cluster", "run_single", "seed_source"]
 

@@ -27,7 +27,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from s3longbow.testing.servers import Endpoint
+from longbow_testkit.servers import Endpoint
 
 _ETAG_XML = re.compile(
     rb"<ETag>(&quot;|&#34;|\")?([0-9a-fA-F]{32}(?:-\d+)?)(&quot;|&#34;|\")?</ETag>"
