@@ -247,6 +247,11 @@ def _uploaded(proxy: FaultProxy) -> int:
     return sent["PUT"] + sent["UploadPart"]
 
 
+def _running(proc: subprocess.Popen[bytes]) -> Callable[[], bool]:
+    """Whether `proc` is still running, asked when called."""
+    return lambda: proc.poll() is None
+
+
 def _wait_for(moment: _Moment, proxy: FaultProxy, alive: Callable[[], bool]) -> bool:
     """Whether the moment came while `alive()` held (False: the processes ended first)."""
     start, start_bytes = time.monotonic(), _uploaded(proxy)
@@ -354,7 +359,7 @@ def run_single(
                     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
                     try:
                         moment = _draw_moment(rng, total, kills)
-                        if _wait_for(moment, proxy, lambda p=proc: p.poll() is None):
+                        if _wait_for(moment, proxy, _running(proc)):
                             _sigkill(proc)
                             report.kills += 1
                         else:

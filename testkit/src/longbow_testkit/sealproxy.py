@@ -97,6 +97,9 @@ class SealProxy:
 
 def _handler(proxy: SealProxy) -> type[BaseHTTPRequestHandler]:
     target = urlsplit(proxy.upstream.url)
+    if target.hostname is None:
+        raise ValueError(f"no host in the upstream URL {proxy.upstream.url}")
+    host: str = target.hostname
     credentials = Credentials(proxy.upstream.access_key, proxy.upstream.secret_key)
 
     class Handler(BaseHTTPRequestHandler):
@@ -134,7 +137,7 @@ def _handler(proxy: SealProxy) -> type[BaseHTTPRequestHandler]:
                 headers=headers,
             )
             S3SigV4Auth(credentials, "s3", proxy.upstream.region).add_auth(request)
-            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            conn = http.client.HTTPConnection(host, target.port, timeout=60)
             try:
                 sent = dict(request.headers.items())
                 sent["Content-Length"] = str(len(body))

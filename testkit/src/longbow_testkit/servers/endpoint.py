@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 from urllib.parse import urlsplit
 
 import boto3
 import botocore.session
 from botocore.client import BaseClient
 from botocore.config import Config
+
+if TYPE_CHECKING:  # boto3-stubs: the clients' methods, for type checkers only
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
 
 __all__ = ["DEFAULT_ACCESS_KEY", "DEFAULT_REGION", "DEFAULT_SECRET_KEY", "LOCALHOST", "Endpoint"]
 
@@ -69,7 +76,22 @@ class Endpoint:
             raise ValueError(f"endpoint URL has no port: {self.url}")
         return port
 
-    def client(self, service: str = "s3", **config_kwargs: Any) -> BaseClient:
+    @overload
+    def client(self, service: Literal["s3"] = ..., **config_kwargs: Any) -> S3Client: ...
+
+    @overload
+    def client(self, service: Literal["sqs"], **config_kwargs: Any) -> SQSClient: ...
+
+    @overload
+    def client(self, service: Literal["dynamodb"], **config_kwargs: Any) -> DynamoDBClient: ...
+
+    @overload
+    def client(self, service: Literal["ssm"], **config_kwargs: Any) -> SSMClient: ...
+
+    @overload
+    def client(self, service: str, **config_kwargs: Any) -> BaseClient: ...
+
+    def client(self, service: str = "s3", **config_kwargs: Any) -> Any:
         """Create a boto3 client for this endpoint.
 
         S3 clients use path-style addressing and signature v4. Flexible checksums are only
@@ -100,7 +122,9 @@ class Endpoint:
             options["s3"] = {**options.get("s3", {}), **extra_s3}
         # boto3 sessions are not thread-safe; clients created from them are.
         with _SESSION_LOCK:
-            return _shared_session().client(
+            # Any service by name: the typed overloads above say what each one returns.
+            create = cast(Callable[..., BaseClient], _shared_session().client)
+            return create(
                 service,
                 endpoint_url=self.url,
                 region_name=self.region,
