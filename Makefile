@@ -7,18 +7,20 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+# The product with its test extras, and the test kit (testkit/: the local S3 servers, fault
+# proxies, fake servers and chaos runner the demo, the tests and the benchmark use).
+$(BIN)/.installed: pyproject.toml testkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e ./testkit
 	touch $@
 
 demo: $(BIN)/.installed
 	$(BIN)/python scripts/demo.py
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests scripts bench deploy
-	$(BIN)/ruff format --check src tests scripts bench deploy
+	$(BIN)/ruff check src tests scripts bench deploy testkit
+	$(BIN)/ruff format --check src tests scripts bench deploy testkit
 
 test: lint
 	$(BIN)/python -m pytest
@@ -28,4 +30,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py --json bench/results.json --chart bench/results.png $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache testkit/build testkit/src/*.egg-info

@@ -34,11 +34,11 @@ from typing import Any
 
 from botocore.credentials import Credentials
 
+from longbow_testkit.servers import Endpoint, LocalServer, start_seaweedfs
 from s3longbow.config import SideSettings
 from s3longbow.stores.s3.lean import S3DataPlane
 from s3longbow.stores.s3.session import make_s3_client, make_session
 from s3longbow.stores.s3.signing import crt_available
-from s3longbow.testing.servers import Endpoint, LocalServer, start_seaweedfs
 
 MiB = 1024 * 1024
 _bucket_ids = itertools.count(1)

@@ -37,7 +37,7 @@ import s5
 import workloads
 from stats import Result, concurrent_limit, make_result, medians, ratios
 
-from s3longbow.testing.servers import Endpoint, start_seaweedfs
+from longbow_testkit.servers import Endpoint, start_seaweedfs
 
 MiB = 1024 * 1024
 TOOLS = ("longbow", "rclone", "limit")

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from s3longbow.testing.servers import Endpoint
+from longbow_testkit.servers import Endpoint
 
 MEASURE = Path(__file__).with_name("measure.py")
 # Flags per workload, in the spirit of rclone's: objects in flight, then parts per object and

@@ -2,7 +2,7 @@
 
 Starts its own servers on 127.0.0.1 in a temporary folder (two SeaweedFS endpoints, and a moto
 server for the cluster's queue and job table), seeds the source, then runs
-`s3longbow.testing.chaos` in the chosen mode(s) and prints the figures. Exits 1 when anything
+`longbow_testkit.chaos` in the chosen mode(s) and prints the figures. Exits 1 when anything
 was lost, corrupt, left unfinished or failed; 0 otherwise.
 
     python scripts/chaos.py --mode both --kills 20 --seconds 900 --seed 1
@@ -19,7 +19,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from s3longbow.testing.chaos import (
+from longbow_testkit.chaos import (
     ChaosReport,
     Location,
     MiB,
@@ -28,8 +28,8 @@ from s3longbow.testing.chaos import (
     run_single,
     seed_source,
 )
-from s3longbow.testing.faultproxy import Faults
-from s3longbow.testing.servers import start_moto, start_seaweedfs
+from longbow_testkit.faultproxy import Faults
+from longbow_testkit.servers import start_moto, start_seaweedfs
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

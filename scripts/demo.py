@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from s3longbow.testing.servers import start_seaweedfs
+from longbow_testkit.servers import start_seaweedfs
 
 MiB = 1024 * 1024
 SAMPLES = {
@@ -75,8 +75,8 @@ def main() -> int:
             print("\nVerifying every object by reading it back from the destination ...")
             bad = 0
             for key, digest in digests.items():
-                body = s3_dst.get_object(Bucket="archive-copy", Key=f"from-source/{key}")
-                got = hashlib.md5(body["Body"].read()).hexdigest()
+                copied = s3_dst.get_object(Bucket="archive-copy", Key=f"from-source/{key}")
+                got = hashlib.md5(copied["Body"].read()).hexdigest()
                 ok = got == digest
                 bad += not ok
                 print(f"  {'OK ' if ok else 'BAD'} {key} ({SAMPLES[key]} bytes, md5 {got})")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from s3longbow.testing.servers import (
+from longbow_testkit.servers import (
     CEPH_INSTALL_HINT,
     Endpoint,
     LocalServer,

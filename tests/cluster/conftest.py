@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from longbow_testkit.servers import LocalServer
 from s3longbow.cli.cluster import load
 from s3longbow.cluster.aws import ControlPlane
 from s3longbow.cluster.dynamodb import JOB_SK, JobItem
@@ -24,7 +25,6 @@ from s3longbow.cluster.messages import job_id
 from s3longbow.cluster.sender import SendReport, send_jobs
 from s3longbow.cluster.service import WorkerReport, init_cluster, run_worker
 from s3longbow.cluster.settings import ClusterConfig
-from s3longbow.testing.servers import LocalServer
 
 from ..conftest import Bucket, cli_env
 

@@ -10,11 +10,11 @@ from typing import Any
 
 from click.testing import CliRunner
 
+from longbow_testkit.faultproxy import FaultProxy, Faults
 from s3longbow.cli.app import cli
 from s3longbow.cluster.sqs import REASON_ATTRIBUTE
 from s3longbow.config import MiB
 from s3longbow.model import JobState
-from s3longbow.testing.faultproxy import FaultProxy, Faults
 
 from .conftest import DST_PREFIX, SRC_PREFIX, Cluster
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from longbow_testkit.faultproxy import FaultProxy, Faults, Request
 from s3longbow.cli.app import cli
 from s3longbow.config import MiB
 from s3longbow.model import JobState
-from s3longbow.testing.faultproxy import FaultProxy, Faults, Request
 
 from .conftest import DST_PREFIX, SRC_PREFIX, Cluster
 

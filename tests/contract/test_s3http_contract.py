@@ -28,6 +28,8 @@ import pytest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from longbow_testkit.servers import LocalServer
+from longbow_testkit.tls import self_signed_certificate
 from s3longbow import checksums
 from s3longbow.errors import (
     ChecksumNotConfirmedError,
@@ -38,10 +40,8 @@ from s3longbow.errors import (
     UploadMissingError,
 )
 from s3longbow.stores.s3.lean import S3DataPlane
-from s3longbow.testing.servers import LocalServer
 
 from ..conftest import Bucket, new_bucket
-from ..tls import self_signed_certificate
 
 MiB = 1024 * 1024
 

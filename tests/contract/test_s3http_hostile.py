@@ -1,6 +1,6 @@
-"""The lean data plane against servers that bend HTTP/1.1 (tests/fakes3.py): each exchange
-either reads what its own request asked for, or fails as the error it is, and leaves the next
-request a clean connection.
+"""The lean data plane against servers that bend HTTP/1.1 (longbow_testkit.fakes3): each
+exchange either reads what its own request asked for, or fails as the error it is, and leaves
+the next request a clean connection.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from longbow_testkit.fakes3 import DROP, Action, FakeS3, Request, error, interim, reply
+from longbow_testkit.forwardproxy import ForwardProxy
+from longbow_testkit.tls import self_signed_certificate
 from s3longbow.errors import (
     FatalError,
     ReplyLostError,
@@ -26,10 +29,6 @@ from s3longbow.errors import (
 from s3longbow.stores.s3.dial import Proxy, proxy_for
 from s3longbow.stores.s3.lean import S3DataPlane
 from s3longbow.stores.s3.signing import StaticCredentials
-
-from ..fakes3 import DROP, Action, FakeS3, Request, error, interim, reply
-from ..forwardproxy import ForwardProxy
-from ..tls import self_signed_certificate
 
 MiB = 1024 * 1024
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from s3longbow.testing.chaos import ChaosReport, Location, mixed_dataset, run_cluster, run_single
-from s3longbow.testing.chaos import seed_source as seed_objects
-from s3longbow.testing.servers import LocalServer
+from longbow_testkit.chaos import ChaosReport, Location, mixed_dataset, run_cluster, run_single
+from longbow_testkit.chaos import seed_source as seed_objects
+from longbow_testkit.servers import LocalServer
 
 from ..conftest import new_bucket
 

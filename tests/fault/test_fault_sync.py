@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from s3longbow.testing.chaos import ChaosReport, Location, compare, mixed_dataset, seed_source
-from s3longbow.testing.faultproxy import FAULT_KINDS, FaultProxy, Faults
-from s3longbow.testing.servers import LocalServer
+from longbow_testkit.chaos import ChaosReport, Location, compare, mixed_dataset, seed_source
+from longbow_testkit.faultproxy import FAULT_KINDS, FaultProxy, Faults
+from longbow_testkit.servers import LocalServer
 
 from ..conftest import cli_env, new_bucket
 

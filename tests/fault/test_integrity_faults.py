@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from longbow_testkit.faultproxy import FaultProxy, Faults, Request
+from longbow_testkit.servers import LocalServer
 from s3longbow.cli.app import cli
 from s3longbow.config import MiB
 from s3longbow.jobs.sqlite import JobDatabase
-from s3longbow.testing.faultproxy import FaultProxy, Faults, Request
-from s3longbow.testing.servers import LocalServer
 
 from ..conftest import Bucket, cli_env
 from ..integration.test_integrity import job_verdicts, open_uploads, put_multipart

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from s3longbow.testing.servers import LocalServer
+from longbow_testkit.servers import LocalServer
 
 from ..conftest import Bucket, cli_env, endpoint_args, new_bucket
 from .conftest import db_args, invoke, longbow

@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from longbow_testkit.tls import self_signed_certificate
 from s3longbow.stores.location import is_loopback
 
 from ..conftest import Bucket, cli_env, endpoint_args
-from ..tls import self_signed_certificate
 from .conftest import db_args, invoke, longbow
 
 EXIT_CONFIG = 2

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from longbow_testkit.servers import LocalServer
 from s3longbow.errors import UnsafeKeyError
 from s3longbow.stores.local import LocalStore
-from s3longbow.testing.servers import LocalServer
 
 from ..conftest import Bucket, cli_env, endpoint_args, new_bucket
 from .conftest import db_args, longbow

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
+from longbow_testkit.servers import LocalServer
 from s3longbow.cluster.aws import ControlPlane
 from s3longbow.cluster.dynamodb import JobItem
 from s3longbow.cluster.service import init_cluster
 from s3longbow.cluster.sqs import REASON_ATTRIBUTE
 from s3longbow.model import JobState
-from s3longbow.testing.servers import LocalServer
 
 from ..cluster.conftest import DST_PREFIX, SRC_PREFIX, Cluster
 from ..conftest import cli_env, new_bucket

@@ -1,6 +1,7 @@
 """Servers that bend the protocol, as servers in the wider world do: a whole `longbow` run
-against a scripted server (tests/fakes3.py) or a real one behind a fault, each case checking
-that nothing is lost silently, no byte is mixed up, and one object never stops the run.
+against a scripted server (longbow_testkit.fakes3) or a real one behind a fault, each case
+checking that nothing is lost silently, no byte is mixed up, and one object never stops the
+run.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from typing import Any
 
 import pytest
 
+from longbow_testkit.fakes3 import DROP, Action, FakeS3, Request, error, interim, list_reply, reply
+from longbow_testkit.forwardproxy import ForwardProxy
+from longbow_testkit.tls import self_signed_certificate
 from s3longbow.stores.s3 import lean, signing, wire
 
 from ..conftest import Bucket, cli_env, endpoint_args
-from ..fakes3 import DROP, Action, FakeS3, Request, error, interim, list_reply, reply
-from ..forwardproxy import ForwardProxy
-from ..tls import self_signed_certificate
 from .conftest import db_args, longbow
 
 EXIT_FAILED = 1

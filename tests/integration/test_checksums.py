@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from longbow_testkit.sealproxy import SealProxy, seal_proxy
+from longbow_testkit.servers import LocalServer
 from s3longbow import checksums
 from s3longbow.cli.app import cli
 from s3longbow.config import MiB
-from s3longbow.testing.sealproxy import SealProxy, seal_proxy
-from s3longbow.testing.servers import LocalServer
 
 from ..conftest import Bucket, cli_env, endpoint_args, new_bucket
 from .test_integrity import job_verdicts, put_multipart, run_sync

@@ -27,8 +27,8 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from s3longbow.testing.faultproxy import FAULT_KINDS, FaultProxy, Faults, Request
-from s3longbow.testing.servers import LocalServer
+from longbow_testkit.faultproxy import FAULT_KINDS, FaultProxy, Faults, Request
+from longbow_testkit.servers import LocalServer
 
 from ..conftest import Bucket, new_bucket
 

@@ -7,8 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from s3longbow.testing.sealproxy import seal_proxy
-from s3longbow.testing.servers import LocalServer
+from longbow_testkit.sealproxy import seal_proxy
+from longbow_testkit.servers import LocalServer
 
 from ..conftest import Bucket, new_bucket
 from .test_integrity import run_sync

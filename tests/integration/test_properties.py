@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from longbow_testkit.servers import LocalServer
 from s3longbow.cli.app import cli
 from s3longbow.config import MiB
-from s3longbow.testing.servers import LocalServer
 
 from ..conftest import cli_env, endpoint_args, new_bucket
 

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from longbow_testkit.faultproxy import FaultProxy, Faults
+from longbow_testkit.servers import LocalServer
 from s3longbow.cli.app import cli
 from s3longbow.config import MiB, SideSettings
 from s3longbow.errors import SourceChangedError, TransientError
 from s3longbow.model import PartInfo
 from s3longbow.stores.s3 import S3Store, splice
-from s3longbow.testing.faultproxy import FaultProxy, Faults
-from s3longbow.testing.servers import LocalServer
 
 from ..conftest import Bucket, cli_env, endpoint_args
 from .test_integrity import job_verdicts, put_multipart

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
+from longbow_testkit.servers import LocalServer, start_rgw
 from s3longbow.config import MiB, SideSettings
 from s3longbow.errors import FatalError
 from s3longbow.stores.s3 import S3Store
-from s3longbow.testing.servers import LocalServer, start_rgw
 
 from ..conftest import Bucket, cli_env, endpoint_args, new_bucket
 from ..killing import kill_after_parts

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from longbow_testkit.servers import LocalServer
 from s3longbow.handlers import sqs_worker
-from s3longbow.testing.servers import LocalServer
 
 from ..cluster.conftest import Cluster, cluster  # noqa: F401 - fixture used below
 from ..cluster.test_cluster_lambda import FakeContext, receive_event, settle_like_lambda

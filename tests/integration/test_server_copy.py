@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from s3longbow.testing.sealproxy import SealProxy, seal_proxy
-from s3longbow.testing.servers import LocalServer
+from longbow_testkit.sealproxy import SealProxy, seal_proxy
+from longbow_testkit.servers import LocalServer
 
 from ..conftest import Bucket, cli_env, new_bucket
 from ..killing import kill_after_parts

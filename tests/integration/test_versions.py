@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from s3longbow.testing.sealproxy import seal_proxy
-from s3longbow.testing.servers import LocalServer
+from longbow_testkit.sealproxy import seal_proxy
+from longbow_testkit.servers import LocalServer
 
 from ..conftest import Bucket, cli_env, new_bucket
 from .test_integrity import job_verdicts, run_sync, sync_argv

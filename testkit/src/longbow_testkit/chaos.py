@@ -6,7 +6,7 @@ DynamoDB on a moto server) run at once and a random one is SIGKILLed and replace
 last kill the copy is allowed to finish, then every object is read from both sides and compared
 byte for byte.
 
-A :class:`~s3longbow.testing.faultproxy.FaultProxy` sits between Longbow and each endpoint.
+A :class:`~longbow_testkit.faultproxy.FaultProxy` sits between Longbow and each endpoint.
 With no faults they only count: the request bytes that cross the destination's proxy are the
 "bytes uploaded". With faults they also inject them, so kills and network faults combine.
 
@@ -34,9 +34,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longbow_testkit.faultproxy import FaultProxy, Faults
+from longbow_testkit.servers import Endpoint
 from s3longbow.model import FINAL_STATES, JobState
-from s3longbow.testing.faultproxy import FaultProxy, Faults
-from s3longbow.testing.servers import Endpoint
 
 __all__ = ["ChaosReport", "Location", "mixed_dataset", "run_cluster", "run_single", "seed_source"]
 
@@ -247,6 +247,11 @@ def _uploaded(proxy: FaultProxy) -> int:
     return sent["PUT"] + sent["UploadPart"]
 
 
+def _running(proc: subprocess.Popen[bytes]) -> Callable[[], bool]:
+    """Whether `proc` is still running, asked when called."""
+    return lambda: proc.poll() is None
+
+
 def _wait_for(moment: _Moment, proxy: FaultProxy, alive: Callable[[], bool]) -> bool:
     """Whether the moment came while `alive()` held (False: the processes ended first)."""
     start, start_bytes = time.monotonic(), _uploaded(proxy)
@@ -354,7 +359,7 @@ def run_single(
                     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
                     try:
                         moment = _draw_moment(rng, total, kills)
-                        if _wait_for(moment, proxy, lambda p=proc: p.poll() is None):
+                        if _wait_for(moment, proxy, _running(proc)):
                             _sigkill(proc)
                             report.kills += 1
                         else:

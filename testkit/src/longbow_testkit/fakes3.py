@@ -293,12 +293,12 @@ class FakeS3:
                 self._upload_ids += 1
                 upload_id = f"up{self._upload_ids}"
                 self.uploads[upload_id] = _Upload(bucket, key)
-            body = (
+            started = (
                 f"<InitiateMultipartUploadResult><Bucket>{bucket}</Bucket>"
                 f"<Key>{html.escape(key)}</Key><UploadId>{upload_id}</UploadId>"
                 "</InitiateMultipartUploadResult>"
             )
-            return reply(200, body.encode())
+            return reply(200, started.encode())
         if "uploadId" in q:
             return self._multipart(request)
         if request.method == "PUT":
@@ -412,12 +412,12 @@ class FakeS3:
             self.etags[upload.bucket, upload.key] = etag
             body = f"<CompleteMultipartUploadResult><ETag>&quot;{etag}&quot;</ETag>"
             return reply(200, (body + "</CompleteMultipartUploadResult>").encode())
-        parts = "".join(
+        listed = "".join(
             f"<Part><PartNumber>{n}</PartNumber><Size>{len(p)}</Size>"
             f'<ETag>"{hashlib.md5(p).hexdigest()}"</ETag></Part>'
             for n, p in sorted(upload.parts.items())
         )
-        body = f"<ListPartsResult><IsTruncated>false</IsTruncated>{parts}</ListPartsResult>"
+        body = f"<ListPartsResult><IsTruncated>false</IsTruncated>{listed}</ListPartsResult>"
         return reply(200, body.encode())
 
     # -- lifetime -------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from s3longbow.testing.servers import Endpoint
+from longbow_testkit.servers import Endpoint
 
 _ETAG_XML = re.compile(
     rb"<ETag>(&quot;|&#34;|\")?([0-9a-fA-F]{32}(?:-\d+)?)(&quot;|&#34;|\")?</ETag>"
@@ -97,6 +97,9 @@ class SealProxy:
 
 def _handler(proxy: SealProxy) -> type[BaseHTTPRequestHandler]:
     target = urlsplit(proxy.upstream.url)
+    if target.hostname is None:
+        raise ValueError(f"no host in the upstream URL {proxy.upstream.url}")
+    host: str = target.hostname
     credentials = Credentials(proxy.upstream.access_key, proxy.upstream.secret_key)
 
     class Handler(BaseHTTPRequestHandler):
@@ -134,7 +137,7 @@ def _handler(proxy: SealProxy) -> type[BaseHTTPRequestHandler]:
                 headers=headers,
             )
             S3SigV4Auth(credentials, "s3", proxy.upstream.region).add_auth(request)
-            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            conn = http.client.HTTPConnection(host, target.port, timeout=60)
             try:
                 sent = dict(request.headers.items())
                 sent["Content-Length"] = str(len(body))

@@ -1,1 +1,0 @@
-"""Helpers for running s3longbow against real local S3-compatible servers."""
