@@ -2,7 +2,7 @@
 keys, index and TTL attribute, the metric names the workers publish, the Lambda handler, and the
 cluster config file and environment the workers read.
 
-These values mirror `s3longbow.cluster.dynamodb`, `s3longbow.cluster.metrics` and
+These values mirror `s3longbow.cluster.provision`, `s3longbow.cluster.metrics` and
 `s3longbow.handlers.sqs_worker` (the tests compare them), because the deploy app must not import
 the runtime: it only ships it.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .settings import DeploySettings, parse_size
 
-# The job table (s3longbow.cluster.dynamodb).
+# The job table (s3longbow.cluster.provision).
 TABLE_PARTITION_KEY = "pk"
 TABLE_SORT_KEY = "sk"
 STATE_INDEX = "by-state"

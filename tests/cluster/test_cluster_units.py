@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from s3longbow.cluster.dynamodb import ClaimOutcome, JobItem, decide_claim, should_queue
+from s3longbow.cluster.jobitems import ClaimOutcome, JobItem, decide_claim, should_queue
 from s3longbow.cluster.messages import (
     MESSAGE_BODY_LIMIT,
     SQS_MAX_BYTES,

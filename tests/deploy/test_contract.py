@@ -23,10 +23,11 @@ def settings(request: pytest.FixtureRequest) -> DeploySettings:
 
 
 def test_constants_mirror_the_runtime() -> None:
-    from s3longbow.cluster import dynamodb, metrics
+    from s3longbow.cluster import metrics, provision
 
-    assert contract.STATE_INDEX == dynamodb.STATE_INDEX
-    assert tuple(contract.STATE_INDEX_ATTRIBUTES) == tuple(dynamodb._INDEX_ATTRIBUTES)
+    assert contract.STATE_INDEX == provision.STATE_INDEX
+    assert tuple(contract.STATE_INDEX_ATTRIBUTES) == tuple(provision.INDEX_ATTRIBUTES)
+    assert contract.TTL_ATTRIBUTE == provision.TTL_ATTRIBUTE
     assert contract.METRICS_NAMESPACE == metrics.NAMESPACE
     assert contract.METRIC_NAMES == tuple(metrics.METRICS)
     module, _, name = contract.LAMBDA_WORKER_HANDLER.rpartition(".")

@@ -125,10 +125,10 @@ class _FakeDynamoDB:
 
 
 def test_table_matches_what_the_runtime_creates(variant: Synthesized) -> None:
-    from s3longbow.cluster.dynamodb import JobTable
+    from s3longbow.cluster.provision import create_table
 
     fake = _FakeDynamoDB()
-    JobTable(fake, "t").create(wait_seconds=1)
+    create_table(fake, "t", wait_seconds=1)
     runtime = fake.created
     table_id, table = one(variant, "AWS::DynamoDB::Table", TableName=variant.settings.table_name)
     props = table["Properties"]

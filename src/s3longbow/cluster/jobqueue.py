@@ -32,7 +32,8 @@ from s3longbow.errors import LongbowError, PermanentError, TransientError
 from s3longbow.model import Job, JobResult, JobState, ObjectInfo
 from s3longbow.plan.ignore import IgnoreRules
 
-from .dynamodb import ClaimOutcome, ItemKind, JobItem, JobTable
+from .dynamodb import JobTable
+from .jobitems import ClaimOutcome, ItemKind, JobItem
 from .messages import JobSpec, RemovalSpec, Route, Shape, parse_message
 from .metrics import ClusterCounters
 from .sqs import MessageQueue, Received
