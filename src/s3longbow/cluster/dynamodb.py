@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from s3longbow.errors import TransientError
 from s3longbow.model import Job, JobResult, JobState, ObjectInfo
@@ -62,6 +63,8 @@ STATE_SHARDS = 8
 PART_TTL_SECONDS = 30 * 24 * 3600
 BATCH_GET = 100  # BatchGetItem's limit
 _CLAIM_TRIES = 4
+_PERSIST_TRIES = 5
+T = TypeVar("T")
 
 
 def shard_of(item_id: str) -> int:
@@ -500,6 +503,18 @@ def _verify_text(result: JobResult) -> str:
     return text
 
 
+def persist(action: Callable[[], T]) -> T:
+    """Retry a job-table write through short outages; the outcome must not be lost."""
+    for attempt in range(_PERSIST_TRIES):
+        try:
+            return action()
+        except TransientError:
+            if attempt + 1 >= _PERSIST_TRIES:
+                raise
+            time.sleep(random.uniform(0, min(5.0, 0.2 * 2**attempt)))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 __all__ = [
     "JOB_SK",
     "STATE_INDEX",
@@ -510,6 +525,7 @@ __all__ = [
     "JobTable",
     "decide_claim",
     "part_sort_key",
+    "persist",
     "should_queue",
     "state_key",
 ]

@@ -8,7 +8,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Any
 
-from s3longbow.model import JobState
+from s3longbow.model import Job, JobState
 
 from .expressions import plain_item
 from .messages import JobSpec
@@ -74,6 +74,27 @@ class JobItem:
         fields["id"] = data["pk"]
         fields["state"] = JobState(data.get("state", JobState.PENDING))
         return cls(**fields)
+
+    def as_job(self, *, pair: int, owner: str) -> Job:
+        """The job a claim of this item hands the worker (the claim's owner holds its lease)."""
+        return Job(
+            id=self.id,
+            run_id=0,
+            pair=pair,
+            src_key=self.src_key,
+            dst_key=self.dst_key,
+            size=self.size or 0,
+            etag=self.etag,
+            last_modified=self.last_modified,
+            version_id=self.version_id,
+            state=JobState.IN_PROGRESS,
+            attempts=self.attempts,
+            reason=self.reason,
+            upload_id=self.upload_id,
+            part_size=self.part_size,
+            upload_etag=self.upload_etag,
+            lease_owner=owner,
+        )
 
 
 def decide_claim(item: JobItem | None, spec: JobSpec, message_id: str, now: float) -> ClaimOutcome:
