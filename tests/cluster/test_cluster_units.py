@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from s3longbow.cluster.inbound import Shape, parse_message
 from s3longbow.cluster.jobitems import ClaimOutcome, JobItem, decide_claim, should_queue
 from s3longbow.cluster.messages import (
     MESSAGE_BODY_LIMIT,
@@ -16,10 +17,8 @@ from s3longbow.cluster.messages import (
     JobSpec,
     MessagePacker,
     Route,
-    Shape,
     encode_jobs,
     job_id,
-    parse_message,
 )
 from s3longbow.cluster.metrics import ClusterCounters, JsonLogFormatter, MetricsEmitter
 from s3longbow.cluster.sqs import batches

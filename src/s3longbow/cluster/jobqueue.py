@@ -34,8 +34,9 @@ from s3longbow.model import Job, JobResult, JobState, ObjectInfo
 from s3longbow.plan.ignore import IgnoreRules
 
 from .dynamodb import JobTable, persist
+from .inbound import Shape, parse_message
 from .jobitems import ClaimOutcome, ItemKind, JobItem
-from .messages import JobSpec, Route, Shape, parse_message
+from .messages import JobSpec, Route
 from .metrics import ClusterCounters, job_fields, object_fields
 from .removals import apply_removal
 from .sources import BatchSource, MessageSource, SqsSource
