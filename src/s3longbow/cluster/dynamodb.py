@@ -265,9 +265,7 @@ class JobTable:
         e = Expression()
         e.set("lease_until", timestamp(until)).set("updated_at", timestamp(self.clock()))
         e.add("rev", 1)
-        return self._update(
-            str(job.id), e, _owned(e, job), f"extending the lease of {job.src_key!r}"
-        )
+        return self._update(job.id, e, _owned(e, job), f"extending the lease of {job.src_key!r}")
 
     def finish(
         self, job: Job, state: JobState, reason: str | None, result: JobResult | None
@@ -275,7 +273,7 @@ class JobTable:
         """Record a final state (compare-and-set on the claim's owner)."""
         now = self.clock()
         e = Expression()
-        e.set("state", state.value).set("gsi_state", state_key(state, str(job.id)))
+        e.set("state", state.value).set("gsi_state", state_key(state, job.id))
         e.set("updated_at", timestamp(now)).set("finished_at", timestamp(now)).set("reason", reason)
         if result is not None:
             e.add("bytes_sent", result.bytes_sent).set("bytes_reused", result.bytes_reused)
@@ -286,21 +284,21 @@ class JobTable:
         else:
             e.remove("upload_id")
         e.remove("owner").remove("lease_until").add("rev", 1)
-        return self._update(str(job.id), e, _owned(e, job), f"finishing job {job.src_key!r}")
+        return self._update(job.id, e, _owned(e, job), f"finishing job {job.src_key!r}")
 
     def release(self, job: Job, reason: str, *, counted: bool, failed: bool) -> bool:
         """Give a job back: pending again, or failed when its last delivery failed."""
         now = self.clock()
         state = JobState.FAILED if failed else JobState.PENDING
         e = Expression()
-        e.set("state", state.value).set("gsi_state", state_key(state, str(job.id)))
+        e.set("state", state.value).set("gsi_state", state_key(state, job.id))
         e.set("updated_at", timestamp(now)).set("reason", reason)
         if failed:
             e.set("finished_at", timestamp(now))
         if counted:
             e.add("attempts", 1)
         e.remove("owner").remove("lease_until").add("rev", 1)
-        return self._update(str(job.id), e, _owned(e, job), f"releasing job {job.src_key!r}")
+        return self._update(job.id, e, _owned(e, job), f"releasing job {job.src_key!r}")
 
     def set_upload(
         self, job: Job, upload_id: str | None, part_size: int | None, upload_etag: str | None
@@ -308,9 +306,7 @@ class JobTable:
         e = Expression()
         e.set("upload_id", upload_id).set("part_size", part_size).set("upload_etag", upload_etag)
         e.set("updated_at", timestamp(self.clock())).add("rev", 1)
-        return self._update(
-            str(job.id), e, _owned(e, job), f"recording the upload of {job.dst_key!r}"
-        )
+        return self._update(job.id, e, _owned(e, job), f"recording the upload of {job.dst_key!r}")
 
     def update_source(self, job: Job, info: ObjectInfo) -> bool:
         e = Expression()
@@ -319,15 +315,13 @@ class JobTable:
         e.set("source_id", source_id(info.size, info.etag, info.version_id))
         e.remove("upload_id").remove("part_size").remove("upload_etag")
         e.set("updated_at", timestamp(self.clock())).add("restarts", 1).add("rev", 1)
-        return self._update(
-            str(job.id), e, _owned(e, job), f"re-pinning the source {job.src_key!r}"
-        )
+        return self._update(job.id, e, _owned(e, job), f"re-pinning the source {job.src_key!r}")
 
     def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None:
         """One item per part the destination accepted (no condition: a part is a fact)."""
         now = self.clock()
         item = {
-            "pk": str(job.id),
+            "pk": job.id,
             "sk": part_sort_key(upload_id, number),
             "upload_id": upload_id,
             "number": number,
@@ -348,7 +342,7 @@ class JobTable:
             KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
             ExpressionAttributeNames={"#pk": "pk", "#sk": "sk"},
             ExpressionAttributeValues={
-                ":pk": serialize(str(job.id)),
+                ":pk": serialize(job.id),
                 ":prefix": serialize(part_prefix(upload_id)),
             },
             ConsistentRead=True,

@@ -384,7 +384,7 @@ def _optional_count(data: dict[str, Any], name: str, where: str) -> int | None:
         return None
     if not _is_count(value):
         raise _Bad(f"{where}.{name} must be a whole number of bytes, got {value!r}")
-    return int(value)  # type: ignore[call-overload]
+    return int(value)
 
 
 def _optional_time(data: dict[str, Any], name: str, where: str) -> float | None:

@@ -8,7 +8,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Any
 
-from s3longbow.model import Job, JobState
+from s3longbow.model import Job, JobId, JobState
 
 from .expressions import plain_item
 from .messages import JobSpec
@@ -78,7 +78,7 @@ class JobItem:
     def as_job(self, *, pair: int, owner: str) -> Job:
         """The job a claim of this item hands the worker (the claim's owner holds its lease)."""
         return Job(
-            id=self.id,
+            id=JobId(self.id),
             run_id=0,
             pair=pair,
             src_key=self.src_key,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 
 from s3longbow.config import ClusterSettings
 from s3longbow.errors import LongbowError, PermanentError
-from s3longbow.model import Job, JobResult, JobState, ObjectInfo
+from s3longbow.model import Job, JobId, JobResult, JobState, ObjectInfo
 from s3longbow.plan.ignore import IgnoreRules
 
 from .dynamodb import JobTable, persist
@@ -61,7 +61,7 @@ class _Held:
     settled: bool = False
     # Job id -> why it cannot be copied, learned before its claim (the source's answer to
     # the HEAD that completes a job without an ETag): the claimed job is recorded failed.
-    doomed: dict[str, str] = field(default_factory=dict)
+    doomed: dict[JobId, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -125,7 +125,7 @@ class ClusterJobQueue:
         self._ended = threading.Condition(self._lock)
         self._held: dict[str, _Held] = {}
         self._waiting: deque[tuple[_Held, JobSpec]] = deque()
-        self._running: dict[str, _Running] = {}
+        self._running: dict[JobId, _Running] = {}
         self._claims = 0
         self._pool = ThreadPoolExecutor(claim_threads, thread_name_prefix="claim")
         copiers.use_ledger(self)
@@ -422,7 +422,7 @@ class ClusterJobQueue:
         return ok
 
     def _give_back(
-        self, held: _Held, job_id: str | None, delay: float, *, dead_letter: str | None = None
+        self, held: _Held, job_id: JobId | None, delay: float, *, dead_letter: str | None = None
     ) -> None:
         with held.lock:
             if dead_letter:
@@ -431,7 +431,7 @@ class ClusterJobQueue:
                 held.delay = max(held.delay or 0.0, delay)
         self._settled(held, job_id)
 
-    def _settled(self, held: _Held, job_id: str | None) -> None:
+    def _settled(self, held: _Held, job_id: JobId | None) -> None:
         with self._lock:
             if job_id is not None:
                 running = self._running.get(job_id)
@@ -471,13 +471,13 @@ class ClusterJobQueue:
 
     def _running_of(self, job: Job) -> _Running:
         with self._lock:
-            return self._running[str(job.id)]
+            return self._running[job.id]
 
     def _backoff(self, held: _Held) -> float:
         """Exponential per delivery, with jitter: base, 2 x base, 4 x base, ... up to the cap."""
         count = max(1, held.message.receive_count)
         delay = min(
-            self.cluster.retry_max_seconds, self.cluster.retry_base_seconds * 2 ** (count - 1)
+            self.cluster.retry_max_seconds, self.cluster.retry_base_seconds * 2.0 ** (count - 1)
         )
         return delay * random.uniform(0.5, 1.0)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from s3longbow.config import MiB
+from s3longbow.model import JobId
 
 FORMAT_VERSION = 1
 # SQS's classic limit for one message, and for the sum of one SendMessageBatch.
@@ -62,7 +63,7 @@ class JobSpec:
     origin: str = "sender"
 
     @property
-    def id(self) -> str:
+    def id(self) -> JobId:
         return job_id(self.src_bucket, self.src_key, self.dst_bucket, self.dst_key)
 
     @property
@@ -94,10 +95,10 @@ class Packed:
     jobs: tuple[JobSpec, ...]
 
 
-def job_id(src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> str:
+def job_id(src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> JobId:
     """The job table key of one copy: a hash of both buckets and keys (any characters)."""
     text = json.dumps([src_bucket, src_key, dst_bucket, dst_key], ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:40]
+    return JobId(hashlib.sha256(text.encode()).hexdigest()[:40])
 
 
 def source_id(size: int | None, etag: str | None, version_id: str | None) -> str:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from s3longbow.errors import ConfigError
 
@@ -68,6 +69,8 @@ class SqliteFile:
                 raise
             self._conn.execute("COMMIT")
 
-    def _one(self, sql: str, params: tuple[object, ...]) -> tuple[object, ...] | None:
+    def _one(self, sql: str, params: tuple[object, ...]) -> Any:
+        """The first row of a query, or None. Rows carry no types: the caller states the
+        shape its query selects (`row: RunRow | None = self._one(...)`)."""
         with self._lock:
-            return self._conn.execute(sql, params).fetchone()  # type: ignore[no-any-return]
+            return self._conn.execute(sql, params).fetchone()

@@ -10,10 +10,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from s3longbow.model import Job, JobResult, JobState, ObjectInfo
+from s3longbow.model import Job, JobId, JobResult, JobState, ObjectInfo
 
 from .file import SqliteFile
-from .schema import JOB_COLUMNS, job_from_row
+from .schema import JOB_COLUMNS, JobRow, job_from_row, row_id
 
 
 def new_owner_id() -> str:
@@ -81,18 +81,17 @@ class Leases(SqliteFile):
             if not ids:
                 return []
             marks = ",".join("?" * len(ids))
-            rows = db.execute(
+            rows: list[JobRow] = db.execute(
                 f"UPDATE jobs SET state='in_progress', lease_owner=?, lease_expires=?, "
                 f"started_at=? WHERE id IN ({marks}) RETURNING {JOB_COLUMNS}",
                 (owner, now + lease_seconds, now, *ids),
             ).fetchall()
-        jobs = [job_from_row(row) for row in rows]
-        jobs.sort(key=lambda j: j.id)
-        return jobs
+        rows.sort(key=lambda row: row[0])  # in id order
+        return [job_from_row(row) for row in rows]
 
-    def extend_leases(self, job_ids: Iterable[int], owner: str, lease_seconds: float) -> None:
+    def extend_leases(self, job_ids: Iterable[JobId], owner: str, lease_seconds: float) -> None:
         """Heartbeat: push the lease of jobs still held by `owner` into the future."""
-        ids = list(job_ids)
+        ids = [row_id(job_id) for job_id in job_ids]
         if not ids:
             return
         with self._tx() as db:
@@ -129,9 +128,9 @@ class Leases(SqliteFile):
             db.execute(
                 "UPDATE jobs SET upload_id=?, part_size=?, upload_etag=? "
                 "WHERE id=? AND lease_owner=?",
-                (upload_id, part_size, upload_etag, job.id, job.lease_owner),
+                (upload_id, part_size, upload_etag, row_id(job.id), job.lease_owner),
             )
-            db.execute("DELETE FROM parts WHERE job_id=?", (job.id,))
+            db.execute("DELETE FROM parts WHERE job_id=?", (row_id(job.id),))
         job.upload_id, job.part_size, job.upload_etag = upload_id, part_size, upload_etag
 
     def update_source(self, job: Job, info: ObjectInfo) -> None:
@@ -146,11 +145,11 @@ class Leases(SqliteFile):
                     info.etag,
                     info.last_modified,
                     info.version_id,
-                    job.id,
+                    row_id(job.id),
                     job.lease_owner,
                 ),
             )
-            db.execute("DELETE FROM parts WHERE job_id=?", (job.id,))
+            db.execute("DELETE FROM parts WHERE job_id=?", (row_id(job.id),))
         job.size, job.etag = info.size, info.etag
         job.last_modified, job.version_id = info.last_modified, info.version_id
         job.upload_id = job.part_size = job.upload_etag = None
@@ -162,7 +161,7 @@ class Leases(SqliteFile):
             db.execute(
                 "INSERT OR REPLACE INTO parts (job_id, upload_id, number, size, etag) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (job.id, upload_id, number, size, etag),
+                (row_id(job.id), upload_id, number, size, etag),
             )
 
     def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]:
@@ -170,7 +169,7 @@ class Leases(SqliteFile):
         with self._lock:
             rows = self._conn.execute(
                 "SELECT number, size, etag FROM parts WHERE job_id=? AND upload_id=?",
-                (job.id, upload_id),
+                (row_id(job.id), upload_id),
             ).fetchall()
         return {n: (s, e) for n, s, e in rows}
 
@@ -203,14 +202,14 @@ class Leases(SqliteFile):
                         _verify_text(result),
                         None if result is None else int(result.verified),
                         state.value,
-                        job.id,
+                        row_id(job.id),
                         job.lease_owner,
                     ),
                 )
                 if cur.rowcount != 1:
                     lost.append(outcome)
                 elif state is JobState.DONE:
-                    db.execute("DELETE FROM parts WHERE job_id=?", (job.id,))
+                    db.execute("DELETE FROM parts WHERE job_id=?", (row_id(job.id),))
         return lost
 
     def retry_later(self, job: Job, delay: float, reason: str, *, counted: bool = True) -> bool:
@@ -222,13 +221,15 @@ class Leases(SqliteFile):
             cur = db.execute(
                 "UPDATE jobs SET state='pending', reason=?, attempts=attempts+?, visible_at=?, "
                 "lease_owner=NULL WHERE id=? AND state='in_progress' AND lease_owner=?",
-                (reason, 1 if counted else 0, time.time() + delay, job.id, job.lease_owner),
+                (reason, 1 if counted else 0, time.time() + delay, row_id(job.id), job.lease_owner),
             )
         return cur.rowcount == 1
 
-    def attempts(self, job_id: int) -> int:
-        row = self._one("SELECT attempts FROM jobs WHERE id=?", (job_id,))
-        return int(row[0]) if row else 0
+    def attempts(self, job_id: JobId) -> int:
+        row: tuple[int] | None = self._one(
+            "SELECT attempts FROM jobs WHERE id=?", (row_id(job_id),)
+        )
+        return row[0] if row else 0
 
 
 def _verify_text(result: JobResult | None) -> str | None:

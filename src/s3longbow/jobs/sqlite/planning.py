@@ -13,7 +13,7 @@ from s3longbow.model import ObjectInfo
 from s3longbow.plan.unstorable import emptied_reason, is_unstorable, kept_without_bytes
 
 from .file import SqliteFile
-from .schema import Run
+from .schema import RUN_COLUMNS, Run, RunRow, run_from_row
 
 _SEEN = "UPDATE jobs SET seen_generation=? WHERE id=?"
 
@@ -75,24 +75,22 @@ class Planning(SqliteFile):
 
     def get_run(self, *, signature: str | None = None, run_id: int | None = None) -> Run | None:
         """A run by signature or id; the latest run when neither is given."""
-        query = "SELECT id, signature, description, created_at, generation, plan_complete FROM runs"
+        query = f"SELECT {RUN_COLUMNS} FROM runs"
+        row: RunRow | None
         if signature is not None:
             row = self._one(query + " WHERE signature=?", (signature,))
         elif run_id is not None:
             row = self._one(query + " WHERE id=?", (run_id,))
         else:
             row = self._one(query + " ORDER BY updated_at DESC LIMIT 1", ())
-        if row is None:
-            return None
-        return Run(row[0], row[1], json.loads(row[2]), row[3], row[4], bool(row[5]))
+        return None if row is None else run_from_row(row)
 
     def list_runs(self) -> list[Run]:
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, signature, description, created_at, generation, plan_complete "
-                "FROM runs ORDER BY id"
+            rows: list[RunRow] = self._conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id"
             ).fetchall()
-        return [Run(r[0], r[1], json.loads(r[2]), r[3], r[4], bool(r[5])) for r in rows]
+        return [run_from_row(row) for row in rows]
 
     def begin_plan(self, run_id: int) -> int:
         """Start a new planning pass; returns its generation number."""

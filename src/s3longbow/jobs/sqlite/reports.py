@@ -7,7 +7,7 @@ from s3longbow.model import Job, JobState
 from s3longbow.plan.unstorable import UNSTORABLE
 
 from .file import SqliteFile
-from .schema import JOB_COLUMNS, job_from_row
+from .schema import JOB_COLUMNS, JobRow, job_from_row
 
 
 class Reports(SqliteFile):
@@ -61,14 +61,14 @@ class Reports(SqliteFile):
 
     def copied_version(self, run_id: int, pair: int, src_key: str) -> str | None:
         """The source version id the run last copied for a key (None: no done job knows)."""
-        row = self._one(
+        row: tuple[str | None] | None = self._one(
             "SELECT version_id FROM jobs WHERE run_id=? AND pair=? AND src_key=? AND state='done'",
             (run_id, pair, src_key),
         )
         return str(row[0]) if row and row[0] else None
 
     def job(self, run_id: int, src_key: str, pair: int = 0) -> Job | None:
-        row = self._one(
+        row: JobRow | None = self._one(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE run_id=? AND pair=? AND src_key=?",
             (run_id, pair, src_key),
         )

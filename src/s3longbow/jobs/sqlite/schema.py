@@ -1,11 +1,12 @@
-"""The job database's schema, its version, and the decoding of its rows."""
+"""The job database's schema, its version, and the typed decoding of its rows."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
 from dataclasses import dataclass
+from typing import TypeAlias
 
-from s3longbow.model import Job, JobState
+from s3longbow.model import Job, JobId, JobState
 
 SCHEMA_VERSION = 1
 
@@ -74,6 +75,32 @@ JOB_COLUMNS = (
     "id, run_id, pair, src_key, dst_key, size, etag, last_modified, version_id, state, "
     "attempts, reason, upload_id, part_size, upload_etag, lease_owner, verify, restarts"
 )
+# A job row as JOB_COLUMNS selects it. SQLite's rows carry no types: each query states the
+# shape of its rows where it reads them, and these aliases name the shapes read in several.
+JobRow: TypeAlias = tuple[
+    int,  # id
+    int,  # run_id
+    int,  # pair
+    str,  # src_key
+    str,  # dst_key
+    int,  # size
+    str | None,  # etag
+    float | None,  # last_modified
+    str | None,  # version_id
+    str,  # state
+    int,  # attempts
+    str | None,  # reason
+    str | None,  # upload_id
+    int | None,  # part_size
+    str | None,  # upload_etag
+    str | None,  # lease_owner
+    str | None,  # verify
+    int,  # restarts
+]
+
+RUN_COLUMNS = "id, signature, description, created_at, generation, plan_complete"
+# A run row as RUN_COLUMNS selects it (description: JSON text; plan_complete: 0 or 1).
+RunRow: TypeAlias = tuple[int, str, str, float, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,24 +115,63 @@ class Run:
     plan_complete: bool
 
 
-def job_from_row(row: Sequence[object]) -> Job:
+def job_id_of(row_id: int) -> JobId:
+    """The JobId of a job row: its row number, as text."""
+    return JobId(str(row_id))
+
+
+def row_id(job_id: JobId) -> int:
+    """The row number a JobId of this database names."""
+    return int(job_id)
+
+
+def job_from_row(row: JobRow) -> Job:
+    """A job as `JOB_COLUMNS` selects it."""
+    (
+        job_id,
+        run_id,
+        pair,
+        src_key,
+        dst_key,
+        size,
+        etag,
+        last_modified,
+        version_id,
+        state,
+        attempts,
+        reason,
+        upload_id,
+        part_size,
+        upload_etag,
+        lease_owner,
+        verify,
+        restarts,
+    ) = row
     return Job(
-        id=int(row[0]),  # type: ignore[arg-type]
-        run_id=int(row[1]),  # type: ignore[arg-type]
-        pair=int(row[2]),  # type: ignore[arg-type]
-        src_key=str(row[3]),
-        dst_key=str(row[4]),
-        size=int(row[5]),  # type: ignore[arg-type]
-        etag=row[6],  # type: ignore[arg-type]
-        last_modified=row[7],  # type: ignore[arg-type]
-        version_id=row[8],  # type: ignore[arg-type]
-        state=JobState(row[9]),
-        attempts=int(row[10]),  # type: ignore[arg-type]
-        reason=row[11],  # type: ignore[arg-type]
-        upload_id=row[12],  # type: ignore[arg-type]
-        part_size=row[13],  # type: ignore[arg-type]
-        upload_etag=row[14],  # type: ignore[arg-type]
-        lease_owner=row[15],  # type: ignore[arg-type]
-        verify=row[16],  # type: ignore[arg-type]
-        restarts=int(row[17]),  # type: ignore[arg-type]
+        id=job_id_of(job_id),
+        run_id=run_id,
+        pair=pair,
+        src_key=src_key,
+        dst_key=dst_key,
+        size=size,
+        etag=etag,
+        last_modified=last_modified,
+        version_id=version_id,
+        state=JobState(state),
+        attempts=attempts,
+        reason=reason,
+        upload_id=upload_id,
+        part_size=part_size,
+        upload_etag=upload_etag,
+        lease_owner=lease_owner,
+        verify=verify,
+        restarts=restarts,
+    )
+
+
+def run_from_row(row: RunRow) -> Run:
+    """A run as `RUN_COLUMNS` selects it."""
+    run_id, signature, description, created_at, generation, plan_complete = row
+    return Run(
+        run_id, signature, json.loads(description), created_at, generation, bool(plan_complete)
     )
