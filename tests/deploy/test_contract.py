@@ -30,8 +30,9 @@ def test_constants_mirror_the_runtime() -> None:
     assert contract.TTL_ATTRIBUTE == provision.TTL_ATTRIBUTE
     assert contract.METRICS_NAMESPACE == metrics.NAMESPACE
     assert contract.METRIC_NAMES == tuple(metrics.METRICS)
-    module, _, name = contract.LAMBDA_WORKER_HANDLER.rpartition(".")
-    assert callable(getattr(importlib.import_module(module), name))
+    for handler in (contract.LAMBDA_WORKER_HANDLER, contract.SENDER_HANDLER):
+        module, _, name = handler.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name))
 
 
 def test_the_workers_config_file_is_read_by_the_runtime(

@@ -464,7 +464,7 @@ def test_functions_get_the_runtime_environment(lambda_variants: Synthesized) -> 
 def test_sender_runs_on_its_schedule_alone(variant: Synthesized) -> None:
     s = variant.settings
     function_id, function = one(variant, "AWS::Lambda::Function", FunctionName=f"{s.name}-sender")
-    assert function["Properties"]["Handler"] == "longbow_sender.handler"
+    assert function["Properties"]["Handler"] == contract.SENDER_HANDLER
     assert function["Properties"]["ReservedConcurrentExecutions"] == 1
     variant.template.has_resource_properties(
         "AWS::Lambda::EventInvokeConfig",
