@@ -1,10 +1,10 @@
 """What the Longbow runtime expects of the deployed resources, in one place: the job table's
-keys, index and TTL attribute, the metric names the workers publish, the Lambda handler, and the
-cluster config file and environment the workers read.
+keys, index and TTL attribute, the metric names the workers publish, the Lambda handlers, and
+the cluster config file and environment the workers read.
 
-These values mirror `s3longbow.cluster.dynamodb`, `s3longbow.cluster.metrics` and
-`s3longbow.handlers.sqs_worker` (the tests compare them), because the deploy app must not import
-the runtime: it only ships it.
+These values mirror `s3longbow.cluster.provision`, `s3longbow.cluster.metrics` and
+`s3longbow.handlers` (the tests compare them), because the deploy app must not import the
+runtime: it only ships it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .settings import DeploySettings, parse_size
 
-# The job table (s3longbow.cluster.dynamodb).
+# The job table (s3longbow.cluster.provision).
 TABLE_PARTITION_KEY = "pk"
 TABLE_SORT_KEY = "sk"
 STATE_INDEX = "by-state"
@@ -53,8 +53,10 @@ METRIC_NAMES = (
     "JobsInFlight",
 )
 
-# The Lambda worker (s3longbow.handlers.sqs_worker).
+# The Lambda worker (s3longbow.handlers.sqs_worker) and the sender (s3longbow.handlers.sender),
+# both in the runtime layer.
 LAMBDA_WORKER_HANDLER = "s3longbow.handlers.sqs_worker.handler"
+SENDER_HANDLER = "s3longbow.handlers.sender.handler"
 
 # Where the EC2 user data puts things.
 CONFIG_PATH = "/etc/longbow/cluster.toml"
@@ -205,6 +207,7 @@ __all__ = [
     "MODE_EC2",
     "MODE_LAMBDA",
     "QueueRef",
+    "SENDER_HANDLER",
     "STATE_INDEX",
     "STATE_INDEX_ATTRIBUTES",
     "STATE_INDEX_PARTITION_KEY",

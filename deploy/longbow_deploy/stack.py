@@ -25,7 +25,6 @@ from .constructs import (
 from .constructs.functions import runtime_layer
 from .settings import DeploySettings
 
-_SENDER_MODULE = Path(__file__).parent / "lambda_code" / "longbow_sender.py"
 # Where a function's own files land in its container.
 _TASK_ROOT = "/var/task"
 # When no EC2 workers define it, how long the queue must be empty to call a batch finished.
@@ -115,7 +114,7 @@ class LongbowStack(Stack):
             name=s.name,
             settings=s.sender,
             layer=layer,
-            code=function_code(build_dir, {**function_files, _SENDER_MODULE.name: _SENDER_MODULE}),
+            code=function_code(build_dir, function_files),
             environment=environment(s.sender.time_margin_seconds),
             log_retention_days=s.log_retention_days,
             retain_logs=s.retain_data,

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NewType
 
 # Object data as it travels: a whole object's bytes, or a view of a reused part buffer.
 Bytes = bytes | bytearray | memoryview
+
+# A job's id, as the queue that holds the job names it: text that only that queue interprets
+# (the SQLite queue writes its row number, the cluster queue a hash of both buckets and keys).
+# The worker and the engine only carry it back to the queue.
+JobId = NewType("JobId", str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +155,7 @@ class Job:
     multipart upload on the destination, so a later attempt can resume it.
     """
 
-    id: int | str
+    id: JobId
     run_id: int
     pair: int
     src_key: str
@@ -196,6 +202,7 @@ __all__ = [
     "Checksum",
     "FINAL_STATES",
     "Job",
+    "JobId",
     "JobResult",
     "JobState",
     "ObjectDetails",

@@ -9,17 +9,16 @@ from dataclasses import replace
 
 import pytest
 
-from s3longbow.cluster.dynamodb import ClaimOutcome, JobItem, decide_claim, should_queue
+from s3longbow.cluster.inbound import Shape, parse_message
+from s3longbow.cluster.jobitems import ClaimOutcome, JobItem, decide_claim, should_queue
 from s3longbow.cluster.messages import (
     MESSAGE_BODY_LIMIT,
     SQS_MAX_BYTES,
     JobSpec,
     MessagePacker,
     Route,
-    Shape,
     encode_jobs,
     job_id,
-    parse_message,
 )
 from s3longbow.cluster.metrics import ClusterCounters, JsonLogFormatter, MetricsEmitter
 from s3longbow.cluster.sqs import batches

@@ -134,6 +134,7 @@ def test_the_wheel_holds_the_runtime_only(artifacts: Artifacts) -> None:
     with zipfile.ZipFile(artifacts.wheel) as wheel:
         names = wheel.namelist()
     assert "s3longbow/handlers/sqs_worker.py" in names
+    assert "s3longbow/handlers/sender.py" in names
     assert "s3longbow/cluster/service.py" in names
     assert not [n for n in names if n.startswith(("deploy/", "longbow_deploy/", "tests/"))]
     assert _test_code_among(_wheel_files(artifacts.wheel)) == []

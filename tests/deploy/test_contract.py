@@ -23,14 +23,16 @@ def settings(request: pytest.FixtureRequest) -> DeploySettings:
 
 
 def test_constants_mirror_the_runtime() -> None:
-    from s3longbow.cluster import dynamodb, metrics
+    from s3longbow.cluster import metrics, provision
 
-    assert contract.STATE_INDEX == dynamodb.STATE_INDEX
-    assert tuple(contract.STATE_INDEX_ATTRIBUTES) == tuple(dynamodb._INDEX_ATTRIBUTES)
+    assert contract.STATE_INDEX == provision.STATE_INDEX
+    assert tuple(contract.STATE_INDEX_ATTRIBUTES) == tuple(provision.INDEX_ATTRIBUTES)
+    assert contract.TTL_ATTRIBUTE == provision.TTL_ATTRIBUTE
     assert contract.METRICS_NAMESPACE == metrics.NAMESPACE
     assert contract.METRIC_NAMES == tuple(metrics.METRICS)
-    module, _, name = contract.LAMBDA_WORKER_HANDLER.rpartition(".")
-    assert callable(getattr(importlib.import_module(module), name))
+    for handler in (contract.LAMBDA_WORKER_HANDLER, contract.SENDER_HANDLER):
+        module, _, name = handler.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name))
 
 
 def test_the_workers_config_file_is_read_by_the_runtime(

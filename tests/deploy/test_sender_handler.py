@@ -3,26 +3,23 @@ a listing stopped in time for what was recorded to be sent."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import threading
 import time
 from types import ModuleType
 from typing import Any
 
 import pytest
-
-from .conftest import DEPLOY_DIR
-
-HANDLER = DEPLOY_DIR / "longbow_deploy" / "lambda_code" / "longbow_sender.py"
+from longbow_deploy import contract
 
 
 def _module() -> ModuleType:
-    # Loaded by path, as Lambda loads it from the function's root.
-    spec = importlib.util.spec_from_file_location("longbow_sender", HANDLER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # Found by the name the deployed function's handler setting gives, as Lambda finds it in
+    # the runtime layer.
+    module, _, name = contract.SENDER_HANDLER.rpartition(".")
+    loaded = importlib.import_module(module)
+    assert callable(getattr(loaded, name))
+    return loaded
 
 
 class _Report:

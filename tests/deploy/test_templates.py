@@ -125,10 +125,10 @@ class _FakeDynamoDB:
 
 
 def test_table_matches_what_the_runtime_creates(variant: Synthesized) -> None:
-    from s3longbow.cluster.dynamodb import JobTable
+    from s3longbow.cluster.provision import create_table
 
     fake = _FakeDynamoDB()
-    JobTable(fake, "t").create(wait_seconds=1)
+    create_table(fake, "t", wait_seconds=1)
     runtime = fake.created
     table_id, table = one(variant, "AWS::DynamoDB::Table", TableName=variant.settings.table_name)
     props = table["Properties"]
@@ -464,7 +464,7 @@ def test_functions_get_the_runtime_environment(lambda_variants: Synthesized) -> 
 def test_sender_runs_on_its_schedule_alone(variant: Synthesized) -> None:
     s = variant.settings
     function_id, function = one(variant, "AWS::Lambda::Function", FunctionName=f"{s.name}-sender")
-    assert function["Properties"]["Handler"] == "longbow_sender.handler"
+    assert function["Properties"]["Handler"] == contract.SENDER_HANDLER
     assert function["Properties"]["ReservedConcurrentExecutions"] == 1
     variant.template.has_resource_properties(
         "AWS::Lambda::EventInvokeConfig",

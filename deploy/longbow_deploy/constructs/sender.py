@@ -10,11 +10,10 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from ..contract import SENDER_HANDLER
 from ..settings import Sender as SenderSettings
 from .functions import longbow_function
 from .logs import log_group
-
-SENDER_HANDLER = "longbow_sender.handler"
 
 
 class Sender(Construct):
@@ -28,8 +27,8 @@ class Sender(Construct):
         id: The construct id.
         name: The deployment's name (prefix of the function and log group names).
         settings: The `[sender]` settings.
-        layer: The runtime layer.
-        code: Directory with the handler module and the config file.
+        layer: The runtime layer (it holds the handler, `s3longbow.handlers.sender`).
+        code: Directory with the config file.
         environment: The LONGBOW_* variables.
         log_retention_days: Retention of the log group.
         retain_logs: Keep the log group when the stack is deleted.

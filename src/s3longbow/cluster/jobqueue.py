@@ -13,6 +13,8 @@ A message may carry many jobs. It is settled only when every job in it has settl
   in the job table.
 
 While any of its jobs waits or runs, the message's visibility is extended on every heartbeat.
+Messages come from a `MessageSource` (defined in `sources`, with the SQS and Lambda ones);
+removal events are applied by `removals`.
 """
 
 from __future__ import annotations
@@ -22,150 +24,28 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Protocol, TypeVar
 
 from s3longbow.config import ClusterSettings
-from s3longbow.errors import LongbowError, PermanentError, TransientError
-from s3longbow.model import Job, JobResult, JobState, ObjectInfo
+from s3longbow.errors import LongbowError, PermanentError
+from s3longbow.model import Job, JobId, JobResult, JobState, ObjectInfo
 from s3longbow.plan.ignore import IgnoreRules
 
-from .dynamodb import ClaimOutcome, ItemKind, JobItem, JobTable
-from .messages import JobSpec, RemovalSpec, Route, Shape, parse_message
-from .metrics import ClusterCounters
-from .sqs import MessageQueue, Received
+from .dynamodb import JobTable, persist
+from .inbound import Shape, parse_message
+from .jobitems import ClaimOutcome, ItemKind, JobItem
+from .messages import JobSpec, Route
+from .metrics import ClusterCounters, job_fields, object_fields
+from .removals import apply_removal
+from .sources import BatchSource, MessageSource, SqsSource
+from .sqs import Received
 from .stores import Copiers
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-_PERSIST_TRIES = 5
 _BODY_EXCERPT = 1000
-
-
-class MessageSource(Protocol):
-    """Where messages come from and how each is settled."""
-
-    def receive(self, limit: int) -> list[Received]:
-        """Up to `limit` new messages (may wait for them)."""
-        ...
-
-    def delete(self, message: Received) -> None:
-        """The message is done with."""
-        ...
-
-    def release(self, message: Received, delay: float) -> None:
-        """The message must come back after `delay` seconds."""
-        ...
-
-    def extend(self, message: Received, seconds: int) -> bool:
-        """Keep the message invisible `seconds` more; False when it is no longer ours."""
-        ...
-
-    def move_aside(self, message: Received, reason: str) -> None:
-        """Put the message on the dead-letter queue with the reason; it is done with here."""
-        ...
-
-    def exhausted(self) -> bool:
-        """Whether no more messages will come (never, for a long-running worker)."""
-        ...
-
-
-class SqsSource:
-    """Messages long-polled from the job queue.
-
-    Args:
-        queue: The job queue.
-        wait_seconds: Long-poll wait of each receive.
-        visibility_timeout: Visibility of received messages.
-        exit_when_idle: `exhausted` reports True once the queue is empty (nothing visible,
-            in flight or delayed) on two checks in a row.
-    """
-
-    def __init__(
-        self,
-        queue: MessageQueue,
-        *,
-        wait_seconds: int,
-        visibility_timeout: int,
-        exit_when_idle: bool,
-    ) -> None:
-        self.queue = queue
-        self.wait_seconds = wait_seconds
-        self.visibility_timeout = visibility_timeout
-        self.exit_when_idle = exit_when_idle
-        self._idle_checks = 0
-
-    def receive(self, limit: int) -> list[Received]:
-        return self.queue.receive(limit, self.wait_seconds, self.visibility_timeout)
-
-    def delete(self, message: Received) -> None:
-        self.queue.delete(message)
-
-    def release(self, message: Received, delay: float) -> None:
-        self.queue.change_visibility(message, delay)
-
-    def extend(self, message: Received, seconds: int) -> bool:
-        return self.queue.change_visibility(message, seconds)
-
-    def move_aside(self, message: Received, reason: str) -> None:
-        self.queue.move_to_dead_letter(message, reason)
-
-    def exhausted(self) -> bool:
-        if not self.exit_when_idle:
-            return False
-        # Counts are approximate: the queue must look empty twice, a receive apart.
-        self._idle_checks = self._idle_checks + 1 if self.queue.depth().total == 0 else 0
-        return self._idle_checks >= 2
-
-
-class BatchSource:
-    """The records of one Lambda invocation. Lambda deletes the records not reported as
-    failures, so `delete` only notes success; `release` also reports the record as failed.
-
-    Args:
-        messages: The event's records.
-        queue: Their queue (visibility changes, the dead-letter queue).
-    """
-
-    def __init__(self, messages: Sequence[Received], queue: MessageQueue) -> None:
-        self.queue = queue
-        self._todo = deque(messages)
-        self._all = [m.message_id for m in messages]
-        self._ok: set[str] = set()
-        self._lock = threading.Lock()
-
-    def receive(self, limit: int) -> list[Received]:
-        with self._lock:
-            return [self._todo.popleft() for _ in range(min(limit, len(self._todo)))]
-
-    def delete(self, message: Received) -> None:
-        with self._lock:
-            self._ok.add(message.message_id)
-
-    def release(self, message: Received, delay: float) -> None:
-        try:
-            self.queue.change_visibility(message, delay)
-        except LongbowError as exc:  # it comes back after its visibility timeout anyway
-            log.warning("could not change the visibility of %s: %s", message.message_id, exc)
-
-    def extend(self, message: Received, seconds: int) -> bool:
-        return self.queue.change_visibility(message, seconds)
-
-    def move_aside(self, message: Received, reason: str) -> None:
-        self.queue.send_to_dead_letter(message, reason)
-        self.delete(message)
-
-    def exhausted(self) -> bool:
-        with self._lock:
-            return not self._todo
-
-    def failures(self) -> list[str]:
-        """Ids of the records that must come back (everything not settled as done)."""
-        with self._lock:
-            return [m for m in self._all if m not in self._ok]
 
 
 @dataclass(eq=False)
@@ -181,7 +61,7 @@ class _Held:
     settled: bool = False
     # Job id -> why it cannot be copied, learned before its claim (the source's answer to
     # the HEAD that completes a job without an ETag): the claimed job is recorded failed.
-    doomed: dict[str, str] = field(default_factory=dict)
+    doomed: dict[JobId, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -245,7 +125,7 @@ class ClusterJobQueue:
         self._ended = threading.Condition(self._lock)
         self._held: dict[str, _Held] = {}
         self._waiting: deque[tuple[_Held, JobSpec]] = deque()
-        self._running: dict[str, _Running] = {}
+        self._running: dict[JobId, _Running] = {}
         self._claims = 0
         self._pool = ThreadPoolExecutor(claim_threads, thread_name_prefix="claim")
         copiers.use_ledger(self)
@@ -332,31 +212,20 @@ class ClusterJobQueue:
                 "%s: %s",
                 spec.src_key,
                 "already copied" if outcome is ClaimOutcome.DONE_ALREADY else "running elsewhere",
-                extra={"fields": {"event": "duplicate", "outcome": outcome.value, **_where(spec)}},
+                extra={
+                    "fields": {
+                        "event": "duplicate",
+                        "outcome": outcome.value,
+                        **object_fields(spec),
+                    }
+                },
             )
             self.counters.add(jobs_duplicate=1)
             with self._lock:
                 self._running.pop(spec.id, None)
             self._settled(held, None)
             return None
-        job = Job(
-            id=spec.id,
-            run_id=0,
-            pair=pair,
-            src_key=item.src_key,
-            dst_key=item.dst_key,
-            size=item.size or 0,
-            etag=item.etag,
-            last_modified=item.last_modified,
-            version_id=item.version_id,
-            state=JobState.IN_PROGRESS,
-            attempts=item.attempts,
-            reason=item.reason,
-            upload_id=item.upload_id,
-            part_size=item.part_size,
-            upload_etag=item.upload_etag,
-            lease_owner=owner,
-        )
+        job = item.as_job(pair=pair, owner=owner)
         with self._lock:
             running = self._running[spec.id]
             running.job = job
@@ -395,7 +264,16 @@ class ClusterJobQueue:
         if inbound.problems:
             self._record_problem(held, inbound.reason)
         for removal in inbound.removals:
-            self._remove(held, removal)
+            applied = apply_removal(
+                removal,
+                message_id=message.message_id,
+                table=self.table,
+                stores=self.copiers.stores,
+                delete_removed=self.cluster.delete_removed,
+                counters=self.counters,
+            )
+            if not applied:  # it comes back with the message
+                held.delay = max(held.delay or 0.0, self._backoff(held))
         specs = [s for s in (self._complete(held, spec) for spec in inbound.jobs) if s]
         held.pending = len(specs)
         if not specs:
@@ -471,61 +349,6 @@ class ClusterJobQueue:
             last_modified=info.last_modified or spec.last_modified,
         )
 
-    def _remove(self, held: _Held, removal: RemovalSpec) -> None:
-        """An object removed at the source: delete its copy only when allowed and the source
-        is really gone (the event may be older than a new object under the same key)."""
-        fields = {
-            "src_bucket": removal.src_bucket,
-            "src_key": removal.src_key,
-            "dst_bucket": removal.dst_bucket,
-            "dst_key": removal.dst_key,
-            "event": removal.event,
-            "version_id": removal.version_id,
-            "message_id": held.message.message_id,
-        }
-        try:
-            if not self.cluster.delete_removed:
-                state, reason = (
-                    JobState.SKIPPED,
-                    f"the source object was removed ({removal.event}); delete_removed is off, "
-                    "so the destination copy is kept",
-                )
-            elif self.copiers.stores.source(removal.src_bucket).head(removal.src_key):
-                state, reason = (
-                    JobState.SKIPPED,
-                    f"removal event ({removal.event}) ignored: the source object exists again",
-                )
-            else:
-                self.copiers.stores.destination(removal.dst_bucket).delete_object(removal.dst_key)
-                state, reason = (
-                    JobState.DONE,
-                    f"destination copy deleted: the source object was removed ({removal.event})",
-                )
-            self.table.record(removal.id, ItemKind.REMOVE, state, reason, **fields)
-        except PermanentError as exc:
-            self.counters.add(errors=1)
-            try:
-                self.table.record(removal.id, ItemKind.REMOVE, JobState.FAILED, str(exc), **fields)
-            except LongbowError as again:
-                log.warning("could not record the removal of %s: %s", removal.src_key, again)
-                held.delay = max(held.delay or 0.0, self._backoff(held))
-            return
-        except LongbowError as exc:
-            log.warning("removal of %s failed: %s; the message comes back", removal.dst_key, exc)
-            self.counters.add(errors=1)
-            held.delay = max(held.delay or 0.0, self._backoff(held))
-            return
-        self.counters.add(
-            removals_applied=int(state is JobState.DONE),
-            removals_skipped=int(state is JobState.SKIPPED),
-        )
-        log.info(
-            "%s: %s",
-            removal.src_key,
-            reason,
-            extra={"fields": {"event": "removal", "state": state.value, **fields}},
-        )
-
     # -- JobQueue: outcomes -----------------------------------------------------------------
 
     def finish(
@@ -533,7 +356,7 @@ class ClusterJobQueue:
     ) -> bool:
         running = self._running_of(job)
         try:
-            ok = _persist(lambda: self.table.finish(job, state, reason, result))
+            ok = persist(lambda: self.table.finish(job, state, reason, result))
         except LongbowError as exc:
             log.error(
                 "could not record the end of %s: %s; its message comes back", job.src_key, exc
@@ -550,7 +373,7 @@ class ClusterJobQueue:
                 "%s: %s",
                 job.src_key,
                 state.value if reason is None else f"{state.value}: {reason}",
-                extra={"fields": _job_fields(running.spec, job, state, result, self.worker_id)},
+                extra={"fields": job_fields(running.spec, job, state, result, self.worker_id)},
             )
         self._settled(running.held, job.id)
         return ok
@@ -568,7 +391,7 @@ class ClusterJobQueue:
                 "the message goes to the dead-letter queue)"
             )
         try:
-            ok = _persist(lambda: self.table.release(job, reason, counted=counted, failed=last))
+            ok = persist(lambda: self.table.release(job, reason, counted=counted, failed=last))
         except LongbowError as exc:
             log.error("could not record %s as given back: %s", job.src_key, exc)
             ok = False
@@ -579,7 +402,7 @@ class ClusterJobQueue:
                 job.src_key,
                 reason,
                 extra={
-                    "fields": _job_fields(
+                    "fields": job_fields(
                         running.spec,
                         job,
                         JobState.FAILED if last else JobState.PENDING,
@@ -599,7 +422,7 @@ class ClusterJobQueue:
         return ok
 
     def _give_back(
-        self, held: _Held, job_id: str | None, delay: float, *, dead_letter: str | None = None
+        self, held: _Held, job_id: JobId | None, delay: float, *, dead_letter: str | None = None
     ) -> None:
         with held.lock:
             if dead_letter:
@@ -608,7 +431,7 @@ class ClusterJobQueue:
                 held.delay = max(held.delay or 0.0, delay)
         self._settled(held, job_id)
 
-    def _settled(self, held: _Held, job_id: str | None) -> None:
+    def _settled(self, held: _Held, job_id: JobId | None) -> None:
         with self._lock:
             if job_id is not None:
                 running = self._running.get(job_id)
@@ -648,13 +471,13 @@ class ClusterJobQueue:
 
     def _running_of(self, job: Job) -> _Running:
         with self._lock:
-            return self._running[str(job.id)]
+            return self._running[job.id]
 
     def _backoff(self, held: _Held) -> float:
         """Exponential per delivery, with jitter: base, 2 x base, 4 x base, ... up to the cap."""
         count = max(1, held.message.receive_count)
         delay = min(
-            self.cluster.retry_max_seconds, self.cluster.retry_base_seconds * 2 ** (count - 1)
+            self.cluster.retry_max_seconds, self.cluster.retry_base_seconds * 2.0 ** (count - 1)
         )
         return delay * random.uniform(0.5, 1.0)
 
@@ -726,7 +549,7 @@ class ClusterJobQueue:
     def set_upload(
         self, job: Job, upload_id: str | None, part_size: int | None, upload_etag: str | None
     ) -> None:
-        _persist(lambda: self.table.set_upload(job, upload_id, part_size, upload_etag))
+        persist(lambda: self.table.set_upload(job, upload_id, part_size, upload_etag))
         job.upload_id, job.part_size, job.upload_etag = upload_id, part_size, upload_etag
 
     def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None:
@@ -736,50 +559,11 @@ class ClusterJobQueue:
         return self.table.recorded_parts(job, upload_id)
 
     def update_source(self, job: Job, info: ObjectInfo) -> None:
-        _persist(lambda: self.table.update_source(job, info))
+        persist(lambda: self.table.update_source(job, info))
         job.size, job.etag = info.size, info.etag
         job.last_modified, job.version_id = info.last_modified, info.version_id
         job.upload_id = job.part_size = job.upload_etag = None
         job.restarts += 1
-
-
-def _persist(action: Callable[[], T]) -> T:
-    """Retry a job-table write through short outages; the outcome must not be lost."""
-    for attempt in range(_PERSIST_TRIES):
-        try:
-            return action()
-        except TransientError:
-            if attempt + 1 >= _PERSIST_TRIES:
-                raise
-            time.sleep(random.uniform(0, min(5.0, 0.2 * 2**attempt)))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _where(spec: JobSpec) -> dict[str, object]:
-    return {
-        "src": f"s3://{spec.src_bucket}/{spec.src_key}",
-        "dst": f"s3://{spec.dst_bucket}/{spec.dst_key}",
-    }
-
-
-def _job_fields(
-    spec: JobSpec, job: Job, state: JobState, result: JobResult | None, worker: str
-) -> dict[str, object]:
-    fields: dict[str, object] = {
-        "event": "job",
-        "state": state.value,
-        "worker": worker,
-        **_where(spec),
-    }
-    fields["size"] = job.size
-    if result is not None:
-        fields.update(
-            bytes_sent=result.bytes_sent,
-            bytes_reused=result.bytes_reused,
-            verified=result.verified,
-            verify=result.verify,
-        )
-    return fields
 
 
 __all__ = ["BatchSource", "ClusterJobQueue", "MessageSource", "SqsSource"]

@@ -18,7 +18,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 
 from s3longbow.display import printable_json
+from s3longbow.model import Job, JobResult, JobState
 from s3longbow.progress.stats import Stats
+
+from .messages import JobSpec
 
 NAMESPACE = "Longbow"
 
@@ -192,4 +195,41 @@ class JsonLogFormatter(logging.Formatter):
         return printable_json(json.dumps(line, default=str, ensure_ascii=False))
 
 
-__all__ = ["METRICS", "NAMESPACE", "ClusterCounters", "JsonLogFormatter", "MetricsEmitter"]
+def object_fields(spec: JobSpec) -> dict[str, object]:
+    """The source and destination of a job, as log fields."""
+    return {
+        "src": f"s3://{spec.src_bucket}/{spec.src_key}",
+        "dst": f"s3://{spec.dst_bucket}/{spec.dst_key}",
+    }
+
+
+def job_fields(
+    spec: JobSpec, job: Job, state: JobState, result: JobResult | None, worker: str
+) -> dict[str, object]:
+    """The log fields of a job's outcome (event "job")."""
+    fields: dict[str, object] = {
+        "event": "job",
+        "state": state.value,
+        "worker": worker,
+        **object_fields(spec),
+    }
+    fields["size"] = job.size
+    if result is not None:
+        fields.update(
+            bytes_sent=result.bytes_sent,
+            bytes_reused=result.bytes_reused,
+            verified=result.verified,
+            verify=result.verify,
+        )
+    return fields
+
+
+__all__ = [
+    "METRICS",
+    "NAMESPACE",
+    "ClusterCounters",
+    "JsonLogFormatter",
+    "MetricsEmitter",
+    "job_fields",
+    "object_fields",
+]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from s3longbow.config import TransferSettings
 from s3longbow.errors import FatalError, PermanentError, TransientError
 from s3longbow.jobs.base import JobQueue
-from s3longbow.model import Job, JobState
+from s3longbow.model import Job, JobId, JobState
 from s3longbow.progress.stats import Stats
 from s3longbow.retry import backoff_delay
 from s3longbow.transfer.engine import Attempt, Copier, Interrupted
@@ -61,7 +61,7 @@ class Worker:
         self.stop = stop
         self.outcome = WorkerOutcome()
         self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._held: dict[int, Job] = {}  # claimed and not yet ended: queued or running
+        self._held: dict[JobId, Job] = {}  # claimed and not yet ended: queued or running
         self._held_lock = threading.Lock()
         self._room = threading.Condition(self._held_lock)  # notified when a job ends
         # A queue whose claims are cheap to lease ahead (claim_ahead > 0) is claimed in

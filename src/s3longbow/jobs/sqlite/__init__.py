@@ -1,0 +1,32 @@
+"""The embedded job database: one SQLite file (WAL) holding runs, jobs and the parts of uploads.
+
+It is both the queue and the job table of single-machine mode. Jobs are claimed with a lease,
+as an SQS message is received with a visibility timeout: a claimed job is invisible to other
+claimers until its lease expires, the owner extends the lease while it works, and every state
+change is a compare-and-set on (state, lease owner), so a stale owner cannot overwrite the
+result of a newer one. Several processes may share one file.
+
+Modules: `schema` (tables, version, row decoding), `file` (the connection and transactions),
+`planning` (runs, planning passes, upserts), `leases` (claims, leases, the upload ledger,
+final states), `reports` (totals and lists for reports), `database` (all of them as one
+`JobDatabase`) and `queue` (the JobQueue port over one run).
+"""
+
+from .database import JobDatabase
+from .leases import Outcome, new_owner_id
+from .planning import PlannedCopy, UpsertCounts
+from .queue import FINISH_BATCH, FINISH_DELAY, SqliteQueue
+from .schema import SCHEMA_VERSION, Run
+
+__all__ = [
+    "FINISH_BATCH",
+    "FINISH_DELAY",
+    "SCHEMA_VERSION",
+    "JobDatabase",
+    "Outcome",
+    "PlannedCopy",
+    "Run",
+    "SqliteQueue",
+    "UpsertCounts",
+    "new_owner_id",
+]
