@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from longbow_testkit.servers import LocalServer
 from s3longbow.cluster.dynamodb import JobTable
 from s3longbow.cluster.jobqueue import ClusterJobQueue, SqsSource
 from s3longbow.cluster.messages import JobSpec, encode_jobs, job_id
@@ -44,7 +45,6 @@ from s3longbow.jobs.sqlite import JobDatabase, PlannedCopy, SqliteQueue, new_own
 from s3longbow.model import Job, JobResult, JobState, ObjectInfo
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.progress.stats import Stats
-from s3longbow.testing.servers import LocalServer
 from s3longbow.transfer.budget import ByteBudget
 
 # A lease that runs out within a test, and one that does not.
