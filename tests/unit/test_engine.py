@@ -303,6 +303,19 @@ def test_a_multipart_source_s_part_read_corrupted_is_sent_again() -> None:
     assert "parts [3] were read corrupted and sent again" in result.notes
 
 
+@pytest.mark.parametrize("composite", [False, True], ids=["full-object", "composite"])
+def test_a_part_read_corrupted_under_a_crc_proof_is_sent_again(composite: bool) -> None:
+    r = rig()
+    layout = [PART, PART, 2 * MiB] if composite else None
+    r.src.add("big", data(12 * MiB), part_sizes=layout, checksum="CRC32", composite=composite)
+    if composite:
+        r.src.versions["big"][-1].etag = "opaque-3"  # proven by its checksum alone
+    r.src.corrupt_reads[("big", PART)] = 1
+    result = r.copy(r.src.job("big"))
+    assert verdict(result) == (True, "source-crc32")
+    assert "parts [2] were read corrupted and sent again" in result.notes
+
+
 def test_a_proof_that_fails_again_after_the_repair_aborts_the_upload() -> None:
     r = rig()
     r.src.add("big", data(12 * MiB))

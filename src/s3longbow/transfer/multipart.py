@@ -334,7 +334,7 @@ class MultipartCopy:
                 theirs,
             )
             again = self._repair(parts)
-            ours, theirs = _fingerprint(job, method, parts, again.hasher, self.sums)
+            ours, theirs = _fingerprint(job, method, parts, again.hasher, again.sums)
         if ours != theirs:
             upload.abort(self.ctx, job, self.upload_id)
             raise VerificationError(
