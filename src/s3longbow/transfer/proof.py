@@ -29,7 +29,7 @@ _MULTIPART_ETAG = re.compile(r"^([0-9a-f]{32})-(\d+)$")
 # Objects from this size are relayed between plain-HTTP endpoints rather than read into memory:
 # below it, the pipe's system calls cost about what the copies they save do.
 RELAY_MIN = 1024 * 1024
-CRCS = checksums.CRC_ALGORITHMS
+_CRCS = checksums.CRC_ALGORITHMS
 
 
 def is_md5_etag(etag: str | None) -> bool:
@@ -292,8 +292,8 @@ def _through_here(
     if details is None:
         raise ValueError("the choice for a copy in parts needs the source's pinned HEAD")
     props = details.properties
-    write = write_algorithm(link.dst, props.checksum)
     carried = props.checksum  # the source's own additional checksum
+    write = write_algorithm(link.dst, carried)
     etag_md5 = is_md5_etag(job.etag) and not props.encrypted
 
     def own(kind: Proof, checksum: Checksum | None = None, reason: str = "") -> CopyMethod:
@@ -321,7 +321,7 @@ def _through_here(
             return _guarded(method, link)
         reason = layout
     elif etag_md5:
-        if carried is not None and carried.parts is None and carried.algorithm in CRCS:
+        if carried is not None and carried.parts is None and carried.algorithm in _CRCS:
             # The source's own CRC of all its bytes proves the copy as its MD5 would; it is
             # combined from the parts' CRCs, computed as the bytes arrive, where the MD5
             # would be hashed here in order at a small fraction of that speed.
@@ -388,7 +388,7 @@ def _guarded(method: CopyMethod, link: Link) -> CopyMethod:
     algorithm = method.write_algorithm
     if algorithm is None and link.dst.checksums == "auto":
         algorithm = "CRC32C"
-    if algorithm not in checksums.CRC_ALGORITHMS:
+    if algorithm not in _CRCS:
         return method
     return dataclasses.replace(method, write_algorithm=algorithm, part_check=PartCheck.CRC)
 
