@@ -5,17 +5,14 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import json
-import logging
-import signal
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from s3longbow import __version__
 from s3longbow.cli.terminal import Console
 from s3longbow.config import (
     COUNT_LIMITS,
@@ -30,20 +27,29 @@ from s3longbow.config import (
     parse_size,
     side_from_environment,
 )
-from s3longbow.display import PrintableFormatter
 from s3longbow.errors import ConfigError, FatalError, LongbowError
-from s3longbow.logsafety import quiet_secret_loggers
 from s3longbow.progress.stats import Stats
 from s3longbow.progress.view import LogView, RichView
 from s3longbow.stores.location import check_endpoint_url
 
+# The cluster commands (send, worker, cluster-init) register themselves on `cli`.
+from . import cluster as _cluster  # noqa: F401
 from . import render
-
-EXIT_OK = 0
-EXIT_JOBS_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_FATAL = 3
-EXIT_INTERRUPTED = 130
+from .common import (
+    EXIT_CONFIG,
+    EXIT_FATAL,
+    EXIT_INTERRUPTED,
+    EXIT_JOBS_FAILED,
+    EXIT_OK,
+    apply,
+    cli,
+    die,
+    handle_signals,
+    json_option,
+    setup_logging,
+    verbose_option,
+    workers_option,
+)
 
 DEFAULTS = TransferSettings()
 
@@ -67,13 +73,6 @@ class AmountParam(click.ParamType):
 
 SIZE = AmountParam("size", parse_size)
 RATE = AmountParam("rate", parse_rate)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="longbow")
-def cli() -> None:
-    """Longbow moves massive sets of objects between S3-compatible stores, resumably and
-    verifiably."""
 
 
 def _side_options(side: str, role: str) -> list[Any]:
@@ -132,15 +131,6 @@ def _side_options(side: str, role: str) -> list[Any]:
     ]
 
 
-def _apply(options: list[Any]) -> Any:
-    def decorator(f: Any) -> Any:
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return decorator
-
-
 _PAIR_OPTIONS = [
     click.argument("src", required=False),
     click.argument("dst", required=False),
@@ -161,12 +151,8 @@ _PAIR_OPTIONS = [
 
 
 @cli.command()
-@_apply(_PAIR_OPTIONS)
-@click.option(
-    "--workers",
-    type=click.IntRange(1, COUNT_LIMITS["workers"]),
-    help=f"Objects in parallel [{DEFAULTS.workers}].",
-)
+@apply(_PAIR_OPTIONS)
+@workers_option(f"Objects in parallel [{DEFAULTS.workers}].")
 @click.option(
     "--part-threads",
     type=click.IntRange(1, COUNT_LIMITS["part_threads"]),
@@ -261,8 +247,8 @@ _PAIR_OPTIONS = [
     type=click.Path(path_type=Path),
     help=f"Job database file [{default_db_path()}].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@json_option()
+@verbose_option()
 def sync(
     src: str | None,
     dst: str | None,
@@ -285,13 +271,13 @@ def sync(
     done jobs are not redone and interrupted uploads resume from the parts already sent.
     """
     console = Console(stderr=True)
-    _setup_logging(verbose, console)
+    setup_logging(verbose, console)
     try:
         settings = _settings(src, dst, config_file, ignore_file, db_path, options)
     except LongbowError as exc:
-        _die(console, exc, EXIT_CONFIG)
+        die(console, exc, EXIT_CONFIG)
     if force and not delete:
-        _die(console, ConfigError("--force only goes with --delete"), EXIT_CONFIG)
+        die(console, ConfigError("--force only goes with --delete"), EXIT_CONFIG)
     settings = dataclasses.replace(
         settings, delete=delete, force=force, max_delete_fraction=max_delete / 100
     )
@@ -306,16 +292,16 @@ def sync(
             from s3longbow.sync import run_sync
 
             stop = threading.Event()
-            restore = _handle_signals(stop)
+            restore = handle_signals(stop)
             try:
                 with _view(stats, console, as_json):
                     report = run_sync(settings, stats, stop, retry_failed=retry_failed)
             finally:
                 restore()
     except ConfigError as exc:
-        _die(console, exc, EXIT_CONFIG)
+        die(console, exc, EXIT_CONFIG)
     except LongbowError as exc:
-        _die(console, exc, EXIT_FATAL)
+        die(console, exc, EXIT_FATAL)
 
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
@@ -330,15 +316,11 @@ def sync(
 
 
 @cli.command()
-@_apply(_PAIR_OPTIONS)
+@apply(_PAIR_OPTIONS)
 @click.option("--deep", is_flag=True, help="Read and hash objects whose ETags cannot be compared.")
-@click.option(
-    "--workers",
-    type=click.IntRange(1, COUNT_LIMITS["workers"]),
-    help="Objects read in parallel with --deep [16].",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@workers_option("Objects read in parallel with --deep [16].")
+@json_option("Print a machine-readable report.")
+@verbose_option()
 def verify(
     src: str | None,
     dst: str | None,
@@ -358,14 +340,14 @@ def verify(
     from s3longbow.verify import verify as run_verify
 
     console = Console(stderr=True)
-    _setup_logging(verbose, console)
+    setup_logging(verbose, console)
     try:
         settings = _settings(src, dst, config_file, ignore_file, None, options)
         report = run_verify(settings, deep=deep)
     except ConfigError as exc:
-        _die(console, exc, EXIT_CONFIG)
+        die(console, exc, EXIT_CONFIG)
     except LongbowError as exc:
-        _die(console, exc, EXIT_FATAL)
+        die(console, exc, EXIT_FATAL)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -382,7 +364,7 @@ def verify(
 )
 @click.option("--run", "run_id", type=int, help="Run id (default: the latest run).")
 @click.option("--all", "all_runs", is_flag=True, help="List every run in the database.")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@json_option()
 @click.option("--cluster", is_flag=True, help="Show the cluster's job table and queues instead.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Cluster config.")
 def status(
@@ -404,7 +386,7 @@ def status(
     console = Console(stderr=True)
     path = db_path or default_db_path()
     if not path.exists():
-        _die(console, ConfigError(f"no job database at {path}", hint="pass --db FILE"), EXIT_CONFIG)
+        die(console, ConfigError(f"no job database at {path}", hint="pass --db FILE"), EXIT_CONFIG)
     db = JobDatabase(path)
     try:
         if all_runs:
@@ -416,7 +398,7 @@ def status(
             return
         run = db.get_run(run_id=run_id)
         if run is None:
-            _die(
+            die(
                 console,
                 ConfigError(f"no run {run_id or ''} in {path}".replace("  ", " ")),
                 EXIT_CONFIG,
@@ -536,56 +518,6 @@ def _view(stats: Stats, console: Console, as_json: bool) -> RichView | LogView:
     return LogView(stats)
 
 
-def _setup_logging(verbose: int, console: Console) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    root = logging.getLogger()
-    root.handlers.clear()
-    if console.is_terminal:
-        from rich.logging import RichHandler
-
-        handler: logging.Handler = RichHandler(console=console.rich, show_path=False)
-        handler.setFormatter(PrintableFormatter("%(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    logging.getLogger("s3longbow").setLevel(level)
-    if verbose >= 3:
-        root.setLevel(logging.DEBUG)
-    quiet_secret_loggers()
-
-
-def _handle_signals(stop: threading.Event) -> Callable[[], None]:
-    """First SIGINT/SIGTERM: stop gracefully; second: stop at once. Returns a restorer."""
-
-    # click, not rich: a signal handler should not be the first to import a library.
-    def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():
-            click.secho("stopping now", fg="red", err=True)
-            raise SystemExit(EXIT_INTERRUPTED)
-        click.secho(
-            "stopping: jobs in flight go back to the queue; run the same command to "
-            "continue (press Ctrl-C again to stop at once)",
-            fg="yellow",
-            err=True,
-        )
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
-
-
-def _die(console: Console, exc: LongbowError, code: int) -> NoReturn:
-    render.error(console, exc)
-    sys.exit(code)
-
-
 def _bound_heap() -> None:
     """Reuse freed part buffers in one heap, without growing past the byte budget.
 
@@ -615,7 +547,3 @@ def main() -> None:
     except FatalError as exc:  # pragma: no cover - commands handle their own
         render.error(Console(stderr=True), exc)
         sys.exit(EXIT_FATAL)
-
-
-# The cluster commands (send, worker, cluster-init) register themselves on `cli`.
-from s3longbow.cli import cluster as _cluster  # noqa: E402, F401

@@ -22,16 +22,18 @@ from s3longbow.errors import ConfigError, LongbowError
 from s3longbow.logsafety import quiet_secret_loggers
 from s3longbow.stores.location import check_endpoint_url
 
-from . import render
-from .app import (
-    EXIT_CONFIG,
-    EXIT_FATAL,
+from .common import (
     EXIT_INTERRUPTED,
     EXIT_JOBS_FAILED,
     EXIT_OK,
-    _handle_signals,
-    _setup_logging,
     cli,
+    fail,
+    handle_signals,
+    json_option,
+    on_signals,
+    setup_logging,
+    verbose_option,
+    workers_option,
 )
 
 if TYPE_CHECKING:
@@ -69,11 +71,6 @@ def _control(config: ClusterConfig) -> ControlPlane:
     return ControlPlane(config.cluster)
 
 
-def _fail(console: Console, exc: LongbowError) -> NoReturn:
-    render.error(console, exc)
-    sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FATAL)
-
-
 @cli.command()
 @_CONFIG_OPTION
 @click.option("--dry-run", is_flag=True, help="Count what would be queued; change nothing.")
@@ -83,8 +80,8 @@ def _fail(console: Console, exc: LongbowError) -> NoReturn:
     help="Send jobs that are already pending again (after a sender was killed mid-send).",
 )
 @click.option("--retry-failed", is_flag=True, help="Queue failed jobs again.")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@json_option()
+@verbose_option()
 def send(
     config_file: Path,
     dry_run: bool,
@@ -102,14 +99,14 @@ def send(
     from s3longbow.cluster.sender import send_jobs
 
     console = Console(stderr=True)
-    _setup_logging(verbose, console)
+    setup_logging(verbose, console)
     try:
         config = load(config_file)
         control = _control(config)
     except LongbowError as exc:
-        _fail(console, exc)
+        fail(console, exc)
     stop = threading.Event()
-    restore = _handle_signals(stop)
+    restore = handle_signals(stop)
     try:
         report = send_jobs(
             config,
@@ -120,7 +117,7 @@ def send(
             stop=stop,
         )
     except LongbowError as exc:
-        _fail(console, exc)
+        fail(console, exc)
     finally:
         restore()
         control.close()
@@ -155,9 +152,7 @@ def send(
     is_flag=True,
     help="End once the queue is empty (visible, in flight and delayed) and nothing runs here.",
 )
-@click.option(
-    "--workers", type=click.IntRange(1, COUNT_LIMITS["workers"]), help="Objects in parallel."
-)
+@workers_option("Objects in parallel.")
 @click.option(
     "--part-threads",
     type=click.IntRange(1, COUNT_LIMITS["part_threads"]),
@@ -171,7 +166,7 @@ def send(
     help="Log lines on standard error: one JSON object each, or plain text.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
-@click.option("-v", "--verbose", count=True, help="Debug log lines (-vvv: of libraries too).")
+@verbose_option("Debug log lines (-vvv: of libraries too).")
 def worker(
     config_file: Path,
     exit_when_idle: bool,
@@ -202,7 +197,7 @@ def worker(
             transfer.validate()
             config = dataclasses.replace(config, transfer=transfer)
     except LongbowError as exc:
-        _fail(console, exc)
+        fail(console, exc)
     stop = threading.Event()
     restore = _stop_on_signals(stop, log)
 
@@ -216,12 +211,12 @@ def worker(
         )
     except LongbowError as exc:
         log.error("%s", exc.message, extra={"fields": {"hint": exc.hint}})
-        _fail(console, exc)
+        fail(console, exc)
     finally:
         restore()
     if report.fatal is not None:
         log.error("%s", report.fatal.message, extra={"fields": {"hint": report.fatal.hint}})
-        _fail(console, report.fatal)
+        fail(console, report.fatal)
     sys.exit(EXIT_INTERRUPTED if report.interrupted else EXIT_OK)
 
 
@@ -253,19 +248,13 @@ def _stop_on_signals(stop: threading.Event, log: logging.Logger) -> Callable[[],
         )
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
+    return on_signals(on_signal)
 
 
 @cli.command("cluster-init")
 @_CONFIG_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print the queue URLs as JSON.")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@json_option("Print the queue URLs as JSON.")
+@verbose_option()
 def cluster_init(config_file: Path, as_json: bool, verbose: int = 0) -> None:
     """Create the job queue, its dead-letter queue (redrive policy) and the job table.
 
@@ -275,11 +264,11 @@ def cluster_init(config_file: Path, as_json: bool, verbose: int = 0) -> None:
     from s3longbow.cluster.service import init_cluster
 
     console = Console(stderr=True)
-    _setup_logging(verbose, console)
+    setup_logging(verbose, console)
     try:
         report = _with_control(config_file, init_cluster)
     except LongbowError as exc:
-        _fail(console, exc)
+        fail(console, exc)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -310,14 +299,14 @@ def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
 
     console = Console(stderr=True)
     if config_file is None:
-        _fail(
+        fail(
             console,
             ConfigError("--cluster needs --config", hint="longbow status --cluster --config FILE"),
         )
     try:
         report = _with_control(config_file, cluster_status)
     except LongbowError as exc:
-        _fail(console, exc)
+        fail(console, exc)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
