@@ -41,17 +41,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from s3longbow.cluster.config import ClusterSettings, parse_cluster_table
 from s3longbow.cluster.jobqueue import BatchSource
 from s3longbow.cluster.metrics import ClusterCounters, JsonLogFormatter, MetricsEmitter
 from s3longbow.cluster.service import WorkerRuntime
 from s3longbow.cluster.settings import ClusterConfig, check_pairs, load_cluster_config
 from s3longbow.cluster.sqs import Received
 from s3longbow.config import (
-    ClusterSettings,
     PairSettings,
     SideSettings,
     TransferSettings,
-    parse_cluster_table,
     parse_size,
     side_from_environment,
 )
