@@ -1,4 +1,5 @@
-"""Frozen settings: defaults < config file (TOML) < command-line flags; sizes like "16MiB"."""
+"""Frozen settings, their config file (TOML) and sizes like "16MiB". The layering of
+defaults < config file < environment < flags is `s3longbow.loader`'s."""
 
 from __future__ import annotations
 
@@ -394,26 +395,6 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
     return out
 
 
-def side_from_environment(prefix: str, base: SideSettings) -> SideSettings:
-    """Add static keys from LONGBOW_{prefix}_ACCESS_KEY_ID and friends, when they are set."""
-    env = os.environ
-    key = env.get(f"LONGBOW_{prefix}_ACCESS_KEY_ID")
-    secret = env.get(f"LONGBOW_{prefix}_SECRET_ACCESS_KEY")
-    if bool(key) != bool(secret):
-        raise ConfigError(
-            f"LONGBOW_{prefix}_ACCESS_KEY_ID and LONGBOW_{prefix}_SECRET_ACCESS_KEY must be set "
-            "together",
-        )
-    if not key:
-        return base
-    return dataclasses.replace(
-        base,
-        access_key_id=key,
-        secret_access_key=secret,
-        session_token=env.get(f"LONGBOW_{prefix}_SESSION_TOKEN") or None,
-    )
-
-
 def load_ignore_file(path: Path) -> tuple[str, ...]:
     """Read shell-style patterns, one a line; blank lines and lines starting with # are skipped."""
     try:
@@ -452,5 +433,4 @@ __all__ = [
     "parse_size",
     "read_toml",
     "normalise_config",
-    "side_from_environment",
 ]

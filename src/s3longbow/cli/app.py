@@ -1,36 +1,24 @@
-"""`longbow` commands: sync and status."""
+"""`longbow` commands: sync, verify and status; the cluster commands register from
+`cluster`."""
 
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import json
+import os
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from s3longbow.cli.terminal import Console
-from s3longbow.config import (
-    COUNT_LIMITS,
-    PairSettings,
-    Settings,
-    SideSettings,
-    TransferSettings,
-    default_db_path,
-    load_config_file,
-    load_ignore_file,
-    parse_rate,
-    parse_size,
-    side_from_environment,
-)
+from s3longbow.config import COUNT_LIMITS, TransferSettings, default_db_path
 from s3longbow.errors import ConfigError, FatalError, LongbowError
+from s3longbow.loader import load_settings
 from s3longbow.progress.stats import Stats
 from s3longbow.progress.view import LogView, RichView
-from s3longbow.stores.location import check_endpoint_url
 
 # The cluster commands (send, worker, cluster-init) register themselves on `cli`.
 from . import cluster as _cluster  # noqa: F401
@@ -50,108 +38,13 @@ from .common import (
     verbose_option,
     workers_option,
 )
+from .options import PAIR_OPTIONS, RATE, SIZE, pair_flags
 
 DEFAULTS = TransferSettings()
 
 
-class AmountParam(click.ParamType):
-    """A byte amount written for people (8MiB, 200MiB/s), parsed by `parse`."""
-
-    def __init__(self, name: str, parse: Callable[..., int]) -> None:
-        self.name = name
-        self._parse = parse
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        what = (param.opts[0] if param and param.opts else self.name).lstrip("-")
-        try:
-            return self._parse(value, what=what)
-        except ConfigError as exc:
-            self.fail(f"{exc.message}. {exc.hint or ''}".strip(), param, ctx)
-
-
-SIZE = AmountParam("size", parse_size)
-RATE = AmountParam("rate", parse_rate)
-
-
-def _side_options(side: str, role: str) -> list[Any]:
-    return [
-        click.option(f"--{side}-profile", help=f"AWS profile for the {role}."),
-        click.option(f"--{side}-endpoint-url", help=f"Endpoint URL of the {role} (any S3 API)."),
-        click.option(f"--{side}-region", help=f"Region of the {role}."),
-        click.option(
-            f"--{side}-path-style",
-            is_flag=True,
-            default=None,
-            help=f"Use path-style addressing for the {role}.",
-        ),
-        click.option(
-            f"--{side}-no-verify-ssl",
-            is_flag=True,
-            help=f"Do not check the TLS certificate of the {role}'s https endpoint (unsafe).",
-        ),
-        click.option(
-            f"--{side}-ca-bundle",
-            type=click.Path(dir_okay=False),
-            help=f"PEM file of the certificate authorities trusted for the {role}'s https "
-            "endpoint [AWS_CA_BUNDLE, the profile's ca_bundle, REQUESTS_CA_BUNDLE, certifi].",
-        ),
-        click.option(
-            f"--{side}-bucket-names",
-            type=click.Choice(["strict", "relaxed"]),
-            help=f"Bucket naming rules of the {role}: S3's [strict], or relaxed for stores "
-            "that allow other names (capitals, underscores).",
-        ),
-        click.option(
-            f"--{side}-allow-http",
-            is_flag=True,
-            help=f"Allow a plain http endpoint for the {role} beyond this machine's addresses.",
-        ),
-        click.option(
-            f"--{side}-requester-pays",
-            is_flag=True,
-            default=None,
-            help=f"The {role} bucket is requester-pays: this side's account pays for requests.",
-        ),
-        click.option(
-            f"--{side}-checksum-algorithm",
-            *(["--checksum-algorithm"] if side == "dst" else []),
-            f"{side}_checksum_algorithm",
-            metavar="auto|MD5|CRC32C|CRC32|CRC64NVME|SHA1|SHA256",
-            help=(
-                "Additional checksum of every write: auto (the source's own) [auto], MD5 "
-                "(Content-MD5 only, for stores that reject newer checksum headers), or one "
-                "algorithm."
-                if side == "dst"
-                else "auto: ask the source for its additional checksums [auto]; MD5: never "
-                "(for stores that reject the header)."
-            ),
-        ),
-    ]
-
-
-_PAIR_OPTIONS = [
-    click.argument("src", required=False),
-    click.argument("dst", required=False),
-    click.option(
-        "--config",
-        "config_file",
-        type=click.Path(path_type=Path),
-        help="TOML file with [[pairs]], [source], [destination] and transfer settings.",
-    ),
-    *_side_options("src", "source"),
-    *_side_options("dst", "destination"),
-    click.option(
-        "--ignore-file",
-        type=click.Path(path_type=Path),
-        help="Shell-style patterns, one a line, matched against 'bucket/key'.",
-    ),
-]
-
-
 @cli.command()
-@apply(_PAIR_OPTIONS)
+@apply(PAIR_OPTIONS)
 @workers_option(f"Objects in parallel [{DEFAULTS.workers}].")
 @click.option(
     "--part-threads",
@@ -272,15 +165,21 @@ def sync(
     """
     console = Console(stderr=True)
     setup_logging(verbose, console)
+    flags = pair_flags(
+        src,
+        dst,
+        config_file,
+        ignore_file,
+        options,
+        db_path=db_path,
+        delete=delete,
+        force=force,
+        max_delete=max_delete,
+    )
     try:
-        settings = _settings(src, dst, config_file, ignore_file, db_path, options)
+        settings = load_settings(flags, os.environ)
     except LongbowError as exc:
         die(console, exc, EXIT_CONFIG)
-    if force and not delete:
-        die(console, ConfigError("--force only goes with --delete"), EXIT_CONFIG)
-    settings = dataclasses.replace(
-        settings, delete=delete, force=force, max_delete_fraction=max_delete / 100
-    )
     stats = Stats()
     try:
         if dry_run:
@@ -316,7 +215,7 @@ def sync(
 
 
 @cli.command()
-@apply(_PAIR_OPTIONS)
+@apply(PAIR_OPTIONS)
 @click.option("--deep", is_flag=True, help="Read and hash objects whose ETags cannot be compared.")
 @workers_option("Objects read in parallel with --deep [16].")
 @json_option("Print a machine-readable report.")
@@ -342,7 +241,9 @@ def verify(
     console = Console(stderr=True)
     setup_logging(verbose, console)
     try:
-        settings = _settings(src, dst, config_file, ignore_file, None, options)
+        settings = load_settings(
+            pair_flags(src, dst, config_file, ignore_file, options), os.environ
+        )
         report = run_verify(settings, deep=deep)
     except ConfigError as exc:
         die(console, exc, EXIT_CONFIG)
@@ -411,105 +312,6 @@ def status(
     finally:
         db.close()
     sys.exit(EXIT_JOBS_FAILED if failed else EXIT_OK)
-
-
-def _settings(
-    src: str | None,
-    dst: str | None,
-    config_file: Path | None,
-    ignore_file: Path | None,
-    db_path: Path | None,
-    options: dict[str, Any],
-) -> Settings:
-    """Merge defaults < config file < flags into one frozen Settings."""
-    file: dict[str, Any] = load_config_file(config_file) if config_file else {}
-    if (src is None) != (dst is None):
-        raise ConfigError(
-            "give both SRC and DST, or neither (with --config listing [[pairs]])",
-            hint="longbow sync s3://source-bucket/prefix s3://destination-bucket/prefix",
-        )
-    pairs = (
-        [PairSettings(src, dst)]
-        if src is not None and dst is not None
-        else file["pairs"]
-        if (file)
-        else []
-    )
-    if not pairs:
-        raise ConfigError(
-            "nothing to copy: no SRC and DST given and no [[pairs]] in a config file",
-            hint="longbow sync SRC DST, or longbow sync --config pairs.toml",
-        )
-
-    def side(prefix: str, table: dict[str, Any]) -> SideSettings:
-        base = SideSettings(**table)
-        overrides = {
-            "profile": options[f"{prefix}_profile"],
-            "endpoint_url": options[f"{prefix}_endpoint_url"],
-            "region": options[f"{prefix}_region"],
-            "path_style": options[f"{prefix}_path_style"],
-            "verify_ssl": False if options[f"{prefix}_no_verify_ssl"] else None,
-            "allow_http": True if options[f"{prefix}_allow_http"] else None,
-            "requester_pays": options[f"{prefix}_requester_pays"],
-            "checksum_algorithm": options[f"{prefix}_checksum_algorithm"],
-            "ca_bundle": options[f"{prefix}_ca_bundle"],
-            "bucket_names": options[f"{prefix}_bucket_names"],
-            **(
-                {key: options.get(key) for key in ("sse", "sse_kms_key_id", "acl")}
-                if prefix == "dst"
-                else {}
-            ),
-        }
-        base = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
-        check_endpoint_url(
-            base.endpoint_url, allow_http=base.allow_http, flag=f"--{prefix}-allow-http"
-        )
-        return side_from_environment(prefix.upper(), base.validate(prefix))
-
-    transfer = dataclasses.replace(TransferSettings(), **file.get("transfer", {}))
-    if config_file and file.get("transfer"):
-        try:  # name the file when its own settings are what is wrong
-            transfer.validate()
-        except ConfigError as exc:
-            raise ConfigError(f"config file {config_file}: {exc.message}", hint=exc.hint) from None
-    flags = {
-        name: options[name]
-        for name in (
-            "workers",
-            "part_threads",
-            "part_size",
-            "resumable_threshold",
-            "memory_limit",
-            "storage_class",
-            "max_attempts",
-            "listing_threads",
-            "bandwidth_limit",
-            "min_rate",
-            "compare",
-        )
-        if options.get(name) is not None
-    }
-    if options.get("no_tags"):
-        flags["copy_tags"] = False
-    if options.get("no_server_side_copy"):
-        flags["server_side_copy"] = False
-    if options.get("no_relay"):
-        flags["relay"] = False
-    if options.get("all_versions"):
-        flags["all_versions"] = True
-    if options.get("update_properties"):
-        flags["update_properties"] = True
-    transfer = dataclasses.replace(transfer, **flags)
-    transfer.validate()
-    ignore_path = ignore_file or file.get("ignore_file")
-    return Settings(
-        pairs=tuple(pairs),
-        source=side("src", file.get("source", {})),
-        destination=side("dst", file.get("destination", {})),
-        transfer=transfer,
-        ignore_patterns=load_ignore_file(ignore_path) if ignore_path else (),
-        db_path=db_path or file.get("db") or default_db_path(),
-    )
 
 
 def _view(stats: Stats, console: Console, as_json: bool) -> RichView | LogView:

@@ -3,9 +3,9 @@ rendering of `longbow status --cluster`. They register themselves on the `longbo
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from s3longbow.cli.terminal import Console, escape, new_table
-from s3longbow.config import COUNT_LIMITS, format_size, side_from_environment
+from s3longbow.config import COUNT_LIMITS, format_size
 from s3longbow.display import PrintableFormatter
 from s3longbow.errors import ConfigError, LongbowError
+from s3longbow.loader import TransferFlags, load_cluster
 from s3longbow.logsafety import quiet_secret_loggers
-from s3longbow.stores.location import check_endpoint_url
 
 from .common import (
     EXIT_INTERRUPTED,
@@ -47,22 +47,6 @@ _CONFIG_OPTION = click.option(
     type=click.Path(path_type=Path),
     help="Cluster config file: [cluster], [source], [destination], [[pairs]], transfer settings.",
 )
-
-
-def load(config_file: Path) -> ClusterConfig:
-    """The config file, plus static keys from LONGBOW_SRC_* / LONGBOW_DST_* when set."""
-    from s3longbow.cluster.settings import load_cluster_config
-
-    config = load_cluster_config(config_file)
-    for name, side in (("source", config.source), ("destination", config.destination)):
-        check_endpoint_url(
-            side.endpoint_url, allow_http=side.allow_http, flag=f"allow_http = true in [{name}]"
-        )
-    return dataclasses.replace(
-        config,
-        source=side_from_environment("SRC", config.source),
-        destination=side_from_environment("DST", config.destination),
-    )
 
 
 def _control(config: ClusterConfig) -> ControlPlane:
@@ -101,7 +85,7 @@ def send(
     console = Console(stderr=True)
     setup_logging(verbose, console)
     try:
-        config = load(config_file)
+        config = load_cluster(config_file, os.environ)
         control = _control(config)
     except LongbowError as exc:
         fail(console, exc)
@@ -190,12 +174,8 @@ def worker(
     log = logging.getLogger("s3longbow.worker")
     console = Console(stderr=True)
     try:
-        config = load(config_file)
-        overrides = {k: v for k, v in (("workers", workers), ("part_threads", part_threads)) if v}
-        if overrides:
-            transfer = dataclasses.replace(config.transfer, **overrides)
-            transfer.validate()
-            config = dataclasses.replace(config, transfer=transfer)
+        flags = TransferFlags(workers=workers, part_threads=part_threads)
+        config = load_cluster(config_file, os.environ, flags)
     except LongbowError as exc:
         fail(console, exc)
     stop = threading.Event()
@@ -285,7 +265,7 @@ _R = TypeVar("_R")
 
 def _with_control(config_file: Path, action: Callable[[Any, Any], _R]) -> _R:
     """Load the cluster config, open the control plane, run `action`, close it."""
-    config = load(config_file)
+    config = load_cluster(config_file, os.environ)
     control = _control(config)
     try:
         return action(config, control)

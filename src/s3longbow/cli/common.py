@@ -131,6 +131,7 @@ def fail(console: Console, exc: LongbowError) -> NoReturn:
 
 
 __all__ = [
+    "Decorator",
     "EXIT_CONFIG",
     "EXIT_FATAL",
     "EXIT_INTERRUPTED",
