@@ -4,24 +4,22 @@ execute the jobs, and report what happened. The CLI renders; this module decides
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from s3longbow.config import Settings, SideSettings
+from s3longbow.config import Settings, TransferSettings
 from s3longbow.errors import ConfigError, FatalError, LongbowError
 from s3longbow.jobs.sqlite import JobDatabase, PlannedCopy, SqliteQueue, new_owner_id
+from s3longbow.model import ObjectInfo
+from s3longbow.pairs import PairRuntime, open_pairs, run_signature
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.ignore import IgnoreRules
-from s3longbow.plan.planner import PairRuntime, PlanCounts, plan_pair
+from s3longbow.plan.planner import PlanCounts, plan_pair
 from s3longbow.plan.unstorable import answers_for, renamed_reason
 from s3longbow.progress.stats import Stats
-from s3longbow.stores import open_store, parse_location
-from s3longbow.stores.base import ObjectStore
 from s3longbow.stores.local import LocalStore
 from s3longbow.stores.s3 import S3Store
 from s3longbow.transfer.bandwidth import BandwidthLimit
@@ -133,68 +131,6 @@ class SyncReport:
         }
 
 
-def run_signature(settings: Settings) -> str:
-    """A run is identified by its pairs and endpoints: the same command continues it."""
-    body = json.dumps(
-        {
-            "pairs": [[p.src, p.dst] for p in settings.pairs],
-            "src": settings.source.endpoint_url,
-            "dst": settings.destination.endpoint_url,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(body.encode()).hexdigest()[:32]
-
-
-def open_pairs(settings: Settings, *, read_only: bool = False) -> list[PairRuntime]:
-    """Parse and open every pair's stores, checking each once (fail fast on bad input)."""
-    if not settings.pairs:
-        raise ConfigError(
-            "nothing to copy: no source and destination given",
-            hint="run `longbow sync SRC DST`, or list [[pairs]] in a --config file",
-        )
-    t = settings.transfer
-    connections = t.workers + t.workers * t.part_threads + 4
-    stores: dict[tuple[str, str], ObjectStore] = {}
-
-    def store_for(text: str, side: SideSettings, role: str) -> ObjectStore:
-        location = parse_location(text)
-        ident = (role, location.bucket if location.is_s3 else str(location.root))
-        if ident not in stores:
-            stores[ident] = open_store(
-                location,
-                side,
-                destination=role == "dst",
-                max_connections=connections,
-                read_only=read_only,
-                min_rate=t.min_rate,
-            )
-            stores[ident].check()
-        return stores[ident]
-
-    pairs = []
-    for i, pair in enumerate(settings.pairs):
-        src, dst = parse_location(pair.src), parse_location(pair.dst)
-        if not src.is_s3 and not dst.is_s3 and src.root == dst.root:
-            raise ConfigError("source and destination are the same directory")
-        if (
-            src.is_s3
-            and dst.is_s3
-            and (src.bucket, src.prefix) == (dst.bucket, dst.prefix)
-            and (settings.source.endpoint_url == settings.destination.endpoint_url)
-        ):
-            raise ConfigError("source and destination are the same location")
-        src_store = store_for(pair.src, settings.source, "src")
-        dst_store = store_for(pair.dst, settings.destination, "dst")
-        # A directory can list in either order: match the bucket on the other side.
-        if isinstance(src_store, LocalStore) and not isinstance(dst_store, LocalStore):
-            src_store.use_listing_order(dst_store.capabilities.listing_order)
-        if isinstance(dst_store, LocalStore) and not isinstance(src_store, LocalStore):
-            dst_store.use_listing_order(src_store.capabilities.listing_order)
-        pairs.append(PairRuntime(i, src, dst, src_store, dst_store))
-    return pairs
-
-
 def use_current_versions(pairs: list[PairRuntime]) -> None:
     """--compare version: every source is listed with the version ids of its current keys."""
     for pair in pairs:
@@ -226,9 +162,8 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
     started = time.monotonic()
     report = SyncReport(dry_run=True, memory_limit=settings.transfer.memory_limit)
     settings.transfer.validate()
-    pairs = open_pairs(settings, read_only=True)
     ignore = IgnoreRules(settings.ignore_patterns)
-    try:
+    with open_pairs(settings, read_only=True) as pairs:
         for pair in pairs:
             counts = plan_pair(
                 pair,
@@ -241,8 +176,6 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
                 on_extras=(lambda objs: None) if settings.delete else None,
             )
             _add_counts(report, counts)
-    finally:
-        close_pairs(pairs)
     stats.planning_done()
     report.elapsed = time.monotonic() - started
     return report
@@ -260,89 +193,104 @@ def run_sync(
     t = settings.transfer
     t.validate()
     report = SyncReport(dry_run=False, memory_limit=t.memory_limit)
-    pairs = open_pairs(settings)
-    try:
-        if t.all_versions:
-            check_versioned(pairs)
-        if t.compare == "version":
-            use_current_versions(pairs)
-        if t.update_properties and any(isinstance(p.dst_store, LocalStore) for p in pairs):
-            raise ConfigError(
-                "--update-properties needs an S3 destination: files keep no properties",
-                hint="leave --update-properties out for a local destination",
-            )
-    except ConfigError:
-        close_pairs(pairs)
-        raise
-    db = JobDatabase(settings.db_path)
-    try:
-        run, report.resumed = db.open_run(
-            run_signature(settings),
-            {"pairs": [[p.src, p.dst] for p in settings.pairs]},
-        )
-        report.run_id = run.id
-        released = db.release_dead_leases(run.id)
-        if released:
-            log.info("took back %d job(s) left in progress by a stopped process", released)
-        if retry_failed:
-            db.retry_failed(run.id)
-        totals = db.totals(run.id)
-        carried = [totals[s] for s in ("pending", "in_progress")]
-        stats.add_work(sum(n for n, _ in carried), sum(b for _, b in carried))
-
-        budget = ByteBudget(t.memory_limit)
-        bandwidth = BandwidthLimit(t.bandwidth_limit) if t.bandwidth_limit else None
-        planning_done = threading.Event()
-        jobs = SqliteQueue(
-            db, run.id, new_owner_id(), t.lease_seconds, planning_done, claim_ahead=t.workers
-        )
-        new_work = jobs.new_work
-        with ThreadPoolExecutor(t.workers * t.part_threads, thread_name_prefix="part") as parts:
-            copiers = {
-                p.index: Copier(
-                    p.src_store,
-                    p.dst_store,
-                    ledger=jobs,
-                    settings=t,
-                    budget=budget,
-                    part_pool=parts,
-                    stats=stats,
-                    stop=stop,
-                    bandwidth=bandwidth,
-                )
-                for p in pairs
-            }
-            planner = threading.Thread(
-                target=_plan_all,
-                args=(db, run.id, pairs, settings, stats, stop, report, new_work, planning_done),
-                name="planner",
-                daemon=True,
-            )
-            planner.start()
-            outcome = Worker(jobs, lambda job: copiers[job.pair], t, stats, stop).run()
-            planner.join()
-        if outcome.fatal and report.fatal is None:
-            report.fatal = outcome.fatal
-        report.interrupted = outcome.interrupted and report.fatal is None
-
-        totals = db.totals(run.id)
-        report.jobs = {state: n for state, (n, _) in totals.items()}
-        report.unstorable = [FailedJob(*row) for row in db.unstorable_jobs(run.id)]
-        if settings.delete and report.ok:
-            _delete_extras(db, run.id, pairs, settings, report)
-        report.job_bytes = {state: b for state, (_, b) in totals.items()}
-        report.failed = [FailedJob(*row) for row in db.failed_jobs(run.id)]
-        report.verification = db.verification(run.id)
-        snap = stats.snapshot()
-        report.objects_copied = snap.objects_copied
-        report.bytes_copied = snap.bytes_copied
-        report.bytes_sent = snap.bytes_sent
-        report.bytes_reused = snap.bytes_reused
-    finally:
-        db.close()
-        close_pairs(pairs)
+    with open_pairs(settings) as pairs:
+        _check_options(pairs, t)
+        db = JobDatabase(settings.db_path)
+        try:
+            _run(db, pairs, settings, stats, stop, report, retry_failed=retry_failed)
+        finally:
+            db.close()
     report.elapsed = time.monotonic() - started
     return report
+
+
+def _check_options(pairs: list[PairRuntime], t: TransferSettings) -> None:
+    """Refuse options the pairs' stores cannot honour, before anything is copied."""
+    if t.all_versions:
+        check_versioned(pairs)
+    if t.compare == "version":
+        use_current_versions(pairs)
+    if t.update_properties and any(isinstance(p.dst_store, LocalStore) for p in pairs):
+        raise ConfigError(
+            "--update-properties needs an S3 destination: files keep no properties",
+            hint="leave --update-properties out for a local destination",
+        )
+
+
+def _run(
+    db: JobDatabase,
+    pairs: list[PairRuntime],
+    settings: Settings,
+    stats: Stats,
+    stop: threading.Event,
+    report: SyncReport,
+    *,
+    retry_failed: bool,
+) -> None:
+    """Open or continue the run, plan on a thread while workers copy, then fill the report."""
+    t = settings.transfer
+    run, report.resumed = db.open_run(
+        run_signature(settings),
+        {"pairs": [[p.src, p.dst] for p in settings.pairs]},
+    )
+    report.run_id = run.id
+    released = db.release_dead_leases(run.id)
+    if released:
+        log.info("took back %d job(s) left in progress by a stopped process", released)
+    if retry_failed:
+        db.retry_failed(run.id)
+    totals = db.totals(run.id)
+    carried = [totals[s] for s in ("pending", "in_progress")]
+    stats.add_work(sum(n for n, _ in carried), sum(b for _, b in carried))
+
+    budget = ByteBudget(t.memory_limit)
+    bandwidth = BandwidthLimit(t.bandwidth_limit) if t.bandwidth_limit else None
+    planning_done = threading.Event()
+    jobs = SqliteQueue(
+        db, run.id, new_owner_id(), t.lease_seconds, planning_done, claim_ahead=t.workers
+    )
+    new_work = jobs.new_work
+    with ThreadPoolExecutor(t.workers * t.part_threads, thread_name_prefix="part") as parts:
+        copiers = {
+            p.index: Copier(
+                p.src_store,
+                p.dst_store,
+                ledger=jobs,
+                settings=t,
+                budget=budget,
+                part_pool=parts,
+                stats=stats,
+                stop=stop,
+                bandwidth=bandwidth,
+            )
+            for p in pairs
+        }
+        planner = threading.Thread(
+            target=_plan_all,
+            args=(db, run.id, pairs, settings, stats, stop, report, new_work, planning_done),
+            name="planner",
+            daemon=True,
+        )
+        planner.start()
+        outcome = Worker(jobs, lambda job: copiers[job.pair], t, stats, stop).run()
+        planner.join()
+    if outcome.fatal and report.fatal is None:
+        report.fatal = outcome.fatal
+    report.interrupted = outcome.interrupted and report.fatal is None
+
+    totals = db.totals(run.id)
+    report.jobs = {state: n for state, (n, _) in totals.items()}
+    report.unstorable = [FailedJob(*row) for row in db.unstorable_jobs(run.id)]
+    if settings.delete and report.ok:
+        _delete_extras(db, run.id, pairs, settings, report)
+    report.job_bytes = {state: b for state, (_, b) in totals.items()}
+    report.failed = [FailedJob(*row) for row in db.failed_jobs(run.id)]
+    report.verification = db.verification(run.id)
+    snap = stats.snapshot()
+    report.objects_copied = snap.objects_copied
+    report.bytes_copied = snap.bytes_copied
+    report.bytes_sent = snap.bytes_sent
+    report.bytes_reused = snap.bytes_reused
 
 
 def _plan_all(
@@ -406,7 +354,9 @@ def _plan_all(
                 on_extras=(lambda objs, i=pair.index: db.add_extras(run_id, i, objs))  # type: ignore[misc]
                 if settings.delete
                 else None,
-                on_same=None if updater is None else (lambda same, p=pair: updater.submit(p, same)),  # type: ignore[misc]
+                on_same=None
+                if updater is None
+                else (lambda same, p=pair: updater.submit(p, _present(same))),  # type: ignore[misc]
                 copied_version=lambda key, i=pair.index: db.copied_version(run_id, i, key),  # type: ignore[misc]
             )
             _add_counts(report, counts)
@@ -472,10 +422,5 @@ def _add_counts(report: SyncReport, counts: PlanCounts) -> None:
     report.samples.extend(counts.samples)
 
 
-def close_pairs(pairs: list[PairRuntime]) -> None:
-    seen: set[int] = set()
-    for pair in pairs:
-        for store in (pair.src_store, pair.dst_store):
-            if id(store) not in seen:
-                seen.add(id(store))
-                store.close()
+def _present(decisions: list[Decision]) -> list[tuple[ObjectInfo, ObjectInfo]]:
+    return [(d.src, d.dst) for d in decisions if d.dst is not None]

@@ -18,11 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from s3longbow.errors import FatalError
+from s3longbow.pairs import open_pairs
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.planner import plan_pair
 from s3longbow.progress.stats import Stats
-from s3longbow.sync import close_pairs, open_pairs
 
 from .aws import ControlPlane, Parameters
 from .dynamodb import JobTable, should_queue
@@ -237,68 +237,68 @@ def send_jobs(
         requeue=requeue,
         retry_failed=retry_failed,
     )
-    runtimes = open_pairs(settings, read_only=dry_run)
     ignore = IgnoreRules(settings.ignore_patterns)
-    report.pairs = len(runtimes)
     try:
-        for pair in runtimes:
-            # A job finished after this moment was copied after the destination was listed.
-            listed_at = time.time()
+        with open_pairs(settings, read_only=dry_run) as runtimes:
+            report.pairs = len(runtimes)
+            for pair in runtimes:
+                # A job finished after this moment was copied after the destination was listed.
+                listed_at = time.time()
 
-            def copies(
-                batch: list[Decision],
-                src_bucket: str = pair.src.bucket,
-                dst_bucket: str = pair.dst.bucket,
-                listed_at: float = listed_at,
-            ) -> None:
-                outbox.offer(
-                    [
-                        (
-                            JobSpec(
-                                src_bucket=src_bucket,
-                                src_key=d.src.key,
-                                dst_bucket=dst_bucket,
-                                dst_key=d.dst_key,
-                                size=d.src.size,
-                                etag=d.src.etag,
-                                version_id=d.src.version_id,
-                                last_modified=d.src.last_modified,
-                            ),
-                            d.reason,
-                        )
-                        for d in batch
-                    ],
-                    listed_at,
+                def copies(
+                    batch: list[Decision],
+                    src_bucket: str = pair.src.bucket,
+                    dst_bucket: str = pair.dst.bucket,
+                    listed_at: float = listed_at,
+                ) -> None:
+                    outbox.offer(
+                        [
+                            (
+                                JobSpec(
+                                    src_bucket=src_bucket,
+                                    src_key=d.src.key,
+                                    dst_bucket=dst_bucket,
+                                    dst_key=d.dst_key,
+                                    size=d.src.size,
+                                    etag=d.src.etag,
+                                    version_id=d.src.version_id,
+                                    last_modified=d.src.last_modified,
+                                ),
+                                d.reason,
+                            )
+                            for d in batch
+                        ],
+                        listed_at,
+                    )
+
+                counts = plan_pair(
+                    pair,
+                    ignore,
+                    copies,
+                    batch_size=CHECK_BATCH,
+                    stats=stats,
+                    should_stop=stop.is_set,
+                    compare=config.transfer.planning_compare,
                 )
-
-            counts = plan_pair(
-                pair,
-                ignore,
-                copies,
-                batch_size=CHECK_BATCH,
-                stats=stats,
-                should_stop=stop.is_set,
-                compare=config.transfer.planning_compare,
-            )
-            report.objects_to_copy += counts.copy
-            report.bytes_to_copy += counts.copy_bytes
-            report.objects_same += counts.same
-            report.bytes_same += counts.same_bytes
-            report.objects_ignored += counts.ignored
-            report.objects_unsupported += counts.unsupported
-            log.info(
-                "%s -> %s: %d to copy (%d bytes), %d already present",
-                pair.src,
-                pair.dst,
-                counts.copy,
-                counts.copy_bytes,
-                counts.same,
-            )
-            if stop.is_set():
-                report.interrupted = True
-                break
-        if queue is not None:
-            outbox.flush()
+                report.objects_to_copy += counts.copy
+                report.bytes_to_copy += counts.copy_bytes
+                report.objects_same += counts.same
+                report.bytes_same += counts.same_bytes
+                report.objects_ignored += counts.ignored
+                report.objects_unsupported += counts.unsupported
+                log.info(
+                    "%s -> %s: %d to copy (%d bytes), %d already present",
+                    pair.src,
+                    pair.dst,
+                    counts.copy,
+                    counts.copy_bytes,
+                    counts.same,
+                )
+                if stop.is_set():
+                    report.interrupted = True
+                    break
+            if queue is not None:
+                outbox.flush()
     except SendFailed:
         raise
     except BaseException as exc:
@@ -306,7 +306,6 @@ def send_jobs(
         raise
     finally:
         outbox.close()
-        close_pairs(runtimes)
     report.elapsed = time.monotonic() - started
     return report
 

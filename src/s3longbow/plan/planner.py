@@ -9,43 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from s3longbow.model import ObjectInfo
+from s3longbow.pairs import PairRuntime
 from s3longbow.plan.diff import Action, Decision, comparator, diff
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.listing import list_concurrently, read_ahead
 from s3longbow.plan.order import order_key, resorted
 from s3longbow.progress.stats import Stats
-from s3longbow.stores.base import ObjectStore
-from s3longbow.stores.location import Location
-
-T = TypeVar("T")
-_END = object()
-
-
-@dataclass(frozen=True)
-class PairRuntime:
-    """A pair with its stores opened."""
-
-    index: int
-    src: Location
-    dst: Location
-    src_store: ObjectStore
-    dst_store: ObjectStore
-
-    @property
-    def src_prefix(self) -> str:
-        return self.src.prefix
-
-    @property
-    def dst_prefix(self) -> str:
-        return self.dst.prefix
-
-    @property
-    def ignore_bucket(self) -> str:
-        """What ignore patterns see before the key: the bucket, or the directory path."""
-        return self.src.bucket if self.src.is_s3 else str(self.src.root)
 
 
 @dataclass
