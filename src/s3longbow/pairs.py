@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from s3longbow.config import Settings, SideSettings
 from s3longbow.errors import ConfigError
 from s3longbow.stores import open_store
-from s3longbow.stores.base import ObjectStore
+from s3longbow.stores.base import ObjectStore, ReorderableListing
 from s3longbow.stores.location import Location, parse_location
 
 
@@ -115,12 +115,11 @@ def open_pairs(settings: Settings, *, read_only: bool = False) -> Iterator[list[
 
 
 def match_listing_orders(src: ObjectStore, dst: ObjectStore) -> None:
-    """A directory can list in either order: make it list as the bucket on the other side."""
-    from s3longbow.stores.local import LocalStore
-
-    if isinstance(src, LocalStore) and not isinstance(dst, LocalStore):
+    """A store that can list in either order (a directory) lists as the one on the other side
+    of the pair does (a bucket)."""
+    if isinstance(src, ReorderableListing) and not isinstance(dst, ReorderableListing):
         src.use_listing_order(dst.capabilities.listing_order)
-    if isinstance(dst, LocalStore) and not isinstance(src, LocalStore):
+    if isinstance(dst, ReorderableListing) and not isinstance(src, ReorderableListing):
         dst.use_listing_order(src.capabilities.listing_order)
 
 

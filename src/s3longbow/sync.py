@@ -20,8 +20,7 @@ from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.planner import PlanCounts, plan_pair
 from s3longbow.plan.unstorable import answers_for, renamed_reason
 from s3longbow.progress.stats import Stats
-from s3longbow.stores.local import LocalStore
-from s3longbow.stores.s3 import S3Store
+from s3longbow.stores.base import CurrentVersionListing
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
@@ -134,7 +133,7 @@ class SyncReport:
 def use_current_versions(pairs: list[PairRuntime]) -> None:
     """--compare version: every source is listed with the version ids of its current keys."""
     for pair in pairs:
-        if not isinstance(pair.src_store, S3Store):
+        if not isinstance(pair.src_store, CurrentVersionListing):
             raise ConfigError(
                 f"--compare version: the source {pair.src_store.describe()} is a directory, "
                 "which has no versions",
@@ -210,7 +209,7 @@ def _check_options(pairs: list[PairRuntime], t: TransferSettings) -> None:
         check_versioned(pairs)
     if t.compare == "version":
         use_current_versions(pairs)
-    if t.update_properties and any(isinstance(p.dst_store, LocalStore) for p in pairs):
+    if t.update_properties and not all(p.dst_store.capabilities.keeps_properties for p in pairs):
         raise ConfigError(
             "--update-properties needs an S3 destination: files keep no properties",
             hint="leave --update-properties out for a local destination",
