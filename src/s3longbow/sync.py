@@ -4,20 +4,27 @@ execute the jobs, and report what happened. The CLI renders; this module decides
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from s3longbow.config import Settings, TransferSettings
 from s3longbow.errors import ConfigError, FatalError, LongbowError
-from s3longbow.jobs.sqlite import JobDatabase, PlannedCopy, SqliteQueue, new_owner_id
+from s3longbow.jobs.sqlite import (
+    JobDatabase,
+    PlannedCopy,
+    SqliteQueue,
+    UpsertCounts,
+    new_owner_id,
+)
 from s3longbow.model import ObjectInfo
 from s3longbow.pairs import PairRuntime, open_pairs, run_signature
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.ignore import IgnoreRules
-from s3longbow.plan.planner import PlanCounts, plan_pair
+from s3longbow.plan.planner import CountingSink, PlanCounts, PlanSink, plan_pair
 from s3longbow.plan.unstorable import answers_for, renamed_reason
 from s3longbow.progress.stats import Stats
 from s3longbow.stores.base import CurrentVersionListing
@@ -162,17 +169,17 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
     report = SyncReport(dry_run=True, memory_limit=settings.transfer.memory_limit)
     settings.transfer.validate()
     ignore = IgnoreRules(settings.ignore_patterns)
+    sink = CountingSink(stats, extras=settings.delete)
     with open_pairs(settings, read_only=True) as pairs:
         for pair in pairs:
             counts = plan_pair(
                 pair,
                 ignore,
-                lambda batch: stats.add_work(len(batch), sum(d.src.size for d in batch)),
+                sink,
                 keep_samples=samples,
                 stats=stats,
                 listing_threads=settings.transfer.listing_threads,
                 compare=settings.transfer.planning_compare,
-                on_extras=(lambda objs: None) if settings.delete else None,
             )
             _add_counts(report, counts)
     stats.planning_done()
@@ -248,7 +255,6 @@ def _run(
     jobs = SqliteQueue(
         db, run.id, new_owner_id(), t.lease_seconds, planning_done, claim_ahead=t.workers
     )
-    new_work = jobs.new_work
     with ThreadPoolExecutor(t.workers * t.part_threads, thread_name_prefix="part") as parts:
         copiers = {
             p.index: Copier(
@@ -266,7 +272,7 @@ def _run(
         }
         planner = threading.Thread(
             target=_plan_all,
-            args=(db, run.id, pairs, settings, stats, stop, report, new_work, planning_done),
+            args=(jobs, pairs, settings, stats, stop, report),
             name="planner",
             daemon=True,
         )
@@ -292,20 +298,96 @@ def _run(
     report.bytes_reused = snap.bytes_reused
 
 
+class LedgerSink(PlanSink):
+    """A sync's planning sink: copies become jobs of the run (new, reopened or left done),
+    destination objects the source lacks are recorded for --delete, and objects already
+    present go to the property updater (--update-properties).
+
+    Args:
+        jobs: The run's job queue (its database and run id; workers are woken through it).
+        stats: The run's counters (work added).
+        checker: Threads that look up finished copies a listing lacks.
+        max_attempts: Attempts per job.
+        extras: Record destination objects the source lacks (--delete).
+        updater: Checks and fixes the properties of objects already present.
+    """
+
+    def __init__(
+        self,
+        jobs: SqliteQueue,
+        stats: Stats,
+        checker: Executor,
+        *,
+        max_attempts: int,
+        extras: bool = False,
+        updater: PropertyUpdater | None = None,
+    ) -> None:
+        self.jobs = jobs
+        self.db, self.run_id = jobs.db, jobs.run_id
+        self.stats = stats
+        self.checker = checker
+        self.max_attempts = max_attempts
+        self.wants_extras = extras
+        self.wants_same = updater is not None
+        self.updater = updater
+        self.listed_since = time.time()  # copies finished after this may postdate the listings
+        self.generation = self.db.begin_plan(self.run_id)
+
+    def copies(self, pair: PairRuntime, batch: list[Decision]) -> None:
+        planned = [
+            PlannedCopy(pair.index, d.src, d.dst_key, d.reason, dst=d.dst, absent=d.dst is None)
+            for d in batch
+        ]
+        counts = self._upsert(planned)
+        if counts.to_look:  # rare: only finished copies missing from the listing
+            self._upsert(list(self.checker.map(functools.partial(_look, pair), counts.to_look)))
+        self.jobs.new_work.set()
+
+    def same(self, pair: PairRuntime, batch: list[Decision]) -> None:
+        if self.updater is not None:
+            self.updater.submit(pair, [(d.src, d.dst) for d in batch if d.dst is not None])
+
+    def extras(self, pair: PairRuntime, batch: list[ObjectInfo]) -> None:
+        self.db.add_extras(self.run_id, pair.index, batch)
+
+    def copied_version(self, pair: PairRuntime, key: str) -> str | None:
+        return self.db.copied_version(self.run_id, pair.index, key)
+
+    def finish(self) -> int:
+        """Close the planning pass; returns how many earlier jobs are no longer needed."""
+        return self.db.finish_plan(self.run_id, self.generation)
+
+    def _upsert(self, planned: list[PlannedCopy]) -> UpsertCounts:
+        counts = self.db.upsert_jobs(
+            self.run_id,
+            self.generation,
+            planned,
+            max_attempts=self.max_attempts,
+            listed_since=self.listed_since,
+        )
+        self.stats.add_work(counts.new + counts.reopened, counts.queued_bytes)
+        return counts
+
+
+def _look(pair: PairRuntime, copy: PlannedCopy) -> PlannedCopy:
+    """A finished copy the listing lacks: a store that still answers for its name keeps it
+    under another one; one that does not lost it (deleted since)."""
+    if answers_for(pair.dst_store, copy.dst_key):
+        return dataclasses.replace(copy, unstorable=renamed_reason())
+    return dataclasses.replace(copy, looked=True)
+
+
 def _plan_all(
-    db: JobDatabase,
-    run_id: int,
+    jobs: SqliteQueue,
     pairs: list[PairRuntime],
     settings: Settings,
     stats: Stats,
     stop: threading.Event,
     report: SyncReport,
-    new_work: threading.Event,
-    planning_done: threading.Event,
 ) -> None:
+    """The planning thread: plan every pair into the run's jobs while workers run them."""
     ignore = IgnoreRules(settings.ignore_patterns)
     t = settings.transfer
-    max_attempts = t.max_attempts
     checker = ThreadPoolExecutor(t.workers, thread_name_prefix="properties")
     updater = (
         PropertyUpdater(checker, copy_tags=t.copy_tags, storage_class=t.storage_class)
@@ -313,56 +395,29 @@ def _plan_all(
         else None
     )
     try:
-        listed_since = time.time()  # copies finished after this may postdate the listings
-        generation = db.begin_plan(run_id)
-        destinations = {p.index: p.dst_store for p in pairs}
-
-        def look(copy: PlannedCopy) -> PlannedCopy:
-            # A finished copy the listing lacks: a store that still answers for its name
-            # keeps it under another one; one that does not lost it (deleted since).
-            if answers_for(destinations[copy.pair], copy.dst_key):
-                return dataclasses.replace(copy, unstorable=renamed_reason())
-            return dataclasses.replace(copy, looked=True)
-
-        def write(batch: list[tuple[int, Decision]]) -> None:
-            copies = [
-                PlannedCopy(i, d.src, d.dst_key, d.reason, dst=d.dst, absent=d.dst is None)
-                for i, d in batch
-            ]
-            counts = db.upsert_jobs(
-                run_id, generation, copies, max_attempts=max_attempts, listed_since=listed_since
-            )
-            stats.add_work(counts.new + counts.reopened, counts.queued_bytes)
-            if counts.to_look:  # rare: only finished copies missing from the listing
-                looked = list(checker.map(look, counts.to_look))
-                counts = db.upsert_jobs(
-                    run_id, generation, looked, max_attempts=max_attempts, listed_since=listed_since
-                )
-                stats.add_work(counts.new + counts.reopened, counts.queued_bytes)
-            new_work.set()
-
+        sink = LedgerSink(
+            jobs,
+            stats,
+            checker,
+            max_attempts=t.max_attempts,
+            extras=settings.delete,
+            updater=updater,
+        )
         for pair in pairs:
             counts = plan_pair(
                 pair,
                 ignore,
-                lambda batch, i=pair.index: write([(i, d) for d in batch]),  # type: ignore[misc]
+                sink,
                 stats=stats,
                 should_stop=stop.is_set,
-                listing_threads=settings.transfer.listing_threads,
-                compare=settings.transfer.planning_compare,
-                on_extras=(lambda objs, i=pair.index: db.add_extras(run_id, i, objs))  # type: ignore[misc]
-                if settings.delete
-                else None,
-                on_same=None
-                if updater is None
-                else (lambda same, p=pair: updater.submit(p, _present(same))),  # type: ignore[misc]
-                copied_version=lambda key, i=pair.index: db.copied_version(run_id, i, key),  # type: ignore[misc]
+                listing_threads=t.listing_threads,
+                compare=t.planning_compare,
             )
             _add_counts(report, counts)
         if updater is not None:
             report.properties = updater.wait()
         if not stop.is_set():
-            skipped = db.finish_plan(run_id, generation)
+            skipped = sink.finish()
             if skipped:
                 log.info("%d earlier job(s) are no longer needed", skipped)
     except LongbowError as exc:
@@ -375,8 +430,8 @@ def _plan_all(
     finally:
         checker.shutdown(wait=True, cancel_futures=True)
         stats.planning_done()
-        planning_done.set()
-        new_work.set()
+        jobs.planning_done.set()
+        jobs.new_work.set()
 
 
 def _delete_extras(
@@ -419,7 +474,3 @@ def _add_counts(report: SyncReport, counts: PlanCounts) -> None:
     report.objects_ignored += counts.ignored
     report.objects_unsupported += counts.unsupported
     report.samples.extend(counts.samples)
-
-
-def _present(decisions: list[Decision]) -> list[tuple[ObjectInfo, ObjectInfo]]:
-    return [(d.src, d.dst) for d in decisions if d.dst is not None]

@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from s3longbow.errors import FatalError
-from s3longbow.pairs import open_pairs
+from s3longbow.pairs import PairRuntime, open_pairs
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.ignore import IgnoreRules
-from s3longbow.plan.planner import plan_pair
+from s3longbow.plan.planner import PlanSink, plan_pair
 from s3longbow.progress.stats import Stats
 
 from .aws import ControlPlane, Parameters
@@ -182,6 +182,40 @@ class _Outbox:
                     log.error("could not mark %s as not queued: %s", spec.src_key, exc)
 
 
+class QueueSink(PlanSink):
+    """`longbow send`'s planning sink for one pair: each copy becomes a job spec offered to
+    the outbox (recorded as pending unless already queued or running, then sent).
+
+    Args:
+        outbox: Where the copies go.
+        listed_at: When the pair's listing began: a job finished after it may postdate it.
+    """
+
+    def __init__(self, outbox: _Outbox, *, listed_at: float) -> None:
+        self.outbox = outbox
+        self.listed_at = listed_at
+
+    def copies(self, pair: PairRuntime, batch: list[Decision]) -> None:
+        src_bucket, dst_bucket = pair.src.bucket, pair.dst.bucket
+        specs = [
+            (
+                JobSpec(
+                    src_bucket=src_bucket,
+                    src_key=d.src.key,
+                    dst_bucket=dst_bucket,
+                    dst_key=d.dst_key,
+                    size=d.src.size,
+                    etag=d.src.etag,
+                    version_id=d.src.version_id,
+                    last_modified=d.src.last_modified,
+                ),
+                d.reason,
+            )
+            for d in batch
+        ]
+        self.outbox.offer(specs, self.listed_at)
+
+
 def send_jobs(
     config: ClusterConfig,
     control: ControlPlane,
@@ -243,38 +277,11 @@ def send_jobs(
             report.pairs = len(runtimes)
             for pair in runtimes:
                 # A job finished after this moment was copied after the destination was listed.
-                listed_at = time.time()
-
-                def copies(
-                    batch: list[Decision],
-                    src_bucket: str = pair.src.bucket,
-                    dst_bucket: str = pair.dst.bucket,
-                    listed_at: float = listed_at,
-                ) -> None:
-                    outbox.offer(
-                        [
-                            (
-                                JobSpec(
-                                    src_bucket=src_bucket,
-                                    src_key=d.src.key,
-                                    dst_bucket=dst_bucket,
-                                    dst_key=d.dst_key,
-                                    size=d.src.size,
-                                    etag=d.src.etag,
-                                    version_id=d.src.version_id,
-                                    last_modified=d.src.last_modified,
-                                ),
-                                d.reason,
-                            )
-                            for d in batch
-                        ],
-                        listed_at,
-                    )
-
+                sink = QueueSink(outbox, listed_at=time.time())
                 counts = plan_pair(
                     pair,
                     ignore,
-                    copies,
+                    sink,
                     batch_size=CHECK_BATCH,
                     stats=stats,
                     should_stop=stop.is_set,
@@ -310,4 +317,4 @@ def send_jobs(
     return report
 
 
-__all__ = ["SendReport", "send_jobs"]
+__all__ = ["QueueSink", "SendReport", "send_jobs"]
