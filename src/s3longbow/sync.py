@@ -24,7 +24,7 @@ from s3longbow.model import ObjectInfo
 from s3longbow.pairs import PairRuntime, open_pairs, run_signature
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.ignore import IgnoreRules
-from s3longbow.plan.planner import CountingSink, PlanCounts, PlanSink, plan_pair
+from s3longbow.plan.planner import CountingSink, PlanCounts, PlanSink, PlanTotals, plan_pair
 from s3longbow.plan.unstorable import answers_for, renamed_reason
 from s3longbow.progress.stats import Stats
 from s3longbow.stores.base import CurrentVersionListing
@@ -45,7 +45,7 @@ class FailedJob:
 
 
 @dataclass
-class SyncReport:
+class SyncReport(PlanTotals):
     """Everything a view needs to summarise a sync (or a dry run)."""
 
     dry_run: bool
@@ -57,12 +57,6 @@ class SyncReport:
     bytes_copied: int = 0
     bytes_sent: int = 0
     bytes_reused: int = 0
-    objects_same: int = 0
-    bytes_same: int = 0
-    objects_ignored: int = 0
-    objects_unsupported: int = 0
-    objects_to_copy: int = 0
-    bytes_to_copy: int = 0
     failed: list[FailedJob] = field(default_factory=list)
     # Keys the destination was found unable to store: never copied again while the source
     # stays as it is, and not a success.
@@ -97,6 +91,14 @@ class SyncReport:
             return False
         return not any(self.jobs.get(s, 0) for s in ("failed", "pending", "in_progress"))
 
+    def add_counts(self, counts: PlanCounts) -> None:
+        """Add one pair's counts, with its extras and samples."""
+        super().add_counts(counts)
+        self.objects_extra += counts.extra
+        self.objects_at_destination += counts.destination
+        self.extra_samples.extend(counts.extra_samples)
+        self.samples.extend(counts.samples)
+
     def to_json(self) -> dict[str, object]:
         return {
             "dry_run": self.dry_run,
@@ -107,14 +109,11 @@ class SyncReport:
             "copied": {"objects": self.objects_copied, "bytes": self.bytes_copied},
             "bytes_sent": self.bytes_sent,
             "bytes_reused": self.bytes_reused,
-            "already_present": {"objects": self.objects_same, "bytes": self.bytes_same},
-            "to_copy": {"objects": self.objects_to_copy, "bytes": self.bytes_to_copy},
+            **self.totals_json(),
             "verification": self.verification,
-            "ignored": self.objects_ignored,
             "extra": {"objects": self.objects_extra, "deleted": self.deleted},
             "delete_refused": self.delete_refused,
             "delete_failed": [{"key": f.key, "reason": f.reason} for f in self.delete_failed],
-            "unsupported": self.objects_unsupported,
             "failed": [
                 {"key": f.key, "dst_key": f.dst_key, "reason": f.reason} for f in self.failed
             ],
@@ -181,7 +180,7 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
                 listing_threads=settings.transfer.listing_threads,
                 compare=settings.transfer.planning_compare,
             )
-            _add_counts(report, counts)
+            report.add_counts(counts)
     stats.planning_done()
     report.elapsed = time.monotonic() - started
     return report
@@ -413,7 +412,7 @@ def _plan_all(
                 listing_threads=t.listing_threads,
                 compare=t.planning_compare,
             )
-            _add_counts(report, counts)
+            report.add_counts(counts)
         if updater is not None:
             report.properties = updater.wait()
         if not stop.is_set():
@@ -461,16 +460,3 @@ def _delete_extras(
             report.deleted += len(keys) - len(failed)
             report.delete_failed += [FailedJob(k, k, reason) for k, reason in failed]
     log.info("deleted %d object(s) the source no longer has", report.deleted)
-
-
-def _add_counts(report: SyncReport, counts: PlanCounts) -> None:
-    report.objects_extra += counts.extra
-    report.objects_at_destination += counts.destination
-    report.extra_samples.extend(counts.extra_samples)
-    report.objects_to_copy += counts.copy
-    report.bytes_to_copy += counts.copy_bytes
-    report.objects_same += counts.same
-    report.bytes_same += counts.same_bytes
-    report.objects_ignored += counts.ignored
-    report.objects_unsupported += counts.unsupported
-    report.samples.extend(counts.samples)

@@ -207,3 +207,29 @@ def test_a_send_offers_job_specs_with_their_buckets() -> None:
     ]
     assert [s.size for s in specs] == [1, 2, 1] and specs[0].etag == "e-p/a-1"
     assert [why for _, why in copies][0]
+
+
+def test_every_report_adds_and_writes_the_plan_totals_alike() -> None:
+    from s3longbow.cluster.sender import SendReport
+    from s3longbow.plan.planner import PlanCounts
+    from s3longbow.sync import SyncReport
+
+    counts = PlanCounts(
+        copy=3, copy_bytes=30, same=2, same_bytes=20, ignored=1, unsupported=4, extra=5
+    )
+    counts.extra_samples.append("q/gone")
+    sync, send = SyncReport(dry_run=True), SendReport(dry_run=True)
+    for report in (sync, send):
+        report.add_counts(counts)
+        report.add_counts(counts)
+    shared = {
+        "to_copy": {"objects": 6, "bytes": 60},
+        "already_present": {"objects": 4, "bytes": 40},
+        "ignored": 2,
+        "unsupported": 8,
+    }
+    for written in (sync.to_json(), send.to_json()):
+        assert {k: written[k] for k in shared} == shared
+    # A sync also keeps what only it shows: extras and their samples.
+    assert sync.objects_extra == 10 and sync.extra_samples == ["q/gone", "q/gone"]
+    assert sync.to_json()["extra"] == {"objects": 10, "deleted": 0}

@@ -21,7 +21,7 @@ from s3longbow.errors import FatalError
 from s3longbow.pairs import PairRuntime, open_pairs
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.ignore import IgnoreRules
-from s3longbow.plan.planner import PlanSink, plan_pair
+from s3longbow.plan.planner import PlanSink, PlanTotals, plan_pair
 from s3longbow.progress.stats import Stats
 
 from .aws import ControlPlane, Parameters
@@ -37,21 +37,15 @@ _WRITE_THREADS = 8
 
 
 @dataclass
-class SendReport:
+class SendReport(PlanTotals):
     """What one `longbow send` found and queued (or would queue, in a dry run)."""
 
     dry_run: bool
     pairs: int = 0
-    objects_to_copy: int = 0
-    bytes_to_copy: int = 0
     objects_queued: int = 0
     bytes_queued: int = 0
     objects_already_queued: int = 0
     messages_sent: int = 0
-    objects_same: int = 0
-    bytes_same: int = 0
-    objects_ignored: int = 0
-    objects_unsupported: int = 0
     table_missing: bool = False
     interrupted: bool = False
     elapsed: float = 0.0
@@ -60,13 +54,10 @@ class SendReport:
         return {
             "dry_run": self.dry_run,
             "pairs": self.pairs,
-            "to_copy": {"objects": self.objects_to_copy, "bytes": self.bytes_to_copy},
+            **self.totals_json(),
             "queued": {"objects": self.objects_queued, "bytes": self.bytes_queued},
             "already_queued": self.objects_already_queued,
             "messages_sent": self.messages_sent,
-            "already_present": {"objects": self.objects_same, "bytes": self.bytes_same},
-            "ignored": self.objects_ignored,
-            "unsupported": self.objects_unsupported,
             "table_missing": self.table_missing,
             "interrupted": self.interrupted,
             "elapsed_seconds": round(self.elapsed, 3),
@@ -287,12 +278,7 @@ def send_jobs(
                     should_stop=stop.is_set,
                     compare=config.transfer.planning_compare,
                 )
-                report.objects_to_copy += counts.copy
-                report.bytes_to_copy += counts.copy_bytes
-                report.objects_same += counts.same
-                report.bytes_same += counts.same_bytes
-                report.objects_ignored += counts.ignored
-                report.objects_unsupported += counts.unsupported
+                report.add_counts(counts)
                 log.info(
                     "%s -> %s: %d to copy (%d bytes), %d already present",
                     pair.src,

@@ -39,6 +39,37 @@ class PlanCounts:
     extra_samples: list[str] = field(default_factory=list)
 
 
+@dataclass(kw_only=True)
+class PlanTotals:
+    """What planning found, summed over a run's pairs: the part every report shares (sync,
+    dry run, send), in its fields and in its JSON."""
+
+    objects_to_copy: int = 0
+    bytes_to_copy: int = 0
+    objects_same: int = 0
+    bytes_same: int = 0
+    objects_ignored: int = 0
+    objects_unsupported: int = 0
+
+    def add_counts(self, counts: PlanCounts) -> None:
+        """Add one pair's counts."""
+        self.objects_to_copy += counts.copy
+        self.bytes_to_copy += counts.copy_bytes
+        self.objects_same += counts.same
+        self.bytes_same += counts.same_bytes
+        self.objects_ignored += counts.ignored
+        self.objects_unsupported += counts.unsupported
+
+    def totals_json(self) -> dict[str, object]:
+        """The totals as every report's JSON writes them."""
+        return {
+            "to_copy": {"objects": self.objects_to_copy, "bytes": self.bytes_to_copy},
+            "already_present": {"objects": self.objects_same, "bytes": self.bytes_same},
+            "ignored": self.objects_ignored,
+            "unsupported": self.objects_unsupported,
+        }
+
+
 class PlanSink(Protocol):
     """Where planning hands what it finds, batch by batch, for each pair.
 
