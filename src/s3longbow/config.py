@@ -1,9 +1,9 @@
-"""Frozen settings: defaults < config file (TOML) < command-line flags; sizes like "16MiB"."""
+"""Frozen settings, their config file (TOML) and sizes like "16MiB". The layering of
+defaults < config file < environment < flags is `s3longbow.loader`'s."""
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import os
 import re
 from dataclasses import dataclass, field
@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from s3longbow.checksums import normalise_algorithm
+
+# The `[cluster]` table's settings live in s3longbow.cluster.config (a leaf); the name stays
+# importable from here for the modules that still import it from here.
+from s3longbow.cluster.config import ClusterSettings
 from s3longbow.errors import ConfigError
 
 KiB = 1024
@@ -292,7 +296,7 @@ _TRANSFER_KEYS = {f.name for f in dataclasses.fields(TransferSettings)}
 _SIZE_KEYS = {"part_size", "resumable_threshold", "memory_limit", "bandwidth_limit"}
 _BOOL_KEYS = {"copy_tags", "server_side_copy", "relay", "all_versions", "update_properties"}
 _TRANSFER_DEFAULTS = TransferSettings()
-_TOP_KEYS = {"source", "destination", "pairs", "ignore_file", "db"} | _TRANSFER_KEYS
+TOP_KEYS = {"source", "destination", "pairs", "ignore_file", "db"} | _TRANSFER_KEYS
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -301,10 +305,10 @@ def load_config_file(path: Path) -> dict[str, Any]:
     The file may hold transfer settings at the top level, `[source]` and `[destination]` tables
     and any number of `[[pairs]]` with `src` and `dst`.
     """
-    return _normalise_config(_read_toml(path), path, _TOP_KEYS)
+    return normalise_config(read_toml(path), path, TOP_KEYS)
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
     import tomllib  # only a run with a config file pays for the parser's import
 
     try:
@@ -317,7 +321,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def _normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[str, Any]:
+def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[str, Any]:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(
@@ -391,26 +395,6 @@ def _normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[
     return out
 
 
-def side_from_environment(prefix: str, base: SideSettings) -> SideSettings:
-    """Add static keys from LONGBOW_{prefix}_ACCESS_KEY_ID and friends, when they are set."""
-    env = os.environ
-    key = env.get(f"LONGBOW_{prefix}_ACCESS_KEY_ID")
-    secret = env.get(f"LONGBOW_{prefix}_SECRET_ACCESS_KEY")
-    if bool(key) != bool(secret):
-        raise ConfigError(
-            f"LONGBOW_{prefix}_ACCESS_KEY_ID and LONGBOW_{prefix}_SECRET_ACCESS_KEY must be set "
-            "together",
-        )
-    if not key:
-        return base
-    return dataclasses.replace(
-        base,
-        access_key_id=key,
-        secret_access_key=secret,
-        session_token=env.get(f"LONGBOW_{prefix}_SESSION_TOKEN") or None,
-    )
-
-
 def load_ignore_file(path: Path) -> tuple[str, ...]:
     """Read shell-style patterns, one a line; blank lines and lines starting with # are skipped."""
     try:
@@ -429,163 +413,8 @@ def load_ignore_file(path: Path) -> tuple[str, ...]:
     )
 
 
-# -- cluster mode ---------------------------------------------------------------------------
-
-
-class CredentialsSide(enum.StrEnum):
-    """Which side of a cluster deployment reads its keys from the SSM credentials parameter."""
-
-    SOURCE = "source"
-    DESTINATION = "destination"
-
-
-@dataclass(frozen=True)
-class ClusterSettings:
-    """The `[cluster]` table: where the queue, the dead-letter queue and the job table are.
-
-    Attributes:
-        queue_url: URL of the job queue (or give `queue_name`).
-        queue_name: Name of the job queue, resolved to its URL at start.
-        dead_letter_queue_url: URL of the dead-letter queue; by default the one the job
-            queue's redrive policy names.
-        dead_letter_queue_name: Name of the dead-letter queue (for `cluster-init`; default
-            the queue name with `-dlq`).
-        table: The DynamoDB job table.
-        region: Region of SQS, DynamoDB and SSM (default: the credential chain's, else
-            us-east-1).
-        endpoint_url: One endpoint for SQS, DynamoDB and SSM (a local emulator); AWS when unset.
-        profile: AWS profile for SQS, DynamoDB and SSM (default: the credential chain).
-        visibility_timeout: Seconds a received message stays invisible; workers extend it
-            every third of it while its jobs run.
-        max_receive_count: Deliveries of a message before the queue moves it to the
-            dead-letter queue (the redrive policy `cluster-init` writes).
-        receive_wait_seconds: Long-poll wait of each receive (0-20).
-        objects_per_message: Most small objects packed into one job message.
-        credentials_parameter: SSM SecureString holding JSON keys for one side.
-        credentials_side: The side that uses those keys; the other uses the default chain.
-        pairs_parameter: SSM String holding the pairs as JSON, instead of `[[pairs]]`.
-        delete_removed: Delete the destination copy when an ObjectRemoved event arrives.
-        metrics_interval: Seconds between two metric lines of a worker.
-        retry_base_seconds: First delay before a message whose job failed comes back.
-        retry_max_seconds: Longest such delay (doubling per delivery up to it).
-    """
-
-    queue_url: str | None = None
-    queue_name: str | None = None
-    dead_letter_queue_url: str | None = None
-    dead_letter_queue_name: str | None = None
-    table: str = "longbow-jobs"
-    region: str | None = None
-    endpoint_url: str | None = None
-    profile: str | None = None
-    visibility_timeout: int = 300
-    max_receive_count: int = 5
-    receive_wait_seconds: int = 10
-    objects_per_message: int = 100
-    credentials_parameter: str | None = None
-    credentials_side: CredentialsSide = CredentialsSide.DESTINATION
-    pairs_parameter: str | None = None
-    delete_removed: bool = False
-    metrics_interval: float = 60.0
-    retry_base_seconds: float = 10.0
-    retry_max_seconds: float = 900.0
-
-    @property
-    def queue(self) -> str:
-        """The queue as configured (URL or name), for messages."""
-        return self.queue_url or self.queue_name or ""
-
-
-_CLUSTER_FIELDS = {f.name: f for f in dataclasses.fields(ClusterSettings)}
-# (lowest, highest) accepted for each numeric [cluster] setting.
-_CLUSTER_RANGES: dict[str, tuple[float, float]] = {
-    "visibility_timeout": (1, 43_200),  # SQS allows up to 12 hours
-    "max_receive_count": (1, 1_000),
-    "receive_wait_seconds": (0, 20),
-    "objects_per_message": (1, 1_000),
-    "metrics_interval": (0.1, 86_400),
-    "retry_base_seconds": (0, 43_200),
-    "retry_max_seconds": (0, 43_200),
-}
-
-
-def parse_cluster_table(table: object, path: Path) -> ClusterSettings:
-    """Check a `[cluster]` table and turn it into ClusterSettings.
-
-    Raises:
-        ConfigError: A key is unknown, a value has the wrong type or range, or no queue is
-            named.
-    """
-    where = f"config file {path}: [cluster]"
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
-    unknown = sorted(set(table) - set(_CLUSTER_FIELDS))
-    if unknown:
-        raise ConfigError(
-            f"{where} has unknown key(s) {', '.join(unknown)}",
-            hint=f"known keys: {', '.join(sorted(_CLUSTER_FIELDS))}",
-        )
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        default = getattr(ClusterSettings(), key)
-        if key == "credentials_side":
-            sides = [s.value for s in CredentialsSide]
-            if value not in sides:
-                raise ConfigError(
-                    f"{where} credentials_side must be one of {', '.join(sides)}, got {value!r}"
-                )
-            values[key] = CredentialsSide(value)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where} {key} must be true or false, got {value!r}")
-            values[key] = value
-        elif key in _CLUSTER_RANGES:
-            number_type = int if isinstance(default, int) else (int, float)
-            if isinstance(value, bool) or not isinstance(value, number_type):
-                kind = "a whole number" if number_type is int else "a number"
-                raise ConfigError(f"{where} {key} must be {kind}, got {value!r}")
-            low, high = _CLUSTER_RANGES[key]
-            if not low <= value <= high:
-                raise ConfigError(f"{where} {key} must be between {low:g} and {high:g}")
-            values[key] = value
-        else:
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"{where} {key} must be a non-empty string, got {value!r}")
-            values[key] = value
-    settings = ClusterSettings(**values)
-    if not settings.queue_url and not settings.queue_name:
-        raise ConfigError(
-            f"{where} names no queue",
-            hint='set queue_url = "https://sqs.REGION.amazonaws.com/ACCOUNT/NAME" or '
-            'queue_name = "NAME"',
-        )
-    if settings.queue_url and settings.queue_name:
-        raise ConfigError(f"{where} sets both queue_url and queue_name; keep one")
-    if settings.retry_max_seconds < settings.retry_base_seconds:
-        raise ConfigError(f"{where} retry_max_seconds is smaller than retry_base_seconds")
-    return settings
-
-
-def load_cluster_config_file(path: Path) -> tuple[dict[str, Any], ClusterSettings]:
-    """Read a cluster config file: a `[cluster]` table plus what `load_config_file` accepts.
-
-    Returns:
-        The normalised rest of the file (as `load_config_file` returns it) and the cluster
-        settings.
-    """
-    raw = _read_toml(path)
-    if "cluster" not in raw:
-        raise ConfigError(
-            f"config file {path} has no [cluster] table",
-            hint="add [cluster] with queue_url (or queue_name) and table; see docs/cluster.md",
-        )
-    cluster = parse_cluster_table(raw.pop("cluster"), path)
-    return _normalise_config(raw, path, _TOP_KEYS | {"cluster"}), cluster
-
-
 __all__ = [
     "ClusterSettings",
-    "CredentialsSide",
     "GiB",
     "KiB",
     "MAX_PARTS",
@@ -598,11 +427,10 @@ __all__ = [
     "TransferSettings",
     "default_db_path",
     "format_size",
-    "load_cluster_config_file",
     "load_config_file",
     "load_ignore_file",
-    "parse_cluster_table",
     "parse_rate",
     "parse_size",
-    "side_from_environment",
+    "read_toml",
+    "normalise_config",
 ]

@@ -4,26 +4,30 @@ execute the jobs, and report what happened. The CLI renders; this module decides
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import functools
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from s3longbow.config import Settings, SideSettings
+from s3longbow.config import Settings, TransferSettings
 from s3longbow.errors import ConfigError, FatalError, LongbowError
-from s3longbow.jobs.sqlite import JobDatabase, PlannedCopy, SqliteQueue, new_owner_id
+from s3longbow.jobs.sqlite import (
+    JobDatabase,
+    PlannedCopy,
+    SqliteQueue,
+    UpsertCounts,
+    new_owner_id,
+)
+from s3longbow.model import ObjectInfo
+from s3longbow.pairs import PairRuntime, open_pairs, run_signature
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.ignore import IgnoreRules
-from s3longbow.plan.planner import PairRuntime, PlanCounts, plan_pair
+from s3longbow.plan.planner import CountingSink, PlanCounts, PlanSink, PlanTotals, plan_pair
 from s3longbow.plan.unstorable import answers_for, renamed_reason
 from s3longbow.progress.stats import Stats
-from s3longbow.stores import open_store, parse_location
-from s3longbow.stores.base import ObjectStore
-from s3longbow.stores.local import LocalStore
-from s3longbow.stores.s3 import S3Store
+from s3longbow.stores.base import CurrentVersionListing
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
@@ -41,7 +45,7 @@ class FailedJob:
 
 
 @dataclass
-class SyncReport:
+class SyncReport(PlanTotals):
     """Everything a view needs to summarise a sync (or a dry run)."""
 
     dry_run: bool
@@ -53,12 +57,6 @@ class SyncReport:
     bytes_copied: int = 0
     bytes_sent: int = 0
     bytes_reused: int = 0
-    objects_same: int = 0
-    bytes_same: int = 0
-    objects_ignored: int = 0
-    objects_unsupported: int = 0
-    objects_to_copy: int = 0
-    bytes_to_copy: int = 0
     failed: list[FailedJob] = field(default_factory=list)
     # Keys the destination was found unable to store: never copied again while the source
     # stays as it is, and not a success.
@@ -93,6 +91,14 @@ class SyncReport:
             return False
         return not any(self.jobs.get(s, 0) for s in ("failed", "pending", "in_progress"))
 
+    def add_counts(self, counts: PlanCounts) -> None:
+        """Add one pair's counts, with its extras and samples."""
+        super().add_counts(counts)
+        self.objects_extra += counts.extra
+        self.objects_at_destination += counts.destination
+        self.extra_samples.extend(counts.extra_samples)
+        self.samples.extend(counts.samples)
+
     def to_json(self) -> dict[str, object]:
         return {
             "dry_run": self.dry_run,
@@ -103,14 +109,11 @@ class SyncReport:
             "copied": {"objects": self.objects_copied, "bytes": self.bytes_copied},
             "bytes_sent": self.bytes_sent,
             "bytes_reused": self.bytes_reused,
-            "already_present": {"objects": self.objects_same, "bytes": self.bytes_same},
-            "to_copy": {"objects": self.objects_to_copy, "bytes": self.bytes_to_copy},
+            **self.totals_json(),
             "verification": self.verification,
-            "ignored": self.objects_ignored,
             "extra": {"objects": self.objects_extra, "deleted": self.deleted},
             "delete_refused": self.delete_refused,
             "delete_failed": [{"key": f.key, "reason": f.reason} for f in self.delete_failed],
-            "unsupported": self.objects_unsupported,
             "failed": [
                 {"key": f.key, "dst_key": f.dst_key, "reason": f.reason} for f in self.failed
             ],
@@ -133,72 +136,10 @@ class SyncReport:
         }
 
 
-def run_signature(settings: Settings) -> str:
-    """A run is identified by its pairs and endpoints: the same command continues it."""
-    body = json.dumps(
-        {
-            "pairs": [[p.src, p.dst] for p in settings.pairs],
-            "src": settings.source.endpoint_url,
-            "dst": settings.destination.endpoint_url,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(body.encode()).hexdigest()[:32]
-
-
-def open_pairs(settings: Settings, *, read_only: bool = False) -> list[PairRuntime]:
-    """Parse and open every pair's stores, checking each once (fail fast on bad input)."""
-    if not settings.pairs:
-        raise ConfigError(
-            "nothing to copy: no source and destination given",
-            hint="run `longbow sync SRC DST`, or list [[pairs]] in a --config file",
-        )
-    t = settings.transfer
-    connections = t.workers + t.workers * t.part_threads + 4
-    stores: dict[tuple[str, str], ObjectStore] = {}
-
-    def store_for(text: str, side: SideSettings, role: str) -> ObjectStore:
-        location = parse_location(text)
-        ident = (role, location.bucket if location.is_s3 else str(location.root))
-        if ident not in stores:
-            stores[ident] = open_store(
-                location,
-                side,
-                destination=role == "dst",
-                max_connections=connections,
-                read_only=read_only,
-                min_rate=t.min_rate,
-            )
-            stores[ident].check()
-        return stores[ident]
-
-    pairs = []
-    for i, pair in enumerate(settings.pairs):
-        src, dst = parse_location(pair.src), parse_location(pair.dst)
-        if not src.is_s3 and not dst.is_s3 and src.root == dst.root:
-            raise ConfigError("source and destination are the same directory")
-        if (
-            src.is_s3
-            and dst.is_s3
-            and (src.bucket, src.prefix) == (dst.bucket, dst.prefix)
-            and (settings.source.endpoint_url == settings.destination.endpoint_url)
-        ):
-            raise ConfigError("source and destination are the same location")
-        src_store = store_for(pair.src, settings.source, "src")
-        dst_store = store_for(pair.dst, settings.destination, "dst")
-        # A directory can list in either order: match the bucket on the other side.
-        if isinstance(src_store, LocalStore) and not isinstance(dst_store, LocalStore):
-            src_store.use_listing_order(dst_store.capabilities.listing_order)
-        if isinstance(dst_store, LocalStore) and not isinstance(src_store, LocalStore):
-            dst_store.use_listing_order(src_store.capabilities.listing_order)
-        pairs.append(PairRuntime(i, src, dst, src_store, dst_store))
-    return pairs
-
-
 def use_current_versions(pairs: list[PairRuntime]) -> None:
     """--compare version: every source is listed with the version ids of its current keys."""
     for pair in pairs:
-        if not isinstance(pair.src_store, S3Store):
+        if not isinstance(pair.src_store, CurrentVersionListing):
             raise ConfigError(
                 f"--compare version: the source {pair.src_store.describe()} is a directory, "
                 "which has no versions",
@@ -226,23 +167,20 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
     started = time.monotonic()
     report = SyncReport(dry_run=True, memory_limit=settings.transfer.memory_limit)
     settings.transfer.validate()
-    pairs = open_pairs(settings, read_only=True)
     ignore = IgnoreRules(settings.ignore_patterns)
-    try:
+    sink = CountingSink(stats, extras=settings.delete)
+    with open_pairs(settings, read_only=True) as pairs:
         for pair in pairs:
             counts = plan_pair(
                 pair,
                 ignore,
-                lambda batch: stats.add_work(len(batch), sum(d.src.size for d in batch)),
+                sink,
                 keep_samples=samples,
                 stats=stats,
                 listing_threads=settings.transfer.listing_threads,
                 compare=settings.transfer.planning_compare,
-                on_extras=(lambda objs: None) if settings.delete else None,
             )
-            _add_counts(report, counts)
-    finally:
-        close_pairs(pairs)
+            report.add_counts(counts)
     stats.planning_done()
     report.elapsed = time.monotonic() - started
     return report
@@ -260,105 +198,195 @@ def run_sync(
     t = settings.transfer
     t.validate()
     report = SyncReport(dry_run=False, memory_limit=t.memory_limit)
-    pairs = open_pairs(settings)
-    try:
-        if t.all_versions:
-            check_versioned(pairs)
-        if t.compare == "version":
-            use_current_versions(pairs)
-        if t.update_properties and any(isinstance(p.dst_store, LocalStore) for p in pairs):
-            raise ConfigError(
-                "--update-properties needs an S3 destination: files keep no properties",
-                hint="leave --update-properties out for a local destination",
-            )
-    except ConfigError:
-        close_pairs(pairs)
-        raise
-    db = JobDatabase(settings.db_path)
-    try:
-        run, report.resumed = db.open_run(
-            run_signature(settings),
-            {"pairs": [[p.src, p.dst] for p in settings.pairs]},
-        )
-        report.run_id = run.id
-        released = db.release_dead_leases(run.id)
-        if released:
-            log.info("took back %d job(s) left in progress by a stopped process", released)
-        if retry_failed:
-            db.retry_failed(run.id)
-        totals = db.totals(run.id)
-        carried = [totals[s] for s in ("pending", "in_progress")]
-        stats.add_work(sum(n for n, _ in carried), sum(b for _, b in carried))
-
-        budget = ByteBudget(t.memory_limit)
-        bandwidth = BandwidthLimit(t.bandwidth_limit) if t.bandwidth_limit else None
-        planning_done = threading.Event()
-        jobs = SqliteQueue(
-            db, run.id, new_owner_id(), t.lease_seconds, planning_done, claim_ahead=t.workers
-        )
-        new_work = jobs.new_work
-        with ThreadPoolExecutor(t.workers * t.part_threads, thread_name_prefix="part") as parts:
-            copiers = {
-                p.index: Copier(
-                    p.src_store,
-                    p.dst_store,
-                    ledger=jobs,
-                    settings=t,
-                    budget=budget,
-                    part_pool=parts,
-                    stats=stats,
-                    stop=stop,
-                    bandwidth=bandwidth,
-                )
-                for p in pairs
-            }
-            planner = threading.Thread(
-                target=_plan_all,
-                args=(db, run.id, pairs, settings, stats, stop, report, new_work, planning_done),
-                name="planner",
-                daemon=True,
-            )
-            planner.start()
-            outcome = Worker(jobs, lambda job: copiers[job.pair], t, stats, stop).run()
-            planner.join()
-        if outcome.fatal and report.fatal is None:
-            report.fatal = outcome.fatal
-        report.interrupted = outcome.interrupted and report.fatal is None
-
-        totals = db.totals(run.id)
-        report.jobs = {state: n for state, (n, _) in totals.items()}
-        report.unstorable = [FailedJob(*row) for row in db.unstorable_jobs(run.id)]
-        if settings.delete and report.ok:
-            _delete_extras(db, run.id, pairs, settings, report)
-        report.job_bytes = {state: b for state, (_, b) in totals.items()}
-        report.failed = [FailedJob(*row) for row in db.failed_jobs(run.id)]
-        report.verification = db.verification(run.id)
-        snap = stats.snapshot()
-        report.objects_copied = snap.objects_copied
-        report.bytes_copied = snap.bytes_copied
-        report.bytes_sent = snap.bytes_sent
-        report.bytes_reused = snap.bytes_reused
-    finally:
-        db.close()
-        close_pairs(pairs)
+    with open_pairs(settings) as pairs:
+        _check_options(pairs, t)
+        db = JobDatabase(settings.db_path)
+        try:
+            _run(db, pairs, settings, stats, stop, report, retry_failed=retry_failed)
+        finally:
+            db.close()
     report.elapsed = time.monotonic() - started
     return report
 
 
-def _plan_all(
+def _check_options(pairs: list[PairRuntime], t: TransferSettings) -> None:
+    """Refuse options the pairs' stores cannot honour, before anything is copied."""
+    if t.all_versions:
+        check_versioned(pairs)
+    if t.compare == "version":
+        use_current_versions(pairs)
+    if t.update_properties and not all(p.dst_store.capabilities.keeps_properties for p in pairs):
+        raise ConfigError(
+            "--update-properties needs an S3 destination: files keep no properties",
+            hint="leave --update-properties out for a local destination",
+        )
+
+
+def _run(
     db: JobDatabase,
-    run_id: int,
     pairs: list[PairRuntime],
     settings: Settings,
     stats: Stats,
     stop: threading.Event,
     report: SyncReport,
-    new_work: threading.Event,
-    planning_done: threading.Event,
+    *,
+    retry_failed: bool,
 ) -> None:
+    """Open or continue the run, plan on a thread while workers copy, then fill the report."""
+    t = settings.transfer
+    run, report.resumed = db.open_run(
+        run_signature(settings),
+        {"pairs": [[p.src, p.dst] for p in settings.pairs]},
+    )
+    report.run_id = run.id
+    released = db.release_dead_leases(run.id)
+    if released:
+        log.info("took back %d job(s) left in progress by a stopped process", released)
+    if retry_failed:
+        db.retry_failed(run.id)
+    totals = db.totals(run.id)
+    carried = [totals[s] for s in ("pending", "in_progress")]
+    stats.add_work(sum(n for n, _ in carried), sum(b for _, b in carried))
+
+    budget = ByteBudget(t.memory_limit)
+    bandwidth = BandwidthLimit(t.bandwidth_limit) if t.bandwidth_limit else None
+    planning_done = threading.Event()
+    jobs = SqliteQueue(
+        db, run.id, new_owner_id(), t.lease_seconds, planning_done, claim_ahead=t.workers
+    )
+    with ThreadPoolExecutor(t.workers * t.part_threads, thread_name_prefix="part") as parts:
+        copiers = {
+            p.index: Copier(
+                p.src_store,
+                p.dst_store,
+                ledger=jobs,
+                settings=t,
+                budget=budget,
+                part_pool=parts,
+                stats=stats,
+                stop=stop,
+                bandwidth=bandwidth,
+            )
+            for p in pairs
+        }
+        planner = threading.Thread(
+            target=_plan_all,
+            args=(jobs, pairs, settings, stats, stop, report),
+            name="planner",
+            daemon=True,
+        )
+        planner.start()
+        outcome = Worker(jobs, lambda job: copiers[job.pair], t, stats, stop).run()
+        planner.join()
+    if outcome.fatal and report.fatal is None:
+        report.fatal = outcome.fatal
+    report.interrupted = outcome.interrupted and report.fatal is None
+
+    totals = db.totals(run.id)
+    report.jobs = {state: n for state, (n, _) in totals.items()}
+    report.unstorable = [FailedJob(*row) for row in db.unstorable_jobs(run.id)]
+    if settings.delete and report.ok:
+        _delete_extras(db, run.id, pairs, settings, report)
+    report.job_bytes = {state: b for state, (_, b) in totals.items()}
+    report.failed = [FailedJob(*row) for row in db.failed_jobs(run.id)]
+    report.verification = db.verification(run.id)
+    snap = stats.snapshot()
+    report.objects_copied = snap.objects_copied
+    report.bytes_copied = snap.bytes_copied
+    report.bytes_sent = snap.bytes_sent
+    report.bytes_reused = snap.bytes_reused
+
+
+class LedgerSink(PlanSink):
+    """A sync's planning sink: copies become jobs of the run (new, reopened or left done),
+    destination objects the source lacks are recorded for --delete, and objects already
+    present go to the property updater (--update-properties).
+
+    Args:
+        jobs: The run's job queue (its database and run id; workers are woken through it).
+        stats: The run's counters (work added).
+        checker: Threads that look up finished copies a listing lacks.
+        max_attempts: Attempts per job.
+        extras: Record destination objects the source lacks (--delete).
+        updater: Checks and fixes the properties of objects already present.
+    """
+
+    def __init__(
+        self,
+        jobs: SqliteQueue,
+        stats: Stats,
+        checker: Executor,
+        *,
+        max_attempts: int,
+        extras: bool = False,
+        updater: PropertyUpdater | None = None,
+    ) -> None:
+        self.jobs = jobs
+        self.db, self.run_id = jobs.db, jobs.run_id
+        self.stats = stats
+        self.checker = checker
+        self.max_attempts = max_attempts
+        self.wants_extras = extras
+        self.wants_same = updater is not None
+        self.updater = updater
+        self.listed_since = time.time()  # copies finished after this may postdate the listings
+        self.generation = self.db.begin_plan(self.run_id)
+
+    def copies(self, pair: PairRuntime, batch: list[Decision]) -> None:
+        planned = [
+            PlannedCopy(pair.index, d.src, d.dst_key, d.reason, dst=d.dst, absent=d.dst is None)
+            for d in batch
+        ]
+        counts = self._upsert(planned)
+        if counts.to_look:  # rare: only finished copies missing from the listing
+            self._upsert(list(self.checker.map(functools.partial(_look, pair), counts.to_look)))
+        self.jobs.new_work.set()
+
+    def same(self, pair: PairRuntime, batch: list[Decision]) -> None:
+        if self.updater is not None:
+            self.updater.submit(pair, [(d.src, d.dst) for d in batch if d.dst is not None])
+
+    def extras(self, pair: PairRuntime, batch: list[ObjectInfo]) -> None:
+        self.db.add_extras(self.run_id, pair.index, batch)
+
+    def copied_version(self, pair: PairRuntime, key: str) -> str | None:
+        return self.db.copied_version(self.run_id, pair.index, key)
+
+    def finish(self) -> int:
+        """Close the planning pass; returns how many earlier jobs are no longer needed."""
+        return self.db.finish_plan(self.run_id, self.generation)
+
+    def _upsert(self, planned: list[PlannedCopy]) -> UpsertCounts:
+        counts = self.db.upsert_jobs(
+            self.run_id,
+            self.generation,
+            planned,
+            max_attempts=self.max_attempts,
+            listed_since=self.listed_since,
+        )
+        self.stats.add_work(counts.new + counts.reopened, counts.queued_bytes)
+        return counts
+
+
+def _look(pair: PairRuntime, copy: PlannedCopy) -> PlannedCopy:
+    """A finished copy the listing lacks: a store that still answers for its name keeps it
+    under another one; one that does not lost it (deleted since)."""
+    if answers_for(pair.dst_store, copy.dst_key):
+        return dataclasses.replace(copy, unstorable=renamed_reason())
+    return dataclasses.replace(copy, looked=True)
+
+
+def _plan_all(
+    jobs: SqliteQueue,
+    pairs: list[PairRuntime],
+    settings: Settings,
+    stats: Stats,
+    stop: threading.Event,
+    report: SyncReport,
+) -> None:
+    """The planning thread: plan every pair into the run's jobs while workers run them."""
     ignore = IgnoreRules(settings.ignore_patterns)
     t = settings.transfer
-    max_attempts = t.max_attempts
     checker = ThreadPoolExecutor(t.workers, thread_name_prefix="properties")
     updater = (
         PropertyUpdater(checker, copy_tags=t.copy_tags, storage_class=t.storage_class)
@@ -366,54 +394,29 @@ def _plan_all(
         else None
     )
     try:
-        listed_since = time.time()  # copies finished after this may postdate the listings
-        generation = db.begin_plan(run_id)
-        destinations = {p.index: p.dst_store for p in pairs}
-
-        def look(copy: PlannedCopy) -> PlannedCopy:
-            # A finished copy the listing lacks: a store that still answers for its name
-            # keeps it under another one; one that does not lost it (deleted since).
-            if answers_for(destinations[copy.pair], copy.dst_key):
-                return dataclasses.replace(copy, unstorable=renamed_reason())
-            return dataclasses.replace(copy, looked=True)
-
-        def write(batch: list[tuple[int, Decision]]) -> None:
-            copies = [
-                PlannedCopy(i, d.src, d.dst_key, d.reason, dst=d.dst, absent=d.dst is None)
-                for i, d in batch
-            ]
-            counts = db.upsert_jobs(
-                run_id, generation, copies, max_attempts=max_attempts, listed_since=listed_since
-            )
-            stats.add_work(counts.new + counts.reopened, counts.queued_bytes)
-            if counts.to_look:  # rare: only finished copies missing from the listing
-                looked = list(checker.map(look, counts.to_look))
-                counts = db.upsert_jobs(
-                    run_id, generation, looked, max_attempts=max_attempts, listed_since=listed_since
-                )
-                stats.add_work(counts.new + counts.reopened, counts.queued_bytes)
-            new_work.set()
-
+        sink = LedgerSink(
+            jobs,
+            stats,
+            checker,
+            max_attempts=t.max_attempts,
+            extras=settings.delete,
+            updater=updater,
+        )
         for pair in pairs:
             counts = plan_pair(
                 pair,
                 ignore,
-                lambda batch, i=pair.index: write([(i, d) for d in batch]),  # type: ignore[misc]
+                sink,
                 stats=stats,
                 should_stop=stop.is_set,
-                listing_threads=settings.transfer.listing_threads,
-                compare=settings.transfer.planning_compare,
-                on_extras=(lambda objs, i=pair.index: db.add_extras(run_id, i, objs))  # type: ignore[misc]
-                if settings.delete
-                else None,
-                on_same=None if updater is None else (lambda same, p=pair: updater.submit(p, same)),  # type: ignore[misc]
-                copied_version=lambda key, i=pair.index: db.copied_version(run_id, i, key),  # type: ignore[misc]
+                listing_threads=t.listing_threads,
+                compare=t.planning_compare,
             )
-            _add_counts(report, counts)
+            report.add_counts(counts)
         if updater is not None:
             report.properties = updater.wait()
         if not stop.is_set():
-            skipped = db.finish_plan(run_id, generation)
+            skipped = sink.finish()
             if skipped:
                 log.info("%d earlier job(s) are no longer needed", skipped)
     except LongbowError as exc:
@@ -426,8 +429,8 @@ def _plan_all(
     finally:
         checker.shutdown(wait=True, cancel_futures=True)
         stats.planning_done()
-        planning_done.set()
-        new_work.set()
+        jobs.planning_done.set()
+        jobs.new_work.set()
 
 
 def _delete_extras(
@@ -457,25 +460,3 @@ def _delete_extras(
             report.deleted += len(keys) - len(failed)
             report.delete_failed += [FailedJob(k, k, reason) for k, reason in failed]
     log.info("deleted %d object(s) the source no longer has", report.deleted)
-
-
-def _add_counts(report: SyncReport, counts: PlanCounts) -> None:
-    report.objects_extra += counts.extra
-    report.objects_at_destination += counts.destination
-    report.extra_samples.extend(counts.extra_samples)
-    report.objects_to_copy += counts.copy
-    report.bytes_to_copy += counts.copy_bytes
-    report.objects_same += counts.same
-    report.bytes_same += counts.same_bytes
-    report.objects_ignored += counts.ignored
-    report.objects_unsupported += counts.unsupported
-    report.samples.extend(counts.samples)
-
-
-def close_pairs(pairs: list[PairRuntime]) -> None:
-    seen: set[int] = set()
-    for pair in pairs:
-        for store in (pair.src_store, pair.dst_store):
-            if id(store) not in seen:
-                seen.add(id(store))
-                store.close()

@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from s3longbow.config import Settings
 from s3longbow.errors import ObjectError
 from s3longbow.model import ObjectInfo
+from s3longbow.pairs import PairRuntime, open_pairs
 from s3longbow.plan.diff import Action, diff
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.listing import list_concurrently, read_ahead
 from s3longbow.plan.order import order_key, resorted
-from s3longbow.plan.planner import PairRuntime
 from s3longbow.plan.unstorable import EMPTIED, RENAMED, UNSTORABLE, answers_for, kept_without_bytes
 from s3longbow.stores.base import ObjectStore
-from s3longbow.sync import close_pairs, open_pairs
 from s3longbow.transfer.engine import is_md5_etag
 
 _CHUNK = 8 * 1024 * 1024
@@ -131,14 +130,11 @@ def verify(settings: Settings, *, deep: bool = False) -> VerifyReport:
     """Compare every pair's source and destination; nothing is written anywhere."""
     started = time.monotonic()
     report = VerifyReport(deep=deep)
-    pairs = open_pairs(settings, read_only=True)
     ignore = IgnoreRules(settings.ignore_patterns)
-    try:
+    with open_pairs(settings, read_only=True) as pairs:
         with ThreadPoolExecutor(settings.transfer.workers) as pool:
             for pair in pairs:
                 _verify_pair(pair, ignore, report, pool, deep=deep)
-    finally:
-        close_pairs(pairs)
     report.elapsed = time.monotonic() - started
     return report
 

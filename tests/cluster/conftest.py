@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 from longbow_testkit.servers import LocalServer
-from s3longbow.cli.cluster import load
 from s3longbow.cluster.aws import ControlPlane
 from s3longbow.cluster.dynamodb import JOB_SK, JobItem
 from s3longbow.cluster.messages import job_id
 from s3longbow.cluster.sender import SendReport, send_jobs
 from s3longbow.cluster.service import WorkerReport, init_cluster, run_worker
 from s3longbow.cluster.settings import ClusterConfig
+from s3longbow.loader import load_cluster
 
 from ..conftest import Bucket, cli_env
 
@@ -121,7 +121,7 @@ class Cluster:
 
     def config(self) -> ClusterConfig:
         """The config as the commands load it (static source keys from the environment)."""
-        return load(self.config_path)
+        return load_cluster(self.config_path, os.environ)
 
     def control(self) -> ControlPlane:
         return ControlPlane(self.config().cluster)

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from s3longbow.cli.app import cli
-from s3longbow.config import CredentialsSide, MiB
+from s3longbow.cluster.config import CredentialsSide
+from s3longbow.config import MiB
 from s3longbow.errors import ConfigError
 from s3longbow.handlers.sqs_worker import config_from_environment
 

@@ -435,14 +435,14 @@ def test_lambda_worker_uses_partial_batch_responses_and_reserved_concurrency(
 
 
 def test_functions_get_the_runtime_environment(lambda_variants: Synthesized) -> None:
-    from s3longbow.handlers.sqs_worker import _CLUSTER_ENV, _TRANSFER_ENV
+    from s3longbow.loader import CLUSTER_VARIABLES, TRANSFER_VARIABLES
 
     s = lambda_variants.settings
     _, function = one(
         lambda_variants, "AWS::Lambda::Function", Handler=contract.LAMBDA_WORKER_HANDLER
     )
     env = function["Properties"]["Environment"]["Variables"]
-    known = {f"LONGBOW_{n.upper()}" for n in (*_CLUSTER_ENV, *_TRANSFER_ENV)} | {
+    known = {f"LONGBOW_{n.upper()}" for n in (*CLUSTER_VARIABLES, *TRANSFER_VARIABLES)} | {
         "LONGBOW_CONFIG",
         "LONGBOW_TIME_MARGIN_SECONDS",
         "LONGBOW_LOG_FORMAT",

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from s3longbow.cli import render
-from s3longbow.cli.app import _setup_logging
 from s3longbow.cli.cluster import _worker_logging
+from s3longbow.cli.common import setup_logging
 from s3longbow.cli.terminal import Console
 from s3longbow.cluster.metrics import JsonLogFormatter
 from s3longbow.config import PairSettings, Settings
@@ -133,7 +133,7 @@ def restored_logging() -> Iterator[None]:
 @pytest.mark.parametrize("command", ["sync", "worker text", "worker json"])
 def test_the_log_handler_each_command_installs_escapes_keys(command: str) -> None:
     if command == "sync":
-        _setup_logging(1, Console(stderr=True))
+        setup_logging(1, Console(stderr=True))
     else:
         _worker_logging(command.split()[1], logging.INFO, JsonLogFormatter)
     (handler,) = logging.getLogger().handlers

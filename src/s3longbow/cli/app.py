@@ -1,172 +1,51 @@
-"""`longbow` commands: sync and status."""
+"""`longbow` commands: sync, verify and status; the cluster commands register from
+`cluster`."""
 
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import json
-import logging
-import signal
+import os
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from s3longbow import __version__
 from s3longbow.cli.terminal import Console
-from s3longbow.config import (
-    COUNT_LIMITS,
-    PairSettings,
-    Settings,
-    SideSettings,
-    TransferSettings,
-    default_db_path,
-    load_config_file,
-    load_ignore_file,
-    parse_rate,
-    parse_size,
-    side_from_environment,
-)
-from s3longbow.display import PrintableFormatter
+from s3longbow.config import COUNT_LIMITS, TransferSettings, default_db_path
 from s3longbow.errors import ConfigError, FatalError, LongbowError
-from s3longbow.logsafety import quiet_secret_loggers
+from s3longbow.loader import load_settings
 from s3longbow.progress.stats import Stats
 from s3longbow.progress.view import LogView, RichView
-from s3longbow.stores.location import check_endpoint_url
 
+# The cluster commands (send, worker, cluster-init) register themselves on `cli`.
+from . import cluster as _cluster  # noqa: F401
 from . import render
-
-EXIT_OK = 0
-EXIT_JOBS_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_FATAL = 3
-EXIT_INTERRUPTED = 130
+from .common import (
+    EXIT_CONFIG,
+    EXIT_FATAL,
+    EXIT_INTERRUPTED,
+    EXIT_JOBS_FAILED,
+    EXIT_OK,
+    apply,
+    cli,
+    die,
+    handle_signals,
+    json_option,
+    setup_logging,
+    verbose_option,
+    workers_option,
+)
+from .options import PAIR_OPTIONS, RATE, SIZE, pair_flags
 
 DEFAULTS = TransferSettings()
 
 
-class AmountParam(click.ParamType):
-    """A byte amount written for people (8MiB, 200MiB/s), parsed by `parse`."""
-
-    def __init__(self, name: str, parse: Callable[..., int]) -> None:
-        self.name = name
-        self._parse = parse
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        what = (param.opts[0] if param and param.opts else self.name).lstrip("-")
-        try:
-            return self._parse(value, what=what)
-        except ConfigError as exc:
-            self.fail(f"{exc.message}. {exc.hint or ''}".strip(), param, ctx)
-
-
-SIZE = AmountParam("size", parse_size)
-RATE = AmountParam("rate", parse_rate)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="longbow")
-def cli() -> None:
-    """Longbow moves massive sets of objects between S3-compatible stores, resumably and
-    verifiably."""
-
-
-def _side_options(side: str, role: str) -> list[Any]:
-    return [
-        click.option(f"--{side}-profile", help=f"AWS profile for the {role}."),
-        click.option(f"--{side}-endpoint-url", help=f"Endpoint URL of the {role} (any S3 API)."),
-        click.option(f"--{side}-region", help=f"Region of the {role}."),
-        click.option(
-            f"--{side}-path-style",
-            is_flag=True,
-            default=None,
-            help=f"Use path-style addressing for the {role}.",
-        ),
-        click.option(
-            f"--{side}-no-verify-ssl",
-            is_flag=True,
-            help=f"Do not check the TLS certificate of the {role}'s https endpoint (unsafe).",
-        ),
-        click.option(
-            f"--{side}-ca-bundle",
-            type=click.Path(dir_okay=False),
-            help=f"PEM file of the certificate authorities trusted for the {role}'s https "
-            "endpoint [AWS_CA_BUNDLE, the profile's ca_bundle, REQUESTS_CA_BUNDLE, certifi].",
-        ),
-        click.option(
-            f"--{side}-bucket-names",
-            type=click.Choice(["strict", "relaxed"]),
-            help=f"Bucket naming rules of the {role}: S3's [strict], or relaxed for stores "
-            "that allow other names (capitals, underscores).",
-        ),
-        click.option(
-            f"--{side}-allow-http",
-            is_flag=True,
-            help=f"Allow a plain http endpoint for the {role} beyond this machine's addresses.",
-        ),
-        click.option(
-            f"--{side}-requester-pays",
-            is_flag=True,
-            default=None,
-            help=f"The {role} bucket is requester-pays: this side's account pays for requests.",
-        ),
-        click.option(
-            f"--{side}-checksum-algorithm",
-            *(["--checksum-algorithm"] if side == "dst" else []),
-            f"{side}_checksum_algorithm",
-            metavar="auto|MD5|CRC32C|CRC32|CRC64NVME|SHA1|SHA256",
-            help=(
-                "Additional checksum of every write: auto (the source's own) [auto], MD5 "
-                "(Content-MD5 only, for stores that reject newer checksum headers), or one "
-                "algorithm."
-                if side == "dst"
-                else "auto: ask the source for its additional checksums [auto]; MD5: never "
-                "(for stores that reject the header)."
-            ),
-        ),
-    ]
-
-
-def _apply(options: list[Any]) -> Any:
-    def decorator(f: Any) -> Any:
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return decorator
-
-
-_PAIR_OPTIONS = [
-    click.argument("src", required=False),
-    click.argument("dst", required=False),
-    click.option(
-        "--config",
-        "config_file",
-        type=click.Path(path_type=Path),
-        help="TOML file with [[pairs]], [source], [destination] and transfer settings.",
-    ),
-    *_side_options("src", "source"),
-    *_side_options("dst", "destination"),
-    click.option(
-        "--ignore-file",
-        type=click.Path(path_type=Path),
-        help="Shell-style patterns, one a line, matched against 'bucket/key'.",
-    ),
-]
-
-
 @cli.command()
-@_apply(_PAIR_OPTIONS)
-@click.option(
-    "--workers",
-    type=click.IntRange(1, COUNT_LIMITS["workers"]),
-    help=f"Objects in parallel [{DEFAULTS.workers}].",
-)
+@apply(PAIR_OPTIONS)
+@workers_option(f"Objects in parallel [{DEFAULTS.workers}].")
 @click.option(
     "--part-threads",
     type=click.IntRange(1, COUNT_LIMITS["part_threads"]),
@@ -261,8 +140,8 @@ _PAIR_OPTIONS = [
     type=click.Path(path_type=Path),
     help=f"Job database file [{default_db_path()}].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@json_option()
+@verbose_option()
 def sync(
     src: str | None,
     dst: str | None,
@@ -285,16 +164,22 @@ def sync(
     done jobs are not redone and interrupted uploads resume from the parts already sent.
     """
     console = Console(stderr=True)
-    _setup_logging(verbose, console)
-    try:
-        settings = _settings(src, dst, config_file, ignore_file, db_path, options)
-    except LongbowError as exc:
-        _die(console, exc, EXIT_CONFIG)
-    if force and not delete:
-        _die(console, ConfigError("--force only goes with --delete"), EXIT_CONFIG)
-    settings = dataclasses.replace(
-        settings, delete=delete, force=force, max_delete_fraction=max_delete / 100
+    setup_logging(verbose, console)
+    flags = pair_flags(
+        src,
+        dst,
+        config_file,
+        ignore_file,
+        options,
+        db_path=db_path,
+        delete=delete,
+        force=force,
+        max_delete=max_delete,
     )
+    try:
+        settings = load_settings(flags, os.environ)
+    except LongbowError as exc:
+        die(console, exc, EXIT_CONFIG)
     stats = Stats()
     try:
         if dry_run:
@@ -306,16 +191,16 @@ def sync(
             from s3longbow.sync import run_sync
 
             stop = threading.Event()
-            restore = _handle_signals(stop)
+            restore = handle_signals(stop)
             try:
                 with _view(stats, console, as_json):
                     report = run_sync(settings, stats, stop, retry_failed=retry_failed)
             finally:
                 restore()
     except ConfigError as exc:
-        _die(console, exc, EXIT_CONFIG)
+        die(console, exc, EXIT_CONFIG)
     except LongbowError as exc:
-        _die(console, exc, EXIT_FATAL)
+        die(console, exc, EXIT_FATAL)
 
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
@@ -330,15 +215,11 @@ def sync(
 
 
 @cli.command()
-@_apply(_PAIR_OPTIONS)
+@apply(PAIR_OPTIONS)
 @click.option("--deep", is_flag=True, help="Read and hash objects whose ETags cannot be compared.")
-@click.option(
-    "--workers",
-    type=click.IntRange(1, COUNT_LIMITS["workers"]),
-    help="Objects read in parallel with --deep [16].",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@workers_option("Objects read in parallel with --deep [16].")
+@json_option("Print a machine-readable report.")
+@verbose_option()
 def verify(
     src: str | None,
     dst: str | None,
@@ -358,14 +239,16 @@ def verify(
     from s3longbow.verify import verify as run_verify
 
     console = Console(stderr=True)
-    _setup_logging(verbose, console)
+    setup_logging(verbose, console)
     try:
-        settings = _settings(src, dst, config_file, ignore_file, None, options)
+        settings = load_settings(
+            pair_flags(src, dst, config_file, ignore_file, options), os.environ
+        )
         report = run_verify(settings, deep=deep)
     except ConfigError as exc:
-        _die(console, exc, EXIT_CONFIG)
+        die(console, exc, EXIT_CONFIG)
     except LongbowError as exc:
-        _die(console, exc, EXIT_FATAL)
+        die(console, exc, EXIT_FATAL)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -382,7 +265,7 @@ def verify(
 )
 @click.option("--run", "run_id", type=int, help="Run id (default: the latest run).")
 @click.option("--all", "all_runs", is_flag=True, help="List every run in the database.")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@json_option()
 @click.option("--cluster", is_flag=True, help="Show the cluster's job table and queues instead.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Cluster config.")
 def status(
@@ -404,7 +287,7 @@ def status(
     console = Console(stderr=True)
     path = db_path or default_db_path()
     if not path.exists():
-        _die(console, ConfigError(f"no job database at {path}", hint="pass --db FILE"), EXIT_CONFIG)
+        die(console, ConfigError(f"no job database at {path}", hint="pass --db FILE"), EXIT_CONFIG)
     db = JobDatabase(path)
     try:
         if all_runs:
@@ -416,7 +299,7 @@ def status(
             return
         run = db.get_run(run_id=run_id)
         if run is None:
-            _die(
+            die(
                 console,
                 ConfigError(f"no run {run_id or ''} in {path}".replace("  ", " ")),
                 EXIT_CONFIG,
@@ -431,159 +314,10 @@ def status(
     sys.exit(EXIT_JOBS_FAILED if failed else EXIT_OK)
 
 
-def _settings(
-    src: str | None,
-    dst: str | None,
-    config_file: Path | None,
-    ignore_file: Path | None,
-    db_path: Path | None,
-    options: dict[str, Any],
-) -> Settings:
-    """Merge defaults < config file < flags into one frozen Settings."""
-    file: dict[str, Any] = load_config_file(config_file) if config_file else {}
-    if (src is None) != (dst is None):
-        raise ConfigError(
-            "give both SRC and DST, or neither (with --config listing [[pairs]])",
-            hint="longbow sync s3://source-bucket/prefix s3://destination-bucket/prefix",
-        )
-    pairs = (
-        [PairSettings(src, dst)]
-        if src is not None and dst is not None
-        else file["pairs"]
-        if (file)
-        else []
-    )
-    if not pairs:
-        raise ConfigError(
-            "nothing to copy: no SRC and DST given and no [[pairs]] in a config file",
-            hint="longbow sync SRC DST, or longbow sync --config pairs.toml",
-        )
-
-    def side(prefix: str, table: dict[str, Any]) -> SideSettings:
-        base = SideSettings(**table)
-        overrides = {
-            "profile": options[f"{prefix}_profile"],
-            "endpoint_url": options[f"{prefix}_endpoint_url"],
-            "region": options[f"{prefix}_region"],
-            "path_style": options[f"{prefix}_path_style"],
-            "verify_ssl": False if options[f"{prefix}_no_verify_ssl"] else None,
-            "allow_http": True if options[f"{prefix}_allow_http"] else None,
-            "requester_pays": options[f"{prefix}_requester_pays"],
-            "checksum_algorithm": options[f"{prefix}_checksum_algorithm"],
-            "ca_bundle": options[f"{prefix}_ca_bundle"],
-            "bucket_names": options[f"{prefix}_bucket_names"],
-            **(
-                {key: options.get(key) for key in ("sse", "sse_kms_key_id", "acl")}
-                if prefix == "dst"
-                else {}
-            ),
-        }
-        base = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
-        check_endpoint_url(
-            base.endpoint_url, allow_http=base.allow_http, flag=f"--{prefix}-allow-http"
-        )
-        return side_from_environment(prefix.upper(), base.validate(prefix))
-
-    transfer = dataclasses.replace(TransferSettings(), **file.get("transfer", {}))
-    if config_file and file.get("transfer"):
-        try:  # name the file when its own settings are what is wrong
-            transfer.validate()
-        except ConfigError as exc:
-            raise ConfigError(f"config file {config_file}: {exc.message}", hint=exc.hint) from None
-    flags = {
-        name: options[name]
-        for name in (
-            "workers",
-            "part_threads",
-            "part_size",
-            "resumable_threshold",
-            "memory_limit",
-            "storage_class",
-            "max_attempts",
-            "listing_threads",
-            "bandwidth_limit",
-            "min_rate",
-            "compare",
-        )
-        if options.get(name) is not None
-    }
-    if options.get("no_tags"):
-        flags["copy_tags"] = False
-    if options.get("no_server_side_copy"):
-        flags["server_side_copy"] = False
-    if options.get("no_relay"):
-        flags["relay"] = False
-    if options.get("all_versions"):
-        flags["all_versions"] = True
-    if options.get("update_properties"):
-        flags["update_properties"] = True
-    transfer = dataclasses.replace(transfer, **flags)
-    transfer.validate()
-    ignore_path = ignore_file or file.get("ignore_file")
-    return Settings(
-        pairs=tuple(pairs),
-        source=side("src", file.get("source", {})),
-        destination=side("dst", file.get("destination", {})),
-        transfer=transfer,
-        ignore_patterns=load_ignore_file(ignore_path) if ignore_path else (),
-        db_path=db_path or file.get("db") or default_db_path(),
-    )
-
-
 def _view(stats: Stats, console: Console, as_json: bool) -> RichView | LogView:
     if console.is_terminal and not as_json:
         return RichView(stats, console.rich)
     return LogView(stats)
-
-
-def _setup_logging(verbose: int, console: Console) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    root = logging.getLogger()
-    root.handlers.clear()
-    if console.is_terminal:
-        from rich.logging import RichHandler
-
-        handler: logging.Handler = RichHandler(console=console.rich, show_path=False)
-        handler.setFormatter(PrintableFormatter("%(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    logging.getLogger("s3longbow").setLevel(level)
-    if verbose >= 3:
-        root.setLevel(logging.DEBUG)
-    quiet_secret_loggers()
-
-
-def _handle_signals(stop: threading.Event) -> Callable[[], None]:
-    """First SIGINT/SIGTERM: stop gracefully; second: stop at once. Returns a restorer."""
-
-    # click, not rich: a signal handler should not be the first to import a library.
-    def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():
-            click.secho("stopping now", fg="red", err=True)
-            raise SystemExit(EXIT_INTERRUPTED)
-        click.secho(
-            "stopping: jobs in flight go back to the queue; run the same command to "
-            "continue (press Ctrl-C again to stop at once)",
-            fg="yellow",
-            err=True,
-        )
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
-
-
-def _die(console: Console, exc: LongbowError, code: int) -> NoReturn:
-    render.error(console, exc)
-    sys.exit(code)
 
 
 def _bound_heap() -> None:
@@ -615,7 +349,3 @@ def main() -> None:
     except FatalError as exc:  # pragma: no cover - commands handle their own
         render.error(Console(stderr=True), exc)
         sys.exit(EXIT_FATAL)
-
-
-# The cluster commands (send, worker, cluster-init) register themselves on `cli`.
-from s3longbow.cli import cluster as _cluster  # noqa: E402, F401

@@ -3,9 +3,9 @@ rendering of `longbow status --cluster`. They register themselves on the `longbo
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,22 +16,24 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from s3longbow.cli.terminal import Console, escape, new_table
-from s3longbow.config import COUNT_LIMITS, format_size, side_from_environment
+from s3longbow.config import COUNT_LIMITS, format_size
 from s3longbow.display import PrintableFormatter
 from s3longbow.errors import ConfigError, LongbowError
+from s3longbow.loader import TransferFlags, load_cluster
 from s3longbow.logsafety import quiet_secret_loggers
-from s3longbow.stores.location import check_endpoint_url
 
-from . import render
-from .app import (
-    EXIT_CONFIG,
-    EXIT_FATAL,
+from .common import (
     EXIT_INTERRUPTED,
     EXIT_JOBS_FAILED,
     EXIT_OK,
-    _handle_signals,
-    _setup_logging,
     cli,
+    fail,
+    handle_signals,
+    json_option,
+    on_signals,
+    setup_logging,
+    verbose_option,
+    workers_option,
 )
 
 if TYPE_CHECKING:
@@ -47,31 +49,10 @@ _CONFIG_OPTION = click.option(
 )
 
 
-def load(config_file: Path) -> ClusterConfig:
-    """The config file, plus static keys from LONGBOW_SRC_* / LONGBOW_DST_* when set."""
-    from s3longbow.cluster.settings import load_cluster_config
-
-    config = load_cluster_config(config_file)
-    for name, side in (("source", config.source), ("destination", config.destination)):
-        check_endpoint_url(
-            side.endpoint_url, allow_http=side.allow_http, flag=f"allow_http = true in [{name}]"
-        )
-    return dataclasses.replace(
-        config,
-        source=side_from_environment("SRC", config.source),
-        destination=side_from_environment("DST", config.destination),
-    )
-
-
 def _control(config: ClusterConfig) -> ControlPlane:
     from s3longbow.cluster.aws import ControlPlane
 
     return ControlPlane(config.cluster)
-
-
-def _fail(console: Console, exc: LongbowError) -> NoReturn:
-    render.error(console, exc)
-    sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FATAL)
 
 
 @cli.command()
@@ -83,8 +64,8 @@ def _fail(console: Console, exc: LongbowError) -> NoReturn:
     help="Send jobs that are already pending again (after a sender was killed mid-send).",
 )
 @click.option("--retry-failed", is_flag=True, help="Queue failed jobs again.")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@json_option()
+@verbose_option()
 def send(
     config_file: Path,
     dry_run: bool,
@@ -102,14 +83,14 @@ def send(
     from s3longbow.cluster.sender import send_jobs
 
     console = Console(stderr=True)
-    _setup_logging(verbose, console)
+    setup_logging(verbose, console)
     try:
-        config = load(config_file)
+        config = load_cluster(config_file, os.environ)
         control = _control(config)
     except LongbowError as exc:
-        _fail(console, exc)
+        fail(console, exc)
     stop = threading.Event()
-    restore = _handle_signals(stop)
+    restore = handle_signals(stop)
     try:
         report = send_jobs(
             config,
@@ -120,7 +101,7 @@ def send(
             stop=stop,
         )
     except LongbowError as exc:
-        _fail(console, exc)
+        fail(console, exc)
     finally:
         restore()
         control.close()
@@ -155,9 +136,7 @@ def send(
     is_flag=True,
     help="End once the queue is empty (visible, in flight and delayed) and nothing runs here.",
 )
-@click.option(
-    "--workers", type=click.IntRange(1, COUNT_LIMITS["workers"]), help="Objects in parallel."
-)
+@workers_option("Objects in parallel.")
 @click.option(
     "--part-threads",
     type=click.IntRange(1, COUNT_LIMITS["part_threads"]),
@@ -171,7 +150,7 @@ def send(
     help="Log lines on standard error: one JSON object each, or plain text.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
-@click.option("-v", "--verbose", count=True, help="Debug log lines (-vvv: of libraries too).")
+@verbose_option("Debug log lines (-vvv: of libraries too).")
 def worker(
     config_file: Path,
     exit_when_idle: bool,
@@ -195,14 +174,10 @@ def worker(
     log = logging.getLogger("s3longbow.worker")
     console = Console(stderr=True)
     try:
-        config = load(config_file)
-        overrides = {k: v for k, v in (("workers", workers), ("part_threads", part_threads)) if v}
-        if overrides:
-            transfer = dataclasses.replace(config.transfer, **overrides)
-            transfer.validate()
-            config = dataclasses.replace(config, transfer=transfer)
+        flags = TransferFlags(workers=workers, part_threads=part_threads)
+        config = load_cluster(config_file, os.environ, flags)
     except LongbowError as exc:
-        _fail(console, exc)
+        fail(console, exc)
     stop = threading.Event()
     restore = _stop_on_signals(stop, log)
 
@@ -216,12 +191,12 @@ def worker(
         )
     except LongbowError as exc:
         log.error("%s", exc.message, extra={"fields": {"hint": exc.hint}})
-        _fail(console, exc)
+        fail(console, exc)
     finally:
         restore()
     if report.fatal is not None:
         log.error("%s", report.fatal.message, extra={"fields": {"hint": report.fatal.hint}})
-        _fail(console, report.fatal)
+        fail(console, report.fatal)
     sys.exit(EXIT_INTERRUPTED if report.interrupted else EXIT_OK)
 
 
@@ -253,19 +228,13 @@ def _stop_on_signals(stop: threading.Event, log: logging.Logger) -> Callable[[],
         )
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
+    return on_signals(on_signal)
 
 
 @cli.command("cluster-init")
 @_CONFIG_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print the queue URLs as JSON.")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@json_option("Print the queue URLs as JSON.")
+@verbose_option()
 def cluster_init(config_file: Path, as_json: bool, verbose: int = 0) -> None:
     """Create the job queue, its dead-letter queue (redrive policy) and the job table.
 
@@ -275,11 +244,11 @@ def cluster_init(config_file: Path, as_json: bool, verbose: int = 0) -> None:
     from s3longbow.cluster.service import init_cluster
 
     console = Console(stderr=True)
-    _setup_logging(verbose, console)
+    setup_logging(verbose, console)
     try:
         report = _with_control(config_file, init_cluster)
     except LongbowError as exc:
-        _fail(console, exc)
+        fail(console, exc)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -296,7 +265,7 @@ _R = TypeVar("_R")
 
 def _with_control(config_file: Path, action: Callable[[Any, Any], _R]) -> _R:
     """Load the cluster config, open the control plane, run `action`, close it."""
-    config = load(config_file)
+    config = load_cluster(config_file, os.environ)
     control = _control(config)
     try:
         return action(config, control)
@@ -310,14 +279,14 @@ def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
 
     console = Console(stderr=True)
     if config_file is None:
-        _fail(
+        fail(
             console,
             ConfigError("--cluster needs --config", hint="longbow status --cluster --config FILE"),
         )
     try:
         report = _with_control(config_file, cluster_status)
     except LongbowError as exc:
-        _fail(console, exc)
+        fail(console, exc)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

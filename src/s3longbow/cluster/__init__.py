@@ -3,6 +3,7 @@ DynamoDB table records each job's state and the parts of its upload.
 
 Modules, one responsibility each:
 
+- `config`: the `[cluster]` table (a leaf: the queue, the job table, their tuning).
 - `settings`: a cluster config file plus what SSM adds (pairs, one side's keys).
 - `messages`: the job message format and the parsing of every inbound shape (pure).
 - `aws`: boto3 clients for SQS, DynamoDB and SSM, and their error translation.

@@ -22,7 +22,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from s3longbow.config import ClusterSettings
+from s3longbow.cluster.config import ClusterSettings
 from s3longbow.errors import ConfigError, FatalError, LongbowError, TransientError
 
 log = logging.getLogger(__name__)

@@ -18,11 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from s3longbow.errors import FatalError
+from s3longbow.pairs import PairRuntime, open_pairs
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.ignore import IgnoreRules
-from s3longbow.plan.planner import plan_pair
+from s3longbow.plan.planner import PlanSink, PlanTotals, plan_pair
 from s3longbow.progress.stats import Stats
-from s3longbow.sync import close_pairs, open_pairs
 
 from .aws import ControlPlane, Parameters
 from .dynamodb import JobTable, should_queue
@@ -37,21 +37,15 @@ _WRITE_THREADS = 8
 
 
 @dataclass
-class SendReport:
+class SendReport(PlanTotals):
     """What one `longbow send` found and queued (or would queue, in a dry run)."""
 
     dry_run: bool
     pairs: int = 0
-    objects_to_copy: int = 0
-    bytes_to_copy: int = 0
     objects_queued: int = 0
     bytes_queued: int = 0
     objects_already_queued: int = 0
     messages_sent: int = 0
-    objects_same: int = 0
-    bytes_same: int = 0
-    objects_ignored: int = 0
-    objects_unsupported: int = 0
     table_missing: bool = False
     interrupted: bool = False
     elapsed: float = 0.0
@@ -60,13 +54,10 @@ class SendReport:
         return {
             "dry_run": self.dry_run,
             "pairs": self.pairs,
-            "to_copy": {"objects": self.objects_to_copy, "bytes": self.bytes_to_copy},
+            **self.totals_json(),
             "queued": {"objects": self.objects_queued, "bytes": self.bytes_queued},
             "already_queued": self.objects_already_queued,
             "messages_sent": self.messages_sent,
-            "already_present": {"objects": self.objects_same, "bytes": self.bytes_same},
-            "ignored": self.objects_ignored,
-            "unsupported": self.objects_unsupported,
             "table_missing": self.table_missing,
             "interrupted": self.interrupted,
             "elapsed_seconds": round(self.elapsed, 3),
@@ -182,6 +173,40 @@ class _Outbox:
                     log.error("could not mark %s as not queued: %s", spec.src_key, exc)
 
 
+class QueueSink(PlanSink):
+    """`longbow send`'s planning sink for one pair: each copy becomes a job spec offered to
+    the outbox (recorded as pending unless already queued or running, then sent).
+
+    Args:
+        outbox: Where the copies go.
+        listed_at: When the pair's listing began: a job finished after it may postdate it.
+    """
+
+    def __init__(self, outbox: _Outbox, *, listed_at: float) -> None:
+        self.outbox = outbox
+        self.listed_at = listed_at
+
+    def copies(self, pair: PairRuntime, batch: list[Decision]) -> None:
+        src_bucket, dst_bucket = pair.src.bucket, pair.dst.bucket
+        specs = [
+            (
+                JobSpec(
+                    src_bucket=src_bucket,
+                    src_key=d.src.key,
+                    dst_bucket=dst_bucket,
+                    dst_key=d.dst_key,
+                    size=d.src.size,
+                    etag=d.src.etag,
+                    version_id=d.src.version_id,
+                    last_modified=d.src.last_modified,
+                ),
+                d.reason,
+            )
+            for d in batch
+        ]
+        self.outbox.offer(specs, self.listed_at)
+
+
 def send_jobs(
     config: ClusterConfig,
     control: ControlPlane,
@@ -237,68 +262,36 @@ def send_jobs(
         requeue=requeue,
         retry_failed=retry_failed,
     )
-    runtimes = open_pairs(settings, read_only=dry_run)
     ignore = IgnoreRules(settings.ignore_patterns)
-    report.pairs = len(runtimes)
     try:
-        for pair in runtimes:
-            # A job finished after this moment was copied after the destination was listed.
-            listed_at = time.time()
-
-            def copies(
-                batch: list[Decision],
-                src_bucket: str = pair.src.bucket,
-                dst_bucket: str = pair.dst.bucket,
-                listed_at: float = listed_at,
-            ) -> None:
-                outbox.offer(
-                    [
-                        (
-                            JobSpec(
-                                src_bucket=src_bucket,
-                                src_key=d.src.key,
-                                dst_bucket=dst_bucket,
-                                dst_key=d.dst_key,
-                                size=d.src.size,
-                                etag=d.src.etag,
-                                version_id=d.src.version_id,
-                                last_modified=d.src.last_modified,
-                            ),
-                            d.reason,
-                        )
-                        for d in batch
-                    ],
-                    listed_at,
+        with open_pairs(settings, read_only=dry_run) as runtimes:
+            report.pairs = len(runtimes)
+            for pair in runtimes:
+                # A job finished after this moment was copied after the destination was listed.
+                sink = QueueSink(outbox, listed_at=time.time())
+                counts = plan_pair(
+                    pair,
+                    ignore,
+                    sink,
+                    batch_size=CHECK_BATCH,
+                    stats=stats,
+                    should_stop=stop.is_set,
+                    compare=config.transfer.planning_compare,
                 )
-
-            counts = plan_pair(
-                pair,
-                ignore,
-                copies,
-                batch_size=CHECK_BATCH,
-                stats=stats,
-                should_stop=stop.is_set,
-                compare=config.transfer.planning_compare,
-            )
-            report.objects_to_copy += counts.copy
-            report.bytes_to_copy += counts.copy_bytes
-            report.objects_same += counts.same
-            report.bytes_same += counts.same_bytes
-            report.objects_ignored += counts.ignored
-            report.objects_unsupported += counts.unsupported
-            log.info(
-                "%s -> %s: %d to copy (%d bytes), %d already present",
-                pair.src,
-                pair.dst,
-                counts.copy,
-                counts.copy_bytes,
-                counts.same,
-            )
-            if stop.is_set():
-                report.interrupted = True
-                break
-        if queue is not None:
-            outbox.flush()
+                report.add_counts(counts)
+                log.info(
+                    "%s -> %s: %d to copy (%d bytes), %d already present",
+                    pair.src,
+                    pair.dst,
+                    counts.copy,
+                    counts.copy_bytes,
+                    counts.same,
+                )
+                if stop.is_set():
+                    report.interrupted = True
+                    break
+            if queue is not None:
+                outbox.flush()
     except SendFailed:
         raise
     except BaseException as exc:
@@ -306,9 +299,8 @@ def send_jobs(
         raise
     finally:
         outbox.close()
-        close_pairs(runtimes)
     report.elapsed = time.monotonic() - started
     return report
 
 
-__all__ = ["SendReport", "send_jobs"]
+__all__ = ["QueueSink", "SendReport", "send_jobs"]

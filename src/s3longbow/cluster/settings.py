@@ -10,18 +10,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from s3longbow.config import (
-    ClusterSettings,
-    CredentialsSide,
+    TOP_KEYS,
     PairSettings,
     Settings,
     SideSettings,
     TransferSettings,
-    load_cluster_config_file,
     load_ignore_file,
+    normalise_config,
+    read_toml,
 )
 from s3longbow.errors import ConfigError
 from s3longbow.stores.location import parse_location
 
+from .config import ClusterSettings, CredentialsSide, parse_cluster_table
 from .messages import Route
 
 if TYPE_CHECKING:
@@ -67,7 +68,14 @@ def load_cluster_config(path: Path) -> ClusterConfig:
     Raises:
         ConfigError: The file is missing, invalid, or names no pairs and no pairs parameter.
     """
-    file, cluster = load_cluster_config_file(path)
+    raw = read_toml(path)
+    if "cluster" not in raw:
+        raise ConfigError(
+            f"config file {path} has no [cluster] table",
+            hint="add [cluster] with queue_url (or queue_name) and table; see docs/cluster.md",
+        )
+    cluster = parse_cluster_table(raw.pop("cluster"), path)
+    file = normalise_config(raw, path, TOP_KEYS | {"cluster"})
     transfer = dataclasses.replace(TransferSettings(), **file.get("transfer", {}))
     transfer.validate()
     if transfer.compare == "version":

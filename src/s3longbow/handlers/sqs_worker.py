@@ -7,7 +7,8 @@ in flight finish, each unfinished job is given back with its multipart upload le
 its record is reported as failed and made visible at once, so the next invocation resumes the
 upload from the parts already sent.
 
-Environment variables (each optional unless said otherwise; they override the config file):
+Environment variables (each optional unless said otherwise; they override the config file;
+`s3longbow.loader.load_deployment` reads them):
 
 - `LONGBOW_CONFIG`: path of a cluster config file (TOML, as for `longbow worker`).
 - `LONGBOW_QUEUE_URL` (required without a config file), `LONGBOW_DEAD_LETTER_QUEUE_URL`,
@@ -30,7 +31,6 @@ Environment variables (each optional unless said otherwise; they override the co
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -38,56 +38,22 @@ import os
 import sys
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Protocol
 
 from s3longbow.cluster.jobqueue import BatchSource
 from s3longbow.cluster.metrics import ClusterCounters, JsonLogFormatter, MetricsEmitter
 from s3longbow.cluster.service import WorkerRuntime
-from s3longbow.cluster.settings import ClusterConfig, check_pairs, load_cluster_config
+from s3longbow.cluster.settings import ClusterConfig
 from s3longbow.cluster.sqs import Received
-from s3longbow.config import (
-    ClusterSettings,
-    PairSettings,
-    SideSettings,
-    TransferSettings,
-    parse_cluster_table,
-    parse_size,
-    side_from_environment,
-)
 from s3longbow.errors import ConfigError
 from s3longbow.handlers.deadline import stop_before_deadline
+from s3longbow.loader import env_value, load_deployment
 from s3longbow.logsafety import quiet_secret_loggers
 from s3longbow.progress.stats import Stats
 
 log = logging.getLogger("s3longbow.handlers.sqs_worker")
 
 DEFAULT_MARGIN_SECONDS = 60.0
-_ENV_SOURCE = Path("<environment>")
-# [cluster] settings that an environment variable LONGBOW_<NAME> may set.
-_CLUSTER_ENV = (
-    "queue_url",
-    "dead_letter_queue_url",
-    "table",
-    "region",
-    "endpoint_url",
-    "visibility_timeout",
-    "max_receive_count",
-    "pairs_parameter",
-    "credentials_parameter",
-    "credentials_side",
-    "delete_removed",
-    "retry_base_seconds",
-    "retry_max_seconds",
-)
-_TRANSFER_ENV = (
-    "workers",
-    "part_threads",
-    "part_size",
-    "resumable_threshold",
-    "memory_limit",
-    "storage_class",
-)
 
 
 class LambdaContext(Protocol):
@@ -187,120 +153,19 @@ def close_runtime() -> None:
 
 
 def config_from_environment(env: Mapping[str, str]) -> ClusterConfig:
-    """The deployment's settings from LONGBOW_CONFIG and the LONGBOW_* variables.
+    """The deployment's settings from LONGBOW_CONFIG and the LONGBOW_* variables (the
+    settings loader's `load_deployment`).
 
     Raises:
         ConfigError: A value is invalid, or no queue or no pairs are named.
     """
-    path = env.get("LONGBOW_CONFIG")
-    base = load_cluster_config(Path(path)) if path else None
-    table: dict[str, Any] = {}
-    if base is not None:
-        table = {
-            k: (v.value if hasattr(v, "value") else v)
-            for k, v in dataclasses.asdict(base.cluster).items()
-            if v is not None
-        }
-    defaults = ClusterSettings()
-    for name in _CLUSTER_ENV:
-        variable = f"LONGBOW_{name.upper()}"
-        if variable in env:
-            table[name] = _typed(env[variable], getattr(defaults, name), variable)
-    if "queue_url" in table:
-        table.pop("queue_name", None)
-    cluster = parse_cluster_table(table, _ENV_SOURCE)
-
-    transfer = base.transfer if base else TransferSettings()
-    changes: dict[str, Any] = {}
-    for name in _TRANSFER_ENV:
-        variable = f"LONGBOW_{name.upper()}"
-        if variable not in env:
-            continue
-        if name in ("part_size", "resumable_threshold", "memory_limit"):
-            changes[name] = parse_size(env[variable], what=variable)
-        elif name == "storage_class":
-            changes[name] = env[variable]
-        else:
-            changes[name] = _typed(env[variable], 1, variable)
-    transfer = dataclasses.replace(transfer, **changes)
-    transfer.validate()
-
-    pairs = base.pairs if base else ()
-    if "LONGBOW_PAIRS" in env:
-        pairs = _pairs(env["LONGBOW_PAIRS"])
-    if cluster.pairs_parameter:
-        pairs = ()
-    elif not pairs:
-        raise ConfigError(
-            "no pairs to copy",
-            hint="set LONGBOW_PAIRS, LONGBOW_PAIRS_PARAMETER, or [[pairs]] in LONGBOW_CONFIG",
-        )
-    check_pairs(pairs, "LONGBOW_PAIRS")
-    return ClusterConfig(
-        cluster=cluster,
-        source=side_from_environment("SRC", _side(env, "SRC", base.source if base else None)),
-        destination=side_from_environment(
-            "DST", _side(env, "DST", base.destination if base else None)
-        ),
-        transfer=transfer,
-        pairs=pairs,
-        ignore_patterns=base.ignore_patterns if base else (),
-    )
-
-
-def _side(env: Mapping[str, str], prefix: str, base: SideSettings | None) -> SideSettings:
-    side = base or SideSettings()
-    changes: dict[str, Any] = {}
-    for name in ("endpoint_url", "region", "profile"):
-        if f"LONGBOW_{prefix}_{name.upper()}" in env:
-            changes[name] = env[f"LONGBOW_{prefix}_{name.upper()}"] or None
-    variable = f"LONGBOW_{prefix}_PATH_STYLE"
-    if variable in env:
-        changes["path_style"] = _typed(env[variable], False, variable)
-    return dataclasses.replace(side, **changes)
-
-
-def _pairs(text: str) -> tuple[PairSettings, ...]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise ConfigError("LONGBOW_PAIRS is not JSON") from None
-    if not isinstance(value, list) or not all(
-        isinstance(p, dict)
-        and set(p) == {"src", "dst"}
-        and all(isinstance(v, str) for v in p.values())
-        for p in value
-    ):
-        raise ConfigError(
-            'LONGBOW_PAIRS must be a JSON list of {"src", "dst"} objects',
-            hint='e.g. [{"src": "s3://source/prefix/", "dst": "s3://destination/prefix/"}]',
-        )
-    return tuple(PairSettings(p["src"], p["dst"]) for p in value)
-
-
-def _typed(text: str, like: object, variable: str) -> Any:
-    """Convert an environment value to the type of `like`."""
-    try:
-        if isinstance(like, bool):
-            lowered = text.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(text)
-        if isinstance(like, int):
-            return int(text)
-        if isinstance(like, float):
-            return float(text)
-    except ValueError:
-        raise ConfigError(f"{variable}={text!r} is not a valid {type(like).__name__}") from None
-    return text
+    return load_deployment(env)
 
 
 def _number(env: Mapping[str, str], variable: str, default: float) -> float:
     if variable not in env:
         return default
-    value = _typed(env[variable], default, variable)
+    value = env_value(env[variable], default, variable)
     if value < 0:
         raise ConfigError(f"{variable} cannot be negative")
     return float(value)

@@ -1,4 +1,5 @@
-"""Planning: stream both listings of a pair, merge them, write the copies into the job table.
+"""Planning: stream both listings of a pair, merge them, and hand what is found to a sink in
+batches: the job database (sync), counters (dry run) or the cluster's queue (send).
 
 Listings are fetched by background threads a few pages ahead (by sub-prefix, several at once),
 so the two sides are listed at the same time while the merge consumes them; memory holds a
@@ -7,45 +8,18 @@ few pages per thread, never whole listings.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol
 
 from s3longbow.model import ObjectInfo
+from s3longbow.pairs import PairRuntime
 from s3longbow.plan.diff import Action, Decision, comparator, diff
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.listing import list_concurrently, read_ahead
 from s3longbow.plan.order import order_key, resorted
 from s3longbow.progress.stats import Stats
-from s3longbow.stores.base import ObjectStore
-from s3longbow.stores.location import Location
-
-T = TypeVar("T")
-_END = object()
-
-
-@dataclass(frozen=True)
-class PairRuntime:
-    """A pair with its stores opened."""
-
-    index: int
-    src: Location
-    dst: Location
-    src_store: ObjectStore
-    dst_store: ObjectStore
-
-    @property
-    def src_prefix(self) -> str:
-        return self.src.prefix
-
-    @property
-    def dst_prefix(self) -> str:
-        return self.dst.prefix
-
-    @property
-    def ignore_bucket(self) -> str:
-        """What ignore patterns see before the key: the bucket, or the directory path."""
-        return self.src.bucket if self.src.is_s3 else str(self.src.root)
 
 
 @dataclass
@@ -63,6 +37,85 @@ class PlanCounts:
     destination: int = 0  # destination objects seen under the pair's prefix
     samples: list[Decision] = field(default_factory=list)
     extra_samples: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class PlanTotals:
+    """What planning found, summed over a run's pairs: the part every report shares (sync,
+    dry run, send), in its fields and in its JSON."""
+
+    objects_to_copy: int = 0
+    bytes_to_copy: int = 0
+    objects_same: int = 0
+    bytes_same: int = 0
+    objects_ignored: int = 0
+    objects_unsupported: int = 0
+
+    def add_counts(self, counts: PlanCounts) -> None:
+        """Add one pair's counts."""
+        self.objects_to_copy += counts.copy
+        self.bytes_to_copy += counts.copy_bytes
+        self.objects_same += counts.same
+        self.bytes_same += counts.same_bytes
+        self.objects_ignored += counts.ignored
+        self.objects_unsupported += counts.unsupported
+
+    def totals_json(self) -> dict[str, object]:
+        """The totals as every report's JSON writes them."""
+        return {
+            "to_copy": {"objects": self.objects_to_copy, "bytes": self.bytes_to_copy},
+            "already_present": {"objects": self.objects_same, "bytes": self.bytes_same},
+            "ignored": self.objects_ignored,
+            "unsupported": self.objects_unsupported,
+        }
+
+
+class PlanSink(Protocol):
+    """Where planning hands what it finds, batch by batch, for each pair.
+
+    Subclass it to inherit the defaults: what a sink leaves out is dropped (`same`,
+    `extras`) or unknown (`copied_version`).
+
+    Attributes:
+        wants_extras: Look for destination objects no source object maps to (for --delete):
+            they are counted and handed to `extras`. Without it they are not looked for.
+        wants_same: Hand the objects already present to `same` (for --update-properties).
+    """
+
+    wants_extras: bool = False
+    wants_same: bool = False
+
+    def copies(self, pair: PairRuntime, batch: list[Decision]) -> None:
+        """Objects to copy (absent from the destination, or different there)."""
+        ...
+
+    def same(self, pair: PairRuntime, batch: list[Decision]) -> None:
+        """Objects already present at the destination (only when `wants_same`)."""
+        return None
+
+    def extras(self, pair: PairRuntime, batch: list[ObjectInfo]) -> None:
+        """Destination objects no source object maps to (only when `wants_extras`)."""
+        return None
+
+    def copied_version(self, pair: PairRuntime, key: str) -> str | None:
+        """The version id of source key `key` last copied (--compare version), if known."""
+        return None
+
+
+class CountingSink(PlanSink):
+    """A dry run's sink: copies are counted as work in `stats`; nothing is written anywhere.
+
+    Args:
+        stats: The run's counters.
+        extras: Look for (and count) destination objects the source lacks (--delete).
+    """
+
+    def __init__(self, stats: Stats, *, extras: bool = False) -> None:
+        self.stats = stats
+        self.wants_extras = extras
+
+    def copies(self, pair: PairRuntime, batch: list[Decision]) -> None:
+        self.stats.add_work(len(batch), sum(d.src.size for d in batch))
 
 
 def decisions(
@@ -131,23 +184,20 @@ def _unless_ignored(
 def plan_pair(
     pair: PairRuntime,
     ignore: IgnoreRules,
-    on_copies: Callable[[list[Decision]], None],
+    sink: PlanSink,
     *,
     batch_size: int = 500,
     keep_samples: int = 0,
     stats: Stats | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     listing_threads: int = 8,
-    on_extras: Callable[[list[ObjectInfo]], None] | None = None,
     compare: str = "size",
-    on_same: Callable[[list[Decision]], None] | None = None,
-    copied_version: Callable[[str], str | None] | None = None,
 ) -> PlanCounts:
-    """Plan one pair, handing copies to `on_copies` in batches; returns the counts.
+    """Plan one pair, handing what it finds to `sink` in batches; returns the counts.
 
-    With `on_extras`, destination objects that no source object maps to are handed over in
-    batches too (for --delete), and counted; with `on_same`, the objects already present
-    (for --update-properties).
+    Destination objects that no source object maps to are looked for, counted and handed
+    over only when the sink `wants_extras`; objects already present are handed over only when
+    it `wants_same`. `keep_samples` copies and extras are kept in the counts (for a dry run).
     """
     counts = PlanCounts()
     batch: list[Decision] = []
@@ -159,19 +209,18 @@ def plan_pair(
         counts.extra_bytes += obj.size
         if len(counts.extra_samples) < keep_samples:
             counts.extra_samples.append(obj.key)
-        assert on_extras is not None
         extras.append(obj)
         if len(extras) >= batch_size:
-            on_extras(list(extras))
+            sink.extras(pair, list(extras))
             extras.clear()
 
     listing = decisions(
         pair,
         ignore,
         threads=listing_threads,
-        extra=extra if on_extras else None,
+        extra=extra if sink.wants_extras else None,
         compare=compare,
-        copied_version=copied_version,
+        copied_version=functools.partial(sink.copied_version, pair),
     )
     for decision in listing:
         if decision.dst is not None:
@@ -185,15 +234,15 @@ def plan_pair(
             if len(counts.samples) < keep_samples:
                 counts.samples.append(decision)
             if len(batch) >= batch_size:
-                on_copies(batch)
+                sink.copies(pair, batch)
                 batch = []
         elif decision.action is Action.SAME:
             counts.same += 1
             counts.same_bytes += decision.src.size
-            if on_same is not None:
+            if sink.wants_same:
                 same.append(decision)
                 if len(same) >= batch_size:
-                    on_same(same)
+                    sink.same(pair, same)
                     same = []
             if stats:
                 stats.add_same(1, decision.src.size)
@@ -206,10 +255,10 @@ def plan_pair(
             if stats:
                 stats.add_unsupported()
     if batch:
-        on_copies(batch)
-    if same and on_same is not None:
-        on_same(same)
-    if extras and on_extras is not None:
-        on_extras(extras)
+        sink.copies(pair, batch)
+    if same:
+        sink.same(pair, same)
+    if extras:
+        sink.extras(pair, extras)
     counts.destination += counts.extra
     return counts

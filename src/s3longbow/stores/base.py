@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from s3longbow.model import (
     Bytes,
@@ -65,6 +65,8 @@ class Capabilities:
             on reads and accepted on writes), or the algorithm every write must carry.
         write_etags_md5: Objects written here get their MD5 as ETag (not under KMS
             encryption), so a write's ETag can be checked.
+        keeps_properties: Objects keep properties and tags (content type, user metadata)
+            that `update_properties` can replace; a file keeps none.
     """
 
     directory_markers: bool = True
@@ -74,6 +76,27 @@ class Capabilities:
     delimited_listing: bool = True
     checksums: str = "MD5"
     write_etags_md5: bool = True
+    keeps_properties: bool = True
+
+
+@runtime_checkable
+class ReorderableListing(Protocol):
+    """A store that can list in either order (a directory walk): told the order of the store
+    on the other side of a pair, it lists in that one, so the two listings merge."""
+
+    def use_listing_order(self, order: str) -> None:
+        """List in `order` ("bytes" or "segments") from now on."""
+        ...
+
+
+@runtime_checkable
+class CurrentVersionListing(Protocol):
+    """A store that can list each key's current version with its version id (a versioned
+    bucket), so planning can tell a new version of the same size (--compare version)."""
+
+    def use_current_versions(self) -> None:
+        """List current versions with their version ids from now on."""
+        ...
 
 
 class ObjectStore(Protocol):

@@ -68,6 +68,7 @@ class LocalStore:
         multipart_etag_md5=True,
         content_etag=False,
         delimited_listing=False,  # a local walk is fast enough alone
+        keeps_properties=False,
     )
 
     def __init__(self, root: Path, *, create: bool = False, missing_ok: bool = False) -> None:

@@ -14,9 +14,8 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 from s3longbow.errors import LongbowError
-from s3longbow.model import ObjectProperties
-from s3longbow.plan.diff import Decision
-from s3longbow.plan.planner import PairRuntime
+from s3longbow.model import ObjectInfo, ObjectProperties
+from s3longbow.pairs import PairRuntime
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +65,9 @@ class PropertyUpdater:
         self._futures: list[Future[None]] = []
         self._lock = threading.Lock()
 
-    def submit(self, pair: PairRuntime, decisions: list[Decision]) -> None:
-        futures = [self.pool.submit(self._one, pair, d) for d in decisions if d.dst is not None]
+    def submit(self, pair: PairRuntime, present: list[tuple[ObjectInfo, ObjectInfo]]) -> None:
+        """Check (and fix) each source object and its destination copy, on the pool."""
+        futures = [self.pool.submit(self._one, pair, src, dst) for src, dst in present]
         with self._lock:
             self._futures = [f for f in self._futures if not f.done()] + futures
 
@@ -78,9 +78,7 @@ class PropertyUpdater:
             future.result()
         return self.report
 
-    def _one(self, pair: PairRuntime, decision: Decision) -> None:
-        assert decision.dst is not None
-        src, dst = decision.src, decision.dst
+    def _one(self, pair: PairRuntime, src: ObjectInfo, dst: ObjectInfo) -> None:
         try:
             src_details = pair.src_store.details(src.key, src.etag)
             dst_details = pair.dst_store.details(dst.key, dst.etag)

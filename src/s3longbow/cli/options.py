@@ -1,0 +1,186 @@
+"""The options `longbow sync` and `verify` share (SRC, DST, --config, the --src-*/--dst-*
+options, --ignore-file), and their translation into the settings loader's `Flags`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from s3longbow.config import parse_rate, parse_size
+from s3longbow.errors import ConfigError
+from s3longbow.loader import Flags, SideFlags, TransferFlags
+
+from .common import Decorator
+
+
+# Not subscripted: ParamType is generic only in newer click, and click 8.1 is supported.
+class AmountParam(click.ParamType):  # type: ignore[type-arg]
+    """A byte amount written for people (8MiB, 200MiB/s), parsed by `parse`."""
+
+    def __init__(self, name: str, parse: Callable[..., int]) -> None:
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        what = (param.opts[0] if param and param.opts else self.name).lstrip("-")
+        try:
+            return self._parse(value, what=what)
+        except ConfigError as exc:
+            self.fail(f"{exc.message}. {exc.hint or ''}".strip(), param, ctx)
+
+
+SIZE = AmountParam("size", parse_size)
+RATE = AmountParam("rate", parse_rate)
+
+
+def side_options(side: str, role: str) -> list[Decorator]:
+    return [
+        click.option(f"--{side}-profile", help=f"AWS profile for the {role}."),
+        click.option(f"--{side}-endpoint-url", help=f"Endpoint URL of the {role} (any S3 API)."),
+        click.option(f"--{side}-region", help=f"Region of the {role}."),
+        click.option(
+            f"--{side}-path-style",
+            is_flag=True,
+            default=None,
+            help=f"Use path-style addressing for the {role}.",
+        ),
+        click.option(
+            f"--{side}-no-verify-ssl",
+            is_flag=True,
+            help=f"Do not check the TLS certificate of the {role}'s https endpoint (unsafe).",
+        ),
+        click.option(
+            f"--{side}-ca-bundle",
+            type=click.Path(dir_okay=False),
+            help=f"PEM file of the certificate authorities trusted for the {role}'s https "
+            "endpoint [AWS_CA_BUNDLE, the profile's ca_bundle, REQUESTS_CA_BUNDLE, certifi].",
+        ),
+        click.option(
+            f"--{side}-bucket-names",
+            type=click.Choice(["strict", "relaxed"]),
+            help=f"Bucket naming rules of the {role}: S3's [strict], or relaxed for stores "
+            "that allow other names (capitals, underscores).",
+        ),
+        click.option(
+            f"--{side}-allow-http",
+            is_flag=True,
+            help=f"Allow a plain http endpoint for the {role} beyond this machine's addresses.",
+        ),
+        click.option(
+            f"--{side}-requester-pays",
+            is_flag=True,
+            default=None,
+            help=f"The {role} bucket is requester-pays: this side's account pays for requests.",
+        ),
+        click.option(
+            f"--{side}-checksum-algorithm",
+            *(["--checksum-algorithm"] if side == "dst" else []),
+            f"{side}_checksum_algorithm",
+            metavar="auto|MD5|CRC32C|CRC32|CRC64NVME|SHA1|SHA256",
+            help=(
+                "Additional checksum of every write: auto (the source's own) [auto], MD5 "
+                "(Content-MD5 only, for stores that reject newer checksum headers), or one "
+                "algorithm."
+                if side == "dst"
+                else "auto: ask the source for its additional checksums [auto]; MD5: never "
+                "(for stores that reject the header)."
+            ),
+        ),
+    ]
+
+
+PAIR_OPTIONS = [
+    click.argument("src", required=False),
+    click.argument("dst", required=False),
+    click.option(
+        "--config",
+        "config_file",
+        type=click.Path(path_type=Path),
+        help="TOML file with [[pairs]], [source], [destination] and transfer settings.",
+    ),
+    *side_options("src", "source"),
+    *side_options("dst", "destination"),
+    click.option(
+        "--ignore-file",
+        type=click.Path(path_type=Path),
+        help="Shell-style patterns, one a line, matched against 'bucket/key'.",
+    ),
+]
+
+
+def pair_flags(
+    src: str | None,
+    dst: str | None,
+    config_file: Path | None,
+    ignore_file: Path | None,
+    options: dict[str, Any],
+    *,
+    db_path: Path | None = None,
+    delete: bool = False,
+    force: bool = False,
+    max_delete: float = 10.0,
+) -> Flags:
+    """The loader's flags from a command's arguments: the pair options, and in `options` the
+    side and transfer options click gave by name (those a command lacks count as not given).
+    """
+    return Flags(
+        src=src,
+        dst=dst,
+        config_file=config_file,
+        ignore_file=ignore_file,
+        db_path=db_path,
+        source=_side_flags(options, "src"),
+        destination=_side_flags(options, "dst"),
+        transfer=_transfer_flags(options),
+        delete=delete,
+        force=force,
+        max_delete=max_delete,
+    )
+
+
+def _side_flags(options: dict[str, Any], prefix: str) -> SideFlags:
+    return SideFlags(
+        profile=options[f"{prefix}_profile"],
+        endpoint_url=options[f"{prefix}_endpoint_url"],
+        region=options[f"{prefix}_region"],
+        path_style=options[f"{prefix}_path_style"],
+        verify_ssl=False if options[f"{prefix}_no_verify_ssl"] else None,
+        allow_http=True if options[f"{prefix}_allow_http"] else None,
+        requester_pays=options[f"{prefix}_requester_pays"],
+        checksum_algorithm=options[f"{prefix}_checksum_algorithm"],
+        ca_bundle=options[f"{prefix}_ca_bundle"],
+        bucket_names=options[f"{prefix}_bucket_names"],
+        # Write options are the destination's; they are written without a side's prefix.
+        sse=options.get("sse") if prefix == "dst" else None,
+        sse_kms_key_id=options.get("sse_kms_key_id") if prefix == "dst" else None,
+        acl=options.get("acl") if prefix == "dst" else None,
+    )
+
+
+def _transfer_flags(options: dict[str, Any]) -> TransferFlags:
+    return TransferFlags(
+        workers=options.get("workers"),
+        part_threads=options.get("part_threads"),
+        part_size=options.get("part_size"),
+        resumable_threshold=options.get("resumable_threshold"),
+        memory_limit=options.get("memory_limit"),
+        storage_class=options.get("storage_class"),
+        max_attempts=options.get("max_attempts"),
+        listing_threads=options.get("listing_threads"),
+        bandwidth_limit=options.get("bandwidth_limit"),
+        min_rate=options.get("min_rate"),
+        compare=options.get("compare"),
+        copy_tags=False if options.get("no_tags") else None,
+        server_side_copy=False if options.get("no_server_side_copy") else None,
+        relay=False if options.get("no_relay") else None,
+        all_versions=True if options.get("all_versions") else None,
+        update_properties=True if options.get("update_properties") else None,
+    )
+
+
+__all__ = ["PAIR_OPTIONS", "RATE", "SIZE", "AmountParam", "pair_flags", "side_options"]

@@ -1,0 +1,444 @@
+"""The settings loader: every entry point's settings, from four layers, each over the ones
+before it: defaults < config file < environment < flags.
+
+- `load_settings(flags, env)`: `longbow sync` and `longbow verify`. The file is `--config`
+  (pairs, sides, transfer settings); the environment gives each side static keys; the flags
+  are the command line's.
+- `load_cluster(path, env, transfer)`: `longbow send`, `worker`, `cluster-init` and `status
+  --cluster`. The file is a cluster config file; the environment gives each side static keys;
+  the flags are `worker`'s `--workers` and `--part-threads`.
+- `load_deployment(env)`: the Lambda functions. The file is the one `LONGBOW_CONFIG` names;
+  every `LONGBOW_*` variable below may override it; there are no flags.
+
+A config file is checked on its own, as its command reads it, before the layers above it are
+laid over it. What each layer may set:
+
+========================  ==============================  ====================================
+layer                     sides                           the rest
+========================  ==============================  ====================================
+file                      [source], [destination]         [[pairs]], transfer keys, [cluster]
+environment (every path)  LONGBOW_{SRC,DST}_ACCESS_KEY_ID,
+                          _SECRET_ACCESS_KEY,
+                          _SESSION_TOKEN
+environment (Lambda)      LONGBOW_{SRC,DST}_ENDPOINT_URL,  LONGBOW_<cluster key>,
+                          _REGION, _PROFILE, _PATH_STYLE   LONGBOW_<transfer key>, LONGBOW_PAIRS
+flags                     --src-*, --dst-*                 SRC DST, transfer flags, --db, ...
+========================  ==============================  ====================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from s3longbow.config import (
+    PairSettings,
+    Settings,
+    SideSettings,
+    TransferSettings,
+    default_db_path,
+    load_config_file,
+    load_ignore_file,
+    parse_size,
+)
+from s3longbow.errors import ConfigError
+from s3longbow.stores.location import check_endpoint_url
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    from s3longbow.cluster.settings import ClusterConfig
+
+_Settings = TypeVar("_Settings", SideSettings, TransferSettings)
+
+# [cluster] settings that an environment variable LONGBOW_<NAME> may set (Lambda).
+CLUSTER_VARIABLES = (
+    "queue_url",
+    "dead_letter_queue_url",
+    "table",
+    "region",
+    "endpoint_url",
+    "visibility_timeout",
+    "max_receive_count",
+    "pairs_parameter",
+    "credentials_parameter",
+    "credentials_side",
+    "delete_removed",
+    "retry_base_seconds",
+    "retry_max_seconds",
+)
+# Transfer settings that an environment variable LONGBOW_<NAME> may set (Lambda).
+TRANSFER_VARIABLES = (
+    "workers",
+    "part_threads",
+    "part_size",
+    "resumable_threshold",
+    "memory_limit",
+    "storage_class",
+)
+# How to reach a side, from LONGBOW_{SRC,DST}_<NAME> (Lambda).
+SIDE_VARIABLES = ("endpoint_url", "region", "profile", "path_style")
+_SIZE_VARIABLES = ("part_size", "resumable_threshold", "memory_limit")
+_ENVIRONMENT = Path("<environment>")
+
+
+def _given(record: DataclassInstance) -> dict[str, Any]:
+    """The fields of a flags record that were given (not None)."""
+    return {
+        f.name: value
+        for f in dataclasses.fields(record)
+        if (value := getattr(record, f.name)) is not None
+    }
+
+
+@dataclass(frozen=True)
+class SideFlags:
+    """The command line's `--src-*` or `--dst-*` options; None: not given."""
+
+    profile: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool | None = None
+    verify_ssl: bool | None = None
+    allow_http: bool | None = None
+    requester_pays: bool | None = None
+    checksum_algorithm: str | None = None
+    ca_bundle: str | None = None
+    bucket_names: str | None = None
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    acl: str | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The SideSettings fields these flags set."""
+        return _given(self)
+
+
+@dataclass(frozen=True)
+class TransferFlags:
+    """The command line's transfer options; None: not given."""
+
+    workers: int | None = None
+    part_threads: int | None = None
+    part_size: int | None = None
+    resumable_threshold: int | None = None
+    memory_limit: int | None = None
+    storage_class: str | None = None
+    copy_tags: bool | None = None
+    listing_threads: int | None = None
+    bandwidth_limit: int | None = None
+    min_rate: int | None = None
+    max_attempts: int | None = None
+    compare: str | None = None
+    server_side_copy: bool | None = None
+    relay: bool | None = None
+    all_versions: bool | None = None
+    update_properties: bool | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The TransferSettings fields these flags set."""
+        return _given(self)
+
+
+@dataclass(frozen=True)
+class Flags:
+    """What the command line of `longbow sync` or `verify` says.
+
+    Attributes:
+        src: SRC, or None (then the config file's [[pairs]]).
+        dst: DST, or None.
+        config_file: `--config`.
+        ignore_file: `--ignore-file` (over the file's `ignore_file`).
+        db_path: `--db` (over the file's `db`).
+        source: The `--src-*` options.
+        destination: The `--dst-*` options.
+        transfer: The transfer options.
+        delete: `--delete`.
+        force: `--force` (only with `delete`).
+        max_delete: `--max-delete`, in percent.
+    """
+
+    src: str | None = None
+    dst: str | None = None
+    config_file: Path | None = None
+    ignore_file: Path | None = None
+    db_path: Path | None = None
+    source: SideFlags = field(default_factory=SideFlags)
+    destination: SideFlags = field(default_factory=SideFlags)
+    transfer: TransferFlags = field(default_factory=TransferFlags)
+    delete: bool = False
+    force: bool = False
+    max_delete: float = 10.0
+
+
+def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
+    """`longbow sync` and `verify`: defaults < `--config` < static keys from the environment <
+    flags.
+
+    Raises:
+        ConfigError: A layer holds something invalid, or nothing is named to copy.
+    """
+    file: dict[str, Any] = load_config_file(flags.config_file) if flags.config_file else {}
+    if (flags.src is None) != (flags.dst is None):
+        raise ConfigError(
+            "give both SRC and DST, or neither (with --config listing [[pairs]])",
+            hint="longbow sync s3://source-bucket/prefix s3://destination-bucket/prefix",
+        )
+    pairs: tuple[PairSettings, ...] = (
+        (PairSettings(flags.src, flags.dst),)
+        if flags.src is not None and flags.dst is not None
+        else tuple(file.get("pairs", ()))
+    )
+    if not pairs:
+        raise ConfigError(
+            "nothing to copy: no SRC and DST given and no [[pairs]] in a config file",
+            hint="longbow sync SRC DST, or longbow sync --config pairs.toml",
+        )
+    transfer = dataclasses.replace(TransferSettings(), **file.get("transfer", {}))
+    if flags.config_file and file.get("transfer"):
+        try:  # name the file when its own settings are what is wrong
+            transfer.validate()
+        except ConfigError as exc:
+            raise ConfigError(
+                f"config file {flags.config_file}: {exc.message}", hint=exc.hint
+            ) from None
+    transfer = dataclasses.replace(transfer, **flags.transfer.changes())
+    transfer.validate()
+    sides = []
+    for prefix, table, side_flags in (
+        ("src", file.get("source", {}), flags.source),
+        ("dst", file.get("destination", {}), flags.destination),
+    ):
+        side = _layered(SideSettings(**table), keys_from_environment(env, prefix.upper()))
+        side = _layered(side, side_flags.changes())
+        check_endpoint_url(
+            side.endpoint_url, allow_http=side.allow_http, flag=f"--{prefix}-allow-http"
+        )
+        sides.append(side.validate(prefix))
+    ignore_path = flags.ignore_file or file.get("ignore_file")
+    settings = Settings(
+        pairs=pairs,
+        source=sides[0],
+        destination=sides[1],
+        transfer=transfer,
+        ignore_patterns=load_ignore_file(ignore_path) if ignore_path else (),
+        db_path=flags.db_path or file.get("db") or default_db_path(),
+    )
+    if flags.force and not flags.delete:
+        raise ConfigError("--force only goes with --delete")
+    return dataclasses.replace(
+        settings,
+        delete=flags.delete,
+        force=flags.force,
+        max_delete_fraction=flags.max_delete / 100,
+    )
+
+
+def load_cluster(
+    path: Path, env: Mapping[str, str], transfer: TransferFlags | None = None
+) -> ClusterConfig:
+    """`longbow send`, `worker`, `cluster-init`, `status --cluster`: defaults < the cluster
+    config file < static keys from the environment < `transfer` flags.
+
+    Raises:
+        ConfigError: The file is missing or invalid, an endpoint is plain http to another
+            machine without `allow_http`, or the keys in the environment are half set.
+    """
+    from s3longbow.cluster.settings import load_cluster_config
+
+    config = load_cluster_config(path)
+    sides = []
+    for name, prefix, side in (
+        ("source", "SRC", config.source),
+        ("destination", "DST", config.destination),
+    ):
+        side = _layered(side, keys_from_environment(env, prefix))
+        check_endpoint_url(
+            side.endpoint_url, allow_http=side.allow_http, flag=f"allow_http = true in [{name}]"
+        )
+        sides.append(side)
+    config = dataclasses.replace(config, source=sides[0], destination=sides[1])
+    changes = transfer.changes() if transfer is not None else {}
+    if changes:
+        settings = dataclasses.replace(config.transfer, **changes)
+        settings.validate()
+        config = dataclasses.replace(config, transfer=settings)
+    return config
+
+
+def load_deployment(env: Mapping[str, str]) -> ClusterConfig:
+    """A Lambda function's settings: defaults < the file `LONGBOW_CONFIG` names (checked as
+    `longbow worker` reads it) < every `LONGBOW_*` variable.
+
+    The endpoints are checked when the stores open, not here.
+
+    Raises:
+        ConfigError: A value is invalid, or no queue or no pairs are named.
+    """
+    from s3longbow.cluster.config import ClusterSettings, parse_cluster_table
+    from s3longbow.cluster.settings import ClusterConfig, check_pairs, load_cluster_config
+
+    path = env.get("LONGBOW_CONFIG")
+    base = load_cluster_config(Path(path)) if path else None
+
+    table: dict[str, Any] = {}
+    if base is not None:
+        table = {
+            k: (v.value if hasattr(v, "value") else v)
+            for k, v in dataclasses.asdict(base.cluster).items()
+            if v is not None
+        }
+    defaults = ClusterSettings()
+    for name in CLUSTER_VARIABLES:
+        variable = f"LONGBOW_{name.upper()}"
+        if variable in env:
+            table[name] = env_value(env[variable], getattr(defaults, name), variable)
+    if "queue_url" in table:
+        table.pop("queue_name", None)
+    cluster = parse_cluster_table(table, _ENVIRONMENT)
+
+    transfer = _layered(base.transfer if base else TransferSettings(), _transfer_variables(env))
+    transfer.validate()
+
+    pairs = base.pairs if base else ()
+    if "LONGBOW_PAIRS" in env:
+        pairs = _pairs_variable(env["LONGBOW_PAIRS"])
+    if cluster.pairs_parameter:
+        pairs = ()
+    elif not pairs:
+        raise ConfigError(
+            "no pairs to copy",
+            hint="set LONGBOW_PAIRS, LONGBOW_PAIRS_PARAMETER, or [[pairs]] in LONGBOW_CONFIG",
+        )
+    check_pairs(pairs, "LONGBOW_PAIRS")
+
+    sides = []
+    for prefix, side in (
+        ("SRC", base.source if base else SideSettings()),
+        ("DST", base.destination if base else SideSettings()),
+    ):
+        side = _layered(side, _side_variables(env, prefix))
+        sides.append(_layered(side, keys_from_environment(env, prefix)))
+    return ClusterConfig(
+        cluster=cluster,
+        source=sides[0],
+        destination=sides[1],
+        transfer=transfer,
+        pairs=pairs,
+        ignore_patterns=base.ignore_patterns if base else (),
+    )
+
+
+def keys_from_environment(env: Mapping[str, str], prefix: str) -> dict[str, Any]:
+    """Static keys from LONGBOW_{prefix}_ACCESS_KEY_ID and friends, when they are set.
+
+    Raises:
+        ConfigError: Only one of the key id and the secret key is set.
+    """
+    key = env.get(f"LONGBOW_{prefix}_ACCESS_KEY_ID")
+    secret = env.get(f"LONGBOW_{prefix}_SECRET_ACCESS_KEY")
+    if bool(key) != bool(secret):
+        raise ConfigError(
+            f"LONGBOW_{prefix}_ACCESS_KEY_ID and LONGBOW_{prefix}_SECRET_ACCESS_KEY must be set "
+            "together",
+        )
+    if not key:
+        return {}
+    return {
+        "access_key_id": key,
+        "secret_access_key": secret,
+        "session_token": env.get(f"LONGBOW_{prefix}_SESSION_TOKEN") or None,
+    }
+
+
+def env_value(text: str, like: object, variable: str) -> Any:
+    """An environment variable's value converted to the type of `like`.
+
+    Raises:
+        ConfigError: The text is not a value of that type (naming the variable).
+    """
+    try:
+        if isinstance(like, bool):
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(text)
+        if isinstance(like, int):
+            return int(text)
+        if isinstance(like, float):
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"{variable}={text!r} is not a valid {type(like).__name__}") from None
+    return text
+
+
+def _layered(settings: _Settings, changes: Mapping[str, Any]) -> _Settings:
+    """`settings` with the fields a layer sets replaced."""
+    return dataclasses.replace(settings, **changes) if changes else settings
+
+
+def _transfer_variables(env: Mapping[str, str]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for name in TRANSFER_VARIABLES:
+        variable = f"LONGBOW_{name.upper()}"
+        if variable not in env:
+            continue
+        if name in _SIZE_VARIABLES:
+            changes[name] = parse_size(env[variable], what=variable)
+        elif name == "storage_class":
+            changes[name] = env[variable]
+        else:
+            changes[name] = env_value(env[variable], 1, variable)
+    return changes
+
+
+def _side_variables(env: Mapping[str, str], prefix: str) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for name in SIDE_VARIABLES:
+        variable = f"LONGBOW_{prefix}_{name.upper()}"
+        if variable not in env:
+            continue
+        if name == "path_style":
+            changes[name] = env_value(env[variable], False, variable)
+        else:
+            changes[name] = env[variable] or None
+    return changes
+
+
+def _pairs_variable(text: str) -> tuple[PairSettings, ...]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ConfigError("LONGBOW_PAIRS is not JSON") from None
+    if not isinstance(value, list) or not all(
+        isinstance(p, dict)
+        and set(p) == {"src", "dst"}
+        and all(isinstance(v, str) for v in p.values())
+        for p in value
+    ):
+        raise ConfigError(
+            'LONGBOW_PAIRS must be a JSON list of {"src", "dst"} objects',
+            hint='e.g. [{"src": "s3://source/prefix/", "dst": "s3://destination/prefix/"}]',
+        )
+    return tuple(PairSettings(p["src"], p["dst"]) for p in value)
+
+
+__all__ = [
+    "CLUSTER_VARIABLES",
+    "SIDE_VARIABLES",
+    "TRANSFER_VARIABLES",
+    "Flags",
+    "SideFlags",
+    "TransferFlags",
+    "env_value",
+    "keys_from_environment",
+    "load_cluster",
+    "load_deployment",
+    "load_settings",
+]

@@ -1,0 +1,126 @@
+"""The pairs of a run with their stores open: what planning, copying, `verify` and `send`
+work on. Opening checks every store once (fail fast on bad input) and closing closes each
+store once, however many pairs share it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from s3longbow.config import Settings, SideSettings
+from s3longbow.errors import ConfigError
+from s3longbow.stores import open_store
+from s3longbow.stores.base import ObjectStore, ReorderableListing
+from s3longbow.stores.location import Location, parse_location
+
+
+@dataclass(frozen=True)
+class PairRuntime:
+    """A pair with its stores opened."""
+
+    index: int
+    src: Location
+    dst: Location
+    src_store: ObjectStore
+    dst_store: ObjectStore
+
+    @property
+    def src_prefix(self) -> str:
+        return self.src.prefix
+
+    @property
+    def dst_prefix(self) -> str:
+        return self.dst.prefix
+
+    @property
+    def ignore_bucket(self) -> str:
+        """What ignore patterns see before the key: the bucket, or the directory path."""
+        return self.src.bucket if self.src.is_s3 else str(self.src.root)
+
+
+def run_signature(settings: Settings) -> str:
+    """A run is identified by its pairs and endpoints: the same command continues it."""
+    body = json.dumps(
+        {
+            "pairs": [[p.src, p.dst] for p in settings.pairs],
+            "src": settings.source.endpoint_url,
+            "dst": settings.destination.endpoint_url,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+@contextmanager
+def open_pairs(settings: Settings, *, read_only: bool = False) -> Iterator[list[PairRuntime]]:
+    """Parse and open every pair's stores, checking each once; close them all at the end
+    (also when opening one fails).
+
+    Args:
+        settings: The pairs and how to reach each side.
+        read_only: Nothing will be written (a dry run, `verify`): a missing local destination
+            lists as empty instead of being created.
+
+    Raises:
+        ConfigError: No pairs, or a pair copies a location onto itself.
+        FatalError: A store cannot be used (its check failed).
+    """
+    if not settings.pairs:
+        raise ConfigError(
+            "nothing to copy: no source and destination given",
+            hint="run `longbow sync SRC DST`, or list [[pairs]] in a --config file",
+        )
+    t = settings.transfer
+    connections = t.workers + t.workers * t.part_threads + 4
+    stores: dict[tuple[str, str], ObjectStore] = {}
+
+    def store_for(location: Location, side: SideSettings, role: str) -> ObjectStore:
+        ident = (role, location.bucket if location.is_s3 else str(location.root))
+        if ident not in stores:
+            stores[ident] = open_store(
+                location,
+                side,
+                destination=role == "dst",
+                max_connections=connections,
+                read_only=read_only,
+                min_rate=t.min_rate,
+            )
+            stores[ident].check()
+        return stores[ident]
+
+    try:
+        pairs = []
+        for i, pair in enumerate(settings.pairs):
+            src, dst = parse_location(pair.src), parse_location(pair.dst)
+            if not src.is_s3 and not dst.is_s3 and src.root == dst.root:
+                raise ConfigError("source and destination are the same directory")
+            if (
+                src.is_s3
+                and dst.is_s3
+                and (src.bucket, src.prefix) == (dst.bucket, dst.prefix)
+                and (settings.source.endpoint_url == settings.destination.endpoint_url)
+            ):
+                raise ConfigError("source and destination are the same location")
+            src_store = store_for(src, settings.source, "src")
+            dst_store = store_for(dst, settings.destination, "dst")
+            match_listing_orders(src_store, dst_store)
+            pairs.append(PairRuntime(i, src, dst, src_store, dst_store))
+        yield pairs
+    finally:
+        for store in stores.values():
+            store.close()
+
+
+def match_listing_orders(src: ObjectStore, dst: ObjectStore) -> None:
+    """A store that can list in either order (a directory) lists as the one on the other side
+    of the pair does (a bucket)."""
+    if isinstance(src, ReorderableListing) and not isinstance(dst, ReorderableListing):
+        src.use_listing_order(dst.capabilities.listing_order)
+    if isinstance(dst, ReorderableListing) and not isinstance(src, ReorderableListing):
+        dst.use_listing_order(src.capabilities.listing_order)
+
+
+__all__ = ["PairRuntime", "match_listing_orders", "open_pairs", "run_signature"]
