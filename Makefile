@@ -21,6 +21,7 @@ demo: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests scripts bench deploy testkit
 	$(BIN)/ruff format --check src tests scripts bench deploy testkit
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest

@@ -14,7 +14,6 @@ from s3longbow.checksums import normalise_algorithm
 
 # The `[cluster]` table's settings live in s3longbow.cluster.config (a leaf); the name stays
 # importable from here for the modules that still import it from here.
-from s3longbow.cluster.config import ClusterSettings
 from s3longbow.errors import ConfigError
 
 KiB = 1024
@@ -414,7 +413,6 @@ def load_ignore_file(path: Path) -> tuple[str, ...]:
 
 
 __all__ = [
-    "ClusterSettings",
     "GiB",
     "KiB",
     "MAX_PARTS",

@@ -1,6 +1,7 @@
 """Exception tree. Each error says how far its damage reaches, so callers know what to do.
 
 LongbowError                 base; carries a user-facing hint
+├── Interrupted              the run is shutting down: the job goes back untouched
 ├── ConfigError              bad input from the user: stop before doing anything
 ├── FatalError               the run cannot go on (bad credentials, missing bucket)
 │   ├── CredentialsRejectedError  the server refused the request's signature or keys
@@ -9,10 +10,16 @@ LongbowError                 base; carries a user-facing hint
     ├── TransientError       worth retrying (timeouts, resets, 5xx, short reads)
     │   ├── UploadMissingError   the multipart upload vanished: start a new one
     │   ├── ReplyLostError   the request went out but its reply was lost: it may have acted
-    │   └── ClockSkewError   the server refused this machine's clock
+    │   ├── ClockSkewError   the server refused this machine's clock
+    │   └── VerificationError    the bytes copied do not match the source's fingerprint
     └── PermanentError       retrying will not help (source gone, access denied, bad key)
+        ├── ChecksumNotConfirmedError  a part's checksum came back unconfirmed
         ├── SourceChangedError   the pinned source identity no longer matches
         └── UnsafeKeyError       a key that cannot be mapped safely onto a filesystem
+
+Lower layers raise their own exceptions only inside their package (the HTTP/1.1 reader's
+framing errors, a conditional write that did not hold); each is turned into one of these at
+the package's edge, with what it was doing.
 """
 
 from __future__ import annotations
@@ -33,6 +40,10 @@ class LongbowError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class Interrupted(LongbowError):
+    """The run is shutting down; the job goes back to the queue untouched."""
 
 
 class ConfigError(LongbowError):
@@ -79,6 +90,10 @@ class ReplyLostError(TransientError):
     twice, such as starting a multipart upload)."""
 
 
+class VerificationError(TransientError):
+    """The bytes copied do not match the source's fingerprint."""
+
+
 class ClockSkewError(TransientError):
     """The server refused a request for the time it was signed at (RequestTimeTooSkewed).
 
@@ -113,6 +128,7 @@ __all__ = [
     "ConfigError",
     "CredentialsRejectedError",
     "FatalError",
+    "Interrupted",
     "LongbowError",
     "ObjectError",
     "PermanentError",
@@ -121,5 +137,6 @@ __all__ = [
     "TransientError",
     "UnsafeKeyError",
     "UploadMissingError",
+    "VerificationError",
     "WrongRegionError",
 ]

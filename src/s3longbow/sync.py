@@ -25,13 +25,14 @@ from s3longbow.pairs import PairRuntime, open_pairs, run_signature
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.planner import CountingSink, PlanCounts, PlanSink, PlanTotals, plan_pair
-from s3longbow.plan.unstorable import answers_for, renamed_reason
+from s3longbow.plan.unstorable import answers_for
 from s3longbow.progress.stats import Stats
 from s3longbow.stores.base import CurrentVersionListing
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
 from s3longbow.transfer.properties import PropertyReport, PropertyUpdater
+from s3longbow.verdicts import renamed_reason
 from s3longbow.worker.loop import Worker
 
 log = logging.getLogger(__name__)

@@ -28,9 +28,10 @@ from s3longbow.plan.diff import Action, diff
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.listing import list_concurrently, read_ahead
 from s3longbow.plan.order import order_key, resorted
-from s3longbow.plan.unstorable import EMPTIED, RENAMED, UNSTORABLE, answers_for, kept_without_bytes
+from s3longbow.plan.unstorable import answers_for
 from s3longbow.stores.base import ObjectStore
-from s3longbow.transfer.engine import is_md5_etag
+from s3longbow.transfer.proof import is_md5_etag
+from s3longbow.verdicts import EMPTIED, RENAMED, UNSTORABLE, kept_without_bytes
 
 _CHUNK = 8 * 1024 * 1024
 MAX_LISTED = 100_000  # keys kept per category for the report; counts are always complete

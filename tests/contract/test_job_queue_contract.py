@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import pytest
 
 from longbow_testkit.servers import LocalServer
+from s3longbow.cluster.config import ClusterSettings
 from s3longbow.cluster.dynamodb import JobTable
 from s3longbow.cluster.jobqueue import ClusterJobQueue, SqsSource
 from s3longbow.cluster.messages import JobSpec, encode_jobs, job_id
@@ -39,7 +40,7 @@ from s3longbow.cluster.metrics import ClusterCounters
 from s3longbow.cluster.provision import create_table
 from s3longbow.cluster.sqs import MessageQueue, ensure_queues
 from s3longbow.cluster.stores import Copiers, StoreCache
-from s3longbow.config import ClusterSettings, MiB, SideSettings, TransferSettings
+from s3longbow.config import MiB, SideSettings, TransferSettings
 from s3longbow.jobs.base import JobQueue
 from s3longbow.jobs.sqlite import JobDatabase, PlannedCopy, SqliteQueue, new_owner_id
 from s3longbow.model import Job, JobResult, JobState, ObjectInfo

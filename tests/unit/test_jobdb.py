@@ -22,7 +22,7 @@ from s3longbow.jobs.sqlite import (
     new_owner_id,
 )
 from s3longbow.model import JobResult, JobState, ObjectInfo, can_transition
-from s3longbow.plan.unstorable import renamed_reason
+from s3longbow.verdicts import renamed_reason
 
 
 @pytest.fixture()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from s3longbow.errors import ObjectError
 from s3longbow.model import ObjectInfo
-from s3longbow.plan.unstorable import (
-    answers_for,
+from s3longbow.plan.unstorable import answers_for
+from s3longbow.verdicts import (
     emptied_reason,
     is_unstorable,
     kept_without_bytes,

@@ -139,9 +139,17 @@ def run_json(db: JobDatabase, run: Run) -> dict[str, object]:
     }
 
 
+def _pairs_of(run: Run) -> list[tuple[str, str]]:
+    """The (source, destination) pairs a run's description records."""
+    recorded = run.description.get("pairs")
+    if not isinstance(recorded, list):
+        return []
+    return [(str(pair[0]), str(pair[1])) for pair in recorded if len(pair) == 2]
+
+
 def status(console: Console, db: JobDatabase, run: Run) -> None:
     totals = db.totals(run.id)
-    pairs = ", ".join(f"{s} -> {d}" for s, d in run.description.get("pairs", []))  # type: ignore[union-attr]
+    pairs = ", ".join(f"{s} -> {d}" for s, d in _pairs_of(run))
     table = new_table(title=f"Run {run.id}: {escape(pairs)}", title_justify="left")
     table.add_column("state")
     table.add_column("jobs", justify="right")
@@ -162,7 +170,7 @@ def runs_table(console: Console, db: JobDatabase, runs: list[Run]) -> None:
         table.add_column(column)
     for run in runs:
         totals = db.totals(run.id)
-        pairs = "; ".join(f"{s} -> {d}" for s, d in run.description.get("pairs", []))  # type: ignore[union-attr]
+        pairs = "; ".join(f"{s} -> {d}" for s, d in _pairs_of(run))
         table.add_row(
             str(run.id),
             escape(pairs),

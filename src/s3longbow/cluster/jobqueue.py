@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from s3longbow.config import ClusterSettings
+from s3longbow.cluster.config import ClusterSettings
 from s3longbow.errors import LongbowError, PermanentError
 from s3longbow.model import Job, JobId, JobResult, JobState, ObjectInfo
 from s3longbow.plan.ignore import IgnoreRules

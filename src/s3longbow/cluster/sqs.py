@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from s3longbow.config import ClusterSettings
+from s3longbow.cluster.config import ClusterSettings
 from s3longbow.errors import ConfigError, FatalError, TransientError
 
 from .aws import error_code, translate, translated

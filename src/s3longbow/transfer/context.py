@@ -9,7 +9,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from s3longbow.config import TransferSettings
-from s3longbow.errors import LongbowError, TransientError
+from s3longbow.errors import Interrupted, VerificationError
 from s3longbow.jobs.base import UploadLedger
 from s3longbow.model import Job, ObjectProperties
 from s3longbow.progress.stats import Stats
@@ -17,14 +17,6 @@ from s3longbow.stores.base import ObjectStore
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.proof import Link
-
-
-class Interrupted(LongbowError):
-    """The run is shutting down; the job goes back to the queue untouched."""
-
-
-class VerificationError(TransientError):
-    """The bytes copied do not match the source's fingerprint."""
 
 
 @dataclass

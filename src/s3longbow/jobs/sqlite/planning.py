@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlite3 import Connection
 
 from s3longbow.model import ObjectInfo
-from s3longbow.plan.unstorable import emptied_reason, is_unstorable, kept_without_bytes
+from s3longbow.verdicts import emptied_reason, is_unstorable, kept_without_bytes
 
 from .file import SqliteFile
 from .schema import RUN_COLUMNS, Run, RunRow, run_from_row

@@ -4,7 +4,7 @@ destination cannot store, and single jobs by key."""
 from __future__ import annotations
 
 from s3longbow.model import Job, JobState
-from s3longbow.plan.unstorable import UNSTORABLE
+from s3longbow.verdicts import UNSTORABLE
 
 from .file import SqliteFile
 from .schema import JOB_COLUMNS, JobRow, job_from_row
