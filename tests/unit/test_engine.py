@@ -438,16 +438,29 @@ def test_a_destination_that_encrypts_gets_our_md5s_on_every_part() -> None:
     assert r.dst.guards == ["crc"] * 3  # the MD5 of all the bytes proves them
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=VerificationError,
-    reason="a multipart source copied with its own parts is proven by the destination's part "
-    "ETags, which under KMS look like MD5s but are none: the proof fails every time",
-)
 def test_a_multipart_source_copied_into_kms_is_proven_by_our_part_md5s() -> None:
     r = rig(dst=MemoryStore("dst", capabilities=KMS))
     r.src.add("mp", data(12 * MiB), part_sizes=[PART, PART, 2 * MiB])
     assert verdict(r.copy(r.src.job("mp"))) == (True, "source-etag")
+    assert r.dst.data("mp") == r.src.data("mp")
+    # Every part went with its Content-MD5, checked by the destination as it arrived.
+    assert r.dst.guards == ["md5"] * 3
+
+
+def test_a_copy_into_kms_resumes_from_the_parts_recorded_reading_them_again() -> None:
+    r = rig(dst=MemoryStore("dst", capabilities=KMS))
+    r.src.add("mp", data(12 * MiB), part_sizes=[PART, PART, 2 * MiB])
+    job = r.src.job("mp")
+    fail_reads_at(r.src, 2 * PART)
+    with pytest.raises(PermanentError):
+        r.copier.copy(job)
+    r.src.calls.clear()
+    result = r.copy(job)
+    # The recorded parts are read for their MD5s (their ETags are none) but not sent again.
+    assert r.src.count("get") == 3
+    assert (result.bytes_sent, result.bytes_reused) == (2 * MiB, 2 * PART)
+    assert verdict(result) == (True, "source-etag")
+    assert r.dst.data("mp") == r.src.data("mp")
 
 
 def test_a_server_copy_of_a_source_without_md5_is_unverified() -> None:

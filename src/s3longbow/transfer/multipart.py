@@ -23,7 +23,7 @@ from s3longbow.transfer import upload
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.context import Attempt, Context, Interrupted, VerificationError
 from s3longbow.transfer.digests import OrderedHash, PartSums
-from s3longbow.transfer.proof import CopyMethod, PartCheck, Proof, is_md5_etag
+from s3longbow.transfer.proof import CopyMethod, PartCheck, Proof, is_md5_etag, multipart_etag
 from s3longbow.transfer.sizing import part_count, part_range
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def copy_multipart(
         ctx, job, method, opened.upload_id, attempt, expected, frozenset(unrecorded)
     )
     # Reused parts are read again (not sent) only when a proof or a checksum needs them.
-    reread = copy.hasher is not None or copy.sums is not None
+    reread = copy.hasher is not None or copy.sums is not None or copy.md5s is not None
     numbers = [n for n in range(1, count + 1) if reread or n not in reusable]
     try:
         done = copy.run_parts(numbers)
@@ -101,6 +101,8 @@ class MultipartCopy:
             when kept).
         hasher: The hash of all the bytes in part order, where the proof is one.
         sums: The checksums of each part, where the proof or the writes need them.
+        md5s: The MD5 of each part's bytes, where they prove the copy instead of the
+            destination's part ETags (which are no MD5s under KMS encryption).
         cancel: Set when a part failed: the others stop.
     """
 
@@ -113,6 +115,7 @@ class MultipartCopy:
     unrecorded: frozenset[int] = frozenset()
     hasher: OrderedHash | None = None
     sums: PartSums | None = None
+    md5s: dict[int, str] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -139,6 +142,7 @@ class MultipartCopy:
             unrecorded=unrecorded,
             hasher=OrderedHash(algorithm) if algorithm is not None else None,
             sums=PartSums(algorithms) if algorithms else None,
+            md5s={} if _md5s_prove(ctx, method) else None,
         )
 
     def discard(self) -> None:
@@ -223,7 +227,9 @@ class MultipartCopy:
                 etag = self._upload_crc_part(number, data, guard)
             if etag is None:
                 md5 = hashlib.md5(data).digest()
-                if expected_etag is not None and md5.hex() == expected_etag:
+                if self.md5s is not None:
+                    self.md5s[number] = md5.hex()
+                if expected_etag is not None and self._kept(number, md5, expected_etag):
                     # A reused part is valid; one the ledger did not know is recorded now.
                     if number in self.unrecorded:
                         ctx.ledger.record_part(job, self.upload_id, number, length, expected_etag)
@@ -254,6 +260,15 @@ class MultipartCopy:
         finally:
             if not fed:
                 release()
+
+    def _kept(self, number: int, md5: bytes, expected_etag: str) -> bool:
+        """Whether the part the destination holds is these bytes: its ETag is their MD5; or,
+        where its ETags are no MD5s (KMS), the ledger recorded it, after the destination had
+        checked it against the Content-MD5 of the same pinned source's bytes (a part the
+        ledger never heard of cannot be told from another upload's, and is sent again)."""
+        if self.md5s is not None:
+            return number not in self.unrecorded
+        return md5.hex() == expected_etag
 
     def _relay_part(self, number: int, start: int, length: int) -> str | None:
         """Relay a part from the source to the destination; its ETag, or None when the source's
@@ -321,6 +336,20 @@ class MultipartCopy:
         """
         job, method = self.job, self.method
         by_etags = method.proof is Proof.SOURCE_ETAG
+        if self.md5s is not None:
+            # Our MD5s of the parts, each checked by the destination as it arrived, stand for
+            # the part ETags it cannot give; a mismatch cannot show which part to send again.
+            ours, theirs = (
+                multipart_etag([bytes.fromhex(self.md5s[p.number]) for p in parts]),
+                job.etag or "",
+            )
+            if ours != theirs:
+                upload.abort(self.ctx, job, self.upload_id)
+                raise VerificationError(
+                    f"{self.ctx.src.describe(job.src_key)}: the parts read give ETag {ours}, "
+                    f"the source's is {theirs}"
+                )
+            return True, method.name
         if by_etags and not all(is_md5_etag(p.etag) for p in parts):
             return False, "the destination's part ETags are not MD5s"
         if method.proof not in (Proof.SOURCE_ETAG, Proof.SOURCE_MD5, Proof.SOURCE_CHECKSUM):
@@ -360,6 +389,12 @@ class MultipartCopy:
             self.attempt.notes.append(f"parts {resent} were read corrupted and sent again")
         parts[:] = [fixed[p.number] for p in parts]
         return again
+
+
+def _md5s_prove(ctx: Context, method: CopyMethod) -> bool:
+    """A source copied with its own part boundaries is proven by its parts' MD5s; where the
+    destination encrypts with KMS its part ETags are no MD5s, so ours are kept instead."""
+    return method.proof is Proof.SOURCE_ETAG and ctx.dst_encrypts
 
 
 def _fingerprint(
