@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from s3longbow.checksums import normalise_algorithm
 
@@ -83,6 +83,11 @@ def format_size(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover - loop always returns
 
 
+# When an object present at the destination is copied again (see plan/diff.py).
+CompareMode = Literal["size", "etag", "mtime", "version"]
+COMPARE_MODES: tuple[CompareMode, ...] = ("size", "etag", "mtime", "version")
+# What planning compares: a mode, or "history" (every key, its versions compared by its job).
+PlanCompare = Literal["size", "etag", "mtime", "version", "history"]
 CHECKSUM_POLICIES = ("auto", "MD5")
 BUCKET_NAMING = ("strict", "relaxed")  # S3's bucket naming rules, or other stores' looser ones
 SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
@@ -204,14 +209,14 @@ class TransferSettings:
     max_attempts: int = 3
     part_attempts: int = 5
     lease_seconds: float = 120.0
-    compare: str = "size"  # when a present destination object is replaced: size|etag|mtime
+    compare: CompareMode = "size"  # when a present destination object is replaced
     server_side_copy: bool = True  # copy on the server when one endpoint and account hold both
     relay: bool = True  # between plain-HTTP endpoints, move unchecked bytes inside the kernel
     all_versions: bool = False  # copy every version of each key, oldest first
     update_properties: bool = False  # fix properties and tags of objects already copied
 
     @property
-    def planning_compare(self) -> str:
+    def planning_compare(self) -> PlanCompare:
         """The comparison planning uses: with all versions, every key's history is compared
         when its job runs, so every key is planned."""
         return "history" if self.all_versions else self.compare
@@ -244,7 +249,7 @@ class TransferSettings:
                 "bwlimit is below 1 KiB/s",
                 hint="give a rate such as 200MiB/s (or leave it out for no limit)",
             )
-        if self.compare not in ("size", "etag", "mtime", "version"):
+        if self.compare not in COMPARE_MODES:
             raise ConfigError(
                 f"compare {self.compare!r} is not a comparison mode",
                 hint="use size (the default), etag, mtime or version",

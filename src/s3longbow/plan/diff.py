@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from s3longbow.config import PlanCompare
 from s3longbow.errors import FatalError
 from s3longbow.model import ObjectInfo
 
@@ -55,7 +56,7 @@ COMPARE_MODES = ("size", "etag", "mtime", "version", "history")
 
 
 def comparator(
-    mode: str,
+    mode: PlanCompare,
     *,
     content_etags: bool = True,
     multipart_etags: bool = True,

@@ -9,13 +9,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from s3longbow.model import ObjectInfo
-from s3longbow.stores.base import BYTES, SEGMENTS, order_key
+from s3longbow.stores.base import BYTES, SEGMENTS, ListingOrder, order_key
 
-__all__ = ["BYTES", "SEGMENTS", "order_key", "resorted"]
+__all__ = ["BYTES", "SEGMENTS", "ListingOrder", "order_key", "resorted"]
 
 
 def resorted(
-    listing: Iterable[ObjectInfo], order: str, *, folder: Path | None = None
+    listing: Iterable[ObjectInfo], order: ListingOrder, *, folder: Path | None = None
 ) -> Iterator[ObjectInfo]:
     """The listing in another order, sorted on disk (a temporary SQLite file), so memory stays
     flat however many keys there are. Used only when two stores list in different orders."""

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from s3longbow.config import PlanCompare
 from s3longbow.model import ObjectInfo
 from s3longbow.pairs import PairRuntime
 from s3longbow.plan.diff import Action, Decision, comparator, diff
@@ -124,7 +125,7 @@ def decisions(
     *,
     threads: int = 8,
     extra: Callable[[ObjectInfo], None] | None = None,
-    compare: str = "size",
+    compare: PlanCompare = "size",
     copied_version: Callable[[str], str | None] | None = None,
 ) -> Iterator[Decision]:
     """Every source object of the pair with what to do about it, in key order.
@@ -191,7 +192,7 @@ def plan_pair(
     stats: Stats | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     listing_threads: int = 8,
-    compare: str = "size",
+    compare: PlanCompare = "size",
 ) -> PlanCounts:
     """Plan one pair, handing what it finds to `sink` in batches; returns the counts.
 

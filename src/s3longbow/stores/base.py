@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from s3longbow.model import (
     Bytes,
@@ -34,11 +34,13 @@ class Relayed(Protocol):
     def __exit__(self, *exc_info: object) -> None: ...
 
 
-BYTES = "bytes"
-SEGMENTS = "segments"
+# How a store orders its listings: UTF-8 byte order (as S3), or folder by folder.
+ListingOrder = Literal["bytes", "segments"]
+BYTES: ListingOrder = "bytes"
+SEGMENTS: ListingOrder = "segments"
 
 
-def order_key(order: str) -> Callable[[str], str] | None:
+def order_key(order: ListingOrder) -> Callable[[str], str] | None:
     """The comparison key of an order (None: compare keys as they are)."""
     if order == BYTES:
         return None
@@ -71,7 +73,7 @@ class Capabilities:
 
     directory_markers: bool = True
     multipart_etag_md5: bool = True
-    listing_order: str = "bytes"
+    listing_order: ListingOrder = "bytes"
     content_etag: bool = True
     delimited_listing: bool = True
     checksums: str = "MD5"
@@ -84,7 +86,7 @@ class ReorderableListing(Protocol):
     """A store that can list in either order (a directory walk): told the order of the store
     on the other side of a pair, it lists in that one, so the two listings merge."""
 
-    def use_listing_order(self, order: str) -> None:
+    def use_listing_order(self, order: ListingOrder) -> None:
         """List in `order` ("bytes" or "segments") from now on."""
         ...
 

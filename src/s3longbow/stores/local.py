@@ -41,7 +41,7 @@ from s3longbow.model import (
     ObjectVersion,
     PartInfo,
 )
-from s3longbow.stores.base import Capabilities, ObjectStore, Relayed
+from s3longbow.stores.base import Capabilities, ListingOrder, ObjectStore, Relayed
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class LocalStore:
         self._create = create
         self._missing_ok = missing_ok
 
-    def use_listing_order(self, order: str) -> None:
+    def use_listing_order(self, order: ListingOrder) -> None:
         """List in `order` ("bytes" or "segments"), to match the store on the other side."""
         self.capabilities = dataclasses.replace(self.capabilities, listing_order=order)
 
