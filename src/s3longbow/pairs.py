@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from s3longbow.config import Settings, SideSettings
 from s3longbow.errors import ConfigError
+from s3longbow.meter import RequestMeter
 from s3longbow.stores import open_store
 from s3longbow.stores.base import ObjectStore, ReorderableListing
 from s3longbow.stores.location import Location, parse_location
@@ -55,7 +56,9 @@ def run_signature(settings: Settings) -> str:
 
 
 @contextmanager
-def open_pairs(settings: Settings, *, read_only: bool = False) -> Iterator[list[PairRuntime]]:
+def open_pairs(
+    settings: Settings, *, read_only: bool = False, meter: RequestMeter | None = None
+) -> Iterator[list[PairRuntime]]:
     """Parse and open every pair's stores, checking each once; close them all at the end
     (also when opening one fails).
 
@@ -63,6 +66,7 @@ def open_pairs(settings: Settings, *, read_only: bool = False) -> Iterator[list[
         settings: The pairs and how to reach each side.
         read_only: Nothing will be written (a dry run, `verify`): a missing local destination
             lists as empty instead of being created.
+        meter: Where the S3 stores record their replies' waits and requests to slow down.
 
     Raises:
         ConfigError: No pairs, or a pair copies a location onto itself.
@@ -87,6 +91,7 @@ def open_pairs(settings: Settings, *, read_only: bool = False) -> Iterator[list[
                 max_connections=connections,
                 read_only=read_only,
                 min_rate=t.min_rate,
+                meter=meter,
             )
             stores[ident].check()
         return stores[ident]

@@ -13,6 +13,7 @@ from concurrent.futures import Executor
 from s3longbow.config import SideSettings, TransferSettings
 from s3longbow.errors import ConfigError
 from s3longbow.jobs.base import UploadLedger
+from s3longbow.meter import RequestMeter
 from s3longbow.progress.stats import Stats
 from s3longbow.stores import open_store, parse_location
 from s3longbow.stores.base import ObjectStore
@@ -28,6 +29,8 @@ class StoreCache:
         source: How to reach source buckets.
         destination: How to reach destination buckets.
         max_connections: HTTP connections per store.
+        min_rate: Bytes per second an exchange must keep up once it flows.
+        meter: Where the stores record their replies' waits and requests to slow down.
     """
 
     def __init__(
@@ -37,10 +40,12 @@ class StoreCache:
         *,
         max_connections: int,
         min_rate: float = 0,
+        meter: RequestMeter | None = None,
     ) -> None:
         self.sides = {"src": source, "dst": destination}
         self.max_connections = max_connections
         self.min_rate = min_rate
+        self.meter = meter
         self._stores: dict[tuple[str, str], ObjectStore] = {}
         self._lock = threading.Lock()
 
@@ -64,6 +69,7 @@ class StoreCache:
             destination=role == "dst",
             max_connections=self.max_connections,
             min_rate=self.min_rate,
+            meter=self.meter,
         )
         try:
             store.check()  # a failed check is not cached: the next job tries again

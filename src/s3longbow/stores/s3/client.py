@@ -30,6 +30,7 @@ from s3longbow.errors import (
     TransientError,
     WrongRegionError,
 )
+from s3longbow.meter import RequestMeter
 from s3longbow.stores.s3 import dial, http1, signing
 from s3longbow.stores.s3.connection import (
     _NETWORK_ERRORS,
@@ -159,6 +160,7 @@ class Client:
             acknowledgement.
         checksum_mode: Ask for the object's additional checksum on whole-object reads and
             HEADs (``x-amz-checksum-mode: ENABLED``).
+        meter: Where each reply's wait and each request to slow down are recorded.
     """
 
     def __init__(
@@ -177,6 +179,7 @@ class Client:
         proxy: dial.Proxy | None = None,
         min_rate: float = 0,
         min_rate_window: float = 30.0,
+        meter: RequestMeter | None = None,
         extra_headers: dict[str, str] | None = None,
         checksum_mode: bool = False,
     ) -> None:
@@ -200,6 +203,7 @@ class Client:
         self._read_timeout = read_timeout
         self._min_rate = min_rate
         self._min_rate_window = min_rate_window
+        self._meter = meter
         self._proxy = proxy
         self._credentials = credentials
         self._signer = _make_signer(signer, credentials, region)
@@ -379,7 +383,10 @@ class Client:
                 connection = self._connection(request)
             reused = connection.uses > 0
             try:
-                return connection, self._send(connection, request, body, pace)
+                response = self._send(connection, request, body, pace)
+                if self._meter is not None and connection.waited:
+                    self._meter.record(connection.waited)
+                return connection, response
             except dial.ProxyError as exc:
                 self.drop(connection)
                 if exc.status in (401, 403, 407):  # every request would be refused the same
@@ -481,6 +488,8 @@ class Client:
         """Map an error reply onto the error tree (after reading at most 64 KiB of it)."""
         status = response.status
         body = _read_capped(response)
+        if self._meter is not None and (status in (429, 503) or b"SlowDown" in body[:512]):
+            self._meter.throttle()
         location = response.getheader("location")
         if status == 307 and location:
             return _Redirect(f"redirected to {location} (307)", location)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -188,6 +189,7 @@ class _Connection:
         "uses",
         "kept",
         "sent",
+        "waited",
         "_owned",
         "_finalizer",
         "__weakref__",
@@ -199,6 +201,7 @@ class _Connection:
         self.tls = False
         self.uses = 0
         self.sent = False  # the current request went out whole: only its reply is awaited
+        self.waited = 0.0  # seconds its reply's head took to come, once it went out
         self.kept = kept
         self._owned: list[socket.socket] = []
         # Closes the socket when the owning thread ends and drops its thread-local reference.
@@ -268,8 +271,10 @@ class _Connection:
                 raise
         else:
             self.sent = True
+            sent_at = time.monotonic()
             response = http1.Reply(stream, request.method)
             response.begin()
+            self.waited = time.monotonic() - sent_at
         self.uses += 1
         return response
 

@@ -22,6 +22,7 @@ from s3longbow.errors import (
     SourceChangedError,
     WrongRegionError,
 )
+from s3longbow.meter import RequestMeter
 from s3longbow.model import (
     Bytes,
     Checksum,
@@ -72,6 +73,8 @@ class S3Store(Listing, Uploads, Copies):
         side: Endpoint, profile, region and credentials for this side.
         max_connections: Size of the HTTP connection pool; at least the number of threads
             that use this store at once, or connections churn.
+        min_rate: Bytes per second an exchange must keep up once it flows.
+        meter: Where the data plane records its replies' waits and requests to slow down.
     """
 
     capabilities = Capabilities()
@@ -84,6 +87,7 @@ class S3Store(Listing, Uploads, Copies):
         *,
         max_connections: int = 64,
         min_rate: float = 0,
+        meter: RequestMeter | None = None,
     ) -> None:
         check_bucket_name(bucket, side.bucket_names)
         self.bucket = bucket
@@ -102,6 +106,7 @@ class S3Store(Listing, Uploads, Copies):
         self._side = side
         self._max_connections = max_connections
         self._min_rate = min_rate
+        self._meter = meter
         _check_side(side)
         # botocore's client is built on first use: creating it costs ~0.3 s of CPU (its service
         # model), and a run whose every request goes through the lean client never needs it.
@@ -168,6 +173,7 @@ class S3Store(Listing, Uploads, Copies):
             verify_tls=side.verify_ssl,
             proxy=proxy,
             min_rate=self._min_rate,
+            meter=self._meter,
             extra_headers=self._extra_headers,
             checksum_mode=self._checksum_mode,
         )

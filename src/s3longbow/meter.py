@@ -1,0 +1,66 @@
+"""What the servers' replies say about the path while a run goes: how long each request waited
+for its reply once it was sent, and how often a server asked to slow down.
+
+Stores record into a :class:`RequestMeter` the run shares; the concurrency controller reads it
+a few times a second (:mod:`s3longbow.worker.concurrency`). Recording costs one lock and one
+append per request.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from dataclasses import dataclass
+
+# Samples kept between two readings, at most: enough for a median, bounded in memory.
+_MOST_SAMPLES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The requests since the last reading.
+
+    Attributes:
+        requests: How many replies came.
+        latency: The median wait for a reply once its request was sent (seconds; 0 with no
+            reply): the round trip and the server's own time, not the bytes' transfer.
+        throttled: Replies that asked to slow down (503 SlowDown, 429).
+    """
+
+    requests: int = 0
+    latency: float = 0.0
+    throttled: int = 0
+
+
+class RequestMeter:
+    """Request latencies and throttling replies, recorded from many threads (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._samples: list[float] = []
+        self._count = 0
+        self._throttled = 0
+
+    def record(self, seconds: float) -> None:
+        """A reply came `seconds` after its request was sent whole."""
+        with self._lock:
+            self._count += 1
+            if len(self._samples) < _MOST_SAMPLES:
+                self._samples.append(seconds)
+
+    def throttle(self) -> None:
+        """A server asked to slow down."""
+        with self._lock:
+            self._throttled += 1
+
+    def take(self) -> Reading:
+        """What came since the last reading (and start counting anew)."""
+        with self._lock:
+            samples, self._samples = self._samples, []
+            count, self._count = self._count, 0
+            throttled, self._throttled = self._throttled, 0
+        latency = statistics.median(samples) if samples else 0.0
+        return Reading(count, latency, throttled)
+
+
+__all__ = ["Reading", "RequestMeter"]
