@@ -193,7 +193,10 @@ COUNT_LIMITS = {
 class TransferSettings:
     """Knobs of the transfer engine. Memory in flight is at most `memory_limit` bytes of buffers."""
 
-    workers: int = 16
+    # The most objects in flight at once. With autotune the run finds how many pay on its
+    # path, starting at 16 and never above this; without it, exactly this many run.
+    workers: int = 256
+    autotune: bool = True
     part_threads: int = 4
     part_size: int = 8 * MiB
     resumable_threshold: int = 5 * MiB
@@ -298,7 +301,14 @@ _SIDE_KEYS = {f.name for f in dataclasses.fields(SideSettings)} - {
 _SIDE_FLAGS = {"path_style", "verify_ssl", "allow_http", "requester_pays"}
 _TRANSFER_KEYS = {f.name for f in dataclasses.fields(TransferSettings)}
 _SIZE_KEYS = {"part_size", "resumable_threshold", "memory_limit", "bandwidth_limit"}
-_BOOL_KEYS = {"copy_tags", "server_side_copy", "relay", "all_versions", "update_properties"}
+_BOOL_KEYS = {
+    "autotune",
+    "copy_tags",
+    "server_side_copy",
+    "relay",
+    "all_versions",
+    "update_properties",
+}
 _TRANSFER_DEFAULTS = TransferSettings()
 TOP_KEYS = {"source", "destination", "pairs", "ignore_file", "db"} | _TRANSFER_KEYS
 

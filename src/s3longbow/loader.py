@@ -123,6 +123,7 @@ class TransferFlags:
     """The command line's transfer options; None: not given."""
 
     workers: int | None = None
+    autotune: bool | None = None
     part_threads: int | None = None
     part_size: int | None = None
     resumable_threshold: int | None = None

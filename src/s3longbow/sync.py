@@ -20,6 +20,7 @@ from s3longbow.jobs.sqlite import (
     UpsertCounts,
     new_owner_id,
 )
+from s3longbow.meter import RequestMeter
 from s3longbow.model import ObjectInfo
 from s3longbow.pairs import PairRuntime, open_pairs, run_signature
 from s3longbow.plan.diff import Decision
@@ -73,6 +74,8 @@ class SyncReport(PlanTotals):
     fatal: LongbowError | None = None
     interrupted: bool = False
     memory_limit: int = 0
+    concurrency: int = 0  # objects in flight allowed when the run ended (the tuned number)
+    concurrency_highest: int = 0
     samples: list[Decision] = field(default_factory=list)
     properties: PropertyReport | None = None  # with --update-properties
 
@@ -127,6 +130,7 @@ class SyncReport(PlanTotals):
             "interrupted": self.interrupted,
             "elapsed_seconds": round(self.elapsed, 3),
             "memory_limit_bytes": self.memory_limit,
+            "concurrency": {"final": self.concurrency, "highest": self.concurrency_highest},
             "properties": None
             if self.properties is None
             else {
@@ -199,11 +203,12 @@ def run_sync(
     t = settings.transfer
     t.validate()
     report = SyncReport(dry_run=False, memory_limit=t.memory_limit)
-    with open_pairs(settings) as pairs:
+    meter = RequestMeter()  # the stores' replies, which the workers' concurrency weighs
+    with open_pairs(settings, meter=meter) as pairs:
         _check_options(pairs, t)
         db = JobDatabase(settings.db_path)
         try:
-            _run(db, pairs, settings, stats, stop, report, retry_failed=retry_failed)
+            _run(db, pairs, settings, stats, stop, report, meter, retry_failed=retry_failed)
         finally:
             db.close()
     report.elapsed = time.monotonic() - started
@@ -230,6 +235,7 @@ def _run(
     stats: Stats,
     stop: threading.Event,
     report: SyncReport,
+    meter: RequestMeter,
     *,
     retry_failed: bool,
 ) -> None:
@@ -277,7 +283,7 @@ def _run(
             daemon=True,
         )
         planner.start()
-        outcome = Worker(jobs, lambda job: copiers[job.pair], t, stats, stop).run()
+        outcome = Worker(jobs, lambda job: copiers[job.pair], t, stats, stop, meter=meter).run()
         planner.join()
     if outcome.fatal and report.fatal is None:
         report.fatal = outcome.fatal
@@ -296,6 +302,8 @@ def _run(
     report.bytes_copied = snap.bytes_copied
     report.bytes_sent = snap.bytes_sent
     report.bytes_reused = snap.bytes_reused
+    report.concurrency = snap.concurrency
+    report.concurrency_highest = snap.concurrency_highest
 
 
 class LedgerSink(PlanSink):

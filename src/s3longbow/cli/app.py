@@ -41,11 +41,20 @@ from .common import (
 from .options import PAIR_OPTIONS, RATE, SIZE, pair_flags
 
 DEFAULTS = TransferSettings()
+VERIFY_WORKERS = 16
 
 
 @cli.command()
 @apply(PAIR_OPTIONS)
-@workers_option(f"Objects in parallel [{DEFAULTS.workers}].")
+@workers_option(
+    f"Most objects in flight at once [{DEFAULTS.workers}]; the run finds how many pay on "
+    "its path, starting at 16."
+)
+@click.option(
+    "--no-autotune",
+    is_flag=True,
+    help="Run exactly --workers objects at once instead of finding the number.",
+)
 @click.option(
     "--part-threads",
     type=click.IntRange(1, COUNT_LIMITS["part_threads"]),
@@ -217,7 +226,7 @@ def sync(
 @cli.command()
 @apply(PAIR_OPTIONS)
 @click.option("--deep", is_flag=True, help="Read and hash objects whose ETags cannot be compared.")
-@workers_option("Objects read in parallel with --deep [16].")
+@workers_option(f"Objects read in parallel with --deep [{VERIFY_WORKERS}].")
 @json_option("Print a machine-readable report.")
 @verbose_option()
 def verify(
@@ -240,6 +249,8 @@ def verify(
 
     console = Console(stderr=True)
     setup_logging(verbose, console)
+    # Sync's default is a ceiling the run tunes under; verify reads at a fixed width.
+    options["workers"] = options.get("workers") or VERIFY_WORKERS
     try:
         settings = load_settings(
             pair_flags(src, dst, config_file, ignore_file, options), os.environ

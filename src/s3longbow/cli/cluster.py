@@ -136,7 +136,12 @@ def send(
     is_flag=True,
     help="End once the queue is empty (visible, in flight and delayed) and nothing runs here.",
 )
-@workers_option("Objects in parallel.")
+@workers_option("Most objects in flight at once; the worker finds how many pay, from 16 up.")
+@click.option(
+    "--no-autotune",
+    is_flag=True,
+    help="Run exactly --workers objects at once instead of finding the number.",
+)
 @click.option(
     "--part-threads",
     type=click.IntRange(1, COUNT_LIMITS["part_threads"]),
@@ -155,6 +160,7 @@ def worker(
     config_file: Path,
     exit_when_idle: bool,
     workers: int | None,
+    no_autotune: bool,
     part_threads: int | None,
     log_format: str,
     quiet: bool,
@@ -174,7 +180,9 @@ def worker(
     log = logging.getLogger("s3longbow.worker")
     console = Console(stderr=True)
     try:
-        flags = TransferFlags(workers=workers, part_threads=part_threads)
+        flags = TransferFlags(
+            workers=workers, autotune=False if no_autotune else None, part_threads=part_threads
+        )
         config = load_cluster(config_file, os.environ, flags)
     except LongbowError as exc:
         fail(console, exc)

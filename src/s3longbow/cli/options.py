@@ -165,6 +165,7 @@ def _side_flags(options: dict[str, Any], prefix: str) -> SideFlags:
 def _transfer_flags(options: dict[str, Any]) -> TransferFlags:
     return TransferFlags(
         workers=options.get("workers"),
+        autotune=False if options.get("no_autotune") else None,
         part_threads=options.get("part_threads"),
         part_size=options.get("part_size"),
         resumable_threshold=options.get("resumable_threshold"),

@@ -47,8 +47,8 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
         t = settings.transfer
         console.print(
             f"memory: at most {format_size(t.memory_limit)} of object data in flight "
-            f"({t.workers} objects x {t.part_threads} parts of {format_size(t.part_size)}, "
-            f"capped by --memory-limit)",
+            f"(up to {t.workers} objects x {t.part_threads} parts of "
+            f"{format_size(t.part_size)}, capped by --memory-limit)",
             highlight=False,
         )
         return
@@ -86,7 +86,14 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
     for verdict, count in sorted(report.verification.items()):
         console.print(f"  {count} object(s) {escape(verdict)}", highlight=False, soft_wrap=True)
     rate = report.bytes_sent / report.elapsed if report.elapsed else 0
-    console.print(f"elapsed {report.elapsed:.1f}s, {format_size(rate)}/s", highlight=False)
+    in_flight = (
+        f", {report.concurrency_highest} objects in flight at most"
+        if report.concurrency_highest
+        else ""
+    )
+    console.print(
+        f"elapsed {report.elapsed:.1f}s, {format_size(rate)}/s{in_flight}", highlight=False
+    )
     _failed(console, [(f.key, f.reason) for f in report.failed])
     _unstorable(console, [(f.key, f.reason) for f in report.unstorable])
     _failed(console, [(f.key, f.reason) for f in report.delete_failed])

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from s3longbow.errors import ConfigError, LongbowError
+from s3longbow.meter import RequestMeter
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.progress.stats import Stats
 from s3longbow.transfer.budget import ByteBudget
@@ -76,11 +77,13 @@ class WorkerRuntime:
         self.table.check()
         t.validate()  # as configured: the attempts set below are the queue's to bound
         self.transfer = dataclasses.replace(t, max_attempts=UNBOUNDED_ATTEMPTS)
+        self.meter = RequestMeter()  # the stores' replies, which the concurrency weighs
         self.stores = StoreCache(
             self.config.source,
             self.config.destination,
             max_connections=t.workers + t.workers * t.part_threads + 4,
             min_rate=t.min_rate,
+            meter=self.meter,
         )
         try:
             for route in self.routes:  # fail fast on a missing bucket or refused keys
@@ -120,7 +123,9 @@ class WorkerRuntime:
                 max_receive_count=self.queue.max_receive_count,
             )
             try:
-                return Worker(jobs, lambda job: copiers.get(job.pair), t, stats, stop).run()
+                return Worker(
+                    jobs, lambda job: copiers.get(job.pair), t, stats, stop, meter=self.meter
+                ).run()
             finally:
                 jobs.release_all()
                 jobs.close()

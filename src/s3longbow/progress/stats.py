@@ -27,6 +27,8 @@ class Snapshot:
     objects_ignored: int
     objects_unsupported: int
     in_flight: int
+    concurrency: int = 0  # how many objects may be in flight now (the controller's number)
+    concurrency_highest: int = 0
 
     @property
     def rate(self) -> float:
@@ -55,6 +57,13 @@ class Stats:
     objects_ignored: int = 0
     objects_unsupported: int = 0
     in_flight: int = 0
+    concurrency: int = 0
+    concurrency_highest: int = 0
+
+    def set_concurrency(self, limit: int) -> None:
+        with self._lock:
+            self.concurrency = limit
+            self.concurrency_highest = max(self.concurrency_highest, limit)
 
     def add_work(self, objects: int, nbytes: int) -> None:
         with self._lock:
@@ -136,4 +145,6 @@ class Stats:
                 objects_ignored=self.objects_ignored,
                 objects_unsupported=self.objects_unsupported,
                 in_flight=self.in_flight,
+                concurrency=self.concurrency,
+                concurrency_highest=self.concurrency_highest,
             )

@@ -104,7 +104,8 @@ class RichView(_PeriodicView):
             total=None if snap.planning and not snap.objects_total else snap.objects_total,
             completed=snap.objects_done,
             amount=f"{snap.objects_done:,}/{snap.objects_total:,}",
-            rate=f"{snap.objects_done / elapsed:,.0f} obj/s",
+            rate=f"{snap.objects_done / elapsed:,.0f} obj/s, {snap.in_flight} in flight "
+            f"(up to {snap.concurrency})",
         )
         self.progress.update(
             self._bytes,
@@ -132,5 +133,6 @@ def describe(snap: Snapshot) -> str:
         f"{phase}{snap.objects_done}/{snap.objects_total} objects, "
         f"{format_size(max(0, snap.bytes_done))}/{format_size(snap.bytes_total)}, "
         f"{format_size(snap.rate)}/s, {snap.objects_failed} failed, "
-        f"{snap.objects_same} already present"
+        f"{snap.objects_same} already present, {snap.in_flight} in flight "
+        f"(up to {snap.concurrency})"
     )

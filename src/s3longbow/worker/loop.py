@@ -5,6 +5,10 @@ them where the queue makes claims cheap; a heartbeat thread extends the leases o
 and not yet ended; each job thread runs the transfer and hands the final state to the queue
 before it takes the next job. The queue may write states in batches, but a job stays leased
 until its state is written, so it is never released before its outcome is durable.
+
+How many jobs run at once is the concurrency controller's (:mod:`concurrency`): once a
+second it weighs the work done against the objects in flight and sets the next number; job
+threads are started as the number grows, and left idle when it shrinks.
 """
 
 from __future__ import annotations
@@ -19,12 +23,17 @@ from dataclasses import dataclass
 from s3longbow.config import TransferSettings
 from s3longbow.errors import FatalError, PermanentError, TransientError
 from s3longbow.jobs.base import JobQueue
+from s3longbow.meter import RequestMeter
 from s3longbow.model import Job, JobId, JobState
 from s3longbow.progress.stats import Stats
 from s3longbow.retry import backoff_delay
 from s3longbow.transfer.engine import Attempt, Copier, Interrupted
+from s3longbow.worker.concurrency import Controller, controller_for, work_done
 
 log = logging.getLogger(__name__)
+
+# Seconds between two decisions of the concurrency controller.
+TUNE_INTERVAL = 1.0
 
 
 @dataclass
@@ -44,6 +53,9 @@ class Worker:
         settings: Transfer settings (workers, attempts).
         stats: Progress counters.
         stop: Set to stop claiming and release jobs in flight.
+        controller: Sets how many jobs run at once (by default: up to the settings'
+            workers, tuned unless they say not to).
+        meter: What the stores' requests measure, which the controller weighs.
     """
 
     def __init__(
@@ -53,44 +65,86 @@ class Worker:
         settings: TransferSettings,
         stats: Stats,
         stop: threading.Event,
+        *,
+        controller: Controller | None = None,
+        meter: RequestMeter | None = None,
     ) -> None:
         self.job_queue = jobs
         self.copier_for = copier_for
         self.settings = settings
         self.stats = stats
         self.stop = stop
+        self.controller = controller or controller_for(settings)
+        self.meter = meter
         self.outcome = WorkerOutcome()
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._held: dict[JobId, Job] = {}  # claimed and not yet ended: queued or running
         self._held_lock = threading.Lock()
         self._room = threading.Condition(self._held_lock)  # notified when a job ends
         # A queue whose claims are cheap to lease ahead (claim_ahead > 0) is claimed in
-        # batches of that many, each claimed once the jobs leased ahead have all started
-        # (a claim takes well under a job's time): one claim per batch, not one per job.
-        ahead = max(0, jobs.claim_ahead)
-        self._capacity = settings.workers + ahead
+        # batches (as many as run at once, at most claim_ahead), each claimed once the jobs
+        # leased ahead have all started (a claim takes well under a job's time): one claim
+        # per batch, not one per job.
+        self._ahead = max(0, jobs.claim_ahead)
+        self._threads: list[threading.Thread] = []
+        self._done = threading.Event()
+        self._set_capacity(self.controller.limit)
+
+    def _set_capacity(self, limit: int) -> None:
+        """Run `limit` jobs at once (called with or without the lock: one assignment each)."""
+        ahead = min(self._ahead, limit)
         self._batch = max(1, ahead)
+        self._capacity = limit + ahead
+        self.stats.set_concurrency(limit)
 
     def run(self) -> WorkerOutcome:
         """Execute jobs until the run's queue is drained; returns how it ended."""
-        threads = [
-            threading.Thread(target=self._job_thread, name=f"job-{i}", daemon=True)
-            for i in range(self.settings.workers)
-        ]
+        self._add_threads(self.controller.limit)
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
-        for t in threads:
-            t.start()
         heartbeat.start()
+        tuner = threading.Thread(target=self._tune, name="tuner", daemon=True)
+        if self.controller.tuned:
+            tuner.start()
         try:
             self._dispatch()
         finally:
-            for _ in threads:
+            self._done.set()
+            if tuner.is_alive():
+                tuner.join()
+            for _ in self._threads:
                 self._jobs.put(None)
-            for t in threads:
+            for t in self._threads:
                 t.join()
             self.job_queue.flush()
         self.outcome.interrupted = self.stop.is_set() and self.outcome.fatal is None
         return self.outcome
+
+    def _add_threads(self, count: int) -> None:
+        """Have at least `count` job threads (started as the limit first reaches them)."""
+        while len(self._threads) < count:
+            thread = threading.Thread(
+                target=self._job_thread, name=f"job-{len(self._threads)}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    # -- concurrency ------------------------------------------------------------------------
+
+    def _tune(self) -> None:
+        """Once an interval: weigh the work done, set how many jobs run at once."""
+        moved = self.stats.snapshot().bytes_sent
+        while not self._done.wait(TUNE_INTERVAL):
+            snapshot = self.stats.snapshot()
+            reading = self.meter.take() if self.meter is not None else None
+            requests = reading.requests if reading is not None else 0
+            throttled = reading.throttled if reading is not None else 0
+            work = work_done(requests, snapshot.bytes_sent - moved)
+            moved = snapshot.bytes_sent
+            limit = self.controller.step(work, throttled=throttled, busy=snapshot.in_flight)
+            with self._room:
+                self._add_threads(limit)
+                self._set_capacity(limit)
+                self._room.notify()
 
     # -- dispatcher -------------------------------------------------------------------------
 

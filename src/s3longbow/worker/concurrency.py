@@ -1,0 +1,182 @@
+"""How many objects are in flight: found while the run goes, not guessed before it.
+
+On a long path (a round trip of 150 ms between continents) a copy waits for its replies far
+longer than it works, so many objects must be in flight; on loopback the servers' CPU is the
+limit and more objects only queue. The right number depends on the path, the servers and
+the objects, and changes during a run. The controller measures the work done in each interval
+(requests answered, and bytes moved) and climbs towards the number that pays:
+
+- a slow start doubles the number each interval while the work done grows with it;
+- then it probes: a step up is kept only when it does more work, a step down is kept when
+  it does as much (the same work with fewer objects in flight costs less);
+- a server that asks to slow down (503 SlowDown, 429) cuts the number at once, and probing
+  up waits a while;
+- the ceiling (the user's --workers, the file descriptors, a hard maximum) is never passed,
+  nor the memory budget (parts wait for their buffers).
+
+The logic is pure (no clock, no threads): :class:`Controller.step` takes one interval's
+measures and returns the next number; the worker applies it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from s3longbow.config import TransferSettings
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - not on POSIX
+    resource = None  # type: ignore[assignment]
+
+# Where a tuned run starts, in objects in flight.
+START = 16
+# Open files kept for the database, logs, listings and the interpreter's own.
+_RESERVED_FILES = 64
+# Open files one object in flight may hold: a connection to each side, as many for a part.
+_FILES_PER_OBJECT = 4
+
+# What one request is worth, in bytes moved, when small and large work are added up: a
+# request of a small object costs about as much as this many bytes of a large one.
+REQUEST_WORTH = 256 * 1024
+# A step up is kept when it does this much more work; a step down when it keeps this much.
+_GAIN = 1.08
+_KEEP = 0.97
+# The slow start goes on while doubling brings at least this much more.
+_SLOW_START_GAIN = 1.2
+# Intervals without probing up after a server asked to slow down.
+_COOL_DOWN = 8
+# Every so many steady intervals, a probe (up, then the next time down).
+_PROBE_EVERY = 3
+
+
+@dataclass
+class Controller:
+    """The number of objects in flight, between `floor` and `ceiling`.
+
+    Args:
+        ceiling: The most, ever (the user's --workers and the process's limits).
+        start: Where it begins.
+        floor: The least it goes down to.
+        tuned: False keeps `start` (capped by the ceiling) throughout.
+    """
+
+    ceiling: int
+    start: int = 16
+    floor: int = 2
+    tuned: bool = True
+    limit: int = field(init=False)
+    highest: int = field(init=False)
+    _slow_start: bool = field(default=True, init=False)
+    _settled: float = field(default=0.0, init=False)  # the work done at the settled limit
+    _trial: int | None = field(default=None, init=False)  # the limit before a probe
+    _since_probe: int = field(default=0, init=False)
+    _probe_up: bool = field(default=True, init=False)
+    _cool: int = field(default=0, init=False)
+    _previous: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.floor = max(1, min(self.floor, self.ceiling))
+        self.limit = max(self.floor, min(self.start, self.ceiling))
+        self.highest = self.limit
+
+    def step(self, work: float, *, throttled: int = 0, busy: int | None = None) -> int:
+        """The limit for the next interval.
+
+        Args:
+            work: The work done in the interval just ended (see :func:`work_done`).
+            throttled: Replies in it that asked to slow down.
+            busy: Objects that were in flight at its end; a limit not used (the queue was
+                short of jobs) is no evidence of what more would do.
+        """
+        if not self.tuned:
+            return self.limit
+        used = busy is None or busy >= 0.8 * self.limit
+        if throttled:
+            self._slow_start = False
+            self._trial = None
+            self._cool = _COOL_DOWN
+            self._set(int(self.limit * 0.7))
+            self._settled = 0.0
+            self._previous = work
+            return self.limit
+        if self._cool:
+            self._cool -= 1
+        if self._slow_start:
+            if not used:
+                # The queue was short of jobs: no evidence of what more would do.
+                self._previous = max(self._previous, work)
+                return self.limit
+            if self._previous == 0.0 or work >= self._previous * _SLOW_START_GAIN:
+                self._previous = work
+                if self.limit < self.ceiling:
+                    self._set(self.limit * 2)
+                else:
+                    self._slow_start = False
+                return self.limit
+            # Doubling stopped paying: the knee is between the last two numbers.
+            self._slow_start = False
+            self._set(max(self.floor, self.limit * 3 // 4))
+            self._settled = 0.0
+            self._previous = work
+            return self.limit
+        self._previous = work
+        if self._trial is not None:
+            # The interval just ended ran at a probe: keep it only if it paid.
+            before, self._trial = self._trial, None
+            up = self.limit > before
+            if (up and work >= self._settled * _GAIN) or (not up and work >= self._settled * _KEEP):
+                self._settled = work
+            else:
+                self._set(before)
+            return self.limit
+        # Settled: remember what it does (the mean of recent intervals), and sometimes probe.
+        self._settled = work if not self._settled else 0.5 * (self._settled + work)
+        self._since_probe += 1
+        if self._since_probe >= _PROBE_EVERY and used:
+            self._since_probe = 0
+            up = self._probe_up and not self._cool and self.limit < self.ceiling
+            self._probe_up = not self._probe_up
+            target = self.limit + max(1, self.limit // 4) if up else self.limit * 4 // 5
+            target = max(self.floor, min(self.ceiling, target))
+            if target != self.limit:
+                self._trial = self.limit
+                self._set(target)
+        return self.limit
+
+    def _set(self, value: int) -> None:
+        self.limit = max(self.floor, min(self.ceiling, value))
+        self.highest = max(self.highest, self.limit)
+
+
+def files_allowed() -> int:
+    """How many files this process may open, after raising its soft limit to the hard one
+    (each connection is a file; a run with hundreds of objects in flight needs them)."""
+    if resource is None:  # pragma: no cover - not on POSIX
+        return 1 << 16
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass  # the soft limit stays; the ceiling below respects it
+    return soft if soft != resource.RLIM_INFINITY else 1 << 16
+
+
+def controller_for(settings: TransferSettings) -> Controller:
+    """The controller of a run: up to `settings.workers` objects in flight (fewer when the
+    process may not open the files they need), tuned unless `settings.autotune` is off."""
+    by_files = max(1, (files_allowed() - _RESERVED_FILES) // _FILES_PER_OBJECT)
+    ceiling = min(settings.workers, by_files)
+    start = min(START, ceiling) if settings.autotune else ceiling
+    return Controller(ceiling=ceiling, start=start, tuned=settings.autotune)
+
+
+def work_done(requests: int, bytes_moved: int) -> float:
+    """One interval's work: requests answered and bytes moved, in one measure."""
+    return requests + bytes_moved / REQUEST_WORTH
+
+
+__all__ = ["REQUEST_WORTH", "START", "Controller", "controller_for", "files_allowed", "work_done"]

@@ -1,0 +1,93 @@
+"""The concurrency controller against paths whose work grows with the objects in flight up to a
+knee: it must find the knee, stay near it, and give way when a server asks."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from s3longbow.worker.concurrency import REQUEST_WORTH, Controller, work_done
+
+
+def run(
+    controller: Controller,
+    path: Callable[[int], float],
+    steps: int,
+    *,
+    noise: float = 0.0,
+    seed: int = 7,
+) -> list[int]:
+    """The limits the controller chooses over `steps` intervals of `path`."""
+    rng = random.Random(seed)
+    limits = []
+    for _ in range(steps):
+        work = path(controller.limit) * (1 + rng.uniform(-noise, noise))
+        controller.step(work, busy=controller.limit)
+        limits.append(controller.limit)
+    return limits
+
+
+def long_path(n: int) -> float:
+    """150 ms round trips: the work grows with the objects in flight up to 200 of them."""
+    return min(n, 200) * 6.0
+
+
+def loopback(n: int) -> float:
+    """The servers' CPU is the limit from 16 objects on; beyond, queues only add overhead."""
+    return 1600.0 - max(0, n - 16) * 3.0 if n >= 16 else n * 100.0
+
+
+def test_a_long_path_is_filled_quickly() -> None:
+    limits = run(Controller(ceiling=256), long_path, 40)
+    assert limits[4] >= 128  # a slow start doubles while it pays: 16, 32, 64, 128, 256
+    assert all(150 <= n <= 256 for n in limits[10:]), limits
+
+
+def test_loopback_stays_near_its_knee() -> None:
+    limits = run(Controller(ceiling=256), loopback, 60)
+    assert all(12 <= n <= 40 for n in limits[6:]), limits
+
+
+def test_noise_does_not_carry_it_away() -> None:
+    for seed in range(5):
+        limits = run(Controller(ceiling=256), long_path, 80, noise=0.05, seed=seed)
+        assert min(limits[12:]) >= 120, (seed, limits)
+        limits = run(Controller(ceiling=256), loopback, 80, noise=0.05, seed=seed)
+        assert max(limits[12:]) <= 64, (seed, limits)
+
+
+def test_a_server_asking_to_slow_down_is_heard_at_once() -> None:
+    controller = Controller(ceiling=256)
+    run(controller, long_path, 20)
+    before = controller.limit
+    controller.step(long_path(before), throttled=3, busy=before)
+    assert controller.limit == int(before * 0.7)
+    # No probe up while it cools down, however well the path does.
+    cooled = run(controller, lambda n: n * 100.0, 7)
+    assert max(cooled) <= int(before * 0.7)
+
+
+def test_the_ceiling_and_the_floor_hold() -> None:
+    assert max(run(Controller(ceiling=24), long_path, 30)) == 24
+    controller = Controller(ceiling=256, start=4, floor=2)
+    for _ in range(10):
+        controller.step(100.0, throttled=1, busy=controller.limit)
+    assert controller.limit == 2
+
+
+def test_a_limit_not_used_is_not_raised() -> None:
+    controller = Controller(ceiling=256)
+    for _ in range(10):
+        controller.step(50.0, busy=3)  # the queue is short of jobs
+    assert controller.limit <= 32
+
+
+def test_a_fixed_number_stays_fixed() -> None:
+    controller = Controller(ceiling=256, start=32, tuned=False)
+    assert set(run(controller, long_path, 20)) == {32}
+    assert Controller(ceiling=8, start=32, tuned=False).limit == 8
+
+
+def test_work_adds_requests_and_bytes() -> None:
+    assert work_done(10, 0) == 10
+    assert work_done(0, 4 * REQUEST_WORTH) == 4
