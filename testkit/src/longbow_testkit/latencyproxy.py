@@ -67,12 +67,14 @@ class ProxyStats:
         open: Connections still open.
         bytes_up: Bytes relayed from clients to the upstream.
         bytes_down: Bytes relayed from the upstream to clients.
+        reads: Reads from either side's sockets (the proxy's wake-ups are about twice this).
     """
 
     connections: int
     open: int
     bytes_up: int
     bytes_down: int
+    reads: int = 0
 
 
 class _Direction:
@@ -105,6 +107,7 @@ class _Direction:
         return self.link.proxy._buffer[: max(1, min(room, _READ_MAX))]
 
     def received(self, size: int) -> None:
+        self.link.proxy._reads += 1
         now = self.link.loop.time()
         self.in_flight += size
         leave = max(now, self.not_before)
@@ -344,6 +347,7 @@ class LatencyProxy:
         self._connections = 0
         self._bytes_up = 0
         self._bytes_down = 0
+        self._reads = 0
         self._buffer = memoryview(bytearray(_READ_MAX))
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -370,6 +374,7 @@ class LatencyProxy:
             open=len(links),
             bytes_up=self._bytes_up + sum(link.up.relayed for link in links),
             bytes_down=self._bytes_down + sum(link.down.relayed for link in links),
+            reads=self._reads,
         )
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -512,6 +517,7 @@ class ProxyProcess:
             open=0,
             bytes_up=int(record.get("bytes_up", 0)),
             bytes_down=int(record.get("bytes_down", 0)),
+            reads=int(record.get("reads", 0)),
         )
 
     def __enter__(self) -> ProxyProcess:
@@ -612,6 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "connections": stats.connections,
         "bytes_up": stats.bytes_up,
         "bytes_down": stats.bytes_down,
+        "reads": stats.reads,
         "cpu_s": times.user + times.system,
         "user_s": times.user,
         "sys_s": times.system,
