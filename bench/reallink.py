@@ -29,6 +29,7 @@ of ``run.py``; the proxy's own CPU is reported per case.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -47,7 +48,7 @@ import workloads
 from stats import Result, medians, versus
 
 from longbow_testkit.latencyproxy import ProxyProcess, start_process
-from longbow_testkit.servers import Endpoint, LocalServer, start_seaweedfs
+from longbow_testkit.servers import LocalServer, start_seaweedfs
 from longbow_testkit.tls import ServerCertificate, certificate_authority
 
 MiB = 1024 * 1024
@@ -65,7 +66,8 @@ RCLONE_ALWAYS = ["--disable-http2"]
 # rclone's default --s3-upload-cutoff: smaller objects go in one PUT, so the multipart flags
 # (--s3-upload-concurrency, --s3-chunk-size) do not apply to them.
 RCLONE_UPLOAD_CUTOFF = 200 * MiB
-QUICK = {"rtt": 50, "set": "small", "scale": 0.05}
+# The CI-sized case (--quick): one set at one round trip, one round, a 2-point grid.
+QUICK_RTT, QUICK_SET, QUICK_SCALE = 50, "small", 0.05
 
 
 @dataclass(frozen=True)
@@ -168,18 +170,7 @@ class Bed:
         self.src = src.https_endpoint
         far = dst.https_endpoint
         # The far side as the tools see it: through the proxy, same certificate and keys.
-        self.dst = (
-            Endpoint(
-                far.kind,
-                f"https://127.0.0.1:{proxy.port}",
-                far.access_key,
-                far.secret_key,
-                far.region,
-                far.ca_bundle,
-            )
-            if proxy
-            else far
-        )
+        self.dst = dataclasses.replace(far, url=f"https://127.0.0.1:{proxy.port}") if proxy else far
         self.proxy_cpu_s = 0.0
         self.objects_relayed = 0
 
@@ -386,7 +377,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"one case: {QUICK['set']} at {QUICK['rtt']} ms, scale {QUICK['scale']}, one "
+        help=f"one case: {QUICK_SET} at {QUICK_RTT} ms, scale {QUICK_SCALE}, one "
         "round, a 2-point grid",
     )
     parser.add_argument("--json", type=Path, help="write every run, the grid and medians here")
@@ -395,8 +386,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.grid = GRID
     if args.quick:
-        args.rtts, args.sets, args.rounds = str(QUICK["rtt"]), str(QUICK["set"]), 1
-        args.scales = {int(QUICK["rtt"]): float(QUICK["scale"])}
+        args.rtts, args.sets, args.rounds = str(QUICK_RTT), QUICK_SET, 1
+        args.scales = {QUICK_RTT: QUICK_SCALE}
         args.grid = QUICK_GRID
     args.rtts = [int(v) for v in str(args.rtts).split(",") if v.strip()]
     args.sets = [v.strip() for v in str(args.sets).split(",") if v.strip()]
