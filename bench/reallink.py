@@ -421,19 +421,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             for bucket in ("bench-src", "bench-grid"):
                 client.create_bucket(Bucket=bucket)
             for name in args.sets:
-                seeded: tuple[float, dict[str, str], list[tuple[str, int]]] | None = None
+                seeded: tuple[float, dict[str, str]] | None = None  # (scale, key -> MD5)
                 for rtt in args.rtts:
                     scale = args.scales.get(rtt, 1.0)
                     case = Case(name, rtt, scale, workloads.build(scale)[name])
                     short = case.objects[: max(1, round(len(case.objects) * args.grid_fraction))]
-                    if seeded is None or seeded[0] != scale:
-                        seeded = (
-                            scale,
-                            seed_case(name, case.objects, short, src, Path(mem)),
-                            short,
-                        )
+                    if seeded is None or seeded[0] != scale:  # the source holds this scale
+                        seeded = (scale, seed_case(name, case.objects, short, src, Path(mem)))
                     print(case.describe(args.window), flush=True)
-                    results += bench_case(case, src, tls, seeded[1], seeded[2], work, args)
+                    results += bench_case(case, src, tls, seeded[1], short, work, args)
                     cases.append(case)
     meds = medians(results)
     names = [case.name for case in cases]

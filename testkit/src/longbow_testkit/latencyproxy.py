@@ -67,7 +67,7 @@ class ProxyStats:
         open: Connections still open.
         bytes_up: Bytes relayed from clients to the upstream.
         bytes_down: Bytes relayed from the upstream to clients.
-        reads: Reads from either side's sockets (the proxy's wake-ups are about twice this).
+        reads: Reads from either side's sockets (each one a wake-up of the proxy).
     """
 
     connections: int
