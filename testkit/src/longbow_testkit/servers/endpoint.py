@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 from urllib.parse import urlsplit
 
@@ -55,6 +56,8 @@ class Endpoint:
         access_key: Access key id accepted by the server.
         secret_key: Secret access key accepted by the server.
         region: Region name to sign requests for.
+        ca_bundle: PEM file of the authority that signed an https endpoint's certificate
+            (``None``: the system's trusted authorities, or plain http).
     """
 
     kind: str
@@ -62,6 +65,7 @@ class Endpoint:
     access_key: str
     secret_key: str
     region: str = DEFAULT_REGION
+    ca_bundle: Path | None = None
 
     @property
     def host(self) -> str:
@@ -131,4 +135,6 @@ class Endpoint:
                 aws_access_key_id=self.access_key,
                 aws_secret_access_key=self.secret_key,
                 config=Config(**options),
+                # An https endpoint signed by a throwaway authority: trust that one only.
+                **({"verify": str(self.ca_bundle)} if self.ca_bundle else {}),
             )

@@ -96,6 +96,8 @@ class LocalServer:
 
     Attributes:
         endpoint: How to reach the server.
+        https_endpoint: How to reach it over TLS when it also serves https (``None``
+            otherwise); same server, same buckets, another port.
         data_dir: Directory holding the server's data, configuration and log.
         log_path: The server's combined stdout/stderr.
         ports: Every TCP port the server listens on.
@@ -112,9 +114,11 @@ class LocalServer:
         ports: Sequence[int],
         env: dict[str, str] | None = None,
         on_stop: Sequence[Callable[[], None]] = (),
+        https_endpoint: Endpoint | None = None,
     ) -> None:
         """Describe a server; it is launched by the ``start_*`` functions, not here."""
         self.endpoint = endpoint
+        self.https_endpoint = https_endpoint
         self.data_dir = data_dir
         self.log_path = log_path
         self.ports = tuple(ports)
@@ -268,11 +272,17 @@ class LocalServer:
             _LIVE.append(self)
 
     def _wait_ready(self, timeout: float) -> None:
-        assert self._proc is not None
         deadline = time.monotonic() + timeout
+        # A server that also serves https is ready once both of its listeners answer.
+        for endpoint in (self.endpoint, self.https_endpoint):
+            if endpoint is not None:
+                self._wait_answers(endpoint, deadline, timeout)
+
+    def _wait_answers(self, endpoint: Endpoint, deadline: float, timeout: float) -> None:
+        assert self._proc is not None
         # Short timeouts and no retries: each probe must fail fast so the loop can re-check
         # whether the process died.
-        probe = self.endpoint.client(
+        probe = endpoint.client(
             connect_timeout=1, read_timeout=3, retries={"total_max_attempts": 1}
         )
         last_error = "no probe completed"
@@ -293,7 +303,7 @@ class LocalServer:
                     last_error = f"{type(exc).__name__}: {exc}"
                 if time.monotonic() >= deadline:
                     raise ServerStartError(
-                        f"{self.kind} server at {self.endpoint.url} not ready after {timeout:g} s "
+                        f"{self.kind} server at {endpoint.url} not ready after {timeout:g} s "
                         f"(last error: {last_error}; log: {self.log_path})",
                         self.log_tail(),
                     )

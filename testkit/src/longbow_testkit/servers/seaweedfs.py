@@ -11,14 +11,16 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..tls import ServerCertificate
 from .endpoint import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, LOCALHOST, Endpoint
 from .ports import SEAWEEDFS_GRPC_OFFSET, block_ports
 from .process import INSTALL_HINT, LocalServer, find_binary, launch_with_retries, write_private
 
 __all__ = ["SEAWEEDFS_GRPC_OFFSET", "start_seaweedfs"]
 
-# s3, master, volume, filer, admin
+# s3, master, volume, filer, admin (and s3 over https, when asked for)
 _SEAWEEDFS_PORT_COUNT = 5
+_TLS_FLAGS = frozenset({"s3.port.https", "s3.cert.file", "s3.key.file"})
 _SEAWEEDFS_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
 
 
@@ -54,12 +56,18 @@ def start_seaweedfs(
     secret_key: str = DEFAULT_SECRET_KEY,
     port: int | None = None,
     timeout: float = 60,
+    tls: ServerCertificate | None = None,
 ) -> LocalServer:
     """Start ``weed mini`` (master, volume, filer, S3 and admin in one process).
 
     Uses ports P (S3), P+1 (master), P+2 (volume), P+3 (filer), P+4 (admin) and each plus
-    10000 for gRPC. Data lives in ``data_dir/"store"``; reusing a directory keeps its buckets
-    and open multipart uploads (deleted data is not reclaimed, so prefer a fresh one).
+    10000 for gRPC; with ``tls``, also P+5 for S3 over https (next to plain http on P, which
+    stays :attr:`~LocalServer.endpoint`; the https one is
+    :attr:`~LocalServer.https_endpoint`, whose ``ca_bundle`` is ``tls.ca``). Over TLS the
+    server offers HTTP/2 as well as HTTP/1.1.
+
+    Data lives in ``data_dir/"store"``; reusing a directory keeps its buckets and open
+    multipart uploads (deleted data is not reclaimed, so prefer a fresh one).
 
     Args:
         data_dir: Directory for the store, ``s3.json`` identity file and ``seaweedfs.log``.
@@ -67,7 +75,9 @@ def start_seaweedfs(
             Tagging).
         secret_key: Its secret key.
         port: Base port P; chosen automatically when ``None``.
-        timeout: Seconds to wait until a signed ListBuckets succeeds.
+        timeout: Seconds to wait until a signed ListBuckets succeeds (on each listener).
+        tls: The certificate and key to serve https with (see
+            :func:`longbow_testkit.tls.certificate_authority`).
 
     Returns:
         The running server.
@@ -97,6 +107,11 @@ def start_seaweedfs(
         raise RuntimeError(
             f"{weed} does not support 'weed mini' with pinned ports; upgrade: {INSTALL_HINT}"
         )
+    if tls is not None and supported and not _TLS_FLAGS <= supported:
+        raise RuntimeError(
+            f"{weed} cannot serve S3 over https next to http; upgrade: {INSTALL_HINT}"
+        )
+    count = _SEAWEEDFS_PORT_COUNT + (1 if tls is not None else 0)
 
     def build(base: int) -> LocalServer:
         if store_was_fresh and store.exists():
@@ -115,6 +130,17 @@ def start_seaweedfs(
             ("s3.config", config_path),
             ("master.volumeSizeLimitMB", 64),
         ]
+        https_endpoint = None
+        if tls is not None:
+            required += [
+                ("s3.port.https", base + _SEAWEEDFS_PORT_COUNT),
+                ("s3.cert.file", tls.cert),
+                ("s3.key.file", tls.key),
+            ]
+            https_url = f"https://{LOCALHOST}:{base + _SEAWEEDFS_PORT_COUNT}"
+            https_endpoint = Endpoint(
+                "seaweedfs", https_url, access_key, secret_key, ca_bundle=tls.ca
+            )
         # Dropped when this weed version lacks them, rather than failing to start.
         optional: list[tuple[str, object]] = [
             ("admin.port", base + 4),
@@ -131,7 +157,7 @@ def start_seaweedfs(
             ("master.telemetry", "false"),
         ]
         flags = required + [(k, v) for k, v in optional if not supported or k in supported]
-        ports = block_ports(base, _SEAWEEDFS_PORT_COUNT, SEAWEEDFS_GRPC_OFFSET)
+        ports = block_ports(base, count, SEAWEEDFS_GRPC_OFFSET)
         return LocalServer(
             endpoint=Endpoint("seaweedfs", f"http://{LOCALHOST}:{base}", access_key, secret_key),
             data_dir=data_dir,
@@ -140,12 +166,13 @@ def start_seaweedfs(
             log_path=data_dir / "seaweedfs.log",
             ports=ports,
             on_stop=[functools.partial(_remove_seaweedfs_sockets, ports)],
+            https_endpoint=https_endpoint,
         )
 
     return launch_with_retries(
         build,
         port=port,
-        count=_SEAWEEDFS_PORT_COUNT,
+        count=count,
         grpc_offset=SEAWEEDFS_GRPC_OFFSET,
         timeout=timeout,
     )
