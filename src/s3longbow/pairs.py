@@ -57,7 +57,11 @@ def run_signature(settings: Settings) -> str:
 
 @contextmanager
 def open_pairs(
-    settings: Settings, *, read_only: bool = False, meter: RequestMeter | None = None
+    settings: Settings,
+    *,
+    read_only: bool = False,
+    meter: RequestMeter | None = None,
+    connections: int | None = None,
 ) -> Iterator[list[PairRuntime]]:
     """Parse and open every pair's stores, checking each once; close them all at the end
     (also when opening one fails).
@@ -67,6 +71,8 @@ def open_pairs(
         read_only: Nothing will be written (a dry run, `verify`): a missing local destination
             lists as empty instead of being created.
         meter: Where the S3 stores record their replies' waits and requests to slow down.
+        connections: How many connections each store keeps, at most (by default one per
+            worker, and a few).
 
     Raises:
         ConfigError: No pairs, or a pair copies a location onto itself.
@@ -78,7 +84,8 @@ def open_pairs(
             hint="run `longbow sync SRC DST`, or list [[pairs]] in a --config file",
         )
     t = settings.transfer
-    connections = t.workers + t.workers * t.part_threads + 4
+    if connections is None:
+        connections = t.workers + 4
     stores: dict[tuple[str, str], ObjectStore] = {}
 
     def store_for(location: Location, side: SideSettings, role: str) -> ObjectStore:

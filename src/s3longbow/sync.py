@@ -34,6 +34,7 @@ from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
 from s3longbow.transfer.properties import PropertyReport, PropertyUpdater
 from s3longbow.verdicts import renamed_reason
+from s3longbow.worker.concurrency import Limits, controller_for, limits_for
 from s3longbow.worker.loop import Worker
 
 log = logging.getLogger(__name__)
@@ -204,11 +205,22 @@ def run_sync(
     t.validate()
     report = SyncReport(dry_run=False, memory_limit=t.memory_limit)
     meter = RequestMeter()  # the stores' replies, which the workers' concurrency weighs
-    with open_pairs(settings, meter=meter) as pairs:
+    limits = limits_for(t)
+    with open_pairs(settings, meter=meter, connections=limits.connections) as pairs:
         _check_options(pairs, t)
         db = JobDatabase(settings.db_path)
         try:
-            _run(db, pairs, settings, stats, stop, report, meter, retry_failed=retry_failed)
+            _run(
+                db,
+                pairs,
+                settings,
+                stats,
+                stop,
+                report,
+                meter,
+                limits,
+                retry_failed=retry_failed,
+            )
         finally:
             db.close()
     report.elapsed = time.monotonic() - started
@@ -236,6 +248,7 @@ def _run(
     stop: threading.Event,
     report: SyncReport,
     meter: RequestMeter,
+    limits: Limits,
     *,
     retry_failed: bool,
 ) -> None:
@@ -261,7 +274,7 @@ def _run(
     jobs = SqliteQueue(
         db, run.id, new_owner_id(), t.lease_seconds, planning_done, claim_ahead=t.workers
     )
-    with ThreadPoolExecutor(t.workers * t.part_threads, thread_name_prefix="part") as parts:
+    with ThreadPoolExecutor(limits.parts, thread_name_prefix="part") as parts:
         copiers = {
             p.index: Copier(
                 p.src_store,
@@ -283,7 +296,16 @@ def _run(
             daemon=True,
         )
         planner.start()
-        outcome = Worker(jobs, lambda job: copiers[job.pair], t, stats, stop, meter=meter).run()
+        worker = Worker(
+            jobs,
+            lambda job: copiers[job.pair],
+            t,
+            stats,
+            stop,
+            controller=controller_for(t, limits),
+            meter=meter,
+        )
+        outcome = worker.run()
         planner.join()
     if outcome.fatal and report.fatal is None:
         report.fatal = outcome.fatal

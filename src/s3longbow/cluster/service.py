@@ -21,6 +21,7 @@ from s3longbow.meter import RequestMeter
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.progress.stats import Stats
 from s3longbow.transfer.budget import ByteBudget
+from s3longbow.worker.concurrency import controller_for, limits_for
 from s3longbow.worker.loop import Worker, WorkerOutcome
 
 from .aws import ControlPlane, Parameters
@@ -78,10 +79,11 @@ class WorkerRuntime:
         t.validate()  # as configured: the attempts set below are the queue's to bound
         self.transfer = dataclasses.replace(t, max_attempts=UNBOUNDED_ATTEMPTS)
         self.meter = RequestMeter()  # the stores' replies, which the concurrency weighs
+        self.limits = limits_for(t)
         self.stores = StoreCache(
             self.config.source,
             self.config.destination,
-            max_connections=t.workers + t.workers * t.part_threads + 4,
+            max_connections=self.limits.connections,
             min_rate=t.min_rate,
             meter=self.meter,
         )
@@ -106,7 +108,7 @@ class WorkerRuntime:
         still held at the end is given back at once."""
         t = self.transfer
         budget = ByteBudget(t.memory_limit)
-        with ThreadPoolExecutor(t.workers * t.part_threads, thread_name_prefix="part") as parts:
+        with ThreadPoolExecutor(self.limits.parts, thread_name_prefix="part") as parts:
             copiers = Copiers(
                 self.stores, settings=t, budget=budget, part_pool=parts, stats=stats, stop=stop
             )
@@ -124,7 +126,13 @@ class WorkerRuntime:
             )
             try:
                 return Worker(
-                    jobs, lambda job: copiers.get(job.pair), t, stats, stop, meter=self.meter
+                    jobs,
+                    lambda job: copiers.get(job.pair),
+                    t,
+                    stats,
+                    stop,
+                    controller=controller_for(t, self.limits),
+                    meter=self.meter,
                 ).run()
             finally:
                 jobs.release_all()

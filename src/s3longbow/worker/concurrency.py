@@ -30,11 +30,13 @@ except ImportError:  # pragma: no cover - not on POSIX
     resource = None  # type: ignore[assignment]
 
 # Where a tuned run starts, in objects in flight.
-START = 16
+START = 64
 # Open files kept for the database, logs, listings and the interpreter's own.
 _RESERVED_FILES = 64
-# Open files one object in flight may hold: a connection to each side, as many for a part.
-_FILES_PER_OBJECT = 4
+# The most parts moving at once, all objects together: each is a thread and two connections.
+MOST_PARTS = 256
+# Connections a store keeps beyond its objects' and parts' (listings, checks).
+_SPARE_CONNECTIONS = 4
 
 # What one request is worth, in bytes moved, when small and large work are added up: a
 # request of a small object costs about as much as this many bytes of a large one.
@@ -44,6 +46,10 @@ _GAIN = 1.08
 _KEEP = 0.97
 # The slow start goes on while doubling brings at least this much more.
 _SLOW_START_GAIN = 1.2
+# Seconds between two decisions: shorter while the slow start climbs (a long path is filled
+# sooner), longer once settled (a probe's effect stands out of the noise).
+_SLOW_START_INTERVAL = 0.5
+_SETTLED_INTERVAL = 1.0
 # Intervals without probing up after a server asked to slow down.
 _COOL_DOWN = 8
 # Every so many steady intervals, a probe (up, then the next time down).
@@ -68,6 +74,7 @@ class Controller:
     limit: int = field(init=False)
     highest: int = field(init=False)
     _slow_start: bool = field(default=True, init=False)
+    _stalled: bool = field(default=False, init=False)  # the slow start's last step did not pay
     _settled: float = field(default=0.0, init=False)  # the work done at the settled limit
     _trial: int | None = field(default=None, init=False)  # the limit before a probe
     _since_probe: int = field(default=0, init=False)
@@ -80,11 +87,17 @@ class Controller:
         self.limit = max(self.floor, min(self.start, self.ceiling))
         self.highest = self.limit
 
+    @property
+    def interval(self) -> float:
+        """Seconds until the next step."""
+        return _SLOW_START_INTERVAL if self._slow_start and self.tuned else _SETTLED_INTERVAL
+
     def step(self, work: float, *, throttled: int = 0, busy: int | None = None) -> int:
         """The limit for the next interval.
 
         Args:
-            work: The work done in the interval just ended (see :func:`work_done`).
+            work: The work done in the interval just ended, per second (see
+                :func:`work_done`).
             throttled: Replies in it that asked to slow down.
             busy: Objects that were in flight at its end; a limit not used (the queue was
                 short of jobs) is no evidence of what more would do.
@@ -109,10 +122,16 @@ class Controller:
                 return self.limit
             if self._previous == 0.0 or work >= self._previous * _SLOW_START_GAIN:
                 self._previous = work
+                self._stalled = False
                 if self.limit < self.ceiling:
                     self._set(self.limit * 2)
                 else:
                     self._slow_start = False
+                return self.limit
+            if not self._stalled:
+                # Objects started by the last doubling may not have finished yet: one
+                # interval that did not grow is a lag, two are the knee.
+                self._stalled = True
                 return self.limit
             # Doubling stopped paying: the knee is between the last two numbers.
             self._slow_start = False
@@ -165,11 +184,38 @@ def files_allowed() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 16
 
 
-def controller_for(settings: TransferSettings) -> Controller:
+@dataclass(frozen=True)
+class Limits:
+    """What a run may hold at once, from its settings and the process's open-file limit.
+
+    Attributes:
+        objects: Objects in flight, at most (the controller's ceiling).
+        parts: Parts moving at once, all objects together (the part pool's threads).
+    """
+
+    objects: int
+    parts: int
+
+    @property
+    def connections(self) -> int:
+        """Connections each store may keep: one per object and part in flight, and spares."""
+        return self.objects + self.parts + _SPARE_CONNECTIONS
+
+
+def limits_for(settings: TransferSettings) -> Limits:
+    """The limits of a run. Objects and parts each use a connection to each of the two
+    stores, so each may have a quarter of the open files left once some are reserved."""
+    room = max(1, (files_allowed() - _RESERVED_FILES) // 4 - _SPARE_CONNECTIONS)
+    return Limits(
+        objects=min(settings.workers, room),
+        parts=min(settings.workers * settings.part_threads, room, MOST_PARTS),
+    )
+
+
+def controller_for(settings: TransferSettings, limits: Limits | None = None) -> Controller:
     """The controller of a run: up to `settings.workers` objects in flight (fewer when the
     process may not open the files they need), tuned unless `settings.autotune` is off."""
-    by_files = max(1, (files_allowed() - _RESERVED_FILES) // _FILES_PER_OBJECT)
-    ceiling = min(settings.workers, by_files)
+    ceiling = (limits or limits_for(settings)).objects
     start = min(START, ceiling) if settings.autotune else ceiling
     return Controller(ceiling=ceiling, start=start, tuned=settings.autotune)
 
@@ -179,4 +225,14 @@ def work_done(requests: int, bytes_moved: int) -> float:
     return requests + bytes_moved / REQUEST_WORTH
 
 
-__all__ = ["REQUEST_WORTH", "START", "Controller", "controller_for", "files_allowed", "work_done"]
+__all__ = [
+    "MOST_PARTS",
+    "REQUEST_WORTH",
+    "START",
+    "Controller",
+    "Limits",
+    "controller_for",
+    "files_allowed",
+    "limits_for",
+    "work_done",
+]

@@ -32,9 +32,6 @@ from s3longbow.worker.concurrency import Controller, controller_for, work_done
 
 log = logging.getLogger(__name__)
 
-# Seconds between two decisions of the concurrency controller.
-TUNE_INTERVAL = 1.0
-
 
 @dataclass
 class WorkerOutcome:
@@ -133,14 +130,25 @@ class Worker:
     def _tune(self) -> None:
         """Once an interval: weigh the work done, set how many jobs run at once."""
         moved = self.stats.snapshot().bytes_sent
-        while not self._done.wait(TUNE_INTERVAL):
+        since = time.monotonic()
+        while not self._done.wait(self.controller.interval):
             snapshot = self.stats.snapshot()
             reading = self.meter.take() if self.meter is not None else None
+            now = time.monotonic()
             requests = reading.requests if reading is not None else 0
             throttled = reading.throttled if reading is not None else 0
-            work = work_done(requests, snapshot.bytes_sent - moved)
-            moved = snapshot.bytes_sent
+            # Per second: a wait that overran its interval is not more work.
+            work = work_done(requests, snapshot.bytes_sent - moved) / max(now - since, 1e-3)
+            moved, since = snapshot.bytes_sent, now
             limit = self.controller.step(work, throttled=throttled, busy=snapshot.in_flight)
+            log.debug(
+                "concurrency: %d in flight, work %.0f/s, reply wait %.0f ms, %d throttled -> %d",
+                snapshot.in_flight,
+                work,
+                (reading.latency if reading is not None else 0.0) * 1000,
+                throttled,
+                limit,
+            )
             with self._room:
                 self._add_threads(limit)
                 self._set_capacity(limit)
