@@ -22,6 +22,7 @@ from longbow_testkit.servers import (
     start_rgw,
     start_seaweedfs,
 )
+from longbow_testkit.tls import ServerCertificate, certificate_authority
 
 # Keep the developer's own AWS set-up (profiles, config, keys, trusted authorities, proxies)
 # out of every test: each test that needs one sets it itself.
@@ -84,14 +85,22 @@ def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def seaweed_src(servers_dir: Path) -> Iterator[LocalServer]:
-    with start_seaweedfs(servers_dir / "seaweed-src") as server:
+def tls_authority(servers_dir: Path) -> ServerCertificate:
+    """A throw-away certificate authority and its certificate for 127.0.0.1."""
+    return certificate_authority(servers_dir / "tls")
+
+
+@pytest.fixture(scope="session")
+def seaweed_src(servers_dir: Path, tls_authority: ServerCertificate) -> Iterator[LocalServer]:
+    """The main source server: http at `.endpoint`, https beside it at `.https_endpoint`."""
+    with start_seaweedfs(servers_dir / "seaweed-src", tls=tls_authority) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def seaweed_dst(servers_dir: Path) -> Iterator[LocalServer]:
-    with start_seaweedfs(servers_dir / "seaweed-dst") as server:
+def seaweed_dst(servers_dir: Path, tls_authority: ServerCertificate) -> Iterator[LocalServer]:
+    """The main destination server, http and https as seaweed_src."""
+    with start_seaweedfs(servers_dir / "seaweed-dst", tls=tls_authority) as server:
         yield server
 
 

@@ -197,7 +197,7 @@ class TransferSettings:
     # path, starting at 16 and never above this; without it, exactly this many run.
     workers: int = 256
     autotune: bool = True
-    part_threads: int = 4
+    part_threads: int = 16  # the most parts of one object in flight
     part_size: int = 8 * MiB
     resumable_threshold: int = 5 * MiB
     memory_limit: int = 96 * MiB
@@ -214,7 +214,7 @@ class TransferSettings:
     lease_seconds: float = 120.0
     compare: CompareMode = "size"  # when a present destination object is replaced
     server_side_copy: bool = True  # copy on the server when one endpoint and account hold both
-    relay: bool = True  # between plain-HTTP endpoints, move unchecked bytes inside the kernel
+    relay: bool = True  # move bytes that need no checksum of ours as they arrive
     all_versions: bool = False  # copy every version of each key, oldest first
     update_properties: bool = False  # fix properties and tags of objects already copied
 

@@ -210,7 +210,10 @@ def test_cluster_file_environment_and_flags(tmp_path: Path) -> None:
     path = _write(tmp_path, "cluster.toml", CLUSTER_FILE)
     config = load_cluster(path, {})
     assert config.cluster.queue_name == "jobs" and config.cluster.table == "file-table"
-    assert config.transfer.workers == 4 and config.transfer.part_threads == 4
+    assert (
+        config.transfer.workers == 4
+        and config.transfer.part_threads == TransferSettings().part_threads
+    )
     assert config.source.endpoint_url == "https://src.example"
     assert config.source.access_key_id is None
 

@@ -103,7 +103,7 @@ VERIFY_WORKERS = 16
 @click.option(
     "--no-relay",
     is_flag=True,
-    help="Read every byte into memory even where plain-HTTP endpoints allow relaying it.",
+    help="Read every byte into memory even where it could be relayed as it arrives.",
 )
 @click.option("--acl", help="Canned ACL of the copies (e.g. bucket-owner-full-control).")
 @click.option(

@@ -16,10 +16,15 @@ from s3longbow.model import (
     PartInfo,
 )
 
+# The most memory a relayed body holds while it passes from one connection to the other
+# (a store's relay may hold less: none at all inside the kernel).
+RELAY_BUFFER = 64 * 1024
+
 
 class Relayed(Protocol):
-    """An object's bytes still on the source's connection, to be written to another store
-    without entering the process (see ObjectStore.open_object); a context manager."""
+    """An object's bytes still on the source's connection, to be written to another store as
+    they arrive, never held whole in memory (see ObjectStore.open_object); a context
+    manager."""
 
     length: int
 
@@ -165,7 +170,7 @@ class ObjectStore(Protocol):
     ) -> tuple[Relayed, ObjectProperties] | None:
         """A whole object's read (as read_object) whose bytes are left on the connection to
         be relayed into a write on a store that can_relay_from this one; None where this
-        store cannot (not on plain HTTP, or a reply without a stated length)."""
+        store cannot (a local file, or a reply without a stated length)."""
         ...
 
     def open_range(
@@ -327,8 +332,8 @@ class ObjectStore(Protocol):
         ...
 
     def can_relay_from(self, source: object) -> bool:
-        """Whether `source`'s bytes can reach this store without entering the process (both
-        on plain HTTP, on Linux): see open_range and open_object."""
+        """Whether `source`'s bytes can reach this store as they arrive, never held whole in
+        memory (both S3 stores): see open_range and open_object."""
         ...
 
     def abort_upload(self, key: str, upload_id: str) -> None:

@@ -32,9 +32,9 @@ class Learned:
     """What the copies of a pair have learned of the stores; set by any job or part thread.
 
     Args:
-        relay: Both sides on plain HTTP (and relaying allowed): bytes that need no checksum
-            of ours may skip the process, until a destination's ETag shows it cannot prove
-            them.
+        relay: Both stores can relay (and relaying is allowed): bytes that need no checksum
+            of ours go from connection to connection as they arrive, until a destination's
+            ETag shows it cannot prove them.
     """
 
     def __init__(self, relay: bool) -> None:

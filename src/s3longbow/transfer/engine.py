@@ -120,7 +120,7 @@ class Copier:
             # One endpoint and one account hold both sides: the server copies, no byte
             # comes here.
             server_copy=settings.server_side_copy and dst.can_copy_from(src),
-            # Both sides on plain HTTP: bytes needing no checksum of ours skip the process.
+            # Both sides relay: bytes needing no checksum of ours pass as they arrive.
             learned=Learned(relay=settings.relay and dst.can_relay_from(src)),
         )
 

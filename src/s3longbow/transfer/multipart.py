@@ -19,6 +19,7 @@ from s3longbow import checksums
 from s3longbow.errors import ChecksumNotConfirmedError, TransientError, UploadMissingError
 from s3longbow.model import Bytes, Checksum, Job, JobResult, ObjectDetails, PartInfo
 from s3longbow.retry import with_retries
+from s3longbow.stores.base import RELAY_BUFFER
 from s3longbow.transfer import upload
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.context import Attempt, Context, Interrupted, VerificationError
@@ -83,6 +84,11 @@ def copy_multipart(
         dst_etag=dst_etag,
         notes=tuple(attempt.notes),
     )
+
+
+class RelayEnded(TransientError):
+    """A part set out to be relayed, and relaying no longer works: the object is copied
+    again, its parts through memory (a relayed part holds no buffer to fall back on)."""
 
 
 @dataclass
@@ -153,7 +159,7 @@ class MultipartCopy:
     # -- moving parts -----------------------------------------------------------------------
 
     def run_parts(self, numbers: list[int]) -> dict[int, PartInfo]:
-        """Move parts with at most `part_threads` buffers held for this object at once.
+        """Move parts with at most `part_threads` of this object's in flight at once.
 
         The window slot and the memory of each part are taken here, in part order, before the
         part is handed to the pool: a part waiting to be hashed only ever waits for earlier
@@ -166,16 +172,23 @@ class MultipartCopy:
         for number in numbers:
             if not self._take(window):
                 break
-            # Every part takes a buffer of the full part size (the last one too), so buffers
-            # are reused from part to part and object to object.
-            taken = ctx.budget.acquire(part_size)
-            release = _Release(ctx.budget, taken, window, part_size)
+            # A part read into memory takes a buffer of the full part size (the last one too),
+            # so buffers are reused from part to part and object to object; a relayed part
+            # holds only what passes through the relay, so a long path's many window-bound
+            # streams fit in the memory of a few parts.
+            relayed = self._relays(number)
+            taken = ctx.budget.acquire(RELAY_BUFFER if relayed else part_size)
+            release = _Release(ctx.budget, taken, window, part_size, relayed=relayed)
             future = ctx.part_pool.submit(self._part_task, number, release)
             future.add_done_callback(self._cancel_on_failure)
             futures.append(future)
         done = upload.parts_done(futures)
         ctx.check_stop()
         return done
+
+    def _relays(self, number: int) -> bool:
+        """Whether this part goes from the source's connection to the destination's."""
+        return self.method.relay and self.ctx.learned.relays and number not in self.expected
 
     def _cancel_on_failure(self, future: Future[PartInfo]) -> None:
         if future.exception() is not None:
@@ -199,13 +212,19 @@ class MultipartCopy:
             if self.cancel.is_set():
                 raise Interrupted("another part of this object failed")
             ctx.check_stop()
-            if method.relay and ctx.learned.relays and expected_etag is None:
-                relayed = self._relay_part(number, start, length)
-                if relayed is not None:
-                    ctx.ledger.record_part(job, self.upload_id, number, length, relayed)
-                    ctx.stats.sent(length)
-                    self.attempt.progressed += length
-                    return PartInfo(number, length, relayed, None), b""
+            if release.relayed:
+                # It holds no part-sized memory to fall back on: when relaying stopped
+                # working, the object's next attempt reads its parts into memory.
+                relayed = self._relay_part(number, start, length) if ctx.learned.relays else None
+                if relayed is None:
+                    raise RelayEnded(
+                        f"part {number} of {job.src_key!r} can no longer be relayed; the "
+                        "object is copied again through memory"
+                    )
+                ctx.ledger.record_part(job, self.upload_id, number, length, relayed)
+                ctx.stats.sent(length)
+                self.attempt.progressed += length
+                return PartInfo(number, length, relayed, None), b""
             # The part's checksums are computed piece by piece as the bytes arrive.
             running = sums.running() if sums is not None else None
             data = ctx.src.get_range(
@@ -250,7 +269,7 @@ class MultipartCopy:
                 attempts=ctx.settings.part_attempts,
                 what=f"part {number} of {job.src_key!r}",
                 should_stop=lambda: ctx.stop.is_set() or self.cancel.is_set(),
-                give_up_on=(UploadMissingError,),
+                give_up_on=(UploadMissingError, RelayEnded),
             )
             if self.hasher is not None:
                 # The buffer is freed once every earlier part has been hashed.
@@ -279,6 +298,7 @@ class MultipartCopy:
             job.src_key, start, length, etag=job.etag, version_id=job.version_id
         )
         if body is None:
+            ctx.learned.relay_failed()  # the source does not state its replies' lengths
             return None
         with body:
             etag = ctx.dst.upload_part(job.dst_key, self.upload_id, number, body, md5_b64=None)
@@ -425,16 +445,25 @@ class _Release:
     """Gives back a part's memory, its buffer and its window slot exactly once."""
 
     def __init__(
-        self, budget: ByteBudget, taken: int, window: threading.Semaphore, size: int
+        self,
+        budget: ByteBudget,
+        taken: int,
+        window: threading.Semaphore,
+        size: int,
+        *,
+        relayed: bool = False,
     ) -> None:
         self._budget, self._taken, self._window = budget, taken, window
         self._size = size
-        self._buffer: bytearray | None = None  # taken when first read into (a relay needs none)
+        self.relayed = relayed  # the part took the memory of a relay, not of a buffer
+        self._buffer: bytearray | None = None  # taken when first read into
         self._done = False
         self._lock = threading.Lock()
 
     @property
     def buffer(self) -> bytearray:
+        if self.relayed:
+            raise RuntimeError("a relayed part has no buffer of its own")
         if self._buffer is None:
             self._buffer = self._budget.buffer(self._size)
         return self._buffer

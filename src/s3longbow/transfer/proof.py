@@ -26,8 +26,8 @@ from s3longbow.transfer.sizing import part_count, part_size_for
 
 _MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
 _MULTIPART_ETAG = re.compile(r"^([0-9a-f]{32})-(\d+)$")
-# Objects from this size are relayed between plain-HTTP endpoints rather than read into memory:
-# below it, the pipe's system calls cost about what the copies they save do.
+# Objects from this size are relayed rather than read into memory: below it, the relay's
+# system calls cost about what the copies they save do.
 RELAY_MIN = 1024 * 1024
 _CRCS = checksums.CRC_ALGORITHMS
 
@@ -86,8 +86,8 @@ class Link:
         src: The source's capabilities.
         dst: The destination's capabilities.
         server_copy: One endpoint and one account hold both sides: the server copies.
-        relay: Both sides on plain HTTP and relaying still works: bytes that need no
-            checksum of ours may go from socket to socket inside the kernel.
+        relay: Relaying is allowed and still works: bytes that need no checksum of ours
+            may go from the source's connection to the destination's as they arrive.
         crc_parts: Parts may go under a CRC alone (the destination has not yet failed to
             confirm one).
     """
@@ -353,8 +353,8 @@ def _layout(source: SourceFacts) -> ObjectDetails:
 
 
 def _single(job: Job, link: Link) -> CopyMethod:
-    """One PUT, relayed where that may pay: both sides on plain HTTP, an object large enough
-    that a copy through memory costs more than the pipe, and a source ETag that can be its
+    """One PUT, relayed where that may pay: relaying allowed, an object large enough that a
+    copy through memory costs more than the relay, and a source ETag that can be its
     MD5 (checked again on its reply), with no checksum of ours to go with the write and a
     destination whose ETag shows what it received."""
     relay = (
@@ -383,7 +383,7 @@ def _guarded(method: CopyMethod, link: Link) -> CopyMethod:
     if by_etags and link.dst_encrypts:
         return method  # the destination's ETags are no MD5s: ours prove the parts
     if by_etags and link.relay and method.write_algorithm is None:
-        # Nothing to compute on the bytes: they need not enter this process.
+        # Nothing to compute on the bytes: they need not be held in this process.
         return dataclasses.replace(method, relay=True)
     algorithm = method.write_algorithm
     if algorithm is None and link.dst.checksums == "auto":

@@ -22,7 +22,7 @@ from s3longbow.errors import (
     TransientError,
 )
 from s3longbow.model import Bytes
-from s3longbow.stores.s3 import http1, splice
+from s3longbow.stores.s3 import http1
 from s3longbow.stores.s3.client import Client, _Call, _clock_skew, _read_capped
 from s3longbow.stores.s3.connection import Body, RangeBody
 from s3longbow.stores.s3.errors import error_from_response
@@ -70,8 +70,9 @@ class S3DataPlane(Client):
 
     @property
     def relays(self) -> bool:
-        """Whether reply bodies from here can be relayed by the kernel (plain HTTP, Linux)."""
-        return splice.AVAILABLE and self._scheme == "http"
+        """Whether reply bodies from here can be relayed into another request as they arrive
+        (by the kernel between plain-HTTP connections on Linux, else through a small buffer)."""
+        return True
 
     def open_range(
         self,

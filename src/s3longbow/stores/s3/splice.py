@@ -1,8 +1,11 @@
-"""Moving a body from one socket to another inside the kernel (Linux ``splice(2)``).
+"""Moving a body from one socket to another as it arrives, for bytes that need no checksum
+of ours: a part or object relayed this way is never held whole in memory.
 
-A part relayed this way never enters the process: no buffer to fill, no copy from the kernel
-and back, no Python loop over its pieces. It only suits plain-HTTP connections (TLS must
-decrypt and encrypt in the process) and bytes that need no checksum of ours.
+Between plain-HTTP connections on Linux the bytes stay inside the kernel (``splice(2)``): no
+buffer to fill, no copy from the kernel and back, no Python loop over its pieces. Over TLS
+they must be decrypted and encrypted here, so they pass through one small buffer instead
+(:func:`pump`): a part of any size holds :data:`CHUNK` bytes of memory, and a long path's
+window-bound streams can be many without a part-sized buffer each.
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ import select
 import socket
 from collections.abc import Callable
 
+from s3longbow.stores.base import RELAY_BUFFER
+
 AVAILABLE = hasattr(os, "splice")
+
+# The buffer a body relayed through the process passes through (a few TLS records).
+CHUNK = RELAY_BUFFER
 
 # A pipe carries the bytes between the two sockets; a larger one means fewer system calls.
 # 1 MiB is the most an unprivileged process may ask for by default (fs.pipe-max-size).
@@ -33,12 +41,17 @@ def relay(
 ) -> None:
     """Move exactly `length` bytes from `src` to `dst`, waiting on each at most its timeout;
     `moved` is told how many bytes each step moved (and may raise to stop: a pace that is
-    too slow).
+    too slow). Inside the kernel where both are plain sockets, else through :func:`pump`.
 
     Raises:
         SourceFailure: `src` failed, timed out or closed before `length` bytes.
         OSError: `dst` failed or timed out (TimeoutError); or what `moved` raised.
     """
+    # Only plain sockets hand their bytes to the kernel as they are (a TLS socket's are
+    # ciphertext).
+    if not AVAILABLE or type(src) is not socket.socket or type(dst) is not socket.socket:
+        pump(src, dst, length, moved)
+        return
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
         try:
@@ -62,6 +75,41 @@ def relay(
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def pump(
+    src: socket.socket,
+    dst: socket.socket,
+    length: int,
+    moved: Callable[[int], None] | None = None,
+) -> None:
+    """:func:`relay` through one buffer of :data:`CHUNK` bytes (any sockets, TLS included).
+
+    Raises:
+        SourceFailure: `src` failed, timed out or closed before `length` bytes.
+        OSError: `dst` failed or timed out (TimeoutError); or what `moved` raised.
+    """
+    buffer = bytearray(min(CHUNK, length))
+    view = memoryview(buffer)
+    left = length
+    while left:
+        # Fill the buffer (a TLS read returns one record, 16 KiB at most) before a send.
+        want = min(len(buffer), left)
+        filled = 0
+        while filled < want:
+            try:
+                got = src.recv_into(view[filled:want])
+            except OSError as exc:
+                raise SourceFailure(f"{type(exc).__name__}: {exc}") from exc
+            if not got:
+                raise SourceFailure(
+                    f"the source closed after {length - left + filled} of {length} bytes"
+                )
+            filled += got
+        dst.sendall(view[:filled])
+        left -= filled
+        if moved is not None:
+            moved(filled)
 
 
 def _move(sock: socket.socket, fd_in: int, fd_out: int, count: int, event: int) -> int:
