@@ -172,6 +172,23 @@ def test_tls_connections_the_server_closed_while_idle_are_left_unused(
         plane.close()
 
 
+def test_new_tls_connections_resume_an_earlier_session(
+    tls: tuple[Path, ssl.SSLContext],
+) -> None:
+    """A resumed handshake skips the certificate's checks (and, before TLS 1.3, a round
+    trip): every connection after the first offers the session of one before."""
+    cert, context = tls
+    with FakeS3(tls=context) as server:
+        server.on(lambda r: Action("close", server.answer(r)))  # each reply ends its connection
+        plane = plane_for(server, ca_bundle=str(cert))
+        for i in range(5):
+            data = f"object {i}".encode()
+            assert plane.put_object("bkt", f"k{i}", data, md5_b64=md5_b64(data))
+        assert server.connections == 5
+        assert context.session_stats()["hits"] == 4
+        plane.close()
+
+
 def test_a_tls_connection_closed_as_the_request_goes_out_is_stale(
     tls: tuple[Path, ssl.SSLContext],
 ) -> None:

@@ -199,6 +199,8 @@ class Client:
         self._base_path = parts.path.rstrip("/")
         self._path_style = path_style or _is_ip(self._hostname) or self._hostname == "localhost"
         self._max_connections = max(1, max_connections)
+        # Per host: the TLS session of a recent connection, which new ones offer to resume.
+        self._tls_sessions: dict[str, ssl.SSLSession] = {}
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._min_rate = min_rate
@@ -431,7 +433,9 @@ class Client:
                 self._read_timeout,
                 tls,
                 self._proxy,
+                self._tls_sessions.get(request.netloc) if tls is not None else None,
             )
+            connection.netloc = request.netloc
             with self._lock:
                 self._opened += 1
         return connection.exchange(request, body, pace)
@@ -455,6 +459,12 @@ class Client:
 
     def release(self, connection: _Connection, response: http1.Reply) -> None:
         """Keep the connection for the next request if the exchange left it reusable."""
+        if connection.tls and connection.uses == 1:
+            # A new connection's session, offered by the next ones to this host: a resumed
+            # handshake skips the certificate's checks (and, before TLS 1.3, a round trip).
+            session = connection.tls_session()
+            if session is not None:
+                self._tls_sessions[connection.netloc] = session
         # An unread body or a server-side close (Connection: close) rules out reuse.
         if not connection.kept or response.will_close or not response.isclosed():
             self.drop(connection)

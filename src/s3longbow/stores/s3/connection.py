@@ -186,6 +186,7 @@ class _Connection:
         "sock",
         "stream",
         "tls",
+        "netloc",
         "uses",
         "kept",
         "sent",
@@ -199,6 +200,7 @@ class _Connection:
         self.sock: socket.socket | None = None
         self.stream: Stream | None = None
         self.tls = False
+        self.netloc = ""  # the host (and port) it was opened to
         self.uses = 0
         self.sent = False  # the current request went out whole: only its reply is awaited
         self.waited = 0.0  # seconds its reply's head took to come, once it went out
@@ -215,8 +217,9 @@ class _Connection:
         read_timeout: float,
         tls: ssl.SSLContext | None,
         proxy: dial.Proxy | None,
+        session: ssl.SSLSession | None = None,
     ) -> None:
-        """Connect (see :func:`http1.connect`).
+        """Connect (see :func:`dial.connect`).
 
         Raises:
             OSError: As http1.connect.
@@ -227,12 +230,21 @@ class _Connection:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             tls=tls,
+            session=session,
             proxy=proxy,
         )
         self.sock = sock
         self.stream = Stream(sock)
         self.tls = tls is not None
         self._owned.append(sock)
+
+    def tls_session(self) -> ssl.SSLSession | None:
+        """The TLS session to resume on the next connection to the same host (read once a
+        reply came: a TLS 1.3 server sends its ticket after the handshake)."""
+        if not self.tls or self.sock is None:
+            return None
+        session: ssl.SSLSession | None = getattr(self.sock, "session", None)
+        return session
 
     def exchange(self, request: _Request, body: Body | None, pace: Pace) -> http1.Reply:
         """Send the request and read the reply's status and headers (the body is left to

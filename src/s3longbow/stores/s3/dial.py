@@ -68,12 +68,14 @@ def connect(
     connect_timeout: float,
     read_timeout: float,
     tls: ssl.SSLContext | None = None,
+    session: ssl.SSLSession | None = None,
     proxy: Proxy | None = None,
 ) -> socket.socket:
     """A connected socket (TLS when `tls` is given, with the host name checked as the context
     says) whose sends and receives wait at most `read_timeout` seconds. Through `proxy`, TLS
     runs inside a CONNECT tunnel; plain HTTP goes to the proxy itself (requests then name the
-    endpoint in their request line).
+    endpoint in their request line). A TLS `session` of an earlier connection to the same
+    host is offered for resumption (the server may decline: a full handshake then).
 
     Raises:
         OSError: Resolving, connecting, the proxy's tunnel or the TLS handshake failed
@@ -87,7 +89,7 @@ def connect(
         if proxy is not None and tls is not None:
             _open_tunnel(sock, host, port, proxy)
         if tls is not None:
-            sock = tls.wrap_socket(sock, server_hostname=host)
+            sock = tls.wrap_socket(sock, server_hostname=host, session=session)
         sock.settimeout(read_timeout)
     except BaseException:
         sock.close()
