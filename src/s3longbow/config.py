@@ -15,6 +15,7 @@ from s3longbow.checksums import normalise_algorithm
 # The `[cluster]` table's settings live in s3longbow.cluster.config (a leaf); the name stays
 # importable from here for the modules that still import it from here.
 from s3longbow.errors import ConfigError
+from s3longbow.ratelimit import READS_PER_PREFIX, WRITES_PER_PREFIX, PrefixDepth
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -209,6 +210,11 @@ class TransferSettings:
     # on average over 30 s, or fail as a timeout (0: no minimum): a server that trickles
     # cannot hold a worker forever.
     min_rate: int = 64 * KiB
+    # Requests per second per key prefix (0: no cap, and a SlowDown slows no prefix): S3's
+    # documented rates per partitioned prefix; a SlowDown lowers its prefix's rate below them.
+    prefix_read_rate: int = READS_PER_PREFIX
+    prefix_write_rate: int = WRITES_PER_PREFIX
+    rate_prefix: str = "segments:1"  # what names a key's prefix: segments:N or chars:N
     max_attempts: int = 3
     part_attempts: int = 5
     lease_seconds: float = 120.0
@@ -252,6 +258,13 @@ class TransferSettings:
                 "bwlimit is below 1 KiB/s",
                 hint="give a rate such as 200MiB/s (or leave it out for no limit)",
             )
+        for name in ("prefix_read_rate", "prefix_write_rate"):
+            if getattr(self, name) < 0:
+                raise ConfigError(
+                    f"{name.replace('_', '-')} cannot be negative",
+                    hint="give requests per second per prefix, or 0 for no cap",
+                )
+        PrefixDepth.parse(self.rate_prefix)
         if self.compare not in COMPARE_MODES:
             raise ConfigError(
                 f"compare {self.compare!r} is not a comparison mode",
@@ -391,7 +404,7 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
             if not isinstance(value, bool):
                 raise ConfigError(f"config file {path}: {key} must be true or false")
             transfer[key] = value
-        elif key in ("storage_class", "compare"):
+        elif key in ("storage_class", "compare", "rate_prefix"):
             if not isinstance(value, str):
                 raise ConfigError(f"config file {path}: {key} must be a string")
             transfer[key] = value

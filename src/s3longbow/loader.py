@@ -133,6 +133,9 @@ class TransferFlags:
     listing_threads: int | None = None
     bandwidth_limit: int | None = None
     min_rate: int | None = None
+    prefix_read_rate: int | None = None
+    prefix_write_rate: int | None = None
+    rate_prefix: str | None = None
     max_attempts: int | None = None
     compare: str | None = None
     server_side_copy: bool | None = None

@@ -25,11 +25,14 @@ class Reading:
         latency: The median wait for a reply once its request was sent (seconds; 0 with no
             reply): the round trip and the server's own time, not the bytes' transfer.
         throttled: Replies that asked to slow down (503 SlowDown, 429).
+        paced: Requests that waited for their key prefix's turn (a rate cap per prefix, see
+            :mod:`s3longbow.ratelimit`): more objects in flight would only wait too.
     """
 
     requests: int = 0
     latency: float = 0.0
     throttled: int = 0
+    paced: int = 0
 
 
 class RequestMeter:
@@ -40,6 +43,7 @@ class RequestMeter:
         self._samples: list[float] = []
         self._count = 0
         self._throttled = 0
+        self._paced = 0
 
     def record(self, seconds: float) -> None:
         """A reply came `seconds` after its request was sent whole."""
@@ -53,14 +57,20 @@ class RequestMeter:
         with self._lock:
             self._throttled += 1
 
+    def paced(self) -> None:
+        """A request waited for its prefix's turn."""
+        with self._lock:
+            self._paced += 1
+
     def take(self) -> Reading:
         """What came since the last reading (and start counting anew)."""
         with self._lock:
             samples, self._samples = self._samples, []
             count, self._count = self._count, 0
             throttled, self._throttled = self._throttled, 0
+            paced, self._paced = self._paced, 0
         latency = statistics.median(samples) if samples else 0.0
-        return Reading(count, latency, throttled)
+        return Reading(count, latency, throttled, paced)
 
 
 __all__ = ["Reading", "RequestMeter"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from s3longbow.config import Settings, SideSettings
 from s3longbow.errors import ConfigError
 from s3longbow.meter import RequestMeter
+from s3longbow.ratelimit import PrefixDepth, PrefixRates
 from s3longbow.stores import open_store
 from s3longbow.stores.base import ObjectStore, ReorderableListing
 from s3longbow.stores.location import Location, parse_location
@@ -87,9 +88,20 @@ def open_pairs(
     if connections is None:
         connections = t.workers + 4
     stores: dict[tuple[str, str], ObjectStore] = {}
+    rates: dict[tuple[str, str], PrefixRates] = {}
 
     def store_for(location: Location, side: SideSettings, role: str) -> ObjectStore:
         ident = (role, location.bucket if location.is_s3 else str(location.root))
+        if ident in rates:
+            rates[ident].add_root(location.prefix)
+        elif location.is_s3 and (t.prefix_read_rate or t.prefix_write_rate):
+            # One schedule per bucket and side; each pair's keys count from its own root.
+            rates[ident] = PrefixRates(
+                reads=t.prefix_read_rate,
+                writes=t.prefix_write_rate,
+                depth=PrefixDepth.parse(t.rate_prefix),
+                roots=[location.prefix],
+            )
         if ident not in stores:
             stores[ident] = open_store(
                 location,
@@ -99,6 +111,7 @@ def open_pairs(
                 read_only=read_only,
                 min_rate=t.min_rate,
                 meter=meter,
+                rates=rates.get(ident),
             )
             stores[ident].check()
         return stores[ident]

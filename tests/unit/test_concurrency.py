@@ -91,3 +91,13 @@ def test_a_fixed_number_stays_fixed() -> None:
 def test_work_adds_requests_and_bytes() -> None:
     assert work_done(10, 0) == 10
     assert work_done(0, 4 * REQUEST_WORTH) == 4
+
+
+def test_a_prefix_rate_that_holds_the_requests_is_a_ceiling() -> None:
+    controller = Controller(ceiling=256, start=16)
+    for _ in range(10):  # the work would grow with more objects, but requests wait their turn
+        controller.step(controller.limit * 100.0, busy=controller.limit, capped=True)
+    assert controller.limit == 16 and controller.highest == 16
+    # Once the rate no longer holds them, it climbs again.
+    limits = run(controller, long_path, 30)
+    assert max(limits) > 16

@@ -119,6 +119,24 @@ VERIFY_WORKERS = 16
     "before it fails as a timeout and is retried; 0 for no minimum [64KiB/s].",
 )
 @click.option(
+    "--prefix-write-rate",
+    type=click.IntRange(0),
+    help="Most writes per second to one key prefix of the destination; a SlowDown lowers "
+    f"it for that prefix; 0 for no cap [{DEFAULTS.prefix_write_rate}].",
+)
+@click.option(
+    "--prefix-read-rate",
+    type=click.IntRange(0),
+    help="Most reads per second from one key prefix of the source; 0 for no cap "
+    f"[{DEFAULTS.prefix_read_rate}].",
+)
+@click.option(
+    "--rate-prefix",
+    metavar="segments:N|chars:N",
+    help="What names a key's prefix for the rates above: its first N folders or characters "
+    f"under the pair's root [{DEFAULTS.rate_prefix}].",
+)
+@click.option(
     "--listing-threads",
     type=click.IntRange(1, COUNT_LIMITS["listing_threads"]),
     help="Threads listing each side, by sub-prefix [8].",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from s3longbow.config import SideSettings
 from s3longbow.meter import RequestMeter
+from s3longbow.ratelimit import PrefixRates
 from s3longbow.stores.base import Capabilities, ObjectStore
 from s3longbow.stores.location import Location, parse_location
 
@@ -17,13 +18,15 @@ def open_store(
     read_only: bool = False,
     min_rate: float = 0,
     meter: RequestMeter | None = None,
+    rates: PrefixRates | None = None,
 ) -> ObjectStore:
     """The adapter for a location: S3 for s3:// URLs, the filesystem for paths.
 
     A local destination is created when missing, unless `read_only` (a dry run) says to
     treat it as empty instead. `min_rate`: bytes per second an S3 exchange must keep up
     once it flows (see TransferSettings.min_rate). `meter`: where an S3 store records its
-    replies' waits and requests to slow down.
+    replies' waits and requests to slow down. `rates`: an S3 store's request rate per key
+    prefix.
     """
     if location.is_s3:
         from s3longbow.stores.s3 import S3Store
@@ -34,6 +37,7 @@ def open_store(
             max_connections=max_connections,
             min_rate=min_rate,
             meter=meter,
+            rates=rates,
         )
     from s3longbow.stores.local import LocalStore
 

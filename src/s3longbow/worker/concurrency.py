@@ -12,7 +12,9 @@ the objects, and changes during a run. The controller measures the work done in 
 - a server that asks to slow down (503 SlowDown, 429) cuts the number at once, and probing
   up waits a while;
 - the ceiling (the user's --workers, the file descriptors, a hard maximum) is never passed,
-  nor the memory budget (parts wait for their buffers).
+  nor the memory budget (parts wait for their buffers);
+- while most requests wait for their key prefix's turn (a rate cap per prefix, see
+  :mod:`s3longbow.ratelimit`), the number does not go up: more objects would only wait.
 
 The logic is pure (no clock, no threads): :class:`Controller.step` takes one interval's
 measures and returns the next number; the worker applies it.
@@ -92,7 +94,9 @@ class Controller:
         """Seconds until the next step."""
         return _SLOW_START_INTERVAL if self._slow_start and self.tuned else _SETTLED_INTERVAL
 
-    def step(self, work: float, *, throttled: int = 0, busy: int | None = None) -> int:
+    def step(
+        self, work: float, *, throttled: int = 0, busy: int | None = None, capped: bool = False
+    ) -> int:
         """The limit for the next interval.
 
         Args:
@@ -101,6 +105,7 @@ class Controller:
             throttled: Replies in it that asked to slow down.
             busy: Objects that were in flight at its end; a limit not used (the queue was
                 short of jobs) is no evidence of what more would do.
+            capped: Most of its requests waited for their prefix's rate: a ceiling for now.
         """
         if not self.tuned:
             return self.limit
@@ -115,6 +120,13 @@ class Controller:
             return self.limit
         if self._cool:
             self._cool -= 1
+        if capped:
+            # The prefixes' rates hold the work, not the objects in flight: stay, no probe up.
+            self._slow_start = False
+            self._trial = None
+            self._cool = max(self._cool, 1)
+            self._previous = work
+            return self.limit
         if self._slow_start:
             if not used:
                 # The queue was short of jobs: no evidence of what more would do.

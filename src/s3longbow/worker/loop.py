@@ -140,13 +140,19 @@ class Worker:
             # Per second: a wait that overran its interval is not more work.
             work = work_done(requests, snapshot.bytes_sent - moved) / max(now - since, 1e-3)
             moved, since = snapshot.bytes_sent, now
-            limit = self.controller.step(work, throttled=throttled, busy=snapshot.in_flight)
+            # Most requests waited for their key prefix's rate: the cap is the ceiling now.
+            capped = reading is not None and reading.paced * 2 > max(reading.requests, 1)
+            limit = self.controller.step(
+                work, throttled=throttled, busy=snapshot.in_flight, capped=capped
+            )
             log.debug(
-                "concurrency: %d in flight, work %.0f/s, reply wait %.0f ms, %d throttled -> %d",
+                "concurrency: %d in flight, work %.0f/s, reply wait %.0f ms, %d throttled, "
+                "%d paced -> %d",
                 snapshot.in_flight,
                 work,
                 (reading.latency if reading is not None else 0.0) * 1000,
                 throttled,
+                reading.paced if reading is not None else 0,
                 limit,
             )
             with self._room:

@@ -527,7 +527,7 @@ class FaultProxy:
         self._method_counts: dict[str, int] = {}
         self._injected = dict.fromkeys(FAULT_KINDS, 0)
         self._body_bytes = dict.fromkeys(REQUEST_CLASSES, 0)
-        self._hooks: list[Callable[[Request], None]] = []
+        self._hooks: list[Callable[[Request], str | None]] = []
         self._hook_errors: list[BaseException] = []
         self._errors: list[BaseException] = []
         self._accepted = 0
@@ -624,8 +624,12 @@ class FaultProxy:
             self._injected = dict.fromkeys(FAULT_KINDS, 0)
             self._body_bytes = dict.fromkeys(REQUEST_CLASSES, 0)
 
-    def on_request(self, hook: Callable[[Request], None]) -> Callable[[Request], None]:
+    def on_request(self, hook: Callable[[Request], str | None]) -> Callable[[Request], str | None]:
         """Register a function called with each request before it is forwarded.
+
+        A hook that returns ``"slow_down"`` or ``"internal_error"`` has the proxy answer this
+        request with that error itself (counted in :attr:`faults_injected`); one that returns
+        None lets it go on.
 
         Hooks run in the connection's thread while the request waits, so a test can act at a
         precise moment (e.g. overwrite the source object when the third ranged GET arrives).
@@ -780,15 +784,21 @@ class FaultProxy:
         with self._lock:
             self._body_bytes[request.kind] += size
 
-    def _run_hooks(self, request: Request) -> None:
+    def _run_hooks(self, request: Request) -> str | None:
+        """Run the hooks; return the local error the first one asked for, if any."""
         with self._lock:
             hooks = list(self._hooks)
+        answer: str | None = None
         for hook in hooks:
             try:
-                hook(request)
+                asked = hook(request)
             except Exception as exc:  # a failing test hook must not take the proxy down
                 with self._lock:
                     self._hook_errors.append(exc)
+                continue
+            if answer is None and asked in _LOCAL_ERRORS:
+                answer = asked
+        return answer
 
     def _decide(self, request: Request, has_body: bool) -> _Decision:
         """Draw the fault for a request at arrival, claiming it from the budget."""
@@ -1035,8 +1045,11 @@ class _Connection:
         has_body = framing == "chunked" or (framing == "length" and length > 0)
         client_keep = self._client_wants_keepalive(head)
         self.proxy._count(request)
-        self.proxy._run_hooks(request)
-        decision = self.proxy._decide(request, has_body)
+        asked = self.proxy._run_hooks(request)
+        if asked is not None:
+            decision = _Decision(kind=asked, eligible=False)
+        else:
+            decision = self.proxy._decide(request, has_body)
         if decision.kind in _LOCAL_ERRORS:
             return self._answer_locally(request, head, decision.kind, framing, length, client_keep)
         return self._forward(request, head, decision, framing, length, client_keep)

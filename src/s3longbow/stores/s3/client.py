@@ -31,6 +31,7 @@ from s3longbow.errors import (
     WrongRegionError,
 )
 from s3longbow.meter import RequestMeter
+from s3longbow.ratelimit import PrefixRates
 from s3longbow.stores.s3 import dial, http1, signing
 from s3longbow.stores.s3.connection import (
     _NETWORK_ERRORS,
@@ -97,6 +98,9 @@ class _Call:
 # Where a redirect sends a request: scheme, host, port and the encoded path with its query.
 _Url = tuple[str, str, int, str]
 
+# Methods that read (the rest count as a prefix's writes); replies that ask to slow down.
+_READS, _SLOW_DOWN = frozenset({"GET", "HEAD"}), frozenset({429, 503})
+
 # Redirects followed for one request, at most.
 _MAX_REDIRECTS = 3
 
@@ -161,6 +165,8 @@ class Client:
         checksum_mode: Ask for the object's additional checksum on whole-object reads and
             HEADs (``x-amz-checksum-mode: ENABLED``).
         meter: Where each reply's wait and each request to slow down are recorded.
+        rates: Each object request waits for its key prefix's turn; a reply that asks to
+            slow down slows its prefix.
     """
 
     def __init__(
@@ -182,6 +188,7 @@ class Client:
         meter: RequestMeter | None = None,
         extra_headers: dict[str, str] | None = None,
         checksum_mode: bool = False,
+        rates: PrefixRates | None = None,
     ) -> None:
         region = region or "us-east-1"
         self._extra_headers = dict(extra_headers or {})
@@ -206,6 +213,7 @@ class Client:
         self._min_rate = min_rate
         self._min_rate_window = min_rate_window
         self._meter = meter
+        self._rates = rates
         self._proxy = proxy
         self._credentials = credentials
         self._signer = _make_signer(signer, credentials, region)
@@ -384,10 +392,16 @@ class Client:
                 self.drop(connection)
                 connection = self._connection(request)
             reused = connection.uses > 0
+            write = call.method not in _READS
+            if self._rates is not None and call.key:
+                if self._rates.wait(call.key, write=write) and self._meter is not None:
+                    self._meter.paced()
             try:
                 response = self._send(connection, request, body, pace)
                 if self._meter is not None and connection.waited:
                     self._meter.record(connection.waited)
+                if self._rates is not None and call.key and response.status in _SLOW_DOWN:
+                    self._rates.slow_down(call.key, write=write)
                 return connection, response
             except dial.ProxyError as exc:
                 self.drop(connection)

@@ -31,10 +31,14 @@ from s3longbow.stores.s3.session import (
     _acknowledge_requester_pays,
     make_s3_client,
     make_session,
+    pace_by_prefix,
 )
 
 if TYPE_CHECKING:
     import botocore.session
+
+    from s3longbow.meter import RequestMeter
+    from s3longbow.ratelimit import PrefixRates
 
 
 log = logging.getLogger(__name__)
@@ -96,6 +100,8 @@ class StoreBase:
     _write_headers: dict[str, str]
     _write_kwargs: dict[str, Any]
     _identity: tuple[object, ...]
+    _rates: PrefixRates | None
+    _meter: RequestMeter | None
 
     @property
     def client(self) -> Any:
@@ -114,6 +120,8 @@ class StoreBase:
                     )
                     if self._side.requester_pays:
                         client.meta.events.register("before-sign.s3", _acknowledge_requester_pays)
+                    if self._rates is not None:
+                        pace_by_prefix(client, self._rates, self._meter)
                     self._client = client
         return self._client
 

@@ -15,6 +15,8 @@ from botocore.exceptions import ProfileNotFound
 
 from s3longbow.config import SideSettings
 from s3longbow.errors import ConfigError
+from s3longbow.meter import RequestMeter
+from s3longbow.ratelimit import PrefixRates
 from s3longbow.stores.location import check_endpoint_url
 from s3longbow.stores.s3.signing import StaticCredentials
 
@@ -164,6 +166,33 @@ def make_s3_client(
         )
     client.meta.events.register("before-send.s3", _send_header_text_as_utf8)
     return client
+
+
+# botocore's operations that read (the rest count against a prefix's writes).
+_READ_OPERATIONS = frozenset({"GetObject", "HeadObject", "GetObjectTagging", "ListParts"})
+_SLOW_DOWN = frozenset({429, 503})
+
+
+def pace_by_prefix(client: Any, rates: PrefixRates, meter: RequestMeter | None) -> None:
+    """botocore's object calls (server-side copies, deletes, tags) wait for their key
+    prefix's turn too, and a final SlowDown (after botocore's own retries) slows the prefix."""
+
+    def wait(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        key = params.get("Key")
+        if not isinstance(key, str) or not key:
+            return
+        write = model.name not in _READ_OPERATIONS
+        context["longbow_prefix"] = (key, write)
+        if rates.wait(key, write=write) and meter is not None:
+            meter.paced()
+
+    def answered(http_response: Any, context: dict[str, Any], **_: Any) -> None:
+        asked = context.get("longbow_prefix")
+        if asked is not None and getattr(http_response, "status_code", 0) in _SLOW_DOWN:
+            rates.slow_down(asked[0], write=asked[1])
+
+    client.meta.events.register("before-parameter-build.s3", wait)
+    client.meta.events.register("after-call.s3", answered)
 
 
 def _send_header_text_as_utf8(request: Any, **_: Any) -> None:

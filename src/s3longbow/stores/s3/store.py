@@ -30,6 +30,7 @@ from s3longbow.model import (
     ObjectInfo,
     ObjectProperties,
 )
+from s3longbow.ratelimit import PrefixRates
 from s3longbow.retry import with_retries
 from s3longbow.stores.base import Capabilities, Relayed
 from s3longbow.stores.location import check_bucket_name
@@ -75,6 +76,7 @@ class S3Store(Listing, Uploads, Copies):
             that use this store at once, or connections churn.
         min_rate: Bytes per second an exchange must keep up once it flows.
         meter: Where the data plane records its replies' waits and requests to slow down.
+        rates: The request rate of each key prefix (both clients wait for a prefix's turn).
     """
 
     capabilities = Capabilities()
@@ -88,6 +90,7 @@ class S3Store(Listing, Uploads, Copies):
         max_connections: int = 64,
         min_rate: float = 0,
         meter: RequestMeter | None = None,
+        rates: PrefixRates | None = None,
     ) -> None:
         check_bucket_name(bucket, side.bucket_names)
         self.bucket = bucket
@@ -107,6 +110,7 @@ class S3Store(Listing, Uploads, Copies):
         self._max_connections = max_connections
         self._min_rate = min_rate
         self._meter = meter
+        self._rates = rates
         _check_side(side)
         # botocore's client is built on first use: creating it costs ~0.3 s of CPU (its service
         # model), and a run whose every request goes through the lean client never needs it.
@@ -176,6 +180,7 @@ class S3Store(Listing, Uploads, Copies):
             meter=self._meter,
             extra_headers=self._extra_headers,
             checksum_mode=self._checksum_mode,
+            rates=self._rates,
         )
 
     def check(self) -> None:
