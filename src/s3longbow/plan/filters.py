@@ -83,7 +83,8 @@ class _Translator:
         self.braces = 0
 
     def fail(self, why: str) -> PatternError:
-        return PatternError(f"{why} in pattern {self.pattern!r}")
+        # Not repr(): patterns hold backslashes, which errors already show escaped.
+        return PatternError(f"{why} in pattern '{self.pattern}'")
 
     def run(self) -> str:
         text = self.text
@@ -126,7 +127,7 @@ class _Translator:
 
     def escaped(self) -> str:
         if self.i >= len(self.text):
-            raise self.fail("a '\\' with nothing after it")
+            raise self.fail("a backslash with nothing after it")
         c = self.text[self.i]
         self.i += 1
         return "\\" + c if c in _PERL_CLASSES else re.escape(c)
@@ -153,7 +154,7 @@ class _Translator:
                 self.i = end + 2
             elif c == "\\":
                 if self.i + 1 >= len(text):
-                    raise self.fail("a '\\' with nothing after it")
+                    raise self.fail("a backslash with nothing after it")
                 nxt = text[self.i + 1]
                 items.append("\\" + nxt if nxt in _PERL_CLASSES else re.escape(nxt))
                 self.i += 2
@@ -198,11 +199,12 @@ class KeyRules:
                 re.compile(regex, re.DOTALL | re.ASCII)
             except (PatternError, re.error) as exc:
                 # A regular expression's own error: its position is in our translation.
-                why = f"{exc.msg} in pattern {rule.pattern!r}" if isinstance(exc, re.error) else exc
+                why = f"{exc.msg} in pattern '{rule.pattern}'" if isinstance(exc, re.error) else exc
                 raise ConfigError(
                     f"{rule.origin}: {why}",
+                    # No backslash: a hint is printed as plain text, where it would show doubled.
                     hint="patterns follow rclone's: * within a segment, ** across segments, "
-                    "? one character, [a-z] classes, {a,b} alternatives; \\ escapes",
+                    "? one character, [a-z] classes, {a,b} alternatives; a backslash escapes",
                 ) from None
             alternatives.append(f"(?P<r{n}>{regex})")
         # One expression, each rule an alternative in order: at the start of a key, the first
@@ -241,7 +243,8 @@ class Filters:
 
     Args:
         spec: What the filters say.
-        now: When the run looks, for the age bounds (seconds since the epoch; default: now).
+        now: When ages are measured from (seconds since the epoch), the same for every object
+            of a pass; None: the clock at each judgment (a worker that runs for days).
 
     Raises:
         ConfigError: A pattern is not valid.
@@ -249,7 +252,7 @@ class Filters:
 
     def __init__(self, spec: FilterSpec, *, now: float | None = None) -> None:
         self.spec = spec
-        self.now = time.time() if now is None else now
+        self.now = now
         self._rules = KeyRules(spec.rules) if spec.rules else None
         self._keys = spec.files_from
 
@@ -269,23 +272,30 @@ class Filters:
     def excludes(self, key: str, obj: ObjectInfo) -> str | None:
         """Why the filters leave out source object `obj` with relative key `key`, or None
         when they take it."""
+        return self.judge(key, obj.size, obj.last_modified)
+
+    def judge(self, key: str, size: int | None, modified: float | None) -> str | None:
+        """Why the filters leave out a source object with relative key `key`, `size` bytes
+        (None: unknown, the size bounds are not applied) modified at `modified` (seconds since
+        the epoch; unknown fails an age bound), or None when they take it."""
         if self._keys is not None and key not in self._keys:
             return "not in the --files-from list"
         if self._rules is not None and not self._rules.takes(key):
             return "excluded by a filter rule"
         spec = self.spec
-        if spec.min_size is not None and obj.size < spec.min_size:
-            return f"smaller than --min-size ({obj.size} < {spec.min_size} bytes)"
-        if spec.max_size is not None and obj.size > spec.max_size:
-            return f"larger than --max-size ({obj.size} > {spec.max_size} bytes)"
+        if size is not None:
+            if spec.min_size is not None and size < spec.min_size:
+                return f"smaller than --min-size ({size} < {spec.min_size} bytes)"
+            if spec.max_size is not None and size > spec.max_size:
+                return f"larger than --max-size ({size} > {spec.max_size} bytes)"
         if spec.min_age is None and spec.max_age is None:
             return None
-        modified = obj.last_modified
         if modified is None:
             return "its modification time is unknown, and an age filter is set"
-        if spec.min_age is not None and modified > spec.min_age.cutoff(self.now):
+        now = time.time() if self.now is None else self.now
+        if spec.min_age is not None and modified > spec.min_age.cutoff(now):
             return f"younger than --min-age {spec.min_age.text}"
-        if spec.max_age is not None and modified < spec.max_age.cutoff(self.now):
+        if spec.max_age is not None and modified < spec.max_age.cutoff(now):
             return f"older than --max-age {spec.max_age.text}"
         return None
 
