@@ -16,6 +16,7 @@ from s3longbow.checksums import normalise_algorithm
 # importable from here for the modules that still import it from here.
 from s3longbow.errors import ConfigError
 from s3longbow.ratelimit import READS_PER_PREFIX, WRITES_PER_PREFIX, PrefixDepth
+from s3longbow.selection import FILTER_KEYS, FilterSpec, filters_in_file
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -294,6 +295,7 @@ class Settings:
     destination: SideSettings = SideSettings()
     transfer: TransferSettings = TransferSettings()
     ignore_patterns: tuple[str, ...] = ()
+    filters: FilterSpec = FilterSpec()  # which objects the run takes (--include, --min-size...)
     db_path: Path = field(default_factory=lambda: default_db_path())
     delete: bool = False  # remove destination objects the source no longer has
     force: bool = False  # delete even beyond max_delete_fraction
@@ -323,14 +325,15 @@ _BOOL_KEYS = {
     "update_properties",
 }
 _TRANSFER_DEFAULTS = TransferSettings()
-TOP_KEYS = {"source", "destination", "pairs", "ignore_file", "db"} | _TRANSFER_KEYS
+TOP_KEYS = {"source", "destination", "pairs", "ignore_file", "db", *FILTER_KEYS} | _TRANSFER_KEYS
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read and check a TOML config file; return its contents normalised.
 
-    The file may hold transfer settings at the top level, `[source]` and `[destination]` tables
-    and any number of `[[pairs]]` with `src` and `dst`.
+    The file may hold transfer settings and filters (`include`, `min_size`, ...) at the top
+    level, `[source]` and `[destination]` tables and any number of `[[pairs]]` with `src` and
+    `dst`.
     """
     return normalise_config(read_toml(path), path, TOP_KEYS)
 
@@ -415,6 +418,7 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
                 raise ConfigError(f"config file {path}: {key} must be a whole number, not {value}")
             transfer[key] = value
     out["transfer"] = transfer
+    out["filters"] = filters_in_file(raw, path)
     if "ignore_file" in raw:
         out["ignore_file"] = (path.parent / str(raw["ignore_file"])).resolve()
     if "db" in raw:

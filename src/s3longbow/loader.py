@@ -2,11 +2,12 @@
 before it: defaults < config file < environment < flags.
 
 - `load_settings(flags, env)`: `longbow sync` and `longbow verify`. The file is `--config`
-  (pairs, sides, transfer settings); the environment gives each side static keys; the flags
-  are the command line's.
-- `load_cluster(path, env, transfer)`: `longbow send`, `worker`, `cluster-init` and `status
-  --cluster`. The file is a cluster config file; the environment gives each side static keys;
-  the flags are `worker`'s `--workers` and `--part-threads`.
+  (pairs, sides, transfer settings, filters); the environment gives each side static keys;
+  the flags are the command line's.
+- `load_cluster(path, env, transfer, filters)`: `longbow send`, `worker`, `cluster-init` and
+  `status --cluster`. The file is a cluster config file; the environment gives each side
+  static keys; the flags are `worker`'s `--workers` and `--part-threads`, and `send`'s
+  filters.
 - `load_deployment(env)`: the Lambda functions. The file is the one `LONGBOW_CONFIG` names;
   every `LONGBOW_*` variable below may override it; there are no flags.
 
@@ -16,13 +17,15 @@ laid over it. What each layer may set:
 ========================  ==============================  ====================================
 layer                     sides                           the rest
 ========================  ==============================  ====================================
-file                      [source], [destination]         [[pairs]], transfer keys, [cluster]
+file                      [source], [destination]         [[pairs]], transfer keys,
+                                                          filter keys, [cluster]
 environment (every path)  LONGBOW_{SRC,DST}_ACCESS_KEY_ID,
                           _SECRET_ACCESS_KEY,
                           _SESSION_TOKEN
 environment (Lambda)      LONGBOW_{SRC,DST}_ENDPOINT_URL,  LONGBOW_<cluster key>,
                           _REGION, _PROFILE, _PATH_STYLE   LONGBOW_<transfer key>, LONGBOW_PAIRS
-flags                     --src-*, --dst-*                 SRC DST, transfer flags, --db, ...
+flags                     --src-*, --dst-*                 SRC DST, transfer flags,
+                                                          filter flags, --db, ...
 ========================  ==============================  ====================================
 """
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +50,8 @@ from s3longbow.config import (
     parse_size,
 )
 from s3longbow.errors import ConfigError
+from s3longbow.plan.filters import Filters
+from s3longbow.selection import AgeLimit, FilterSpec, build_filters
 from s3longbow.stores.location import check_endpoint_url
 
 if TYPE_CHECKING:
@@ -149,6 +155,39 @@ class TransferFlags:
 
 
 @dataclass(frozen=True)
+class FilterFlags:
+    """The command line's filter options; None: not given (a given one replaces the config
+    file's key of the same name)."""
+
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] | None = None
+    filter_from: tuple[Path, ...] | None = None
+    files_from: tuple[Path, ...] | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+    min_age: AgeLimit | None = None
+    max_age: AgeLimit | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The `build_filters` arguments these flags set."""
+        return _given(self)
+
+
+def filters_of(file: Mapping[str, Any], flags: FilterFlags | None = None) -> FilterSpec:
+    """The filters of a run: the config file's filter keys, each replaced by its flag when
+    given; the files they name are read, and every pattern is checked.
+
+    Raises:
+        ConfigError: A file cannot be read, a pattern is not valid, or the bounds leave
+            nothing to take.
+    """
+    values = {**file, **(flags.changes() if flags is not None else {})}
+    spec = build_filters(**values, now=time.time())
+    Filters(spec)  # compiles every pattern: a bad one stops the run before anything is listed
+    return spec
+
+
+@dataclass(frozen=True)
 class Flags:
     """What the command line of `longbow sync` or `verify` says.
 
@@ -161,6 +200,7 @@ class Flags:
         source: The `--src-*` options.
         destination: The `--dst-*` options.
         transfer: The transfer options.
+        filters: The filter options (`--include`, `--min-size`, ...).
         delete: `--delete`.
         force: `--force` (only with `delete`).
         max_delete: `--max-delete`, in percent.
@@ -174,6 +214,7 @@ class Flags:
     source: SideFlags = field(default_factory=SideFlags)
     destination: SideFlags = field(default_factory=SideFlags)
     transfer: TransferFlags = field(default_factory=TransferFlags)
+    filters: FilterFlags = field(default_factory=FilterFlags)
     delete: bool = False
     force: bool = False
     max_delete: float = 10.0
@@ -230,6 +271,7 @@ def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
         destination=sides[1],
         transfer=transfer,
         ignore_patterns=load_ignore_file(ignore_path) if ignore_path else (),
+        filters=filters_of(file.get("filters", {}), flags.filters),
         db_path=flags.db_path or file.get("db") or default_db_path(),
     )
     if flags.force and not flags.delete:
@@ -243,10 +285,13 @@ def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
 
 
 def load_cluster(
-    path: Path, env: Mapping[str, str], transfer: TransferFlags | None = None
+    path: Path,
+    env: Mapping[str, str],
+    transfer: TransferFlags | None = None,
+    filters: FilterFlags | None = None,
 ) -> ClusterConfig:
     """`longbow send`, `worker`, `cluster-init`, `status --cluster`: defaults < the cluster
-    config file < static keys from the environment < `transfer` flags.
+    config file < static keys from the environment < `transfer` and `filters` flags.
 
     Raises:
         ConfigError: The file is missing or invalid, an endpoint is plain http to another
@@ -254,7 +299,7 @@ def load_cluster(
     """
     from s3longbow.cluster.settings import load_cluster_config
 
-    config = load_cluster_config(path)
+    config = load_cluster_config(path, filters.changes() if filters is not None else None)
     sides = []
     for name, prefix, side in (
         ("source", "SRC", config.source),
@@ -334,6 +379,7 @@ def load_deployment(env: Mapping[str, str]) -> ClusterConfig:
         transfer=transfer,
         pairs=pairs,
         ignore_patterns=base.ignore_patterns if base else (),
+        filters=base.filters if base else FilterSpec(),
     )
 
 
@@ -437,10 +483,12 @@ __all__ = [
     "CLUSTER_VARIABLES",
     "SIDE_VARIABLES",
     "TRANSFER_VARIABLES",
+    "FilterFlags",
     "Flags",
     "SideFlags",
     "TransferFlags",
     "env_value",
+    "filters_of",
     "keys_from_environment",
     "load_cluster",
     "load_deployment",

@@ -24,6 +24,7 @@ from s3longbow.meter import RequestMeter
 from s3longbow.model import ObjectInfo
 from s3longbow.pairs import PairRuntime, open_pairs, run_signature
 from s3longbow.plan.diff import Decision
+from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.planner import CountingSink, PlanCounts, PlanSink, PlanTotals, plan_pair
 from s3longbow.plan.unstorable import answers_for
@@ -174,6 +175,7 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
     report = SyncReport(dry_run=True, memory_limit=settings.transfer.memory_limit)
     settings.transfer.validate()
     ignore = IgnoreRules(settings.ignore_patterns)
+    filters = Filters(settings.filters, now=time.time())
     sink = CountingSink(stats, extras=settings.delete)
     with open_pairs(settings, read_only=True) as pairs:
         for pair in pairs:
@@ -185,6 +187,7 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
                 stats=stats,
                 listing_threads=settings.transfer.listing_threads,
                 compare=settings.transfer.planning_compare,
+                filters=filters,
             )
             report.add_counts(counts)
     stats.planning_done()
@@ -417,6 +420,7 @@ def _plan_all(
 ) -> None:
     """The planning thread: plan every pair into the run's jobs while workers run them."""
     ignore = IgnoreRules(settings.ignore_patterns)
+    filters = Filters(settings.filters, now=time.time())  # ages: from when planning starts
     t = settings.transfer
     checker = ThreadPoolExecutor(t.workers, thread_name_prefix="properties")
     updater = (
@@ -442,6 +446,7 @@ def _plan_all(
                 should_stop=stop.is_set,
                 listing_threads=t.listing_threads,
                 compare=t.planning_compare,
+                filters=filters,
             )
             report.add_counts(counts)
         if updater is not None:

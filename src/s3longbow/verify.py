@@ -8,6 +8,9 @@ both objects and compares their MD5s.
 
 A missing key is looked up with a HEAD: a store that answers for a name its listing lacks
 keeps the object under another name (it cannot store this key), which is said so.
+
+The ignore patterns and the filters leave objects out as they do for `sync`: what they leave
+out is neither compared nor reported missing or extra.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from s3longbow.errors import ObjectError
 from s3longbow.model import ObjectInfo
 from s3longbow.pairs import PairRuntime, open_pairs
 from s3longbow.plan.diff import Action, diff
+from s3longbow.plan.filters import Filters, relative_key
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.listing import list_concurrently, read_ahead
 from s3longbow.plan.order import order_key, resorted
+from s3longbow.plan.planner import unless_left_out
 from s3longbow.plan.unstorable import answers_for
 from s3longbow.stores.base import ObjectStore
 from s3longbow.transfer.proof import is_md5_etag
@@ -55,6 +60,7 @@ class VerifyReport:
     )
     deep: bool = False
     ignored: int = 0
+    filtered: int = 0  # source objects the filters left out (not compared)
     elapsed: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -74,6 +80,7 @@ class VerifyReport:
             "deep": self.deep,
             "counts": self.counts,
             "ignored": self.ignored,
+            "filtered": self.filtered,
             "elapsed_seconds": round(self.elapsed, 3),
             **{
                 verdict: [{"key": k, "reason": r} for k, r in items]
@@ -132,10 +139,11 @@ def verify(settings: Settings, *, deep: bool = False) -> VerifyReport:
     started = time.monotonic()
     report = VerifyReport(deep=deep)
     ignore = IgnoreRules(settings.ignore_patterns)
+    filters = Filters(settings.filters, now=time.time())
     with open_pairs(settings, read_only=True) as pairs:
         with ThreadPoolExecutor(settings.transfer.workers) as pool:
             for pair in pairs:
-                _verify_pair(pair, ignore, report, pool, deep=deep)
+                _verify_pair(pair, ignore, filters, report, pool, deep=deep)
     report.elapsed = time.monotonic() - started
     return report
 
@@ -143,6 +151,7 @@ def verify(settings: Settings, *, deep: bool = False) -> VerifyReport:
 def _verify_pair(
     pair: PairRuntime,
     ignore: IgnoreRules,
+    filters: Filters,
     report: VerifyReport,
     pool: ThreadPoolExecutor,
     *,
@@ -184,15 +193,28 @@ def _verify_pair(
         else:
             report.add(Verdict.DIFFERENT, src.key, f"content MD5 {a} at source, {b} at destination")
 
+    def ignored(key: str) -> bool:
+        return bool(ignore) and ignore.matches(pair.ignore_bucket, key)
+
+    def filtered(obj: ObjectInfo, suffix: str) -> str | None:
+        return filters.excludes(relative_key(pair.src_prefix, suffix), obj)
+
     decisions = diff(
         list_concurrently(pair.src_store, pair.src_prefix),
         dst_listing,
         src_prefix=pair.src_prefix,
         dst_prefix=pair.dst_prefix,
         differs=lambda s, d: None,  # every present pair is judged below
-        ignored=lambda key: bool(ignore) and ignore.matches(pair.ignore_bucket, key),
+        ignored=ignored,
+        filtered=filtered if filters else None,
         order=order_key(src_order),
-        extra=lambda obj: report.add(Verdict.EXTRA, obj.key, "not at the source"),
+        # What the ignore patterns and the key filters leave out is not an extra either.
+        extra=unless_left_out(
+            pair,
+            ignored,
+            filters,
+            lambda obj: report.add(Verdict.EXTRA, obj.key, "not at the source"),
+        ),
     )
 
     def submit(task: Callable[..., None], *args: object) -> None:
@@ -201,7 +223,9 @@ def _verify_pair(
             pending.pop(0).result()
 
     for decision in decisions:
-        if decision.action in (Action.IGNORED, Action.UNSUPPORTED):
+        if decision.action is Action.FILTERED:
+            report.filtered += 1
+        elif decision.action in (Action.IGNORED, Action.UNSUPPORTED):
             report.ignored += 1
         elif decision.dst is None:
             # Only keys that are listed with their reason are worth a HEAD.

@@ -181,6 +181,30 @@ def test_removal_events_delete_copies_only_when_allowed(cluster: Cluster) -> Non
     assert cluster.depth() == 0 and cluster.dead_letters() == []
 
 
+def test_events_the_filters_leave_out_copy_and_delete_nothing(cluster: Cluster) -> None:
+    cluster.write_config(transfer={"exclude": "logs/", "max_size": "1K"}, delete_removed=True)
+    b = cluster.src.name
+    small, small_etag = put(cluster, "a.txt", b"a")
+    big, big_etag = put(cluster, "big.bin", os.urandom(2000))
+    log, log_etag = put(cluster, "logs/x", b"x")
+    cluster.dst.put(DST_PREFIX + "logs/old", b"a copy the filters leave alone")
+    cluster.send_raw(
+        s3_event(
+            record(b, "data/a.txt", size=small, etag=small_etag),
+            record(b, "data/big.bin", size=big, etag=big_etag),
+            record(b, "data/logs/x", size=log, etag=log_etag),
+            record(b, "data/logs/old", "ObjectRemoved:Delete"),
+        )
+    )
+
+    report = cluster.drain()
+
+    assert report.counters["events_ignored"] == 3
+    assert sorted(cluster.dst.keys()) == [DST_PREFIX + "a.txt", DST_PREFIX + "logs/old"]
+    assert [i.src_key for i in cluster.items()] == ["data/a.txt"]
+    assert cluster.depth() == 0 and cluster.dead_letters() == []
+
+
 def test_poison_messages_reach_the_dead_letter_queue_with_their_reason(
     cluster: Cluster,
 ) -> None:

@@ -180,6 +180,36 @@ def test_pairs_can_come_from_an_ssm_parameter(cluster: Cluster) -> None:
     assert bad.exit_code == 2 and "pair 1 must have exactly" in bad.stderr
 
 
+def test_send_queues_only_what_the_filters_take(cluster: Cluster) -> None:
+    data = {"a.jpg": b"a" * 100, "b.tmp": b"t", "big.jpg": os.urandom(5000), "logs/x": b"x"}
+    for key, body in data.items():
+        cluster.src.put(SRC_PREFIX + key, body)
+    cluster.write_config(transfer={"exclude": ["*.tmp"], "max_size": "2K"})
+
+    def dry_run(*flags: str) -> dict[str, Any]:
+        result = CliRunner().invoke(
+            cli, ["send", "--config", str(cluster.config_path), "--dry-run", "--json", *flags]
+        )
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.stdout))
+
+    report = dry_run()
+    assert report["queued"]["objects"] == 2 and report["filtered"] == 2
+    # A flag replaces the file's key of the same name: logs/ instead of *.tmp.
+    report = dry_run("--exclude", "logs/")
+    assert report["queued"] == {"objects": 2, "bytes": 101} and report["filtered"] == 2
+
+    sent = cluster.send()
+    assert sent.objects_queued == 2 and sent.objects_filtered == 2
+    assert cluster.job("b.tmp") is None and cluster.job("big.jpg") is None
+    assert cluster.drain().objects_copied == 2
+    assert sorted(cluster.copy_digests()) == ["a.jpg", "logs/x"]
+
+    cluster.write_config(transfer={"include": "a{b"})
+    bad = CliRunner().invoke(cli, ["send", "--config", str(cluster.config_path)])
+    assert bad.exit_code == 2 and "a '{' without its '}'" in bad.stderr
+
+
 def test_job_table_ledger_and_compare_and_set(cluster: Cluster) -> None:
     """The table as the engine uses it: upload ledger writes, source re-pinning, and state
     changes that only the claim's owner can make."""

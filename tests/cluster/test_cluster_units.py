@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
@@ -24,8 +26,10 @@ from s3longbow.cluster.metrics import ClusterCounters, JsonLogFormatter, Metrics
 from s3longbow.cluster.sqs import batches
 from s3longbow.config import MiB
 from s3longbow.model import JobState
+from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.progress.stats import Stats
+from s3longbow.selection import FilterRule, FilterSpec, parse_age
 
 ROUTES = (Route("src", "in/", "dst", "out/"), Route("src", "in/both/", "other", ""))
 
@@ -294,3 +298,44 @@ def test_ignore_patterns_apply_to_events() -> None:
     )
     parsed = parse_message(body, ROUTES[:1], IgnoreRules(["*.tmp"]))
     assert not parsed.jobs and parsed.ignored == 1 and not parsed.problems
+
+
+def test_filters_apply_to_events_by_key_size_and_time() -> None:
+    now = time.time()
+
+    def created(key: str, size: int | None, age: float) -> dict[str, object]:
+        obj: dict[str, object] = {"key": key}
+        if size is not None:
+            obj["size"] = size
+        when = datetime.fromtimestamp(now - age, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return {
+            "eventName": "ObjectCreated:Put",
+            "eventTime": when,
+            "s3": {"bucket": {"name": "src"}, "object": obj},
+        }
+
+    def removed(key: str) -> dict[str, object]:
+        return {
+            "eventName": "ObjectRemoved:Delete",
+            "s3": {"bucket": {"name": "src"}, "object": {"key": key}},
+        }
+
+    filters = FilterSpec(
+        rules=(FilterRule(False, "/logs/", "--exclude"),),
+        max_size=100,
+        max_age=parse_age("1d"),
+    )
+    records = [
+        created("in/a.jpg", 10, 60),  # taken
+        created("in/logs/x", 10, 60),  # its key is left out
+        created("in/big", 1000, 60),  # too large
+        created("in/unsized", None, 60),  # no size: judged by its key and time
+        created("in/stale", 10, 3 * 86400),  # an event replayed days late: too old
+        removed("in/gone"),  # a removal is judged by its key alone
+        removed("in/logs/y"),
+    ]
+    # Ages are measured when the event is judged: the worker's filters have no fixed `now`.
+    parsed = parse_message(json.dumps({"Records": records}), ROUTES[:1], None, Filters(filters))
+    assert sorted(j.src_key for j in parsed.jobs) == ["in/a.jpg", "in/unsized"]
+    assert [r.src_key for r in parsed.removals] == ["in/gone"]
+    assert parsed.ignored == 4 and not parsed.problems

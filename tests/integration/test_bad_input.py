@@ -123,3 +123,43 @@ def test_missing_source_directory(tmp_path: Path) -> None:
 def test_status_without_a_database(tmp_path: Path) -> None:
     code, err = invoke(["status", "--db", str(tmp_path / "none.db")])
     assert code == 2 and "no job database" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--min-size", "lots"], "'lots' is not a size"),
+        (["--max-size", "-1M"], "is not a size"),
+        (["--min-size", "10M", "--max-size", "1M"], "is above --max-size"),
+        (["--max-age", "soon"], "'soon' is not a duration or a date"),
+        (["--min-age", "2024-13-45"], "is not a duration or a date"),
+        (["--min-age", "7d", "--max-age", "1d"], "leave no time between them"),
+        (["--include", "a{b"], "--include: a '{' without its '}' in pattern 'a{b'"),
+        (["--exclude", "***"], "--exclude: too many stars"),
+        (["--exclude", "[z-a]"], "bad character range"),
+        (["--filter-from", "missing.txt"], "cannot read filter file"),
+        (["--files-from", "missing.txt"], "cannot read key list"),
+    ],
+)
+@pytest.mark.parametrize("command", ["sync", "verify"])
+def test_bad_filters(tmp_path: Path, command: str, flags: list[str], message: str) -> None:
+    flags = [str(tmp_path / f) if f == "missing.txt" else f for f in flags]
+    code, err = invoke([command, str(tmp_path), str(tmp_path / "o"), *flags])
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "o").exists()  # stopped before anything was written
+
+
+def test_bad_filter_files_name_the_line(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.txt"
+    rules.write_text("+ *.jpg\n*.png\n")
+    code, err = invoke(["sync", str(tmp_path), str(tmp_path / "o"), "--filter-from", str(rules)])
+    assert code == 2 and f"{rules}:2: '*.png' is not a rule" in err and "hint:" in err
+    rules.write_text("+ *.jpg\n- {a,b\n")
+    code, err = invoke(["sync", str(tmp_path), str(tmp_path / "o"), "--filter-from", str(rules)])
+    assert code == 2 and f"{rules}:2: a '{{' without its '}}'" in err
+    rules.write_bytes(b"+ \xff\n")
+    code, err = invoke(["sync", str(tmp_path), str(tmp_path / "o"), "--filter-from", str(rules)])
+    assert code == 2 and "is not UTF-8 text" in err
+    (tmp_path / "c.toml").write_text('max_size = "huge"\n')
+    code, err = invoke(["sync", "--config", str(tmp_path / "c.toml")])
+    assert code == 2 and "max_size: 'huge' is not a size" in err

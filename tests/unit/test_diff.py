@@ -116,6 +116,47 @@ def test_destination_objects_without_a_source_are_reported_as_extra() -> None:
     assert extras == ["a", "c", "e", "f"]
 
 
+def test_a_destination_object_whose_source_is_left_out_is_no_extra() -> None:
+    # Left out by the ignore patterns or the filters, a source still has its destination copy:
+    # that copy is neither compared nor reported as extra (so never deleted).
+    extras: list[str] = []
+    src = objs(("a", 1), ("b", 500), ("c.tmp", 1), ("d", 1))
+    dst = objs(("a", 1), ("b", 7), ("c.tmp", 9), ("d", 2), ("e", 1))
+    out = list(
+        diff(
+            src,
+            dst,
+            src_prefix="",
+            dst_prefix="",
+            ignored=lambda k: k.endswith(".tmp"),
+            filtered=lambda o, k: "too large" if o.size > 100 else None,
+            extra=lambda o: extras.append(o.key),
+        )
+    )
+    assert [(d.src.key, d.action, d.reason) for d in out] == [
+        ("a", Action.SAME, "already at destination"),
+        ("b", Action.FILTERED, "too large"),
+        ("c.tmp", Action.IGNORED, "matches an ignore pattern"),
+        ("d", Action.COPY, "size differs (1 at source, 2 at destination)"),
+    ]
+    assert extras == ["e"]
+
+
+def test_filters_see_the_key_after_the_prefix() -> None:
+    seen: list[str] = []
+    src = objs(("in/a", 1), ("in/b/c", 1))
+    list(
+        diff(
+            src,
+            [],
+            src_prefix="in/",
+            dst_prefix="out/",
+            filtered=lambda o, k: seen.append(k),  # type: ignore[func-returns-value]
+        )
+    )
+    assert seen == ["a", "b/c"]
+
+
 # -- compare modes -------------------------------------------------------------------------
 
 MD5_A, MD5_B = "a" * 32, "b" * 32

@@ -10,6 +10,7 @@ import pytest
 from s3longbow.config import MiB, TransferSettings, default_db_path
 from s3longbow.errors import ConfigError
 from s3longbow.loader import (
+    FilterFlags,
     Flags,
     SideFlags,
     TransferFlags,
@@ -19,6 +20,7 @@ from s3longbow.loader import (
     load_deployment,
     load_settings,
 )
+from s3longbow.selection import FilterRule, parse_age
 
 KEYS = {"LONGBOW_SRC_ACCESS_KEY_ID": "AKIDSRC", "LONGBOW_SRC_SECRET_ACCESS_KEY": "secret-src"}
 
@@ -124,6 +126,52 @@ def test_sync_environment_over_file_and_flags_over_both(sync_file: Path) -> None
     assert settings.destination.access_key_id is None
 
 
+def test_sync_filters_from_the_file_and_flags_key_by_key(tmp_path: Path) -> None:
+    _write(tmp_path, "rules.txt", "- *.bak\n")
+    _write(tmp_path, "keys.txt", "a\nb/c\n")
+    cfg = _write(
+        tmp_path,
+        "sync.toml",
+        'include = ["*.jpg"]\nexclude = "tmp/**"\nfilter_from = "rules.txt"\n'
+        'files_from = "keys.txt"\nmin_size = "1M"\nmax_age = "7d"\n'
+        '[[pairs]]\nsrc = "s3://a/"\ndst = "s3://b/"\n',
+    )
+    spec = load_settings(Flags(config_file=cfg), {}).filters
+    assert [(r.include, r.pattern) for r in spec.rules] == [
+        (True, "*.jpg"),
+        (False, "tmp/**"),
+        (False, "*.bak"),
+        (False, "/**"),  # any include leaves out what no rule takes
+    ]
+    assert spec.files_from == {"a", "b/c"} and spec.min_size == MiB
+    assert spec.max_age is not None and spec.max_age.seconds == 7 * 86400
+    # A flag replaces the file's key of the same name; the others stay.
+    flags = Flags(
+        config_file=cfg,
+        filters=FilterFlags(exclude=("x",), min_size=5, min_age=parse_age("1h")),
+    )
+    spec = load_settings(flags, {}).filters
+    assert [r.pattern for r in spec.rules] == ["*.jpg", "x", "*.bak", "/**"]
+    assert spec.rules[1] == FilterRule(False, "x", "--exclude")
+    assert spec.min_size == 5 and spec.files_from == {"a", "b/c"}
+    assert spec.min_age is not None and spec.max_age is not None
+    # Without any, nothing is filtered.
+    assert not load_settings(Flags(src="s3://a/", dst="s3://b/"), {}).filters
+
+
+def test_sync_refuses_bad_filters_before_anything_runs(tmp_path: Path) -> None:
+    pair = {"src": "s3://a/", "dst": "s3://b/"}
+    with pytest.raises(ConfigError, match=r"--include: too many stars"):
+        load_settings(Flags(**pair, filters=FilterFlags(include=("***",))), {})
+    with pytest.raises(ConfigError, match="cannot read filter file"):
+        load_settings(Flags(**pair, filters=FilterFlags(filter_from=(tmp_path / "no",))), {})
+    with pytest.raises(ConfigError, match="cannot read key list"):
+        load_settings(Flags(**pair, filters=FilterFlags(files_from=(tmp_path / "no",))), {})
+    bad = _write(tmp_path, "bad.txt", "+ ok\n- a{b\n")
+    with pytest.raises(ConfigError, match=f"{bad}:2: a '{{' without its '}}'"):
+        load_settings(Flags(**pair, filters=FilterFlags(filter_from=(bad,))), {})
+
+
 def test_sync_flags_that_say_no_are_given(tmp_path: Path) -> None:
     flags = Flags(
         src="s3://a/",
@@ -223,6 +271,23 @@ def test_cluster_file_environment_and_flags(tmp_path: Path) -> None:
     assert config.source.access_key_id == "AKIDSRC"
     assert config.source.region == "eu-west-1"
     assert config.destination.access_key_id is None
+
+
+def test_cluster_filters_from_the_file_and_sends_flags(tmp_path: Path) -> None:
+    path = _write(tmp_path, "cluster.toml", 'exclude = "*.tmp"\nmax_size = "1G"\n' + CLUSTER_FILE)
+    config = load_cluster(path, {})
+    assert [r.pattern for r in config.filters.rules] == ["*.tmp"]
+    assert config.filters.max_size == 1024**3
+    assert config.settings(config.pairs).filters == config.filters
+    config = load_cluster(path, {}, filters=FilterFlags(include=("*.jpg",)))
+    assert [r.pattern for r in config.filters.rules] == ["*.jpg", "*.tmp", "/**"]
+    assert config.filters.max_size == 1024**3
+    # The Lambda functions read the same file: the filters come with it.
+    deployed = load_deployment({"LONGBOW_CONFIG": str(path)})
+    assert deployed.filters == load_cluster(path, {}).filters
+    bad = _write(tmp_path, "bad.toml", 'min_age = "soon"\n' + CLUSTER_FILE)
+    with pytest.raises(ConfigError, match="min_age: 'soon' is not a duration or a date"):
+        load_cluster(bad, {})
 
 
 def test_cluster_commands_read_no_deployment_variables(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from .common import (
     EXIT_INTERRUPTED,
     EXIT_JOBS_FAILED,
     EXIT_OK,
+    apply,
     cli,
     fail,
     handle_signals,
@@ -35,6 +36,7 @@ from .common import (
     verbose_option,
     workers_option,
 )
+from .options import FILTER_OPTIONS, filter_flags
 
 if TYPE_CHECKING:
     from s3longbow.cluster.aws import ControlPlane
@@ -64,6 +66,7 @@ def _control(config: ClusterConfig) -> ControlPlane:
     help="Send jobs that are already pending again (after a sender was killed mid-send).",
 )
 @click.option("--retry-failed", is_flag=True, help="Queue failed jobs again.")
+@apply(FILTER_OPTIONS)
 @json_option()
 @verbose_option()
 def send(
@@ -73,6 +76,7 @@ def send(
     retry_failed: bool,
     as_json: bool,
     verbose: int,
+    **options: Any,
 ) -> None:
     """Queue a job for every object the destination lacks, on the cluster's queue.
 
@@ -85,7 +89,7 @@ def send(
     console = Console(stderr=True)
     setup_logging(verbose, console)
     try:
-        config = load_cluster(config_file, os.environ)
+        config = load_cluster(config_file, os.environ, filters=filter_flags(options))
         control = _control(config)
     except LongbowError as exc:
         fail(console, exc)
@@ -119,6 +123,8 @@ def send(
         table.add_row("already queued or running", str(report.objects_already_queued), "")
         table.add_row("already present", str(report.objects_same), format_size(report.bytes_same))
         table.add_row("ignored", str(report.objects_ignored), "")
+        if report.objects_filtered:
+            table.add_row("filtered out", str(report.objects_filtered), "")
         if report.objects_unsupported:
             table.add_row("cannot be stored", str(report.objects_unsupported), "")
         out.print(table)

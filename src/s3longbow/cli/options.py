@@ -1,5 +1,6 @@
 """The options `longbow sync` and `verify` share (SRC, DST, --config, the --src-*/--dst-*
-options, --ignore-file), and their translation into the settings loader's `Flags`."""
+options, --ignore-file, the filters), and their translation into the settings loader's
+`Flags`. `longbow send` takes the filters too."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import click
 
 from s3longbow.config import parse_rate, parse_size
 from s3longbow.errors import ConfigError
-from s3longbow.loader import Flags, SideFlags, TransferFlags
+from s3longbow.loader import FilterFlags, Flags, SideFlags, TransferFlags
+from s3longbow.selection import AgeLimit, parse_age, parse_filter_size
 
 from .common import Decorator
 
@@ -36,6 +38,79 @@ class AmountParam(click.ParamType):  # type: ignore[type-arg]
 
 SIZE = AmountParam("size", parse_size)
 RATE = AmountParam("rate", parse_rate)
+FILTER_SIZE = AmountParam("size", parse_filter_size)
+
+
+class AgeParam(click.ParamType):  # type: ignore[type-arg]
+    """An age: a duration (7d, 2h30m) or a date or time (2024-05-01), parsed by `parse_age`."""
+
+    name = "age"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> AgeLimit:
+        if isinstance(value, AgeLimit):
+            return value
+        what = (param.opts[0] if param and param.opts else self.name).lstrip("-")
+        try:
+            return parse_age(value, what=what)
+        except ConfigError as exc:
+            self.fail(f"{exc.message}. {exc.hint or ''}".strip(), param, ctx)
+
+
+AGE = AgeParam()
+
+# rclone's filters, in its dialect (see s3longbow.plan.filters); each replaces the config
+# file's key of the same name.
+FILTER_OPTIONS = [
+    click.option(
+        "--include",
+        metavar="PATTERN",
+        multiple=True,
+        help="Take only keys that match (repeatable; any --include leaves out what no rule "
+        "takes). rclone's patterns, relative to the pair's root: * within a segment, ** "
+        "across, a leading / anchors.",
+    ),
+    click.option(
+        "--exclude",
+        metavar="PATTERN",
+        multiple=True,
+        help="Leave out keys that match (repeatable; tried after every --include).",
+    ),
+    click.option(
+        "--filter-from",
+        metavar="FILE",
+        type=click.Path(path_type=Path),
+        multiple=True,
+        help="Rules from a file, one a line: '+ pattern' takes, '- pattern' leaves out, "
+        "'#' comments; tried after --include and --exclude; the first rule that matches decides.",
+    ),
+    click.option(
+        "--files-from",
+        metavar="FILE",
+        type=click.Path(path_type=Path),
+        multiple=True,
+        help="Take only the keys listed in FILE, one a line, relative to the pair's root.",
+    ),
+    click.option(
+        "--min-size",
+        type=FILTER_SIZE,
+        help="Leave out objects smaller than this (rclone's units: 100B, 10K, 10M, 1G; a bare "
+        "number is KiB).",
+    ),
+    click.option("--max-size", type=FILTER_SIZE, help="Leave out objects larger than this."),
+    click.option(
+        "--min-age",
+        type=AGE,
+        help="Leave out objects modified more recently than this (30m, 2h, 7d) or after this "
+        "date or time (2024-05-01, UTC).",
+    ),
+    click.option(
+        "--max-age",
+        type=AGE,
+        help="Leave out objects modified longer ago than this (7d) or before this date or time.",
+    ),
+]
 
 
 def side_options(side: str, role: str) -> list[Decorator]:
@@ -110,6 +185,7 @@ PAIR_OPTIONS = [
         type=click.Path(path_type=Path),
         help="Shell-style patterns, one a line, matched against 'bucket/key'.",
     ),
+    *FILTER_OPTIONS,
 ]
 
 
@@ -137,6 +213,7 @@ def pair_flags(
         source=_side_flags(options, "src"),
         destination=_side_flags(options, "dst"),
         transfer=_transfer_flags(options),
+        filters=filter_flags(options),
         delete=delete,
         force=force,
         max_delete=max_delete,
@@ -159,6 +236,26 @@ def _side_flags(options: dict[str, Any], prefix: str) -> SideFlags:
         sse=options.get("sse") if prefix == "dst" else None,
         sse_kms_key_id=options.get("sse_kms_key_id") if prefix == "dst" else None,
         acl=options.get("acl") if prefix == "dst" else None,
+    )
+
+
+def filter_flags(options: dict[str, Any]) -> FilterFlags:
+    """The loader's filter flags from the options click gave by name (repeatable options
+    given no value count as not given)."""
+
+    def many(name: str) -> tuple[Any, ...] | None:
+        values = options.get(name)
+        return tuple(values) if values else None
+
+    return FilterFlags(
+        include=many("include"),
+        exclude=many("exclude"),
+        filter_from=many("filter_from"),
+        files_from=many("files_from"),
+        min_size=options.get("min_size"),
+        max_size=options.get("max_size"),
+        min_age=options.get("min_age"),
+        max_age=options.get("max_age"),
     )
 
 
@@ -187,4 +284,16 @@ def _transfer_flags(options: dict[str, Any]) -> TransferFlags:
     )
 
 
-__all__ = ["PAIR_OPTIONS", "RATE", "SIZE", "AmountParam", "pair_flags", "side_options"]
+__all__ = [
+    "AGE",
+    "FILTER_OPTIONS",
+    "FILTER_SIZE",
+    "PAIR_OPTIONS",
+    "RATE",
+    "SIZE",
+    "AgeParam",
+    "AmountParam",
+    "filter_flags",
+    "pair_flags",
+    "side_options",
+]

@@ -31,6 +31,8 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
         table.add_row("would copy", str(report.objects_to_copy), format_size(report.bytes_to_copy))
         table.add_row("already present", str(report.objects_same), format_size(report.bytes_same))
         table.add_row("ignored", str(report.objects_ignored), "")
+        if report.objects_filtered:
+            table.add_row("filtered out", str(report.objects_filtered), "")
         if report.objects_unsupported:
             table.add_row("cannot be stored", str(report.objects_unsupported), "")
         if settings.delete:
@@ -66,6 +68,8 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
     table.add_row("already present", str(report.objects_same), format_size(report.bytes_same))
     if report.objects_ignored:
         table.add_row("ignored", str(report.objects_ignored), "")
+    if report.objects_filtered:
+        table.add_row("filtered out", str(report.objects_filtered), "")
     if report.objects_unsupported:
         table.add_row("cannot be stored", str(report.objects_unsupported), "")
     if report.unstorable:
@@ -197,6 +201,8 @@ def verify_report(console: Console, report: VerifyReport) -> None:
         table.add_row(verdict, str(count))
     if report.ignored:
         table.add_row("ignored", str(report.ignored))
+    if report.filtered:
+        table.add_row("filtered out", str(report.filtered))
     console.print(table)
     for verdict, items in report.keys.items():
         for key, reason in items[:50]:

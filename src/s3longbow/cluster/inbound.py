@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from s3longbow.errors import ConfigError
+from s3longbow.plan.filters import Filters, relative_key
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.stores.location import check_bucket_name
 
@@ -72,13 +73,20 @@ class _Bad(Exception):
     """A message (or one record of it) that cannot be used; the text says why."""
 
 
-def parse_message(body: str, routes: Sequence[Route], ignore: IgnoreRules | None = None) -> Inbound:
+def parse_message(
+    body: str,
+    routes: Sequence[Route],
+    ignore: IgnoreRules | None = None,
+    filters: Filters | None = None,
+) -> Inbound:
     """Turn a message body into jobs, removals and problems. Never raises.
 
     Args:
         body: The message body as received.
         routes: The configured pairs, for S3 events (job messages name their buckets).
         ignore: Ignore patterns applied to S3 events.
+        filters: Filters applied to S3 events: a created object by its key, size and time,
+            a removed one by its key (what they leave out is counted as ignored).
     """
     size = len(body.encode("utf-8", "surrogatepass"))
     if size > SQS_MAX_BYTES:
@@ -88,7 +96,8 @@ def parse_message(body: str, routes: Sequence[Route], ignore: IgnoreRules | None
     except (ValueError, RecursionError) as exc:
         return _malformed(f"the body is not JSON ({exc})")
     try:
-        return _parse(data, routes, ignore or IgnoreRules(()), depth=0)
+        selection = _Selection(ignore or IgnoreRules(()), filters or None)
+        return _parse(data, routes, selection, depth=0)
     except _Bad as exc:
         return _malformed(str(exc))
 
@@ -108,13 +117,13 @@ def _malformed(reason: str) -> Inbound:
     return Inbound(Shape.MALFORMED, problems=(reason,))
 
 
-def _parse(data: object, routes: Sequence[Route], ignore: IgnoreRules, depth: int) -> Inbound:
+def _parse(data: object, routes: Sequence[Route], selection: _Selection, depth: int) -> Inbound:
     if not isinstance(data, dict):
         raise _Bad(f"the body is a JSON {type(data).__name__}, expected an object")
     if "longbow" in data:
         return _parse_jobs(data)
     if "Records" in data:
-        return _parse_s3_event(data, routes, ignore)
+        return _parse_s3_event(data, routes, selection)
     if data.get("Type") == "Notification" and "Message" in data:
         if depth >= _MAX_WRAPPING:
             raise _Bad("SNS notifications nested too deeply")
@@ -125,14 +134,14 @@ def _parse(data: object, routes: Sequence[Route], ignore: IgnoreRules, depth: in
             unwrapped = json.loads(inner)
         except (ValueError, RecursionError) as exc:
             raise _Bad(f"the SNS notification's Message is not JSON ({exc})") from None
-        return _parse(unwrapped, routes, ignore, depth + 1)
+        return _parse(unwrapped, routes, selection, depth + 1)
     if data.get("Type") in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
         raise _Bad(
             f"an SNS {data['Type']} message: confirm the subscription (its SubscribeURL) or "
             "enable raw delivery; it carries no object"
         )
     if "detail-type" in data and "detail" in data:
-        return _parse_eventbridge(data, routes, ignore)
+        return _parse_eventbridge(data, routes, selection)
     if "Event" in data:
         if data["Event"] == "s3:TestEvent":
             return Inbound(Shape.TEST_EVENT)
@@ -182,13 +191,15 @@ def _parse_jobs(data: dict[str, Any]) -> Inbound:
     return Inbound(Shape.JOBS, jobs=tuple(jobs), problems=tuple(problems))
 
 
-def _parse_s3_event(data: dict[str, Any], routes: Sequence[Route], ignore: IgnoreRules) -> Inbound:
+def _parse_s3_event(
+    data: dict[str, Any], routes: Sequence[Route], selection: _Selection
+) -> Inbound:
     records = data["Records"]
     if not isinstance(records, list) or not records:
         raise _Bad("S3 event: Records must be a non-empty list")
     if len(records) > MAX_ENTRIES:
         raise _Bad(f"S3 event: {len(records)} records, more than {MAX_ENTRIES} accepted")
-    out = _Collector(routes, ignore)
+    out = _Collector(routes, selection)
     for i, record in enumerate(records):
         where = f"S3 event record {i}"
         try:
@@ -222,7 +233,7 @@ def _parse_s3_event(data: dict[str, Any], routes: Sequence[Route], ignore: Ignor
 
 
 def _parse_eventbridge(
-    data: dict[str, Any], routes: Sequence[Route], ignore: IgnoreRules
+    data: dict[str, Any], routes: Sequence[Route], selection: _Selection
 ) -> Inbound:
     source = data.get("source")
     if source != "aws.s3":
@@ -235,7 +246,7 @@ def _parse_eventbridge(
     obj = detail.get("object")
     if not isinstance(bucket, dict) or not isinstance(obj, dict):
         raise _Bad("EventBridge event: detail.bucket and detail.object must be objects")
-    out = _Collector(routes, ignore)
+    out = _Collector(routes, selection)
     out.add(
         kind=_eventbridge_kind(detail_type),
         event=detail_type,
@@ -249,12 +260,39 @@ def _parse_eventbridge(
     return out.result(Shape.EVENTBRIDGE)
 
 
+class _Selection:
+    """What events may act on: the ignore patterns (on `bucket/key`), then the filters (on the
+    key relative to the pair's source prefix)."""
+
+    def __init__(self, ignore: IgnoreRules, filters: Filters | None) -> None:
+        self.ignore = ignore
+        self.filters = filters
+
+    def leaves_out(
+        self,
+        route: Route,
+        kind: EventKind,
+        bucket: str,
+        key: str,
+        size: int | None,
+        when: float | None,
+    ) -> bool:
+        if self.ignore and self.ignore.matches(bucket, key):
+            return True
+        if self.filters is None:
+            return False
+        relative = relative_key(route.src_prefix, key[len(route.src_prefix) :])
+        if kind is EventKind.REMOVED:  # the source is gone: only its key can be judged
+            return not self.filters.takes_key(relative)
+        return self.filters.judge(relative, size, when) is not None
+
+
 class _Collector:
     """Maps event records onto the configured pairs."""
 
-    def __init__(self, routes: Sequence[Route], ignore: IgnoreRules) -> None:
+    def __init__(self, routes: Sequence[Route], selection: _Selection) -> None:
         self.routes = routes
-        self.ignore = ignore
+        self.selection = selection
         self.jobs: list[JobSpec] = []
         self.removals: list[RemovalSpec] = []
         self.problems: list[str] = []
@@ -280,7 +318,7 @@ class _Collector:
             self.problems.append(f"no configured pair matches s3://{bucket}/{key} ({event})")
             return
         for route in matching:
-            if self.ignore and self.ignore.matches(bucket, key):
+            if self.selection.leaves_out(route, kind, bucket, key, size, when):
                 self.ignored += 1
                 continue
             dst_key = route.dst_key(key)

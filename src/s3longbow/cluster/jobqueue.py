@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from s3longbow.cluster.config import ClusterSettings
 from s3longbow.errors import LongbowError, PermanentError
 from s3longbow.model import Job, JobId, JobResult, JobState, ObjectInfo
+from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
 
 from .dynamodb import JobTable, persist
@@ -82,6 +83,7 @@ class ClusterJobQueue:
         copiers: Copiers and stores, by bucket pair.
         routes: The configured pairs, for S3 events.
         ignore: Ignore patterns for S3 events.
+        filters: Filters for S3 events (their ages measured when each arrives).
         cluster: Cluster settings (visibility, retry backoff, delete_removed).
         worker_id: This worker's name in the job table.
         stop: Set to stop taking messages.
@@ -99,6 +101,7 @@ class ClusterJobQueue:
         *,
         routes: Sequence[Route],
         ignore: IgnoreRules,
+        filters: Filters | None = None,
         cluster: ClusterSettings,
         worker_id: str,
         stop: threading.Event,
@@ -111,6 +114,7 @@ class ClusterJobQueue:
         self.copiers = copiers
         self.routes = tuple(routes)
         self.ignore = ignore
+        self.filters = filters
         self.cluster = cluster
         self.worker_id = worker_id
         self.stop = stop
@@ -249,7 +253,7 @@ class ClusterJobQueue:
 
     def _accept(self, message: Received) -> None:
         self.counters.add(messages_received=1)
-        inbound = parse_message(message.body, self.routes, self.ignore)
+        inbound = parse_message(message.body, self.routes, self.ignore, self.filters)
         held = _Held(message, problems=list(inbound.problems))
         if inbound.ignored:
             self.counters.add(events_ignored=inbound.ignored)

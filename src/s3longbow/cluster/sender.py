@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from s3longbow.errors import FatalError
 from s3longbow.pairs import PairRuntime, open_pairs
 from s3longbow.plan.diff import Decision
+from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.planner import PlanSink, PlanTotals, plan_pair
 from s3longbow.progress.stats import Stats
@@ -219,6 +220,9 @@ def send_jobs(
 ) -> SendReport:
     """Queue a job for every object of every pair that the destination lacks or differs in.
 
+    Objects the filters leave out (the config file's, or `send`'s flags) are not queued; they
+    are counted as filtered.
+
     Args:
         config: The deployment's settings (SSM parameters are read here).
         control: SQS, DynamoDB and SSM clients.
@@ -263,6 +267,7 @@ def send_jobs(
         retry_failed=retry_failed,
     )
     ignore = IgnoreRules(settings.ignore_patterns)
+    filters = Filters(settings.filters, now=time.time())
     try:
         with open_pairs(settings, read_only=dry_run) as runtimes:
             report.pairs = len(runtimes)
@@ -277,6 +282,7 @@ def send_jobs(
                     stats=stats,
                     should_stop=stop.is_set,
                     compare=config.transfer.planning_compare,
+                    filters=filters,
                 )
                 report.add_counts(counts)
                 log.info(

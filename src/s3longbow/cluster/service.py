@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from s3longbow.errors import ConfigError, LongbowError
 from s3longbow.meter import RequestMeter
+from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.progress.stats import Stats
 from s3longbow.transfer.budget import ByteBudget
@@ -67,6 +68,8 @@ class WorkerRuntime:
         self.pairs = resolve_pairs(self.config, parameters)
         self.routes = routes_of(self.pairs)
         self.ignore = IgnoreRules(self.config.ignore_patterns)
+        # Ages are measured when each event arrives, however long the worker runs.
+        self.filters = Filters(self.config.filters) if self.config.filters else None
         self.queue = MessageQueue.open(self.control.sqs, config.cluster)
         if not self.queue.dead_letter_url:
             raise ConfigError(
@@ -118,6 +121,7 @@ class WorkerRuntime:
                 copiers,
                 routes=self.routes,
                 ignore=self.ignore,
+                filters=self.filters,
                 cluster=self.config.cluster,
                 worker_id=worker_id,
                 stop=stop,

@@ -5,6 +5,8 @@ and one side's keys). Environment variables are applied by the entry points (cli
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +22,8 @@ from s3longbow.config import (
     read_toml,
 )
 from s3longbow.errors import ConfigError
+from s3longbow.plan.filters import Filters
+from s3longbow.selection import FilterSpec, build_filters
 from s3longbow.stores.location import parse_location
 
 from .config import ClusterSettings, CredentialsSide, parse_cluster_table
@@ -42,6 +46,7 @@ class ClusterConfig:
         transfer: Transfer settings (workers, part size, ...).
         pairs: The `[[pairs]]` of the file (empty when `pairs_parameter` names them).
         ignore_patterns: Ignore patterns for the sender and for S3 events.
+        filters: The filters of the sender (`include`, `min_size`, ...).
     """
 
     cluster: ClusterSettings
@@ -50,6 +55,7 @@ class ClusterConfig:
     transfer: TransferSettings = TransferSettings()
     pairs: tuple[PairSettings, ...] = ()
     ignore_patterns: tuple[str, ...] = ()
+    filters: FilterSpec = FilterSpec()
 
     def settings(self, pairs: tuple[PairSettings, ...]) -> Settings:
         """The single-machine Settings of these pairs (to reuse planning and stores)."""
@@ -59,11 +65,17 @@ class ClusterConfig:
             destination=self.destination,
             transfer=self.transfer,
             ignore_patterns=self.ignore_patterns,
+            filters=self.filters,
         )
 
 
-def load_cluster_config(path: Path) -> ClusterConfig:
+def load_cluster_config(path: Path, filters: Mapping[str, Any] | None = None) -> ClusterConfig:
     """Read and check a cluster config file (no network, no environment).
+
+    Args:
+        path: The file.
+        filters: Filter values given on the command line (`build_filters` arguments), each
+            over the file's key of the same name.
 
     Raises:
         ConfigError: The file is missing, invalid, or names no pairs and no pairs parameter.
@@ -102,6 +114,8 @@ def load_cluster_config(path: Path) -> ClusterConfig:
         )
     check_pairs(pairs, f"config file {path}")
     ignore_file = file.get("ignore_file")
+    spec = build_filters(**{**file["filters"], **(filters or {})}, now=time.time())
+    Filters(spec)  # every pattern compiles, or the command stops here
     return ClusterConfig(
         cluster=cluster,
         source=SideSettings(**file.get("source", {})).validate("src"),
@@ -109,6 +123,7 @@ def load_cluster_config(path: Path) -> ClusterConfig:
         transfer=transfer,
         pairs=pairs,
         ignore_patterns=load_ignore_file(ignore_file) if ignore_file else (),
+        filters=spec,
     )
 
 

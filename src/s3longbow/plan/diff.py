@@ -22,6 +22,7 @@ class Action(enum.StrEnum):
     COPY = "copy"  # missing at the destination, or different
     SAME = "same"  # already at the destination
     IGNORED = "ignored"  # matched an ignore pattern
+    FILTERED = "filtered"  # left out by a filter (--include, --min-size, ...)
     UNSUPPORTED = "unsupported"  # the destination cannot hold it (a directory marker on disk)
 
 
@@ -143,6 +144,7 @@ def diff(
     dst_prefix: str,
     differs: Callable[[ObjectInfo, ObjectInfo], str | None] = size_differs,
     ignored: Callable[[str], bool] | None = None,
+    filtered: Callable[[ObjectInfo, str], str | None] | None = None,
     unsupported: Callable[[str], str | None] | None = None,
     order: Callable[[str], str] | None = None,
     extra: Callable[[ObjectInfo], None] | None = None,
@@ -154,6 +156,8 @@ def diff(
         destination: Destination objects whose keys start with `dst_prefix`, in key order.
         differs: Returns why a present destination object must be replaced, or None.
         ignored: Whether a source key is excluded by the ignore patterns.
+        filtered: Why the filters leave out a source object (given with its key after the
+            prefix), or None when they take it.
         unsupported: Why the destination cannot hold a key (None when it can).
         order: The sort key both listings are ordered by (None: plain key order).
         extra: Called with each destination object that no source object maps to (the
@@ -161,7 +165,8 @@ def diff(
 
     Yields:
         A Decision for every source object, in key order. Destination objects with no source
-        are passed over (nothing is deleted).
+        are passed over (nothing is deleted); one whose source is ignored or filtered out
+        counts as having a source (it is not an extra).
     """
     # This loop runs once per key of buckets with tens of millions of keys: the checks that
     # both listings are in order are inlined, and the sort key is applied only when needed.
@@ -179,14 +184,6 @@ def diff(
             _out_of_order("source", src.key)
         previous = wanted
         dst_key = dst_prefix + suffix
-        if ignored is not None and ignored(src.key):
-            yield Decision(Action.IGNORED, src, dst_key, "matches an ignore pattern")
-            continue
-        if unsupported is not None:
-            why_not = unsupported(dst_key)
-            if why_not:
-                yield Decision(Action.UNSUPPORTED, src, dst_key, why_not)
-                continue
         # Both sides are compared on the part after their prefix, which keeps the same order.
         while current_suffix is not None and current_suffix < wanted:
             if extra is not None and not matched:
@@ -194,7 +191,24 @@ def diff(
             matched = False
             current = next(dst_iter, None)
             current_suffix = None if current is None else sort(current.key[dst_cut:])
-        if current is None or current_suffix != wanted:
+        present = current is not None and current_suffix == wanted
+        # A destination object whose source is left out is left alone: never an extra.
+        if ignored is not None and ignored(src.key):
+            matched = matched or present
+            yield Decision(Action.IGNORED, src, dst_key, "matches an ignore pattern")
+            continue
+        if filtered is not None:
+            why_out = filtered(src, suffix)
+            if why_out:
+                matched = matched or present
+                yield Decision(Action.FILTERED, src, dst_key, why_out)
+                continue
+        if unsupported is not None:
+            why_not = unsupported(dst_key)
+            if why_not:
+                yield Decision(Action.UNSUPPORTED, src, dst_key, why_not)
+                continue
+        if not present or current is None:
             yield Decision(Action.COPY, src, dst_key, "missing at destination")
             continue
         matched = True

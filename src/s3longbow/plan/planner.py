@@ -17,6 +17,7 @@ from s3longbow.config import PlanCompare
 from s3longbow.model import ObjectInfo
 from s3longbow.pairs import PairRuntime
 from s3longbow.plan.diff import Action, Decision, comparator, diff
+from s3longbow.plan.filters import Filters, relative_key
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.listing import list_concurrently, read_ahead
 from s3longbow.plan.order import order_key, resorted
@@ -32,6 +33,7 @@ class PlanCounts:
     same: int = 0
     same_bytes: int = 0
     ignored: int = 0
+    filtered: int = 0  # left out by the filters (--include, --min-size, ...)
     unsupported: int = 0
     extra: int = 0  # destination objects with no source object
     extra_bytes: int = 0
@@ -50,6 +52,7 @@ class PlanTotals:
     objects_same: int = 0
     bytes_same: int = 0
     objects_ignored: int = 0
+    objects_filtered: int = 0
     objects_unsupported: int = 0
 
     def add_counts(self, counts: PlanCounts) -> None:
@@ -59,6 +62,7 @@ class PlanTotals:
         self.objects_same += counts.same
         self.bytes_same += counts.same_bytes
         self.objects_ignored += counts.ignored
+        self.objects_filtered += counts.filtered
         self.objects_unsupported += counts.unsupported
 
     def totals_json(self) -> dict[str, object]:
@@ -67,6 +71,7 @@ class PlanTotals:
             "to_copy": {"objects": self.objects_to_copy, "bytes": self.bytes_to_copy},
             "already_present": {"objects": self.objects_same, "bytes": self.bytes_same},
             "ignored": self.objects_ignored,
+            "filtered": self.objects_filtered,
             "unsupported": self.objects_unsupported,
         }
 
@@ -123,6 +128,7 @@ def decisions(
     pair: PairRuntime,
     ignore: IgnoreRules,
     *,
+    filters: Filters | None = None,
     threads: int = 8,
     extra: Callable[[ObjectInfo], None] | None = None,
     compare: PlanCompare = "size",
@@ -130,7 +136,10 @@ def decisions(
 ) -> Iterator[Decision]:
     """Every source object of the pair with what to do about it, in key order.
 
-    Both sides are listed at once, each on up to `threads` threads (by sub-prefix)."""
+    Both sides are listed at once, each on up to `threads` threads (by sub-prefix). Objects
+    the ignore patterns or the filters leave out are handed over as such; destination objects
+    only the key filters judge (size and age are the source's), so an extra the key filters
+    leave out is not reported."""
     src_caps, dst_caps = pair.src_store.capabilities, pair.dst_store.capabilities
     dst_markers = dst_caps.directory_markers
 
@@ -141,6 +150,15 @@ def decisions(
 
     def ignored(key: str) -> bool:
         return bool(ignore) and ignore.matches(pair.ignore_bucket, key)
+
+    filtered: Callable[[ObjectInfo, str], str | None] | None = None
+    if filters:
+        judge, prefix = filters.excludes, pair.src_prefix
+
+        def left_out(obj: ObjectInfo, suffix: str) -> str | None:
+            return judge(relative_key(prefix, suffix), obj)
+
+        filtered = left_out
 
     src_order = pair.src_store.capabilities.listing_order
     dst_order = pair.dst_store.capabilities.listing_order
@@ -156,9 +174,10 @@ def decisions(
         src_prefix=pair.src_prefix,
         dst_prefix=pair.dst_prefix,
         ignored=ignored,
+        filtered=filtered,
         unsupported=unsupported,
         order=order_key(src_order),
-        extra=None if extra is None else _unless_ignored(pair, ignored, extra),
+        extra=None if extra is None else unless_left_out(pair, ignored, filters, extra),
         differs=comparator(
             compare,
             content_etags=src_caps.content_etag and dst_caps.content_etag,
@@ -168,16 +187,26 @@ def decisions(
     )
 
 
-def _unless_ignored(
-    pair: PairRuntime, ignored: Callable[[str], bool], extra: Callable[[ObjectInfo], None]
+def unless_left_out(
+    pair: PairRuntime,
+    ignored: Callable[[str], bool],
+    filters: Filters | None,
+    extra: Callable[[ObjectInfo], None],
 ) -> Callable[[ObjectInfo], None]:
-    # A destination object whose source key is ignored is not an orphan: never report it
-    # (and so never delete it).
+    """`extra`, called only for destination objects whose key the ignore patterns and the key
+    filters leave in: one they leave out is not an orphan, never reported (so never deleted).
+    Keys are judged as the source key they would come from."""
     cut = len(pair.dst_prefix)
+    src_prefix = pair.src_prefix
+    by_key = filters if filters is not None and filters.by_key else None
 
     def report(obj: ObjectInfo) -> None:
-        if not ignored(pair.src_prefix + obj.key[cut:]):
-            extra(obj)
+        suffix = obj.key[cut:]
+        if ignored(src_prefix + suffix):
+            return
+        if by_key is not None and not by_key.takes_key(relative_key(src_prefix, suffix)):
+            return
+        extra(obj)
 
     return report
 
@@ -193,6 +222,7 @@ def plan_pair(
     should_stop: Callable[[], bool] = lambda: False,
     listing_threads: int = 8,
     compare: PlanCompare = "size",
+    filters: Filters | None = None,
 ) -> PlanCounts:
     """Plan one pair, handing what it finds to `sink` in batches; returns the counts.
 
@@ -218,6 +248,7 @@ def plan_pair(
     listing = decisions(
         pair,
         ignore,
+        filters=filters,
         threads=listing_threads,
         extra=extra if sink.wants_extras else None,
         compare=compare,
@@ -251,6 +282,8 @@ def plan_pair(
             counts.ignored += 1
             if stats:
                 stats.add_ignored()
+        elif decision.action is Action.FILTERED:
+            counts.filtered += 1
         else:
             counts.unsupported += 1
             if stats:

@@ -134,7 +134,8 @@ class Planning(SqliteFile):
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE jobs SET state = 'skipped', lease_owner = NULL, finished_at = ?, "
-                "reason = 'no longer needed: the source is gone or the destination matches' "
+                "reason = 'no longer needed: the source is gone, the destination matches, or a "
+                "filter leaves it out' "
                 "WHERE run_id = ? AND seen_generation < ? AND state IN ('pending', 'failed')",
                 (time.time(), run_id, generation),
             )
