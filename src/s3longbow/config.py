@@ -280,10 +280,25 @@ class TransferSettings:
 
 @dataclass(frozen=True)
 class PairSettings:
-    """One source location copied to one destination location."""
+    """One source location copied to one destination location.
+
+    `src_inventory`: the manifest.json of an S3 Inventory report of the source bucket, read
+    instead of listing the source (None: the source is listed).
+    """
 
     src: str
     dst: str
+    src_inventory: str | None = None
+
+
+def with_inventory(
+    pairs: tuple[PairSettings, ...], manifest: str | None
+) -> tuple[PairSettings, ...]:
+    """The pairs, each reading the inventory report `manifest` instead of listing its source
+    (--src-inventory); unchanged when None."""
+    if manifest is None:
+        return pairs
+    return tuple(dataclasses.replace(pair, src_inventory=manifest) for pair in pairs)
 
 
 @dataclass(frozen=True)
@@ -325,6 +340,7 @@ _BOOL_KEYS = {
     "update_properties",
 }
 _TRANSFER_DEFAULTS = TransferSettings()
+_PAIR_KEYS = {"src", "dst", "src_inventory"}
 TOP_KEYS = {"source", "destination", "pairs", "ignore_file", "db", *FILTER_KEYS} | _TRANSFER_KEYS
 
 
@@ -386,16 +402,19 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
     for i, pair in enumerate(pairs, 1):
         if (
             not isinstance(pair, dict)
-            or set(pair) != {"src", "dst"}
+            or not {"src", "dst"} <= set(pair) <= _PAIR_KEYS
             or not all(isinstance(v, str) and v for v in pair.values())
         ):
             raise ConfigError(
-                f"config file {path}: pair {i} must have exactly the strings src and dst",
+                f"config file {path}: pair {i} must have exactly the strings src and dst "
+                "(and optionally src_inventory)",
                 # Plain text: a backslash in a hint would be shown escaped.
                 hint='one [[pairs]] table per pair, e.g. src = "s3://source-bucket/prefix/" '
                 'and dst = "s3://destination-bucket/prefix/"',
             )
-        out["pairs"].append(PairSettings(src=pair["src"], dst=pair["dst"]))
+        out["pairs"].append(
+            PairSettings(src=pair["src"], dst=pair["dst"], src_inventory=pair.get("src_inventory"))
+        )
     transfer: dict[str, Any] = {}
     for key in _TRANSFER_KEYS & set(raw):
         value = raw[key]
@@ -463,4 +482,5 @@ __all__ = [
     "parse_size",
     "read_toml",
     "normalise_config",
+    "with_inventory",
 ]

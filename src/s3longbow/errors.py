@@ -15,6 +15,7 @@ LongbowError                 base; carries a user-facing hint
     └── PermanentError       retrying will not help (source gone, access denied, bad key)
         ├── ChecksumNotConfirmedError  a part's checksum came back unconfirmed
         ├── SourceChangedError   the pinned source identity no longer matches
+        ├── SourceGoneError      the source was deleted since the snapshot that listed it
         └── UnsafeKeyError       a key that cannot be mapped safely onto a filesystem
 
 Lower layers raise their own exceptions only inside their package (the HTTP/1.1 reader's
@@ -119,6 +120,12 @@ class SourceChangedError(PermanentError):
     """The source object changed (or vanished) after its identity was pinned."""
 
 
+class SourceGoneError(PermanentError):
+    """The source object no longer exists, and the listing that named it was a past snapshot
+    (an inventory report): nothing is left to copy, so the job is skipped with the reason
+    rather than failed."""
+
+
 class UnsafeKeyError(PermanentError):
     """A key that would escape the destination root or cannot be a file path."""
 
@@ -134,6 +141,7 @@ __all__ = [
     "PermanentError",
     "ReplyLostError",
     "SourceChangedError",
+    "SourceGoneError",
     "TransientError",
     "UnsafeKeyError",
     "UploadMissingError",

@@ -48,6 +48,7 @@ from s3longbow.config import (
     load_config_file,
     load_ignore_file,
     parse_size,
+    with_inventory,
 )
 from s3longbow.errors import ConfigError
 from s3longbow.plan.filters import Filters
@@ -204,6 +205,8 @@ class Flags:
         delete: `--delete`.
         force: `--force` (only with `delete`).
         max_delete: `--max-delete`, in percent.
+        src_inventory: `--src-inventory`: the manifest of an S3 Inventory report that every
+            pair reads instead of listing its source (over the pairs' `src_inventory`).
     """
 
     src: str | None = None
@@ -218,6 +221,7 @@ class Flags:
     delete: bool = False
     force: bool = False
     max_delete: float = 10.0
+    src_inventory: str | None = None
 
 
 def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
@@ -243,6 +247,7 @@ def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
             "nothing to copy: no SRC and DST given and no [[pairs]] in a config file",
             hint="longbow sync SRC DST, or longbow sync --config pairs.toml",
         )
+    pairs = with_inventory(pairs, flags.src_inventory)
     transfer = dataclasses.replace(TransferSettings(), **file.get("transfer", {}))
     if flags.config_file and file.get("transfer"):
         try:  # name the file when its own settings are what is wrong
@@ -276,12 +281,40 @@ def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
     )
     if flags.force and not flags.delete:
         raise ConfigError("--force only goes with --delete")
+    check_inventory_options(pairs, transfer, delete=flags.delete)
     return dataclasses.replace(
         settings,
         delete=flags.delete,
         force=flags.force,
         max_delete_fraction=flags.max_delete / 100,
     )
+
+
+def check_inventory_options(
+    pairs: tuple[PairSettings, ...], transfer: TransferSettings, *, delete: bool
+) -> None:
+    """Refuse what cannot go with an inventory report as the source's listing.
+
+    A report is a snapshot of the past: objects written to the source after it are not in it,
+    so their copies would look like objects the source lacks. Deleting them would lose data,
+    and telling them apart would take a request per destination object (what the report
+    spares), so --delete needs a live listing. A report gives no version ids to compare.
+    """
+    if not any(pair.src_inventory for pair in pairs):
+        return
+    if delete:
+        raise ConfigError(
+            "--delete cannot go with --src-inventory: the report is a past snapshot, and "
+            "objects written to the source since it would look deleted",
+            hint="copy from the report without --delete, then run a sync that lists the "
+            "source (without --src-inventory) with --delete",
+        )
+    if transfer.compare == "version":
+        raise ConfigError(
+            "--compare version cannot go with --src-inventory: a report's version ids are "
+            "not compared",
+            hint="use --compare size, etag or mtime",
+        )
 
 
 def load_cluster(
@@ -489,6 +522,7 @@ __all__ = [
     "TransferFlags",
     "env_value",
     "filters_of",
+    "check_inventory_options",
     "keys_from_environment",
     "load_cluster",
     "load_deployment",

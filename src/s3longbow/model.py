@@ -25,6 +25,8 @@ class ObjectInfo:
         etag: The store's ETag without quotes (None where a store has none).
         last_modified: Seconds since the epoch, if known.
         version_id: The version id on a versioned bucket, else None.
+        storage_class: The object's storage class, where the listing names it (an
+            inventory report), else None.
     """
 
     key: str
@@ -32,6 +34,7 @@ class ObjectInfo:
     etag: str | None = None
     last_modified: float | None = None
     version_id: str | None = None
+    storage_class: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,13 +21,20 @@ from s3longbow.stores.location import Location, parse_location
 
 @dataclass(frozen=True)
 class PairRuntime:
-    """A pair with its stores opened."""
+    """A pair with its stores opened.
+
+    `inventory` is the manifest of the S3 Inventory report that stands for the source's
+    listing (--src-inventory), read through `inventory_store`, a store of its bucket opened
+    with the source's settings; both None when the source is listed.
+    """
 
     index: int
     src: Location
     dst: Location
     src_store: ObjectStore
     dst_store: ObjectStore
+    inventory: Location | None = None
+    inventory_store: ObjectStore | None = None
 
     @property
     def src_prefix(self) -> str:
@@ -129,14 +136,46 @@ def open_pairs(
                 and (settings.source.endpoint_url == settings.destination.endpoint_url)
             ):
                 raise ConfigError("source and destination are the same location")
+            inventory = _inventory_location(pair.src_inventory, src)
             src_store = store_for(src, settings.source, "src")
             dst_store = store_for(dst, settings.destination, "dst")
             match_listing_orders(src_store, dst_store)
-            pairs.append(PairRuntime(i, src, dst, src_store, dst_store))
+            pairs.append(
+                PairRuntime(
+                    i,
+                    src,
+                    dst,
+                    src_store,
+                    dst_store,
+                    inventory,
+                    # On the source's endpoint, with its credentials: S3 delivers a report to a
+                    # bucket of the source bucket's account and region.
+                    None if inventory is None else store_for(inventory, settings.source, "src"),
+                )
+            )
         yield pairs
     finally:
         for store in stores.values():
             store.close()
+
+
+def _inventory_location(manifest: str | None, src: Location) -> Location | None:
+    """Where a pair's inventory manifest is, checked; None without one."""
+    if manifest is None:
+        return None
+    location = parse_location(manifest)
+    if not location.is_s3 or not location.prefix or location.prefix.endswith("/"):
+        raise ConfigError(
+            f"--src-inventory {manifest!r} does not name a manifest object",
+            hint="give the manifest.json of an S3 Inventory report: "
+            "s3://inventory-bucket/prefix/source-bucket/config/2024-05-01T00-00Z/manifest.json",
+        )
+    if not src.is_s3:
+        raise ConfigError(
+            f"--src-inventory lists a bucket, but the source {src} is a directory",
+            hint="leave --src-inventory out for a local source",
+        )
+    return location
 
 
 def match_listing_orders(src: ObjectStore, dst: ObjectStore) -> None:

@@ -26,6 +26,7 @@ from s3longbow.pairs import PairRuntime, open_pairs, run_signature
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.plan.inventory_listing import inventory_snapshots
 from s3longbow.plan.planner import CountingSink, PlanCounts, PlanSink, PlanTotals, plan_pair
 from s3longbow.plan.unstorable import answers_for
 from s3longbow.progress.stats import Stats
@@ -65,6 +66,8 @@ class SyncReport(PlanTotals):
     # Keys the destination was found unable to store: never copied again while the source
     # stays as it is, and not a success.
     unstorable: list[FailedJob] = field(default_factory=list)
+    # Keys an inventory report listed that the source deleted since (skipped, not failed).
+    source_gone: list[FailedJob] = field(default_factory=list)
     verification: dict[str, int] = field(default_factory=dict)
     objects_extra: int = 0  # destination objects the source no longer has
     objects_at_destination: int = 0
@@ -126,6 +129,7 @@ class SyncReport(PlanTotals):
             "unstorable": [
                 {"key": f.key, "dst_key": f.dst_key, "reason": f.reason} for f in self.unstorable
             ],
+            "source_gone": [{"key": f.key, "reason": f.reason} for f in self.source_gone],
             "error": None
             if self.fatal is None
             else {"message": self.fatal.message, "hint": self.fatal.hint},
@@ -256,6 +260,7 @@ def _run(
     retry_failed: bool,
 ) -> None:
     """Open or continue the run, plan on a thread while workers copy, then fill the report."""
+    snapshots = inventory_snapshots(pairs)  # a bad report stops the run before any job
     t = settings.transfer
     run, report.resumed = db.open_run(
         run_signature(settings),
@@ -289,6 +294,7 @@ def _run(
                 stats=stats,
                 stop=stop,
                 bandwidth=bandwidth,
+                snapshot=snapshots.get(p.index),
             )
             for p in pairs
         }
@@ -317,6 +323,7 @@ def _run(
     totals = db.totals(run.id)
     report.jobs = {state: n for state, (n, _) in totals.items()}
     report.unstorable = [FailedJob(*row) for row in db.unstorable_jobs(run.id)]
+    report.source_gone = [FailedJob(*row) for row in db.gone_jobs(run.id)]
     if settings.delete and report.ok:
         _delete_extras(db, run.id, pairs, settings, report)
     report.job_bytes = {state: b for state, (_, b) in totals.items()}

@@ -5,6 +5,9 @@ then keep the object under another name (SeaweedFS folds `a//b` into `a/b` and d
 leading `/`) or without its bytes (a non-empty `folder/` becomes an empty directory). Copying
 such a key again changes nothing, so a rerun that finds a verified copy in that state records
 it once as a key the destination cannot store, and `verify` explains it the same way.
+
+A job planned from an inventory report whose source was deleted since the report is recorded
+as such (skipped, with `SOURCE_GONE` at the head of its reason), not as a failure.
 """
 
 from __future__ import annotations
@@ -20,6 +23,16 @@ EMPTIED = (
     "it is listed with {found} bytes and the source's ETag, not {size} (the store may keep "
     "keys such as folder/ as empty directories)"
 )
+
+
+# Why a job planned from an inventory report ended without a copy: its source was deleted
+# after the report was made.
+SOURCE_GONE = "source gone since inventory"
+
+
+def gone_reason(snapshot: str, where: str) -> str:
+    """The reason recorded for a source deleted since `snapshot` ("the inventory of ...")."""
+    return f"{SOURCE_GONE}: {where} is not in the bucket now; it was in {snapshot}"
 
 
 def renamed_reason() -> str:

@@ -3,6 +3,7 @@ nothing, and every SendMessageBatch entry checked."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import replace
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from longbow_testkit.inventory import InventoryRow, publish_inventory
+from longbow_testkit.servers import LocalServer
 from s3longbow.cli.app import cli
 from s3longbow.cluster.dynamodb import ClaimOutcome, JobTable
 from s3longbow.cluster.messages import JobSpec, encode_jobs
@@ -18,6 +21,7 @@ from s3longbow.cluster.sqs import MessageQueue, SendFailed
 from s3longbow.config import MiB
 from s3longbow.model import Job, JobResult, JobState, ObjectInfo
 
+from ..conftest import new_bucket
 from .conftest import DST_PREFIX, SRC_PREFIX, Cluster
 from .test_cluster_events import record, s3_event
 
@@ -264,3 +268,39 @@ def test_job_table_ledger_and_compare_and_set(cluster: Cluster) -> None:
     )
     assert not table.release(newer, "again", counted=True, failed=True)
     assert table.get(spec.id).state is JobState.DONE  # type: ignore[union-attr]
+
+
+def test_send_from_an_inventory_report_and_a_source_gone_since(
+    cluster: Cluster, seaweed_src: LocalServer
+) -> None:
+    data = {"a": os.urandom(100), "b": os.urandom(6 * MiB), "gone": b"deleted after"}
+    for key, body in data.items():
+        cluster.src.put(SRC_PREFIX + key, body)
+    cluster.dst.put(DST_PREFIX + "a", data["a"])
+    inventory = new_bucket(seaweed_src, "inv")
+    # Each written in one PUT: its ETag is the MD5 of its bytes.
+    rows = [
+        InventoryRow(SRC_PREFIX + k, len(v), hashlib.md5(v).hexdigest()) for k, v in data.items()
+    ]
+    report = publish_inventory(
+        inventory.client, inventory.name, rows, source_bucket=cluster.src.name, files=2
+    )
+    cluster.src.put(SRC_PREFIX + "after", b"written after the report")
+    cluster.src.client.delete_object(Bucket=cluster.src.name, Key=SRC_PREFIX + "gone")
+
+    result = CliRunner().invoke(
+        cli,
+        ["send", "--config", str(cluster.config_path), "--src-inventory", report.url, "--json"],
+    )
+
+    assert result.exit_code == 0, result.output
+    sent = json.loads(result.stdout)
+    assert sent["queued"]["objects"] == 2 and sent["already_present"]["objects"] == 1
+    cluster.drain()
+    assert cluster.copy_digests() == {
+        k: hashlib.md5(v).hexdigest() for k, v in data.items() if k in ("a", "b")
+    }
+    gone = cluster.job("gone")
+    assert gone is not None and gone.state is JobState.SKIPPED
+    assert gone.reason is not None and gone.reason.startswith("source gone since inventory")
+    assert cluster.job("after") is None

@@ -128,7 +128,7 @@ class _NoStores(Copiers):
     """Copiers that open no store: the contract's job messages name each object's size and
     ETag, so the queue asks no source, and no copy runs."""
 
-    def index(self, src_bucket: str, dst_bucket: str) -> int:
+    def index(self, src_bucket: str, dst_bucket: str, *, inventory: float | None = None) -> int:
         return 0
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from s3longbow import retry
 from s3longbow.config import MiB, TransferSettings
-from s3longbow.errors import PermanentError, SourceChangedError
+from s3longbow.errors import PermanentError, SourceChangedError, SourceGoneError
 from s3longbow.model import Job, JobResult
 from s3longbow.progress.stats import Stats
 from s3longbow.stores.base import Capabilities
@@ -569,3 +569,17 @@ def test_a_key_s_history_is_copied_oldest_first() -> None:
     assert [v.data for v in dst.versions["k"]] == bodies
     assert verdict(result) == (True, "source-md5")
     assert result.notes[-1] == "2 of 3 version(s) copied in order"
+
+
+def test_a_source_deleted_since_its_inventory_is_gone_not_failed() -> None:
+    r = rig()
+    r.copier.snapshot = "the inventory of 2024-05-01 00:00 UTC"
+    for key, size in (("small", MiB), ("big", 12 * MiB)):
+        r.src.add(key, data(size))
+        job = r.src.job(key)
+        r.src.delete_object(key)  # after the report listed it
+        with pytest.raises(SourceGoneError) as gone:
+            r.copier.copy(job)
+        assert str(gone.value).startswith("source gone since inventory: ")
+        assert "the inventory of 2024-05-01 00:00 UTC" in str(gone.value)
+        assert r.dst.data(key) is None

@@ -3,6 +3,7 @@ cluster commands and the Lambda functions."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,38 @@ def test_sync_delete_flags(tmp_path: Path) -> None:
     assert settings.delete and settings.force and settings.max_delete_fraction == 0.25
     with pytest.raises(ConfigError, match="--force only goes with --delete"):
         load_settings(Flags(**pair, force=True), {})
+
+
+def test_sync_inventory_from_a_pair_of_the_file_or_the_flag_for_every_pair(
+    tmp_path: Path,
+) -> None:
+    path = _write(
+        tmp_path,
+        "pairs.toml",
+        '[[pairs]]\nsrc = "s3://a/x/"\ndst = "s3://b/x/"\nsrc_inventory = "s3://inv/m.json"\n'
+        '[[pairs]]\nsrc = "s3://a/y/"\ndst = "s3://b/y/"\n',
+    )
+    settings = load_settings(Flags(config_file=path), {})
+    assert [p.src_inventory for p in settings.pairs] == ["s3://inv/m.json", None]
+    settings = load_settings(Flags(config_file=path, src_inventory="s3://inv/new.json"), {})
+    assert [p.src_inventory for p in settings.pairs] == ["s3://inv/new.json"] * 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (Flags(delete=True), "--delete cannot go with --src-inventory"),
+        (Flags(transfer=TransferFlags(compare="version")), "--compare version cannot go"),
+    ],
+)
+def test_sync_inventory_refuses_what_a_snapshot_cannot_do(flags: Flags, message: str) -> None:
+    pair = Flags(src="s3://a/", dst="s3://b/", src_inventory="s3://inv/manifest.json")
+    with pytest.raises(ConfigError, match=message) as refused:
+        load_settings(
+            replace(flags, src=pair.src, dst=pair.dst, src_inventory=pair.src_inventory), {}
+        )
+    assert refused.value.hint
+    load_settings(replace(flags, src=pair.src, dst=pair.dst), {})  # fine with a listing
 
 
 @pytest.mark.parametrize(

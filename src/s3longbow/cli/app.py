@@ -148,6 +148,13 @@ VERIFY_WORKERS = 16
 )
 @click.option("--retry-failed", is_flag=True, help="Give failed jobs of this run fresh attempts.")
 @click.option(
+    "--src-inventory",
+    metavar="S3_URL",
+    help="The manifest.json of an S3 Inventory report of the source bucket, read (with the "
+    "source's endpoint and credentials) instead of listing the source; objects written after "
+    "the report are not copied.",
+)
+@click.option(
     "--delete",
     is_flag=True,
     help="After every copy succeeds, delete destination objects the source no longer has.",

@@ -67,6 +67,12 @@ def _control(config: ClusterConfig) -> ControlPlane:
 )
 @click.option("--retry-failed", is_flag=True, help="Queue failed jobs again.")
 @apply(FILTER_OPTIONS)
+@click.option(
+    "--src-inventory",
+    metavar="S3_URL",
+    help="The manifest.json of an S3 Inventory report of the source bucket, read instead of "
+    "listing the source (every pair); objects written after the report are not queued.",
+)
 @json_option()
 @verbose_option()
 def send(
@@ -74,6 +80,7 @@ def send(
     dry_run: bool,
     requeue: bool,
     retry_failed: bool,
+    src_inventory: str | None,
     as_json: bool,
     verbose: int,
     **options: Any,
@@ -103,6 +110,7 @@ def send(
             requeue=requeue,
             retry_failed=retry_failed,
             stop=stop,
+            src_inventory=src_inventory,
         )
     except LongbowError as exc:
         fail(console, exc)

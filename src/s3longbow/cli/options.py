@@ -217,6 +217,7 @@ def pair_flags(
         delete=delete,
         force=force,
         max_delete=max_delete,
+        src_inventory=options.get("src_inventory"),
     )
 
 

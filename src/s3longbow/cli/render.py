@@ -74,6 +74,8 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
         table.add_row("cannot be stored", str(report.objects_unsupported), "")
     if report.unstorable:
         table.add_row("cannot be stored under its key", str(len(report.unstorable)), "")
+    if report.source_gone:
+        table.add_row("gone from the source since the inventory", str(len(report.source_gone)), "")
     if settings.delete:
         table.add_row("deleted (not at source)", str(report.deleted), "")
     if report.properties is not None:
@@ -100,6 +102,7 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
     )
     _failed(console, [(f.key, f.reason) for f in report.failed])
     _unstorable(console, [(f.key, f.reason) for f in report.unstorable])
+    _gone(console, [(f.key, f.reason) for f in report.source_gone])
     _failed(console, [(f.key, f.reason) for f in report.delete_failed])
     if report.properties is not None:
         _failed(console, report.properties.failed)
@@ -132,6 +135,19 @@ def _unstorable(console: Console, keys: list[tuple[str, str]]) -> None:
         console.print(f"  ... and {len(keys) - 50} more (longbow status --json lists all)")
 
 
+def _gone(console: Console, keys: list[tuple[str, str]]) -> None:
+    if not keys:
+        return
+    console.print(
+        f"{len(keys)} key(s) listed by the inventory were deleted from the source since "
+        "(recorded as skipped, not copied):"
+    )
+    for key, reason in keys[:20]:
+        console.print(f"  {escape(key)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    if len(keys) > 20:
+        console.print(f"  ... and {len(keys) - 20} more (longbow status --json lists all)")
+
+
 def run_json(db: JobDatabase, run: Run) -> dict[str, object]:
     totals = db.totals(run.id)
     return {
@@ -147,6 +163,7 @@ def run_json(db: JobDatabase, run: Run) -> dict[str, object]:
         "unstorable": [
             {"key": k, "dst_key": d, "reason": r} for k, d, r in db.unstorable_jobs(run.id)
         ],
+        "source_gone": [{"key": k, "reason": r} for k, _, r in db.gone_jobs(run.id)],
     }
 
 

@@ -184,6 +184,7 @@ def _parse_jobs(data: dict[str, Any]) -> Inbound:
                     version_id=_optional_text(entry, "version_id", where),
                     last_modified=_optional_time(entry, "mtime", where),
                     origin="sender",
+                    inventory=_optional_time(entry, "inventory", where),
                 )
             )
         except _Bad as exc:

@@ -191,7 +191,7 @@ class ClusterJobQueue:
             self._settled(held, None)
             return None
         try:
-            pair = self.copiers.index(spec.src_bucket, spec.dst_bucket)
+            pair = self.copiers.index(spec.src_bucket, spec.dst_bucket, inventory=spec.inventory)
             outcome, item = self.table.claim(
                 spec,
                 item,

@@ -50,6 +50,9 @@ class JobSpec:
     `etag` is None for a job message entry without one, and `size` too for events that did
     not carry them: the worker asks the source, and keeps them None when the source is gone
     (the job then fails). `last_modified` is the listing's time, or the event's time for events.
+    `inventory` is when the inventory report that listed the object was made (seconds since
+    the epoch), None when a live listing or an event named it: a source gone since a report
+    is skipped as gone, not failed.
     """
 
     src_bucket: str
@@ -61,6 +64,7 @@ class JobSpec:
     version_id: str | None = None
     last_modified: float | None = None
     origin: str = "sender"
+    inventory: float | None = None
 
     @property
     def id(self) -> JobId:
@@ -127,6 +131,8 @@ def _entry(spec: JobSpec) -> dict[str, Any]:
         entry["version_id"] = spec.version_id
     if spec.last_modified is not None:
         entry["mtime"] = spec.last_modified
+    if spec.inventory is not None:
+        entry["inventory"] = spec.inventory
     return entry
 
 

@@ -17,11 +17,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from s3longbow.config import with_inventory
 from s3longbow.errors import FatalError
 from s3longbow.pairs import PairRuntime, open_pairs
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.plan.inventory_listing import load_manifest
 from s3longbow.plan.planner import PlanSink, PlanTotals, plan_pair
 from s3longbow.progress.stats import Stats
 
@@ -181,11 +183,16 @@ class QueueSink(PlanSink):
     Args:
         outbox: Where the copies go.
         listed_at: When the pair's listing began: a job finished after it may postdate it.
+        inventory: When the inventory report the pair is planned from was made (None: the
+            source is listed); its jobs carry it, so a source gone since is skipped as gone.
     """
 
-    def __init__(self, outbox: _Outbox, *, listed_at: float) -> None:
+    def __init__(
+        self, outbox: _Outbox, *, listed_at: float, inventory: float | None = None
+    ) -> None:
         self.outbox = outbox
         self.listed_at = listed_at
+        self.inventory = inventory
 
     def copies(self, pair: PairRuntime, batch: list[Decision]) -> None:
         src_bucket, dst_bucket = pair.src.bucket, pair.dst.bucket
@@ -200,6 +207,7 @@ class QueueSink(PlanSink):
                     etag=d.src.etag,
                     version_id=d.src.version_id,
                     last_modified=d.src.last_modified,
+                    inventory=self.inventory,
                 ),
                 d.reason,
             )
@@ -217,6 +225,7 @@ def send_jobs(
     retry_failed: bool = False,
     stop: threading.Event | None = None,
     stats: Stats | None = None,
+    src_inventory: str | None = None,
 ) -> SendReport:
     """Queue a job for every object of every pair that the destination lacks or differs in.
 
@@ -232,13 +241,15 @@ def send_jobs(
         retry_failed: Queue failed jobs again.
         stop: Set to stop listing; what was recorded is still sent.
         stats: Counters of the planning (objects already present, ignored).
+        src_inventory: The manifest of an S3 Inventory report that every pair reads instead
+            of listing its source (over the pairs' own `src_inventory`).
     """
     started = time.monotonic()
     stop = stop or threading.Event()
     report = SendReport(dry_run=dry_run)
     parameters = Parameters(control.ssm)
     config = resolve_credentials(config, parameters)
-    pairs = resolve_pairs(config, parameters)
+    pairs = with_inventory(resolve_pairs(config, parameters), src_inventory)
     settings = config.settings(pairs)
     cluster = config.cluster
     table: JobTable | None = JobTable(control.dynamodb, cluster.table)
@@ -271,9 +282,11 @@ def send_jobs(
     try:
         with open_pairs(settings, read_only=dry_run) as runtimes:
             report.pairs = len(runtimes)
+            # Bad reports stop the send here, before anything is queued.
+            reports = {p.index: load_manifest(p).created for p in runtimes if p.inventory}
             for pair in runtimes:
                 # A job finished after this moment was copied after the destination was listed.
-                sink = QueueSink(outbox, listed_at=time.time())
+                sink = QueueSink(outbox, listed_at=time.time(), inventory=reports.get(pair.index))
                 counts = plan_pair(
                     pair,
                     ignore,

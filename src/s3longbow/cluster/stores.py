@@ -14,6 +14,7 @@ from s3longbow.config import SideSettings, TransferSettings
 from s3longbow.errors import ConfigError
 from s3longbow.jobs.base import UploadLedger
 from s3longbow.meter import RequestMeter
+from s3longbow.plan.inventory import snapshot_name
 from s3longbow.progress.stats import Stats
 from s3longbow.stores import open_store, parse_location
 from s3longbow.stores.base import ObjectStore
@@ -90,7 +91,8 @@ class StoreCache:
 
 
 class Copiers:
-    """One copier per (source bucket, destination bucket) for one run of a worker.
+    """One copier per (source bucket, destination bucket, inventory report) for one run of
+    a worker.
 
     Args:
         stores: Where the stores come from.
@@ -122,7 +124,7 @@ class Copiers:
             BandwidthLimit(settings.bandwidth_limit) if settings.bandwidth_limit else None
         )
         self._ledger: UploadLedger | None = None
-        self._index: dict[tuple[str, str], int] = {}
+        self._index: dict[tuple[str, str, float | None], int] = {}
         self._copiers: list[Copier] = []
         self._lock = threading.Lock()
 
@@ -130,10 +132,12 @@ class Copiers:
         """Where copiers record uploads and parts (the job queue, created after this)."""
         self._ledger = ledger
 
-    def index(self, src_bucket: str, dst_bucket: str) -> int:
-        """The copier number of a bucket pair, opening its stores when new."""
+    def index(self, src_bucket: str, dst_bucket: str, *, inventory: float | None = None) -> int:
+        """The copier number of a bucket pair, opening its stores when new; `inventory`: when
+        the report that listed the job was made (its copier skips a source gone since)."""
+        ident = (src_bucket, dst_bucket, inventory)
         with self._lock:
-            found = self._index.get((src_bucket, dst_bucket))
+            found = self._index.get(ident)
         if found is not None:
             return found
         if self._ledger is None:  # pragma: no cover - wiring error
@@ -148,13 +152,14 @@ class Copiers:
             stats=self.stats,
             stop=self.stop,
             bandwidth=self.bandwidth,
+            snapshot=None if inventory is None else snapshot_name(inventory),
         )
         with self._lock:
-            found = self._index.get((src_bucket, dst_bucket))
+            found = self._index.get(ident)
             if found is not None:
                 return found
             self._copiers.append(copier)
-            self._index[(src_bucket, dst_bucket)] = len(self._copiers) - 1
+            self._index[ident] = len(self._copiers) - 1
             return len(self._copiers) - 1
 
     def get(self, index: int) -> Copier:

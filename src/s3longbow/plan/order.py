@@ -11,6 +11,8 @@ from pathlib import Path
 from s3longbow.model import ObjectInfo
 from s3longbow.stores.base import BYTES, SEGMENTS, ListingOrder, order_key
 
+_INSERT = "INSERT INTO listing VALUES (?, ?, ?, ?, ?, ?, ?)"
+
 __all__ = ["BYTES", "SEGMENTS", "ListingOrder", "order_key", "resorted"]
 
 
@@ -18,7 +20,8 @@ def resorted(
     listing: Iterable[ObjectInfo], order: ListingOrder, *, folder: Path | None = None
 ) -> Iterator[ObjectInfo]:
     """The listing in another order, sorted on disk (a temporary SQLite file), so memory stays
-    flat however many keys there are. Used only when two stores list in different orders."""
+    flat however many keys there are. Used when two stores list in different orders, and for
+    inventory reports, which come in no promised order."""
     import tempfile  # rarely needed, and its import costs more than the rest of this module
 
     key_of = order_key(order) or (lambda k: k)
@@ -29,7 +32,7 @@ def resorted(
             db.execute("PRAGMA synchronous=OFF")
             db.execute(
                 "CREATE TABLE listing (sort BLOB, key TEXT, size INTEGER, etag TEXT, "
-                "modified REAL, version TEXT)"
+                "modified REAL, version TEXT, class TEXT)"
             )
             batch: list[tuple[object, ...]] = []
             for obj in listing:
@@ -41,15 +44,16 @@ def resorted(
                         obj.etag,
                         obj.last_modified,
                         obj.version_id,
+                        obj.storage_class,
                     )
                 )
                 if len(batch) >= 5000:
-                    db.executemany("INSERT INTO listing VALUES (?, ?, ?, ?, ?, ?)", batch)
+                    db.executemany(_INSERT, batch)
                     batch.clear()
-            db.executemany("INSERT INTO listing VALUES (?, ?, ?, ?, ?, ?)", batch)
+            db.executemany(_INSERT, batch)
             for row in db.execute(
-                "SELECT key, size, etag, modified, version FROM listing ORDER BY sort"
+                "SELECT key, size, etag, modified, version, class FROM listing ORDER BY sort"
             ):
-                yield ObjectInfo(row[0], row[1], row[2], row[3], row[4])
+                yield ObjectInfo(*row)
         finally:
             db.close()

@@ -19,6 +19,7 @@ from s3longbow.pairs import PairRuntime
 from s3longbow.plan.diff import Action, Decision, comparator, diff
 from s3longbow.plan.filters import Filters, relative_key
 from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.plan.inventory_listing import inventory_listing
 from s3longbow.plan.listing import list_concurrently, read_ahead
 from s3longbow.plan.order import order_key, resorted
 from s3longbow.progress.stats import Stats
@@ -133,13 +134,15 @@ def decisions(
     extra: Callable[[ObjectInfo], None] | None = None,
     compare: PlanCompare = "size",
     copied_version: Callable[[str], str | None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[Decision]:
     """Every source object of the pair with what to do about it, in key order.
 
-    Both sides are listed at once, each on up to `threads` threads (by sub-prefix). Objects
-    the ignore patterns or the filters leave out are handed over as such; destination objects
-    only the key filters judge (size and age are the source's), so an extra the key filters
-    leave out is not reported."""
+    Both sides are listed at once, each on up to `threads` threads (by sub-prefix); a pair
+    with an inventory report reads the report instead of listing its source, sorted in the
+    destination's order. Objects the ignore patterns or the filters leave out are handed over
+    as such; destination objects only the key filters judge (size and age are the source's),
+    so an extra the key filters leave out is not reported."""
     src_caps, dst_caps = pair.src_store.capabilities, pair.dst_store.capabilities
     dst_markers = dst_caps.directory_markers
 
@@ -162,10 +165,17 @@ def decisions(
 
     src_order = pair.src_store.capabilities.listing_order
     dst_order = pair.dst_store.capabilities.listing_order
-    src_listing = list_concurrently(pair.src_store, pair.src_prefix, threads=threads)
     dst_listing: Iterable[ObjectInfo] = list_concurrently(
         pair.dst_store, pair.dst_prefix, threads=threads
     )
+    src_listing: Iterable[ObjectInfo]
+    if pair.inventory is not None:
+        # A report is sorted on disk anyway: into the destination's order, which then
+        # needs no sorting of its own.
+        src_order = dst_order
+        src_listing = read_ahead(inventory_listing(pair, dst_order, should_stop=should_stop))
+    else:
+        src_listing = list_concurrently(pair.src_store, pair.src_prefix, threads=threads)
     if dst_order != src_order:
         dst_listing = read_ahead(resorted(dst_listing, src_order))
     return diff(
@@ -253,6 +263,7 @@ def plan_pair(
         extra=extra if sink.wants_extras else None,
         compare=compare,
         copied_version=functools.partial(sink.copied_version, pair),
+        should_stop=should_stop,
     )
     for decision in listing:
         if decision.dst is not None:

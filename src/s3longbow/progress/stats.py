@@ -108,8 +108,9 @@ class Stats:
         with self._lock:
             self.bytes_done -= nbytes
 
-    def finished(self, size: int, *, ok: bool, progressed: int) -> None:
-        """A job ended: `progressed` is what sent()/reused() already counted for it."""
+    def finished(self, size: int, *, ok: bool, progressed: int, skipped: bool = False) -> None:
+        """A job ended: `progressed` is what sent()/reused() already counted for it. A job
+        `skipped` (nothing was left to copy) is neither copied nor failed."""
         with self._lock:
             self.in_flight -= 1
             self.objects_done += 1
@@ -117,7 +118,7 @@ class Stats:
             if ok:
                 self.objects_copied += 1
                 self.bytes_copied += size
-            else:
+            elif not skipped:
                 self.objects_failed += 1
 
     def released(self, progressed: int) -> None:

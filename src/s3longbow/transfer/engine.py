@@ -36,7 +36,7 @@ import threading
 from concurrent.futures import Executor
 
 from s3longbow.config import TransferSettings
-from s3longbow.errors import PermanentError, SourceChangedError
+from s3longbow.errors import PermanentError, SourceChangedError, SourceGoneError
 from s3longbow.jobs.base import UploadLedger
 from s3longbow.model import Job, JobResult, ObjectDetails
 from s3longbow.progress.stats import Stats
@@ -63,6 +63,7 @@ from s3longbow.transfer.proof import (
 )
 from s3longbow.transfer.server_copy import copy_on_server
 from s3longbow.transfer.single import copy_single
+from s3longbow.verdicts import gone_reason
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ class Copier:
         stats: Progress counters.
         stop: Set when the run shuts down.
         bandwidth: The process's shared bandwidth limit, if any (paces every upload).
+        snapshot: What listed the pair's source when that was a past snapshot ("the
+            inventory of ..."): a source deleted since then raises SourceGoneError (the job
+            is skipped as gone) instead of failing. None: the source was listed live.
     """
 
     def __init__(
@@ -97,8 +101,10 @@ class Copier:
         stats: Stats,
         stop: threading.Event,
         bandwidth: BandwidthLimit | None = None,
+        snapshot: str | None = None,
     ) -> None:
         self.src = src
+        self.snapshot = snapshot
         self.dst = dst
         self.ledger = ledger
         self.settings = settings
@@ -184,6 +190,8 @@ class Copier:
         current = self.src.head(job.src_key)
         where = self.src.describe(job.src_key)
         if current is None:
+            if self.snapshot is not None:
+                raise SourceGoneError(gone_reason(self.snapshot, where))
             raise SourceChangedError(f"{where}: the source object no longer exists")
         if current.etag == job.etag and current.size == job.size:
             raise SourceChangedError(f"{where}: reads of the source failed its pinned identity")

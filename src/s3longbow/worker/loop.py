@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from s3longbow.config import TransferSettings
-from s3longbow.errors import FatalError, PermanentError, TransientError
+from s3longbow.errors import FatalError, PermanentError, SourceGoneError, TransientError
 from s3longbow.jobs.base import JobQueue
 from s3longbow.meter import RequestMeter
 from s3longbow.model import Job, JobId, JobState
@@ -226,6 +226,13 @@ class Worker:
             return
         except TransientError as exc:
             self._failed_attempt(job, str(exc), attempt, copier)
+            return
+        except SourceGoneError as exc:
+            # Listed by a past snapshot and deleted since: nothing is left to copy.
+            self._abandon_upload(job, copier)
+            log.info("%s: skipped: %s", job.src_key, exc)
+            self.job_queue.finish(job, JobState.SKIPPED, str(exc), None)
+            self.stats.finished(job.size, ok=False, progressed=attempt.progressed, skipped=True)
             return
         except PermanentError as exc:
             self._abandon_upload(job, copier)

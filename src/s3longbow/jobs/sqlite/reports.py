@@ -4,7 +4,7 @@ destination cannot store, and single jobs by key."""
 from __future__ import annotations
 
 from s3longbow.model import Job, JobState
-from s3longbow.verdicts import UNSTORABLE
+from s3longbow.verdicts import SOURCE_GONE, UNSTORABLE
 
 from .file import SqliteFile
 from .schema import JOB_COLUMNS, JobRow, job_from_row
@@ -56,6 +56,18 @@ class Reports(SqliteFile):
                 "AND seen_generation=(SELECT generation FROM runs WHERE id=?) "
                 "AND substr(reason, 1, ?)=? ORDER BY id LIMIT ?",
                 (run_id, run_id, len(UNSTORABLE), UNSTORABLE, limit),
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def gone_jobs(self, run_id: int, limit: int = 100_000) -> list[tuple[str, str, str]]:
+        """(source key, destination key, reason) of the keys the last planning pass took from
+        an inventory report that the source no longer had when they were to be copied."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT src_key, dst_key, reason FROM jobs WHERE run_id=? AND state='skipped' "
+                "AND seen_generation=(SELECT generation FROM runs WHERE id=?) "
+                "AND substr(reason, 1, ?)=? ORDER BY id LIMIT ?",
+                (run_id, run_id, len(SOURCE_GONE), SOURCE_GONE, limit),
             ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
