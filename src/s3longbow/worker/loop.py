@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from s3longbow.config import TransferSettings
-from s3longbow.errors import FatalError, PermanentError, TransientError
+from s3longbow.errors import ArchivedError, FatalError, PermanentError, TransientError
 from s3longbow.jobs.base import JobQueue
 from s3longbow.meter import RequestMeter
 from s3longbow.model import Job, JobId, JobState
@@ -220,6 +220,14 @@ class Worker:
             return
         except TransientError as exc:
             self._failed_attempt(job, str(exc), attempt, copier)
+            return
+        except ArchivedError as exc:
+            # Not a failure: recorded as archived (with its restore, if one was asked for),
+            # and copied by a later run once it can be read.
+            self._abandon_upload(job, copier)
+            log.info("%s: %s", job.src_key, exc)
+            self.job_queue.finish(job, JobState.ARCHIVED, str(exc), None)
+            self.stats.finished(job.size, ok=False, progressed=attempt.progressed, archived=True)
             return
         except PermanentError as exc:
             self._abandon_upload(job, copier)
