@@ -50,5 +50,6 @@ def test_an_archived_source_is_recorded_as_archived_not_failed(cluster: Cluster)
     cluster.drain()
     cold = cluster.job("cold")
     assert cold is not None and cold.state is JobState.DONE
+    assert cold.restore_requested is None  # no restore waited for any more
     assert cluster.dst.get(DST_PREFIX + "cold") == b"frozen"
     assert cluster.depth() == 0 and cluster.depth(cluster.dlq_url) == 0

@@ -391,3 +391,13 @@ def test_a_database_of_the_first_schema_is_brought_up_to_date(tmp_path: Path) ->
     finally:
         db.close()
     JobDatabase(path).close()  # opened again: already up to date
+
+
+def test_a_copy_done_waits_for_no_restore(db: JobDatabase) -> None:
+    run, _ = db.open_run("sig", {})
+    _plan_listed(db, run.id, ObjectInfo("cold", 4, "e1", storage_class="GLACIER"))
+    [job] = db.claim(run.id, "me", 1, lease_seconds=60)
+    job.restore_requested = 1_700_000_000.0
+    assert db.finish(job, JobState.DONE, None, JobResult(bytes_sent=4))
+    done = db.job(run.id, "cold")
+    assert done is not None and done.restore_requested is None

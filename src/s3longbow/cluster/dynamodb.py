@@ -282,12 +282,13 @@ class JobTable:
             e.add("bytes_sent", result.bytes_sent).set("bytes_reused", result.bytes_reused)
             e.set("verified", result.verified).set("verify", _verify_text(result))
             e.set("dst_etag", result.dst_etag)
-        if job.restore_requested is not None:
-            e.set("restore_requested", timestamp(job.restore_requested))
         if state is JobState.DONE:
-            e.remove("upload_id")
-        elif state is not JobState.ARCHIVED:  # waiting for a restore is no failed attempt
-            e.add("attempts", 1)
+            e.remove("upload_id").remove("restore_requested")  # no restore waited for now
+        else:
+            if job.restore_requested is not None:
+                e.set("restore_requested", timestamp(job.restore_requested))
+            if state is not JobState.ARCHIVED:  # waiting for a restore is no failed attempt
+                e.add("attempts", 1)
         e.remove("owner").remove("lease_until").add("rev", 1)
         return self._update(job.id, e, _owned(e, job), f"finishing job {job.src_key!r}")
 
