@@ -22,6 +22,10 @@ KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 
+# A bound on restore-days that catches a slip of the keyboard: a restored copy is billed for
+# every day it stays, beside the archived object.
+MAX_RESTORE_DAYS = 30_000
+
 # S3's multipart limits: parts between 5 MiB and 5 GiB (the last may be smaller), 10,000 at most.
 MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * GiB
@@ -91,6 +95,7 @@ COMPARE_MODES: tuple[CompareMode, ...] = ("size", "etag", "mtime", "version")
 # What planning compares: a mode, or "history" (every key, its versions compared by its job).
 PlanCompare = Literal["size", "etag", "mtime", "version", "history"]
 CHECKSUM_POLICIES = ("auto", "MD5")
+RESTORE_TIERS = ("Standard", "Bulk", "Expedited")  # how fast (and dear) an archive restore is
 BUCKET_NAMING = ("strict", "relaxed")  # S3's bucket naming rules, or other stores' looser ones
 SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
 CANNED_ACLS = (
@@ -224,6 +229,11 @@ class TransferSettings:
     relay: bool = True  # move bytes that need no checksum of ours as they arrive
     all_versions: bool = False  # copy every version of each key, oldest first
     update_properties: bool = False  # fix properties and tags of objects already copied
+    # Archived sources (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering archive tiers): ask for a
+    # restore kept this many days, and copy each once a later run finds it readable (None:
+    # ask for none; such objects are reported as needing a restore).
+    restore_days: int | None = None
+    restore_tier: str | None = None  # Standard (None), Bulk or Expedited: speed and price
 
     @property
     def planning_compare(self) -> PlanCompare:
@@ -271,6 +281,26 @@ class TransferSettings:
                 f"compare {self.compare!r} is not a comparison mode",
                 hint="use size (the default), etag, mtime or version",
             )
+        if self.restore_days is not None and (
+            isinstance(self.restore_days, bool)
+            or not isinstance(self.restore_days, int)
+            or not 1 <= self.restore_days <= MAX_RESTORE_DAYS
+        ):
+            raise ConfigError(
+                f"restore-days {self.restore_days!r} is not a number of days",
+                hint=f"give a whole number of days from 1 to {MAX_RESTORE_DAYS}",
+            )
+        if self.restore_tier is not None:
+            if self.restore_tier not in RESTORE_TIERS:
+                raise ConfigError(
+                    f"restore-tier {self.restore_tier!r} is not a retrieval tier",
+                    hint=f"use one of {', '.join(RESTORE_TIERS)}",
+                )
+            if self.restore_days is None:
+                raise ConfigError(
+                    "restore-tier needs restore-days",
+                    hint="add --restore-days N (how long the restored copies stay readable)",
+                )
         if self.memory_limit < self.part_size:
             raise ConfigError(
                 "memory-limit is smaller than one part",
@@ -426,6 +456,14 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
             if not isinstance(value, bool):
                 raise ConfigError(f"config file {path}: {key} must be true or false")
             transfer[key] = value
+        elif key == "restore_days":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"config file {path}: {key} must be a whole number of days")
+            transfer[key] = value
+        elif key == "restore_tier":
+            if not isinstance(value, str):
+                raise ConfigError(f"config file {path}: {key} must be a string")
+            transfer[key] = restore_tier(value)
         elif key in ("storage_class", "compare", "rate_prefix"):
             if not isinstance(value, str):
                 raise ConfigError(f"config file {path}: {key} must be a string")
@@ -443,6 +481,12 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
     if "db" in raw:
         out["db"] = (path.parent / str(raw["db"])).resolve()
     return out
+
+
+def restore_tier(name: str) -> str:
+    """A retrieval tier in S3's spelling (Standard, Bulk, Expedited), from any case; a name
+    that is none of them is kept for validate() to refuse with the choices."""
+    return next((tier for tier in RESTORE_TIERS if tier.lower() == name.lower()), name)
 
 
 def load_ignore_file(path: Path) -> tuple[str, ...]:
@@ -467,10 +511,12 @@ __all__ = [
     "GiB",
     "KiB",
     "MAX_PARTS",
+    "MAX_RESTORE_DAYS",
     "MAX_PART_SIZE",
     "MIN_PART_SIZE",
     "MiB",
     "PairSettings",
+    "RESTORE_TIERS",
     "Settings",
     "SideSettings",
     "TransferSettings",
@@ -481,6 +527,7 @@ __all__ = [
     "parse_rate",
     "parse_size",
     "read_toml",
+    "restore_tier",
     "normalise_config",
     "with_inventory",
 ]

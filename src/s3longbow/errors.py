@@ -7,6 +7,7 @@ LongbowError                 base; carries a user-facing hint
 │   ├── CredentialsRejectedError  the server refused the request's signature or keys
 │   └── WrongRegionError     the bucket is in another region than the requests are for
 └── ObjectError              one object cannot be copied now
+    ├── ArchivedError        the source is archived: readable only once a restore finishes
     ├── TransientError       worth retrying (timeouts, resets, 5xx, short reads)
     │   ├── UploadMissingError   the multipart upload vanished: start a new one
     │   ├── ReplyLostError   the request went out but its reply was lost: it may have acted
@@ -77,6 +78,30 @@ class ObjectError(LongbowError):
     """A single object failed; the run carries on with the others."""
 
 
+class ArchivedError(ObjectError):
+    """The source object is archived (S3 Glacier Flexible Retrieval, Glacier Deep Archive, an
+    Intelligent-Tiering archive tier): no read of it succeeds until a restore makes a copy
+    readable. Neither a failure to retry nor a permanent one: the job is recorded as archived,
+    and a later run copies it once it can be read.
+
+    Attributes:
+        storage_class: The source's storage class, where known.
+        restoring: A restore was asked for (by this run or an earlier one) or is under way.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        storage_class: str | None = None,
+        restoring: bool = False,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.storage_class = storage_class
+        self.restoring = restoring
+
+
 class TransientError(ObjectError):
     """A failure that may pass: the job is retried with backoff."""
 
@@ -131,6 +156,7 @@ class UnsafeKeyError(PermanentError):
 
 
 __all__ = [
+    "ArchivedError",
     "ClockSkewError",
     "ConfigError",
     "CredentialsRejectedError",

@@ -48,6 +48,7 @@ from s3longbow.config import (
     load_config_file,
     load_ignore_file,
     parse_size,
+    restore_tier,
     with_inventory,
 )
 from s3longbow.errors import ConfigError
@@ -86,6 +87,8 @@ TRANSFER_VARIABLES = (
     "resumable_threshold",
     "memory_limit",
     "storage_class",
+    "restore_days",
+    "restore_tier",
 )
 # How to reach a side, from LONGBOW_{SRC,DST}_<NAME> (Lambda).
 SIDE_VARIABLES = ("endpoint_url", "region", "profile", "path_style")
@@ -149,6 +152,8 @@ class TransferFlags:
     relay: bool | None = None
     all_versions: bool | None = None
     update_properties: bool | None = None
+    restore_days: int | None = None
+    restore_tier: str | None = None
 
     def changes(self) -> dict[str, Any]:
         """The TransferSettings fields these flags set."""
@@ -476,6 +481,8 @@ def _transfer_variables(env: Mapping[str, str]) -> dict[str, Any]:
             changes[name] = parse_size(env[variable], what=variable)
         elif name == "storage_class":
             changes[name] = env[variable]
+        elif name == "restore_tier":
+            changes[name] = restore_tier(env[variable])
         else:
             changes[name] = env_value(env[variable], 1, variable)
     return changes

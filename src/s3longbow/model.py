@@ -14,6 +14,24 @@ Bytes = bytes | bytearray | memoryview
 # The worker and the engine only carry it back to the queue.
 JobId = NewType("JobId", str)
 
+# Storage classes whose objects cannot be read until restored (S3 Glacier Flexible Retrieval
+# and Glacier Deep Archive). GLACIER_IR is read like any other class. The archive tiers of
+# INTELLIGENT_TIERING are no class of their own: a listing cannot tell them, a read can.
+ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+
+
+class RestoreStatus(enum.StrEnum):
+    """What a listing says of an archived object's restored copy (RestoreStatus); nothing at
+    all where no restore was asked for, or where the store does not say."""
+
+    IN_PROGRESS = "in_progress"  # asked for, not readable yet
+    RESTORED = "restored"  # a restored copy is readable until its expiry date
+
+
+def needs_restore(storage_class: str | None, restore: RestoreStatus | None) -> bool:
+    """Whether a listing shows an object that cannot be read before a restore finishes."""
+    return storage_class in ARCHIVE_CLASSES and restore is not RestoreStatus.RESTORED
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
@@ -25,8 +43,8 @@ class ObjectInfo:
         etag: The store's ETag without quotes (None where a store has none).
         last_modified: Seconds since the epoch, if known.
         version_id: The version id on a versioned bucket, else None.
-        storage_class: The object's storage class, where the listing names it (an
-            inventory report), else None.
+        storage_class: The storage class the listing names (None: STANDARD, or not said).
+        restore: The state of a restored copy, where the listing tells it.
     """
 
     key: str
@@ -35,6 +53,7 @@ class ObjectInfo:
     last_modified: float | None = None
     version_id: str | None = None
     storage_class: str | None = None
+    restore: RestoreStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +126,10 @@ class ObjectDetails:
     parts_count: int | None = None
     version_id: str | None = None  # on a versioned bucket: the version the HEAD described
     storage_class: str | None = None  # None: STANDARD (S3 names no other class then)
+    # The HEAD shows an archived object whose restored copy is not readable (yet): an archive
+    # class or an Intelligent-Tiering archive tier (x-amz-archive-status), with no finished
+    # restore (x-amz-restore).
+    archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,20 +150,24 @@ class JobState(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"
+    # The source is archived: not copied until a restore makes it readable (the reason says
+    # whether a restore was asked for). Not a failure; every planning pass looks again.
+    ARCHIVED = "archived"
 
 
-FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.SKIPPED})
+FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.SKIPPED, JobState.ARCHIVED})
 
 # A finished job is only reopened by planning (the destination no longer matches the source),
 # never by a worker, so a duplicate delivery cannot move a done job backwards.
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.IN_PROGRESS, JobState.SKIPPED}),
     JobState.IN_PROGRESS: frozenset(
-        {JobState.DONE, JobState.FAILED, JobState.PENDING, JobState.SKIPPED}
+        {JobState.DONE, JobState.FAILED, JobState.PENDING, JobState.SKIPPED, JobState.ARCHIVED}
     ),
     JobState.DONE: frozenset({JobState.PENDING}),
     JobState.FAILED: frozenset({JobState.PENDING, JobState.SKIPPED}),
     JobState.SKIPPED: frozenset({JobState.PENDING}),
+    JobState.ARCHIVED: frozenset({JobState.PENDING, JobState.SKIPPED}),
 }
 
 
@@ -156,6 +183,9 @@ class Job:
     The source identity (size, etag, version_id, last_modified) is what planning saw; the
     transfer pins every read to it. `upload_id`, `part_size` and `upload_etag` describe an open
     multipart upload on the destination, so a later attempt can resume it.
+    `storage_class` and `restore` are what the listing said of an archived source;
+    `restore_requested` is when a run asked for its restore, or first found one under way
+    (seconds since the epoch; None: never).
     """
 
     id: JobId
@@ -176,6 +206,9 @@ class Job:
     lease_owner: str | None = None
     verify: str | None = None
     restarts: int = 0
+    storage_class: str | None = None
+    restore: RestoreStatus | None = None
+    restore_requested: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +234,7 @@ class JobResult:
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "ARCHIVE_CLASSES",
     "Bytes",
     "Checksum",
     "FINAL_STATES",
@@ -213,5 +247,7 @@ __all__ = [
     "ObjectProperties",
     "ObjectVersion",
     "PartInfo",
+    "RestoreStatus",
     "can_transition",
+    "needs_restore",
 ]

@@ -15,7 +15,7 @@ from s3longbow.errors import ConfigError
 from s3longbow.meter import RequestMeter
 from s3longbow.ratelimit import PrefixDepth, PrefixRates
 from s3longbow.stores import open_store
-from s3longbow.stores.base import ObjectStore, ReorderableListing
+from s3longbow.stores.base import CurrentVersionListing, ObjectStore, ReorderableListing
 from s3longbow.stores.location import Location, parse_location
 
 
@@ -187,4 +187,37 @@ def match_listing_orders(src: ObjectStore, dst: ObjectStore) -> None:
         dst.use_listing_order(src.capabilities.listing_order)
 
 
-__all__ = ["PairRuntime", "match_listing_orders", "open_pairs", "run_signature"]
+def use_current_versions(pairs: list[PairRuntime]) -> None:
+    """--compare version: every source is listed with the version ids of its current keys."""
+    for pair in pairs:
+        if not isinstance(pair.src_store, CurrentVersionListing):
+            raise ConfigError(
+                f"--compare version: the source {pair.src_store.describe()} is a directory, "
+                "which has no versions",
+                hint="use --compare size, etag or mtime for a local source",
+            )
+        pair.src_store.use_current_versions()
+
+
+def check_versioned(pairs: list[PairRuntime]) -> None:
+    """Copying histories needs versioning on both buckets: refuse before anything is copied."""
+    for pair in pairs:
+        for role, store in (("source", pair.src_store), ("destination", pair.dst_store)):
+            status = store.versioning()
+            if status != "Enabled" and not (role == "source" and status == "Suspended"):
+                raise ConfigError(
+                    f"--all-versions: versioning is not enabled on the {role} "
+                    f"{store.describe()} (status: {status or 'never enabled'})",
+                    hint="enable versioning on that bucket first, or copy without "
+                    "--all-versions (current versions only)",
+                )
+
+
+__all__ = [
+    "PairRuntime",
+    "check_versioned",
+    "match_listing_orders",
+    "open_pairs",
+    "run_signature",
+    "use_current_versions",
+]

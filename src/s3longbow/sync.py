@@ -22,7 +22,13 @@ from s3longbow.jobs.sqlite import (
 )
 from s3longbow.meter import RequestMeter
 from s3longbow.model import ObjectInfo
-from s3longbow.pairs import PairRuntime, open_pairs, run_signature
+from s3longbow.pairs import (
+    PairRuntime,
+    check_versioned,
+    open_pairs,
+    run_signature,
+    use_current_versions,
+)
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
@@ -30,7 +36,6 @@ from s3longbow.plan.inventory_listing import inventory_snapshots
 from s3longbow.plan.planner import CountingSink, PlanCounts, PlanSink, PlanTotals, plan_pair
 from s3longbow.plan.unstorable import answers_for
 from s3longbow.progress.stats import Stats
-from s3longbow.stores.base import CurrentVersionListing
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
@@ -68,6 +73,10 @@ class SyncReport(PlanTotals):
     unstorable: list[FailedJob] = field(default_factory=list)
     # Keys an inventory report listed that the source deleted since (skipped, not failed).
     source_gone: list[FailedJob] = field(default_factory=list)
+    # Archived sources, not copied and not failed: those still needing a restore, and those
+    # whose restore was asked for (or is under way); a later run copies them once readable.
+    needs_restore: list[FailedJob] = field(default_factory=list)
+    restore_requested: list[FailedJob] = field(default_factory=list)
     verification: dict[str, int] = field(default_factory=dict)
     objects_extra: int = 0  # destination objects the source no longer has
     objects_at_destination: int = 0
@@ -87,7 +96,8 @@ class SyncReport(PlanTotals):
     @property
     def ok(self) -> bool:
         """True when every job of the run is done (or skipped, but not for a key the
-        destination cannot store) and nothing stopped the run."""
+        destination cannot store, or archived: waiting for a restore is no failure) and
+        nothing stopped the run."""
         if self.fatal or self.interrupted:
             return False
         if self.dry_run:
@@ -123,12 +133,12 @@ class SyncReport(PlanTotals):
             "extra": {"objects": self.objects_extra, "deleted": self.deleted},
             "delete_refused": self.delete_refused,
             "delete_failed": [{"key": f.key, "reason": f.reason} for f in self.delete_failed],
-            "failed": [
-                {"key": f.key, "dst_key": f.dst_key, "reason": f.reason} for f in self.failed
-            ],
-            "unstorable": [
-                {"key": f.key, "dst_key": f.dst_key, "reason": f.reason} for f in self.unstorable
-            ],
+            "failed": _listed(self.failed),
+            "unstorable": _listed(self.unstorable),
+            "archived": {
+                "needs_restore": _listed(self.needs_restore),
+                "restore_requested": _listed(self.restore_requested),
+            },
             "source_gone": [{"key": f.key, "reason": f.reason} for f in self.source_gone],
             "error": None
             if self.fatal is None
@@ -147,30 +157,8 @@ class SyncReport(PlanTotals):
         }
 
 
-def use_current_versions(pairs: list[PairRuntime]) -> None:
-    """--compare version: every source is listed with the version ids of its current keys."""
-    for pair in pairs:
-        if not isinstance(pair.src_store, CurrentVersionListing):
-            raise ConfigError(
-                f"--compare version: the source {pair.src_store.describe()} is a directory, "
-                "which has no versions",
-                hint="use --compare size, etag or mtime for a local source",
-            )
-        pair.src_store.use_current_versions()
-
-
-def check_versioned(pairs: list[PairRuntime]) -> None:
-    """Copying histories needs versioning on both buckets: refuse before anything is copied."""
-    for pair in pairs:
-        for role, store in (("source", pair.src_store), ("destination", pair.dst_store)):
-            status = store.versioning()
-            if status != "Enabled" and not (role == "source" and status == "Suspended"):
-                raise ConfigError(
-                    f"--all-versions: versioning is not enabled on the {role} "
-                    f"{store.describe()} (status: {status or 'never enabled'})",
-                    hint="enable versioning on that bucket first, or copy without "
-                    "--all-versions (current versions only)",
-                )
+def _listed(jobs: list[FailedJob]) -> list[dict[str, str]]:
+    return [{"key": f.key, "dst_key": f.dst_key, "reason": f.reason} for f in jobs]
 
 
 def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncReport:
@@ -324,6 +312,9 @@ def _run(
     report.jobs = {state: n for state, (n, _) in totals.items()}
     report.unstorable = [FailedJob(*row) for row in db.unstorable_jobs(run.id)]
     report.source_gone = [FailedJob(*row) for row in db.gone_jobs(run.id)]
+    for key, dst_key, reason, restoring in db.archived_jobs(run.id):
+        waiting = report.restore_requested if restoring else report.needs_restore
+        waiting.append(FailedJob(key, dst_key, reason))
     if settings.delete and report.ok:
         _delete_extras(db, run.id, pairs, settings, report)
     report.job_bytes = {state: b for state, (_, b) in totals.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ from s3longbow.jobs.sqlite import (
     UpsertCounts,
     new_owner_id,
 )
-from s3longbow.model import JobResult, JobState, ObjectInfo, can_transition
+from s3longbow.model import JobResult, JobState, ObjectInfo, RestoreStatus, can_transition
 from s3longbow.verdicts import renamed_reason
 
 
@@ -302,3 +303,101 @@ def test_a_copy_finished_while_the_destination_was_listed_is_left_done(db: JobDa
         run.id, gen, [absent("carried")], max_attempts=2, listed_since=time.time() + 1
     )
     assert [c.src.key for c in counts.to_look] == ["carried"]
+
+
+def _plan_listed(db: JobDatabase, run_id: int, *objs: ObjectInfo) -> int:
+    gen = db.begin_plan(run_id)
+    db.upsert_jobs(run_id, gen, [PlannedCopy(0, o, o.key, "missing") for o in objs], max_attempts=2)
+    return gen
+
+
+def test_an_archived_source_is_its_own_outcome_looked_at_again_by_every_pass(
+    db: JobDatabase,
+) -> None:
+    run, _ = db.open_run("sig", {})
+    cold = ObjectInfo("cold", 4, "e1", storage_class="GLACIER")
+    _plan_listed(db, run.id, cold, ObjectInfo("warm", 1, "e2"))
+    jobs = {j.src_key: j for j in db.claim(run.id, "me", 5, lease_seconds=60)}
+    assert jobs["cold"].storage_class == "GLACIER" and jobs["cold"].restore is None
+    assert jobs["warm"].storage_class is None
+    jobs["cold"].restore_requested = 1_700_000_000.0  # the engine asked for its restore
+    assert db.finish(jobs["cold"], JobState.ARCHIVED, "archived (GLACIER): restore requested", None)
+    assert db.finish(jobs["warm"], JobState.DONE, None, JobResult(bytes_sent=1))
+    assert db.totals(run.id)["archived"] == (1, 4)
+    assert db.archived_jobs(run.id) == [
+        ("cold", "cold", "archived (GLACIER): restore requested", True)
+    ]
+    assert db.attempts(jobs["cold"].id) == 0  # waiting for a restore is no failed attempt
+
+    # The next pass sees it restored: it is pending again, and remembers its restore.
+    restored = ObjectInfo("cold", 4, "e1", storage_class="GLACIER", restore=RestoreStatus.RESTORED)
+    gen = _plan_listed(db, run.id, restored)
+    job = db.job(run.id, "cold")
+    assert job is not None and job.state is JobState.PENDING
+    assert job.restore is RestoreStatus.RESTORED and job.restore_requested == 1_700_000_000.0
+    assert db.finish_plan(run.id, gen) == 0
+
+    # A new version of the source needs a restore of its own.
+    _plan_listed(db, run.id, ObjectInfo("cold", 5, "e9", storage_class="GLACIER"))
+    job = db.job(run.id, "cold")
+    assert job is not None and job.restore_requested is None
+
+
+def test_an_archived_job_no_longer_planned_is_skipped(db: JobDatabase) -> None:
+    run, _ = db.open_run("sig", {})
+    _plan_listed(db, run.id, ObjectInfo("cold", 4, "e1", storage_class="DEEP_ARCHIVE"))
+    [job] = db.claim(run.id, "me", 1, lease_seconds=60)
+    assert db.finish(job, JobState.ARCHIVED, "archived (DEEP_ARCHIVE): needs a restore", None)
+    assert db.archived_jobs(run.id) == [
+        ("cold", "cold", "archived (DEEP_ARCHIVE): needs a restore", False)
+    ]
+    gen = db.begin_plan(run.id)  # the source is gone, or the destination matches now
+    assert db.finish_plan(run.id, gen) == 1
+    assert state(db, run.id, "cold") == "skipped"
+
+
+_V1_JOBS = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema', '1');
+CREATE TABLE runs (id INTEGER PRIMARY KEY, signature TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0, plan_complete INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE jobs (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, pair INTEGER NOT NULL,
+    src_key TEXT NOT NULL, dst_key TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT,
+    last_modified REAL, version_id TEXT, state TEXT NOT NULL, reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0, visible_at REAL NOT NULL DEFAULT 0, lease_owner TEXT,
+    lease_expires REAL, upload_id TEXT, part_size INTEGER, upload_etag TEXT,
+    bytes_sent INTEGER NOT NULL DEFAULT 0, bytes_reused INTEGER NOT NULL DEFAULT 0,
+    verify TEXT, verified INTEGER, restarts INTEGER NOT NULL DEFAULT 0,
+    seen_generation INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, started_at REAL,
+    finished_at REAL, UNIQUE (run_id, pair, src_key));
+INSERT INTO runs VALUES (1, 'sig', '{}', 0, 0, 1, 1);
+INSERT INTO jobs (run_id, pair, src_key, dst_key, size, etag, state, created_at)
+    VALUES (1, 0, 'old', 'old', 3, 'e', 'done', 0);
+"""
+
+
+def test_a_database_of_the_first_schema_is_brought_up_to_date(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_V1_JOBS)
+    db = JobDatabase(path)
+    try:
+        job = db.job(1, "old")
+        assert job is not None and job.state is JobState.DONE and job.storage_class is None
+        _plan_listed(db, 1, ObjectInfo("new", 2, "e2", storage_class="GLACIER"))
+        new = db.job(1, "new")
+        assert new is not None and new.storage_class == "GLACIER"
+    finally:
+        db.close()
+    JobDatabase(path).close()  # opened again: already up to date
+
+
+def test_a_copy_done_waits_for_no_restore(db: JobDatabase) -> None:
+    run, _ = db.open_run("sig", {})
+    _plan_listed(db, run.id, ObjectInfo("cold", 4, "e1", storage_class="GLACIER"))
+    [job] = db.claim(run.id, "me", 1, lease_seconds=60)
+    job.restore_requested = 1_700_000_000.0
+    assert db.finish(job, JobState.DONE, None, JobResult(bytes_sent=4))
+    done = db.job(run.id, "cold")
+    assert done is not None and done.restore_requested is None

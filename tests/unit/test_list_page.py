@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from s3longbow.model import RestoreStatus
 from s3longbow.stores.s3.wire import ListPage, parse_list_page
 
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
@@ -23,8 +24,8 @@ def test_objects_prefixes_and_the_next_token() -> None:
     )
     assert parse_list_page(page(body)) == ListPage(
         objects=[
-            ("a b+c/é", 12, "abc", "2026-01-02T03:04:05.000Z"),
-            ("\x01ctl", 0, None, None),
+            ("a b+c/é", 12, "abc", "2026-01-02T03:04:05.000Z", None, None),
+            ("\x01ctl", 0, None, None, None, None),
         ],
         prefixes=["sub dir/"],
         next_token="tok/+=",
@@ -35,7 +36,7 @@ def test_objects_prefixes_and_the_next_token() -> None:
 def test_keys_are_left_alone_when_the_server_did_not_encode_them() -> None:
     body = "<IsTruncated>false</IsTruncated><Contents><Key>a+b%41</Key><Size>1</Size></Contents>"
     parsed = parse_list_page(page(body, ns=""))
-    assert parsed.objects == [("a+b%41", 1, None, None)]
+    assert parsed.objects == [("a+b%41", 1, None, None, None, None)]
     assert parsed.next_token is None
 
 
@@ -72,3 +73,25 @@ def test_a_reply_in_the_older_listobjects_form_is_told_apart() -> None:
         assert parsed.truncated and parsed.v1
         assert parsed.next_marker == "b+c/"
         assert parsed.next_token is None
+
+
+def test_storage_classes_and_restore_statuses_are_read_both_ways() -> None:
+    body = (
+        "<KeyCount>4</KeyCount><IsTruncated>false</IsTruncated>"
+        "<Contents><Key>cold</Key><Size>1</Size><StorageClass>GLACIER</StorageClass></Contents>"
+        "<Contents><Key>coming</Key><Size>2</Size><StorageClass>DEEP_ARCHIVE</StorageClass>"
+        "<RestoreStatus><IsRestoreInProgress>true</IsRestoreInProgress></RestoreStatus>"
+        "</Contents>"
+        "<Contents><Key>thawed</Key><Size>3</Size><StorageClass>GLACIER</StorageClass>"
+        "<RestoreStatus><IsRestoreInProgress>false</IsRestoreInProgress>"
+        "<RestoreExpiryDate>2026-01-09T00:00:00.000Z</RestoreExpiryDate></RestoreStatus>"
+        "</Contents>"
+        "<Contents><Key>warm</Key><Size>4</Size><StorageClass>STANDARD</StorageClass></Contents>"
+    )
+    for parsed in _both_ways(body):
+        assert [(o[0], o[4], o[5]) for o in parsed.objects] == [
+            ("cold", "GLACIER", None),
+            ("coming", "DEEP_ARCHIVE", RestoreStatus.IN_PROGRESS),
+            ("thawed", "GLACIER", RestoreStatus.RESTORED),
+            ("warm", None, None),  # STANDARD is kept as nothing
+        ]

@@ -431,3 +431,45 @@ def test_env_value_and_keys() -> None:
         "secret_access_key": "secret-src",
         "session_token": "t",
     }
+
+
+# -- restores of archived sources ----------------------------------------------------------
+
+
+def test_restore_settings_from_the_file_and_flags(tmp_path: Path) -> None:
+    path = _write(tmp_path, "restore.toml", 'restore_days = 5\nrestore_tier = "bulk"\n')
+    settings = load_settings(Flags(src="s3://a/", dst="s3://b/", config_file=path), {})
+    assert (settings.transfer.restore_days, settings.transfer.restore_tier) == (5, "Bulk")
+    flags = Flags(
+        src="s3://a/",
+        dst="s3://b/",
+        config_file=path,
+        transfer=TransferFlags(restore_days=2, restore_tier="Expedited"),
+    )
+    settings = load_settings(flags, {})
+    assert (settings.transfer.restore_days, settings.transfer.restore_tier) == (2, "Expedited")
+    lambda_env = {
+        "LONGBOW_QUEUE_URL": "https://q",
+        "LONGBOW_PAIRS": '[{"src": "s3://a/", "dst": "s3://b/"}]',
+        "LONGBOW_RESTORE_DAYS": "3",
+        "LONGBOW_RESTORE_TIER": "bulk",
+    }
+    transfer = load_deployment(lambda_env).transfer
+    assert (transfer.restore_days, transfer.restore_tier) == (3, "Bulk")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("restore_days = 0\n", "restore-days 0 is not a number of days"),
+        ("restore_days = 1.5\n", "restore_days must be a whole number of days"),
+        ('restore_days = "7"\n', "restore_days must be a whole number of days"),
+        ('restore_days = 7\nrestore_tier = "Fast"\n', "restore-tier 'Fast' is not a retrieval"),
+        ('restore_tier = "Bulk"\n', "restore-tier needs restore-days"),
+    ],
+)
+def test_restore_settings_are_checked(tmp_path: Path, body: str, message: str) -> None:
+    path = _write(tmp_path, "restore.toml", body)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(Flags(src="s3://a/", dst="s3://b/", config_file=path), {})
+    assert message in f"{caught.value.message} {caught.value.hint}"

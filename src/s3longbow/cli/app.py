@@ -14,7 +14,13 @@ from typing import Any
 import click
 
 from s3longbow.cli.terminal import Console
-from s3longbow.config import COUNT_LIMITS, TransferSettings, default_db_path
+from s3longbow.config import (
+    COUNT_LIMITS,
+    MAX_RESTORE_DAYS,
+    RESTORE_TIERS,
+    TransferSettings,
+    default_db_path,
+)
 from s3longbow.errors import ConfigError, FatalError, LongbowError
 from s3longbow.loader import load_settings
 from s3longbow.progress.stats import Stats
@@ -104,6 +110,19 @@ VERIFY_WORKERS = 16
     "--no-relay",
     is_flag=True,
     help="Read every byte into memory even where it could be relayed as it arrives.",
+)
+@click.option(
+    "--restore-days",
+    type=click.IntRange(1, MAX_RESTORE_DAYS),
+    help="Ask for a restore of each archived source object (GLACIER, DEEP_ARCHIVE, "
+    "Intelligent-Tiering archive tiers), readable for N days; a later run copies it once "
+    "restored. Restores take hours and are billed. [ask for none: archived objects are "
+    "skipped and reported]",
+)
+@click.option(
+    "--restore-tier",
+    type=click.Choice(RESTORE_TIERS, case_sensitive=False),
+    help="How fast (and dear) the restores of --restore-days are [Standard].",
 )
 @click.option("--acl", help="Canned ACL of the copies (e.g. bucket-owner-full-control).")
 @click.option(

@@ -317,7 +317,7 @@ def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
         table.add_column("state")
         table.add_column("items", justify="right")
         table.add_column("bytes", justify="right")
-        for state in ("done", "pending", "in_progress", "failed", "skipped"):
+        for state in ("done", "pending", "in_progress", "failed", "skipped", "archived"):
             n, b = report.totals.get(state, (0, 0))
             table.add_row(state, str(n), format_size(b))
         out.print(table)
@@ -333,6 +333,12 @@ def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
         )
         if report.dead_letter is not None:
             out.print(f"dead-letter queue: {report.dead_letter.total} message(s)", highlight=False)
+        if report.totals.get("archived", (0, 0))[0]:
+            out.print(
+                "archived sources wait for a restore (restore_days in the config file asks for "
+                "it); send again once restored to copy them",
+                highlight=False,
+            )
         if report.failures:
             out.print("[bold]failed:[/bold]")
             for item in report.failures:

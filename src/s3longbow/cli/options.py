@@ -282,6 +282,8 @@ def _transfer_flags(options: dict[str, Any]) -> TransferFlags:
         relay=False if options.get("no_relay") else None,
         all_versions=True if options.get("all_versions") else None,
         update_properties=True if options.get("update_properties") else None,
+        restore_days=options.get("restore_days"),
+        restore_tier=options.get("restore_tier"),
     )
 
 

@@ -7,9 +7,10 @@ from s3longbow.config import Settings, format_size
 from s3longbow.errors import LongbowError
 from s3longbow.jobs.sqlite import JobDatabase, Run
 from s3longbow.sync import SyncReport
+from s3longbow.transfer.archive import NEEDS_RESTORE_HINT, RESTORING_HINT
 from s3longbow.verify import VerifyReport
 
-_STATES = ("done", "pending", "in_progress", "failed", "skipped")
+_STATES = ("done", "pending", "in_progress", "failed", "skipped", "archived")
 
 
 def error(console: Console, exc: LongbowError) -> None:
@@ -29,6 +30,8 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
         table.add_column("objects", justify="right")
         table.add_column("bytes", justify="right")
         table.add_row("would copy", str(report.objects_to_copy), format_size(report.bytes_to_copy))
+        if report.objects_to_restore:
+            table.add_row("  archived: need a restore first", str(report.objects_to_restore), "")
         table.add_row("already present", str(report.objects_same), format_size(report.bytes_same))
         table.add_row("ignored", str(report.objects_ignored), "")
         if report.objects_filtered:
@@ -76,6 +79,10 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
         table.add_row("cannot be stored under its key", str(len(report.unstorable)), "")
     if report.source_gone:
         table.add_row("gone from the source since the inventory", str(len(report.source_gone)), "")
+    if report.needs_restore:
+        table.add_row("archived: needs restore", str(len(report.needs_restore)), "")
+    if report.restore_requested:
+        table.add_row("archived: restore requested", str(len(report.restore_requested)), "")
     if settings.delete:
         table.add_row("deleted (not at source)", str(report.deleted), "")
     if report.properties is not None:
@@ -103,6 +110,11 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
     _failed(console, [(f.key, f.reason) for f in report.failed])
     _unstorable(console, [(f.key, f.reason) for f in report.unstorable])
     _gone(console, [(f.key, f.reason) for f in report.source_gone])
+    _archived(
+        console,
+        [(f.key, f.reason) for f in report.needs_restore],
+        [(f.key, f.reason) for f in report.restore_requested],
+    )
     _failed(console, [(f.key, f.reason) for f in report.delete_failed])
     if report.properties is not None:
         _failed(console, report.properties.failed)
@@ -148,6 +160,33 @@ def _gone(console: Console, keys: list[tuple[str, str]]) -> None:
         console.print(f"  ... and {len(keys) - 20} more (longbow status --json lists all)")
 
 
+def _archived(
+    console: Console, needs_restore: list[tuple[str, str]], requested: list[tuple[str, str]]
+) -> None:
+    """Archived sources (not copied, not failed), with how to get them copied."""
+    for keys, what, hint in (
+        (needs_restore, "archived, not copied: they need a restore", NEEDS_RESTORE_HINT),
+        (requested, "archived, their restore requested", RESTORING_HINT),
+    ):
+        if not keys:
+            continue
+        console.print(f"[bold yellow]{len(keys)} object(s) {what}:[/bold yellow]")
+        for key, reason in keys[:50]:
+            console.print(f"  {escape(key)}: {escape(reason)}", highlight=False, soft_wrap=True)
+        if len(keys) > 50:
+            console.print(f"  ... and {len(keys) - 50} more (longbow status --json lists all)")
+        console.print(f"[bold]to copy them:[/bold] {escape(hint)}", highlight=False, soft_wrap=True)
+
+
+def _archived_json(db: JobDatabase, run: Run) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {"needs_restore": [], "restore_requested": []}
+    for key, dst_key, reason, restoring in db.archived_jobs(run.id):
+        out["restore_requested" if restoring else "needs_restore"].append(
+            {"key": key, "dst_key": dst_key, "reason": reason}
+        )
+    return out
+
+
 def run_json(db: JobDatabase, run: Run) -> dict[str, object]:
     totals = db.totals(run.id)
     return {
@@ -164,6 +203,7 @@ def run_json(db: JobDatabase, run: Run) -> dict[str, object]:
             {"key": k, "dst_key": d, "reason": r} for k, d, r in db.unstorable_jobs(run.id)
         ],
         "source_gone": [{"key": k, "reason": r} for k, _, r in db.gone_jobs(run.id)],
+        "archived": _archived_json(db, run),
     }
 
 
@@ -190,6 +230,12 @@ def status(console: Console, db: JobDatabase, run: Run) -> None:
         console.print("planning has not finished: run the sync again to complete it")
     _failed(console, [(k, r) for k, _, r in db.failed_jobs(run.id)])
     _unstorable(console, [(k, r) for k, _, r in db.unstorable_jobs(run.id, 1000)])
+    archived = db.archived_jobs(run.id, 1000)
+    _archived(
+        console,
+        [(k, r) for k, _, r, restoring in archived if not restoring],
+        [(k, r) for k, _, r, restoring in archived if restoring],
+    )
 
 
 def runs_table(console: Console, db: JobDatabase, runs: list[Run]) -> None:

@@ -160,8 +160,9 @@ class JobTable:
 
         Written (True) when the job is new; in progress with an expired lease; pending with
         another source version, or since before `stale_before` (its message has expired), or
-        `requeue`; done or skipped with another source version or before `listed_at` (the
-        destination changed since); failed with another source version or `retry_failed`.
+        `requeue`; done, skipped or archived with another source version or before `listed_at`
+        (the destination changed since); failed with another source version or
+        `retry_failed`.
         Otherwise False: the job is queued, running, or failed for good.
         """
         now = self.clock()
@@ -174,7 +175,9 @@ class JobTable:
         e.remove("owner").remove("lease_until").remove("message_id").add("rev", 1)
         state, src, pk = e.n("state"), e.n("source_id"), e.n("pk")
         same = e.v(spec.source_id)
-        done_or_skipped = f"{state} IN ({e.v('done')}, {e.v('skipped')})"
+        # An archived job is finished like these: queued again by a later send (after the
+        # destination was listed), when its restore may have finished.
+        done_or_skipped = f"{state} IN ({e.v('done')}, {e.v('skipped')}, {e.v('archived')})"
         # Every placeholder made must be used: DynamoDB refuses unused values.
         if requeue:
             pending_ok = f"attribute_exists({pk})"
@@ -234,8 +237,8 @@ class JobTable:
             _set_identity(e, identity)
             if item is None:
                 e.set("queued_at", timestamp(now)).set("origin", spec.origin).set("attempts", 0)
-            elif item.state in (JobState.DONE, JobState.SKIPPED):
-                e.set("attempts", 0)  # a new source version starts afresh
+            elif item.state in (JobState.DONE, JobState.SKIPPED, JobState.ARCHIVED):
+                e.set("attempts", 0)  # a new source version (or a restore) starts afresh
             e.add("starts", 1).add("rev", 1)
             if item is None:
                 condition = f"attribute_not_exists({e.n('pk')})"
@@ -279,10 +282,13 @@ class JobTable:
             e.add("bytes_sent", result.bytes_sent).set("bytes_reused", result.bytes_reused)
             e.set("verified", result.verified).set("verify", _verify_text(result))
             e.set("dst_etag", result.dst_etag)
-        if state is not JobState.DONE:
-            e.add("attempts", 1)
+        if state is JobState.DONE:
+            e.remove("upload_id").remove("restore_requested")  # no restore waited for now
         else:
-            e.remove("upload_id")
+            if job.restore_requested is not None:
+                e.set("restore_requested", timestamp(job.restore_requested))
+            if state is not JobState.ARCHIVED:  # waiting for a restore is no failed attempt
+                e.add("attempts", 1)
         e.remove("owner").remove("lease_until").add("rev", 1)
         return self._update(job.id, e, _owned(e, job), f"finishing job {job.src_key!r}")
 

@@ -66,6 +66,7 @@ class JobItem:
     verify: str | None = None
     updated_at: float | None = None
     rev: int = 0
+    restore_requested: float | None = None
 
     @classmethod
     def from_item(cls, raw: dict[str, Any]) -> JobItem:
@@ -94,19 +95,21 @@ class JobItem:
             part_size=self.part_size,
             upload_etag=self.upload_etag,
             lease_owner=owner,
+            restore_requested=self.restore_requested,
         )
 
 
 def decide_claim(item: JobItem | None, spec: JobSpec, message_id: str, now: float) -> ClaimOutcome:
     """Whether a delivery of `spec` (in message `message_id`) may run the job now.
 
-    A new, pending or failed job runs. A job in progress runs only when this is a new
+    A new, pending, failed or archived job runs (an archived one: its restore may have
+    finished). A job in progress runs only when this is a new
     delivery of the same message (its worker died) or its lease has run out. A done or
     skipped job runs again only for a different source version that is not older than the
     one already copied; a delivery without an ETag (its source was gone when the worker
     asked) is that version unless its size or version id say otherwise.
     """
-    if item is None or item.state in (JobState.PENDING, JobState.FAILED):
+    if item is None or item.state in (JobState.PENDING, JobState.FAILED, JobState.ARCHIVED):
         return ClaimOutcome.RUN
     if item.state is JobState.IN_PROGRESS:
         if item.message_id == message_id or (item.lease_until or 0) <= now:

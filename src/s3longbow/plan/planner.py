@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from s3longbow.config import PlanCompare
-from s3longbow.model import ObjectInfo
+from s3longbow.model import ObjectInfo, needs_restore
 from s3longbow.pairs import PairRuntime
 from s3longbow.plan.diff import Action, Decision, comparator, diff
 from s3longbow.plan.filters import Filters, relative_key
@@ -31,6 +31,7 @@ class PlanCounts:
 
     copy: int = 0
     copy_bytes: int = 0
+    copy_archived: int = 0  # copies whose listing shows an archived source, not restored
     same: int = 0
     same_bytes: int = 0
     ignored: int = 0
@@ -50,6 +51,7 @@ class PlanTotals:
 
     objects_to_copy: int = 0
     bytes_to_copy: int = 0
+    objects_to_restore: int = 0  # of those to copy, archived ones (by the listing)
     objects_same: int = 0
     bytes_same: int = 0
     objects_ignored: int = 0
@@ -60,6 +62,7 @@ class PlanTotals:
         """Add one pair's counts."""
         self.objects_to_copy += counts.copy
         self.bytes_to_copy += counts.copy_bytes
+        self.objects_to_restore += counts.copy_archived
         self.objects_same += counts.same
         self.bytes_same += counts.same_bytes
         self.objects_ignored += counts.ignored
@@ -70,6 +73,7 @@ class PlanTotals:
         """The totals as every report's JSON writes them."""
         return {
             "to_copy": {"objects": self.objects_to_copy, "bytes": self.bytes_to_copy},
+            "to_restore": self.objects_to_restore,
             "already_present": {"objects": self.objects_same, "bytes": self.bytes_same},
             "ignored": self.objects_ignored,
             "filtered": self.objects_filtered,
@@ -273,6 +277,8 @@ def plan_pair(
         if decision.action is Action.COPY:
             counts.copy += 1
             counts.copy_bytes += decision.src.size
+            if needs_restore(decision.src.storage_class, decision.src.restore):
+                counts.copy_archived += 1
             batch.append(decision)
             if len(counts.samples) < keep_samples:
                 counts.samples.append(decision)

@@ -29,6 +29,7 @@ class Snapshot:
     in_flight: int
     concurrency: int = 0  # how many objects may be in flight now (the controller's number)
     concurrency_highest: int = 0
+    objects_archived: int = 0  # archived sources, left until a restore makes them readable
 
     @property
     def rate(self) -> float:
@@ -59,6 +60,7 @@ class Stats:
     in_flight: int = 0
     concurrency: int = 0
     concurrency_highest: int = 0
+    objects_archived: int = 0
 
     def set_concurrency(self, limit: int) -> None:
         with self._lock:
@@ -108,9 +110,18 @@ class Stats:
         with self._lock:
             self.bytes_done -= nbytes
 
-    def finished(self, size: int, *, ok: bool, progressed: int, skipped: bool = False) -> None:
+    def finished(
+        self,
+        size: int,
+        *,
+        ok: bool,
+        progressed: int,
+        skipped: bool = False,
+        archived: bool = False,
+    ) -> None:
         """A job ended: `progressed` is what sent()/reused() already counted for it. A job
-        `skipped` (nothing was left to copy) is neither copied nor failed."""
+        `skipped` (nothing was left to copy) is neither copied nor failed; nor is one
+        `archived` (its source awaits a restore)."""
         with self._lock:
             self.in_flight -= 1
             self.objects_done += 1
@@ -118,6 +129,8 @@ class Stats:
             if ok:
                 self.objects_copied += 1
                 self.bytes_copied += size
+            elif archived:
+                self.objects_archived += 1
             elif not skipped:
                 self.objects_failed += 1
 
@@ -148,4 +161,5 @@ class Stats:
                 in_flight=self.in_flight,
                 concurrency=self.concurrency,
                 concurrency_highest=self.concurrency_highest,
+                objects_archived=self.objects_archived,
             )

@@ -129,10 +129,11 @@ class LogView(_PeriodicView):
 def describe(snap: Snapshot) -> str:
     """One line of progress for people."""
     phase = "listing, " if snap.planning else ""
+    archived = f"{snap.objects_archived} archived, " if snap.objects_archived else ""
     return (
         f"{phase}{snap.objects_done}/{snap.objects_total} objects, "
         f"{format_size(max(0, snap.bytes_done))}/{format_size(snap.bytes_total)}, "
-        f"{format_size(snap.rate)}/s, {snap.objects_failed} failed, "
+        f"{format_size(snap.rate)}/s, {snap.objects_failed} failed, {archived}"
         f"{snap.objects_same} already present, {snap.in_flight} in flight "
         f"(up to {snap.concurrency})"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
@@ -103,6 +104,33 @@ class CurrentVersionListing(Protocol):
 
     def use_current_versions(self) -> None:
         """List current versions with their version ids from now on."""
+        ...
+
+
+class RestoreAnswer(enum.StrEnum):
+    """What a store answered a request to restore an archived object."""
+
+    STARTED = "started"  # a restore began (202)
+    IN_PROGRESS = "in_progress"  # one was under way already (409 RestoreAlreadyInProgress)
+    READY = "ready"  # a restored copy is readable now (200)
+    NOT_ARCHIVED = "not_archived"  # the object needs no restore: it is readable as it is
+
+
+@runtime_checkable
+class Restorable(Protocol):
+    """A store whose objects may be archived, and that can be asked to restore one."""
+
+    def restore_object(
+        self,
+        key: str,
+        *,
+        days: int | None,
+        tier: str,
+        version_id: str | None = None,
+    ) -> RestoreAnswer:
+        """Ask for a readable copy of an archived object, kept `days` days (None for an
+        Intelligent-Tiering archive tier, whose restored objects stay readable), fetched at
+        `tier` speed (Standard, Bulk or Expedited)."""
         ...
 
 

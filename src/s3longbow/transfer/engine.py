@@ -36,12 +36,12 @@ import threading
 from concurrent.futures import Executor
 
 from s3longbow.config import TransferSettings
-from s3longbow.errors import PermanentError, SourceChangedError, SourceGoneError
+from s3longbow.errors import ArchivedError, PermanentError, SourceChangedError, SourceGoneError
 from s3longbow.jobs.base import UploadLedger
 from s3longbow.model import Job, JobResult, ObjectDetails
 from s3longbow.progress.stats import Stats
 from s3longbow.stores.base import ObjectStore
-from s3longbow.transfer import proof, upload
+from s3longbow.transfer import archive, proof, upload
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.context import (
@@ -135,11 +135,16 @@ class Copier:
         attempt = attempt or Attempt()
         if self.settings.all_versions:
             return self._copy_history(job, attempt)
+        # An archived source is known from its listing (or its restore asked for) before any
+        # read; a read refused as archived means the same (see archive.py).
+        asked = archive.before_copy(self.context, job)
         while True:
             try:
                 return self._copy_once(job, attempt)
             except SourceChangedError:
                 self._restart_on_new_version(job, attempt)
+            except ArchivedError as exc:
+                raise archive.refused(self.context, job, exc, asked=asked) from None
 
     def _copy_history(self, job: Job, attempt: Attempt) -> JobResult:
         """Give the destination key the source key's whole history, oldest version first.
@@ -163,12 +168,23 @@ class Copier:
         methods: list[str] = []
         for version in history[len(present) :]:
             self.context.check_stop()
+            # The listing's storage class was the current version's: each read tells its own.
             one = dataclasses.replace(
-                job, size=version.size, etag=version.etag, version_id=version.version_id
+                job,
+                size=version.size,
+                etag=version.etag,
+                version_id=version.version_id,
+                storage_class=None,
+                restore=None,
             )
             if job.upload_etag != version.etag:
                 one.upload_id = one.part_size = one.upload_etag = None  # another version's
-            result = self._copy_once(one, attempt)
+            try:
+                result = self._copy_once(one, attempt)
+            except ArchivedError as exc:
+                error = archive.refused(self.context, one, exc, asked=False)
+                job.restore_requested = one.restore_requested
+                raise error from None
             job.upload_id, job.part_size, job.upload_etag = None, None, None
             sent += result.bytes_sent
             reused += result.bytes_reused
@@ -231,6 +247,13 @@ class Copier:
         details = layout = None
         if proof.wants_details(job, link, self.settings):
             details = self.src.details(job.src_key, job.etag, version_id=job.version_id)
+            if details.archived:
+                # Its HEAD shows what its listing could not (an Intelligent-Tiering archive
+                # tier): no read would succeed, and no upload is started for it.
+                raise ArchivedError(
+                    f"{self.src.describe(job.src_key)}: the source object is archived",
+                    storage_class=details.storage_class,
+                )
             if details.version_id and not job.version_id:
                 # Every later read asks for this version: an overwrite of the key during the
                 # copy then changes nothing in it (the pinned ETag alone would restart it).

@@ -21,7 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from s3longbow.config import TransferSettings
-from s3longbow.errors import FatalError, PermanentError, SourceGoneError, TransientError
+from s3longbow.errors import (
+    ArchivedError,
+    FatalError,
+    PermanentError,
+    SourceGoneError,
+    TransientError,
+)
 from s3longbow.jobs.base import JobQueue
 from s3longbow.meter import RequestMeter
 from s3longbow.model import Job, JobId, JobState
@@ -233,6 +239,14 @@ class Worker:
             log.info("%s: skipped: %s", job.src_key, exc)
             self.job_queue.finish(job, JobState.SKIPPED, str(exc), None)
             self.stats.finished(job.size, ok=False, progressed=attempt.progressed, skipped=True)
+            return
+        except ArchivedError as exc:
+            # Not a failure: recorded as archived (with its restore, if one was asked for),
+            # and copied by a later run once it can be read.
+            self._abandon_upload(job, copier)
+            log.info("%s: %s", job.src_key, exc)
+            self.job_queue.finish(job, JobState.ARCHIVED, str(exc), None)
+            self.stats.finished(job.size, ok=False, progressed=attempt.progressed, archived=True)
             return
         except PermanentError as exc:
             self._abandon_upload(job, copier)

@@ -12,7 +12,7 @@ from typing import Any
 
 from s3longbow.errors import ConfigError
 
-from .schema import SCHEMA, SCHEMA_VERSION
+from .schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 
 class SqliteFile:
@@ -47,12 +47,24 @@ class SqliteFile:
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
             )
+        elif int(row[0]) < SCHEMA_VERSION:
+            self._migrate()
         elif int(row[0]) != SCHEMA_VERSION:
             raise ConfigError(
                 f"the job database {self.path} has schema {row[0]}, this version uses "
                 f"{SCHEMA_VERSION}",
-                hint="use another --db file for this version",
+                hint="use another --db file for this version (or the newer Longbow that wrote it)",
             )
+
+    def _migrate(self) -> None:
+        """Bring a file of an older schema up to this one, in one transaction (another
+        process opening the same file meanwhile waits, then finds it done)."""
+        with self._tx() as db:
+            version = int(db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()[0])
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[step]:
+                    db.execute(statement)
+            db.execute("UPDATE meta SET value=? WHERE name='schema'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         with self._lock:

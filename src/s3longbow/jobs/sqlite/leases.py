@@ -190,17 +190,22 @@ class Leases(SqliteFile):
                     "UPDATE jobs SET state=?, reason=?, finished_at=?, lease_owner=NULL, "
                     "attempts = attempts + ?, bytes_sent = bytes_sent + ?, bytes_reused=?, "
                     "verify=?, verified=?, "
+                    # A restore is waited for until the copy is done.
+                    "restore_requested=CASE WHEN ? = 'done' THEN NULL "
+                    "ELSE COALESCE(?, restore_requested) END, "
                     "upload_id=CASE WHEN ? = 'done' THEN NULL ELSE upload_id END "
                     "WHERE id=? AND state='in_progress' AND lease_owner=?",
                     (
                         state.value,
                         outcome.reason,
                         now,
-                        0 if state is JobState.DONE else 1,
+                        0 if state in (JobState.DONE, JobState.ARCHIVED) else 1,
                         result.bytes_sent if result else 0,
                         result.bytes_reused if result else 0,
                         _verify_text(result),
                         None if result is None else int(result.verified),
+                        state.value,
+                        job.restore_requested,
                         state.value,
                         row_id(job.id),
                         job.lease_owner,

@@ -136,7 +136,8 @@ class Planning(SqliteFile):
                 "UPDATE jobs SET state = 'skipped', lease_owner = NULL, finished_at = ?, "
                 "reason = 'no longer needed: the source is gone, the destination matches, or a "
                 "filter leaves it out' "
-                "WHERE run_id = ? AND seen_generation < ? AND state IN ('pending', 'failed')",
+                "WHERE run_id = ? AND seen_generation < ? "
+                "AND state IN ('pending', 'failed', 'archived')",
                 (time.time(), run_id, generation),
             )
             db.execute("UPDATE runs SET plan_complete = 1 WHERE id = ?", (run_id,))
@@ -169,7 +170,8 @@ class Planning(SqliteFile):
         may be missing from the listing only because the listing came first, and is left done.
 
         A new key becomes a pending job. A known key is reopened when it was done or skipped
-        (the destination no longer matches), or failed with attempts left or a changed source;
+        (the destination no longer matches), archived (its restore may have finished), or
+        failed with attempts left or a changed source;
         a job still pending or in progress keeps its state and any open upload.
 
         A done job of an unchanged source whose destination holds the source's ETag with
@@ -193,7 +195,8 @@ class Planning(SqliteFile):
                         db.execute(
                             "INSERT INTO jobs (run_id, pair, src_key, dst_key, size, etag, "
                             "last_modified, version_id, state, reason, seen_generation, "
-                            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                            "created_at, storage_class, restore) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
                             (
                                 run_id,
                                 pair,
@@ -206,6 +209,8 @@ class Planning(SqliteFile):
                                 copy.reason,
                                 generation,
                                 now,
+                                src.storage_class,
+                                src.restore,
                             ),
                         )
                         new += 1
@@ -250,7 +255,9 @@ class Planning(SqliteFile):
                             (generation, copy.dst_key, why, now, job_id),
                         )
                         continue
-                    reopen = state in ("done", "skipped") or (
+                    # An archived source is looked at again by every pass: its restore may
+                    # have finished.
+                    reopen = state in ("done", "skipped", "archived") or (
                         state == "failed" and (changed or attempts < max_attempts)
                     )
                     if reopen:
@@ -260,12 +267,14 @@ class Planning(SqliteFile):
                         exhausted += 1
                     else:
                         unchanged += 1
+                    # A restore asked for is the old version's: a changed source needs its own.
                     db.execute(
                         "UPDATE jobs SET seen_generation=?, dst_key=?, size=?, etag=?, "
-                        "last_modified=?, version_id=?, "
+                        "last_modified=?, version_id=?, storage_class=?, restore=?, "
+                        "restore_requested=CASE WHEN ? THEN NULL ELSE restore_requested END, "
                         "state=CASE WHEN ? THEN 'pending' ELSE state END, "
                         "reason=CASE WHEN ? THEN ? ELSE reason END, "
-                        "attempts=CASE WHEN ? OR state IN ('done','skipped') THEN 0 "
+                        "attempts=CASE WHEN ? OR state IN ('done','skipped','archived') THEN 0 "
                         "ELSE attempts END, "
                         "visible_at=CASE WHEN ? THEN 0 ELSE visible_at END "
                         "WHERE id=?",
@@ -276,6 +285,9 @@ class Planning(SqliteFile):
                             src.etag,
                             src.last_modified,
                             src.version_id,
+                            src.storage_class,
+                            src.restore,
+                            changed,
                             reopen,
                             reopen,
                             copy.reason,

@@ -1,5 +1,5 @@
-"""Reports of the job database: totals by state, verification methods, failed jobs and keys the
-destination cannot store, and single jobs by key."""
+"""Reports of the job database: totals by state, verification methods, failed jobs, keys the
+destination cannot store, archived sources, and single jobs by key."""
 
 from __future__ import annotations
 
@@ -70,6 +70,17 @@ class Reports(SqliteFile):
                 (run_id, run_id, len(SOURCE_GONE), SOURCE_GONE, limit),
             ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
+
+    def archived_jobs(self, run_id: int, limit: int = 100_000) -> list[tuple[str, str, str, bool]]:
+        """(source key, destination key, reason, whether a restore was asked for or is under
+        way) of the jobs whose sources are archived."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT src_key, dst_key, COALESCE(reason, ''), restore_requested IS NOT NULL "
+                "FROM jobs WHERE run_id=? AND state='archived' ORDER BY id LIMIT ?",
+                (run_id, limit),
+            ).fetchall()
+        return [(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
     def copied_version(self, run_id: int, pair: int, src_key: str) -> str | None:
         """The source version id the run last copied for a key (None: no done job knows)."""

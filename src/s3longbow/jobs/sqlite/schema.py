@@ -6,9 +6,19 @@ import json
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from s3longbow.model import Job, JobId, JobState
+from s3longbow.model import Job, JobId, JobState, RestoreStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# What each version adds to the one before it, applied in order to an older file when it is
+# opened (version 2: what the listing says of an archived source, and its restore).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "ALTER TABLE jobs ADD COLUMN storage_class TEXT",
+        "ALTER TABLE jobs ADD COLUMN restore TEXT",
+        "ALTER TABLE jobs ADD COLUMN restore_requested REAL",
+    ),
+}
 
 
 SCHEMA = """
@@ -50,6 +60,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
+    storage_class TEXT,
+    restore TEXT,
+    restore_requested REAL,
     UNIQUE (run_id, pair, src_key)
 );
 -- Claims and counts walk one state of one run, in id order: never the whole table.
@@ -73,7 +86,8 @@ CREATE TABLE IF NOT EXISTS parts (
 
 JOB_COLUMNS = (
     "id, run_id, pair, src_key, dst_key, size, etag, last_modified, version_id, state, "
-    "attempts, reason, upload_id, part_size, upload_etag, lease_owner, verify, restarts"
+    "attempts, reason, upload_id, part_size, upload_etag, lease_owner, verify, restarts, "
+    "storage_class, restore, restore_requested"
 )
 # A job row as JOB_COLUMNS selects it. SQLite's rows carry no types: each query states the
 # shape of its rows where it reads them, and these aliases name the shapes read in several.
@@ -96,6 +110,9 @@ JobRow: TypeAlias = tuple[
     str | None,  # lease_owner
     str | None,  # verify
     int,  # restarts
+    str | None,  # storage_class
+    str | None,  # restore
+    float | None,  # restore_requested
 ]
 
 RUN_COLUMNS = "id, signature, description, created_at, generation, plan_complete"
@@ -146,6 +163,9 @@ def job_from_row(row: JobRow) -> Job:
         lease_owner,
         verify,
         restarts,
+        storage_class,
+        restore,
+        restore_requested,
     ) = row
     return Job(
         id=job_id_of(job_id),
@@ -166,6 +186,9 @@ def job_from_row(row: JobRow) -> Job:
         lease_owner=lease_owner,
         verify=verify,
         restarts=restarts,
+        storage_class=storage_class,
+        restore=RestoreStatus(restore) if restore else None,
+        restore_requested=restore_requested,
     )
 
 

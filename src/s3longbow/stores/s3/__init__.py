@@ -7,7 +7,8 @@ Modules, from the wire up: :mod:`stream` (a socket read through a buffer, at a p
 :mod:`wire` (URL encoding and XML), :mod:`client` (exchanges: signing, redirects, error
 meanings), :mod:`lean` (the data calls), :mod:`plane` (the data plane's protocol),
 :mod:`paging` (where a listing goes on), :mod:`headers` (properties as headers),
-:mod:`session` (botocore: credentials, the control plane's client, trust), :mod:`store`.
+:mod:`session` (botocore: credentials, the control plane's client, trust), :mod:`restores`
+(asking for archived objects' restores), :mod:`store`.
 """
 
 from s3longbow.stores.s3.store import S3Store

@@ -11,6 +11,7 @@ from botocore.exceptions import (
 )
 
 from s3longbow.errors import (
+    ArchivedError,
     CredentialsRejectedError,
     FatalError,
     LongbowError,
@@ -30,6 +31,13 @@ AUTH_CODES = frozenset(
         "AuthorizationHeaderMalformed",
         "InvalidClientTokenId",
     }
+)
+# The answers to a read (or a server-side copy) of an object that must be restored first: a
+# GET or UploadPartCopy says InvalidObjectState, a CopyObject ObjectNotInActiveTierError.
+ARCHIVED_CODES = frozenset({"InvalidObjectState", "ObjectNotInActiveTierError"})
+RESTORE_HINT = (
+    "rerun with --restore-days N to ask for a restore (restores take hours and are billed), "
+    "then run the same command again once it is restored"
 )
 _TRANSIENT_CODES = frozenset(
     {
@@ -54,14 +62,19 @@ def error_from_response(
     """Map an S3 error response (its Code, HTTP status and Message) onto the error tree.
 
     Shared by every S3 client path, so a reply means the same whichever path received it.
-    `source` marks a read of the source object (404 then means the source is gone); `fatal`
-    marks a check whose failure stops the run.
+    `source` marks a read of the source object (404 then means the source is gone, and
+    InvalidObjectState that it is archived); `fatal` marks a check whose failure stops the run.
     """
     message = message or code
     text = f"{where}: {code or status} ({message})" if message != code else f"{where}: {code}"
     if code in AUTH_CODES:
         return CredentialsRejectedError(
             text, hint="check the access key, secret key, session token and region"
+        )
+    if source and code in ARCHIVED_CODES:
+        # No permission problem: the object is in an archive tier, unreadable until restored.
+        return ArchivedError(
+            f"{where}: the source object is archived ({message})", hint=RESTORE_HINT
         )
     if code == "NoSuchBucket":
         return FatalError(text, hint="check the bucket name, endpoint URL and region")

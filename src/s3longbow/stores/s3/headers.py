@@ -10,7 +10,7 @@ from typing import Any
 
 from s3longbow import checksums
 from s3longbow.config import SideSettings
-from s3longbow.model import ObjectProperties
+from s3longbow.model import ARCHIVE_CLASSES, ObjectProperties
 
 log = logging.getLogger("s3longbow.stores.s3")
 
@@ -35,6 +35,16 @@ def _wire_text(value: Any) -> Any:
     except UnicodeEncodeError:
         return value  # not bytes read as Latin-1
     return raw.decode("utf-8", "surrogateescape")
+
+
+def archived_by_headers(headers: dict[str, str]) -> bool:
+    """A HEAD's headers (names in lower case) show an object no read succeeds on yet: in an
+    archive class or an Intelligent-Tiering archive tier (x-amz-archive-status), and without
+    a finished restore (x-amz-restore: ongoing-request="false")."""
+    archived = headers.get("x-amz-storage-class") in ARCHIVE_CLASSES or bool(
+        headers.get("x-amz-archive-status")
+    )
+    return archived and 'ongoing-request="false"' not in headers.get("x-amz-restore", "")
 
 
 def _properties_from_headers(headers: dict[str, str]) -> ObjectProperties:

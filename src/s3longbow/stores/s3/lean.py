@@ -461,10 +461,12 @@ class S3DataPlane(Client):
         start_after: str | None = None,
         marker: str | None = None,
         max_keys: int = 1000,
+        restore_status: bool = False,
     ) -> ListPage:
         """One page of ListObjectsV2, keys in the store's order: from the start, after a
         continuation `token`, or after a key (`start_after`, or `marker` for a server that
-        answers in the older ListObjects form).
+        answers in the older ListObjects form); with `restore_status`, each archived object's
+        restore status too (``x-amz-optional-object-attributes``).
 
         Keys are asked for URL-encoded (any character a key may hold travels in XML that way)
         and decoded here only when the reply says it encoded them, as some servers do not.
@@ -489,7 +491,8 @@ class S3DataPlane(Client):
             for name, value in sorted(params.items())
         )
         where = f"listing s3://{bucket}/{prefix}"
-        call = _Call("GET", bucket, "", query, {}, where)
+        headers = {"x-amz-optional-object-attributes": "RestoreStatus"} if restore_status else {}
+        call = _Call("GET", bucket, "", query, headers, where)
 
         def read(response: http1.Reply) -> ListPage:
             if response.status != 200:

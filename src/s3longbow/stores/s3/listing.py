@@ -4,12 +4,15 @@ the last one came (see :mod:`paging`), and ListObjectVersions through botocore.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from s3longbow.errors import (
     CredentialsRejectedError,
     FatalError,
+    Interrupted,
+    LongbowError,
     PermanentError,
 )
 from s3longbow.model import (
@@ -22,11 +25,19 @@ from s3longbow.stores.s3 import paging
 from s3longbow.stores.s3.session import (
     _parse_timestamp,
 )
-from s3longbow.stores.s3.wire import ListPage, unquote_etag
+from s3longbow.stores.s3.wire import (
+    ListedObject,
+    ListPage,
+    restore_status,
+    storage_class,
+    unquote_etag,
+)
 
 if TYPE_CHECKING:
     pass
 from s3longbow.stores.s3.common import StoreBase, _one_object
+
+log = logging.getLogger(__name__)
 
 _LIST_ATTEMPTS = 5  # a listing page, through the lean client
 
@@ -35,11 +46,16 @@ class Listing(StoreBase):
     """The listing calls of the store port (a part of S3Store)."""
 
     _versioned_listing = False
+    # Listings ask for each archived object's restore status (S3 answers only for objects a
+    # restore was asked for), so archived sources are told apart without a HEAD per object.
+    # A store that refuses the request with it is asked without it from then on.
+    _restore_status = True
 
     def _list_page(self, prefix: str, delimiter: str | None, asked: paging.NextPage) -> ListPage:
         # The lean client does not retry; a listing that fails ends the run, so it gets the
         # attempts botocore would have given it, and a refusal stops the run at once.
         data = self.data
+        restore_status = self._restore_status
         try:
             return with_retries(
                 lambda: data.list_page(
@@ -49,12 +65,28 @@ class Listing(StoreBase):
                     token=asked.token,
                     start_after=asked.start_after,
                     marker=asked.marker,
+                    restore_status=restore_status,
                 ),
                 attempts=_LIST_ATTEMPTS,
                 what=f"listing s3://{self.bucket}/{prefix}",
             )
-        except PermanentError as exc:
-            raise FatalError(exc.message, hint=exc.hint) from None
+        except Interrupted:
+            raise
+        except LongbowError as exc:
+            if restore_status:
+                self._without_restore_status(exc)
+                return self._list_page(prefix, delimiter, asked)
+            if isinstance(exc, PermanentError):
+                raise FatalError(exc.message, hint=exc.hint) from None
+            raise
+
+    def _without_restore_status(self, exc: LongbowError) -> None:
+        """A listing that asked for restore statuses failed: the next asks without them."""
+        if self._restore_status:
+            self._restore_status = False
+            log.info(
+                "%s: listing without restore statuses after a refusal (%s)", self.describe(), exc
+            )
 
     def _pages(
         self, prefix: str, delimiter: str | None
@@ -113,8 +145,17 @@ class Listing(StoreBase):
         byte_order = self.capabilities.listing_order == BYTES
         previous: tuple[str, str] | None = None
         while True:
-            with self._errors(where, fatal=not source, source=source):
-                page = self.client.list_object_versions(**kwargs)
+            if self._restore_status:
+                kwargs["OptionalObjectAttributes"] = ["RestoreStatus"]
+            try:
+                with self._errors(where, fatal=not source, source=source):
+                    page = self.client.list_object_versions(**kwargs)
+            except LongbowError as exc:
+                if "OptionalObjectAttributes" not in kwargs:
+                    raise
+                del kwargs["OptionalObjectAttributes"]
+                self._without_restore_status(exc)
+                continue
             yield page
             if not page.get("IsTruncated"):
                 return
@@ -208,12 +249,16 @@ def _in_order(
 
 def _current(item: dict[str, Any]) -> ObjectInfo:
     """The current version of a key, from a ListObjectVersions page."""
+    restore = item.get("RestoreStatus") or {}
+    in_progress = restore.get("IsRestoreInProgress")
     return ObjectInfo(
         key=item["Key"],
         size=int(item["Size"]),
         etag=unquote_etag(item.get("ETag")),
         last_modified=item["LastModified"].timestamp() if "LastModified" in item else None,
         version_id=item.get("VersionId"),
+        storage_class=storage_class(item.get("StorageClass")),
+        restore=restore_status(None if in_progress is None else str(in_progress)),
     )
 
 
@@ -228,12 +273,14 @@ def _version(item: dict[str, Any]) -> ObjectVersion:
     )
 
 
-def _listed(item: tuple[str, int, str | None, str | None]) -> ObjectInfo:
+def _listed(item: ListedObject) -> ObjectInfo:
     """An entry of a listing page."""
-    key, size, etag, modified = item
+    key, size, etag, modified, listed_class, restore = item
     return ObjectInfo(
         key=key,
         size=size,
         etag=etag,
         last_modified=_parse_timestamp(modified).timestamp() if modified else None,
+        storage_class=listed_class,
+        restore=restore,
     )

@@ -128,6 +128,7 @@ class DataPlane(Protocol):
         start_after: str | None = None,
         marker: str | None = None,
         max_keys: int = 1000,
+        restore_status: bool = False,
     ) -> ListPage: ...
 
     def close(self) -> None: ...

@@ -41,6 +41,7 @@ from s3longbow.stores.s3.headers import (
     _properties_from_headers,
     _property_headers,
     _write_options,
+    archived_by_headers,
 )
 from s3longbow.stores.s3.http1 import http_date
 from s3longbow.stores.s3.lean import S3DataPlane
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 from s3longbow.stores.s3.common import _one_object, _storage_class_refusals
 from s3longbow.stores.s3.copies import Copies
 from s3longbow.stores.s3.listing import Listing
+from s3longbow.stores.s3.restores import Restores
 from s3longbow.stores.s3.uploads import Uploads
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ log = logging.getLogger(__name__)
 _CHECK_ATTEMPTS = 4  # the HEAD of the bucket that checks it (as botocore retries its calls)
 
 
-class S3Store(Listing, Uploads, Copies):
+class S3Store(Listing, Uploads, Copies, Restores):
     """One bucket on one S3-compatible endpoint.
 
     Args:
@@ -324,6 +326,7 @@ class S3Store(Listing, Uploads, Copies):
             parts_count=int(parts) if parts else None,
             version_id=headers.get("x-amz-version-id"),
             storage_class=headers.get("x-amz-storage-class"),
+            archived=archived_by_headers(headers),
         )
 
     @_one_object

@@ -11,6 +11,12 @@ from html import escape, unescape
 from urllib.parse import quote, unquote_plus
 from xml.etree import ElementTree
 
+from s3longbow.model import RestoreStatus
+
+# One listed object: key, size, ETag without quotes, LastModified text, storage class, and
+# the state of its restored copy (where the listing tells it).
+ListedObject = tuple[str, int, str | None, str | None, str | None, RestoreStatus | None]
+
 
 def encode_key(key: str) -> str:
     """Percent-encode an object key for the request path.
@@ -50,7 +56,8 @@ class ListPage:
     """One page of a listing, its values as the server sent them.
 
     Attributes:
-        objects: (key, size, ETag without quotes or None, LastModified text or None).
+        objects: (key, size, ETag without quotes or None, LastModified text or None, storage
+            class or None, restore status or None).
         prefixes: The common prefixes (sub-folders) of a delimited listing.
         next_token: Where the next page starts (None on the last page, and on a truncated
             page that names no token: see `truncated`).
@@ -61,7 +68,7 @@ class ListPage:
             its next page is asked for with `marker`, not `start-after`.
     """
 
-    objects: list[tuple[str, int, str | None, str | None]]
+    objects: list[ListedObject]
     prefixes: list[str]
     next_token: str | None
     truncated: bool = False
@@ -78,7 +85,7 @@ def parse_list_page(body: bytes) -> ListPage:
     """
     if b"CDATA" in body or b":Contents>" in body:
         return _parse_list_tree(body)
-    objects: list[tuple[str, int, str | None, str | None]] = []
+    objects: list[ListedObject] = []
     prefixes: list[str] = []
     top: dict[bytes, str] = {}
     fields: dict[bytes, str] = {}
@@ -101,7 +108,7 @@ def parse_list_page(body: bytes) -> ListPage:
         raise ElementTree.ParseError("a listing entry is not closed")
     marker = top.get(b"NextMarker")
     if top.get(b"EncodingType", "").lower() == "url":
-        objects = [(unquote_plus(k), size, etag, t) for k, size, etag, t in objects]
+        objects = [(unquote_plus(k), n, e, t, c, r) for k, n, e, t, c, r in objects]
         prefixes = [unquote_plus(p) for p in prefixes]
         marker = unquote_plus(marker) if marker else marker
     truncated = top.get(b"IsTruncated", "").lower() == "true"
@@ -111,12 +118,14 @@ def parse_list_page(body: bytes) -> ListPage:
 
 
 _LIST_TOKENS = re.compile(
-    rb"<(Key|Size|ETag|LastModified|Prefix|NextContinuationToken|IsTruncated|EncodingType"
-    rb"|NextMarker)>"
+    rb"<(Key|Size|ETag|LastModified|StorageClass|IsRestoreInProgress|Prefix"
+    rb"|NextContinuationToken|IsTruncated|EncodingType|NextMarker)>"
     rb"([^<]*)</\1>|<(/?)(Contents|CommonPrefixes)>"
 )
 
-_OBJECT_FIELDS = frozenset({b"Key", b"Size", b"ETag", b"LastModified"})
+_OBJECT_FIELDS = frozenset(
+    {b"Key", b"Size", b"ETag", b"LastModified", b"StorageClass", b"IsRestoreInProgress"}
+)
 
 
 def _text(value: bytes) -> str:
@@ -124,14 +133,31 @@ def _text(value: bytes) -> str:
     return unescape(text) if "&" in text else text
 
 
-def _entry(fields: dict[bytes, str]) -> tuple[str, int, str | None, str | None]:
+def _entry(fields: dict[bytes, str]) -> ListedObject:
     etag = fields.get(b"ETag")
     return (
         fields.get(b"Key", ""),
         int(fields.get(b"Size") or 0),
         etag.strip('"') if etag else None,
         fields.get(b"LastModified"),
+        storage_class(fields.get(b"StorageClass")),
+        restore_status(fields.get(b"IsRestoreInProgress")),
     )
+
+
+def storage_class(name: str | None) -> str | None:
+    """A listed storage class; None for STANDARD (what most objects are: kept as nothing)."""
+    return None if not name or name == "STANDARD" else name
+
+
+def restore_status(in_progress: str | None) -> RestoreStatus | None:
+    """A listing's RestoreStatus from its IsRestoreInProgress (absent: none asked for, or
+    none told); a finished restore carries its expiry date beside "false"."""
+    if in_progress is None:
+        return None
+    if in_progress.strip().lower() == "true":
+        return RestoreStatus.IN_PROGRESS
+    return RestoreStatus.RESTORED
 
 
 def _parse_list_tree(body: bytes) -> ListPage:
@@ -141,8 +167,9 @@ def _parse_list_tree(body: bytes) -> ListPage:
     encoded = (root.findtext(f"{ns}EncodingType") or "").lower() == "url"
     # S3 encodes as HTML forms do: a space is "+", a "+" is "%2B".
     decode: Callable[[str], str] = unquote_plus if encoded else _same
-    key_tag, size_tag, etag_tag, time_tag = (f"{ns}{n}" for n in _CONTENT_FIELDS)
-    objects = []
+    key_tag, size_tag, etag_tag, time_tag, class_tag = (f"{ns}{n}" for n in _CONTENT_FIELDS)
+    restore_tag = f"{ns}RestoreStatus/{ns}IsRestoreInProgress"
+    objects: list[ListedObject] = []
     prefixes = []
     for element in root:
         tag = element.tag
@@ -154,6 +181,8 @@ def _parse_list_tree(body: bytes) -> ListPage:
                     int(element.findtext(size_tag) or 0),
                     etag.strip('"') if etag else None,
                     element.findtext(time_tag),
+                    storage_class(element.findtext(class_tag)),
+                    restore_status(element.findtext(restore_tag)),
                 )
             )
         elif tag == f"{ns}CommonPrefixes":
@@ -168,7 +197,7 @@ def _parse_list_tree(body: bytes) -> ListPage:
     return ListPage(objects, prefixes, token or None, truncated, marker, v1)
 
 
-_CONTENT_FIELDS = ("Key", "Size", "ETag", "LastModified")
+_CONTENT_FIELDS = ("Key", "Size", "ETag", "LastModified", "StorageClass")
 
 
 def _same(text: str) -> str:
