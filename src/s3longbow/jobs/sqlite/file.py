@@ -12,7 +12,7 @@ from typing import Any
 
 from s3longbow.errors import ConfigError
 
-from .schema import SCHEMA, SCHEMA_VERSION
+from .schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 
 class SqliteFile:
@@ -47,9 +47,20 @@ class SqliteFile:
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
             )
-        elif int(row[0]) != SCHEMA_VERSION:
+            return
+        version = int(row[0])
+        while version < SCHEMA_VERSION and version in MIGRATIONS:
+            with self._tx() as db:
+                # Another process may have migrated it meanwhile: read it again, locked.
+                current = db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+                if int(current[0]) == version:
+                    for statement in MIGRATIONS[version]:
+                        db.execute(statement)
+                    db.execute("UPDATE meta SET value=? WHERE name='schema'", (str(version + 1),))
+                version = max(version + 1, int(current[0]))
+        if version != SCHEMA_VERSION:
             raise ConfigError(
-                f"the job database {self.path} has schema {row[0]}, this version uses "
+                f"the job database {self.path} has schema {version}, this version uses "
                 f"{SCHEMA_VERSION}",
                 hint="use another --db file for this version",
             )

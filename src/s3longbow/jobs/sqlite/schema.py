@@ -8,7 +8,7 @@ from typing import TypeAlias
 
 from s3longbow.model import Job, JobId, JobState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 SCHEMA = """
@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     generation INTEGER NOT NULL DEFAULT 0,
-    plan_complete INTEGER NOT NULL DEFAULT 0
+    plan_complete INTEGER NOT NULL DEFAULT 0,
+    plan_options TEXT
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY,
@@ -61,6 +62,21 @@ CREATE TABLE IF NOT EXISTS extras (
     size INTEGER NOT NULL,
     PRIMARY KEY (run_id, pair, key)
 ) WITHOUT ROWID;
+-- How far each range of a pair's key space got in a planning pass (its generation): the
+-- keys after the pair's prefix greater than `after` (NULL: from the first) and at most
+-- `until` (NULL: to the last), planned up to `position`, with what was found so far.
+CREATE TABLE IF NOT EXISTS listing_ranges (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    pair INTEGER NOT NULL,
+    after TEXT,
+    until TEXT,
+    position TEXT,
+    done INTEGER NOT NULL DEFAULT 0,
+    counts TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS listing_ranges_by_pass ON listing_ranges (run_id, generation, pair);
 CREATE TABLE IF NOT EXISTS parts (
     job_id INTEGER NOT NULL,
     upload_id TEXT NOT NULL,
@@ -70,6 +86,12 @@ CREATE TABLE IF NOT EXISTS parts (
     PRIMARY KEY (job_id, number)
 ) WITHOUT ROWID;
 """
+
+# What brings a database of an earlier schema to the next one: version -> statements. The
+# tables new in a version are created by SCHEMA itself (IF NOT EXISTS).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE runs ADD COLUMN plan_options TEXT",),
+}
 
 JOB_COLUMNS = (
     "id, run_id, pair, src_key, dst_key, size, etag, last_modified, version_id, state, "
