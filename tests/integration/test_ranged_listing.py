@@ -261,3 +261,55 @@ def test_a_sync_killed_while_listing_resumes_without_listing_finished_ranges(
     assert summary["ok"] is True and summary["resumed"] is True
     assert summary["extra"]["deleted"] == len(EXTRAS)
     assert contents(dst, "f/") == contents(src, "f/")
+
+
+def test_seaweedfs_keeps_the_folder_split_and_the_exact_result(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    # SeaweedFS lists folder by folder ("a/b" before "a-c"): its key space is not cut into
+    # byte ranges; the pair is listed by folder and recorded as one range.
+    names = ["a/b", "a-c", "a/b/c", "a0", "b/x/y", "b-x", "c"]
+    for name in names:
+        for n in range(3):
+            src_bucket.put(f"{name}/{n}", b"s%d" % n)
+    dst_bucket.put("a/b/0", b"s0")  # present
+    dst_bucket.put("a-c/1", b"different")  # another size
+    dst_bucket.put("zz/gone", b"g")  # the source lacks it
+    listings = Listings(src_bucket.name)
+    with FaultProxy(src_bucket.endpoint.url) as proxy:
+        proxy.on_request(listings.hook)
+        summary = run(
+            [
+                sys.executable,
+                "-m",
+                "s3longbow",
+                "sync",
+                f"{src_bucket.url}/",
+                f"{dst_bucket.url}/",
+                "--db",
+                str(tmp_path / "jobs.db"),
+                "--json",
+                "--delete",
+                "--force",
+                "--listing-threads",
+                "4",
+                "--src-endpoint-url",
+                proxy.url,
+                "--src-region",
+                src_bucket.endpoint.region,
+                "--src-path-style",
+                "--dst-endpoint-url",
+                dst_bucket.endpoint.url,
+                "--dst-region",
+                dst_bucket.endpoint.region,
+                "--dst-path-style",
+            ],
+            src_bucket,
+        )
+    assert listings.probes == []  # no byte ranges probed
+    assert ranges_of(tmp_path / "jobs.db") == [(None, None, None, 1)]
+    assert summary["ok"] is True
+    assert summary["copied"]["objects"] == len(names) * 3 - 1
+    assert summary["extra"] == {"objects": 1, "deleted": 1}
+    assert sorted(dst_bucket.keys()) == sorted(src_bucket.keys())
+    assert dst_bucket.digests() == src_bucket.digests()

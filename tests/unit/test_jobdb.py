@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ import pytest
 
 from s3longbow.jobs.sqlite import (
     FINISH_BATCH,
+    SCHEMA_VERSION,
     JobDatabase,
     Outcome,
     PlannedCopy,
@@ -302,3 +304,35 @@ def test_a_copy_finished_while_the_destination_was_listed_is_left_done(db: JobDa
         run.id, gen, [absent("carried")], max_attempts=2, listed_since=time.time() + 1
     )
     assert [c.src.key for c in counts.to_look] == ["carried"]
+
+
+def test_a_database_of_the_first_schema_is_brought_up_to_date(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        # The tables of schema 1 that this concerns: runs without plan_options.
+        old.executescript(
+            "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO meta VALUES ('schema', '1');"
+            "CREATE TABLE runs (id INTEGER PRIMARY KEY, signature TEXT NOT NULL UNIQUE, "
+            "description TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL, "
+            "generation INTEGER NOT NULL DEFAULT 0, plan_complete INTEGER NOT NULL DEFAULT 0);"
+            "INSERT INTO runs (signature, description, created_at, updated_at, generation) "
+            "VALUES ('sig', '{}', 1, 1, 3);"
+        )
+    db = JobDatabase(path)
+    try:
+        run = db.get_run(signature="sig")
+        assert run is not None and run.generation == 3
+        generation, resumed = db.resume_plan(run.id, "options")
+        assert (generation, resumed) == (4, False)  # no ranges recorded: a new pass
+        range_id = db.add_listed_range(run.id, generation, 0, None, None)
+        assert db.resume_plan(run.id, "options") == (4, True)
+        assert db.resume_plan(run.id, "other") == (5, False)
+        assert db.listed_ranges(run.id, 4, 0) == []  # a new pass drops the old one's ranges
+        assert range_id > 0
+    finally:
+        db.close()
+    with sqlite3.connect(path) as again:
+        assert again.execute("SELECT value FROM meta WHERE name='schema'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )
