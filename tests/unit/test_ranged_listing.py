@@ -6,14 +6,17 @@ again. Stores in memory; the ledger is the real SQLite job database."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from s3longbow.cluster.sender import QueueSink
 from s3longbow.jobs.sqlite import JobDatabase, SqliteQueue
 from s3longbow.model import ObjectInfo
 from s3longbow.pairs import PairRuntime
@@ -270,7 +273,12 @@ def test_a_pass_with_other_options_starts_over(jobs: SqliteQueue) -> None:
     src, dst = RangedStore(source_objects()), RangedStore(destination_objects())
     with ThreadPoolExecutor(1) as checker:
         first = LedgerSink(jobs, Stats(), checker, max_attempts=3, options="a")
-        plan_pair(make_pair(src, dst), IgnoreRules(()), first, should_stop=lambda: True)
+        asked = itertools.count()
+        plan_pair(make_pair(src, dst), IgnoreRules(()), first, should_stop=lambda: next(asked) > 20)
+        # Stopped after a few decisions: the same options would go on with it.
+        (row,) = jobs.db.listed_ranges(jobs.run_id, first.generation, 0)
+        assert row.position is not None and row.position < "f/00030" and not row.done
+        assert jobs.db.resume_plan(jobs.run_id, "a") == (first.generation, True)
         again = LedgerSink(jobs, Stats(), checker, max_attempts=3, options="b")
         assert not again.resumed and again.generation == first.generation + 1
         # A finished pass is never resumed either.
@@ -292,3 +300,23 @@ def test_a_finished_pair_of_a_folder_store_is_not_listed_again(jobs: SqliteQueue
         again = plan_pair(pair, IgnoreRules(()), second)
     assert src.listed == listed  # not listed again
     assert again.copy == counts.copy == len(EXPECTED_COPIES)
+
+
+def test_a_send_offers_each_copy_once_from_ranges_listed_at_once() -> None:
+    offered: list[str] = []
+
+    class Outbox:
+        def offer(self, copies: list[tuple[Any, str]], listed_at: float) -> None:
+            offered.extend(spec.src_key for spec, _ in copies)
+
+    src, dst = RangedStore(source_objects()), RangedStore(destination_objects())
+    outbox: Any = Outbox()
+    plan_pair(
+        make_pair(src, dst),
+        IgnoreRules(()),
+        QueueSink(outbox, listed_at=0.0),
+        listing_threads=4,
+        batch_size=100,
+    )
+    assert src.probes > 0  # cut into ranges
+    assert sorted(offered) == sorted(EXPECTED_COPIES)  # each once
