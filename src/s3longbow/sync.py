@@ -3,25 +3,20 @@ execute the jobs, and report what happened. The CLI renders; this module decides
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import threading
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from s3longbow.config import Settings, TransferSettings
 from s3longbow.errors import ConfigError, FatalError, LongbowError
 from s3longbow.jobs.sqlite import (
     JobDatabase,
-    PlannedCopy,
     SqliteQueue,
-    UpsertCounts,
     new_owner_id,
 )
 from s3longbow.meter import RequestMeter
-from s3longbow.model import ObjectInfo
 from s3longbow.pairs import (
     PairRuntime,
     check_versioned,
@@ -33,14 +28,13 @@ from s3longbow.plan.diff import Decision
 from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.inventory_listing import inventory_snapshots
-from s3longbow.plan.planner import CountingSink, PlanCounts, PlanSink, PlanTotals, plan_pair
-from s3longbow.plan.unstorable import answers_for
+from s3longbow.plan.ledger import LedgerSink, plan_options
+from s3longbow.plan.planner import CountingSink, PlanCounts, PlanTotals, plan_pair
 from s3longbow.progress.stats import Stats
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
 from s3longbow.transfer.properties import PropertyReport, PropertyUpdater
-from s3longbow.verdicts import renamed_reason
 from s3longbow.worker.concurrency import Limits, controller_for, limits_for
 from s3longbow.worker.loop import Worker
 
@@ -329,85 +323,6 @@ def _run(
     report.concurrency_highest = snap.concurrency_highest
 
 
-class LedgerSink(PlanSink):
-    """A sync's planning sink: copies become jobs of the run (new, reopened or left done),
-    destination objects the source lacks are recorded for --delete, and objects already
-    present go to the property updater (--update-properties).
-
-    Args:
-        jobs: The run's job queue (its database and run id; workers are woken through it).
-        stats: The run's counters (work added).
-        checker: Threads that look up finished copies a listing lacks.
-        max_attempts: Attempts per job.
-        extras: Record destination objects the source lacks (--delete).
-        updater: Checks and fixes the properties of objects already present.
-    """
-
-    def __init__(
-        self,
-        jobs: SqliteQueue,
-        stats: Stats,
-        checker: Executor,
-        *,
-        max_attempts: int,
-        extras: bool = False,
-        updater: PropertyUpdater | None = None,
-    ) -> None:
-        self.jobs = jobs
-        self.db, self.run_id = jobs.db, jobs.run_id
-        self.stats = stats
-        self.checker = checker
-        self.max_attempts = max_attempts
-        self.wants_extras = extras
-        self.wants_same = updater is not None
-        self.updater = updater
-        self.listed_since = time.time()  # copies finished after this may postdate the listings
-        self.generation = self.db.begin_plan(self.run_id)
-
-    def copies(self, pair: PairRuntime, batch: list[Decision]) -> None:
-        planned = [
-            PlannedCopy(pair.index, d.src, d.dst_key, d.reason, dst=d.dst, absent=d.dst is None)
-            for d in batch
-        ]
-        counts = self._upsert(planned)
-        if counts.to_look:  # rare: only finished copies missing from the listing
-            self._upsert(list(self.checker.map(functools.partial(_look, pair), counts.to_look)))
-        self.jobs.new_work.set()
-
-    def same(self, pair: PairRuntime, batch: list[Decision]) -> None:
-        if self.updater is not None:
-            self.updater.submit(pair, [(d.src, d.dst) for d in batch if d.dst is not None])
-
-    def extras(self, pair: PairRuntime, batch: list[ObjectInfo]) -> None:
-        self.db.add_extras(self.run_id, pair.index, batch)
-
-    def copied_version(self, pair: PairRuntime, key: str) -> str | None:
-        return self.db.copied_version(self.run_id, pair.index, key)
-
-    def finish(self) -> int:
-        """Close the planning pass; returns how many earlier jobs are no longer needed."""
-        return self.db.finish_plan(self.run_id, self.generation)
-
-    def _upsert(self, planned: list[PlannedCopy]) -> UpsertCounts:
-        counts = self.db.upsert_jobs(
-            self.run_id,
-            self.generation,
-            planned,
-            max_attempts=self.max_attempts,
-            listed_since=self.listed_since,
-        )
-        self.stats.add_work(counts.new + counts.reopened, counts.queued_bytes)
-        return counts
-
-
-def _look(pair: PairRuntime, copy: PlannedCopy) -> PlannedCopy:
-    """A finished copy the listing lacks: a store that still answers for its name keeps it
-    under another one; one that does not lost it (deleted since)."""
-    if answers_for(pair.dst_store, copy.dst_key):
-        return dataclasses.replace(copy, unstorable=renamed_reason())
-    return dataclasses.replace(copy, looked=True)
-
-
 def _plan_all(
     jobs: SqliteQueue,
     pairs: list[PairRuntime],
@@ -434,7 +349,10 @@ def _plan_all(
             max_attempts=t.max_attempts,
             extras=settings.delete,
             updater=updater,
+            options=plan_options(settings),
         )
+        if sink.resumed:
+            log.info("going on with the listing a stopped run had begun")
         for pair in pairs:
             counts = plan_pair(
                 pair,

@@ -15,6 +15,7 @@ import pytest
 
 from s3longbow.jobs.sqlite import (
     FINISH_BATCH,
+    SCHEMA_VERSION,
     JobDatabase,
     Outcome,
     PlannedCopy,
@@ -401,3 +402,26 @@ def test_a_copy_done_waits_for_no_restore(db: JobDatabase) -> None:
     assert db.finish(job, JobState.DONE, None, JobResult(bytes_sent=4))
     done = db.job(run.id, "cold")
     assert done is not None and done.restore_requested is None
+
+
+def test_a_database_of_the_first_schema_can_checkpoint_its_listing(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.executescript(_V1_JOBS)  # runs without plan_options
+    db = JobDatabase(path)
+    try:
+        run = db.get_run(signature="sig")
+        assert run is not None and run.generation == 1
+        generation, resumed = db.resume_plan(run.id, "options")
+        assert (generation, resumed) == (2, False)  # no ranges recorded: a new pass
+        range_id = db.add_listed_range(run.id, generation, 0, None, None)
+        assert db.resume_plan(run.id, "options") == (2, True)
+        assert db.resume_plan(run.id, "other") == (3, False)
+        assert db.listed_ranges(run.id, 2, 0) == []  # a new pass drops the old one's ranges
+        assert range_id > 0
+    finally:
+        db.close()
+    with sqlite3.connect(path) as again:
+        assert again.execute("SELECT value FROM meta WHERE name='schema'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )

@@ -17,11 +17,11 @@ from s3longbow.model import JobResult, JobState, ObjectInfo
 from s3longbow.pairs import PairRuntime
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.plan.ledger import LedgerSink
 from s3longbow.plan.planner import CountingSink, PlanSink, plan_pair
 from s3longbow.progress.stats import Stats
 from s3longbow.stores.base import Capabilities
 from s3longbow.stores.location import parse_location
-from s3longbow.sync import LedgerSink
 
 
 class MemoryStore:

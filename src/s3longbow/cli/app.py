@@ -158,7 +158,8 @@ VERIFY_WORKERS = 16
 @click.option(
     "--listing-threads",
     type=click.IntRange(1, COUNT_LIMITS["listing_threads"]),
-    help="Threads listing each side, by sub-prefix [8].",
+    help="Threads listing each pair, by key range (or by sub-folder where a store lists "
+    "folder by folder) [8].",
 )
 @click.option(
     "--max-attempts",

@@ -294,6 +294,7 @@ def send_jobs(
                     batch_size=CHECK_BATCH,
                     stats=stats,
                     should_stop=stop.is_set,
+                    listing_threads=config.transfer.listing_threads,
                     compare=config.transfer.planning_compare,
                     filters=filters,
                 )

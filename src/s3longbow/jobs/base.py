@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from s3longbow.model import Job, JobResult, JobState, ObjectInfo
@@ -64,4 +65,50 @@ class JobQueue(UploadLedger, Protocol):
 
     def job_ended(self) -> None:
         """A job thread finished a job (wakes a waiting dispatcher)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ListedRange:
+    """A range of a pair's key space as a planning pass recorded it: the keys (after the
+    pair's prefix) greater than `after` (every key when None) and at most `until` (no limit
+    when None); `position` is the last key whose decision was recorded (None: none yet),
+    `counts` what was found up to it (the planner's counts by name), `done` that the whole
+    range was planned."""
+
+    id: int
+    after: str | None
+    until: str | None
+    position: str | None = None
+    done: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class RangeLedger(Protocol):
+    """Where one planning pass records how far the listing of each range of a pair got, so a
+    pass stopped half way (a killed process) goes on where each range stopped, without
+    listing a finished range again."""
+
+    def ranges(self, pair: int) -> list[ListedRange]:
+        """The pair's ranges in this pass (none before its first)."""
+        ...
+
+    def add_range(self, pair: int, after: str | None, until: str | None) -> int:
+        """Record a new range; returns its id."""
+        ...
+
+    def split_range(self, range_id: int, boundary: str) -> int:
+        """End a range at `boundary` and record the rest, (boundary, its old end], as a new
+        range, in one step; returns the new range's id."""
+        ...
+
+    def checkpoint(
+        self, range_id: int, position: str | None, counts: dict[str, int], *, done: bool
+    ) -> None:
+        """Record that every key of the range up to `position` was planned (and handed to
+        the sink), with the counts so far; `done`: the whole range was."""
+        ...
+
+    def forget(self, pair: int) -> None:
+        """Drop the pair's ranges (its listing starts over)."""
         ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 from s3longbow.config import PlanCompare
@@ -148,7 +148,7 @@ def diff(
     unsupported: Callable[[str], str | None] | None = None,
     order: Callable[[str], str] | None = None,
     extra: Callable[[ObjectInfo], None] | None = None,
-) -> Iterator[Decision]:
+) -> Generator[Decision, None, None]:
     """Merge two key-ordered listings into one decision per source object.
 
     Args:

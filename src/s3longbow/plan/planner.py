@@ -1,47 +1,33 @@
 """Planning: stream both listings of a pair, merge them, and hand what is found to a sink in
 batches: the job database (sync), counters (dry run) or the cluster's queue (send).
 
-Listings are fetched by background threads a few pages ahead (by sub-prefix, several at once),
-so the two sides are listed at the same time while the merge consumes them; memory holds a
-few pages per thread, never whole listings.
+Where both stores list in byte order and can start after any key, the pair is planned range
+by range on several threads (`ranged`), each range checkpointed in the sink's ledger so a
+stopped pass resumes. Elsewhere (a filer that lists folder by folder, a directory) the two
+listings are fetched by background threads a few pages ahead, by sub-prefix, several at once,
+and merged whole. Either way memory holds a few pages per thread, never whole listings.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Protocol
+import threading
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
 
 from s3longbow.config import PlanCompare
-from s3longbow.model import ObjectInfo, needs_restore
+from s3longbow.model import ObjectInfo
 from s3longbow.pairs import PairRuntime
-from s3longbow.plan.diff import Action, Decision, comparator, diff
+from s3longbow.plan.diff import Decision, comparator, diff
 from s3longbow.plan.filters import Filters, relative_key
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.inventory_listing import inventory_listing
 from s3longbow.plan.listing import list_concurrently, read_ahead
-from s3longbow.plan.order import order_key, resorted
+from s3longbow.plan.order import BYTES, order_key, resorted
+from s3longbow.plan.ranged import plan_ranges
+from s3longbow.plan.tally import PlanCounts, PlanSink, Tally
 from s3longbow.progress.stats import Stats
-
-
-@dataclass
-class PlanCounts:
-    """What planning found for one pair."""
-
-    copy: int = 0
-    copy_bytes: int = 0
-    copy_archived: int = 0  # copies whose listing shows an archived source, not restored
-    same: int = 0
-    same_bytes: int = 0
-    ignored: int = 0
-    filtered: int = 0  # left out by the filters (--include, --min-size, ...)
-    unsupported: int = 0
-    extra: int = 0  # destination objects with no source object
-    extra_bytes: int = 0
-    destination: int = 0  # destination objects seen under the pair's prefix
-    samples: list[Decision] = field(default_factory=list)
-    extra_samples: list[str] = field(default_factory=list)
+from s3longbow.stores.base import lists_ranges
 
 
 @dataclass(kw_only=True)
@@ -81,38 +67,6 @@ class PlanTotals:
         }
 
 
-class PlanSink(Protocol):
-    """Where planning hands what it finds, batch by batch, for each pair.
-
-    Subclass it to inherit the defaults: what a sink leaves out is dropped (`same`,
-    `extras`) or unknown (`copied_version`).
-
-    Attributes:
-        wants_extras: Look for destination objects no source object maps to (for --delete):
-            they are counted and handed to `extras`. Without it they are not looked for.
-        wants_same: Hand the objects already present to `same` (for --update-properties).
-    """
-
-    wants_extras: bool = False
-    wants_same: bool = False
-
-    def copies(self, pair: PairRuntime, batch: list[Decision]) -> None:
-        """Objects to copy (absent from the destination, or different there)."""
-        ...
-
-    def same(self, pair: PairRuntime, batch: list[Decision]) -> None:
-        """Objects already present at the destination (only when `wants_same`)."""
-        return None
-
-    def extras(self, pair: PairRuntime, batch: list[ObjectInfo]) -> None:
-        """Destination objects no source object maps to (only when `wants_extras`)."""
-        return None
-
-    def copied_version(self, pair: PairRuntime, key: str) -> str | None:
-        """The version id of source key `key` last copied (--compare version), if known."""
-        return None
-
-
 class CountingSink(PlanSink):
     """A dry run's sink: copies are counted as work in `stats`; nothing is written anywhere.
 
@@ -129,44 +83,97 @@ class CountingSink(PlanSink):
         self.stats.add_work(len(batch), sum(d.src.size for d in batch))
 
 
+def ranged(pair: PairRuntime) -> bool:
+    """Whether the pair is planned range by range: both stores list in byte order and can
+    start a listing after any key (and the source is listed, not read from a report)."""
+    if pair.inventory is not None:
+        return False
+    stores = (pair.src_store, pair.dst_store)
+    return all(lists_ranges(s) and s.capabilities.listing_order == BYTES for s in stores)
+
+
+class _Rules:
+    """The pair's planning rules, shared by every merge of its listings (whole or by range)."""
+
+    def __init__(
+        self,
+        pair: PairRuntime,
+        ignore: IgnoreRules,
+        compare: PlanCompare,
+        copied_version: Callable[[str], str | None] | None,
+        filters: Filters | None = None,
+    ) -> None:
+        src_caps, dst_caps = pair.src_store.capabilities, pair.dst_store.capabilities
+        self.pair = pair
+        self.ignore = ignore
+        self.filters = filters if filters else None
+        self.dst_markers = dst_caps.directory_markers
+        self.order = order_key(src_caps.listing_order)
+        self.differs = comparator(
+            compare,
+            content_etags=src_caps.content_etag and dst_caps.content_etag,
+            multipart_etags=src_caps.multipart_etag_md5 and dst_caps.multipart_etag_md5,
+            copied_version=copied_version,
+        )
+
+    def unsupported(self, dst_key: str) -> str | None:
+        if not self.dst_markers and dst_key.endswith("/"):
+            return "directory marker: a local destination has no objects ending in '/'"
+        return None
+
+    def ignored(self, key: str) -> bool:
+        return bool(self.ignore) and self.ignore.matches(self.pair.ignore_bucket, key)
+
+    def left_out(self, obj: ObjectInfo, suffix: str) -> str | None:
+        """Why the filters leave a source object out (None: they take it)."""
+        assert self.filters is not None
+        return self.filters.excludes(relative_key(self.pair.src_prefix, suffix), obj)
+
+    def merge(
+        self,
+        source: Iterable[ObjectInfo],
+        destination: Iterable[ObjectInfo],
+        extra: Callable[[ObjectInfo], None] | None,
+        *,
+        order: Callable[[str], str] | None = None,
+    ) -> Generator[Decision, None, None]:
+        """Objects the ignore patterns or the filters leave out are handed over as such;
+        destination objects only the key filters judge (size and age are the source's), so
+        an extra the key filters leave out is not reported."""
+        pair = self.pair
+        return diff(
+            source,
+            destination,
+            src_prefix=pair.src_prefix,
+            dst_prefix=pair.dst_prefix,
+            ignored=self.ignored,
+            filtered=self.left_out if self.filters is not None else None,
+            unsupported=self.unsupported,
+            order=order or self.order,
+            extra=None
+            if extra is None
+            else unless_left_out(pair, self.ignored, self.filters, extra),
+            differs=self.differs,
+        )
+
+
 def decisions(
     pair: PairRuntime,
     ignore: IgnoreRules,
     *,
-    filters: Filters | None = None,
     threads: int = 8,
     extra: Callable[[ObjectInfo], None] | None = None,
     compare: PlanCompare = "size",
     copied_version: Callable[[str], str | None] | None = None,
+    filters: Filters | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[Decision]:
-    """Every source object of the pair with what to do about it, in key order.
+    """Every source object of the pair with what to do about it, in key order, from one
+    merge of the whole listings.
 
     Both sides are listed at once, each on up to `threads` threads (by sub-prefix); a pair
     with an inventory report reads the report instead of listing its source, sorted in the
-    destination's order. Objects the ignore patterns or the filters leave out are handed over
-    as such; destination objects only the key filters judge (size and age are the source's),
-    so an extra the key filters leave out is not reported."""
-    src_caps, dst_caps = pair.src_store.capabilities, pair.dst_store.capabilities
-    dst_markers = dst_caps.directory_markers
-
-    def unsupported(dst_key: str) -> str | None:
-        if not dst_markers and dst_key.endswith("/"):
-            return "directory marker: a local destination has no objects ending in '/'"
-        return None
-
-    def ignored(key: str) -> bool:
-        return bool(ignore) and ignore.matches(pair.ignore_bucket, key)
-
-    filtered: Callable[[ObjectInfo, str], str | None] | None = None
-    if filters:
-        judge, prefix = filters.excludes, pair.src_prefix
-
-        def left_out(obj: ObjectInfo, suffix: str) -> str | None:
-            return judge(relative_key(prefix, suffix), obj)
-
-        filtered = left_out
-
+    destination's order."""
     src_order = pair.src_store.capabilities.listing_order
     dst_order = pair.dst_store.capabilities.listing_order
     dst_listing: Iterable[ObjectInfo] = list_concurrently(
@@ -182,23 +189,8 @@ def decisions(
         src_listing = list_concurrently(pair.src_store, pair.src_prefix, threads=threads)
     if dst_order != src_order:
         dst_listing = read_ahead(resorted(dst_listing, src_order))
-    return diff(
-        src_listing,
-        dst_listing,
-        src_prefix=pair.src_prefix,
-        dst_prefix=pair.dst_prefix,
-        ignored=ignored,
-        filtered=filtered,
-        unsupported=unsupported,
-        order=order_key(src_order),
-        extra=None if extra is None else unless_left_out(pair, ignored, filters, extra),
-        differs=comparator(
-            compare,
-            content_etags=src_caps.content_etag and dst_caps.content_etag,
-            multipart_etags=src_caps.multipart_etag_md5 and dst_caps.multipart_etag_md5,
-            copied_version=copied_version,
-        ),
-    )
+    rules = _Rules(pair, ignore, compare, copied_version, filters)
+    return rules.merge(src_listing, dst_listing, extra, order=order_key(src_order))
 
 
 def unless_left_out(
@@ -243,73 +235,72 @@ def plan_pair(
     Destination objects that no source object maps to are looked for, counted and handed
     over only when the sink `wants_extras`; objects already present are handed over only when
     it `wants_same`. `keep_samples` copies and extras are kept in the counts (for a dry run).
+    Where the sink has a `range_ledger`, the listing is checkpointed there and a pass stopped
+    half way goes on where it stopped.
     """
-    counts = PlanCounts()
-    batch: list[Decision] = []
-    same: list[Decision] = []
-    extras: list[ObjectInfo] = []
-
-    def extra(obj: ObjectInfo) -> None:
-        counts.extra += 1
-        counts.extra_bytes += obj.size
-        if len(counts.extra_samples) < keep_samples:
-            counts.extra_samples.append(obj.key)
-        extras.append(obj)
-        if len(extras) >= batch_size:
-            sink.extras(pair, list(extras))
-            extras.clear()
-
+    copied_version = functools.partial(sink.copied_version, pair)
+    rules = _Rules(pair, ignore, compare, copied_version, filters)
+    if ranged(pair):
+        return plan_ranges(
+            pair,
+            sink,
+            rules.merge,
+            threads=listing_threads,
+            batch_size=batch_size,
+            keep_samples=keep_samples,
+            stats=stats,
+            should_stop=should_stop,
+        )
+    # One merge of the whole listings, recorded in the ledger (if any) as one range: done
+    # or not, since a listing by folder cannot start after a key.
+    ledger = sink.range_ledger()
+    whole: int | None = None
+    if ledger is not None:
+        rows = ledger.ranges(pair.index)
+        if len(rows) == 1 and rows[0].done and rows[0].after is None and rows[0].until is None:
+            counts = PlanCounts.from_numbers(rows[0].counts)
+            counts.replay(stats)
+            return counts
+        if rows:
+            ledger.forget(pair.index)
+        whole = ledger.add_range(pair.index, None, None)
+    tally = Tally(
+        pair,
+        sink,
+        threading.Lock(),
+        batch_size=batch_size,
+        keep_samples=keep_samples,
+        stats=stats,
+    )
     listing = decisions(
         pair,
         ignore,
-        filters=filters,
         threads=listing_threads,
-        extra=extra if sink.wants_extras else None,
+        extra=tally.extra if sink.wants_extras else None,
         compare=compare,
-        copied_version=functools.partial(sink.copied_version, pair),
+        copied_version=copied_version,
+        filters=filters,
         should_stop=should_stop,
     )
+    finished = True
     for decision in listing:
-        if decision.dst is not None:
-            counts.destination += 1
+        tally.add(decision)
         if should_stop():
+            finished = False
             break
-        if decision.action is Action.COPY:
-            counts.copy += 1
-            counts.copy_bytes += decision.src.size
-            if needs_restore(decision.src.storage_class, decision.src.restore):
-                counts.copy_archived += 1
-            batch.append(decision)
-            if len(counts.samples) < keep_samples:
-                counts.samples.append(decision)
-            if len(batch) >= batch_size:
-                sink.copies(pair, batch)
-                batch = []
-        elif decision.action is Action.SAME:
-            counts.same += 1
-            counts.same_bytes += decision.src.size
-            if sink.wants_same:
-                same.append(decision)
-                if len(same) >= batch_size:
-                    sink.same(pair, same)
-                    same = []
-            if stats:
-                stats.add_same(1, decision.src.size)
-        elif decision.action is Action.IGNORED:
-            counts.ignored += 1
-            if stats:
-                stats.add_ignored()
-        elif decision.action is Action.FILTERED:
-            counts.filtered += 1
-        else:
-            counts.unsupported += 1
-            if stats:
-                stats.add_unsupported()
-    if batch:
-        sink.copies(pair, batch)
-    if same:
-        sink.same(pair, same)
-    if extras:
-        sink.extras(pair, extras)
-    counts.destination += counts.extra
-    return counts
+    tally.flush()
+    if ledger is not None and whole is not None and finished:
+        ledger.checkpoint(whole, None, tally.counts.numbers(), done=True)
+    return tally.counts
+
+
+__all__ = [
+    "CountingSink",
+    "PlanCounts",
+    "PlanSink",
+    "PlanTotals",
+    "decisions",
+    "plan_pair",
+    "ranged",
+    "unless_left_out",
+]

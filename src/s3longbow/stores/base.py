@@ -75,6 +75,9 @@ class Capabilities:
             encryption), so a write's ETag can be checked.
         keeps_properties: Objects keep properties and tags (content type, user metadata)
             that `update_properties` can replace; a file keeps none.
+        ranged_listing: A listing can start after any key, on the server, in byte order
+            (`RangedListing`), so the key space can be cut into ranges listed apart: S3
+            and the servers that list as it does, not a filer that lists folder by folder.
     """
 
     directory_markers: bool = True
@@ -85,6 +88,7 @@ class Capabilities:
     checksums: str = "MD5"
     write_etags_md5: bool = True
     keeps_properties: bool = True
+    ranged_listing: bool = False
 
 
 @runtime_checkable
@@ -95,6 +99,27 @@ class ReorderableListing(Protocol):
     def use_listing_order(self, order: ListingOrder) -> None:
         """List in `order` ("bytes" or "segments") from now on."""
         ...
+
+
+@runtime_checkable
+class RangedListing(Protocol):
+    """A store whose listing can start after any key (ListObjectsV2's `start-after`); used
+    where its capabilities say `ranged_listing`."""
+
+    def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with `prefix` and is greater than `start_after`,
+        in key order."""
+        ...
+
+    def keys_after(self, prefix: str, start_after: str, count: int) -> list[str]:
+        """Up to `count` keys that start with `prefix` and are greater than `start_after`,
+        the lowest first (one small request: a probe of the key space)."""
+        ...
+
+
+def lists_ranges(store: ObjectStore) -> bool:
+    """Whether `store` can list a range of its keys on its own (see `RangedListing`)."""
+    return store.capabilities.ranged_listing and isinstance(store, RangedListing)
 
 
 @runtime_checkable

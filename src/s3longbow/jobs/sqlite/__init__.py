@@ -7,15 +7,17 @@ change is a compare-and-set on (state, lease owner), so a stale owner cannot ove
 result of a newer one. Several processes may share one file.
 
 Modules: `schema` (tables, version, row decoding), `file` (the connection and transactions),
-`planning` (runs, planning passes, upserts), `leases` (claims, leases, the upload ledger,
-final states), `reports` (totals and lists for reports), `database` (all of them as one
-`JobDatabase`) and `queue` (the JobQueue port over one run).
+`ranges` (planning passes and the ranges of key space they list), `planning` (runs, upserts),
+`leases` (claims, leases, the upload ledger, final states), `reports` (totals and lists for
+reports), `database` (all of them as one `JobDatabase`) and `queue` (the JobQueue port over
+one run).
 """
 
 from .database import JobDatabase
 from .leases import Outcome, new_owner_id
 from .planning import PlannedCopy, UpsertCounts
 from .queue import FINISH_BATCH, FINISH_DELAY, SqliteQueue
+from .ranges import PassRanges
 from .schema import SCHEMA_VERSION, Run
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "JobDatabase",
     "Outcome",
+    "PassRanges",
     "PlannedCopy",
     "Run",
     "SqliteQueue",

@@ -12,7 +12,7 @@ from sqlite3 import Connection
 from s3longbow.model import ObjectInfo
 from s3longbow.verdicts import emptied_reason, is_unstorable, kept_without_bytes
 
-from .file import SqliteFile
+from .ranges import ListingRanges
 from .schema import RUN_COLUMNS, Run, RunRow, run_from_row
 
 _SEEN = "UPDATE jobs SET seen_generation=? WHERE id=?"
@@ -52,7 +52,7 @@ class UpsertCounts:
     to_look: tuple[PlannedCopy, ...] = ()  # finished copies now absent: left as they were
 
 
-class Planning(SqliteFile):
+class Planning(ListingRanges):
     """Runs, planning passes and the upsert of planned copies."""
 
     # -- runs -------------------------------------------------------------------------------
@@ -91,19 +91,6 @@ class Planning(SqliteFile):
                 f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id"
             ).fetchall()
         return [run_from_row(row) for row in rows]
-
-    def begin_plan(self, run_id: int) -> int:
-        """Start a new planning pass; returns its generation number."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE runs SET generation = generation + 1, plan_complete = 0, updated_at = ? "
-                "WHERE id = ?",
-                (time.time(), run_id),
-            )
-            row = db.execute("SELECT generation FROM runs WHERE id=?", (run_id,)).fetchone()
-            # Orphans are found afresh by every planning pass.
-            db.execute("DELETE FROM extras WHERE run_id=?", (run_id,))
-        return int(row[0])
 
     def add_extras(self, run_id: int, pair: int, objects: Sequence[ObjectInfo]) -> None:
         """Record destination objects that no source object maps to (for --delete)."""

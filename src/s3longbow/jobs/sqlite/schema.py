@@ -8,16 +8,19 @@ from typing import TypeAlias
 
 from s3longbow.model import Job, JobId, JobState, RestoreStatus
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # What each version adds to the one before it, applied in order to an older file when it is
-# opened (version 2: what the listing says of an archived source, and its restore).
+# opened (version 2: what the listing says of an archived source, and its restore; version 3:
+# the planning options a listing pass was checkpointed under). Tables new in a version are
+# created by SCHEMA itself (IF NOT EXISTS).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
         "ALTER TABLE jobs ADD COLUMN storage_class TEXT",
         "ALTER TABLE jobs ADD COLUMN restore TEXT",
         "ALTER TABLE jobs ADD COLUMN restore_requested REAL",
     ),
+    3: ("ALTER TABLE runs ADD COLUMN plan_options TEXT",),
 }
 
 
@@ -30,7 +33,8 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     generation INTEGER NOT NULL DEFAULT 0,
-    plan_complete INTEGER NOT NULL DEFAULT 0
+    plan_complete INTEGER NOT NULL DEFAULT 0,
+    plan_options TEXT
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY,
@@ -74,6 +78,21 @@ CREATE TABLE IF NOT EXISTS extras (
     size INTEGER NOT NULL,
     PRIMARY KEY (run_id, pair, key)
 ) WITHOUT ROWID;
+-- How far each range of a pair's key space got in a planning pass (its generation): the
+-- keys after the pair's prefix greater than `after` (NULL: from the first) and at most
+-- `until` (NULL: to the last), planned up to `position`, with what was found so far.
+CREATE TABLE IF NOT EXISTS listing_ranges (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    pair INTEGER NOT NULL,
+    after TEXT,
+    until TEXT,
+    position TEXT,
+    done INTEGER NOT NULL DEFAULT 0,
+    counts TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS listing_ranges_by_pass ON listing_ranges (run_id, generation, pair);
 CREATE TABLE IF NOT EXISTS parts (
     job_id INTEGER NOT NULL,
     upload_id TEXT NOT NULL,

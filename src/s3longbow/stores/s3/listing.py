@@ -4,6 +4,7 @@ the last one came (see :mod:`paging`), and ListObjectVersions through botocore.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,9 @@ class Listing(StoreBase):
     # A store that refuses the request with it is asked without it from then on.
     _restore_status = True
 
-    def _list_page(self, prefix: str, delimiter: str | None, asked: paging.NextPage) -> ListPage:
+    def _list_page(
+        self, prefix: str, delimiter: str | None, asked: paging.NextPage, max_keys: int = 1000
+    ) -> ListPage:
         # The lean client does not retry; a listing that fails ends the run, so it gets the
         # attempts botocore would have given it, and a refusal stops the run at once.
         data = self.data
@@ -66,6 +69,7 @@ class Listing(StoreBase):
                     start_after=asked.start_after,
                     marker=asked.marker,
                     restore_status=restore_status,
+                    max_keys=max_keys,
                 ),
                 attempts=_LIST_ATTEMPTS,
                 what=f"listing s3://{self.bucket}/{prefix}",
@@ -75,7 +79,7 @@ class Listing(StoreBase):
         except LongbowError as exc:
             if restore_status:
                 self._without_restore_status(exc)
-                return self._list_page(prefix, delimiter, asked)
+                return self._list_page(prefix, delimiter, asked, max_keys)
             if isinstance(exc, PermanentError):
                 raise FatalError(exc.message, hint=exc.hint) from None
             raise
@@ -89,25 +93,34 @@ class Listing(StoreBase):
             )
 
     def _pages(
-        self, prefix: str, delimiter: str | None
+        self, prefix: str, delimiter: str | None, start_after: str | None = None
     ) -> Iterator[tuple[list[ObjectInfo], list[str]]]:
         """The pages of a listing (ListObjectsV2): each page's objects and common prefixes,
         each list in the store's order, every page read until the server says it was the
-        last (see :mod:`s3longbow.stores.paging`)."""
+        last (see :mod:`s3longbow.stores.paging`); with `start_after`, only the names after
+        it."""
         where = f"listing s3://{self.bucket}/{prefix}"
         byte_order = self.capabilities.listing_order == BYTES
-        asked = paging.FIRST
-        last: str | None = None  # the greatest name handed out, once pages are asked by name
+        asked = paging.FIRST if start_after is None else paging.NextPage(start_after=start_after)
+        # The greatest name handed out (or to start after), once pages are asked by name.
+        last: str | None = start_after
+        first = True
         while True:
             page = self._list_page(prefix, delimiter, asked)
+            if page.v1 and asked.start_after is not None:
+                # A server of the older ListObjects ignores start-after: ask it by marker.
+                asked = paging.NextPage(marker=asked.start_after)
+                page = self._list_page(prefix, delimiter, asked)
             objects = list(map(_listed, page.objects))
             prefixes = page.prefixes
             floor = paging.after(asked, last)
             if floor is not None:
                 objects = [o for o in objects if o.key > floor]
                 prefixes = [p for p in prefixes if p > floor]
-                if not objects and not prefixes:
+                # The first page after `start_after` may hold nothing: nothing follows it.
+                if not objects and not prefixes and not first:
                     raise paging.no_progress(where, floor)
+            first = False
             names = [o.key for o in objects[-1:]] + prefixes[-1:]
             page_last = max(names) if names else None
             yield objects, prefixes
@@ -130,6 +143,8 @@ class Listing(StoreBase):
         """List each key's current version with its version id (ListObjectVersions), so
         planning can tell a new version of the same size (--compare version)."""
         self._versioned_listing = True
+        # ListObjectVersions pages by key and version markers: no ranges of its own.
+        self.capabilities = dataclasses.replace(self.capabilities, ranged_listing=False)
 
     def _version_pages(
         self, prefix: str, delimiter: str | None, where: str, *, source: bool = False
@@ -198,6 +213,17 @@ class Listing(StoreBase):
             return
         for objects, _ in self._pages(prefix, None):
             yield from objects
+
+    def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        if self._versioned_listing:
+            raise ValueError("a listing of current versions cannot start after a key")
+        for objects, _ in self._pages(prefix, None, start_after):
+            yield from objects
+
+    def keys_after(self, prefix: str, start_after: str, count: int) -> list[str]:
+        page = self._list_page(prefix, None, paging.NextPage(start_after=start_after), count)
+        # A server that ignores start-after answers from the start: nothing found past it.
+        return [item[0] for item in page.objects if item[0] > start_after][:count]
 
     def list_level(self, prefix: str) -> Iterator[ObjectInfo | str]:
         if self._versioned_listing:

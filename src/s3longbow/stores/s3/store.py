@@ -81,7 +81,7 @@ class S3Store(Listing, Uploads, Copies, Restores):
         rates: The request rate of each key prefix (both clients wait for a prefix's turn).
     """
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(ranged_listing=True)
     rgw = False  # set by check(): the endpoint is a Ceph RADOS Gateway
 
     def __init__(
@@ -188,8 +188,11 @@ class S3Store(Listing, Uploads, Copies, Restores):
     def check(self) -> None:
         headers = self._head_bucket()
         if headers.get("server", "").startswith("SeaweedFS"):
-            # Its filer lists folder by folder: "a/b" comes before "a-c".
-            self.capabilities = dataclasses.replace(self.capabilities, listing_order="segments")
+            # Its filer lists folder by folder: "a/b" comes before "a-c"; a listing cannot
+            # start after any key in byte order, so its key space is split by folder.
+            self.capabilities = dataclasses.replace(
+                self.capabilities, listing_order="segments", ranged_listing=False
+            )
         # Ceph RGW names no server, but its HeadBucket reply carries x-rgw-* headers.
         self.rgw = any(name.lower().startswith("x-rgw-") for name in headers)
         if self.rgw:
