@@ -124,40 +124,39 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
         console.print("[yellow]interrupted: run the same command to continue[/yellow]")
 
 
-def _failed(console: Console, failed: list[tuple[str, str]]) -> None:
-    if not failed:
-        return
-    console.print(f"[bold red]{len(failed)} failed job(s):[/bold red]")
-    for key, reason in failed[:50]:
+def _keys(console: Console, heading: str, keys: list[tuple[str, str]], most: int = 50) -> None:
+    """A heading, then each key with its reason (the first `most` of them)."""
+    console.print(heading)
+    for key, reason in keys[:most]:
         console.print(f"  {escape(key)}: {escape(reason)}", highlight=False, soft_wrap=True)
-    if len(failed) > 50:
-        console.print(f"  ... and {len(failed) - 50} more (longbow status --json lists all)")
+    if len(keys) > most:
+        console.print(f"  ... and {len(keys) - most} more (longbow status --json lists all)")
+
+
+def _failed(console: Console, failed: list[tuple[str, str]]) -> None:
+    if failed:
+        _keys(console, f"[bold red]{len(failed)} failed job(s):[/bold red]", failed)
 
 
 def _unstorable(console: Console, keys: list[tuple[str, str]]) -> None:
-    if not keys:
-        return
-    console.print(
-        f"[bold red]{len(keys)} key(s) the destination cannot store[/bold red] (not copied "
-        "again while the source is unchanged; an ignore pattern accepts them):"
-    )
-    for key, reason in keys[:50]:
-        console.print(f"  {escape(key)}: {escape(reason)}", highlight=False, soft_wrap=True)
-    if len(keys) > 50:
-        console.print(f"  ... and {len(keys) - 50} more (longbow status --json lists all)")
+    if keys:
+        _keys(
+            console,
+            f"[bold red]{len(keys)} key(s) the destination cannot store[/bold red] (not copied "
+            "again while the source is unchanged; an ignore pattern accepts them):",
+            keys,
+        )
 
 
 def _gone(console: Console, keys: list[tuple[str, str]]) -> None:
-    if not keys:
-        return
-    console.print(
-        f"{len(keys)} key(s) listed by the inventory were deleted from the source since "
-        "(recorded as skipped, not copied):"
-    )
-    for key, reason in keys[:20]:
-        console.print(f"  {escape(key)}: {escape(reason)}", highlight=False, soft_wrap=True)
-    if len(keys) > 20:
-        console.print(f"  ... and {len(keys) - 20} more (longbow status --json lists all)")
+    if keys:
+        _keys(
+            console,
+            f"{len(keys)} key(s) listed by the inventory were deleted from the source since "
+            "(recorded as skipped, not copied):",
+            keys,
+            most=20,
+        )
 
 
 def _archived(
@@ -170,11 +169,7 @@ def _archived(
     ):
         if not keys:
             continue
-        console.print(f"[bold yellow]{len(keys)} object(s) {what}:[/bold yellow]")
-        for key, reason in keys[:50]:
-            console.print(f"  {escape(key)}: {escape(reason)}", highlight=False, soft_wrap=True)
-        if len(keys) > 50:
-            console.print(f"  ... and {len(keys) - 50} more (longbow status --json lists all)")
+        _keys(console, f"[bold yellow]{len(keys)} object(s) {what}:[/bold yellow]", keys)
         console.print(f"[bold]to copy them:[/bold] {escape(hint)}", highlight=False, soft_wrap=True)
 
 

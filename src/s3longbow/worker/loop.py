@@ -235,18 +235,12 @@ class Worker:
             return
         except SourceGoneError as exc:
             # Listed by a past snapshot and deleted since: nothing is left to copy.
-            self._abandon_upload(job, copier)
-            log.info("%s: skipped: %s", job.src_key, exc)
-            self.job_queue.finish(job, JobState.SKIPPED, str(exc), None)
-            self.stats.finished(job.size, ok=False, progressed=attempt.progressed, skipped=True)
+            self._not_copied(job, JobState.SKIPPED, str(exc), attempt, copier)
             return
         except ArchivedError as exc:
             # Not a failure: recorded as archived (with its restore, if one was asked for),
             # and copied by a later run once it can be read.
-            self._abandon_upload(job, copier)
-            log.info("%s: %s", job.src_key, exc)
-            self.job_queue.finish(job, JobState.ARCHIVED, str(exc), None)
-            self.stats.finished(job.size, ok=False, progressed=attempt.progressed, archived=True)
+            self._not_copied(job, JobState.ARCHIVED, str(exc), attempt, copier)
             return
         except PermanentError as exc:
             self._abandon_upload(job, copier)
@@ -269,6 +263,22 @@ class Worker:
         else:
             log.warning("%s: lease lost before the result was recorded", job.src_key)
             self.stats.released(attempt.progressed)
+
+    def _not_copied(
+        self, job: Job, state: JobState, reason: str, attempt: Attempt, copier: Copier
+    ) -> None:
+        """A job that ends without a copy and without a failure (skipped, archived)."""
+        self._abandon_upload(job, copier)
+        log.info("%s: %s: %s", job.src_key, state.value, reason)
+        self.job_queue.finish(job, state, reason, None)
+        archived = state is JobState.ARCHIVED
+        self.stats.finished(
+            job.size,
+            ok=False,
+            progressed=attempt.progressed,
+            skipped=not archived,
+            archived=archived,
+        )
 
     def _failed_attempt(self, job: Job, reason: str, attempt: Attempt, copier: Copier) -> None:
         attempts = job.attempts + 1
