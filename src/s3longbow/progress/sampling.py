@@ -21,7 +21,7 @@ from s3longbow.progress.stats import Snapshot, Stats
 log = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL = 1.0  # seconds between samples at first
-MAX_SAMPLES = 2000  # samples an invocation keeps at most (a few hundred KiB)
+MAX_SAMPLES = 2001  # samples an invocation keeps at most (a few hundred KiB)
 
 
 class SampleStore(Protocol):
@@ -58,7 +58,8 @@ class Sampler:
         store: Where the samples go.
         interval: Seconds between samples at first.
         max_samples: The most samples the store keeps; reaching it halves them, and doubles
-            the interval.
+            the interval. Odd, so that halving keeps the first and the last samples and the
+            ones kept stay evenly spaced.
         clock: The wall clock (seconds since the epoch).
     """
 
@@ -71,8 +72,8 @@ class Sampler:
         max_samples: int = MAX_SAMPLES,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if max_samples < 2:
-            raise ValueError("max_samples must be at least 2")
+        if max_samples < 3 or max_samples % 2 == 0:
+            raise ValueError("max_samples must be odd and at least 3")
         self.stats = stats
         self.store = store
         self.interval = interval

@@ -297,7 +297,11 @@ def assemble(
         ("Outcome", invocation_outcome(invocation)),
         ("Job database", str(db.path)),
     ]
-    window = {"since": invocation.started_at, "until": invocation.ended_at}
+    # Copies are the invocation's when they ended while it ran (a killed one ran until the
+    # next began).
+    following = [i.started_at for i in invocations if i.id > invocation.id]
+    until = invocation.ended_at or (following[0] if following else None)
+    window = {"since": invocation.started_at, "until": until}
     return ReportData(
         title=f"Longbow run {run.id}",
         facts=facts,
