@@ -386,3 +386,28 @@ def test_axis_ticks_are_round_numbers() -> None:
     assert (unit, name) == (1024.0**2, "MiB") and ticks[-1] >= 300 * 1024 * 1024
     assert [t / unit for t in ticks] == [0.0, 100.0, 200.0, 300.0]
     assert (clock(65), clock(3725)) == ("1:05", "1:02:05")
+
+
+# -- the cluster's samples ---------------------------------------------------------------------
+
+
+def test_the_cluster_series_sums_its_workers_and_forgets_the_stopped_ones_in_flight() -> None:
+    from s3longbow.cluster.samples import combined
+
+    early = [
+        RunSample(at=0.0, in_flight=2, concurrency=8),
+        RunSample(at=10.0, bytes_sent=100, objects_done=1, in_flight=2, concurrency=8),
+    ]
+    late = [
+        RunSample(at=20.0, in_flight=1, concurrency=4),
+        RunSample(at=30.0, bytes_sent=50, objects_done=5, in_flight=1, concurrency=4),
+        RunSample(at=40.0, bytes_sent=70, objects_done=7, in_flight=1, concurrency=4),
+    ]
+    series = combined({"a": early, "b": late}, step=10.0)
+    assert [s.at for s in series] == [0.0, 10.0, 20.0, 30.0, 40.0]
+    assert [s.bytes_sent for s in series] == [0, 100, 100, 150, 170]
+    assert [s.objects_done for s in series] == [0, 1, 1, 6, 8]
+    # Worker a stopped at 10 s: from two steps later on, nothing of it is in flight.
+    assert [s.in_flight for s in series] == [2, 2, 3, 1, 1]
+    assert [s.concurrency for s in series] == [8, 8, 12, 4, 4]
+    assert combined({}, step=10.0) == []

@@ -47,8 +47,19 @@ DEFAULT_OUTPUT = Path("longbow-report.html")
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also write the throughput chart as a PNG (needs the report extra: matplotlib).",
 )
-@click.option("--cluster", is_flag=True, help="Report on the cluster's run instead.")
+@click.option(
+    "--cluster",
+    is_flag=True,
+    help="Report on a cluster instead, from its job table and its workers' samples.",
+)
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Cluster config.")
+@click.option(
+    "--hours",
+    type=click.FloatRange(min=0, min_open=True, max=14 * 24),
+    default=24.0,
+    show_default=True,
+    help="With --cluster: the report covers this many hours up to now.",
+)
 def report(
     db_path: Path | None,
     run_id: int | None,
@@ -57,6 +68,7 @@ def report(
     png: Path | None,
     cluster: bool,
     config_file: Path | None,
+    hours: float,
 ) -> None:
     """Write a run's report: one self-contained HTML file (throughput and concurrency over
     time, bytes by outcome, the slowest and largest objects, failures by reason,
@@ -64,7 +76,7 @@ def report(
     console = Console(stderr=True)
     try:
         if cluster:
-            data = _cluster_data(config_file)
+            data = _cluster_data(config_file, hours)
         else:
             data = _local_data(db_path, run_id, invocation_id)
         from s3longbow.report.page import write_html
@@ -94,5 +106,13 @@ def _local_data(db_path: Path | None, run_id: int | None, invocation_id: int | N
         db.close()
 
 
-def _cluster_data(config_file: Path | None) -> ReportData:
-    raise ConfigError("--cluster is not supported yet")
+def _cluster_data(config_file: Path | None, hours: float) -> ReportData:
+    from s3longbow.cluster.report import cluster_report
+
+    from .cluster import with_control
+
+    if config_file is None:
+        raise ConfigError("--cluster needs --config", hint="longbow report --cluster --config FILE")
+    return with_control(
+        config_file, lambda config, control: cluster_report(config.cluster, control, hours=hours)
+    )

@@ -59,7 +59,7 @@ class Sampler:
         interval: Seconds between samples at first.
         max_samples: The most samples the store keeps; reaching it halves them, and doubles
             the interval. Odd, so that halving keeps the first and the last samples and the
-            ones kept stay evenly spaced.
+            ones kept stay evenly spaced. None: no cap (a store whose samples expire).
         clock: The wall clock (seconds since the epoch).
     """
 
@@ -69,10 +69,10 @@ class Sampler:
         store: SampleStore,
         *,
         interval: float = SAMPLE_INTERVAL,
-        max_samples: int = MAX_SAMPLES,
+        max_samples: int | None = MAX_SAMPLES,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if max_samples < 3 or max_samples % 2 == 0:
+        if max_samples is not None and (max_samples < 3 or max_samples % 2 == 0):
             raise ValueError("max_samples must be odd and at least 3")
         self.stats = stats
         self.store = store
@@ -87,7 +87,7 @@ class Sampler:
         """Take one sample now; thin the samples kept when they reach the most allowed."""
         self.store.add_sample(sample_of(self.stats.snapshot(), self.clock()))
         self.kept += 1
-        if self.kept >= self.max_samples:
+        if self.max_samples is not None and self.kept >= self.max_samples:
             self.kept = self.store.thin_samples()
             self.interval *= 2
 
