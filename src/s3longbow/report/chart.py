@@ -48,7 +48,15 @@ def render_png(data: ReportData) -> bytes:
     if not t.seconds:
         axes.text(0.5, 0.5, "no samples recorded", ha="center", va="center")
     else:
-        axes.plot(t.seconds, t.bytes_per_second, color="#1f6feb", label="bytes sent/s")
+        # Each rate is the average over the span before its point: drawn as steps.
+        times = [t.origin, *t.seconds]
+        axes.plot(
+            times,
+            [t.bytes_per_second[0], *t.bytes_per_second],
+            drawstyle="steps-pre",
+            color="#1f6feb",
+            label="bytes sent/s",
+        )
         ticks, _, _ = binary_ticks(max(t.bytes_per_second, default=0.0))
         axes.yaxis.set_major_locator(FixedLocator(ticks))
         axes.set_ylim(0, ticks[-1] or 1)
@@ -59,7 +67,12 @@ def render_png(data: ReportData) -> bytes:
         axes.set_xlim(0, span)
         objects = axes.twinx()
         objects.plot(
-            t.seconds, t.objects_per_second, color="#d4731c", label="objects done/s", alpha=0.8
+            times,
+            [t.objects_per_second[0], *t.objects_per_second],
+            drawstyle="steps-pre",
+            color="#d4731c",
+            label="objects done/s",
+            alpha=0.8,
         )
         objects.set_ylabel("objects done per second")
         objects.set_ylim(bottom=0)

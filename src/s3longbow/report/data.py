@@ -21,8 +21,10 @@ TOP_OBJECTS = 10  # rows of the slowest and of the largest copies
 @dataclass(frozen=True, slots=True)
 class Timeline:
     """The charts' points: seconds since the invocation began, and at each point the rates
-    since the point before it and the concurrency at that moment."""
+    since the point before it (since `origin` for the first) and the concurrency at that
+    moment."""
 
+    origin: float = 0.0
     seconds: list[float] = field(default_factory=list)
     bytes_per_second: list[float] = field(default_factory=list)
     objects_per_second: list[float] = field(default_factory=list)
@@ -137,7 +139,7 @@ def timeline(samples: Sequence[RunSample], start: float, most: int = CHART_POINT
     """The charts' points from an invocation's samples (oldest first): at most `most` of them,
     each rate the average since the point before it."""
     chosen = _evenly_spaced([samples[i] for i in spread(len(samples), most + 1)])
-    out = Timeline()
+    out = Timeline(origin=chosen[0].at - start if chosen else 0.0)
     for before, now in zip(chosen, chosen[1:], strict=False):
         span = now.at - before.at
         if span <= 0:

@@ -90,7 +90,8 @@ _SCRIPT = """
       var x = (e.clientX - r.left) * view.width / r.width;
       var t = (x - left) / (view.width - left - right) * span, best = 0;
       data.seconds.forEach(function (s, i) {
-        if (Math.abs(s - t) < Math.abs(data.seconds[best] - t)) best = i;
+        if (data.after ? data.seconds[best] < t && s >= data.seconds[best]
+                       : Math.abs(s - t) < Math.abs(data.seconds[best] - t)) best = i;
       });
       var lines = data.lines.map(function (l) {
         return l.name + ": " + fmt(l.values[best], l.bytes) + l.unit;
@@ -197,11 +198,12 @@ def _charts(data: ReportData) -> str:
         "Throughput over time",
         t.seconds,
         [
-            Line("bytes sent", t.bytes_per_second, unit="/s"),
-            Line("objects done", t.objects_per_second, right=True, unit="/s"),
+            Line("bytes sent", t.bytes_per_second, hold="previous", unit="/s"),
+            Line("objects done", t.objects_per_second, right=True, hold="previous", unit="/s"),
         ],
         left_axis=("bytes per second", lambda v: format_size(v) + "/s", True),
         right_axis=("objects per second", short_number, False),
+        origin=t.origin,
     )
     concurrency = line_chart(
         "chart-concurrency",
@@ -209,7 +211,7 @@ def _charts(data: ReportData) -> str:
         t.seconds,
         [
             Line("objects in flight", t.in_flight),
-            Line("concurrency limit", t.concurrency, step=True),
+            Line("concurrency limit", t.concurrency, hold="next"),
         ],
         left_axis=("objects", short_number, False),
         height=220,
@@ -217,7 +219,7 @@ def _charts(data: ReportData) -> str:
     return (
         "<section><h2>Throughput</h2>"
         '<p class="sub">Bytes the destination accepted and objects finished, per second '
-        "(each point the average since the one before).</p>"
+        "(each step the average over its span).</p>"
         f"{throughput}</section>"
         "<section><h2>Concurrency</h2>"
         '<p class="sub">Objects being copied, and the most the concurrency controller '

@@ -24,14 +24,17 @@ class Line:
         name: Its legend.
         values: One value per point of the chart's time axis.
         right: Drawn against the right axis (its own unit) rather than the left.
-        step: Drawn as steps (a level held until the next point), for counts.
+        hold: "": points joined by straight lines; "next": each value held until the next
+            point (a level, such as a limit); "previous": each value held since the point
+            before it, or since the chart's `origin` for the first (an average over that
+            span, such as a rate).
         unit: Written after a value under the pointer (e.g. "/s").
     """
 
     name: str
     values: Sequence[float]
     right: bool = False
-    step: bool = False
+    hold: str = ""
     unit: str = ""
 
 
@@ -91,6 +94,7 @@ def line_chart(
     left_axis: tuple[str, Formatter, bool],
     right_axis: tuple[str, Formatter, bool] | None = None,
     height: int = 260,
+    origin: float = 0.0,
 ) -> str:
     """An SVG line chart over time.
 
@@ -102,6 +106,7 @@ def line_chart(
         left_axis: (title, tick formatter, whether ticks are bytes) of the left axis.
         right_axis: The same for the right axis, for lines drawn against it.
         height: The chart's height in SVG units (its width is `WIDTH`).
+        origin: Where the first span of a line held since the point before begins.
     """
     if not seconds:
         return (
@@ -155,7 +160,7 @@ def line_chart(
     parts.append(f'<rect class="frame" x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}"/>')
     for index, line in enumerate(lines):
         scale = scales[line.right]
-        points = _points(seconds, line.values, x, scale, step=line.step)
+        points = _points(seconds, line.values, x, scale, hold=line.hold, origin=origin)
         parts.append(
             f'<polyline class="line line-{index}" points="{points}">'
             f"<title>{escape(line.name)}</title></polyline>"
@@ -167,6 +172,8 @@ def line_chart(
     )
     axis_bytes = {False: left_axis[2], True: right_axis[2] if right_axis else False}
     data = {
+        # Under the pointer: the span's own point where values are held since the one before.
+        "after": any(line.hold == "previous" for line in lines),
         "seconds": [round(t, 3) for t in seconds],
         "lines": [
             {
@@ -198,15 +205,18 @@ def _points(
     x: Callable[[float], float],
     y: Callable[[float], float],
     *,
-    step: bool,
+    hold: str,
+    origin: float,
 ) -> str:
     coords: list[str] = []
-    previous: float | None = None
+    before: tuple[float, float] | None = None  # the point before: (time, value)
     for t, value in zip(seconds, values, strict=True):
-        if step and previous is not None:
-            coords.append(f"{x(t):.1f},{y(previous):.1f}")
+        if hold == "next" and before is not None:
+            coords.append(f"{x(t):.1f},{y(before[1]):.1f}")
+        elif hold == "previous":
+            coords.append(f"{x(before[0] if before else origin):.1f},{y(value):.1f}")
         coords.append(f"{x(t):.1f},{y(value):.1f}")
-        previous = value
+        before = (t, value)
     return " ".join(coords)
 
 
