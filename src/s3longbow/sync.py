@@ -155,16 +155,20 @@ class SyncReport(PlanTotals):
     def counts_json(self) -> dict[str, object]:
         """`to_json` with each list of keys replaced by its length: what an invocation's
         record keeps of its summary (its duration is the record's own)."""
-        counts = {
-            name: len(value) if isinstance(value, list) else value
+        return {
+            name: _counted(value)
             for name, value in self.to_json().items()
             if name != "elapsed_seconds"
         }
-        counts["archived"] = {
-            "needs_restore": len(self.needs_restore),
-            "restore_requested": len(self.restore_requested),
-        }
-        return counts
+
+
+def _counted(value: object) -> object:
+    """A JSON value with every list in it replaced by its length."""
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, dict):
+        return {name: _counted(inner) for name, inner in value.items()}
+    return value
 
 
 def _listed(jobs: list[FailedJob]) -> list[dict[str, str]]:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from s3longbow.config import format_size
+from s3longbow.jobs.sqlite import JobDatabase
 
 from ..conftest import CHROMIUM, Bucket, cli_env, endpoint_args
 
@@ -59,6 +60,33 @@ def synced(src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path) -> tuple[Path
     return db, summary
 
 
+def test_a_sync_records_its_invocation_and_samples_of_its_counters(
+    synced: tuple[Path, dict[str, Any]],
+) -> None:
+    path, summary = synced
+    db = JobDatabase(path)
+    try:
+        [invocation] = db.invocations(summary["run_id"])
+        samples = db.samples(invocation.id)
+    finally:
+        db.close()
+    assert invocation.ended_at is not None and invocation.summary is not None
+    recorded = invocation.summary
+    assert recorded["copied"] == summary["copied"] and recorded["ok"] is True
+    assert recorded["already_present"] == summary["already_present"]
+    assert recorded["failed"] == 0 and recorded["archived"] == {
+        "needs_restore": 0,
+        "restore_requested": 0,
+    }
+    # A first sample as the copying began, one a second, and a last with the final counts.
+    assert len(samples) >= 3
+    assert samples[0].objects_copied == 0 and samples[0].at >= invocation.started_at
+    assert samples[-1].objects_copied == summary["copied"]["objects"]
+    assert samples[-1].bytes_sent == summary["bytes_sent"]
+    assert max(s.concurrency for s in samples) > 0
+    assert all(a.at <= b.at for a, b in zip(samples, samples[1:], strict=False))
+
+
 def test_the_report_of_a_real_sync_has_its_numbers_and_its_chart(
     synced: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -90,6 +118,12 @@ def test_a_missing_database_or_run_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2
     assert "no job database" in missing.stderr and "--db" in missing.stderr
+    JobDatabase(tmp_path / "empty.db").close()
+    empty = longbow(
+        ["report", "--db", str(tmp_path / "empty.db"), "-o", str(tmp_path / "report.html")], {}
+    )
+    assert empty.returncode == 2
+    assert "no run in the job database" in empty.stderr and "status --all" in empty.stderr
     assert not (tmp_path / "report.html").exists()
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from s3longbow.errors import ConfigError
-from s3longbow.jobs.sqlite import Invocation, JobDatabase, Run
+from s3longbow.jobs.sqlite import KEPT_INVOCATIONS, Invocation, JobDatabase, Run
 from s3longbow.model import RunSample
 
 # The most points a chart draws: rates between samples further apart than the samples kept
@@ -252,7 +252,10 @@ def assemble(
     summary = invocation.summary
     notes = []
     if not samples:
-        notes.append("No samples were recorded for this invocation (older than 20 of its run).")
+        notes.append(
+            "No samples were recorded for this invocation: it stopped before copying, or it "
+            f"is older than the latest {KEPT_INVOCATIONS} of its run, which alone keep theirs."
+        )
 
     objects_copied = _count(summary, "copied", "objects")
     bytes_copied = _count(summary, "copied", "bytes")

@@ -13,7 +13,7 @@ from s3longbow.display import printable
 from s3longbow.errors import ConfigError
 
 from .data import CopiedObject, ReportData, format_duration, format_time
-from .svg import Line, bar_chart, line_chart, short_number
+from .svg import LEFT, RIGHT, Line, bar_chart, line_chart, short_number
 
 _STYLE = """
 :root { --fg: #1d2430; --muted: #5d6778; --line: #d9dee7; --bg: #ffffff; --panel: #f5f7fa;
@@ -109,8 +109,6 @@ _SCRIPT = """
 
 def render_html(data: ReportData) -> str:
     """The report as one HTML document."""
-    from .svg import LEFT, RIGHT
-
     script = _SCRIPT.replace("%LEFT%", str(LEFT)).replace("%RIGHT%", str(RIGHT))
     sections = [
         _header(data),
