@@ -63,20 +63,47 @@ def _rgw_unavailable() -> str | None:
     return None
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
-    reason = _rgw_unavailable()
-    if reason:
-        return f"rgw tests deselected: {reason}; set {REQUIRE_RGW}=1 to require them"
-    return None
+# Tests marked `browser` open pages in Debian's Chromium (scripts/chromium-install.sh). Without
+# it they are deselected, unless this variable is set (as CI does): then they fail instead.
+REQUIRE_BROWSER = "LONGBOW_TEST_BROWSER"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _browser_unavailable() -> str | None:
+    """Why the browser tests cannot run here, or None when they can (or must)."""
+    if os.environ.get(REQUIRE_BROWSER) == "1" or CHROMIUM.exists():
+        return None
+    return f"Chromium is not installed at {CHROMIUM} (sudo scripts/chromium-install.sh)"
+
+
+def _unavailable() -> dict[str, tuple[str, str]]:
+    """Markers whose tests cannot run here: marker -> (why, the variable requiring them)."""
+    out = {}
+    for marker, reason, variable in (
+        ("rgw", _rgw_unavailable(), REQUIRE_RGW),
+        ("browser", _browser_unavailable(), REQUIRE_BROWSER),
+    ):
+        if reason:
+            out[marker] = (reason, variable)
+    return out
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"{marker} tests deselected: {reason}; set {variable}=1 to require them"
+        for marker, (reason, variable) in _unavailable().items()
+    ]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _rgw_unavailable() is None:
+    unavailable = _unavailable()
+    if not unavailable:
         return
-    deselected = [item for item in items if item.get_closest_marker("rgw")]
+    deselected = [item for item in items if any(item.get_closest_marker(m) for m in unavailable)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not item.get_closest_marker("rgw")]
+        dropped = {id(item) for item in deselected}
+        items[:] = [item for item in items if id(item) not in dropped]
 
 
 @pytest.fixture(scope="session")

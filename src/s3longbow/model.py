@@ -251,3 +251,31 @@ __all__ = [
     "can_transition",
     "needs_restore",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class RunSample:
+    """A sync's counters at one moment, as recorded for its report: cumulative since the
+    process began (rates are the differences between two samples), and the concurrency now.
+
+    Attributes:
+        at: When, in seconds since the epoch.
+        bytes_sent: Bytes the destination accepted so far.
+        bytes_done: Bytes of finished work (sent, reused from earlier attempts, or skipped).
+        objects_done: Jobs ended (copied, failed, skipped or archived).
+        objects_copied: Jobs copied.
+        bytes_copied: The copied jobs' bytes.
+        objects_failed: Jobs failed.
+        in_flight: Objects being copied now.
+        concurrency: How many objects may be in flight now (the controller's limit).
+    """
+
+    at: float
+    bytes_sent: int = 0
+    bytes_done: int = 0
+    objects_done: int = 0
+    objects_copied: int = 0
+    bytes_copied: int = 0
+    objects_failed: int = 0
+    in_flight: int = 0
+    concurrency: int = 0

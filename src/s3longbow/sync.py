@@ -17,6 +17,7 @@ from s3longbow.jobs.sqlite import (
     new_owner_id,
 )
 from s3longbow.meter import RequestMeter
+from s3longbow.model import RunSample
 from s3longbow.pairs import (
     PairRuntime,
     check_versioned,
@@ -30,6 +31,7 @@ from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.inventory_listing import inventory_snapshots
 from s3longbow.plan.ledger import LedgerSink, plan_options
 from s3longbow.plan.planner import CountingSink, PlanCounts, PlanTotals, plan_pair
+from s3longbow.progress.sampling import Sampler
 from s3longbow.progress.stats import Stats
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
@@ -150,6 +152,24 @@ class SyncReport(PlanTotals):
             },
         }
 
+    def counts_json(self) -> dict[str, object]:
+        """`to_json` with each list of keys replaced by its length: what an invocation's
+        record keeps of its summary (its duration is the record's own)."""
+        return {
+            name: _counted(value)
+            for name, value in self.to_json().items()
+            if name != "elapsed_seconds"
+        }
+
+
+def _counted(value: object) -> object:
+    """A JSON value with every list in it replaced by its length."""
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, dict):
+        return {name: _counted(inner) for name, inner in value.items()}
+    return value
+
 
 def _listed(jobs: list[FailedJob]) -> list[dict[str, str]]:
     return [{"key": f.key, "dst_key": f.dst_key, "reason": f.reason} for f in jobs]
@@ -249,78 +269,98 @@ def _run(
         {"pairs": [[p.src, p.dst] for p in settings.pairs]},
     )
     report.run_id = run.id
-    released = db.release_dead_leases(run.id)
-    if released:
-        log.info("took back %d job(s) left in progress by a stopped process", released)
-    if retry_failed:
-        db.retry_failed(run.id)
-    totals = db.totals(run.id)
-    carried = [totals[s] for s in ("pending", "in_progress")]
-    stats.add_work(sum(n for n, _ in carried), sum(b for _, b in carried))
+    # Each invocation is recorded, with its samples and its summary, for `longbow report`.
+    invocation = db.begin_invocation(run.id)
+    try:
+        released = db.release_dead_leases(run.id)
+        if released:
+            log.info("took back %d job(s) left in progress by a stopped process", released)
+        if retry_failed:
+            db.retry_failed(run.id)
+        totals = db.totals(run.id)
+        carried = [totals[s] for s in ("pending", "in_progress")]
+        stats.add_work(sum(n for n, _ in carried), sum(b for _, b in carried))
 
-    budget = ByteBudget(t.memory_limit)
-    bandwidth = BandwidthLimit(t.bandwidth_limit) if t.bandwidth_limit else None
-    planning_done = threading.Event()
-    jobs = SqliteQueue(
-        db, run.id, new_owner_id(), t.lease_seconds, planning_done, claim_ahead=t.workers
-    )
-    with ThreadPoolExecutor(limits.parts, thread_name_prefix="part") as parts:
-        copiers = {
-            p.index: Copier(
-                p.src_store,
-                p.dst_store,
-                ledger=jobs,
-                settings=t,
-                budget=budget,
-                part_pool=parts,
-                stats=stats,
-                stop=stop,
-                bandwidth=bandwidth,
-                snapshot=snapshots.get(p.index),
+        budget = ByteBudget(t.memory_limit)
+        bandwidth = BandwidthLimit(t.bandwidth_limit) if t.bandwidth_limit else None
+        planning_done = threading.Event()
+        jobs = SqliteQueue(
+            db, run.id, new_owner_id(), t.lease_seconds, planning_done, claim_ahead=t.workers
+        )
+        with ThreadPoolExecutor(limits.parts, thread_name_prefix="part") as parts:
+            copiers = {
+                p.index: Copier(
+                    p.src_store,
+                    p.dst_store,
+                    ledger=jobs,
+                    settings=t,
+                    budget=budget,
+                    part_pool=parts,
+                    stats=stats,
+                    stop=stop,
+                    bandwidth=bandwidth,
+                    snapshot=snapshots.get(p.index),
+                )
+                for p in pairs
+            }
+            planner = threading.Thread(
+                target=_plan_all,
+                args=(jobs, pairs, settings, stats, stop, report),
+                name="planner",
+                daemon=True,
             )
-            for p in pairs
-        }
-        planner = threading.Thread(
-            target=_plan_all,
-            args=(jobs, pairs, settings, stats, stop, report),
-            name="planner",
-            daemon=True,
-        )
-        planner.start()
-        worker = Worker(
-            jobs,
-            lambda job: copiers[job.pair],
-            t,
-            stats,
-            stop,
-            controller=controller_for(t, limits),
-            meter=meter,
-        )
-        outcome = worker.run()
-        planner.join()
-    if outcome.fatal and report.fatal is None:
-        report.fatal = outcome.fatal
-    report.interrupted = outcome.interrupted and report.fatal is None
+            planner.start()
+            worker = Worker(
+                jobs,
+                lambda job: copiers[job.pair],
+                t,
+                stats,
+                stop,
+                controller=controller_for(t, limits),
+                meter=meter,
+            )
+            with Sampler(stats, _InvocationSamples(db, invocation)):
+                outcome = worker.run()
+            planner.join()
+        if outcome.fatal and report.fatal is None:
+            report.fatal = outcome.fatal
+        report.interrupted = outcome.interrupted and report.fatal is None
 
-    totals = db.totals(run.id)
-    report.jobs = {state: n for state, (n, _) in totals.items()}
-    report.unstorable = [FailedJob(*row) for row in db.unstorable_jobs(run.id)]
-    report.source_gone = [FailedJob(*row) for row in db.gone_jobs(run.id)]
-    for key, dst_key, reason, restoring in db.archived_jobs(run.id):
-        waiting = report.restore_requested if restoring else report.needs_restore
-        waiting.append(FailedJob(key, dst_key, reason))
-    if settings.delete and report.ok:
-        _delete_extras(db, run.id, pairs, settings, report)
-    report.job_bytes = {state: b for state, (_, b) in totals.items()}
-    report.failed = [FailedJob(*row) for row in db.failed_jobs(run.id)]
-    report.verification = db.verification(run.id)
-    snap = stats.snapshot()
-    report.objects_copied = snap.objects_copied
-    report.bytes_copied = snap.bytes_copied
-    report.bytes_sent = snap.bytes_sent
-    report.bytes_reused = snap.bytes_reused
-    report.concurrency = snap.concurrency
-    report.concurrency_highest = snap.concurrency_highest
+        totals = db.totals(run.id)
+        report.jobs = {state: n for state, (n, _) in totals.items()}
+        report.unstorable = [FailedJob(*row) for row in db.unstorable_jobs(run.id)]
+        report.source_gone = [FailedJob(*row) for row in db.gone_jobs(run.id)]
+        for key, dst_key, reason, restoring in db.archived_jobs(run.id):
+            waiting = report.restore_requested if restoring else report.needs_restore
+            waiting.append(FailedJob(key, dst_key, reason))
+        if settings.delete and report.ok:
+            _delete_extras(db, run.id, pairs, settings, report)
+        report.job_bytes = {state: b for state, (_, b) in totals.items()}
+        report.failed = [FailedJob(*row) for row in db.failed_jobs(run.id)]
+        report.verification = db.verification(run.id)
+        snap = stats.snapshot()
+        report.objects_copied = snap.objects_copied
+        report.bytes_copied = snap.bytes_copied
+        report.bytes_sent = snap.bytes_sent
+        report.bytes_reused = snap.bytes_reused
+        report.concurrency = snap.concurrency
+        report.concurrency_highest = snap.concurrency_highest
+    finally:
+        db.end_invocation(invocation, report.counts_json())
+
+
+class _InvocationSamples:
+    """The samples of one invocation, kept in the job database."""
+
+    def __init__(self, db: JobDatabase, invocation: int) -> None:
+        self.db = db
+        self.invocation = invocation
+
+    def add_sample(self, sample: RunSample) -> None:
+        self.db.add_sample(self.invocation, sample)
+
+    def thin_samples(self) -> int:
+        return self.db.thin_samples(self.invocation)
 
 
 def _plan_all(

@@ -26,9 +26,10 @@ from s3longbow.loader import load_settings
 from s3longbow.progress.stats import Stats
 from s3longbow.progress.view import LogView, RichView
 
-# The cluster commands (send, worker, cluster-init) register themselves on `cli`.
+# The cluster commands (send, worker, cluster-init) and `report` register themselves on `cli`.
 from . import cluster as _cluster  # noqa: F401
 from . import render
+from . import report as _report  # noqa: F401
 from .common import (
     EXIT_CONFIG,
     EXIT_FATAL,

@@ -268,7 +268,7 @@ def cluster_init(config_file: Path, as_json: bool, verbose: int = 0) -> None:
     console = Console(stderr=True)
     setup_logging(verbose, console)
     try:
-        report = _with_control(config_file, init_cluster)
+        report = with_control(config_file, init_cluster)
     except LongbowError as exc:
         fail(console, exc)
     if as_json:
@@ -285,7 +285,7 @@ def cluster_init(config_file: Path, as_json: bool, verbose: int = 0) -> None:
 _R = TypeVar("_R")
 
 
-def _with_control(config_file: Path, action: Callable[[Any, Any], _R]) -> _R:
+def with_control(config_file: Path, action: Callable[[Any, Any], _R]) -> _R:
     """Load the cluster config, open the control plane, run `action`, close it."""
     config = load_cluster(config_file, os.environ)
     control = _control(config)
@@ -306,7 +306,7 @@ def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
             ConfigError("--cluster needs --config", hint="longbow status --cluster --config FILE"),
         )
     try:
-        report = _with_control(config_file, cluster_status)
+        report = with_control(config_file, cluster_status)
     except LongbowError as exc:
         fail(console, exc)
     if as_json:

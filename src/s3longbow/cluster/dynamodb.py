@@ -428,6 +428,27 @@ class JobTable:
                     total += int(deserialize(raw["size"]))
         return n, total
 
+    def done_since(self, since: float, limit: int = 250) -> list[JobItem]:
+        """The jobs finished since `since`, the latest `limit` of each shard of the state
+        index, read whole (the index holds neither their times nor their verification)."""
+        ids: list[str] = []
+        for shard in range(STATE_SHARDS):
+            for raw in self._query(
+                IndexName=STATE_INDEX,
+                KeyConditionExpression="#g = :g AND #u >= :since",
+                ProjectionExpression="#pk",
+                ExpressionAttributeNames={"#g": "gsi_state", "#u": "updated_at", "#pk": "pk"},
+                ExpressionAttributeValues={
+                    ":g": serialize(f"{JobState.DONE.value}#{shard}"),
+                    ":since": serialize(timestamp(since)),
+                },
+                ScanIndexForward=False,
+                max_items=limit,
+            ):
+                ids.append(str(deserialize(raw["pk"])))
+        items = self.get_many(ids)
+        return [item for item in items.values() if item.state is JobState.DONE]
+
     def failures(self, limit: int = 50) -> list[JobItem]:
         """The most recent failed items (jobs, removals and poison messages)."""
         found: list[JobItem] = []

@@ -14,12 +14,14 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from s3longbow.errors import ConfigError, LongbowError
 from s3longbow.meter import RequestMeter
 from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.progress.sampling import Sampler
 from s3longbow.progress.stats import Stats
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.worker.concurrency import controller_for, limits_for
@@ -29,6 +31,7 @@ from .aws import ControlPlane, Parameters
 from .dynamodb import JobItem, JobTable
 from .jobqueue import ClusterJobQueue, MessageSource, SqsSource
 from .metrics import ClusterCounters, MetricsEmitter
+from .samples import WorkerSamples
 from .settings import ClusterConfig, resolve_credentials, resolve_pairs, routes_of
 from .sqs import MessageQueue, QueueDepth, ensure_queues
 from .stores import Copiers, StoreCache
@@ -213,22 +216,26 @@ def run_worker(
         extra={"fields": {"event": "start", "queue": runtime.queue.url}},
     )
     try:
-        if write_metrics is None:
+        with ExitStack() as running:
+            # A sample of the counters each metrics interval, for `longbow report --cluster`.
+            samples = WorkerSamples(runtime.control.dynamodb, cluster.table, worker_id)
+            running.enter_context(
+                Sampler(stats, samples, interval=cluster.metrics_interval, max_samples=None)
+            )
+            if write_metrics is not None:
+                running.enter_context(
+                    MetricsEmitter(
+                        stats,
+                        counters,
+                        write_metrics,
+                        interval=cluster.metrics_interval,
+                        dimensions={"Mode": "worker"},
+                        properties={"WorkerId": worker_id},
+                    )
+                )
             outcome = runtime.run(
                 source, stop=stop, worker_id=worker_id, stats=stats, counters=counters
             )
-        else:
-            with MetricsEmitter(
-                stats,
-                counters,
-                write_metrics,
-                interval=cluster.metrics_interval,
-                dimensions={"Mode": "worker"},
-                properties={"WorkerId": worker_id},
-            ):
-                outcome = runtime.run(
-                    source, stop=stop, worker_id=worker_id, stats=stats, counters=counters
-                )
     finally:
         runtime.close()
     snap = stats.snapshot()

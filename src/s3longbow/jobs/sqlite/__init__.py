@@ -9,11 +9,12 @@ result of a newer one. Several processes may share one file.
 Modules: `schema` (tables, version, row decoding), `file` (the connection and transactions),
 `ranges` (planning passes and the ranges of key space they list), `planning` (runs, upserts),
 `leases` (claims, leases, the upload ledger, final states), `reports` (totals and lists for
-reports), `database` (all of them as one `JobDatabase`) and `queue` (the JobQueue port over
-one run).
+reports), `history` (each invocation of a run and the counters it sampled), `database` (all
+of them as one `JobDatabase`) and `queue` (the JobQueue port over one run).
 """
 
 from .database import JobDatabase
+from .history import KEPT_INVOCATIONS, Invocation
 from .leases import Outcome, new_owner_id
 from .planning import PlannedCopy, UpsertCounts
 from .queue import FINISH_BATCH, FINISH_DELAY, SqliteQueue
@@ -23,7 +24,9 @@ from .schema import SCHEMA_VERSION, Run
 __all__ = [
     "FINISH_BATCH",
     "FINISH_DELAY",
+    "KEPT_INVOCATIONS",
     "SCHEMA_VERSION",
+    "Invocation",
     "JobDatabase",
     "Outcome",
     "PassRanges",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from .history import RunHistory
 from .leases import Leases
 from .planning import Planning
 from .reports import Reports
 
 
-class JobDatabase(Planning, Leases, Reports):
+class JobDatabase(Planning, Leases, Reports, RunHistory):
     """The SQLite job database. Thread-safe: one connection, used under a lock.
 
     Args:

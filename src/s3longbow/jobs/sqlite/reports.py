@@ -1,7 +1,10 @@
-"""Reports of the job database: totals by state, verification methods, failed jobs, keys the
-destination cannot store, archived sources, and single jobs by key."""
+"""Reports of the job database: totals by state, verification methods, failed jobs and their
+reasons, keys the destination cannot store, archived sources, the slowest and largest copies,
+and single jobs by key."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from s3longbow.model import Job, JobState
 from s3longbow.verdicts import SOURCE_GONE, UNSTORABLE
@@ -45,6 +48,55 @@ class Reports(SqliteFile):
                 (run_id, limit),
             ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
+
+    def failure_groups(
+        self, run_id: int, *, groups: int = 50, keys: int = 20
+    ) -> list[tuple[str, int, int, list[str]]]:
+        """Failed jobs grouped by their reason, the commonest first: (reason, jobs, bytes,
+        the source keys of the first `keys` of them), for the first `groups` reasons."""
+        with self._lock:
+            rows: list[tuple[str, int, int]] = self._conn.execute(
+                "SELECT COALESCE(reason, ''), COUNT(*), COALESCE(SUM(size), 0) FROM jobs "
+                "WHERE run_id=? AND state='failed' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
+                (run_id, groups),
+            ).fetchall()
+            out = []
+            for reason, count, nbytes in rows:
+                listed = self._conn.execute(
+                    "SELECT src_key FROM jobs WHERE run_id=? AND state='failed' "
+                    "AND COALESCE(reason, '')=? ORDER BY id LIMIT ?",
+                    (run_id, reason, keys),
+                ).fetchall()
+                out.append((reason, int(count), int(nbytes), [r[0] for r in listed]))
+        return out
+
+    def copied_jobs(
+        self,
+        run_id: int,
+        *,
+        by: Literal["duration", "size"],
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 10,
+    ) -> list[tuple[str, str, int, float]]:
+        """(source key, destination key, bytes, seconds) of the done jobs that took longest
+        (from their last claim to their end) or are largest, finished between `since` and
+        `until` (either None: unbounded)."""
+        order = "finished_at - started_at DESC" if by == "duration" else "size DESC"
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT src_key, dst_key, size, finished_at - started_at FROM jobs "
+                "WHERE run_id=? AND state='done' AND started_at IS NOT NULL "
+                "AND finished_at >= ? AND finished_at <= ? "
+                f"ORDER BY {order}, id LIMIT ?",
+                (
+                    run_id,
+                    float("-inf") if since is None else since,
+                    float("inf") if until is None else until,
+                    limit,
+                ),
+            ).fetchall()
+        return [(r[0], r[1], int(r[2]), max(0.0, float(r[3]))) for r in rows]
 
     def unstorable_jobs(self, run_id: int, limit: int = 100_000) -> list[tuple[str, str, str]]:
         """(source key, destination key, reason) of the keys the last planning pass found the

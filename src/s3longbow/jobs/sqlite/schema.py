@@ -8,12 +8,40 @@ from typing import TypeAlias
 
 from s3longbow.model import Job, JobId, JobState, RestoreStatus
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+# Each invocation of a run (one `longbow sync`), with its summary once it ended, and the
+# counters it sampled as it went, for `longbow report`. New in version 4.
+RUN_HISTORY = (
+    """CREATE TABLE IF NOT EXISTS invocations (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    summary TEXT
+)""",
+    "CREATE INDEX IF NOT EXISTS invocations_by_run ON invocations (run_id, id)",
+    """CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY,
+    invocation INTEGER NOT NULL,
+    at REAL NOT NULL,
+    bytes_sent INTEGER NOT NULL,
+    bytes_done INTEGER NOT NULL,
+    objects_done INTEGER NOT NULL,
+    objects_copied INTEGER NOT NULL,
+    bytes_copied INTEGER NOT NULL,
+    objects_failed INTEGER NOT NULL,
+    in_flight INTEGER NOT NULL,
+    concurrency INTEGER NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS samples_by_invocation ON samples (invocation, id)",
+)
 
 # What each version adds to the one before it, applied in order to an older file when it is
 # opened (version 2: what the listing says of an archived source, and its restore; version 3:
-# the planning options a listing pass was checkpointed under). Tables new in a version are
-# created by SCHEMA itself (IF NOT EXISTS).
+# the planning options a listing pass was checkpointed under; version 4: the invocations of
+# runs and their samples). SCHEMA creates the tables of every version too (IF NOT EXISTS), so
+# a new file needs no migration.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
         "ALTER TABLE jobs ADD COLUMN storage_class TEXT",
@@ -21,6 +49,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE jobs ADD COLUMN restore_requested REAL",
     ),
     3: ("ALTER TABLE runs ADD COLUMN plan_options TEXT",),
+    4: RUN_HISTORY,
 }
 
 
@@ -101,7 +130,7 @@ CREATE TABLE IF NOT EXISTS parts (
     etag TEXT NOT NULL,
     PRIMARY KEY (job_id, number)
 ) WITHOUT ROWID;
-"""
+""" + "".join(statement + ";\n" for statement in RUN_HISTORY)
 
 JOB_COLUMNS = (
     "id, run_id, pair, src_key, dst_key, size, etag, last_modified, version_id, state, "
