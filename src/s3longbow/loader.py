@@ -116,6 +116,8 @@ class SideFlags:
     verify_ssl: bool | None = None
     allow_http: bool | None = None
     requester_pays: bool | None = None
+    use_accelerate_endpoint: bool | None = None
+    use_dualstack_endpoint: bool | None = None
     checksum_algorithm: str | None = None
     ca_bundle: str | None = None
     bucket_names: str | None = None
