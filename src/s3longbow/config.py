@@ -265,6 +265,8 @@ class TransferSettings:
     compare: CompareMode = "size"  # when a present destination object is replaced
     server_side_copy: bool = True  # copy on the server when one endpoint and account hold both
     relay: bool = True  # move bytes that need no checksum of ours as they arrive
+    # Files keep modification times: x-amz-meta-mtime on upload, the file's time on download.
+    preserve_mtime: bool = False
     all_versions: bool = False  # copy every version of each key, oldest first
     update_properties: bool = False  # fix properties and tags of objects already copied
     # Archived sources (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering archive tiers): ask for a
@@ -411,6 +413,7 @@ _BOOL_KEYS = {
     "copy_tags",
     "server_side_copy",
     "relay",
+    "preserve_mtime",
     "all_versions",
     "update_properties",
 }

@@ -152,6 +152,7 @@ class TransferFlags:
     compare: str | None = None
     server_side_copy: bool | None = None
     relay: bool | None = None
+    preserve_mtime: bool | None = None
     all_versions: bool | None = None
     update_properties: bool | None = None
     restore_days: int | None = None

@@ -112,6 +112,13 @@ VERIFY_WORKERS = 16
     help="Read every byte into memory even where it could be relayed as it arrives.",
 )
 @click.option(
+    "--preserve-mtime",
+    is_flag=True,
+    help="Keep files' modification times: uploads from a folder write x-amz-meta-mtime "
+    "(as rclone does); downloads to a folder set each file's time from it (else from "
+    "Last-Modified).",
+)
+@click.option(
     "--restore-days",
     type=click.IntRange(1, MAX_RESTORE_DAYS),
     help="Ask for a restore of each archived source object (GLACIER, DEEP_ARCHIVE, "

@@ -296,6 +296,7 @@ def _transfer_flags(options: dict[str, Any]) -> TransferFlags:
         copy_tags=False if options.get("no_tags") else None,
         server_side_copy=False if options.get("no_server_side_copy") else None,
         relay=False if options.get("no_relay") else None,
+        preserve_mtime=True if options.get("preserve_mtime") else None,
         all_versions=True if options.get("all_versions") else None,
         update_properties=True if options.get("update_properties") else None,
         restore_days=options.get("restore_days"),
