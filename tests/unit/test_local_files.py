@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from s3longbow.config import MiB
+from s3longbow.config import MiB, load_config_file
 from s3longbow.model import ObjectInfo
 from s3longbow.mtimes import format_mtime, parse_mtime, stated_mtime
 from s3longbow.plan.diff import comparator
@@ -156,3 +156,9 @@ def test_compare_mtime_takes_the_stated_time_where_the_listing_says_newer() -> N
     # Without lookups, the listed times decide as before.
     plain = comparator("mtime")
     assert plain(ObjectInfo("a", 1, last_modified=900.0), ObjectInfo("a", 1, last_modified=100.0))
+
+
+def test_preserve_mtime_is_a_config_file_key(tmp_path: Path) -> None:
+    path = tmp_path / "longbow.toml"
+    path.write_text("preserve_mtime = true\n")
+    assert load_config_file(path)["transfer"] == {"preserve_mtime": True}

@@ -293,9 +293,10 @@ def verify(
 ) -> None:
     """Compare SRC and DST: report missing, extra, different and unverifiable objects.
 
-    Sizes and ETags are compared from the listings (nothing is written). Where ETags cannot be
-    compared (different multipart layouts, local files), --deep reads both objects and
-    compares their MD5s. Exit code 0 only when everything matches.
+    Sizes and ETags are compared from the listings (nothing is written). The files of a local
+    folder are read and hashed as the other side's ETags describe them. Where ETags cannot be
+    compared (different multipart layouts), --deep reads both objects and compares their
+    MD5s. Exit code 0 only when everything matches.
     """
     from s3longbow.verify import verify as run_verify
 
