@@ -232,25 +232,31 @@ def file_proof(
         store, obj, file_store, file = src_store, src, dst_store, dst
     else:
         store, obj, file_store, file = dst_store, dst, src_store, src
+    if is_md5_etag(obj.etag):
+        md5 = hash_file(file_store, file).md5
+        if md5 == obj.etag:
+            return Verdict.MATCH, ""
+        # Only an object encrypted with KMS or a customer key has an ETag like an MD5 that
+        # is none: its HEAD tells, before the file is called different.
+        props = store.details(obj.key, obj.etag).properties
+        if props.encrypted:
+            why = "the object is encrypted with KMS or a customer key: its ETag is no MD5"
+            return _by_checksum(props.checksum, file_store, file, why)
+        return Verdict.DIFFERENT, f"the file's MD5 is {md5}, the object's ETag {obj.etag}"
     parts = multipart_parts(obj.etag)
     layout = store.details(obj.key, obj.etag, part_one=parts is not None)
     props = layout.properties
     if props.encrypted:
         why = "the object is encrypted with KMS or a customer key: its ETag is no MD5"
         return _by_checksum(props.checksum, file_store, file, why)
-    if is_md5_etag(obj.etag):
-        md5 = hash_file(file_store, file).md5
-        if md5 == obj.etag:
-            return Verdict.MATCH, ""
-        return Verdict.DIFFERENT, f"the file's MD5 is {md5}, the object's ETag {obj.etag}"
     if parts is None:
         why = f"the object's ETag {obj.etag} describes no content"
         return _by_checksum(props.checksum, file_store, file, why)
+    # The part size a HEAD of part 1 told, where it makes the ETag's part count.
     exact = layout.part_size if layout.parts_count == parts else None
-    if exact and part_count(obj.size, exact) == parts:
-        sizes = [exact]
-    else:
-        sizes = part_sizes_for(obj.size, parts, part_size)
+    if exact and part_count(obj.size, exact) != parts:
+        exact = None
+    sizes = [exact] if exact else part_sizes_for(obj.size, parts, part_size)
     etags = hash_file(file_store, file, sizes).etags
     if obj.etag in etags.values():
         return Verdict.MATCH, ""
