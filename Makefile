@@ -7,15 +7,21 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench clean
 
-# The product with its test extras, and the test kit (testkit/: the local S3 servers, fault
-# proxies, fake servers and chaos runner the demo, the tests and the benchmark use).
-$(BIN)/.installed: pyproject.toml testkit/pyproject.toml
+# What the demo needs: the product's runtime and the test kit (testkit/: the local S3 servers,
+# fault proxies, fake servers and chaos runner the demo, the tests and the benchmark use),
+# without the test tools, the CDK or cfn-lint.
+$(BIN)/.runtime: pyproject.toml testkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' -e ./testkit
+	$(BIN)/python -m pip install --quiet -e . -e ./testkit
 	touch $@
 
-demo: $(BIN)/.installed
+# Everything the tests need on top: the test extras and the test kit's inventory writers.
+$(BIN)/.installed: $(BIN)/.runtime
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e './testkit[inventory]'
+	touch $@
+
+demo: $(BIN)/.runtime
 	$(BIN)/python scripts/demo.py
 
 lint: $(BIN)/.installed

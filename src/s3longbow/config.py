@@ -124,6 +124,10 @@ class SideSettings:
     verify_ssl: bool = True  # off only when asked; a warning says so
     allow_http: bool = False  # plain http beyond loopback addresses only when asked
     requester_pays: bool = False  # the bucket's owner bills the requester (this side's account)
+    # AWS only: S3 Transfer Acceleration (bucket.s3-accelerate.amazonaws.com), and the
+    # dual-stack endpoints (IPv6 and IPv4), alone or together.
+    use_accelerate_endpoint: bool = False
+    use_dualstack_endpoint: bool = False
     # "auto": ask for and send S3 additional checksums where they help; "MD5": Content-MD5
     # only, for stores that reject the newer checksum headers; or an algorithm (CRC32C, CRC32,
     # SHA256, CRC64NVME) that every write to this side carries.
@@ -177,12 +181,46 @@ class SideSettings:
                 f"--{which}-bucket-names {self.bucket_names!r} is not a naming rule",
                 hint="use strict (S3's rules) or relaxed (other stores' names)",
             )
+        self._check_aws_endpoints(which)
         if self.ca_bundle is not None and not Path(self.ca_bundle).expanduser().is_file():
             raise ConfigError(
                 f"--{which}-ca-bundle {self.ca_bundle}: no such file",
                 hint="give the PEM file of the certificate authorities to trust",
             )
         return dataclasses.replace(self, checksum_algorithm=algorithm)
+
+    def _check_aws_endpoints(self, which: str) -> None:
+        """Acceleration and dual-stack name AWS's own endpoints: neither goes with an
+        endpoint URL, and acceleration reaches buckets by host name only, never in China."""
+        chosen = [
+            f"--{which}-use-{name}-endpoint"
+            for name, on in (
+                ("accelerate", self.use_accelerate_endpoint),
+                ("dualstack", self.use_dualstack_endpoint),
+            )
+            if on
+        ]
+        if chosen and self.endpoint_url:
+            raise ConfigError(
+                f"{' and '.join(chosen)} cannot go with --{which}-endpoint-url "
+                f"{self.endpoint_url}: they choose AWS's own endpoints",
+                hint=f"leave out --{which}-endpoint-url for AWS, or give the endpoint URL "
+                "alone (a dual-stack or accelerated URL of your own included)",
+            )
+        if not self.use_accelerate_endpoint:
+            return
+        if self.path_style:
+            raise ConfigError(
+                f"--{which}-use-accelerate-endpoint cannot go with --{which}-path-style: "
+                "S3 Transfer Acceleration reaches buckets by host name only",
+                hint=f"leave out --{which}-path-style (path_style) for this side",
+            )
+        if self.region and self.region.startswith("cn-"):
+            raise ConfigError(
+                f"--{which}-use-accelerate-endpoint: S3 Transfer Acceleration is not offered "
+                f"in the China regions ({self.region})",
+                hint=f"leave it out; --{which}-use-dualstack-endpoint works in China",
+            )
 
 
 # The most each count setting may be, from the command line or a config file: beyond these a
@@ -227,6 +265,8 @@ class TransferSettings:
     compare: CompareMode = "size"  # when a present destination object is replaced
     server_side_copy: bool = True  # copy on the server when one endpoint and account hold both
     relay: bool = True  # move bytes that need no checksum of ours as they arrive
+    # Files keep modification times: x-amz-meta-mtime on upload, the file's time on download.
+    preserve_mtime: bool = False
     all_versions: bool = False  # copy every version of each key, oldest first
     update_properties: bool = False  # fix properties and tags of objects already copied
     # Archived sources (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering archive tiers): ask for a
@@ -358,7 +398,14 @@ _SIDE_KEYS = {f.name for f in dataclasses.fields(SideSettings)} - {
     "secret_access_key",
     "session_token",
 }
-_SIDE_FLAGS = {"path_style", "verify_ssl", "allow_http", "requester_pays"}
+_SIDE_FLAGS = {
+    "path_style",
+    "verify_ssl",
+    "allow_http",
+    "requester_pays",
+    "use_accelerate_endpoint",
+    "use_dualstack_endpoint",
+}
 _TRANSFER_KEYS = {f.name for f in dataclasses.fields(TransferSettings)}
 _SIZE_KEYS = {"part_size", "resumable_threshold", "memory_limit", "bandwidth_limit"}
 _BOOL_KEYS = {
@@ -366,6 +413,7 @@ _BOOL_KEYS = {
     "copy_tags",
     "server_side_copy",
     "relay",
+    "preserve_mtime",
     "all_versions",
     "update_properties",
 }

@@ -116,6 +116,8 @@ class SideFlags:
     verify_ssl: bool | None = None
     allow_http: bool | None = None
     requester_pays: bool | None = None
+    use_accelerate_endpoint: bool | None = None
+    use_dualstack_endpoint: bool | None = None
     checksum_algorithm: str | None = None
     ca_bundle: str | None = None
     bucket_names: str | None = None
@@ -150,6 +152,7 @@ class TransferFlags:
     compare: str | None = None
     server_side_copy: bool | None = None
     relay: bool | None = None
+    preserve_mtime: bool | None = None
     all_versions: bool | None = None
     update_properties: bool | None = None
     restore_days: int | None = None

@@ -102,6 +102,9 @@ class ObjectProperties:
             property: it is recomputed, and checked, on the way).
         encrypted: The source is encrypted with KMS or a customer key, so its ETag is not the
             MD5 of its bytes even when it looks like one (not copied).
+        last_modified: When the object was last written, as its reply says (Last-Modified,
+            seconds since the epoch; not copied: a file written with --preserve-mtime takes
+            it where no mtime metadata says otherwise).
     """
 
     content_type: str | None = None
@@ -115,6 +118,7 @@ class ObjectProperties:
     tag_count: int | None = None
     checksum: Checksum | None = None
     encrypted: bool = False
+    last_modified: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,6 +119,7 @@ def open_pairs(
                 min_rate=t.min_rate,
                 meter=meter,
                 rates=rates.get(ident),
+                preserve_mtime=t.preserve_mtime,
             )
             stores[ident].check()
         return stores[ident]

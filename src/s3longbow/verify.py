@@ -3,8 +3,14 @@
 Sizes and content ETags decide where they can: two plain MD5 ETags, or two equal ETags, are a
 proof either way. Where they cannot (multipart ETags with other part layouts, encrypted
 sources), the additional checksums both sides report decide when they are of one algorithm
-and one form (a HEAD each); anything else (a local file) is unverifiable unless `deep` reads
-both objects and compares their MD5s.
+and one form (a HEAD each); anything else is unverifiable unless `deep` reads both objects and
+compares their MD5s.
+
+A local file is read and hashed in the form of the object it is compared with: its MD5 for a
+plain ETag; for a multipart ETag, the MD5s of its parts at the object's part size (a HEAD of
+part 1 tells it; where the store hides it, the usual part sizes that give the ETag's part
+count are tried, in the same read); for an encrypted object, the additional checksum the
+object carries. Two files compare their MD5s.
 
 A missing key is looked up with a HEAD: a store that answers for a name its listing lacks
 keeps the object under another name (it cannot store this key), which is said so.
@@ -23,9 +29,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from s3longbow.config import Settings
+from s3longbow import checksums
+from s3longbow.config import MiB, Settings
 from s3longbow.errors import ObjectError
-from s3longbow.model import ObjectInfo
+from s3longbow.model import Checksum, ObjectInfo
 from s3longbow.pairs import PairRuntime, open_pairs
 from s3longbow.plan.diff import Action, diff
 from s3longbow.plan.filters import Filters, relative_key
@@ -35,11 +42,18 @@ from s3longbow.plan.order import order_key, resorted
 from s3longbow.plan.planner import unless_left_out
 from s3longbow.plan.unstorable import answers_for
 from s3longbow.stores.base import ObjectStore
-from s3longbow.transfer.proof import is_md5_etag
+from s3longbow.transfer.proof import is_md5_etag, multipart_etag, multipart_parts
+from s3longbow.transfer.sizing import part_count, part_size_for
 from s3longbow.verdicts import EMPTIED, RENAMED, UNSTORABLE, kept_without_bytes
 
 _CHUNK = 8 * 1024 * 1024
 MAX_LISTED = 100_000  # keys kept per category for the report; counts are always complete
+# Files hashed at once: reading is the limit, and each read holds a piece in memory.
+_FILES_AT_ONCE = threading.BoundedSemaphore(8)
+_FILE_PIECE = 1024 * 1024
+# Part sizes (MiB) of the tools that upload most objects: aws-cli and boto3 (8), rclone (5),
+# s5cmd (50), and the powers of two others choose.
+_USUAL_PART_MIB = (8, 5, 16, 15, 32, 50, 64, 100, 128, 256, 512, 1024)
 
 
 class Verdict(enum.StrEnum):
@@ -134,6 +148,145 @@ def content_md5(store: ObjectStore, obj: ObjectInfo) -> str:
     return digest.hexdigest()
 
 
+def part_sizes_for(size: int, parts: int, configured: int) -> list[int]:
+    """The part sizes that cut `size` bytes into `parts` parts, most likely first: this
+    tool's own (at the configured part size), the usual ones, and the smallest whole MiB."""
+    smallest = -(-size // parts)
+    candidates = [part_size_for(size, configured), *(n * MiB for n in _USUAL_PART_MIB)]
+    candidates.append(-(-smallest // MiB) * MiB)
+    fitting = [p for p in candidates if p >= smallest and part_count(size, p) == parts]
+    return list(dict.fromkeys(fitting))
+
+
+@dataclass
+class _FileHashes:
+    """One read of a file: its MD5, the multipart ETag its bytes make at each part size,
+    and its additional checksums."""
+
+    md5: str
+    etags: dict[int, str]
+    sums: dict[str, str]
+
+
+class _PartHashes:
+    """The MD5s of a file's parts at one part size, fed its bytes in order."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.digests: list[bytes] = []
+        self.part = hashlib.md5()
+        self.filled = 0
+
+    def update(self, view: memoryview) -> None:
+        while view:
+            take = min(self.size - self.filled, len(view))
+            self.part.update(view[:take])
+            view, self.filled = view[take:], self.filled + take
+            if self.filled == self.size:
+                self.digests.append(self.part.digest())
+                self.part, self.filled = hashlib.md5(), 0
+
+    def etag(self) -> str:
+        """The multipart ETag these parts make (a last, shorter part included)."""
+        last = [self.part.digest()] if self.filled or not self.digests else []
+        return multipart_etag(self.digests + last)
+
+
+def hash_file(
+    store: ObjectStore,
+    obj: ObjectInfo,
+    part_sizes: Iterable[int] = (),
+    algorithms: Iterable[str] = (),
+) -> _FileHashes:
+    """Read a file once (pinned to its listed version) and hash it every way asked."""
+    whole = hashlib.md5()
+    running = checksums.Running(list(algorithms))
+    cuts = [_PartHashes(size) for size in part_sizes]
+    with _FILES_AT_ONCE:
+        for start in range(0, obj.size, _FILE_PIECE):
+            length = min(_FILE_PIECE, obj.size - start)
+            piece = memoryview(store.get_range(obj.key, start, length, etag=obj.etag))
+            whole.update(piece)
+            running.update(piece)
+            for cut in cuts:
+                cut.update(piece)
+    etags = {cut.size: cut.etag() for cut in cuts}
+    return _FileHashes(whole.hexdigest(), etags, running.b64())
+
+
+def file_proof(
+    src: ObjectInfo,
+    dst: ObjectInfo,
+    src_store: ObjectStore,
+    dst_store: ObjectStore,
+    part_size: int,
+) -> tuple[Verdict, str]:
+    """Judge a pair where a side is a local file (a store whose ETags do not describe
+    content) by hashing the file in the other side's form."""
+    if not src_store.capabilities.content_etag and not dst_store.capabilities.content_etag:
+        a, b = hash_file(src_store, src).md5, hash_file(dst_store, dst).md5
+        if a == b:
+            return Verdict.MATCH, ""
+        return Verdict.DIFFERENT, f"MD5 {a} at source, {b} at destination"
+    if src_store.capabilities.content_etag:
+        store, obj, file_store, file = src_store, src, dst_store, dst
+    else:
+        store, obj, file_store, file = dst_store, dst, src_store, src
+    if is_md5_etag(obj.etag):
+        md5 = hash_file(file_store, file).md5
+        if md5 == obj.etag:
+            return Verdict.MATCH, ""
+        # Only an object encrypted with KMS or a customer key has an ETag like an MD5 that
+        # is none: its HEAD tells, before the file is called different.
+        props = store.details(obj.key, obj.etag).properties
+        if props.encrypted:
+            why = "the object is encrypted with KMS or a customer key: its ETag is no MD5"
+            return _by_checksum(props.checksum, file_store, file, why)
+        return Verdict.DIFFERENT, f"the file's MD5 is {md5}, the object's ETag {obj.etag}"
+    parts = multipart_parts(obj.etag)
+    layout = store.details(obj.key, obj.etag, part_one=parts is not None)
+    props = layout.properties
+    if props.encrypted:
+        why = "the object is encrypted with KMS or a customer key: its ETag is no MD5"
+        return _by_checksum(props.checksum, file_store, file, why)
+    if parts is None:
+        why = f"the object's ETag {obj.etag} describes no content"
+        return _by_checksum(props.checksum, file_store, file, why)
+    # The part size a HEAD of part 1 told, where it makes the ETag's part count.
+    exact = layout.part_size if layout.parts_count == parts else None
+    if exact and part_count(obj.size, exact) != parts:
+        exact = None
+    sizes = [exact] if exact else part_sizes_for(obj.size, parts, part_size)
+    etags = hash_file(file_store, file, sizes).etags
+    if obj.etag in etags.values():
+        return Verdict.MATCH, ""
+    if exact:
+        return Verdict.DIFFERENT, (
+            f"the file's parts of {exact} bytes give ETag {etags[exact]}, the object's is "
+            f"{obj.etag}"
+        )
+    return Verdict.UNVERIFIABLE, (
+        f"no usual part size reproduces the multipart ETag {obj.etag} (the store does not "
+        "tell the object's part size)"
+    )
+
+
+def _by_checksum(
+    checksum: Checksum | None, store: ObjectStore, file: ObjectInfo, why: str
+) -> tuple[Verdict, str]:
+    """Judge a file against an object's additional checksum of all its bytes, where its ETag
+    cannot tell (`why`); a composite checksum would need the object's part layout."""
+    if checksum is None or checksum.parts is not None:
+        return Verdict.UNVERIFIABLE, f"{why}, and it has no checksum of all its bytes"
+    ours = hash_file(store, file, algorithms=[checksum.algorithm]).sums[checksum.algorithm]
+    if ours == checksum.value:
+        return Verdict.MATCH, ""
+    return (
+        Verdict.DIFFERENT,
+        f"the file's {checksum.algorithm} is {ours}, the object's {checksum.value}",
+    )
+
+
 def verify(settings: Settings, *, deep: bool = False) -> VerifyReport:
     """Compare every pair's source and destination; nothing is written anywhere."""
     started = time.monotonic()
@@ -143,7 +296,15 @@ def verify(settings: Settings, *, deep: bool = False) -> VerifyReport:
     with open_pairs(settings, read_only=True) as pairs:
         with ThreadPoolExecutor(settings.transfer.workers) as pool:
             for pair in pairs:
-                _verify_pair(pair, ignore, filters, report, pool, deep=deep)
+                _verify_pair(
+                    pair,
+                    ignore,
+                    filters,
+                    report,
+                    pool,
+                    deep=deep,
+                    part_size=settings.transfer.part_size,
+                )
     report.elapsed = time.monotonic() - started
     return report
 
@@ -156,6 +317,7 @@ def _verify_pair(
     pool: ThreadPoolExecutor,
     *,
     deep: bool,
+    part_size: int,
 ) -> None:
     src_order = pair.src_store.capabilities.listing_order
     dst_listing: Iterable[ObjectInfo] = list_concurrently(pair.dst_store, pair.dst_prefix)
@@ -163,11 +325,19 @@ def _verify_pair(
         dst_listing = read_ahead(resorted(dst_listing, src_order))
     pending = []
 
+    stores = (pair.src_store, pair.dst_store)
+    files = not all(store.capabilities.content_etag for store in stores)
+
     def look_closer(src: ObjectInfo, dst: ObjectInfo, verdict: Verdict, reason: str) -> None:
+        judged: tuple[Verdict, str] | None
         try:
-            judged = closer_look(src, dst, pair.src_store, pair.dst_store)
-        except ObjectError:
+            if files:
+                judged = file_proof(src, dst, *stores, part_size)
+            else:
+                judged = closer_look(src, dst, *stores)
+        except ObjectError as exc:
             judged = None
+            reason = f"{reason}; reading failed: {exc}" if files else reason
         if judged is not None:
             verdict, reason = judged
         if verdict is Verdict.UNVERIFIABLE and deep:

@@ -113,6 +113,13 @@ VERIFY_WORKERS = 16
     help="Read every byte into memory even where it could be relayed as it arrives.",
 )
 @click.option(
+    "--preserve-mtime",
+    is_flag=True,
+    help="Keep files' modification times: uploads from a folder write x-amz-meta-mtime "
+    "(as rclone does); downloads to a folder set each file's time from it (else from "
+    "Last-Modified).",
+)
+@click.option(
     "--restore-days",
     type=click.IntRange(1, MAX_RESTORE_DAYS),
     help="Ask for a restore of each archived source object (GLACIER, DEEP_ARCHIVE, "
@@ -287,9 +294,10 @@ def verify(
 ) -> None:
     """Compare SRC and DST: report missing, extra, different and unverifiable objects.
 
-    Sizes and ETags are compared from the listings (nothing is written). Where ETags cannot be
-    compared (different multipart layouts, local files), --deep reads both objects and
-    compares their MD5s. Exit code 0 only when everything matches.
+    Sizes and ETags are compared from the listings (nothing is written). The files of a local
+    folder are read and hashed as the other side's ETags describe them. Where ETags cannot be
+    compared (different multipart layouts), --deep reads both objects and compares their
+    MD5s. Exit code 0 only when everything matches.
     """
     from s3longbow.verify import verify as run_verify
 

@@ -153,6 +153,20 @@ def side_options(side: str, role: str) -> list[Decorator]:
             help=f"The {role} bucket is requester-pays: this side's account pays for requests.",
         ),
         click.option(
+            f"--{side}-use-accelerate-endpoint",
+            is_flag=True,
+            default=None,
+            help=f"Reach the {role} bucket through S3 Transfer Acceleration "
+            "(bucket.s3-accelerate.amazonaws.com; AWS only, not in China).",
+        ),
+        click.option(
+            f"--{side}-use-dualstack-endpoint",
+            is_flag=True,
+            default=None,
+            help=f"Reach the {role} bucket over IPv6 or IPv4 through AWS's dual-stack "
+            "endpoint (s3.dualstack.REGION.amazonaws.com).",
+        ),
+        click.option(
             f"--{side}-checksum-algorithm",
             *(["--checksum-algorithm"] if side == "dst" else []),
             f"{side}_checksum_algorithm",
@@ -230,6 +244,8 @@ def _side_flags(options: dict[str, Any], prefix: str) -> SideFlags:
         verify_ssl=False if options[f"{prefix}_no_verify_ssl"] else None,
         allow_http=True if options[f"{prefix}_allow_http"] else None,
         requester_pays=options[f"{prefix}_requester_pays"],
+        use_accelerate_endpoint=options[f"{prefix}_use_accelerate_endpoint"],
+        use_dualstack_endpoint=options[f"{prefix}_use_dualstack_endpoint"],
         checksum_algorithm=options[f"{prefix}_checksum_algorithm"],
         ca_bundle=options[f"{prefix}_ca_bundle"],
         bucket_names=options[f"{prefix}_bucket_names"],
@@ -280,6 +296,7 @@ def _transfer_flags(options: dict[str, Any]) -> TransferFlags:
         copy_tags=False if options.get("no_tags") else None,
         server_side_copy=False if options.get("no_server_side_copy") else None,
         relay=False if options.get("no_relay") else None,
+        preserve_mtime=True if options.get("preserve_mtime") else None,
         all_versions=True if options.get("all_versions") else None,
         update_properties=True if options.get("update_properties") else None,
         restore_days=options.get("restore_days"),

@@ -55,6 +55,9 @@ _MD5 = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
 
 COMPARE_MODES = ("size", "etag", "mtime", "version", "history")
 
+# The modification time (seconds) an object's x-amz-meta-mtime states, or None.
+StatedMtime = Callable[[ObjectInfo], float | None]
+
 
 def comparator(
     mode: PlanCompare,
@@ -62,6 +65,7 @@ def comparator(
     content_etags: bool = True,
     multipart_etags: bool = True,
     copied_version: Callable[[str], str | None] | None = None,
+    stated_mtimes: tuple[StatedMtime | None, StatedMtime | None] = (None, None),
 ) -> Callable[[ObjectInfo, ObjectInfo], str | None]:
     """The rule that decides whether a present destination object must be replaced.
 
@@ -71,7 +75,10 @@ def comparator(
       same part count) and differ. ETags of other forms cannot be compared and fall back to
       the size, so a store that computes them differently does not make every object look
       changed. `content_etags` is False when either side's ETags do not describe content.
-    - "mtime": the sizes differ, or the source was modified after the destination.
+    - "mtime": the sizes differ, or the source was modified after the destination. Where
+      the listings say the source is newer, each side's `stated_mtimes` lookup (a HEAD: the
+      time its x-amz-meta-mtime states, as rclone and --preserve-mtime write it) stands for
+      its listed time, so an object uploaded after its file was last changed is not newer.
     - "version": the sizes differ, or the source's current version is not the one the job
       database recorded as copied to the key (`copied_version`, by source key); a key with no
       record is judged by its size.
@@ -99,9 +106,17 @@ def comparator(
             reason = size_differs(src, dst)
             if reason or src.last_modified is None or dst.last_modified is None:
                 return reason
-            if src.last_modified > dst.last_modified:
-                return "source is newer than the destination"
-            return None
+            if src.last_modified <= dst.last_modified:
+                return None
+            src_stated, dst_stated = stated_mtimes
+            if src_stated is not None or dst_stated is not None:
+                src_time = _stated_or_listed(src, src_stated)
+                dst_time = _stated_or_listed(dst, dst_stated)
+                # Microseconds: a file's time as a float and the same time as text may differ
+                # in their last bits.
+                if round(src_time, 6) <= round(dst_time, 6):
+                    return None
+            return "source is newer than the destination"
 
         return newer
     if mode == "etag":
@@ -120,6 +135,11 @@ def comparator(
 
         return etag_differs
     raise ValueError(f"unknown compare mode {mode!r}")
+
+
+def _stated_or_listed(obj: ObjectInfo, stated: StatedMtime | None) -> float:
+    time = stated(obj) if stated is not None else None
+    return time if time is not None else obj.last_modified or 0.0
 
 
 def _ordered(

@@ -16,9 +16,11 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 from s3longbow.config import PlanCompare
+from s3longbow.errors import ObjectError
 from s3longbow.model import ObjectInfo
+from s3longbow.mtimes import stated_mtime
 from s3longbow.pairs import PairRuntime
-from s3longbow.plan.diff import Decision, comparator, diff
+from s3longbow.plan.diff import Decision, StatedMtime, comparator, diff
 from s3longbow.plan.filters import Filters, relative_key
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.inventory_listing import inventory_listing
@@ -27,7 +29,7 @@ from s3longbow.plan.order import BYTES, order_key, resorted
 from s3longbow.plan.ranged import plan_ranges
 from s3longbow.plan.tally import PlanCounts, PlanSink, Tally
 from s3longbow.progress.stats import Stats
-from s3longbow.stores.base import lists_ranges
+from s3longbow.stores.base import ObjectStore, lists_ranges
 
 
 @dataclass(kw_only=True)
@@ -114,6 +116,7 @@ class _Rules:
             content_etags=src_caps.content_etag and dst_caps.content_etag,
             multipart_etags=src_caps.multipart_etag_md5 and dst_caps.multipart_etag_md5,
             copied_version=copied_version,
+            stated_mtimes=(_stated_mtime(pair.src_store), _stated_mtime(pair.dst_store)),
         )
 
     def unsupported(self, dst_key: str) -> str | None:
@@ -155,6 +158,23 @@ class _Rules:
             else unless_left_out(pair, self.ignored, self.filters, extra),
             differs=self.differs,
         )
+
+
+def _stated_mtime(store: ObjectStore) -> StatedMtime | None:
+    """The time an object's x-amz-meta-mtime states, from a HEAD (None where it states
+    none, or the HEAD fails); None for a store whose objects keep no metadata (a file's
+    listed time is its own)."""
+    if not store.capabilities.keeps_properties:
+        return None
+
+    def lookup(obj: ObjectInfo) -> float | None:
+        try:
+            ns = stated_mtime(store.details(obj.key, obj.etag).properties.metadata)
+        except ObjectError:
+            return None
+        return None if ns is None else ns / 1e9
+
+    return lookup
 
 
 def decisions(

@@ -19,6 +19,7 @@ def open_store(
     min_rate: float = 0,
     meter: RequestMeter | None = None,
     rates: PrefixRates | None = None,
+    preserve_mtime: bool = False,
 ) -> ObjectStore:
     """The adapter for a location: S3 for s3:// URLs, the filesystem for paths.
 
@@ -26,7 +27,7 @@ def open_store(
     treat it as empty instead. `min_rate`: bytes per second an S3 exchange must keep up
     once it flows (see TransferSettings.min_rate). `meter`: where an S3 store records its
     replies' waits and requests to slow down. `rates`: an S3 store's request rate per key
-    prefix.
+    prefix. `preserve_mtime`: a directory keeps files' modification times (see LocalStore).
     """
     if location.is_s3:
         from s3longbow.stores.s3 import S3Store
@@ -43,7 +44,10 @@ def open_store(
 
     assert location.root is not None
     return LocalStore(
-        location.root, create=destination and not read_only, missing_ok=destination and read_only
+        location.root,
+        create=destination and not read_only,
+        missing_ok=destination and read_only,
+        preserve_mtime=preserve_mtime,
     )
 
 

@@ -18,6 +18,7 @@ import logging
 import mimetypes
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ from s3longbow.model import (
     ObjectVersion,
     PartInfo,
 )
+from s3longbow.mtimes import MTIME_METADATA, format_mtime, stated_mtime
 from s3longbow.stores.base import Capabilities, ListingOrder, ObjectStore, Relayed
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,9 @@ class LocalStore:
         root: The directory that plays the bucket.
         create: Create the directory when missing (for a destination).
         missing_ok: A missing directory lists as empty (a destination in a dry run).
+        preserve_mtime: Files keep modification times: read, a file's is its `mtime` user
+            metadata; written, a file takes the one its object's `mtime` metadata states,
+            else the object's Last-Modified.
     """
 
     capabilities = Capabilities(
@@ -71,8 +76,16 @@ class LocalStore:
         keeps_properties=False,
     )
 
-    def __init__(self, root: Path, *, create: bool = False, missing_ok: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        create: bool = False,
+        missing_ok: bool = False,
+        preserve_mtime: bool = False,
+    ) -> None:
         self.root = root
+        self._preserve_mtime = preserve_mtime
         self.name = str(root)
         self._real_root = os.path.realpath(root)
         self._create = create
@@ -261,7 +274,7 @@ class LocalStore:
         self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
     ) -> tuple[bytes, ObjectProperties]:
         data = self.get_range(key, 0, size, etag=etag) if size else self._check_exists(key, etag)
-        return bytes(data), self._properties(key)
+        return bytes(data), self._properties(key, etag)
 
     def details(
         self,
@@ -271,8 +284,9 @@ class LocalStore:
         part_one: bool = False,
         version_id: str | None = None,
     ) -> ObjectDetails:
-        # Files have no parts; their only property is the type their name suggests.
-        return ObjectDetails(self._properties(key))
+        # Files have no parts; their only properties are the type their name suggests and
+        # (when kept) their modification time.
+        return ObjectDetails(self._properties(key, etag))
 
     def get_tags(self, key: str) -> tuple[tuple[str, str], ...]:
         return ()
@@ -286,9 +300,26 @@ class LocalStore:
             return []
         return [ObjectVersion(key, "null", head.size, head.etag, head.last_modified)]
 
-    def _properties(self, key: str) -> ObjectProperties:
+    def _properties(self, key: str, etag: str | None = None) -> ObjectProperties:
         content_type, encoding = mimetypes.guess_type(key, strict=False)
-        return ObjectProperties(content_type=content_type, content_encoding=encoding, tag_count=0)
+        metadata: tuple[tuple[str, str], ...] = ()
+        if self._preserve_mtime:
+            # The time of the version the read was pinned to (its ETag holds it), else now's.
+            pinned = etag.split("-") if etag and etag.startswith("mtime-") else None
+            ns = int(pinned[1], 16) if pinned else self.path_for(key).stat().st_mtime_ns
+            metadata = ((MTIME_METADATA, format_mtime(ns)),)
+        return ObjectProperties(
+            content_type=content_type, content_encoding=encoding, metadata=metadata, tag_count=0
+        )
+
+    def _kept_mtime(self, properties: ObjectProperties | None) -> int | None:
+        """The modification time (ns) a file written with these properties takes, if any."""
+        if not self._preserve_mtime or properties is None:
+            return None
+        stated = stated_mtime(properties.metadata)
+        if stated is None and properties.last_modified is not None:
+            stated = round(properties.last_modified * 1e9)
+        return stated
 
     def _check_exists(self, key: str, etag: str | None) -> bytes:
         head = self.head(key)
@@ -335,6 +366,7 @@ class LocalStore:
         tmp = self._tmp_file()
         try:
             self._io(lambda: tmp.write_bytes(data), tmp)
+            self._set_mtime(tmp, self._kept_mtime(properties))
             self._move_into_place(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -355,6 +387,9 @@ class LocalStore:
         folder = self._upload_dir(upload_id)
         self._io(lambda: folder.mkdir(parents=True), folder)
         (folder / "key").write_text(key, encoding="utf-8")
+        mtime = self._kept_mtime(properties)
+        if mtime is not None:  # applied when the parts are joined
+            (folder / "mtime").write_text(str(mtime), encoding="utf-8")
         return upload_id
 
     def upload_part(
@@ -424,6 +459,8 @@ class LocalStore:
 
         try:
             self._io(join_parts, tmp)
+            kept = folder / "mtime"
+            self._set_mtime(tmp, int(kept.read_text()) if kept.is_file() else None)
             self._move_into_place(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -535,6 +572,10 @@ class LocalStore:
             os.replace(staged, path)
         finally:
             staged.unlink(missing_ok=True)
+
+    def _set_mtime(self, path: Path, ns: int | None) -> None:
+        if ns is not None:
+            self._io(lambda: os.utime(path, ns=(time.time_ns(), ns)), path)
 
     def _io(self, action: Callable[[], object], path: Path) -> None:
         try:

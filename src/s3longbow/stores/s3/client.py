@@ -9,9 +9,7 @@ twice (a POST) is never sent twice on its own. The operations are :mod:`lean`'s.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import logging
-import re
 import threading
 import weakref
 from collections.abc import Callable
@@ -42,6 +40,7 @@ from s3longbow.stores.s3.connection import (
     _Request,
     _stale,
 )
+from s3longbow.stores.s3.endpoints import aws_endpoint, is_ip, virtual_host_bucket
 from s3longbow.stores.s3.errors import error_from_response
 from s3longbow.stores.s3.signing import (
     CredentialSource,
@@ -72,8 +71,6 @@ _REGION_CODES = frozenset(
     {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
 )
 
-_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
-
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _CREDENTIALS_HINT = (
@@ -103,30 +100,6 @@ _READS, _SLOW_DOWN = frozenset({"GET", "HEAD"}), frozenset({429, 503})
 
 # Redirects followed for one request, at most.
 _MAX_REDIRECTS = 3
-
-
-def aws_endpoint(region: str) -> str:
-    """The S3 endpoint of an AWS region (China regions are in their own partition)."""
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://s3.{region}.{suffix}"
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _virtual_host_bucket(bucket: str, https: bool) -> bool:
-    """Whether a bucket name can be a DNS label prefix (else path-style is used)."""
-    if not 3 <= len(bucket) <= 63 or _is_ip(bucket):
-        return False
-    # Dots would break the wildcard certificate match of https endpoints.
-    if https and "." in bucket:
-        return False
-    return all(_DNS_LABEL.fullmatch(label) for label in bucket.split("."))
 
 
 class Client:
@@ -204,7 +177,7 @@ class Client:
         self._hostname = parts.hostname  # lower-cased by urlsplit, as SigV4 wants
         self._port = parts.port or _DEFAULT_PORTS[parts.scheme]
         self._base_path = parts.path.rstrip("/")
-        self._path_style = path_style or _is_ip(self._hostname) or self._hostname == "localhost"
+        self._path_style = path_style or is_ip(self._hostname) or self._hostname == "localhost"
         self._max_connections = max(1, max_connections)
         # Per host: the TLS session of a recent connection, which new ones offer to resume.
         self._tls_sessions: dict[str, ssl.SSLSession] = {}
@@ -260,14 +233,7 @@ class Client:
             scheme, host, port, path = url
         else:
             scheme, port = self._scheme, self._port
-            bucket = encode_query_value(call.bucket)  # only what a bucket name may hold
-            https = scheme == "https"
-            if self._path_style or not _virtual_host_bucket(call.bucket, https):
-                host = self._hostname
-                path = f"{self._base_path}/{bucket}/{encode_key(call.key)}"
-            else:
-                host = f"{call.bucket}.{self._hostname}"
-                path = f"{self._base_path}/{encode_key(call.key)}"
+            host, path = self._address(call.bucket, call.key)
             if call.query:
                 path = f"{path}?{call.query}"
         # The Host header as SigV4 signs it: the port only when it is not the scheme's default.
@@ -292,6 +258,21 @@ class Client:
         if self._proxy is not None and scheme == "http":
             target = f"http://{host_header}{path}"
         return _Request(call.method, scheme, host, port, target, signed)
+
+    def _address(self, bucket: str, key: str) -> tuple[str, str]:
+        """The host and encoded path of an object: the bucket leads the host name where it
+        can (virtual-hosted style), else the path."""
+        name = encode_query_value(bucket)  # only what a bucket name may hold
+        if self._path_style or not virtual_host_bucket(bucket, self._scheme == "https"):
+            return self._hostname, f"{self._base_path}/{name}/{encode_key(key)}"
+        return f"{bucket}.{self._hostname}", f"{self._base_path}/{encode_key(key)}"
+
+    def url_for(self, bucket: str, key: str = "") -> str:
+        """Where a request for an object goes (nothing is sent): its scheme, host, port
+        where it is not the scheme's default, and path."""
+        host, path = self._address(bucket, key)
+        port = "" if self._port == _DEFAULT_PORTS[self._scheme] else f":{self._port}"
+        return f"{self._scheme}://{host}{port}{path}"
 
     def _sign(self, method: str, url: str, path: str, headers: dict[str, str]) -> None:
         when = signing._utcnow()  # through the module: a test may set the clock

@@ -11,6 +11,7 @@ from typing import Any
 from s3longbow import checksums
 from s3longbow.config import SideSettings
 from s3longbow.model import ARCHIVE_CLASSES, ObjectProperties
+from s3longbow.stores.s3.http1 import http_date
 
 log = logging.getLogger("s3longbow.stores.s3")
 
@@ -68,7 +69,18 @@ def _properties_from_headers(headers: dict[str, str]) -> ObjectProperties:
             headers.get("x-amz-server-side-encryption"),
             headers.get("x-amz-server-side-encryption-customer-algorithm"),
         ),
+        last_modified=_http_time(headers.get("last-modified")),
     )
+
+
+def _http_time(value: str | None) -> float | None:
+    """Seconds since the epoch of an HTTP date (None when absent or not a date)."""
+    if not value:
+        return None
+    try:
+        return http_date(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _encrypted(sse: str | None, customer_algorithm: str | None) -> bool:

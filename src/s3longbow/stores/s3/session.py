@@ -9,7 +9,7 @@ import datetime
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ProfileNotFound
 
@@ -133,17 +133,22 @@ def make_s3_client(
     import botocore.handlers
     from botocore.config import Config
 
+    s3: dict[str, Any] = {
+        "addressing_style": "path" if side.path_style else "auto",
+        # Said either way, so a profile's or the environment's own choice cannot send
+        # botocore elsewhere than the lean client (see endpoints.py).
+        "use_accelerate_endpoint": side.use_accelerate_endpoint,
+        "use_dualstack_endpoint": side.use_dualstack_endpoint,
+        # Content-MD5 protects each body; SHA-256 of every payload costs CPU for nothing.
+        "payload_signing_enabled": False,
+    }
     config = Config(
         max_pool_connections=max_connections,
         retries={"mode": "standard", "max_attempts": 4},
         connect_timeout=10,
         read_timeout=60,
         signature_version="s3v4",
-        s3={
-            "addressing_style": "path" if side.path_style else "auto",
-            # Content-MD5 protects each body; SHA-256 of every payload costs CPU for nothing.
-            "payload_signing_enabled": False,
-        },
+        s3=cast(Any, s3),  # the stubs lack use_dualstack_endpoint, which botocore reads
         # Newer botocore adds CRC32 to every upload and validates response checksums, which
         # S3-compatible servers reject or break on ranged GETs. MD5 is sent explicitly instead.
         request_checksum_calculation="when_required",

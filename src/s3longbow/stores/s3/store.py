@@ -34,9 +34,14 @@ from s3longbow.ratelimit import PrefixRates
 from s3longbow.retry import with_retries
 from s3longbow.stores.base import Capabilities, Relayed
 from s3longbow.stores.location import check_bucket_name
-from s3longbow.stores.s3.client import aws_endpoint
 from s3longbow.stores.s3.connection import as_body
 from s3longbow.stores.s3.dial import proxy_for
+from s3longbow.stores.s3.endpoints import (
+    aws_endpoint,
+    check_accelerated_bucket,
+    check_accelerated_region,
+    describe_aws,
+)
 from s3longbow.stores.s3.headers import (
     _properties_from_headers,
     _property_headers,
@@ -97,7 +102,7 @@ class S3Store(Listing, Uploads, Copies, Restores):
         check_bucket_name(bucket, side.bucket_names)
         self.bucket = bucket
         self.name = bucket
-        self._endpoint = side.endpoint_url or "AWS"
+        self._endpoint = side.endpoint_url or describe_aws(side)
         # Who this store talks to, and as whom: two stores with the same identity can copy
         # between each other on the server. Kept in memory only; never printed.
         region = side.region or ""
@@ -129,6 +134,10 @@ class S3Store(Listing, Uploads, Copies, Restores):
             configured = self._session.get_config_variable("region")
         self._credentials = credentials
         self._region = side.region or configured or "us-east-1"
+        if side.use_accelerate_endpoint:
+            # Only by host name, and not in China (a profile's region is known only now).
+            check_accelerated_bucket(bucket)
+            check_accelerated_region(self._region)
         # Without a region from the user or a profile, check() asks the bucket for its own.
         self._region_given = bool(side.region or configured)
         # One trust for both clients, resolved once (see resolve_ca_bundle).
@@ -160,7 +169,11 @@ class S3Store(Listing, Uploads, Copies, Restores):
 
     def _new_plane(self) -> S3DataPlane:
         side = self._side
-        url = side.endpoint_url or aws_endpoint(self._region)
+        url = side.endpoint_url or aws_endpoint(
+            self._region,
+            dualstack=side.use_dualstack_endpoint,
+            accelerate=side.use_accelerate_endpoint,
+        )
         try:
             proxy = proxy_for(url)
         except ValueError as exc:
@@ -170,7 +183,7 @@ class S3Store(Listing, Uploads, Copies, Restores):
                 "name the endpoint in NO_PROXY",
             ) from None
         return S3DataPlane(
-            side.endpoint_url,
+            url,
             self._region,
             side.path_style,
             self._credentials,
@@ -223,7 +236,7 @@ class S3Store(Listing, Uploads, Copies, Restores):
                         hint=f"give region {region} for this side (or no region: Longbow then "
                         "asks the bucket for it)",
                     )
-        except FatalError:
+        except (FatalError, ConfigError):
             raise  # a proxy refusing the way, a wrong region, refused credentials
         except LongbowError as exc:
             raise _unreachable(where, exc) from None
