@@ -52,7 +52,7 @@ from .expressions import (
     timestamp,
 )
 from .jobitems import ClaimOutcome, ItemKind, JobItem, decide_claim, newest, should_queue
-from .messages import JobSpec, source_id
+from .messages import JobSpec, object_of, source_id
 from .provision import STATE_INDEX, check_table, create_table
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,17 @@ PART_PREFIX = "part#"
 STATE_SHARDS = 8
 PART_TTL_SECONDS = 30 * 24 * 3600
 BATCH_GET = 100  # BatchGetItem's limit
+# What a fanned-out object's item holds of one round of its ranges (forgotten when queued).
+FANOUT_ATTRIBUTES = (
+    "ranges_done",
+    "upload_id",
+    "part_size",
+    "upload_etag",
+    "creator",
+    "creator_until",
+    "completer",
+    "completer_until",
+)
 _CLAIM_TRIES = 4
 _PERSIST_TRIES = 5
 T = TypeVar("T")
@@ -155,8 +166,12 @@ class JobTable:
         stale_before: float,
         requeue: bool = False,
         retry_failed: bool = False,
+        ranges: int | None = None,
     ) -> bool:
         """Record a job as pending before its message is sent, unless it is already queued.
+
+        `ranges`: the object is fanned out into that many ranges of its parts (its earlier
+        upload, finished ranges and claims are forgotten; see `cluster.fanout`).
 
         Written (True) when the job is new; in progress with an expired lease; pending with
         another source version, or since before `stale_before` (its message has expired), or
@@ -173,6 +188,10 @@ class JobTable:
         e.set("origin", spec.origin).set("attempts", 0)
         _set_identity(e, spec)
         e.remove("owner").remove("lease_until").remove("message_id").add("rev", 1)
+        e.set("ranges", ranges)
+        if ranges is not None:
+            for name in FANOUT_ATTRIBUTES:
+                e.remove(name)
         state, src, pk = e.n("state"), e.n("source_id"), e.n("pk")
         same = e.v(spec.source_id)
         # An archived job is finished like these: queued again by a later send (after the
@@ -198,11 +217,13 @@ class JobTable:
         """A job recorded as pending whose message could not be sent: mark it failed."""
         now = self.clock()
         e = Expression()
-        e.set("state", JobState.FAILED.value).set("gsi_state", state_key(JobState.FAILED, spec.id))
+        e.set("state", JobState.FAILED.value)
+        e.set("gsi_state", state_key(JobState.FAILED, spec.object_id))
         e.set("updated_at", timestamp(now)).set("finished_at", timestamp(now)).set("reason", reason)
         e.add("rev", 1)
         condition = f"{e.n('state')} = {e.v('pending')} AND {e.n('send_id')} = {e.v(send_id)}"
-        return self._update(spec.id, e, condition, f"unqueueing job {spec.src_key!r}")
+        # A range's message names the object's job (the object item was queued).
+        return self._update(spec.object_id, e, condition, f"unqueueing job {spec.src_key!r}")
 
     # -- the worker -------------------------------------------------------------------------
 
@@ -229,8 +250,12 @@ class JobTable:
                 return outcome, item
             e = Expression()
             identity = newest(item, spec)
-            e.set("kind", ItemKind.COPY.value).set("state", JobState.IN_PROGRESS.value)
-            e.set("gsi_state", state_key(JobState.IN_PROGRESS, spec.id))
+            kind = ItemKind.COPY if spec.part_range is None else ItemKind.RANGE
+            e.set("kind", kind.value)
+            _set_state(e, JobState.IN_PROGRESS, spec.id)
+            if spec.part_range is not None:
+                e.set("range_index", spec.part_range.index)
+                e.set("range_count", spec.part_range.count)
             e.set("updated_at", timestamp(now)).set("started_at", timestamp(now))
             e.set("owner", owner).set("worker", worker).set("message_id", message_id)
             e.set("lease_until", timestamp(now + lease_seconds))
@@ -276,7 +301,7 @@ class JobTable:
         """Record a final state (compare-and-set on the claim's owner)."""
         now = self.clock()
         e = Expression()
-        e.set("state", state.value).set("gsi_state", state_key(state, job.id))
+        _set_state(e, state, job.id)
         e.set("updated_at", timestamp(now)).set("finished_at", timestamp(now)).set("reason", reason)
         if result is not None:
             e.add("bytes_sent", result.bytes_sent).set("bytes_reused", result.bytes_reused)
@@ -297,7 +322,7 @@ class JobTable:
         now = self.clock()
         state = JobState.FAILED if failed else JobState.PENDING
         e = Expression()
-        e.set("state", state.value).set("gsi_state", state_key(state, job.id))
+        _set_state(e, state, job.id)
         e.set("updated_at", timestamp(now)).set("reason", reason)
         if failed:
             e.set("finished_at", timestamp(now))
@@ -479,6 +504,14 @@ class JobTable:
             start = page.get("LastEvaluatedKey")
             if not start:
                 return
+
+
+def _set_state(e: Expression, state: JobState, item_id: str) -> None:
+    """Set an item's state, and its key in the state index unless it is a range of a
+    fanned-out object (whose object item is the job `status` counts)."""
+    e.set("state", state.value)
+    if object_of(item_id) is None:
+        e.set("gsi_state", state_key(state, item_id))
 
 
 def _owned(e: Expression, job: Job) -> str:

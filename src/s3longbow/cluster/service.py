@@ -27,6 +27,7 @@ from s3longbow.worker.loop import Worker, WorkerOutcome
 
 from .aws import ControlPlane, Parameters
 from .dynamodb import JobItem, JobTable
+from .fanout import EventFanout, FanoutRule
 from .jobqueue import ClusterJobQueue, MessageSource, SqsSource
 from .metrics import ClusterCounters, MetricsEmitter
 from .settings import ClusterConfig, resolve_credentials, resolve_pairs, routes_of
@@ -127,6 +128,7 @@ class WorkerRuntime:
                 stop=stop,
                 counters=counters,
                 max_receive_count=self.queue.max_receive_count,
+                fanout=EventFanout(FanoutRule.of(self.config.cluster, t), self.table, self.queue),
             )
             try:
                 return Worker(
