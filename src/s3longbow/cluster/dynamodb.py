@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from s3longbow.errors import TransientError
-from s3longbow.model import Job, JobResult, JobState, ObjectInfo
+from s3longbow.model import Job, JobResult, JobState, ObjectInfo, PartInfo
 
 from .aws import translated
 from .expressions import (
@@ -348,8 +348,19 @@ class JobTable:
         e.set("updated_at", timestamp(self.clock())).add("restarts", 1).add("rev", 1)
         return self._update(job.id, e, _owned(e, job), f"re-pinning the source {job.src_key!r}")
 
-    def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None:
-        """One item per part the destination accepted (no condition: a part is a fact)."""
+    def record_part(
+        self,
+        job: Job,
+        upload_id: str,
+        number: int,
+        size: int,
+        etag: str,
+        *,
+        checksum: str | None = None,
+    ) -> None:
+        """One item per part the destination accepted (no condition: a part is a fact), with
+        its checksum where the upload has an algorithm (a fanned-out object is completed
+        from these records)."""
         now = self.clock()
         item = {
             "pk": job.id,
@@ -360,6 +371,7 @@ class JobTable:
             "etag": etag,
             "recorded_at": timestamp(now),
             "expires_at": int(now + PART_TTL_SECONDS),
+            **({"checksum": checksum} if checksum else {}),
         }
         with translated(f"recording part {number} of {job.dst_key!r}"):
             self.client.put_item(
@@ -368,7 +380,11 @@ class JobTable:
 
     def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]:
         """Parts recorded for this upload: number -> (size, etag)."""
-        out: dict[int, tuple[int, str]] = {}
+        return {n: (p.size, p.etag) for n, p in self.part_records(job, upload_id).items()}
+
+    def part_records(self, job: Job, upload_id: str) -> dict[int, PartInfo]:
+        """Parts recorded for this upload, by number (with their checksums, if any)."""
+        out: dict[int, PartInfo] = {}
         for raw in self._query(
             KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
             ExpressionAttributeNames={"#pk": "pk", "#sk": "sk"},
@@ -380,7 +396,14 @@ class JobTable:
         ):
             data = plain_item(raw)
             if data.get("upload_id") == upload_id:
-                out[int(data["number"])] = (int(data["size"]), str(data["etag"]))
+                number = int(data["number"])
+                checksum = data.get("checksum")
+                out[number] = PartInfo(
+                    number,
+                    int(data["size"]),
+                    str(data["etag"]),
+                    str(checksum) if checksum else None,
+                )
         return out
 
     def record(

@@ -27,7 +27,7 @@ from typing import Any
 from s3longbow.config import TransferSettings
 from s3longbow.errors import LongbowError, TransientError
 from s3longbow.jobs.base import RangeProgress, SharedUpload
-from s3longbow.model import Job, JobResult, JobState
+from s3longbow.model import Job, JobResult, JobState, PartInfo
 from s3longbow.stores.base import ObjectStore
 from s3longbow.transfer.sizing import part_count, part_size_for, range_count
 
@@ -207,12 +207,12 @@ class ObjectRecords:
         condition = f"{self._running(e, job)} AND {self._claimable(e, 'completer', job.id, now)}"
         return self._write(self._object(job), e, condition, "claiming the completion") is not None
 
-    def object_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]:
+    def object_parts(self, job: Job, upload_id: str) -> dict[int, PartInfo]:
         assert job.part_range is not None
-        parts: dict[int, tuple[int, str]] = {}
+        parts: dict[int, PartInfo] = {}
         for index in range(job.part_range.count):
             one = dataclasses.replace(job, id=range_id(self._object(job), index))
-            parts.update(self.table.recorded_parts(one, upload_id))
+            parts.update(self.table.part_records(one, upload_id))
         return parts
 
     def finish_object(

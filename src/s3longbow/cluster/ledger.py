@@ -20,8 +20,17 @@ class TableLedger:
         persist(lambda: self.table.set_upload(job, upload_id, part_size, upload_etag))
         job.upload_id, job.part_size, job.upload_etag = upload_id, part_size, upload_etag
 
-    def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None:
-        self.table.record_part(job, upload_id, number, size, etag)
+    def record_part(
+        self,
+        job: Job,
+        upload_id: str,
+        number: int,
+        size: int,
+        etag: str,
+        *,
+        checksum: str | None = None,
+    ) -> None:
+        self.table.record_part(job, upload_id, number, size, etag, checksum=checksum)
 
     def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]:
         return self.table.recorded_parts(job, upload_id)

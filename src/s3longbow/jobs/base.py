@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from s3longbow.model import Job, JobResult, JobState, ObjectInfo
+from s3longbow.model import Job, JobResult, JobState, ObjectInfo, PartInfo
 
 
 class UploadLedger(Protocol):
@@ -17,7 +17,19 @@ class UploadLedger(Protocol):
         self, job: Job, upload_id: str | None, part_size: int | None, upload_etag: str | None
     ) -> None: ...
 
-    def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None: ...
+    def record_part(
+        self,
+        job: Job,
+        upload_id: str,
+        number: int,
+        size: int,
+        etag: str,
+        *,
+        checksum: str | None = None,
+    ) -> None:
+        """Record a part the destination accepted; `checksum` is its checksum of the
+        upload's algorithm (base64), where it has one."""
+        ...
 
     def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]: ...
 
@@ -91,8 +103,8 @@ class SharedUploadLedger(Protocol):
         """Claim the right to complete the object (every range is finished)."""
         ...
 
-    def object_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]:
-        """The parts every range of the object recorded: number -> (size, etag)."""
+    def object_parts(self, job: Job, upload_id: str) -> dict[int, PartInfo]:
+        """The parts every range of the object recorded, by number."""
         ...
 
     def finish_object(

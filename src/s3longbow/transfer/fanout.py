@@ -345,25 +345,29 @@ def _complete(
 def _joined_parts(
     view: Job,
     shared: SharedUpload,
-    recorded: dict[int, tuple[int, str]],
+    recorded: dict[int, PartInfo],
     listed: list[PartInfo] | None,
     count: int,
     where: str,
 ) -> list[PartInfo]:
     """Every part of the object as its range recorded it (and, while the upload is open, as
-    the destination lists it: same size and ETag)."""
+    the destination lists it: same size and ETag), with the checksum the range computed (or,
+    where it recorded none, the one the destination lists)."""
     by_number = {p.number: p for p in listed or ()}
     parts, wrong = [], []
     for number in range(1, count + 1):
         length = part_range(number, view.size, shared.part_size)[1]
         record = recorded.get(number)
         found = by_number.get(number)
-        if record is None or record[0] != length:
+        if record is None or record.size != length:
             wrong.append(number)
-        elif listed is not None and (found is None or (found.size, found.etag) != record):
+        elif listed is not None and (
+            found is None or (found.size, found.etag) != (record.size, record.etag)
+        ):
             wrong.append(number)
         else:
-            parts.append(PartInfo(number, record[0], record[1], found.checksum if found else None))
+            checksum = record.checksum or (found.checksum if found else None)
+            parts.append(PartInfo(number, record.size, record.etag, checksum))
     if wrong:
         shown = ", ".join(str(n) for n in wrong[:10]) + (", ..." if len(wrong) > 10 else "")
         raise PermanentError(
