@@ -582,7 +582,16 @@ class MemoryLedger:
         self.parts = {k: v for k, v in self.parts.items() if k[0] != job.id}
         job.upload_id, job.part_size, job.upload_etag = upload_id, part_size, upload_etag
 
-    def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None:
+    def record_part(
+        self,
+        job: Job,
+        upload_id: str,
+        number: int,
+        size: int,
+        etag: str,
+        *,
+        checksum: str | None = None,  # not kept: a resumed copy reads its parts again
+    ) -> None:
         self.parts.setdefault((job.id, upload_id), {})[number] = (size, etag)
 
     def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]:

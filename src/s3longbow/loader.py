@@ -78,7 +78,11 @@ CLUSTER_VARIABLES = (
     "delete_removed",
     "retry_base_seconds",
     "retry_max_seconds",
+    "fanout_threshold",
+    "fanout_parts",
 )
+# [cluster] settings given as sizes ("5GiB"): the table's own reading converts them.
+_CLUSTER_SIZE_VARIABLES = ("fanout_threshold",)
 # Transfer settings that an environment variable LONGBOW_<NAME> may set (Lambda).
 TRANSFER_VARIABLES = (
     "workers",
@@ -385,7 +389,9 @@ def load_deployment(env: Mapping[str, str]) -> ClusterConfig:
     defaults = ClusterSettings()
     for name in CLUSTER_VARIABLES:
         variable = f"LONGBOW_{name.upper()}"
-        if variable in env:
+        if variable in env and name in _CLUSTER_SIZE_VARIABLES:
+            table[name] = env[variable]
+        elif variable in env:
             table[name] = env_value(env[variable], getattr(defaults, name), variable)
     if "queue_url" in table:
         table.pop("queue_name", None)

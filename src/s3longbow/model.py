@@ -146,6 +146,21 @@ class PartInfo:
     checksum: str | None = None  # base64, of the upload's checksum algorithm, where it has one
 
 
+@dataclass(frozen=True, slots=True)
+class PartRange:
+    """One of `count` ranges of an object's parts, copied as a job of its own so that a giant
+    object is spread over many workers (cluster fan-out). Which parts it holds depends on
+    the object's part count, known once its upload is begun (`transfer.sizing.range_parts`).
+    """
+
+    index: int  # 0-based
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"range {self.index} of {self.count} does not exist")
+
+
 class JobState(enum.StrEnum):
     """Where a job stands. Only the moves in ALLOWED_TRANSITIONS are legal."""
 
@@ -213,6 +228,9 @@ class Job:
     storage_class: str | None = None
     restore: RestoreStatus | None = None
     restore_requested: float | None = None
+    # Set for one range of a fanned-out object's parts: the job copies those parts into the
+    # object's shared upload (the object's own record holds the upload and the ranges done).
+    part_range: PartRange | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +269,7 @@ __all__ = [
     "ObjectProperties",
     "ObjectVersion",
     "PartInfo",
+    "PartRange",
     "RestoreStatus",
     "can_transition",
     "needs_restore",

@@ -49,6 +49,7 @@ class Cluster:
     queue_url: str = ""
     dlq_url: str = ""
     src_endpoint_url: str | None = None
+    dst_endpoint_url: str | None = None
 
     @property
     def table(self) -> str:
@@ -64,6 +65,7 @@ class Cluster:
         self.settings.update(cluster)
         self.transfer.update(transfer or {})
         src_url = self.src_endpoint_url or self.src.endpoint.url
+        dst_url = self.dst_endpoint_url or self.dst.endpoint.url
         table = {
             "region": "us-east-1",
             "endpoint_url": self.moto.endpoint.url,
@@ -100,7 +102,7 @@ class Cluster:
             "path_style = true",
             "",
             "[destination]",
-            f'endpoint_url = "{self.dst.endpoint.url}"',
+            f'endpoint_url = "{dst_url}"',
             'region = "us-east-1"',
             "path_style = true",
             "",

@@ -126,6 +126,10 @@ def cases(src: str, dst: str) -> dict[str, Case]:
             dead="is not a valid bucket name",
         ),
         "mtime text": Case(jm(mtime="yesterday"), dead="mtime must be a number"),
+        "range past its count": Case(
+            jm(range={"index": 3, "count": 3}), dead="range must be an object"
+        ),
+        "range a string": Case(jm(range="1/3"), dead="range must be an object"),
         "event key with + and %2B": Case(
             s3_event(record(src, SRC_PREFIX + "a+b%2Bc")), copied=("a b+c",)
         ),

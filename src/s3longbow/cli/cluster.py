@@ -3,6 +3,7 @@ rendering of `longbow status --cluster`. They register themselves on the `longbo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -73,6 +74,18 @@ def _control(config: ClusterConfig) -> ControlPlane:
     help="The manifest.json of an S3 Inventory report of the source bucket, read instead of "
     "listing the source (every pair); objects written after the report are not queued.",
 )
+@click.option(
+    "--fanout-threshold",
+    metavar="SIZE",
+    help="Objects larger than this are fanned out: queued as ranges of their parts that any "
+    "worker takes (default: [cluster] fanout_threshold, 5GiB).",
+)
+@click.option(
+    "--fanout-parts",
+    type=int,
+    metavar="N",
+    help="Most parts in one range of a fanned-out object (default: [cluster] fanout_parts, 500).",
+)
 @json_option()
 @verbose_option()
 def send(
@@ -81,6 +94,8 @@ def send(
     requeue: bool,
     retry_failed: bool,
     src_inventory: str | None,
+    fanout_threshold: str | None,
+    fanout_parts: int | None,
     as_json: bool,
     verbose: int,
     **options: Any,
@@ -91,12 +106,15 @@ def send(
     job is already pending or running, packs small objects into shared messages and sends
     every message in checked batches. Safe to run again at any time.
     """
+    from s3longbow.cluster.config import with_fanout
     from s3longbow.cluster.sender import send_jobs
 
     console = Console(stderr=True)
     setup_logging(verbose, console)
     try:
         config = load_cluster(config_file, os.environ, filters=filter_flags(options))
+        cluster = with_fanout(config.cluster, fanout_threshold, fanout_parts)
+        config = dataclasses.replace(config, cluster=cluster)
         control = _control(config)
     except LongbowError as exc:
         fail(console, exc)
@@ -128,6 +146,12 @@ def send(
         table.add_column("bytes", justify="right")
         verb = "would queue" if dry_run else "queued"
         table.add_row(verb, str(report.objects_queued), format_size(report.bytes_queued))
+        if report.objects_fanned_out:
+            table.add_row(
+                f"  of them fanned out ({report.ranges_queued} ranges)",
+                str(report.objects_fanned_out),
+                "",
+            )
         table.add_row("already queued or running", str(report.objects_already_queued), "")
         table.add_row("already present", str(report.objects_same), format_size(report.bytes_same))
         table.add_row("ignored", str(report.objects_ignored), "")

@@ -11,6 +11,8 @@ Modules, one responsibility each:
 - `dynamodb`: the job table adapter (conditional state changes, parts, status queries).
 - `jobqueue`: the `JobQueue` port over a message source and the job table.
 - `stores`: S3 stores and copiers of a worker, opened per bucket on first use.
+- `fanout`: giant objects split into ranges of parts that many workers copy (their items).
+- `ledger`: a worker's uploads and parts in the job table.
 - `sender`: `longbow send` (stream the diff, skip jobs already queued, send).
 - `service`: `longbow worker`, `cluster-init` and `status --cluster`.
 - `metrics`: CloudWatch Embedded Metric Format lines and JSON log lines.

@@ -1,5 +1,5 @@
 """The `[cluster]` table of a cluster config file: where the queue, the dead-letter queue and
-the job table are. A leaf: it imports nothing of the project but its errors."""
+the job table are. A leaf: it imports nothing of the project but its errors and sizes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from s3longbow.config import MAX_PARTS, MIN_PART_SIZE, GiB, parse_size
 from s3longbow.errors import ConfigError
 
 
@@ -48,6 +49,9 @@ class ClusterSettings:
         metrics_interval: Seconds between two metric lines of a worker.
         retry_base_seconds: First delay before a message whose job failed comes back.
         retry_max_seconds: Longest such delay (doubling per delivery up to it).
+        fanout_threshold: Objects larger than this (bytes; a size such as "5GiB" in the
+            file) are fanned out: queued as ranges of their parts that any worker takes.
+        fanout_parts: Most parts in one range of a fanned-out object.
     """
 
     queue_url: str | None = None
@@ -69,6 +73,8 @@ class ClusterSettings:
     metrics_interval: float = 60.0
     retry_base_seconds: float = 10.0
     retry_max_seconds: float = 900.0
+    fanout_threshold: int = 5 * GiB
+    fanout_parts: int = 500
 
     @property
     def queue(self) -> str:
@@ -86,7 +92,10 @@ _CLUSTER_RANGES: dict[str, tuple[float, float]] = {
     "metrics_interval": (0.1, 86_400),
     "retry_base_seconds": (0, 43_200),
     "retry_max_seconds": (0, 43_200),
+    "fanout_parts": (1, MAX_PARTS),
 }
+# [cluster] settings that are sizes: a number of bytes or a size with a unit.
+_CLUSTER_SIZES = {"fanout_threshold"}
 
 
 def parse_cluster_table(table: object, path: Path) -> ClusterSettings:
@@ -115,6 +124,8 @@ def parse_cluster_table(table: object, path: Path) -> ClusterSettings:
                     f"{where} credentials_side must be one of {', '.join(sides)}, got {value!r}"
                 )
             values[key] = CredentialsSide(value)
+        elif key in _CLUSTER_SIZES:
+            values[key] = fanout_threshold(value, f"{where} {key}")
         elif isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ConfigError(f"{where} {key} must be true or false, got {value!r}")
@@ -146,4 +157,47 @@ def parse_cluster_table(table: object, path: Path) -> ClusterSettings:
     return settings
 
 
-__all__ = ["ClusterSettings", "CredentialsSide", "parse_cluster_table"]
+def fanout_threshold(value: object, where: str) -> int:
+    """A fan-out threshold as a file, a variable or a flag gives it: a size of at least 5 MiB.
+
+    Raises:
+        ConfigError: It is not such a size (`where` names the key or the flag).
+    """
+    if not isinstance(value, str | int):
+        raise ConfigError(f'{where} must be a size such as "5GiB", got {value!r}')
+    size = parse_size(value, what=where)
+    if size < MIN_PART_SIZE:
+        raise ConfigError(
+            f"{where} must be at least {MIN_PART_SIZE} bytes (5MiB), got {value!r}",
+            hint='fan-out splits an object into parts of 5 MiB or more; e.g. "5GiB"',
+        )
+    return size
+
+
+def with_fanout(
+    settings: ClusterSettings, threshold: str | None, parts: int | None
+) -> ClusterSettings:
+    """The settings with `longbow send`'s `--fanout-threshold` and `--fanout-parts` (None:
+    not given) over the file's keys.
+
+    Raises:
+        ConfigError: A value is out of range.
+    """
+    changes: dict[str, Any] = {}
+    if threshold is not None:
+        changes["fanout_threshold"] = fanout_threshold(threshold, "--fanout-threshold")
+    if parts is not None:
+        low, high = _CLUSTER_RANGES["fanout_parts"]
+        if not low <= parts <= high:
+            raise ConfigError(f"--fanout-parts must be between {low:g} and {high:g}, got {parts}")
+        changes["fanout_parts"] = parts
+    return dataclasses.replace(settings, **changes) if changes else settings
+
+
+__all__ = [
+    "ClusterSettings",
+    "CredentialsSide",
+    "fanout_threshold",
+    "parse_cluster_table",
+    "with_fanout",
+]

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from s3longbow.errors import TransientError
-from s3longbow.model import Job, JobResult, JobState, ObjectInfo
+from s3longbow.model import Job, JobResult, JobState, ObjectInfo, PartInfo
 
 from .aws import translated
 from .expressions import (
@@ -52,7 +52,7 @@ from .expressions import (
     timestamp,
 )
 from .jobitems import ClaimOutcome, ItemKind, JobItem, decide_claim, newest, should_queue
-from .messages import JobSpec, source_id
+from .messages import JobSpec, object_of, source_id
 from .provision import STATE_INDEX, check_table, create_table
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,17 @@ PART_PREFIX = "part#"
 STATE_SHARDS = 8
 PART_TTL_SECONDS = 30 * 24 * 3600
 BATCH_GET = 100  # BatchGetItem's limit
+# What a fanned-out object's item holds of one round of its ranges (forgotten when queued).
+FANOUT_ATTRIBUTES = (
+    "ranges_done",
+    "upload_id",
+    "part_size",
+    "upload_etag",
+    "creator",
+    "creator_until",
+    "completer",
+    "completer_until",
+)
 _CLAIM_TRIES = 4
 _PERSIST_TRIES = 5
 T = TypeVar("T")
@@ -155,8 +166,12 @@ class JobTable:
         stale_before: float,
         requeue: bool = False,
         retry_failed: bool = False,
+        ranges: int | None = None,
     ) -> bool:
         """Record a job as pending before its message is sent, unless it is already queued.
+
+        `ranges`: the object is fanned out into that many ranges of its parts (its earlier
+        upload, finished ranges and claims are forgotten; see `cluster.fanout`).
 
         Written (True) when the job is new; in progress with an expired lease; pending with
         another source version, or since before `stale_before` (its message has expired), or
@@ -173,6 +188,10 @@ class JobTable:
         e.set("origin", spec.origin).set("attempts", 0)
         _set_identity(e, spec)
         e.remove("owner").remove("lease_until").remove("message_id").add("rev", 1)
+        e.set("ranges", ranges)
+        if ranges is not None:
+            for name in FANOUT_ATTRIBUTES:
+                e.remove(name)
         state, src, pk = e.n("state"), e.n("source_id"), e.n("pk")
         same = e.v(spec.source_id)
         # An archived job is finished like these: queued again by a later send (after the
@@ -198,11 +217,13 @@ class JobTable:
         """A job recorded as pending whose message could not be sent: mark it failed."""
         now = self.clock()
         e = Expression()
-        e.set("state", JobState.FAILED.value).set("gsi_state", state_key(JobState.FAILED, spec.id))
+        e.set("state", JobState.FAILED.value)
+        e.set("gsi_state", state_key(JobState.FAILED, spec.object_id))
         e.set("updated_at", timestamp(now)).set("finished_at", timestamp(now)).set("reason", reason)
         e.add("rev", 1)
         condition = f"{e.n('state')} = {e.v('pending')} AND {e.n('send_id')} = {e.v(send_id)}"
-        return self._update(spec.id, e, condition, f"unqueueing job {spec.src_key!r}")
+        # A range's message names the object's job (the object item was queued).
+        return self._update(spec.object_id, e, condition, f"unqueueing job {spec.src_key!r}")
 
     # -- the worker -------------------------------------------------------------------------
 
@@ -229,8 +250,12 @@ class JobTable:
                 return outcome, item
             e = Expression()
             identity = newest(item, spec)
-            e.set("kind", ItemKind.COPY.value).set("state", JobState.IN_PROGRESS.value)
-            e.set("gsi_state", state_key(JobState.IN_PROGRESS, spec.id))
+            kind = ItemKind.COPY if spec.part_range is None else ItemKind.RANGE
+            e.set("kind", kind.value)
+            _set_state(e, JobState.IN_PROGRESS, spec.id)
+            if spec.part_range is not None:
+                e.set("range_index", spec.part_range.index)
+                e.set("range_count", spec.part_range.count)
             e.set("updated_at", timestamp(now)).set("started_at", timestamp(now))
             e.set("owner", owner).set("worker", worker).set("message_id", message_id)
             e.set("lease_until", timestamp(now + lease_seconds))
@@ -276,7 +301,7 @@ class JobTable:
         """Record a final state (compare-and-set on the claim's owner)."""
         now = self.clock()
         e = Expression()
-        e.set("state", state.value).set("gsi_state", state_key(state, job.id))
+        _set_state(e, state, job.id)
         e.set("updated_at", timestamp(now)).set("finished_at", timestamp(now)).set("reason", reason)
         if result is not None:
             e.add("bytes_sent", result.bytes_sent).set("bytes_reused", result.bytes_reused)
@@ -297,7 +322,7 @@ class JobTable:
         now = self.clock()
         state = JobState.FAILED if failed else JobState.PENDING
         e = Expression()
-        e.set("state", state.value).set("gsi_state", state_key(state, job.id))
+        _set_state(e, state, job.id)
         e.set("updated_at", timestamp(now)).set("reason", reason)
         if failed:
             e.set("finished_at", timestamp(now))
@@ -323,8 +348,19 @@ class JobTable:
         e.set("updated_at", timestamp(self.clock())).add("restarts", 1).add("rev", 1)
         return self._update(job.id, e, _owned(e, job), f"re-pinning the source {job.src_key!r}")
 
-    def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None:
-        """One item per part the destination accepted (no condition: a part is a fact)."""
+    def record_part(
+        self,
+        job: Job,
+        upload_id: str,
+        number: int,
+        size: int,
+        etag: str,
+        *,
+        checksum: str | None = None,
+    ) -> None:
+        """One item per part the destination accepted (no condition: a part is a fact), with
+        its checksum where the upload has an algorithm (a fanned-out object is completed
+        from these records)."""
         now = self.clock()
         item = {
             "pk": job.id,
@@ -335,6 +371,7 @@ class JobTable:
             "etag": etag,
             "recorded_at": timestamp(now),
             "expires_at": int(now + PART_TTL_SECONDS),
+            **({"checksum": checksum} if checksum else {}),
         }
         with translated(f"recording part {number} of {job.dst_key!r}"):
             self.client.put_item(
@@ -343,7 +380,11 @@ class JobTable:
 
     def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]:
         """Parts recorded for this upload: number -> (size, etag)."""
-        out: dict[int, tuple[int, str]] = {}
+        return {n: (p.size, p.etag) for n, p in self.part_records(job, upload_id).items()}
+
+    def part_records(self, job: Job, upload_id: str) -> dict[int, PartInfo]:
+        """Parts recorded for this upload, by number (with their checksums, if any)."""
+        out: dict[int, PartInfo] = {}
         for raw in self._query(
             KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
             ExpressionAttributeNames={"#pk": "pk", "#sk": "sk"},
@@ -355,7 +396,14 @@ class JobTable:
         ):
             data = plain_item(raw)
             if data.get("upload_id") == upload_id:
-                out[int(data["number"])] = (int(data["size"]), str(data["etag"]))
+                number = int(data["number"])
+                checksum = data.get("checksum")
+                out[number] = PartInfo(
+                    number,
+                    int(data["size"]),
+                    str(data["etag"]),
+                    str(checksum) if checksum else None,
+                )
         return out
 
     def record(
@@ -500,6 +548,14 @@ class JobTable:
             start = page.get("LastEvaluatedKey")
             if not start:
                 return
+
+
+def _set_state(e: Expression, state: JobState, item_id: str) -> None:
+    """Set an item's state, and its key in the state index unless it is a range of a
+    fanned-out object (whose object item is the job `status` counts)."""
+    e.set("state", state.value)
+    if object_of(item_id) is None:
+        e.set("gsi_state", state_key(state, item_id))
 
 
 def _owned(e: Expression, job: Job) -> str:

@@ -5,6 +5,7 @@ values, and conditional writes whose failed condition is an answer rather than a
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from decimal import Decimal
 from typing import Any
 
@@ -43,8 +44,15 @@ class Expression:
         self._sets.append(f"{self.n(attribute)} = {self.v(value)}")
         return self
 
-    def add(self, attribute: str, amount: int) -> Expression:
+    def add(self, attribute: str, amount: int | AbstractSet[int]) -> Expression:
+        """ADD a number to a number, or members to a set."""
         self._adds.append(f"{self.n(attribute)} {self.v(amount)}")
+        return self
+
+    def set_once(self, attribute: str, value: Any) -> Expression:
+        """SET unless the item already has the attribute."""
+        name = self.n(attribute)
+        self._sets.append(f"{name} = if_not_exists({name}, {self.v(value)})")
         return self
 
     def remove(self, attribute: str) -> Expression:

@@ -23,7 +23,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from s3longbow.config import MAX_PARTS
 from s3longbow.errors import ConfigError
+from s3longbow.model import PartRange
 from s3longbow.plan.filters import Filters, relative_key
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.stores.location import check_bucket_name
@@ -185,6 +187,7 @@ def _parse_jobs(data: dict[str, Any]) -> Inbound:
                     last_modified=_optional_time(entry, "mtime", where),
                     origin="sender",
                     inventory=_optional_time(entry, "inventory", where),
+                    part_range=_optional_range(entry, where),
                 )
             )
         except _Bad as exc:
@@ -424,6 +427,21 @@ def _optional_count(data: dict[str, Any], name: str, where: str) -> int | None:
     if not _is_count(value):
         raise _Bad(f"{where}.{name} must be a whole number of bytes, got {value!r}")
     return int(value)
+
+
+def _optional_range(data: dict[str, Any], where: str) -> PartRange | None:
+    """A job entry's `range`: {"index": i, "count": n}, one of n ranges of the object's parts
+    (as many as it has parts at most)."""
+    value = data.get("range")
+    if value is None:
+        return None
+    shape = 'an object {"index": I, "count": N} with 0 <= I < N <= ' + str(MAX_PARTS)
+    if not isinstance(value, dict) or set(value) != {"index", "count"}:
+        raise _Bad(f"{where}.range must be {shape}, got {value!r}")
+    index, count = value["index"], value["count"]
+    if not (_is_count(index) and _is_count(count) and index < count <= MAX_PARTS):
+        raise _Bad(f"{where}.range must be {shape}, got {value!r}")
+    return PartRange(index, count)
 
 
 def _optional_time(data: dict[str, Any], name: str, where: str) -> float | None:

@@ -8,7 +8,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Any
 
-from s3longbow.model import Job, JobId, JobState
+from s3longbow.model import Job, JobId, JobState, PartRange
 
 from .expressions import plain_item
 from .messages import JobSpec
@@ -20,6 +20,7 @@ class ItemKind(enum.StrEnum):
     COPY = "copy"
     REMOVE = "remove"  # an ObjectRemoved event
     MESSAGE = "message"  # a message that could not be used
+    RANGE = "range"  # one range of a fanned-out object's parts (kept out of the state index)
 
 
 class ClaimOutcome(enum.StrEnum):
@@ -67,6 +68,12 @@ class JobItem:
     updated_at: float | None = None
     rev: int = 0
     restore_requested: float | None = None
+    # A range of a fanned-out object: which one, of how many.
+    range_index: int | None = None
+    range_count: int | None = None
+    # A fanned-out object: how many ranges it has, which are finished.
+    ranges: int | None = None
+    ranges_done: frozenset[int] = frozenset()
 
     @classmethod
     def from_item(cls, raw: dict[str, Any]) -> JobItem:
@@ -74,7 +81,16 @@ class JobItem:
         fields = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
         fields["id"] = data["pk"]
         fields["state"] = JobState(data.get("state", JobState.PENDING))
+        if "ranges_done" in data:
+            fields["ranges_done"] = frozenset(int(i) for i in data["ranges_done"])
         return cls(**fields)
+
+    @property
+    def part_range(self) -> PartRange | None:
+        """The range of a fanned-out object's parts this item is, if it is one."""
+        if self.range_index is None or self.range_count is None:
+            return None
+        return PartRange(self.range_index, self.range_count)
 
     def as_job(self, *, pair: int, owner: str) -> Job:
         """The job a claim of this item hands the worker (the claim's owner holds its lease)."""
@@ -96,6 +112,7 @@ class JobItem:
             upload_etag=self.upload_etag,
             lease_owner=owner,
             restore_requested=self.restore_requested,
+            part_range=self.part_range,
         )
 
 

@@ -30,13 +30,15 @@ from dataclasses import dataclass, field, replace
 
 from s3longbow.cluster.config import ClusterSettings
 from s3longbow.errors import LongbowError, PermanentError
-from s3longbow.model import Job, JobId, JobResult, JobState, ObjectInfo
+from s3longbow.model import Job, JobId, JobResult, JobState
 from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
 
 from .dynamodb import JobTable, persist
+from .fanout import EventFanout, ObjectRecords
 from .inbound import Shape, parse_message
 from .jobitems import ClaimOutcome, ItemKind, JobItem
+from .ledger import TableLedger
 from .messages import JobSpec, Route
 from .metrics import ClusterCounters, job_fields, object_fields
 from .removals import apply_removal
@@ -74,7 +76,7 @@ class _Running:
     lease_until: float = 0.0
 
 
-class ClusterJobQueue:
+class ClusterJobQueue(TableLedger):
     """The JobQueue port (and UploadLedger) of a cluster worker.
 
     Args:
@@ -91,6 +93,7 @@ class ClusterJobQueue:
         max_receive_count: Deliveries before the queue's redrive policy moves a message to
             the dead-letter queue; None when the queue has none (a message's last delivery
             then moves it aside here).
+        fanout: Fans out the giant objects of S3 events (None: events are copied whole).
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class ClusterJobQueue:
         counters: ClusterCounters,
         max_receive_count: int | None,
         claim_threads: int = 8,
+        fanout: EventFanout | None = None,
     ) -> None:
         self.source = source
         self.table = table
@@ -132,7 +136,9 @@ class ClusterJobQueue:
         self._running: dict[JobId, _Running] = {}
         self._claims = 0
         self._pool = ThreadPoolExecutor(claim_threads, thread_name_prefix="claim")
-        copiers.use_ledger(self)
+        self.fanout = fanout
+        self.objects = ObjectRecords(table)  # where the ranges of giant objects meet
+        copiers.use_ledger(self, shared=self.objects)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -238,16 +244,27 @@ class ClusterJobQueue:
         if reason is not None:
             self._fail_claimed(job, reason)
             return None
+        if spec.part_range is not None:
+            try:  # a range runs while its object is open: pending or in progress
+                closed = self.objects.start_range(spec, self.visibility)
+            except LongbowError as exc:
+                log.warning("could not start %s: %s; its message comes back", spec.src_key, exc)
+                self._give_back(held, spec.id, self._backoff(held))
+                return None
+            if closed is not None:
+                self._fail_claimed(job, closed, JobState.SKIPPED)
+                return None
         return job
 
-    def _fail_claimed(self, job: Job, reason: str) -> None:
+    def _fail_claimed(self, job: Job, reason: str, state: JobState = JobState.FAILED) -> None:
         """End a claimed job that cannot be copied as the worker ends one whose copy met the
-        same answer: failed with the reason, then its message is settled."""
+        same answer: failed (or skipped) with the reason, then its message is settled."""
         stats = self.copiers.stats
         stats.started()
-        log.warning("%s: %s: %s", job.src_key, JobState.FAILED.value, reason)
-        self.finish(job, JobState.FAILED, reason, None)
-        stats.finished(job.size, ok=False, progressed=0)
+        log.warning("%s: %s: %s", job.src_key, state.value, reason)
+        self.finish(job, state, reason, None)
+        size = job.size if job.part_range is None else 0
+        stats.finished(size, ok=False, progressed=0, skipped=state is JobState.SKIPPED)
 
     # -- accepting messages -----------------------------------------------------------------
 
@@ -279,6 +296,8 @@ class ClusterJobQueue:
             if not applied:  # it comes back with the message
                 held.delay = max(held.delay or 0.0, self._backoff(held))
         specs = [s for s in (self._complete(held, spec) for spec in inbound.jobs) if s]
+        if self.fanout is not None:
+            specs = [s for s in specs if not self._spread(held, s)]
         held.pending = len(specs)
         if not specs:
             self._settle(held)
@@ -286,6 +305,18 @@ class ClusterJobQueue:
         with self._lock:
             self._held[message.message_id] = held
             self._waiting.extend((held, spec) for spec in specs)
+
+    def _spread(self, held: _Held, spec: JobSpec) -> bool:
+        """Fan out a giant object an event announced; True when its ranges are queued (or
+        it already was), or when it comes back with the event (queueing them failed)."""
+        if self.fanout is None or spec.origin != "event" or spec.id in held.doomed:
+            return False
+        try:
+            return self.fanout.spread(spec, held.message.message_id)
+        except LongbowError as exc:
+            log.warning("could not fan out %s: %s; the event comes back", spec.src_key, exc)
+            held.delay = max(held.delay or 0.0, self._backoff(held))
+            return True
 
     def _poison(self, held: _Held, reason: str) -> None:
         """A message nothing can be done with: record it, move it to the dead-letter queue."""
@@ -399,6 +430,12 @@ class ClusterJobQueue:
         except LongbowError as exc:
             log.error("could not record %s as given back: %s", job.src_key, exc)
             ok = False
+        if last and job.part_range is not None:  # the object cannot be completed now
+            try:
+                dst = self.copiers.stores.destination(running.spec.dst_bucket)
+                self.objects.close(job, reason, dst)
+            except LongbowError as exc:
+                log.warning("could not fail %s: %s", job.src_key, exc)
         if counted:
             self.counters.add(attempts_failed=1, jobs_failed=int(last))
             log.warning(
@@ -507,6 +544,8 @@ class ClusterJobQueue:
                 try:
                     if self.table.extend_lease(r.job, now + self.visibility):
                         r.lease_until = now + self.visibility
+                    if r.job.part_range is not None:
+                        self.objects.extend(r.job, now + self.visibility)
                 except LongbowError as exc:
                     log.warning("could not extend the lease of %s: %s", r.job.src_key, exc)
 
@@ -547,27 +586,6 @@ class ClusterJobQueue:
     def held_messages(self) -> int:
         with self._lock:
             return len(self._held)
-
-    # -- UploadLedger -----------------------------------------------------------------------
-
-    def set_upload(
-        self, job: Job, upload_id: str | None, part_size: int | None, upload_etag: str | None
-    ) -> None:
-        persist(lambda: self.table.set_upload(job, upload_id, part_size, upload_etag))
-        job.upload_id, job.part_size, job.upload_etag = upload_id, part_size, upload_etag
-
-    def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None:
-        self.table.record_part(job, upload_id, number, size, etag)
-
-    def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]:
-        return self.table.recorded_parts(job, upload_id)
-
-    def update_source(self, job: Job, info: ObjectInfo) -> None:
-        persist(lambda: self.table.update_source(job, info))
-        job.size, job.etag = info.size, info.etag
-        job.last_modified, job.version_id = info.last_modified, info.version_id
-        job.upload_id = job.part_size = job.upload_etag = None
-        job.restarts += 1
 
 
 __all__ = ["BatchSource", "ClusterJobQueue", "MessageSource", "SqsSource"]

@@ -10,17 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from s3longbow.config import MiB
-from s3longbow.model import JobId
+from s3longbow.model import JobId, PartRange
 
 FORMAT_VERSION = 1
 # SQS's classic limit for one message, and for the sum of one SendMessageBatch.
 SQS_MAX_BYTES = 256 * 1024
 # Bodies the sender writes stay below this, so ten of them always fit in one batch call.
 MESSAGE_BODY_LIMIT = 24 * 1024
+# Separates an object's id from its range's number in a range's id ("<object>#r00003").
+RANGE_MARK = "#r"
 # Packed small objects per message are also capped by their bytes, so one message never holds
 # more work than a worker finishes in a few minutes.
 MAX_PACKED_BYTES = 64 * MiB
@@ -52,7 +54,9 @@ class JobSpec:
     (the job then fails). `last_modified` is the listing's time, or the event's time for events.
     `inventory` is when the inventory report that listed the object was made (seconds since
     the epoch), None when a live listing or an event named it: a source gone since a report
-    is skipped as gone, not failed.
+    is skipped as gone, not failed. `part_range` is set for one range of the parts of a
+    fanned-out object: the job's id is then the range's (`range_id`), `object_id` the
+    object's.
     """
 
     src_bucket: str
@@ -65,10 +69,18 @@ class JobSpec:
     last_modified: float | None = None
     origin: str = "sender"
     inventory: float | None = None
+    part_range: PartRange | None = None
+
+    @property
+    def object_id(self) -> JobId:
+        """The job table key of the object (for a range: of the object it is part of)."""
+        return job_id(self.src_bucket, self.src_key, self.dst_bucket, self.dst_key)
 
     @property
     def id(self) -> JobId:
-        return job_id(self.src_bucket, self.src_key, self.dst_bucket, self.dst_key)
+        if self.part_range is None:
+            return self.object_id
+        return range_id(self.object_id, self.part_range.index)
 
     @property
     def source_id(self) -> str:
@@ -105,6 +117,22 @@ def job_id(src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> JobI
     return JobId(hashlib.sha256(text.encode()).hexdigest()[:40])
 
 
+def range_id(object_id: str, index: int) -> JobId:
+    """The job table key of range `index` of an object's parts."""
+    return JobId(f"{object_id}{RANGE_MARK}{index:05d}")
+
+
+def object_of(item_id: str) -> str | None:
+    """The object id of a range's id; None for any other id."""
+    head, mark, index = item_id.rpartition(RANGE_MARK)
+    return head if mark and index.isdigit() else None
+
+
+def fan_out(spec: JobSpec, count: int) -> list[JobSpec]:
+    """The range jobs of an object split into `count` ranges of its parts."""
+    return [replace(spec, part_range=PartRange(i, count)) for i in range(count)]
+
+
 def source_id(size: int | None, etag: str | None, version_id: str | None) -> str:
     """The identity of a source version: two listings of the same bytes give the same text."""
     return f"{'' if size is None else size}:{etag or ''}:{version_id or ''}"
@@ -133,6 +161,8 @@ def _entry(spec: JobSpec) -> dict[str, Any]:
         entry["mtime"] = spec.last_modified
     if spec.inventory is not None:
         entry["inventory"] = spec.inventory
+    if spec.part_range is not None:
+        entry["range"] = {"index": spec.part_range.index, "count": spec.part_range.count}
     return entry
 
 
@@ -154,7 +184,7 @@ class MessagePacker:
     Objects at or below `large_threshold` (the multipart threshold) share a message, up to
     `objects_per_message` of them, `MAX_PACKED_BYTES` of object data and `body_limit` bytes of
     body; a larger object travels alone, so its message's visibility, retries and
-    dead-lettering concern that object only.
+    dead-lettering concern that object only; so does each range of a fanned-out object.
 
     Args:
         objects_per_message: Most small objects in one message.
@@ -181,7 +211,7 @@ class MessagePacker:
         """Add one job; returns the messages this completed (possibly none)."""
         ready: list[Packed] = []
         pair = (spec.src_bucket, spec.dst_bucket)
-        if (spec.size or 0) > self.large_threshold:
+        if (spec.size or 0) > self.large_threshold or spec.part_range is not None:
             ready.append(Packed(encode_jobs(*pair, [spec]), (spec,)))
             return ready
         if self._pair is not None and pair != self._pair:
@@ -214,6 +244,7 @@ class MessagePacker:
 
 __all__ = [
     "FORMAT_VERSION",
+    "RANGE_MARK",
     "MAX_PACKED_BYTES",
     "MESSAGE_BODY_LIMIT",
     "SQS_MAX_BYTES",
@@ -223,7 +254,10 @@ __all__ = [
     "RemovalSpec",
     "Route",
     "encode_jobs",
+    "fan_out",
     "job_id",
+    "object_of",
+    "range_id",
     "routes_for",
     "source_id",
 ]

@@ -4,8 +4,9 @@ running, record the rest as pending in the job table, and send them in checked b
 Order per batch of up to 100 copies: one BatchGetItem filters out jobs already queued, a
 conditional write per remaining job records it as pending (the condition repeats the filter
 atomically, so two senders at once still queue a job once), and only then is its message
-sent. A message that cannot be sent marks its jobs failed with the reason, so a later send
-queues them again; nothing is left pending without a message.
+sent. An object above the fan-out threshold is queued once and sent as one message per range
+of its parts (see `fanout`). A message that cannot be sent marks its jobs failed with the
+reason, so a later send queues them again; nothing is left pending without a message.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from s3longbow.progress.stats import Stats
 
 from .aws import ControlPlane, Parameters
 from .dynamodb import JobTable, should_queue
-from .messages import JobSpec, MessagePacker, Packed
+from .fanout import FanoutRule, ObjectRecords
+from .messages import JobSpec, MessagePacker, Packed, fan_out
 from .settings import ClusterConfig, resolve_credentials, resolve_pairs
 from .sqs import BATCH_ENTRIES, MessageQueue, SendFailed, batches
 
@@ -48,6 +50,8 @@ class SendReport(PlanTotals):
     objects_queued: int = 0
     bytes_queued: int = 0
     objects_already_queued: int = 0
+    objects_fanned_out: int = 0
+    ranges_queued: int = 0
     messages_sent: int = 0
     table_missing: bool = False
     interrupted: bool = False
@@ -60,6 +64,7 @@ class SendReport(PlanTotals):
             **self.totals_json(),
             "queued": {"objects": self.objects_queued, "bytes": self.bytes_queued},
             "already_queued": self.objects_already_queued,
+            "fanned_out": {"objects": self.objects_fanned_out, "ranges": self.ranges_queued},
             "messages_sent": self.messages_sent,
             "table_missing": self.table_missing,
             "interrupted": self.interrupted,
@@ -80,8 +85,11 @@ class _Outbox:
         stale_before: float,
         requeue: bool,
         retry_failed: bool,
+        fanout: FanoutRule,
     ) -> None:
         self.table = table
+        self.fanout = fanout
+        self.records = ObjectRecords(table) if table is not None else None
         self.queue = queue
         self.packer = packer
         self.report = report
@@ -116,12 +124,18 @@ class _Outbox:
         if self.queue is None or self.table is None:  # a dry run
             self.report.objects_queued += len(wanted)
             self.report.bytes_queued += sum(s.size or 0 for s, _ in wanted)
+            for spec, _ in wanted:
+                self._count_fanout(spec, self.fanout.ranges(spec.size))
             return
         table = self.table
 
+        records = self.records
+        assert records is not None
+
         def record(copy: tuple[JobSpec, str]) -> bool:
             spec, why = copy
-            return table.queue_job(
+            ranges = self.fanout.ranges(spec.size)
+            written = table.queue_job(
                 spec,
                 why=why,
                 send_id=self.send_id,
@@ -129,15 +143,23 @@ class _Outbox:
                 stale_before=self.stale_before,
                 requeue=self.requeue,
                 retry_failed=self.retry_failed,
+                ranges=ranges,
             )
+            if written and ranges is not None:
+                # Ranges of an earlier round (the object is queued again) must run again.
+                earlier = items.get(spec.id)
+                records.forget_ranges(spec.id, max(ranges, (earlier.ranges or 0) if earlier else 0))
+            return written
 
         for (spec, _), written in zip(wanted, self._pool.map(record, wanted), strict=True):
             if not written:  # another sender or a worker got there between read and write
                 self.report.objects_already_queued += 1
                 continue
-            self._ready.extend(self.packer.add(spec))
-            if len(self._ready) >= BATCH_ENTRIES:
-                self._send()
+            ranges = self.fanout.ranges(spec.size)
+            for job in fan_out(spec, ranges) if ranges is not None else [spec]:
+                self._ready.extend(self.packer.add(job))
+                if len(self._ready) >= BATCH_ENTRIES:
+                    self._send()
 
     def flush(self) -> None:
         """Send everything packed so far."""
@@ -158,8 +180,20 @@ class _Outbox:
             raise
         self.report.messages_sent += len(chunk)
         for packed in chunk:
-            self.report.objects_queued += len(packed.jobs)
-            self.report.bytes_queued += sum(j.size or 0 for j in packed.jobs)
+            for job in packed.jobs:
+                # An object sent as ranges counts once, with its first range.
+                if job.part_range is None or job.part_range.index == 0:
+                    self.report.objects_queued += 1
+                    self.report.bytes_queued += job.size or 0
+                if job.part_range is not None:
+                    self._count_fanout(job, job.part_range.count)
+
+    def _count_fanout(self, spec: JobSpec, ranges: int | None) -> None:
+        if ranges is None:
+            return
+        self.report.ranges_queued += 1 if spec.part_range is not None else ranges
+        if spec.part_range is None or spec.part_range.index == 0:
+            self.report.objects_fanned_out += 1
 
     def abandon(self, reason: str, extra: list[Packed] | None = None) -> None:
         """Jobs recorded as pending whose messages will not be sent: mark them failed, so the
@@ -276,6 +310,7 @@ def send_jobs(
         stale_before=time.time() - retention,
         requeue=requeue,
         retry_failed=retry_failed,
+        fanout=FanoutRule.of(cluster, config.transfer),
     )
     ignore = IgnoreRules(settings.ignore_patterns)
     filters = Filters(settings.filters, now=time.time())

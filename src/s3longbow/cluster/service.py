@@ -29,6 +29,7 @@ from s3longbow.worker.loop import Worker, WorkerOutcome
 
 from .aws import ControlPlane, Parameters
 from .dynamodb import JobItem, JobTable
+from .fanout import EventFanout, FanoutRule
 from .jobqueue import ClusterJobQueue, MessageSource, SqsSource
 from .metrics import ClusterCounters, MetricsEmitter
 from .samples import WorkerSamples
@@ -130,6 +131,7 @@ class WorkerRuntime:
                 stop=stop,
                 counters=counters,
                 max_receive_count=self.queue.max_receive_count,
+                fanout=EventFanout(FanoutRule.of(self.config.cluster, t), self.table, self.queue),
             )
             try:
                 return Worker(

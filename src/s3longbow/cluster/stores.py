@@ -12,7 +12,7 @@ from concurrent.futures import Executor
 
 from s3longbow.config import SideSettings, TransferSettings
 from s3longbow.errors import ConfigError
-from s3longbow.jobs.base import UploadLedger
+from s3longbow.jobs.base import SharedUploadLedger, UploadLedger
 from s3longbow.meter import RequestMeter
 from s3longbow.plan.inventory import snapshot_name
 from s3longbow.progress.stats import Stats
@@ -124,13 +124,16 @@ class Copiers:
             BandwidthLimit(settings.bandwidth_limit) if settings.bandwidth_limit else None
         )
         self._ledger: UploadLedger | None = None
+        self._shared: SharedUploadLedger | None = None
         self._index: dict[tuple[str, str, float | None], int] = {}
         self._copiers: list[Copier] = []
         self._lock = threading.Lock()
 
-    def use_ledger(self, ledger: UploadLedger) -> None:
-        """Where copiers record uploads and parts (the job queue, created after this)."""
+    def use_ledger(self, ledger: UploadLedger, *, shared: SharedUploadLedger | None = None) -> None:
+        """Where copiers record uploads and parts (the job queue, created after this), and
+        where the ranges of fanned-out objects meet."""
         self._ledger = ledger
+        self._shared = shared
 
     def index(self, src_bucket: str, dst_bucket: str, *, inventory: float | None = None) -> int:
         """The copier number of a bucket pair, opening its stores when new; `inventory`: when
@@ -153,6 +156,7 @@ class Copiers:
             stop=self.stop,
             bandwidth=self.bandwidth,
             snapshot=None if inventory is None else snapshot_name(inventory),
+            shared=self._shared,
         )
         with self._lock:
             found = self._index.get(ident)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from s3longbow.model import Job, JobResult, JobState, ObjectInfo
+from s3longbow.model import Job, JobResult, JobState, ObjectInfo, PartInfo
 
 
 class UploadLedger(Protocol):
@@ -17,11 +17,102 @@ class UploadLedger(Protocol):
         self, job: Job, upload_id: str | None, part_size: int | None, upload_etag: str | None
     ) -> None: ...
 
-    def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None: ...
+    def record_part(
+        self,
+        job: Job,
+        upload_id: str,
+        number: int,
+        size: int,
+        etag: str,
+        *,
+        checksum: str | None = None,
+    ) -> None:
+        """Record a part the destination accepted; `checksum` is its checksum of the
+        upload's algorithm (base64), where it has one."""
+        ...
 
     def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]: ...
 
     def update_source(self, job: Job, info: ObjectInfo) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SharedUpload:
+    """The one upload of a fanned-out object, which every range of its parts writes to.
+
+    Attributes:
+        upload_id: The destination's upload.
+        part_size: The part size it was begun with (every range cuts its parts by it).
+        upload_etag: The source ETag it was begun for.
+    """
+
+    upload_id: str
+    part_size: int
+    upload_etag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RangeProgress:
+    """The object's record after a range of its parts was marked finished.
+
+    Attributes:
+        done: How many of its ranges are finished.
+        total: How many ranges it has.
+        closed: Why the object can no longer be completed (it failed, or a newer version
+            of the source took its place); None while it is open.
+    """
+
+    done: int
+    total: int
+    closed: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Every range is finished and the object is open: it is to be completed."""
+        return self.closed is None and self.done >= self.total
+
+
+class SharedUploadLedger(Protocol):
+    """Where the ranges of a fanned-out object meet: its one upload, begun exactly once (a
+    range claims the creation before it creates the upload), the ranges finished, and its
+    completion, claimed by one range once every range is finished. Every claim is held by
+    the range's job id, so a later delivery of the same range may take it up again, and
+    lapses after `seconds`, so a claim of a worker that died is taken over."""
+
+    def shared_upload(self, job: Job) -> SharedUpload | None:
+        """The object's upload, when one was begun for the job's source version."""
+        ...
+
+    def object_closed(self, job: Job) -> str | None:
+        """Why the object can no longer be completed; None while it is open."""
+        ...
+
+    def claim_creation(self, job: Job, seconds: float) -> bool:
+        """Claim the right to begin the object's upload (none is recorded yet)."""
+        ...
+
+    def record_shared_upload(self, job: Job, upload: SharedUpload) -> bool:
+        """Record the upload this range began; False when its claim was lost."""
+        ...
+
+    def range_finished(self, job: Job, result: JobResult) -> RangeProgress:
+        """Mark the job's range finished (once: a later delivery adds nothing)."""
+        ...
+
+    def claim_completion(self, job: Job, seconds: float) -> bool:
+        """Claim the right to complete the object (every range is finished)."""
+        ...
+
+    def object_parts(self, job: Job, upload_id: str) -> dict[int, PartInfo]:
+        """The parts every range of the object recorded, by number."""
+        ...
+
+    def finish_object(
+        self, job: Job, state: JobState, reason: str | None, result: JobResult | None
+    ) -> bool:
+        """Record the object's final state: done by the completing range (its claim held),
+        failed by any range (unless the object is already done)."""
+        ...
 
 
 class JobQueue(UploadLedger, Protocol):

@@ -37,7 +37,7 @@ from concurrent.futures import Executor
 
 from s3longbow.config import TransferSettings
 from s3longbow.errors import ArchivedError, PermanentError, SourceChangedError, SourceGoneError
-from s3longbow.jobs.base import UploadLedger
+from s3longbow.jobs.base import SharedUploadLedger, UploadLedger
 from s3longbow.model import Job, JobResult, ObjectDetails
 from s3longbow.progress.stats import Stats
 from s3longbow.stores.base import ObjectStore
@@ -52,6 +52,7 @@ from s3longbow.transfer.context import (
     VerificationError,
 )
 from s3longbow.transfer.digests import OrderedHash, PartSums
+from s3longbow.transfer.fanout import copy_range
 from s3longbow.transfer.multipart import copy_multipart
 from s3longbow.transfer.proof import (
     RELAY_MIN,
@@ -87,6 +88,8 @@ class Copier:
         snapshot: What listed the pair's source when that was a past snapshot ("the
             inventory of ..."): a source deleted since then raises SourceGoneError (the job
             is skipped as gone) instead of failing. None: the source was listed live.
+        shared: Where the ranges of fanned-out objects meet (a cluster's job table); None
+            where the queue has no such objects.
     """
 
     def __init__(
@@ -102,8 +105,10 @@ class Copier:
         stop: threading.Event,
         bandwidth: BandwidthLimit | None = None,
         snapshot: str | None = None,
+        shared: SharedUploadLedger | None = None,
     ) -> None:
         self.src = src
+        self.shared = shared
         self.snapshot = snapshot
         self.dst = dst
         self.ledger = ledger
@@ -133,6 +138,8 @@ class Copier:
     def copy(self, job: Job, attempt: Attempt | None = None) -> JobResult:
         """Copy the job's object; raise an ObjectError subclass when it cannot be done."""
         attempt = attempt or Attempt()
+        if job.part_range is not None:
+            return self._copy_range(job, attempt)
         if self.settings.all_versions:
             return self._copy_history(job, attempt)
         # An archived source is known from its listing (or its restore asked for) before any
@@ -199,6 +206,18 @@ class Copier:
             notes=(*attempt.notes, f"{copied} of {len(history)} version(s) copied in order"),
         )
 
+    def _copy_range(self, job: Job, attempt: Attempt) -> JobResult:
+        """One range of a fanned-out object's parts (see fanout.py). Its bytes always come
+        through here: copies on the server are not split among workers."""
+        if self.shared is None:
+            raise PermanentError(
+                f"{self.src.describe(job.src_key)}: a range of parts can only be copied by a "
+                "cluster worker (its job table records the object's upload)"
+            )
+        return copy_range(
+            self.context, job, lambda: self.choose(job, on_server=False), attempt, self.shared
+        )
+
     def _restart_on_new_version(self, job: Job, attempt: Attempt) -> None:
         """The pinned source changed: abort what was written and pin the new version, once."""
         if job.upload_id:
@@ -238,12 +257,17 @@ class Copier:
             upload.abort(ctx, job, job.upload_id)
         return copy_single(ctx, job, method, attempt)
 
-    def choose(self, job: Job) -> tuple[CopyMethod, ObjectDetails | None]:
+    def choose(
+        self, job: Job, *, on_server: bool = True
+    ) -> tuple[CopyMethod, ObjectDetails | None]:
         """The path and proof for this object, with the source's pinned HEAD if one was made.
 
         The HEADs the choice needs are made here (see proof.wants_details); the source's
-        version is pinned from the HEAD on a versioned bucket."""
+        version is pinned from the HEAD on a versioned bucket. `on_server=False` keeps the
+        bytes coming through here even where the server could copy them."""
         link = self.context.link()
+        if not on_server:
+            link = dataclasses.replace(link, server_copy=False)
         details = layout = None
         if proof.wants_details(job, link, self.settings):
             details = self.src.details(job.src_key, job.etag, version_id=job.version_id)

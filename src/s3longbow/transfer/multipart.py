@@ -251,13 +251,15 @@ class MultipartCopy:
                 if expected_etag is not None and self._kept(number, md5, expected_etag):
                     # A reused part is valid; one the ledger did not know is recorded now.
                     if number in self.unrecorded:
-                        ctx.ledger.record_part(job, self.upload_id, number, length, expected_etag)
+                        ctx.ledger.record_part(
+                            job, self.upload_id, number, length, expected_etag, checksum=checksum
+                        )
                         ctx.stats.reused(length)
                         self.attempt.progressed += length
                         self.attempt.reused += length
                     return PartInfo(number, length, expected_etag, checksum), data
                 etag = self._upload_md5_part(number, data, md5, guard)
-            ctx.ledger.record_part(job, self.upload_id, number, length, etag)
+            ctx.ledger.record_part(job, self.upload_id, number, length, etag, checksum=checksum)
             ctx.stats.sent(length)
             self.attempt.progressed += length
             return PartInfo(number, length, etag, checksum), data

@@ -26,3 +26,20 @@ def part_range(number: int, size: int, part_size: int) -> tuple[int, int]:
     """(offset, length) of part `number` (1-based)."""
     start = (number - 1) * part_size
     return start, min(part_size, size - start)
+
+
+def range_count(size: int, part_size: int, parts_per_range: int) -> int:
+    """How many ranges of at most `parts_per_range` parts an object of `size` bytes is split
+    into at `part_size` (at least one)."""
+    return -(-part_count(size, part_size) // max(1, parts_per_range))
+
+
+def range_parts(index: int, count: int, parts: int) -> range:
+    """The part numbers (1-based) of range `index` of `count` over `parts` parts: the parts
+    are shared out evenly, in order, so the ranges together hold every part once. A range
+    holds none when there are fewer parts than ranges (the part size chosen by the worker
+    that began the upload can differ from the one the ranges were counted with)."""
+    if not 0 <= index < count:
+        raise ValueError(f"range {index} of {count} does not exist")
+    first = index * parts // count
+    return range(first + 1, (index + 1) * parts // count + 1)

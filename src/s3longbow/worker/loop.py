@@ -259,7 +259,7 @@ class Worker:
             self._final(job, JobState.FAILED, f"internal error: {exc!r}", attempt)
             return
         if self.job_queue.finish(job, JobState.DONE, None, result):
-            self.stats.finished(job.size, ok=True, progressed=attempt.progressed)
+            self.stats.finished(_counted(job, attempt), ok=True, progressed=attempt.progressed)
         else:
             log.warning("%s: lease lost before the result was recorded", job.src_key)
             self.stats.released(attempt.progressed)
@@ -296,7 +296,7 @@ class Worker:
     def _final(self, job: Job, state: JobState, reason: str, attempt: Attempt) -> None:
         log.warning("%s: %s: %s", job.src_key, state.value, reason)
         self.job_queue.finish(job, state, reason, None)
-        self.stats.finished(job.size, ok=False, progressed=attempt.progressed)
+        self.stats.finished(_counted(job, attempt), ok=False, progressed=attempt.progressed)
 
     def _abandon_upload(self, job: Job, copier: Copier) -> None:
         # An upload that cannot be finished would cost storage forever: abort it.
@@ -320,3 +320,9 @@ class Worker:
                 self.job_queue.heartbeat(held)
             except Exception as exc:  # noqa: BLE001 - keep beating; the next try may work
                 log.warning("could not extend leases: %s", exc)
+
+
+def _counted(job: Job, attempt: Attempt) -> int:
+    """The bytes a finished job accounts for: its object's, or for a range of a fanned-out
+    object's parts, what the range moved (the other ranges account for the rest)."""
+    return job.size if job.part_range is None else attempt.progressed

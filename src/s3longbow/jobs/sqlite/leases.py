@@ -155,7 +155,16 @@ class Leases(SqliteFile):
         job.upload_id = job.part_size = job.upload_etag = None
         job.restarts += 1
 
-    def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None:
+    def record_part(
+        self,
+        job: Job,
+        upload_id: str,
+        number: int,
+        size: int,
+        etag: str,
+        *,
+        checksum: str | None = None,  # not kept: a resumed copy reads its parts again
+    ) -> None:
         """Remember a part the destination accepted, with the checksum we sent."""
         with self._tx() as db:
             db.execute(

@@ -123,7 +123,16 @@ class SqliteQueue:
     ) -> None:
         self.db.set_upload(job, upload_id, part_size, upload_etag)
 
-    def record_part(self, job: Job, upload_id: str, number: int, size: int, etag: str) -> None:
+    def record_part(
+        self,
+        job: Job,
+        upload_id: str,
+        number: int,
+        size: int,
+        etag: str,
+        *,
+        checksum: str | None = None,  # not kept: a resumed copy reads its parts again
+    ) -> None:
         self.db.record_part(job, upload_id, number, size, etag)
 
     def recorded_parts(self, job: Job, upload_id: str) -> dict[int, tuple[int, str]]:
