@@ -34,7 +34,6 @@ import random
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from s3longbow.errors import TransientError
@@ -45,7 +44,6 @@ from .expressions import (
     ConditionFailed,
     Expression,
     conditional,
-    deserialize,
     item_key,
     plain_item,
     serialize,
@@ -54,12 +52,12 @@ from .expressions import (
 from .jobitems import ClaimOutcome, ItemKind, JobItem, decide_claim, newest, should_queue
 from .messages import JobSpec, object_of, source_id
 from .provision import STATE_INDEX, check_table, create_table
+from .status import STATE_SHARDS, StatusReads
 
 log = logging.getLogger(__name__)
 
 JOB_SK = "job"
 PART_PREFIX = "part#"
-STATE_SHARDS = 8
 PART_TTL_SECONDS = 30 * 24 * 3600
 BATCH_GET = 100  # BatchGetItem's limit
 # What a fanned-out object's item holds of one round of its ranges (forgotten when queued).
@@ -95,7 +93,7 @@ def part_prefix(upload_id: str) -> str:
     return f"{PART_PREFIX}{hashlib.sha256(upload_id.encode()).hexdigest()[:12]}#"
 
 
-class JobTable:
+class JobTable(StatusReads):
     """The job table of one deployment.
 
     Args:
@@ -427,92 +425,6 @@ class JobTable:
             self.client.put_item(
                 TableName=self.name, Item={k: serialize(v) for k, v in item.items()}
             )
-
-    # -- status -----------------------------------------------------------------------------
-
-    def totals(self) -> dict[str, tuple[int, int]]:
-        """Items and bytes by state, from the state index: state -> (count, bytes)."""
-        out: dict[str, tuple[int, int]] = {}
-
-        def count(state: JobState) -> tuple[str, tuple[int, int]]:
-            n = total = 0
-            for shard in range(STATE_SHARDS):
-                for raw in self._query(
-                    IndexName=STATE_INDEX,
-                    KeyConditionExpression="#g = :g",
-                    ProjectionExpression="#size",
-                    ExpressionAttributeNames={"#g": "gsi_state", "#size": "size"},
-                    ExpressionAttributeValues={":g": serialize(f"{state.value}#{shard}")},
-                ):
-                    n += 1
-                    if "size" in raw:
-                        total += int(deserialize(raw["size"]))
-            return state.value, (n, total)
-
-        with ThreadPoolExecutor(len(JobState)) as pool:
-            out.update(pool.map(count, list(JobState)))
-        return out
-
-    def recent_done(self, seconds: float) -> tuple[int, int]:
-        """Jobs finished in the last `seconds` and their bytes: the cluster's throughput.
-
-        Reads only the tail of each `done` shard of the state index (sorted by update time).
-        """
-        since = time.time() - seconds
-        n = total = 0
-        for shard in range(STATE_SHARDS):
-            for raw in self._query(
-                IndexName=STATE_INDEX,
-                KeyConditionExpression="#g = :g AND #u >= :since",
-                ProjectionExpression="#size",
-                ExpressionAttributeNames={"#g": "gsi_state", "#u": "updated_at", "#size": "size"},
-                ExpressionAttributeValues={
-                    ":g": serialize(f"{JobState.DONE.value}#{shard}"),
-                    ":since": serialize(timestamp(since)),
-                },
-            ):
-                n += 1
-                if "size" in raw:
-                    total += int(deserialize(raw["size"]))
-        return n, total
-
-    def done_since(self, since: float, limit: int = 250) -> list[JobItem]:
-        """The jobs finished since `since`, the latest `limit` of each shard of the state
-        index, read whole (the index holds neither their times nor their verification)."""
-        ids: list[str] = []
-        for shard in range(STATE_SHARDS):
-            for raw in self._query(
-                IndexName=STATE_INDEX,
-                KeyConditionExpression="#g = :g AND #u >= :since",
-                ProjectionExpression="#pk",
-                ExpressionAttributeNames={"#g": "gsi_state", "#u": "updated_at", "#pk": "pk"},
-                ExpressionAttributeValues={
-                    ":g": serialize(f"{JobState.DONE.value}#{shard}"),
-                    ":since": serialize(timestamp(since)),
-                },
-                ScanIndexForward=False,
-                max_items=limit,
-            ):
-                ids.append(str(deserialize(raw["pk"])))
-        items = self.get_many(ids)
-        return [item for item in items.values() if item.state is JobState.DONE]
-
-    def failures(self, limit: int = 50) -> list[JobItem]:
-        """The most recent failed items (jobs, removals and poison messages)."""
-        found: list[JobItem] = []
-        for shard in range(STATE_SHARDS):
-            for raw in self._query(
-                IndexName=STATE_INDEX,
-                KeyConditionExpression="#g = :g",
-                ExpressionAttributeNames={"#g": "gsi_state"},
-                ExpressionAttributeValues={":g": serialize(f"failed#{shard}")},
-                ScanIndexForward=False,
-                Limit=limit,
-                max_items=limit,
-            ):
-                found.append(JobItem.from_item(raw))
-        found.sort(key=lambda i: i.updated_at or 0, reverse=True)
-        return found[:limit]
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -243,8 +243,10 @@ class _Reader:
         """Whether data (or EOF) is ready within ``timeout`` seconds."""
         if self.buf:
             return True
-        ready, _, _ = select.select([self.sock], [], [], timeout)
-        return bool(ready)
+        # poll, not select: a test process may hold more than 1,024 descriptors.
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(max(0.0, timeout) * 1000))
 
 
 @dataclass
