@@ -18,6 +18,8 @@ from s3longbow.cli.terminal import Console
 from s3longbow.display import JsonLogFormatter, PrintableFormatter
 from s3longbow.errors import ConfigError
 from s3longbow.logsafety import REDACTED, redact, redact_fields
+from s3longbow.progress.stats import Stats
+from s3longbow.progress.view import LogView
 from s3longbow.telemetry import TelemetrySettings
 
 ACCESS_KEY = "AKIALBTESTFAKE7Q2W9X"
@@ -194,3 +196,23 @@ def test_the_error_that_ends_a_command_is_in_its_log_file(tmp_path: Path) -> Non
         "create it",
         2,
     )
+
+
+def test_a_progress_line_carries_the_counts_as_fields(caplog: pytest.LogCaptureFixture) -> None:
+    stats = Stats()
+    stats.add_work(3, 300)
+    stats.started()
+    stats.sent(100)
+    stats.finished(100, ok=True, progressed=100)
+    with caplog.at_level(logging.WARNING, logger="s3longbow.progress"):
+        LogView(stats).render(stats.snapshot())
+    (rec,) = caplog.records
+    line = json.loads(JsonLogFormatter().format(rec))
+    assert line["message"].startswith("listing, 1/3 objects")
+    assert (line["event"], line["objects_done"], line["objects_total"], line["bytes_sent"]) == (
+        "progress",
+        1,
+        3,
+        100,
+    )
+    assert line["listing"] is True and line["in_flight"] == 0
