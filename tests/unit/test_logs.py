@@ -216,3 +216,16 @@ def test_a_progress_line_carries_the_counts_as_fields(caplog: pytest.LogCaptureF
         100,
     )
     assert line["listing"] is True and line["in_flight"] == 0
+
+
+def test_every_command_takes_the_log_options_and_sync_and_worker_the_metrics_ones() -> None:
+    from s3longbow.cli.app import cli
+
+    options = {
+        name: {param.name for param in command.params} for name, command in cli.commands.items()
+    }
+    assert set(options) >= {"sync", "verify", "status", "send", "worker", "cluster-init"}
+    for name, params in options.items():
+        assert {"log_file", "log_format", "verbose"} <= params, name
+        has_metrics = {"metrics_port", "metrics_address", "metrics_file"} <= params
+        assert has_metrics == (name in ("sync", "worker")), name
