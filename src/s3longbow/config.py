@@ -17,6 +17,7 @@ from s3longbow.checksums import normalise_algorithm
 from s3longbow.errors import ConfigError
 from s3longbow.ratelimit import READS_PER_PREFIX, WRITES_PER_PREFIX, PrefixDepth
 from s3longbow.selection import FILTER_KEYS, FilterSpec, filters_in_file
+from s3longbow.telemetry import TELEMETRY_KEYS, TelemetrySettings, telemetry_in_file
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -385,6 +386,7 @@ class Settings:
     delete: bool = False  # remove destination objects the source no longer has
     force: bool = False  # delete even beyond max_delete_fraction
     max_delete_fraction: float = 0.1
+    telemetry: TelemetrySettings = TelemetrySettings()  # where logs and metrics go
 
 
 def default_db_path() -> Path:
@@ -419,7 +421,15 @@ _BOOL_KEYS = {
 }
 _TRANSFER_DEFAULTS = TransferSettings()
 _PAIR_KEYS = {"src", "dst", "src_inventory"}
-TOP_KEYS = {"source", "destination", "pairs", "ignore_file", "db", *FILTER_KEYS} | _TRANSFER_KEYS
+TOP_KEYS = {
+    "source",
+    "destination",
+    "pairs",
+    "ignore_file",
+    "db",
+    *FILTER_KEYS,
+    *TELEMETRY_KEYS,
+} | _TRANSFER_KEYS
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -524,6 +534,7 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
             transfer[key] = value
     out["transfer"] = transfer
     out["filters"] = filters_in_file(raw, path)
+    out["telemetry"] = telemetry_in_file(raw, path)
     if "ignore_file" in raw:
         out["ignore_file"] = (path.parent / str(raw["ignore_file"])).resolve()
     if "db" in raw:

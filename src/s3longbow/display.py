@@ -4,15 +4,20 @@ Keys are arbitrary Unicode: one can hold an escape sequence that sets a terminal
 clears its screen, a carriage return that overwrites the line it is on, a newline that forges
 a log line, or a bidi override that shows text reversed. Everything that reaches a terminal or
 a log passes through `printable` (the command's renderers, `PrintableFormatter` for text logs)
-or `printable_json` (JSON log lines), and no key is ever written raw.
+or `printable_json` (JSON log lines), and no key is ever written raw. Both log formatters also
+blank what looks like a secret (`s3longbow.logsafety`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import unicodedata
+from datetime import UTC, datetime
 from types import TracebackType
+
+from s3longbow.logsafety import redact, redact_fields
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
@@ -91,13 +96,48 @@ class PrintableFormatter(logging.Formatter):
     """
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return printable(super().formatMessage(record))
+        return printable(redact(super().formatMessage(record)))
 
     def formatException(self, ei: ExcInfo) -> str:
-        return printable_lines(super().formatException(ei))
+        return printable_lines(redact(super().formatException(ei)))
 
     def formatStack(self, stack_info: str) -> str:
         return printable_lines(super().formatStack(stack_info))
 
 
-__all__ = ["PrintableFormatter", "printable", "printable_json", "printable_lines"]
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line: time, level, logger, message, and any `fields` extra
+    (``log.info("...", extra={"fields": {"event": "job", ...}})``), secrets blanked.
+
+    Args:
+        static: Fields added to every line (e.g. the worker id).
+    """
+
+    def __init__(self, static: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.static = static or {}
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+            **self.static,
+        }
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            line.update(redact_fields(extra))
+        if record.exc_info:
+            line["error"] = redact(self.formatException(record.exc_info))
+        # Keys stay exact and readable (é, 字); controls JSON would leave raw are escaped.
+        return printable_json(json.dumps(line, default=str, ensure_ascii=False))
+
+
+__all__ = [
+    "JsonLogFormatter",
+    "PrintableFormatter",
+    "printable",
+    "printable_json",
+    "printable_lines",
+]

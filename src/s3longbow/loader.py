@@ -4,10 +4,10 @@ before it: defaults < config file < environment < flags.
 - `load_settings(flags, env)`: `longbow sync` and `longbow verify`. The file is `--config`
   (pairs, sides, transfer settings, filters); the environment gives each side static keys;
   the flags are the command line's.
-- `load_cluster(path, env, transfer, filters)`: `longbow send`, `worker`, `cluster-init` and
-  `status --cluster`. The file is a cluster config file; the environment gives each side
-  static keys; the flags are `worker`'s `--workers` and `--part-threads`, and `send`'s
-  filters.
+- `load_cluster(path, env, transfer, filters, telemetry)`: `longbow send`, `worker`,
+  `cluster-init` and `status --cluster`. The file is a cluster config file; the environment
+  gives each side static keys; the flags are `worker`'s `--workers` and `--part-threads`,
+  `send`'s filters, and every command's log (and `worker`'s metrics) options.
 - `load_deployment(env)`: the Lambda functions. The file is the one `LONGBOW_CONFIG` names;
   every `LONGBOW_*` variable below may override it; there are no flags.
 
@@ -18,14 +18,16 @@ laid over it. What each layer may set:
 layer                     sides                           the rest
 ========================  ==============================  ====================================
 file                      [source], [destination]         [[pairs]], transfer keys,
-                                                          filter keys, [cluster]
+                                                          filter keys, log and metrics
+                                                          keys, [cluster]
 environment (every path)  LONGBOW_{SRC,DST}_ACCESS_KEY_ID,
                           _SECRET_ACCESS_KEY,
                           _SESSION_TOKEN
 environment (Lambda)      LONGBOW_{SRC,DST}_ENDPOINT_URL,  LONGBOW_<cluster key>,
                           _REGION, _PROFILE, _PATH_STYLE   LONGBOW_<transfer key>, LONGBOW_PAIRS
 flags                     --src-*, --dst-*                 SRC DST, transfer flags,
-                                                          filter flags, --db, ...
+                                                          filter flags, --log-*,
+                                                          --metrics-*, --db, ...
 ========================  ==============================  ====================================
 """
 
@@ -55,13 +57,14 @@ from s3longbow.errors import ConfigError
 from s3longbow.plan.filters import Filters
 from s3longbow.selection import AgeLimit, FilterSpec, build_filters
 from s3longbow.stores.location import check_endpoint_url
+from s3longbow.telemetry import TelemetrySettings
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
     from s3longbow.cluster.settings import ClusterConfig
 
-_Settings = TypeVar("_Settings", SideSettings, TransferSettings)
+_Settings = TypeVar("_Settings", SideSettings, TransferSettings, TelemetrySettings)
 
 # [cluster] settings that an environment variable LONGBOW_<NAME> may set (Lambda).
 CLUSTER_VARIABLES = (
@@ -201,6 +204,21 @@ def filters_of(file: Mapping[str, Any], flags: FilterFlags | None = None) -> Fil
 
 
 @dataclass(frozen=True)
+class TelemetryFlags:
+    """The command line's `--log-*` and `--metrics-*` options; None: not given."""
+
+    log_file: Path | None = None
+    log_format: str | None = None
+    metrics_port: int | None = None
+    metrics_address: str | None = None
+    metrics_file: Path | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The TelemetrySettings fields these flags set."""
+        return _given(self)
+
+
+@dataclass(frozen=True)
 class Flags:
     """What the command line of `longbow sync` or `verify` says.
 
@@ -219,6 +237,7 @@ class Flags:
         max_delete: `--max-delete`, in percent.
         src_inventory: `--src-inventory`: the manifest of an S3 Inventory report that every
             pair reads instead of listing its source (over the pairs' `src_inventory`).
+        telemetry: `--log-*` and `--metrics-*`.
     """
 
     src: str | None = None
@@ -234,6 +253,7 @@ class Flags:
     force: bool = False
     max_delete: float = 10.0
     src_inventory: str | None = None
+    telemetry: TelemetryFlags = field(default_factory=TelemetryFlags)
 
 
 def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
@@ -290,6 +310,9 @@ def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
         ignore_patterns=load_ignore_file(ignore_path) if ignore_path else (),
         filters=filters_of(file.get("filters", {}), flags.filters),
         db_path=flags.db_path or file.get("db") or default_db_path(),
+        telemetry=_layered(
+            TelemetrySettings(**file.get("telemetry", {})), flags.telemetry.changes()
+        ).validate(),
     )
     if flags.force and not flags.delete:
         raise ConfigError("--force only goes with --delete")
@@ -334,9 +357,11 @@ def load_cluster(
     env: Mapping[str, str],
     transfer: TransferFlags | None = None,
     filters: FilterFlags | None = None,
+    telemetry: TelemetryFlags | None = None,
 ) -> ClusterConfig:
     """`longbow send`, `worker`, `cluster-init`, `status --cluster`: defaults < the cluster
-    config file < static keys from the environment < `transfer` and `filters` flags.
+    config file < static keys from the environment < `transfer`, `filters` and `telemetry`
+    flags.
 
     Raises:
         ConfigError: The file is missing or invalid, an endpoint is plain http to another
@@ -355,7 +380,12 @@ def load_cluster(
             side.endpoint_url, allow_http=side.allow_http, flag=f"allow_http = true in [{name}]"
         )
         sides.append(side)
-    config = dataclasses.replace(config, source=sides[0], destination=sides[1])
+    config = dataclasses.replace(
+        config,
+        source=sides[0],
+        destination=sides[1],
+        telemetry=_layered(config.telemetry, telemetry.changes() if telemetry else {}).validate(),
+    )
     changes = transfer.changes() if transfer is not None else {}
     if changes:
         settings = dataclasses.replace(config.transfer, **changes)
@@ -535,6 +565,7 @@ __all__ = [
     "FilterFlags",
     "Flags",
     "SideFlags",
+    "TelemetryFlags",
     "TransferFlags",
     "env_value",
     "filters_of",

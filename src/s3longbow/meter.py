@@ -2,8 +2,8 @@
 for its reply once it was sent, and how often a server asked to slow down.
 
 Stores record into a :class:`RequestMeter` the run shares; the concurrency controller reads it
-a few times a second (:mod:`s3longbow.worker.concurrency`). Recording costs one lock and one
-append per request.
+a few times a second (:mod:`s3longbow.worker.concurrency`), and the metrics exposition reads
+its running totals. Recording costs one lock and one append per request.
 """
 
 from __future__ import annotations
@@ -35,6 +35,19 @@ class Reading:
     paced: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class MeterTotals:
+    """Everything recorded since the meter was made (readings do not reset these).
+
+    Attributes:
+        requests: Replies that came.
+        throttled: Replies that asked to slow down.
+    """
+
+    requests: int = 0
+    throttled: int = 0
+
+
 class RequestMeter:
     """Request latencies and throttling replies, recorded from many threads (thread-safe)."""
 
@@ -44,11 +57,14 @@ class RequestMeter:
         self._count = 0
         self._throttled = 0
         self._paced = 0
+        self._requests_total = 0
+        self._throttled_total = 0
 
     def record(self, seconds: float) -> None:
         """A reply came `seconds` after its request was sent whole."""
         with self._lock:
             self._count += 1
+            self._requests_total += 1
             if len(self._samples) < _MOST_SAMPLES:
                 self._samples.append(seconds)
 
@@ -56,6 +72,7 @@ class RequestMeter:
         """A server asked to slow down."""
         with self._lock:
             self._throttled += 1
+            self._throttled_total += 1
 
     def paced(self) -> None:
         """A request waited for its prefix's turn."""
@@ -72,5 +89,10 @@ class RequestMeter:
         latency = statistics.median(samples) if samples else 0.0
         return Reading(count, latency, throttled, paced)
 
+    def totals(self) -> MeterTotals:
+        """What came since the meter was made."""
+        with self._lock:
+            return MeterTotals(self._requests_total, self._throttled_total)
 
-__all__ = ["Reading", "RequestMeter"]
+
+__all__ = ["MeterTotals", "Reading", "RequestMeter"]

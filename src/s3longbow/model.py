@@ -254,6 +254,19 @@ class JobResult:
     notes: tuple[str, ...] = field(default=())
 
 
+def outcome_fields(job: Job, state: JobState, result: JobResult | None) -> dict[str, object]:
+    """The fields of a job's outcome in a JSON log line (with the caller's "where")."""
+    fields: dict[str, object] = {"event": "job", "state": state.value, "size": job.size}
+    if result is not None:
+        fields.update(
+            bytes_sent=result.bytes_sent,
+            bytes_reused=result.bytes_reused,
+            verified=result.verified,
+            verify=result.verify,
+        )
+    return fields
+
+
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "ARCHIVE_CLASSES",
@@ -272,6 +285,7 @@ __all__ = [
     "PartRange",
     "RestoreStatus",
     "can_transition",
+    "outcome_fields",
     "needs_restore",
 ]
 

@@ -11,13 +11,8 @@ from dataclasses import dataclass, field
 
 from s3longbow.config import Settings, TransferSettings
 from s3longbow.errors import ConfigError, FatalError, LongbowError
-from s3longbow.jobs.sqlite import (
-    JobDatabase,
-    SqliteQueue,
-    new_owner_id,
-)
+from s3longbow.jobs.sqlite import InvocationSamples, JobDatabase, SqliteQueue, new_owner_id
 from s3longbow.meter import RequestMeter
-from s3longbow.model import RunSample
 from s3longbow.pairs import (
     PairRuntime,
     check_versioned,
@@ -31,6 +26,7 @@ from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.inventory_listing import inventory_snapshots
 from s3longbow.plan.ledger import LedgerSink, plan_options
 from s3longbow.plan.planner import CountingSink, PlanCounts, PlanTotals, plan_pair
+from s3longbow.progress.exposition import MetricsExport, sync_exposition
 from s3longbow.progress.sampling import Sampler
 from s3longbow.progress.stats import Stats
 from s3longbow.transfer.bandwidth import BandwidthLimit
@@ -183,7 +179,10 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
     ignore = IgnoreRules(settings.ignore_patterns)
     filters = Filters(settings.filters, now=time.time())
     sink = CountingSink(stats, extras=settings.delete)
-    with open_pairs(settings, read_only=True) as pairs:
+    with (
+        MetricsExport(sync_exposition(stats, None), settings.telemetry),
+        open_pairs(settings, read_only=True) as pairs,
+    ):
         for pair in pairs:
             counts = plan_pair(
                 pair,
@@ -208,14 +207,25 @@ def run_sync(
     *,
     retry_failed: bool = False,
 ) -> SyncReport:
-    """Plan and copy every pair; continue the same run when one exists in the database."""
+    """Plan and copy every pair; continue the same run when one exists in the database.
+
+    The counters are served and kept in a file in Prometheus' format where the settings'
+    telemetry asks for it; the port is bound and the file written before any store is opened.
+
+    Raises:
+        ConfigError: The settings, or the metrics port or file, cannot be used.
+        LongbowError: A store or the job database cannot be used.
+    """
     started = time.monotonic()
     t = settings.transfer
     t.validate()
     report = SyncReport(dry_run=False, memory_limit=t.memory_limit)
     meter = RequestMeter()  # the stores' replies, which the workers' concurrency weighs
     limits = limits_for(t)
-    with open_pairs(settings, meter=meter, connections=limits.connections) as pairs:
+    with (
+        MetricsExport(sync_exposition(stats, meter), settings.telemetry),
+        open_pairs(settings, meter=meter, connections=limits.connections) as pairs,
+    ):
         _check_options(pairs, t)
         db = JobDatabase(settings.db_path)
         try:
@@ -233,7 +243,32 @@ def run_sync(
         finally:
             db.close()
     report.elapsed = time.monotonic() - started
+    log.info(
+        "run %s ended: %d object(s) copied, %d failed",
+        report.run_id,
+        report.objects_copied,
+        len(report.failed),
+        extra={"fields": _end_fields(report)},
+    )
     return report
+
+
+def _end_fields(report: SyncReport) -> dict[str, object]:
+    """The fields of the log line that ends a run (event "end")."""
+    return {
+        "event": "end",
+        "run_id": report.run_id,
+        "ok": report.ok,
+        "interrupted": report.interrupted,
+        "objects_copied": report.objects_copied,
+        "bytes_copied": report.bytes_copied,
+        "bytes_sent": report.bytes_sent,
+        "bytes_reused": report.bytes_reused,
+        "objects_failed": len(report.failed),
+        "jobs": report.jobs,
+        "elapsed_seconds": round(report.elapsed, 3),
+        "error": None if report.fatal is None else report.fatal.message,
+    }
 
 
 def _check_options(pairs: list[PairRuntime], t: TransferSettings) -> None:
@@ -269,6 +304,19 @@ def _run(
         {"pairs": [[p.src, p.dst] for p in settings.pairs]},
     )
     report.run_id = run.id
+    log.info(
+        "run %d %s",
+        run.id,
+        "continued" if report.resumed else "started",
+        extra={
+            "fields": {
+                "event": "start",
+                "run_id": run.id,
+                "resumed": report.resumed,
+                "pairs": [[p.src, p.dst] for p in settings.pairs],
+            }
+        },
+    )
     # Each invocation is recorded, with its samples and its summary, for `longbow report`.
     invocation = db.begin_invocation(run.id)
     try:
@@ -319,7 +367,7 @@ def _run(
                 controller=controller_for(t, limits),
                 meter=meter,
             )
-            with Sampler(stats, _InvocationSamples(db, invocation)):
+            with Sampler(stats, InvocationSamples(db, invocation)):
                 outcome = worker.run()
             planner.join()
         if outcome.fatal and report.fatal is None:
@@ -347,20 +395,6 @@ def _run(
         report.concurrency_highest = snap.concurrency_highest
     finally:
         db.end_invocation(invocation, report.counts_json())
-
-
-class _InvocationSamples:
-    """The samples of one invocation, kept in the job database."""
-
-    def __init__(self, db: JobDatabase, invocation: int) -> None:
-        self.db = db
-        self.invocation = invocation
-
-    def add_sample(self, sample: RunSample) -> None:
-        self.db.add_sample(self.invocation, sample)
-
-    def thin_samples(self) -> int:
-        return self.db.thin_samples(self.invocation)
 
 
 def _plan_all(

@@ -22,9 +22,10 @@ from s3longbow.cluster.messages import (
     encode_jobs,
     job_id,
 )
-from s3longbow.cluster.metrics import ClusterCounters, JsonLogFormatter, MetricsEmitter
+from s3longbow.cluster.metrics import ClusterCounters, MetricsEmitter
 from s3longbow.cluster.sqs import batches
 from s3longbow.config import MiB
+from s3longbow.display import JsonLogFormatter
 from s3longbow.model import JobState
 from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules

@@ -113,6 +113,11 @@ def test_single_machine_commands_keep_every_secret_out(
         "sync --dry-run": (["sync", src, dst, *db, *ends, "--dry-run", "-vvv"], 0),
         "sync": (["sync", src, dst, *db, *ends, "-vvv"], 0),
         "sync --json": (["sync", src, dst, *db, *ends, "--json", "-vvv"], 0),
+        "sync, JSON log file": (
+            ["sync", src, f"{dst_bucket.url}/again/", "--db", str(tmp_path / "again.db"), *ends]
+            + ["--log-file", str(tmp_path / "sync.log"), "--log-format", "json", "-vvv"],
+            0,
+        ),
         "status": (["status", *db], 0),
         "status --json --all": (["status", *db, "--json", "--all"], 0),
         "verify --deep": (["verify", src, dst, *ends, "--deep", "-vvv"], 0),
@@ -124,11 +129,14 @@ def test_single_machine_commands_keep_every_secret_out(
     for name, (args, expected) in commands.items():
         code, output = longbow(*args, env=SIDE_ENV)
         assert code == expected, f"{name}: {output[-2000:]}"
-        if "-vvv" in args:
+        if "-vvv" in args and "--log-file" not in args:
             assert "DEBUG" in output, name  # the most verbose level really was on
         assert leaked(output) == [], name
     assert dst_bucket.keys("copy/")  # the fake keys really were used for a copy
     assert leaked(job_database_bytes(tmp_path)) == []
+    log = (tmp_path / "sync.log").read_text()
+    assert '"level": "DEBUG"' in log and len(dst_bucket.keys("again/")) == 3
+    assert leaked(log) == []
 
 
 def test_credentials_refused_keep_every_secret_out(
@@ -165,6 +173,11 @@ def test_cluster_commands_keep_every_secret_out(cluster: Cluster, tmp_path: Path
         ("send", ["send", *config, "-vvv"], 0),
         ("worker", ["worker", *config, "--exit-when-idle", "-vvv"], 0),
         ("worker, text logs", ["worker", *config, "--exit-when-idle", "--log-format", "text"], 0),
+        (
+            "worker, log file",
+            ["worker", *config, "--exit-when-idle", "-vvv", "--log-file", str(tmp_path / "w.log")],
+            0,
+        ),
         ("status --cluster", ["status", "--cluster", *config], 0),
         ("status --cluster --json", ["status", "--cluster", *config, "--json"], 0),
     ]:

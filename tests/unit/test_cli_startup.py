@@ -1,5 +1,6 @@
 """Start-up cost: a sync loads only what it uses (no terminal library when its output is no
-terminal, no TOML parser without a config file, no temporary-folder helpers it does not need)."""
+terminal, no TOML parser without a config file, no metrics library without metrics, no
+temporary-folder helpers it does not need)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code
-heavy = ("rich", "tomllib", "tempfile", "xml.sax")
+heavy = ("rich", "tomllib", "tempfile", "xml.sax", "prometheus_client")
 print(code, sorted(m for m in sys.modules if m.startswith(heavy)), file=sys.stderr)
 """
 

@@ -14,13 +14,12 @@ from collections.abc import Iterator
 import pytest
 
 from s3longbow.cli import render
-from s3longbow.cli.cluster import _worker_logging
 from s3longbow.cli.common import setup_logging
 from s3longbow.cli.terminal import Console
-from s3longbow.cluster.metrics import JsonLogFormatter
 from s3longbow.config import PairSettings, Settings
-from s3longbow.display import PrintableFormatter, printable, printable_json
+from s3longbow.display import JsonLogFormatter, PrintableFormatter, printable, printable_json
 from s3longbow.sync import FailedJob, SyncReport
+from s3longbow.telemetry import TelemetrySettings
 from s3longbow.verify import Verdict, VerifyReport
 
 CONTROL = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
@@ -133,9 +132,15 @@ def restored_logging() -> Iterator[None]:
 @pytest.mark.parametrize("command", ["sync", "worker text", "worker json"])
 def test_the_log_handler_each_command_installs_escapes_keys(command: str) -> None:
     if command == "sync":
-        setup_logging(1, Console(stderr=True))
+        setup_logging(Console(stderr=True), logging.INFO)
     else:
-        _worker_logging(command.split()[1], logging.INFO, JsonLogFormatter)
+        fmt = command.split()[1]
+        setup_logging(
+            Console(stderr=True),
+            logging.INFO,
+            TelemetrySettings(log_format=fmt),
+            default_format="json",
+        )
     (handler,) = logging.getLogger().handlers
     key = "k\x1b]0;pwned\x07\n\u009b\u202e"
     line = handler.format(record("%s: failed", key))

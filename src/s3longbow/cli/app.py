@@ -25,6 +25,7 @@ from s3longbow.errors import ConfigError, FatalError, LongbowError
 from s3longbow.loader import load_settings
 from s3longbow.progress.stats import Stats
 from s3longbow.progress.view import LogView, RichView
+from s3longbow.telemetry import TelemetrySettings
 
 # The cluster commands (send, worker, cluster-init) and `report` register themselves on `cli`.
 from . import cluster as _cluster  # noqa: F401
@@ -36,13 +37,17 @@ from .common import (
     EXIT_INTERRUPTED,
     EXIT_JOBS_FAILED,
     EXIT_OK,
+    METRICS_OPTIONS,
     apply,
     cli,
     die,
     handle_signals,
     json_option,
+    log_options,
     setup_logging,
+    telemetry_flags,
     verbose_option,
+    verbosity,
     workers_option,
 )
 from .options import PAIR_OPTIONS, RATE, SIZE, pair_flags
@@ -204,6 +209,8 @@ VERIFY_WORKERS = 16
 )
 @json_option()
 @verbose_option()
+@apply(log_options())
+@apply(METRICS_OPTIONS)
 def sync(
     src: str | None,
     dst: str | None,
@@ -226,7 +233,6 @@ def sync(
     done jobs are not redone and interrupted uploads resume from the parts already sent.
     """
     console = Console(stderr=True)
-    setup_logging(verbose, console)
     flags = pair_flags(
         src,
         dst,
@@ -240,6 +246,7 @@ def sync(
     )
     try:
         settings = load_settings(flags, os.environ)
+        _setup_logging(console, verbose, settings.telemetry)
     except LongbowError as exc:
         die(console, exc, EXIT_CONFIG)
     stats = Stats()
@@ -247,7 +254,7 @@ def sync(
         if dry_run:
             from s3longbow.sync import dry_run as run_dry
 
-            with _view(stats, console, as_json):
+            with _view(stats, console, as_json, settings.telemetry):
                 report = run_dry(settings, stats)
         else:
             from s3longbow.sync import run_sync
@@ -255,7 +262,7 @@ def sync(
             stop = threading.Event()
             restore = handle_signals(stop)
             try:
-                with _view(stats, console, as_json):
+                with _view(stats, console, as_json, settings.telemetry):
                     report = run_sync(settings, stats, stop, retry_failed=retry_failed)
             finally:
                 restore()
@@ -269,8 +276,11 @@ def sync(
     else:
         render.summary(Console(), report, settings)
     if report.fatal is not None:
-        render.error(console, report.fatal)
-        sys.exit(EXIT_CONFIG if isinstance(report.fatal, ConfigError) else EXIT_FATAL)
+        die(
+            console,
+            report.fatal,
+            EXIT_CONFIG if isinstance(report.fatal, ConfigError) else EXIT_FATAL,
+        )
     if report.interrupted:
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_OK if report.ok else EXIT_JOBS_FAILED)
@@ -282,6 +292,7 @@ def sync(
 @workers_option(f"Objects read in parallel with --deep [{VERIFY_WORKERS}].")
 @json_option("Print a machine-readable report.")
 @verbose_option()
+@apply(log_options())
 def verify(
     src: str | None,
     dst: str | None,
@@ -302,13 +313,13 @@ def verify(
     from s3longbow.verify import verify as run_verify
 
     console = Console(stderr=True)
-    setup_logging(verbose, console)
     # Sync's default is a ceiling the run tunes under; verify reads at a fixed width.
     options["workers"] = options.get("workers") or VERIFY_WORKERS
     try:
         settings = load_settings(
             pair_flags(src, dst, config_file, ignore_file, options), os.environ
         )
+        _setup_logging(console, verbose, settings.telemetry)
         report = run_verify(settings, deep=deep)
     except ConfigError as exc:
         die(console, exc, EXIT_CONFIG)
@@ -333,6 +344,8 @@ def verify(
 @json_option()
 @click.option("--cluster", is_flag=True, help="Show the cluster's job table and queues instead.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Cluster config.")
+@verbose_option()
+@apply(log_options())
 def status(
     db_path: Path | None,
     run_id: int | None,
@@ -340,6 +353,8 @@ def status(
     as_json: bool,
     cluster: bool = False,
     config_file: Path | None = None,
+    verbose: int = 0,
+    **options: Any,
 ) -> None:
     """Show a run's jobs by state and its failed jobs with their reasons."""
     from s3longbow.jobs.sqlite import JobDatabase
@@ -347,9 +362,14 @@ def status(
     if cluster:
         from s3longbow.cli.cluster import show_cluster_status
 
-        show_cluster_status(config_file, as_json)
+        show_cluster_status(config_file, as_json, verbose, telemetry_flags(options))
 
     console = Console(stderr=True)
+    try:
+        telemetry = TelemetrySettings(**telemetry_flags(options).changes())
+        _setup_logging(console, verbose, telemetry)
+    except LongbowError as exc:
+        die(console, exc, EXIT_CONFIG)
     path = db_path or default_db_path()
     if not path.exists():
         die(console, ConfigError(f"no job database at {path}", hint="pass --db FILE"), EXIT_CONFIG)
@@ -379,8 +399,16 @@ def status(
     sys.exit(EXIT_JOBS_FAILED if failed else EXIT_OK)
 
 
-def _view(stats: Stats, console: Console, as_json: bool) -> RichView | LogView:
-    if console.is_terminal and not as_json:
+def _setup_logging(console: Console, verbose: int, telemetry: TelemetrySettings) -> None:
+    setup_logging(console, verbosity(verbose), telemetry, libraries=verbose >= 3)
+
+
+def _view(
+    stats: Stats, console: Console, as_json: bool, telemetry: TelemetrySettings
+) -> RichView | LogView:
+    # The bar needs the terminal to itself: JSON log lines there get progress lines instead.
+    json_on_terminal = telemetry.log_file is None and telemetry.log_format == "json"
+    if console.is_terminal and not as_json and not json_on_terminal:
         return RichView(stats, console.rich)
     return LogView(stats)
 

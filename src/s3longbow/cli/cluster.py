@@ -18,23 +18,25 @@ import click
 
 from s3longbow.cli.terminal import Console, escape, new_table
 from s3longbow.config import COUNT_LIMITS, format_size
-from s3longbow.display import PrintableFormatter
 from s3longbow.errors import ConfigError, LongbowError
-from s3longbow.loader import TransferFlags, load_cluster
-from s3longbow.logsafety import quiet_secret_loggers
+from s3longbow.loader import TelemetryFlags, TransferFlags, load_cluster
 
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_JOBS_FAILED,
     EXIT_OK,
+    METRICS_OPTIONS,
     apply,
     cli,
     fail,
     handle_signals,
     json_option,
+    log_options,
     on_signals,
     setup_logging,
+    telemetry_flags,
     verbose_option,
+    verbosity,
     workers_option,
 )
 from .options import FILTER_OPTIONS, filter_flags
@@ -88,6 +90,7 @@ def _control(config: ClusterConfig) -> ControlPlane:
 )
 @json_option()
 @verbose_option()
+@apply(log_options())
 def send(
     config_file: Path,
     dry_run: bool,
@@ -110,9 +113,14 @@ def send(
     from s3longbow.cluster.sender import send_jobs
 
     console = Console(stderr=True)
-    setup_logging(verbose, console)
     try:
-        config = load_cluster(config_file, os.environ, filters=filter_flags(options))
+        config = load_cluster(
+            config_file,
+            os.environ,
+            filters=filter_flags(options),
+            telemetry=telemetry_flags(options),
+        )
+        setup_logging(console, verbosity(verbose), config.telemetry, libraries=verbose >= 3)
         cluster = with_fanout(config.cluster, fanout_threshold, fanout_parts)
         config = dataclasses.replace(config, cluster=cluster)
         control = _control(config)
@@ -185,43 +193,40 @@ def send(
     type=click.IntRange(1, COUNT_LIMITS["part_threads"]),
     help="Parts in parallel per object.",
 )
-@click.option(
-    "--log-format",
-    type=click.Choice(["json", "text"]),
-    default="json",
-    show_default=True,
-    help="Log lines on standard error: one JSON object each, or plain text.",
-)
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
 @verbose_option("Debug log lines (-vvv: of libraries too).")
+@apply(log_options("json"))
+@apply(METRICS_OPTIONS)
 def worker(
     config_file: Path,
     exit_when_idle: bool,
     workers: int | None,
     no_autotune: bool,
     part_threads: int | None,
-    log_format: str,
     quiet: bool,
     verbose: int = 0,
+    **options: Any,
 ) -> None:
     """Run jobs from the cluster's queue until stopped (SIGTERM or Ctrl-C).
 
     Metrics (CloudWatch Embedded Metric Format, namespace Longbow) go to standard output, one
-    JSON line every [cluster] metrics_interval seconds and one at the end; logs go to
-    standard error. On SIGTERM the worker stops taking jobs and gives back what it holds.
+    JSON line every [cluster] metrics_interval seconds and one at the end (and, with
+    --metrics-port or --metrics-file, to Prometheus); logs go to standard error, one JSON
+    object a line. On SIGTERM the worker stops taking jobs and gives back what it holds.
     """
-    from s3longbow.cluster.metrics import JsonLogFormatter
     from s3longbow.cluster.service import run_worker
 
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    _worker_logging(log_format, level, JsonLogFormatter, libraries=verbose >= 3)
     log = logging.getLogger("s3longbow.worker")
     console = Console(stderr=True)
     try:
         flags = TransferFlags(
             workers=workers, autotune=False if no_autotune else None, part_threads=part_threads
         )
-        config = load_cluster(config_file, os.environ, flags)
+        config = load_cluster(config_file, os.environ, flags, telemetry=telemetry_flags(options))
+        setup_logging(
+            console, level, config.telemetry, default_format="json", libraries=verbose >= 3
+        )
     except LongbowError as exc:
         fail(console, exc)
     stop = threading.Event()
@@ -236,30 +241,12 @@ def worker(
             config, stop=stop, exit_when_idle=exit_when_idle, write_metrics=write_metrics
         )
     except LongbowError as exc:
-        log.error("%s", exc.message, extra={"fields": {"hint": exc.hint}})
         fail(console, exc)
     finally:
         restore()
     if report.fatal is not None:
-        log.error("%s", report.fatal.message, extra={"fields": {"hint": report.fatal.hint}})
         fail(console, report.fatal)
     sys.exit(EXIT_INTERRUPTED if report.interrupted else EXIT_OK)
-
-
-def _worker_logging(
-    fmt: str, level: int, formatter: type[logging.Formatter], *, libraries: bool = False
-) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(formatter())
-    else:
-        handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers.clear()
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if libraries else logging.WARNING)
-    logging.getLogger("s3longbow").setLevel(level)
-    quiet_secret_loggers()
 
 
 def _stop_on_signals(stop: threading.Event, log: logging.Logger) -> Callable[[], None]:
@@ -281,7 +268,8 @@ def _stop_on_signals(stop: threading.Event, log: logging.Logger) -> Callable[[],
 @_CONFIG_OPTION
 @json_option("Print the queue URLs as JSON.")
 @verbose_option()
-def cluster_init(config_file: Path, as_json: bool, verbose: int = 0) -> None:
+@apply(log_options())
+def cluster_init(config_file: Path, as_json: bool, verbose: int = 0, **options: Any) -> None:
     """Create the job queue, its dead-letter queue (redrive policy) and the job table.
 
     For tests and small deployments; safe to run again (existing queues get the configured
@@ -290,9 +278,9 @@ def cluster_init(config_file: Path, as_json: bool, verbose: int = 0) -> None:
     from s3longbow.cluster.service import init_cluster
 
     console = Console(stderr=True)
-    setup_logging(verbose, console)
     try:
-        report = with_control(config_file, init_cluster)
+        config = _load_logged(config_file, console, verbose, telemetry_flags(options))
+        report = with_control(config, init_cluster)
     except LongbowError as exc:
         fail(console, exc)
     if as_json:
@@ -309,9 +297,17 @@ def cluster_init(config_file: Path, as_json: bool, verbose: int = 0) -> None:
 _R = TypeVar("_R")
 
 
-def with_control(config_file: Path, action: Callable[[Any, Any], _R]) -> _R:
-    """Load the cluster config, open the control plane, run `action`, close it."""
-    config = load_cluster(config_file, os.environ)
+def _load_logged(
+    config_file: Path, console: Console, verbose: int, telemetry: TelemetryFlags
+) -> ClusterConfig:
+    """Load the cluster config and log where its and the flags' telemetry says."""
+    config = load_cluster(config_file, os.environ, telemetry=telemetry)
+    setup_logging(console, verbosity(verbose), config.telemetry, libraries=verbose >= 3)
+    return config
+
+
+def with_control(config: ClusterConfig, action: Callable[[Any, Any], _R]) -> _R:
+    """Open the control plane, run `action`, close it."""
     control = _control(config)
     try:
         return action(config, control)
@@ -319,7 +315,9 @@ def with_control(config_file: Path, action: Callable[[Any, Any], _R]) -> _R:
         control.close()
 
 
-def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
+def show_cluster_status(
+    config_file: Path | None, as_json: bool, verbose: int, telemetry: TelemetryFlags
+) -> NoReturn:
     """`longbow status --cluster`: totals by state, failures with reasons, queue depths."""
     from s3longbow.cluster.service import cluster_status
 
@@ -330,7 +328,8 @@ def show_cluster_status(config_file: Path | None, as_json: bool) -> NoReturn:
             ConfigError("--cluster needs --config", hint="longbow status --cluster --config FILE"),
         )
     try:
-        report = with_control(config_file, cluster_status)
+        config = _load_logged(config_file, console, verbose, telemetry)
+        report = with_control(config, cluster_status)
     except LongbowError as exc:
         fail(console, exc)
     if as_json:

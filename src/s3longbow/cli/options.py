@@ -15,7 +15,7 @@ from s3longbow.errors import ConfigError
 from s3longbow.loader import FilterFlags, Flags, SideFlags, TransferFlags
 from s3longbow.selection import AgeLimit, parse_age, parse_filter_size
 
-from .common import Decorator
+from .common import Decorator, telemetry_flags
 
 
 # Not subscripted: ParamType is generic only in newer click, and click 8.1 is supported.
@@ -232,6 +232,7 @@ def pair_flags(
         force=force,
         max_delete=max_delete,
         src_inventory=options.get("src_inventory"),
+        telemetry=telemetry_flags(options),
     )
 
 

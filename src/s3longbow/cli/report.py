@@ -3,16 +3,27 @@ command registers itself on the `longbow` group."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from s3longbow.cli.terminal import Console
 from s3longbow.config import default_db_path
 from s3longbow.errors import ConfigError, LongbowError
+from s3longbow.telemetry import TelemetrySettings
 
-from .common import cli, fail
+from .common import (
+    apply,
+    cli,
+    fail,
+    log_options,
+    setup_logging,
+    telemetry_flags,
+    verbose_option,
+    verbosity,
+)
 
 if TYPE_CHECKING:
     from s3longbow.report.data import ReportData
@@ -60,6 +71,8 @@ DEFAULT_OUTPUT = Path("longbow-report.html")
     show_default=True,
     help="With --cluster: the report covers this many hours up to now.",
 )
+@verbose_option()
+@apply(log_options())
 def report(
     db_path: Path | None,
     run_id: int | None,
@@ -69,12 +82,16 @@ def report(
     cluster: bool,
     config_file: Path | None,
     hours: float,
+    verbose: int = 0,
+    **options: Any,
 ) -> None:
     """Write a run's report: one self-contained HTML file (throughput and concurrency over
     time, bytes by outcome, the slowest and largest objects, failures by reason,
     verification), and with --png the throughput chart as an image."""
     console = Console(stderr=True)
     try:
+        telemetry = TelemetrySettings(**telemetry_flags(options).changes())
+        setup_logging(console, verbosity(verbose), telemetry, libraries=verbose >= 3)
         if cluster:
             data = _cluster_data(config_file, hours)
         else:
@@ -108,11 +125,13 @@ def _local_data(db_path: Path | None, run_id: int | None, invocation_id: int | N
 
 def _cluster_data(config_file: Path | None, hours: float) -> ReportData:
     from s3longbow.cluster.report import cluster_report
+    from s3longbow.loader import load_cluster
 
     from .cluster import with_control
 
     if config_file is None:
         raise ConfigError("--cluster needs --config", hint="longbow report --cluster --config FILE")
+    config = load_cluster(config_file, os.environ)
     return with_control(
-        config_file, lambda config, control: cluster_report(config.cluster, control, hours=hours)
+        config, lambda config, control: cluster_report(config.cluster, control, hours=hours)
     )

@@ -1,5 +1,6 @@
 """What a cluster worker reports: counters of its messages and jobs, CloudWatch Embedded
-Metric Format (EMF) lines emitted every N seconds and at the end, and JSON log lines.
+Metric Format (EMF) lines emitted every N seconds and at the end, the same counts for a
+Prometheus exposition, and the fields of its JSON log lines.
 
 EMF lines are JSON objects written one a line to standard output; CloudWatch Logs (the agent
 on an instance, or Lambda's own log capture) turns them into metrics of namespace `Longbow`.
@@ -9,16 +10,15 @@ Values are the change since the previous line, except `JobsInFlight` (a gauge).
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 from types import TracebackType
 
-from s3longbow.display import printable_json
-from s3longbow.model import Job, JobResult, JobState
+from s3longbow.meter import RequestMeter
+from s3longbow.model import Job, JobResult, JobState, outcome_fields
+from s3longbow.progress.exposition import COPY_METRICS, Exposition, MetricSpec, Values, copy_values
 from s3longbow.progress.stats import Stats
 
 from .messages import JobSpec
@@ -167,32 +167,58 @@ class MetricsEmitter:
             return line
 
 
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per log line: time, level, logger, message, and any `fields` extra.
+# A worker's own counts in the Prometheus exposition, named after their CloudWatch metrics.
+CLUSTER_METRICS = (
+    MetricSpec(
+        "longbow_messages_received_total",
+        "counter",
+        "Queue messages received.",
+        cloudwatch="MessagesReceived",
+    ),
+    MetricSpec(
+        "longbow_messages_deleted_total",
+        "counter",
+        "Queue messages deleted once their jobs' outcomes were recorded.",
+        cloudwatch="MessagesDeleted",
+    ),
+    MetricSpec(
+        "longbow_messages_moved_aside_total",
+        "counter",
+        "Queue messages left for the dead-letter queue.",
+        cloudwatch="MessagesMovedAside",
+    ),
+    MetricSpec(
+        "longbow_duplicate_jobs_total",
+        "counter",
+        "Jobs already done or running elsewhere when their message came.",
+        cloudwatch="DuplicateJobs",
+    ),
+    MetricSpec(
+        "longbow_errors_total",
+        "counter",
+        "Failed attempts and errors of the queue or the job table.",
+        cloudwatch="Errors",
+    ),
+)
 
-    Args:
-        static: Fields added to every line (e.g. the worker id).
-    """
 
-    def __init__(self, static: dict[str, str] | None = None) -> None:
-        super().__init__()
-        self.static = static or {}
+def worker_exposition(stats: Stats, counters: ClusterCounters, meter: RequestMeter) -> Exposition:
+    """What `longbow worker` exposes: the copy counts and its messages' (the same totals as
+    its EMF lines, which carry their changes)."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            **self.static,
+    def read() -> Values:
+        snap, counts = stats.snapshot(), counters.snapshot()
+        return {
+            **copy_values(snap, meter.totals()),
+            "longbow_objects_failed_total": snap.objects_failed + counts["jobs_failed"],
+            "longbow_messages_received_total": counts["messages_received"],
+            "longbow_messages_deleted_total": counts["messages_deleted"],
+            "longbow_messages_moved_aside_total": counts["messages_moved_aside"],
+            "longbow_duplicate_jobs_total": counts["jobs_duplicate"],
+            "longbow_errors_total": counts["errors"] + counts["attempts_failed"],
         }
-        extra = getattr(record, "fields", None)
-        if isinstance(extra, dict):
-            line.update(extra)
-        if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
-        # Keys stay exact and readable (é, 字); controls JSON would leave raw are escaped.
-        return printable_json(json.dumps(line, default=str, ensure_ascii=False))
+
+    return Exposition(COPY_METRICS + CLUSTER_METRICS, read)
 
 
 def object_fields(spec: JobSpec) -> dict[str, object]:
@@ -207,29 +233,16 @@ def job_fields(
     spec: JobSpec, job: Job, state: JobState, result: JobResult | None, worker: str
 ) -> dict[str, object]:
     """The log fields of a job's outcome (event "job")."""
-    fields: dict[str, object] = {
-        "event": "job",
-        "state": state.value,
-        "worker": worker,
-        **object_fields(spec),
-    }
-    fields["size"] = job.size
-    if result is not None:
-        fields.update(
-            bytes_sent=result.bytes_sent,
-            bytes_reused=result.bytes_reused,
-            verified=result.verified,
-            verify=result.verify,
-        )
-    return fields
+    return {**outcome_fields(job, state, result), "worker": worker, **object_fields(spec)}
 
 
 __all__ = [
+    "CLUSTER_METRICS",
     "METRICS",
     "NAMESPACE",
     "ClusterCounters",
-    "JsonLogFormatter",
     "MetricsEmitter",
     "job_fields",
     "object_fields",
+    "worker_exposition",
 ]

@@ -21,6 +21,7 @@ from s3longbow.errors import ConfigError, LongbowError
 from s3longbow.meter import RequestMeter
 from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.progress.exposition import MetricsExport
 from s3longbow.progress.sampling import Sampler
 from s3longbow.progress.stats import Stats
 from s3longbow.transfer.budget import ByteBudget
@@ -31,7 +32,7 @@ from .aws import ControlPlane, Parameters
 from .dynamodb import JobItem, JobTable
 from .fanout import EventFanout, FanoutRule
 from .jobqueue import ClusterJobQueue, MessageSource, SqsSource
-from .metrics import ClusterCounters, MetricsEmitter
+from .metrics import ClusterCounters, MetricsEmitter, worker_exposition
 from .samples import WorkerSamples
 from .settings import ClusterConfig, resolve_credentials, resolve_pairs, routes_of
 from .sqs import MessageQueue, QueueDepth, ensure_queues
@@ -57,13 +58,20 @@ class WorkerRuntime:
     Args:
         config: The deployment's settings.
         control: SQS, DynamoDB and SSM clients (created from the settings when None).
+        meter: Where the stores record their replies (a new one when None).
 
     Raises:
         ConfigError: Settings or SSM parameters are invalid, or there is no dead-letter queue.
         FatalError: The queue, the table or a bucket cannot be used.
     """
 
-    def __init__(self, config: ClusterConfig, *, control: ControlPlane | None = None) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        *,
+        control: ControlPlane | None = None,
+        meter: RequestMeter | None = None,
+    ) -> None:
         t = config.transfer
         self._own_control = control is None
         self.control = control or ControlPlane(config.cluster, max_connections=t.workers + 16)
@@ -85,7 +93,7 @@ class WorkerRuntime:
         self.table.check()
         t.validate()  # as configured: the attempts set below are the queue's to bound
         self.transfer = dataclasses.replace(t, max_attempts=UNBOUNDED_ATTEMPTS)
-        self.meter = RequestMeter()  # the stores' replies, which the concurrency weighs
+        self.meter = meter or RequestMeter()  # the stores' replies, which the concurrency weighs
         self.limits = limits_for(t)
         self.stores = StoreCache(
             self.config.source,
@@ -199,47 +207,26 @@ def run_worker(
         exit_when_idle: End once the queue is empty and nothing runs here.
         write_metrics: Where EMF lines go; none are written when None.
         control: SQS, DynamoDB and SSM clients (created when None).
+
+    The counters are also served and kept in a file in Prometheus' format where the
+    settings' telemetry asks for it (`metrics_port`, `metrics_file`).
+
+    Raises:
+        ConfigError: The settings are invalid, or the metrics port or file cannot be used.
+        FatalError: The queue, the table or a bucket cannot be used.
     """
     started = time.monotonic()
-    runtime = WorkerRuntime(config, control=control)
-    cluster = runtime.config.cluster
-    worker_id = new_worker_id()
-    stats, counters = Stats(), ClusterCounters()
-    source = SqsSource(
-        runtime.queue,
-        wait_seconds=cluster.receive_wait_seconds,
-        visibility_timeout=cluster.visibility_timeout,
-        exit_when_idle=exit_when_idle,
-    )
-    log.info(
-        "worker %s started on %s",
-        worker_id,
-        runtime.queue.url,
-        extra={"fields": {"event": "start", "queue": runtime.queue.url}},
-    )
-    try:
-        with ExitStack() as running:
-            # A sample of the counters each metrics interval, for `longbow report --cluster`.
-            samples = WorkerSamples(runtime.control.dynamodb, cluster.table, worker_id)
-            running.enter_context(
-                Sampler(stats, samples, interval=cluster.metrics_interval, max_samples=None)
+    stats, counters, meter = Stats(), ClusterCounters(), RequestMeter()
+    # Bound (and the file written) before anything else: a port in use stops the worker here.
+    with MetricsExport(worker_exposition(stats, counters, meter), config.telemetry):
+        runtime = WorkerRuntime(config, control=control, meter=meter)
+        worker_id = new_worker_id()
+        try:
+            outcome = _run_worker(
+                runtime, worker_id, stats, counters, stop, exit_when_idle, write_metrics
             )
-            if write_metrics is not None:
-                running.enter_context(
-                    MetricsEmitter(
-                        stats,
-                        counters,
-                        write_metrics,
-                        interval=cluster.metrics_interval,
-                        dimensions={"Mode": "worker"},
-                        properties={"WorkerId": worker_id},
-                    )
-                )
-            outcome = runtime.run(
-                source, stop=stop, worker_id=worker_id, stats=stats, counters=counters
-            )
-    finally:
-        runtime.close()
+        finally:
+            runtime.close()
     snap = stats.snapshot()
     report = WorkerReport(
         worker_id=worker_id,
@@ -258,6 +245,48 @@ def run_worker(
         extra={"fields": {"event": "stop", **report.to_json()}},
     )
     return report
+
+
+def _run_worker(
+    runtime: WorkerRuntime,
+    worker_id: str,
+    stats: Stats,
+    counters: ClusterCounters,
+    stop: threading.Event,
+    exit_when_idle: bool,
+    write_metrics: Callable[[str], object] | None,
+) -> WorkerOutcome:
+    cluster = runtime.config.cluster
+    source = SqsSource(
+        runtime.queue,
+        wait_seconds=cluster.receive_wait_seconds,
+        visibility_timeout=cluster.visibility_timeout,
+        exit_when_idle=exit_when_idle,
+    )
+    log.info(
+        "worker %s started on %s",
+        worker_id,
+        runtime.queue.url,
+        extra={"fields": {"event": "start", "queue": runtime.queue.url}},
+    )
+    with ExitStack() as running:
+        # A sample of the counters each metrics interval, for `longbow report --cluster`.
+        samples = WorkerSamples(runtime.control.dynamodb, cluster.table, worker_id)
+        running.enter_context(
+            Sampler(stats, samples, interval=cluster.metrics_interval, max_samples=None)
+        )
+        if write_metrics is not None:
+            running.enter_context(
+                MetricsEmitter(
+                    stats,
+                    counters,
+                    write_metrics,
+                    interval=cluster.metrics_interval,
+                    dimensions={"Mode": "worker"},
+                    properties={"WorkerId": worker_id},
+                )
+            )
+        return runtime.run(source, stop=stop, worker_id=worker_id, stats=stats, counters=counters)
 
 
 @dataclass(frozen=True)

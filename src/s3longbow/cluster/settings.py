@@ -25,6 +25,7 @@ from s3longbow.errors import ConfigError
 from s3longbow.plan.filters import Filters
 from s3longbow.selection import FilterSpec, build_filters
 from s3longbow.stores.location import parse_location
+from s3longbow.telemetry import TelemetrySettings
 
 from .config import ClusterSettings, CredentialsSide, parse_cluster_table
 from .messages import Route
@@ -47,6 +48,7 @@ class ClusterConfig:
         pairs: The `[[pairs]]` of the file (empty when `pairs_parameter` names them).
         ignore_patterns: Ignore patterns for the sender and for S3 events.
         filters: The filters of the sender (`include`, `min_size`, ...).
+        telemetry: Where logs and metrics go (`log_file`, `metrics_port`, ...).
     """
 
     cluster: ClusterSettings
@@ -56,6 +58,7 @@ class ClusterConfig:
     pairs: tuple[PairSettings, ...] = ()
     ignore_patterns: tuple[str, ...] = ()
     filters: FilterSpec = FilterSpec()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     def settings(self, pairs: tuple[PairSettings, ...]) -> Settings:
         """The single-machine Settings of these pairs (to reuse planning and stores)."""
@@ -124,6 +127,7 @@ def load_cluster_config(path: Path, filters: Mapping[str, Any] | None = None) ->
         pairs=pairs,
         ignore_patterns=load_ignore_file(ignore_file) if ignore_file else (),
         filters=spec,
+        telemetry=TelemetrySettings(**file["telemetry"]),
     )
 
 

@@ -41,10 +41,11 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from s3longbow.cluster.jobqueue import BatchSource
-from s3longbow.cluster.metrics import ClusterCounters, JsonLogFormatter, MetricsEmitter
+from s3longbow.cluster.metrics import ClusterCounters, MetricsEmitter
 from s3longbow.cluster.service import WorkerRuntime
 from s3longbow.cluster.settings import ClusterConfig
 from s3longbow.cluster.sqs import Received
+from s3longbow.display import JsonLogFormatter
 from s3longbow.errors import ConfigError
 from s3longbow.handlers.deadline import stop_before_deadline
 from s3longbow.loader import env_value, load_deployment

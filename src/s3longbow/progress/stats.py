@@ -30,6 +30,7 @@ class Snapshot:
     concurrency: int = 0  # how many objects may be in flight now (the controller's number)
     concurrency_highest: int = 0
     objects_archived: int = 0  # archived sources, left until a restore makes them readable
+    objects_skipped: int = 0  # jobs that found nothing left to copy (the source deleted since)
 
     @property
     def rate(self) -> float:
@@ -61,6 +62,7 @@ class Stats:
     concurrency: int = 0
     concurrency_highest: int = 0
     objects_archived: int = 0
+    objects_skipped: int = 0
 
     def set_concurrency(self, limit: int) -> None:
         with self._lock:
@@ -131,7 +133,9 @@ class Stats:
                 self.bytes_copied += size
             elif archived:
                 self.objects_archived += 1
-            elif not skipped:
+            elif skipped:
+                self.objects_skipped += 1
+            else:
                 self.objects_failed += 1
 
     def released(self, progressed: int) -> None:
@@ -162,4 +166,5 @@ class Stats:
                 concurrency=self.concurrency,
                 concurrency_highest=self.concurrency_highest,
                 objects_archived=self.objects_archived,
+                objects_skipped=self.objects_skipped,
             )

@@ -123,7 +123,25 @@ class LogView(_PeriodicView):
         super().__init__(stats, interval)
 
     def render(self, snap: Snapshot) -> None:
-        log.warning("%s", describe(snap))
+        log.warning("%s", describe(snap), extra={"fields": progress_fields(snap)})
+
+
+def progress_fields(snap: Snapshot) -> dict[str, object]:
+    """The counts of a progress line, as the fields of a JSON log line."""
+    return {
+        "event": "progress",
+        "listing": snap.planning,
+        "objects_done": snap.objects_done,
+        "objects_total": snap.objects_total,
+        "bytes_done": max(0, snap.bytes_done),
+        "bytes_total": snap.bytes_total,
+        "objects_copied": snap.objects_copied,
+        "objects_failed": snap.objects_failed,
+        "objects_already_present": snap.objects_same,
+        "bytes_sent": snap.bytes_sent,
+        "in_flight": snap.in_flight,
+        "concurrency": snap.concurrency,
+    }
 
 
 def describe(snap: Snapshot) -> str:

@@ -14,7 +14,7 @@ of them as one `JobDatabase`) and `queue` (the JobQueue port over one run).
 """
 
 from .database import JobDatabase
-from .history import KEPT_INVOCATIONS, Invocation
+from .history import KEPT_INVOCATIONS, Invocation, InvocationSamples
 from .leases import Outcome, new_owner_id
 from .planning import PlannedCopy, UpsertCounts
 from .queue import FINISH_BATCH, FINISH_DELAY, SqliteQueue
@@ -27,6 +27,7 @@ __all__ = [
     "KEPT_INVOCATIONS",
     "SCHEMA_VERSION",
     "Invocation",
+    "InvocationSamples",
     "JobDatabase",
     "Outcome",
     "PassRanges",

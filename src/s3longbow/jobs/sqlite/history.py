@@ -126,3 +126,17 @@ class RunHistory(SqliteFile):
                 (invocation,),
             ).fetchall()
         return [RunSample(*row) for row in rows]
+
+
+class InvocationSamples:
+    """Where one invocation's samples go (the sampler's sink): its run's job database."""
+
+    def __init__(self, db: RunHistory, invocation: int) -> None:
+        self.db = db
+        self.invocation = invocation
+
+    def add_sample(self, sample: RunSample) -> None:
+        self.db.add_sample(self.invocation, sample)
+
+    def thin_samples(self) -> int:
+        return self.db.thin_samples(self.invocation)

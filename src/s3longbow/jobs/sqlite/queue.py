@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from s3longbow.model import Job, JobResult, JobState, ObjectInfo
+from s3longbow.model import Job, JobResult, JobState, ObjectInfo, outcome_fields
 
 from .database import JobDatabase
 from .leases import Outcome
@@ -72,6 +72,21 @@ class SqliteQueue:
         after the first. Until its batch is written the job stays leased (in progress), so a
         process killed in between runs it again; a lease found lost is logged when written.
         """
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s: %s",
+                job.src_key,
+                state.value if reason is None else f"{state.value}: {reason}",
+                extra={
+                    "fields": {
+                        **outcome_fields(job, state, result),
+                        "run_id": self.run_id,
+                        "pair": job.pair,
+                        "key": job.src_key,
+                        "dst_key": job.dst_key,
+                    }
+                },
+            )
         with self._outcomes_lock:
             if not self._outcomes:
                 self._oldest = time.monotonic()
