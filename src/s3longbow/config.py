@@ -16,6 +16,7 @@ from s3longbow.checksums import normalise_algorithm
 # importable from here for the modules that still import it from here.
 from s3longbow.errors import ConfigError
 from s3longbow.ratelimit import READS_PER_PREFIX, WRITES_PER_PREFIX, PrefixDepth
+from s3longbow.rewrites import metadata_table, read_content_type_map
 from s3longbow.selection import FILTER_KEYS, FilterSpec, filters_in_file
 
 KiB = 1024
@@ -98,6 +99,7 @@ CHECKSUM_POLICIES = ("auto", "MD5")
 RESTORE_TIERS = ("Standard", "Bulk", "Expedited")  # how fast (and dear) an archive restore is
 BUCKET_NAMING = ("strict", "relaxed")  # S3's bucket naming rules, or other stores' looser ones
 SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
+KEEP_CLASS = "keep"  # --storage-class keep: each copy in its source's class
 CANNED_ACLS = (
     "private",
     "public-read",
@@ -136,6 +138,10 @@ class SideSettings:
     ca_bundle: str | None = None
     # "strict": S3's bucket naming rules; "relaxed": other stores' (capitals, underscores).
     bucket_names: str = "strict"
+    # A file holding this side's SSE-C key (base64, or 32 raw bytes); the key read from it,
+    # or from LONGBOW_{SRC,DST}_SSE_C_KEY, goes with every request about an object.
+    sse_c_key_file: str | None = None
+    sse_c_key: bytes | None = field(default=None, repr=False)
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
@@ -234,6 +240,18 @@ class TransferSettings:
     # ask for none; such objects are reported as needing a restore).
     restore_days: int | None = None
     restore_tier: str | None = None  # Standard (None), Bulk or Expedited: speed and price
+    # Never replace an object the destination has: writes carry If-None-Match: *, and a
+    # present object that differs is reported as not replaced.
+    no_overwrite: bool = False
+    # (extension, Content-Type) pairs for copies whose source has no, or a generic, type;
+    # a config file names the file they are read from (see s3longbow.rewrites).
+    content_type_map: tuple[tuple[str, str], ...] = ()
+    set_metadata: tuple[tuple[str, str], ...] = ()  # user metadata every copy gets
+
+    @property
+    def keeps_storage_class(self) -> bool:
+        """--storage-class keep: each copy in its source's own class (STANDARD: none named)."""
+        return (self.storage_class or "").lower() == KEEP_CLASS
 
     @property
     def planning_compare(self) -> PlanCompare:
@@ -301,6 +319,13 @@ class TransferSettings:
                     "restore-tier needs restore-days",
                     hint="add --restore-days N (how long the restored copies stay readable)",
                 )
+        if self.no_overwrite and (self.all_versions or self.update_properties):
+            raise ConfigError(
+                "no-overwrite cannot go with "
+                + ("all-versions" if self.all_versions else "update-properties")
+                + ": both change objects the destination has",
+                hint="leave one of them out",
+            )
         if self.memory_limit < self.part_size:
             raise ConfigError(
                 "memory-limit is smaller than one part",
@@ -354,6 +379,7 @@ def default_db_path() -> Path:
 
 
 _SIDE_KEYS = {f.name for f in dataclasses.fields(SideSettings)} - {
+    "sse_c_key",
     "access_key_id",
     "secret_access_key",
     "session_token",
@@ -362,6 +388,7 @@ _SIDE_FLAGS = {"path_style", "verify_ssl", "allow_http", "requester_pays"}
 _TRANSFER_KEYS = {f.name for f in dataclasses.fields(TransferSettings)}
 _SIZE_KEYS = {"part_size", "resumable_threshold", "memory_limit", "bandwidth_limit"}
 _BOOL_KEYS = {
+    "no_overwrite",
     "autotune",
     "copy_tags",
     "server_side_copy",
@@ -422,8 +449,9 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
                 raise ConfigError(
                     f"config file {path}: [{side}] {key} must be a {expected.__name__}"
                 )
-        if "ca_bundle" in table:  # a path in the file is relative to the file
-            table = {**table, "ca_bundle": str(path.parent / Path(table["ca_bundle"]).expanduser())}
+        for name in ("ca_bundle", "sse_c_key_file"):  # a path is relative to the file
+            if name in table:
+                table = {**table, name: str(path.parent / Path(table[name]).expanduser())}
         out[side] = table
     pairs = raw.get("pairs", [])
     if not isinstance(pairs, list):
@@ -464,6 +492,12 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
             if not isinstance(value, str):
                 raise ConfigError(f"config file {path}: {key} must be a string")
             transfer[key] = restore_tier(value)
+        elif key == "content_type_map":
+            if not isinstance(value, str):
+                raise ConfigError(f"config file {path}: {key} must be the path of a file")
+            transfer[key] = read_content_type_map(path.parent / Path(value).expanduser())
+        elif key == "set_metadata":
+            transfer[key] = metadata_table(value, f"config file {path}: {key}")
         elif key in ("storage_class", "compare", "rate_prefix"):
             if not isinstance(value, str):
                 raise ConfigError(f"config file {path}: {key} must be a string")
@@ -509,6 +543,7 @@ def load_ignore_file(path: Path) -> tuple[str, ...]:
 
 __all__ = [
     "GiB",
+    "KEEP_CLASS",
     "KiB",
     "MAX_PARTS",
     "MAX_RESTORE_DAYS",

@@ -89,6 +89,24 @@ class Checksum:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectLock:
+    """An object's Object Lock settings, as its HEAD or GET names them.
+
+    Attributes:
+        mode: The retention mode, GOVERNANCE or COMPLIANCE (None: no retention).
+        retain_until: When the retention ends, as S3 writes it (ISO 8601).
+        legal_hold: A legal hold is on.
+    """
+
+    mode: str | None = None
+    retain_until: str | None = None
+    legal_hold: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.mode and self.retain_until) or self.legal_hold
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectProperties:
     """What travels with an object besides its bytes: HTTP headers, user metadata, tags.
 
@@ -102,6 +120,10 @@ class ObjectProperties:
             property: it is recomputed, and checked, on the way).
         encrypted: The source is encrypted with KMS or a customer key, so its ETag is not the
             MD5 of its bytes even when it looks like one (not copied).
+        storage_class: The class the reply names (None: STANDARD, or not said); copied
+            only where the run keeps each source's class.
+        lock: Its Object Lock retention and legal hold, where it has any; written where the
+            destination bucket has Object Lock.
     """
 
     content_type: str | None = None
@@ -115,6 +137,8 @@ class ObjectProperties:
     tag_count: int | None = None
     checksum: Checksum | None = None
     encrypted: bool = False
+    storage_class: str | None = None
+    lock: ObjectLock | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +267,7 @@ __all__ = [
     "JobResult",
     "JobState",
     "ObjectDetails",
+    "ObjectLock",
     "ObjectInfo",
     "ObjectProperties",
     "ObjectVersion",

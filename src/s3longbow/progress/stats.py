@@ -30,6 +30,9 @@ class Snapshot:
     concurrency: int = 0  # how many objects may be in flight now (the controller's number)
     concurrency_highest: int = 0
     objects_archived: int = 0  # archived sources, left until a restore makes them readable
+    # Objects copied without their Object Lock, by destination bucket without Object Lock.
+    locks_not_kept: tuple[tuple[str, int], ...] = ()
+    objects_not_replaced: int = 0  # present at the destination, left as they are
 
     @property
     def rate(self) -> float:
@@ -61,6 +64,20 @@ class Stats:
     concurrency: int = 0
     concurrency_highest: int = 0
     objects_archived: int = 0
+    locks_not_kept: dict[str, int] = field(default_factory=dict)
+    objects_not_replaced: int = 0
+
+    def lock_not_kept(self, where: str) -> bool:
+        """An object's Object Lock could not be kept at `where`; True the first time there."""
+        with self._lock:
+            first = where not in self.locks_not_kept
+            self.locks_not_kept[where] = self.locks_not_kept.get(where, 0) + 1
+            return first
+
+    def add_not_replaced(self, objects: int = 1) -> None:
+        """Objects the destination has (and that differ) left as they are (--no-overwrite)."""
+        with self._lock:
+            self.objects_not_replaced += objects
 
     def set_concurrency(self, limit: int) -> None:
         with self._lock:
@@ -162,4 +179,6 @@ class Stats:
                 concurrency=self.concurrency,
                 concurrency_highest=self.concurrency_highest,
                 objects_archived=self.objects_archived,
+                locks_not_kept=tuple(sorted(self.locks_not_kept.items())),
+                objects_not_replaced=self.objects_not_replaced,
             )

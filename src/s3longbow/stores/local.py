@@ -26,6 +26,7 @@ from s3longbow.errors import (
     ChecksumNotConfirmedError,
     FatalError,
     LongbowError,
+    NotReplacedError,
     PermanentError,
     SourceChangedError,
     TransientError,
@@ -37,11 +38,13 @@ from s3longbow.model import (
     Checksum,
     ObjectDetails,
     ObjectInfo,
+    ObjectLock,
     ObjectProperties,
     ObjectVersion,
     PartInfo,
 )
 from s3longbow.stores.base import Capabilities, ListingOrder, ObjectStore, Relayed
+from s3longbow.verdicts import not_replaced_reason
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +326,7 @@ class LocalStore:
         properties: ObjectProperties | None = None,
         tags: tuple[tuple[str, str], ...] = (),
         checksum: Checksum | None = None,
+        create_only: bool = False,
     ) -> str:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError("a directory is written from bytes, not from a relayed body")
@@ -335,7 +339,7 @@ class LocalStore:
         tmp = self._tmp_file()
         try:
             self._io(lambda: tmp.write_bytes(data), tmp)
-            self._move_into_place(tmp, path)
+            self._move_into_place(tmp, path, create_only)
         finally:
             tmp.unlink(missing_ok=True)
         return digest.hexdigest()
@@ -405,6 +409,7 @@ class LocalStore:
         *,
         algorithm: str | None = None,
         full_checksum: Checksum | None = None,
+        create_only: bool = False,
     ) -> str:
         folder = self._existing_upload(key, upload_id)
         path = self.path_for(key)
@@ -424,7 +429,7 @@ class LocalStore:
 
         try:
             self._io(join_parts, tmp)
-            self._move_into_place(tmp, path)
+            self._move_into_place(tmp, path, create_only)
         finally:
             tmp.unlink(missing_ok=True)
         shutil.rmtree(folder, ignore_errors=True)
@@ -454,6 +459,8 @@ class LocalStore:
         version_id: str | None = None,
         storage_class: str | None = None,
         copy_tags: bool = True,
+        properties: ObjectProperties | None = None,
+        create_only: bool = False,
     ) -> str:
         raise PermanentError(f"{self.describe(key)}: a directory cannot copy on a server")
 
@@ -471,6 +478,12 @@ class LocalStore:
         version_id: str | None = None,
     ) -> str:
         raise PermanentError(f"{self.describe(key)}: a directory cannot copy on a server")
+
+    def object_lock(self) -> bool:
+        return False  # a file has no retention
+
+    def set_lock(self, key: str, lock: ObjectLock) -> None:
+        raise PermanentError(f"{self.path_for(key)}: a file keeps no Object Lock")
 
     def can_relay_from(self, source: object) -> bool:
         return False  # files are read, not relayed
@@ -506,12 +519,15 @@ class LocalStore:
         self._io(lambda: folder.mkdir(parents=True, exist_ok=True), folder)
         return folder / f"put-{uuid.uuid4().hex}"
 
-    def _move_into_place(self, tmp: Path, path: Path) -> None:
+    def _move_into_place(self, tmp: Path, path: Path, create_only: bool = False) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # A link swapped in since the key was checked must not carry the file outside.
             if not self._inside(path.parent):
                 raise PermanentError(f"cannot write {path}: a symbolic link leads out of the root")
+            if create_only:
+                _link_new(tmp, path)  # never over a file that is there
+                return
             try:
                 os.replace(tmp, path)
             except OSError as exc:
@@ -555,3 +571,11 @@ class LocalStore:
             else None
         )
         return PermanentError(f"cannot write {path}: {exc.strerror}", hint=hint)
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Put `tmp` in place under `path` only where nothing has that name (atomically)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise NotReplacedError(not_replaced_reason(str(path))) from None
