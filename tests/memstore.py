@@ -168,6 +168,7 @@ class MemoryStore:
         encrypted: bool = False,
         properties: ObjectProperties = NO_PROPERTIES,
         tags: tuple[tuple[str, str], ...] = (),
+        storage_class: str | None = None,
     ) -> Stored:
         """Store an object as a client would have written it: in parts of `part_sizes` (a
         multipart ETag and layout), with an additional checksum of all its bytes or
@@ -191,6 +192,7 @@ class MemoryStore:
             props,
             part_sizes=tuple(len(p) for p in parts) if parts else None,
             tags=tags,
+            storage_class=storage_class,
         )
         self._keep(key, stored)
         return stored

@@ -54,7 +54,7 @@ def copy_on_server(
             properties=written if replace else None,
             create_only=ctx.settings.no_overwrite,
         )
-        verified, how = _check_copy(ctx, job, dst_etag)
+        verified, how = _check_copy(ctx, job, dst_etag, method.reason)
         ctx.confirm_lock(job, lock)
         ctx.stats.sent(job.size)
         attempt.progressed += job.size
@@ -74,7 +74,7 @@ def copy_on_server(
     )
 
 
-def _check_copy(ctx: Context, job: Job, dst_etag: str) -> tuple[bool, str]:
+def _check_copy(ctx: Context, job: Job, dst_etag: str, reason: str) -> tuple[bool, str]:
     """A copy whose ETag equals the source's MD5 is proven; a different one is wrong only
     when the source's ETag really is its MD5 (not under KMS or a customer key)."""
     if job.etag and dst_etag == job.etag and is_md5_etag(dst_etag) and not _keyed(ctx):
@@ -94,7 +94,7 @@ def _check_copy(ctx: Context, job: Job, dst_etag: str) -> tuple[bool, str]:
             f"{ctx.dst.describe(job.dst_key)}: after the server's copy the object is "
             f"{found}, the source has {job.size}"
         )
-    return False, "the source's ETag is not an MD5 to compare the copy with"
+    return False, reason or "the source's ETag is not an MD5 to compare the copy with"
 
 
 def _keyed(ctx: Context) -> bool:
