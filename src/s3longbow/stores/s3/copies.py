@@ -7,14 +7,19 @@ from __future__ import annotations
 from typing import Any
 
 from s3longbow.customerkeys import key_args
+from s3longbow.errors import PermanentError
 from s3longbow.model import ObjectProperties
 from s3longbow.stores.base import ObjectStore
 from s3longbow.stores.s3.common import StoreBase, _one_object
-from s3longbow.stores.s3.headers import _copy_source, _write_args
+from s3longbow.stores.s3.headers import _copy_source, _write_args, lock_args
+from s3longbow.stores.s3.locks import Locks
 from s3longbow.stores.s3.wire import unquote_etag
 
+# What moto answers a copy that carries an Object Lock.
+_LOCK_REFUSED = "MissingUploadObjectWithObjectLockHeaders"
 
-class Copies(StoreBase):
+
+class Copies(Locks):
     """The server-side copy calls of the store port (a part of S3Store)."""
 
     def _keys(self, source: StoreBase) -> dict[str, Any]:
@@ -89,8 +94,20 @@ class Copies(StoreBase):
         if create_only:
             kwargs["IfNoneMatch"] = "*"
         where = f"copying {source.describe(src_key)} to {self.describe(key)}"
-        with self._only_new(key, create_only, copy=True), self._errors(where, source=True):
-            resp = self.client.copy_object(**kwargs)
+        try:
+            with self._only_new(key, create_only, copy=True), self._errors(where, source=True):
+                resp = self.client.copy_object(**kwargs)
+        except PermanentError as exc:
+            # moto refuses a lock on a copy (it wants a Content-MD5 a copy has no body for):
+            # the copy goes without it, and the lock is set on the copy right after.
+            lock = properties.lock if properties is not None else None
+            if not lock or _LOCK_REFUSED not in exc.message:
+                raise
+            for name in lock_args(lock):
+                kwargs.pop(name)
+            with self._only_new(key, create_only, copy=True), self._errors(where, source=True):
+                resp = self.client.copy_object(**kwargs)
+            self.set_lock(key, lock)
         return unquote_etag(resp.get("CopyObjectResult", {}).get("ETag")) or ""
 
     @_one_object
