@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from s3longbow.errors import FatalError, LongbowError
+from s3longbow.errors import FatalError, LongbowError, TransientError
 from s3longbow.model import ObjectLock
 from s3longbow.stores.s3.common import StoreBase, _one_object, log
 
@@ -33,8 +33,8 @@ class Locks(StoreBase):
         try:
             with self._errors(where):
                 reply = self.client.get_object_lock_configuration(Bucket=self.bucket)
-        except FatalError:
-            raise
+        except (FatalError, TransientError):
+            raise  # a passing failure decides nothing: asked again by the next object
         except LongbowError as exc:
             # A bucket without Object Lock answers ObjectLockConfigurationNotFoundError; a
             # server without it, or a refusal, tells no more: copies go without locks.
