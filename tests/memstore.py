@@ -22,6 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 from s3longbow import checksums
 from s3longbow.errors import (
     ChecksumNotConfirmedError,
+    NotReplacedError,
     SourceChangedError,
     TransientError,
     UploadMissingError,
@@ -32,11 +33,13 @@ from s3longbow.model import (
     Job,
     ObjectDetails,
     ObjectInfo,
+    ObjectLock,
     ObjectProperties,
     ObjectVersion,
     PartInfo,
 )
 from s3longbow.stores.base import Capabilities, ObjectStore, Relayed
+from s3longbow.verdicts import not_replaced_reason
 
 S3_LIKE = Capabilities()
 NO_PROPERTIES = ObjectProperties()
@@ -64,6 +67,7 @@ class Stored:
     version_id: str | None = None
     part_sizes: tuple[int, ...] | None = None  # the layout of a multipart object
     tags: tuple[tuple[str, str], ...] = ()
+    storage_class: str | None = None
 
 
 @dataclass
@@ -73,6 +77,7 @@ class OpenUpload:
     tags: tuple[tuple[str, str], ...]
     algorithm: str | None
     parts: dict[int, tuple[bytes, PartInfo]] = field(default_factory=dict)
+    storage_class: str | None = None
 
 
 class Body:
@@ -108,6 +113,7 @@ class MemoryStore:
             (else ChecksumNotConfirmedError, after the part is stored, as a server that
             ignores the header would).
         versioned: Every write keeps the earlier versions of the key.
+        object_lock: The bucket has Object Lock (writes keep the locks they carry).
 
     Attributes:
         calls: Every request as (operation, key), in order.
@@ -129,7 +135,10 @@ class MemoryStore:
         layout_visible: bool = True,
         confirms_checksums: bool = True,
         versioned: bool = False,
+        object_lock: bool = False,
     ) -> None:
+        self.lock_enabled = object_lock
+        self.lock_asked = 0
         self.name = name
         self.capabilities = capabilities
         self.relays = relays
@@ -159,6 +168,7 @@ class MemoryStore:
         encrypted: bool = False,
         properties: ObjectProperties = NO_PROPERTIES,
         tags: tuple[tuple[str, str], ...] = (),
+        storage_class: str | None = None,
     ) -> Stored:
         """Store an object as a client would have written it: in parts of `part_sizes` (a
         multipart ETag and layout), with an additional checksum of all its bytes or
@@ -182,6 +192,7 @@ class MemoryStore:
             props,
             part_sizes=tuple(len(p) for p in parts) if parts else None,
             tags=tags,
+            storage_class=storage_class,
         )
         self._keep(key, stored)
         return stored
@@ -257,7 +268,7 @@ class MemoryStore:
     ) -> tuple[bytes, ObjectProperties]:
         self._call("get", key)
         data = self._read(key, 0, size, etag, version_id)
-        return data, self._pinned(key, etag, version_id).properties
+        return data, _props(self._pinned(key, etag, version_id))
 
     def open_object(
         self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
@@ -266,7 +277,7 @@ class MemoryStore:
             return None
         self._call("open", key)
         data = self._read(key, 0, size, etag, version_id)
-        return Body(data), self._pinned(key, etag, version_id).properties
+        return Body(data), _props(self._pinned(key, etag, version_id))
 
     def open_range(
         self,
@@ -295,7 +306,13 @@ class MemoryStore:
         part_size = count = None
         if part_one and self.layout_visible and obj.part_sizes:
             part_size, count = obj.part_sizes[0], len(obj.part_sizes)
-        return ObjectDetails(obj.properties, part_size, count, version_id=obj.version_id)
+        return ObjectDetails(
+            _props(obj),
+            part_size,
+            count,
+            version_id=obj.version_id,
+            storage_class=obj.storage_class,
+        )
 
     def get_tags(self, key: str) -> tuple[tuple[str, str], ...]:
         self._call("get-tags", key)
@@ -331,13 +348,15 @@ class MemoryStore:
         properties: ObjectProperties | None = None,
         tags: tuple[tuple[str, str], ...] = (),
         checksum: Checksum | None = None,
+        create_only: bool = False,
     ) -> str:
         self._call("put", key)
         body = _body(data)
         _check_body(key, body, md5_b64, checksum)
+        self._only_new(key, create_only)
         etag = self._written_etag(md5_hex(body))
         props = replace(properties or ObjectProperties(), checksum=checksum)
-        self._keep(key, Stored(body, etag, props, tags=tags))
+        self._keep(key, Stored(body, etag, props, tags=tags, storage_class=storage_class))
         return self.etag_rewrite(etag)
 
     def create_upload(
@@ -353,7 +372,9 @@ class MemoryStore:
         self._call("create", key)
         upload_id = f"upload-{next(_ids)}"
         with self._lock:
-            self.uploads[upload_id] = OpenUpload(key, properties, tags, checksum_algorithm)
+            self.uploads[upload_id] = OpenUpload(
+                key, properties, tags, checksum_algorithm, storage_class=storage_class
+            )
         return upload_id
 
     def upload_part(
@@ -395,9 +416,11 @@ class MemoryStore:
         *,
         algorithm: str | None = None,
         full_checksum: Checksum | None = None,
+        create_only: bool = False,
     ) -> str:
         self._call("complete", key)
         upload = self._upload(key, upload_id)
+        self._only_new(key, create_only)
         bodies = []
         for part in parts:
             stored = upload.parts.get(part.number)
@@ -412,6 +435,7 @@ class MemoryStore:
             replace(props, checksum=None),
             part_sizes=tuple(len(b) for b in bodies),
             tags=upload.tags,
+            storage_class=upload.storage_class,
         )
         with self._lock:
             del self.uploads[upload_id]
@@ -450,14 +474,28 @@ class MemoryStore:
         version_id: str | None = None,
         storage_class: str | None = None,
         copy_tags: bool = True,
+        properties: ObjectProperties | None = None,
+        create_only: bool = False,
     ) -> str:
         self._call("copy", key)
         assert isinstance(source, MemoryStore)
         obj = source._pinned(src_key, etag, version_id)
+        self._only_new(key, create_only)
         new_etag = self._written_etag(md5_hex(obj.data))
         tags = obj.tags if copy_tags else ()
-        self._keep(key, Stored(obj.data, new_etag, obj.properties, tags=tags))
+        props = properties if properties is not None else replace(obj.properties, lock=None)
+        copied = Stored(obj.data, new_etag, props, tags=tags, storage_class=storage_class)
+        self._keep(key, copied)
         return self.etag_rewrite(new_etag)
+
+    def object_lock(self) -> bool:
+        self.lock_asked += 1
+        return self.lock_enabled
+
+    def set_lock(self, key: str, lock: ObjectLock) -> None:
+        self._call("set-lock", key)
+        obj = self._pinned(key, None, None)
+        obj.properties = replace(obj.properties, lock=lock)
 
     def upload_part_copy(
         self,
@@ -493,6 +531,11 @@ class MemoryStore:
         return None
 
     # -- inside -----------------------------------------------------------------------------
+
+    def _only_new(self, key: str, create_only: bool) -> None:
+        """A write with If-None-Match: * where the key exists is refused."""
+        if create_only and self.versions.get(key):
+            raise NotReplacedError(not_replaced_reason(self.describe(key)))
 
     def _call(self, operation: str, key: str) -> None:
         with self._lock:
@@ -540,6 +583,11 @@ class MemoryStore:
 
     def _written_etag(self, md5: str) -> str:
         return md5 if self.capabilities.write_etags_md5 else _opaque_etag(md5)
+
+
+def _props(obj: Stored) -> ObjectProperties:
+    """An object's properties as a read reply shows them (with its class, unless STANDARD)."""
+    return replace(obj.properties, storage_class=obj.storage_class)
 
 
 def _opaque_etag(etag: str) -> str:

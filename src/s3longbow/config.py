@@ -1,11 +1,10 @@
-"""Frozen settings, their config file (TOML) and sizes like "16MiB". The layering of
-defaults < config file < environment < flags is `s3longbow.loader`'s."""
+"""Frozen settings and their config file (TOML). The layering of defaults < config file <
+environment < flags is `s3longbow.loader`'s; sizes like "16MiB" are `s3longbow.sizes`'."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,12 +15,12 @@ from s3longbow.checksums import normalise_algorithm
 # importable from here for the modules that still import it from here.
 from s3longbow.errors import ConfigError
 from s3longbow.ratelimit import READS_PER_PREFIX, WRITES_PER_PREFIX, PrefixDepth
+from s3longbow.rewrites import metadata_table, read_content_type_map
 from s3longbow.selection import FILTER_KEYS, FilterSpec, filters_in_file
-from s3longbow.telemetry import TELEMETRY_KEYS, TelemetrySettings, telemetry_in_file
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
+# Sizes stay importable from here for the modules that import them from here.
+from s3longbow.sizes import GiB, KiB, MiB, format_size, parse_rate, parse_size
+from s3longbow.telemetry import TELEMETRY_KEYS, TelemetrySettings, telemetry_in_file
 
 # A bound on restore-days that catches a slip of the keyboard: a restored copy is billed for
 # every day it stays, beside the archived object.
@@ -32,64 +31,6 @@ MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * GiB
 MAX_PARTS = 10_000
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": KiB,
-    "kb": 1000,
-    "kib": KiB,
-    "m": MiB,
-    "mb": 1000**2,
-    "mib": MiB,
-    "g": GiB,
-    "gb": 1000**3,
-    "gib": GiB,
-    "t": 1024 * GiB,
-    "tb": 1000**4,
-    "tib": 1024 * GiB,
-}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
-
-def parse_size(value: str | int, *, what: str = "size") -> int:
-    """Parse a byte count such as 8388608, "8MiB", "8M" or "10MB" (decimal units).
-
-    Raises:
-        ConfigError: The value is not a non-negative size.
-    """
-    if isinstance(value, bool):
-        raise ConfigError(f"{what}: expected a size such as 8MiB, got {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ConfigError(f"{what}: a size cannot be negative ({value})")
-        return value
-    match = _SIZE_RE.match(str(value))
-    unit = match.group(2).lower() if match else None
-    if not match or unit not in _UNITS:
-        raise ConfigError(
-            f"{what}: {value!r} is not a size",
-            hint="write a number of bytes or a number with a unit: 8MiB, 512KiB, 1GiB, 10MB",
-        )
-    return int(float(match.group(1)) * _UNITS[unit])
-
-
-def parse_rate(value: str | int, *, what: str = "rate") -> int:
-    """Parse a rate in bytes per second: "200MiB/s", "50MB/s" or a size ("200MiB")."""
-    text = value.strip() if isinstance(value, str) else value
-    if isinstance(text, str) and text.lower().endswith("/s"):
-        text = text[:-2]
-    return parse_size(text, what=what)
-
-
-def format_size(n: float) -> str:
-    """Render a byte count for people: 8.0 MiB, 1.5 GiB."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover - loop always returns
-
-
 # When an object present at the destination is copied again (see plan/diff.py).
 CompareMode = Literal["size", "etag", "mtime", "version"]
 COMPARE_MODES: tuple[CompareMode, ...] = ("size", "etag", "mtime", "version")
@@ -99,6 +40,7 @@ CHECKSUM_POLICIES = ("auto", "MD5")
 RESTORE_TIERS = ("Standard", "Bulk", "Expedited")  # how fast (and dear) an archive restore is
 BUCKET_NAMING = ("strict", "relaxed")  # S3's bucket naming rules, or other stores' looser ones
 SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
+KEEP_CLASS = "keep"  # --storage-class keep: each copy in its source's class
 CANNED_ACLS = (
     "private",
     "public-read",
@@ -141,6 +83,10 @@ class SideSettings:
     ca_bundle: str | None = None
     # "strict": S3's bucket naming rules; "relaxed": other stores' (capitals, underscores).
     bucket_names: str = "strict"
+    # A file holding this side's SSE-C key (base64, or 32 raw bytes); the key read from it,
+    # or from LONGBOW_{SRC,DST}_SSE_C_KEY, goes with every request about an object.
+    sse_c_key_file: str | None = None
+    sse_c_key: bytes | None = field(default=None, repr=False)
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
@@ -275,6 +221,18 @@ class TransferSettings:
     # ask for none; such objects are reported as needing a restore).
     restore_days: int | None = None
     restore_tier: str | None = None  # Standard (None), Bulk or Expedited: speed and price
+    # Never replace an object the destination has: writes carry If-None-Match: *, and a
+    # present object that differs is reported as not replaced.
+    no_overwrite: bool = False
+    # (extension, Content-Type) pairs for copies whose source has no, or a generic, type;
+    # a config file names the file they are read from (see s3longbow.rewrites).
+    content_type_map: tuple[tuple[str, str], ...] = ()
+    set_metadata: tuple[tuple[str, str], ...] = ()  # user metadata every copy gets
+
+    @property
+    def keeps_storage_class(self) -> bool:
+        """--storage-class keep: each copy in its source's own class (STANDARD: none named)."""
+        return (self.storage_class or "").lower() == KEEP_CLASS
 
     @property
     def planning_compare(self) -> PlanCompare:
@@ -342,6 +300,13 @@ class TransferSettings:
                     "restore-tier needs restore-days",
                     hint="add --restore-days N (how long the restored copies stay readable)",
                 )
+        if self.no_overwrite and (self.all_versions or self.update_properties):
+            raise ConfigError(
+                "no-overwrite cannot go with "
+                + ("all-versions" if self.all_versions else "update-properties")
+                + ": both change objects the destination has",
+                hint="leave one of them out",
+            )
         if self.memory_limit < self.part_size:
             raise ConfigError(
                 "memory-limit is smaller than one part",
@@ -396,6 +361,7 @@ def default_db_path() -> Path:
 
 
 _SIDE_KEYS = {f.name for f in dataclasses.fields(SideSettings)} - {
+    "sse_c_key",
     "access_key_id",
     "secret_access_key",
     "session_token",
@@ -411,6 +377,7 @@ _SIDE_FLAGS = {
 _TRANSFER_KEYS = {f.name for f in dataclasses.fields(TransferSettings)}
 _SIZE_KEYS = {"part_size", "resumable_threshold", "memory_limit", "bandwidth_limit"}
 _BOOL_KEYS = {
+    "no_overwrite",
     "autotune",
     "copy_tags",
     "server_side_copy",
@@ -480,8 +447,9 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
                 raise ConfigError(
                     f"config file {path}: [{side}] {key} must be a {expected.__name__}"
                 )
-        if "ca_bundle" in table:  # a path in the file is relative to the file
-            table = {**table, "ca_bundle": str(path.parent / Path(table["ca_bundle"]).expanduser())}
+        for name in ("ca_bundle", "sse_c_key_file"):  # a path is relative to the file
+            if name in table:
+                table = {**table, name: str(path.parent / Path(table[name]).expanduser())}
         out[side] = table
     pairs = raw.get("pairs", [])
     if not isinstance(pairs, list):
@@ -522,6 +490,12 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
             if not isinstance(value, str):
                 raise ConfigError(f"config file {path}: {key} must be a string")
             transfer[key] = restore_tier(value)
+        elif key == "content_type_map":
+            if not isinstance(value, str):
+                raise ConfigError(f"config file {path}: {key} must be the path of a file")
+            transfer[key] = read_content_type_map(path.parent / Path(value).expanduser())
+        elif key == "set_metadata":
+            transfer[key] = metadata_table(value, f"config file {path}: {key}")
         elif key in ("storage_class", "compare", "rate_prefix"):
             if not isinstance(value, str):
                 raise ConfigError(f"config file {path}: {key} must be a string")
@@ -568,6 +542,7 @@ def load_ignore_file(path: Path) -> tuple[str, ...]:
 
 __all__ = [
     "GiB",
+    "KEEP_CLASS",
     "KiB",
     "MAX_PARTS",
     "MAX_RESTORE_DAYS",

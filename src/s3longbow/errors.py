@@ -151,6 +151,11 @@ class SourceGoneError(PermanentError):
     rather than failed."""
 
 
+class NotReplacedError(PermanentError):
+    """The destination has an object under the key (it appeared after planning), and the run
+    never replaces one (--no-overwrite): the job is skipped with the reason, not failed."""
+
+
 class UnsafeKeyError(PermanentError):
     """A key that would escape the destination root or cannot be a file path."""
 
@@ -163,6 +168,7 @@ __all__ = [
     "FatalError",
     "Interrupted",
     "LongbowError",
+    "NotReplacedError",
     "ObjectError",
     "PermanentError",
     "ReplyLostError",

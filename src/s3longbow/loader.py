@@ -53,8 +53,10 @@ from s3longbow.config import (
     restore_tier,
     with_inventory,
 )
+from s3longbow.customerkeys import decode_key, read_key_file
 from s3longbow.errors import ConfigError
 from s3longbow.plan.filters import Filters
+from s3longbow.plan.inventory_listing import check_inventory_options
 from s3longbow.selection import AgeLimit, FilterSpec, build_filters
 from s3longbow.stores.location import check_endpoint_url
 from s3longbow.telemetry import TelemetrySettings
@@ -131,10 +133,15 @@ class SideFlags:
     sse: str | None = None
     sse_kms_key_id: str | None = None
     acl: str | None = None
+    sse_c_key_file: str | None = None
 
     def changes(self) -> dict[str, Any]:
-        """The SideSettings fields these flags set."""
-        return _given(self)
+        """The SideSettings fields these flags set (a key file replaces a key from the
+        environment)."""
+        given = _given(self)
+        if "sse_c_key_file" in given:
+            given["sse_c_key"] = None
+        return given
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,9 @@ class TransferFlags:
     update_properties: bool | None = None
     restore_days: int | None = None
     restore_tier: str | None = None
+    no_overwrite: bool | None = None
+    content_type_map: tuple[tuple[str, str], ...] | None = None
+    set_metadata: tuple[tuple[str, str], ...] | None = None
 
     def changes(self) -> dict[str, Any]:
         """The TransferSettings fields these flags set."""
@@ -296,7 +306,7 @@ def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
         ("dst", file.get("destination", {}), flags.destination),
     ):
         side = _layered(SideSettings(**table), keys_from_environment(env, prefix.upper()))
-        side = _layered(side, side_flags.changes())
+        side = with_customer_key(_layered(side, side_flags.changes()))
         check_endpoint_url(
             side.endpoint_url, allow_http=side.allow_http, flag=f"--{prefix}-allow-http"
         )
@@ -325,33 +335,6 @@ def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
     )
 
 
-def check_inventory_options(
-    pairs: tuple[PairSettings, ...], transfer: TransferSettings, *, delete: bool
-) -> None:
-    """Refuse what cannot go with an inventory report as the source's listing.
-
-    A report is a snapshot of the past: objects written to the source after it are not in it,
-    so their copies would look like objects the source lacks. Deleting them would lose data,
-    and telling them apart would take a request per destination object (what the report
-    spares), so --delete needs a live listing. A report gives no version ids to compare.
-    """
-    if not any(pair.src_inventory for pair in pairs):
-        return
-    if delete:
-        raise ConfigError(
-            "--delete cannot go with --src-inventory: the report is a past snapshot, and "
-            "objects written to the source since it would look deleted",
-            hint="copy from the report without --delete, then run a sync that lists the "
-            "source (without --src-inventory) with --delete",
-        )
-    if transfer.compare == "version":
-        raise ConfigError(
-            "--compare version cannot go with --src-inventory: a report's version ids are "
-            "not compared",
-            hint="use --compare size, etag or mtime",
-        )
-
-
 def load_cluster(
     path: Path,
     env: Mapping[str, str],
@@ -375,7 +358,7 @@ def load_cluster(
         ("source", "SRC", config.source),
         ("destination", "DST", config.destination),
     ):
-        side = _layered(side, keys_from_environment(env, prefix))
+        side = with_customer_key(_layered(side, keys_from_environment(env, prefix)))
         check_endpoint_url(
             side.endpoint_url, allow_http=side.allow_http, flag=f"allow_http = true in [{name}]"
         )
@@ -448,7 +431,7 @@ def load_deployment(env: Mapping[str, str]) -> ClusterConfig:
         ("DST", base.destination if base else SideSettings()),
     ):
         side = _layered(side, _side_variables(env, prefix))
-        sides.append(_layered(side, keys_from_environment(env, prefix)))
+        sides.append(with_customer_key(_layered(side, keys_from_environment(env, prefix))))
     return ClusterConfig(
         cluster=cluster,
         source=sides[0],
@@ -461,10 +444,12 @@ def load_deployment(env: Mapping[str, str]) -> ClusterConfig:
 
 
 def keys_from_environment(env: Mapping[str, str], prefix: str) -> dict[str, Any]:
-    """Static keys from LONGBOW_{prefix}_ACCESS_KEY_ID and friends, when they are set.
+    """Static keys from LONGBOW_{prefix}_ACCESS_KEY_ID and friends, and an SSE-C key from
+    LONGBOW_{prefix}_SSE_C_KEY (over a config file's key file), when they are set.
 
     Raises:
-        ConfigError: Only one of the key id and the secret key is set.
+        ConfigError: Only one of the key id and the secret key is set, or the SSE-C key is
+            not the base64 of 32 bytes.
     """
     key = env.get(f"LONGBOW_{prefix}_ACCESS_KEY_ID")
     secret = env.get(f"LONGBOW_{prefix}_SECRET_ACCESS_KEY")
@@ -473,13 +458,30 @@ def keys_from_environment(env: Mapping[str, str], prefix: str) -> dict[str, Any]
             f"LONGBOW_{prefix}_ACCESS_KEY_ID and LONGBOW_{prefix}_SECRET_ACCESS_KEY must be set "
             "together",
         )
+    found: dict[str, Any] = {}
+    customer = env.get(f"LONGBOW_{prefix}_SSE_C_KEY")
+    if customer:
+        found["sse_c_key"] = decode_key(customer, f"LONGBOW_{prefix}_SSE_C_KEY")
+        found["sse_c_key_file"] = None
     if not key:
-        return {}
+        return found
     return {
+        **found,
         "access_key_id": key,
         "secret_access_key": secret,
         "session_token": env.get(f"LONGBOW_{prefix}_SESSION_TOKEN") or None,
     }
+
+
+def with_customer_key(side: SideSettings) -> SideSettings:
+    """The side with the SSE-C key its key file holds, where the last layer named a file.
+
+    Raises:
+        ConfigError: The file cannot be read or holds no key.
+    """
+    if side.sse_c_key_file is None:
+        return side
+    return dataclasses.replace(side, sse_c_key=read_key_file(side.sse_c_key_file))
 
 
 def env_value(text: str, like: object, variable: str) -> Any:
@@ -569,8 +571,8 @@ __all__ = [
     "TransferFlags",
     "env_value",
     "filters_of",
-    "check_inventory_options",
     "keys_from_environment",
+    "with_customer_key",
     "load_cluster",
     "load_deployment",
     "load_settings",

@@ -89,6 +89,24 @@ class Checksum:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectLock:
+    """An object's Object Lock settings, as its HEAD or GET names them.
+
+    Attributes:
+        mode: The retention mode, GOVERNANCE or COMPLIANCE (None: no retention).
+        retain_until: When the retention ends, as S3 writes it (ISO 8601).
+        legal_hold: A legal hold is on.
+    """
+
+    mode: str | None = None
+    retain_until: str | None = None
+    legal_hold: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.mode and self.retain_until) or self.legal_hold
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectProperties:
     """What travels with an object besides its bytes: HTTP headers, user metadata, tags.
 
@@ -105,6 +123,10 @@ class ObjectProperties:
         last_modified: When the object was last written, as its reply says (Last-Modified,
             seconds since the epoch; not copied: a file written with --preserve-mtime takes
             it where no mtime metadata says otherwise).
+        storage_class: The class the reply names (None: STANDARD, or not said); copied
+            only where the run keeps each source's class.
+        lock: Its Object Lock retention and legal hold, where it has any; written where the
+            destination bucket has Object Lock.
     """
 
     content_type: str | None = None
@@ -119,6 +141,8 @@ class ObjectProperties:
     checksum: Checksum | None = None
     encrypted: bool = False
     last_modified: float | None = None
+    storage_class: str | None = None
+    lock: ObjectLock | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +302,7 @@ __all__ = [
     "JobResult",
     "JobState",
     "ObjectDetails",
+    "ObjectLock",
     "ObjectInfo",
     "ObjectProperties",
     "ObjectVersion",

@@ -65,6 +65,11 @@ class SyncReport(PlanTotals):
     unstorable: list[FailedJob] = field(default_factory=list)
     # Keys an inventory report listed that the source deleted since (skipped, not failed).
     source_gone: list[FailedJob] = field(default_factory=list)
+    # --no-overwrite: keys that appeared at the destination during their copy (left as they
+    # were); those present when planned are counted in objects_not_replaced.
+    not_replaced: list[FailedJob] = field(default_factory=list)
+    # Objects copied without their Object Lock, by destination bucket without Object Lock.
+    locks_not_kept: dict[str, int] = field(default_factory=dict)
     # Archived sources, not copied and not failed: those still needing a restore, and those
     # whose restore was asked for (or is under way); a later run copies them once readable.
     needs_restore: list[FailedJob] = field(default_factory=list)
@@ -132,6 +137,8 @@ class SyncReport(PlanTotals):
                 "restore_requested": _listed(self.restore_requested),
             },
             "source_gone": [{"key": f.key, "reason": f.reason} for f in self.source_gone],
+            "not_replaced_during_copy": _listed(self.not_replaced),
+            "object_lock_not_kept": self.locks_not_kept,
             "error": None
             if self.fatal is None
             else {"message": self.fatal.message, "hint": self.fatal.hint},
@@ -192,6 +199,7 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
                 stats=stats,
                 listing_threads=settings.transfer.listing_threads,
                 compare=settings.transfer.planning_compare,
+                overwrite=not settings.transfer.no_overwrite,
                 filters=filters,
             )
             report.add_counts(counts)
@@ -378,6 +386,7 @@ def _run(
         report.jobs = {state: n for state, (n, _) in totals.items()}
         report.unstorable = [FailedJob(*row) for row in db.unstorable_jobs(run.id)]
         report.source_gone = [FailedJob(*row) for row in db.gone_jobs(run.id)]
+        report.not_replaced = [FailedJob(*row) for row in db.not_replaced_jobs(run.id)]
         for key, dst_key, reason, restoring in db.archived_jobs(run.id):
             waiting = report.restore_requested if restoring else report.needs_restore
             waiting.append(FailedJob(key, dst_key, reason))
@@ -393,6 +402,8 @@ def _run(
         report.bytes_reused = snap.bytes_reused
         report.concurrency = snap.concurrency
         report.concurrency_highest = snap.concurrency_highest
+        report.objects_not_replaced = snap.objects_not_replaced
+        report.locks_not_kept = dict(snap.locks_not_kept)
     finally:
         db.end_invocation(invocation, report.counts_json())
 
@@ -411,7 +422,13 @@ def _plan_all(
     t = settings.transfer
     checker = ThreadPoolExecutor(t.workers, thread_name_prefix="properties")
     updater = (
-        PropertyUpdater(checker, copy_tags=t.copy_tags, storage_class=t.storage_class)
+        PropertyUpdater(
+            checker,
+            copy_tags=t.copy_tags,
+            storage_class=t.storage_class,
+            content_types=t.content_type_map,
+            metadata=t.set_metadata,
+        )
         if t.update_properties
         else None
     )
@@ -436,6 +453,7 @@ def _plan_all(
                 should_stop=stop.is_set,
                 listing_threads=t.listing_threads,
                 compare=t.planning_compare,
+                overwrite=not t.no_overwrite,
                 filters=filters,
             )
             report.add_counts(counts)

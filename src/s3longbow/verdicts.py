@@ -30,6 +30,15 @@ EMPTIED = (
 SOURCE_GONE = "source gone since inventory"
 
 
+# Why a job ended without a copy under --no-overwrite: the destination had the key already.
+NOT_REPLACED = "exists, not replaced"
+
+
+def not_replaced_reason(where: str) -> str:
+    """The reason recorded for a key the destination got while the run was copying it."""
+    return f"{NOT_REPLACED}: {where} appeared at the destination during the copy"
+
+
 def gone_reason(snapshot: str, where: str) -> str:
     """The reason recorded for a source deleted since `snapshot` ("the inventory of ...")."""
     return f"{SOURCE_GONE}: {where} is not in the bucket now; it was in {snapshot}"

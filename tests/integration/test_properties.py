@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from longbow_testkit.sealproxy import seal_proxy
 from longbow_testkit.servers import LocalServer
 from s3longbow.cli.app import cli
 from s3longbow.config import MiB
 
-from ..conftest import cli_env, endpoint_args, new_bucket
+from ..conftest import Bucket, cli_env, endpoint_args, new_bucket
 
 PROPERTIES = {
     "ContentType": "application/x-longbow; charset=utf-8",
@@ -145,3 +146,72 @@ def test_local_files_get_a_content_type_from_their_name(
         "style.css": "text/css",
         "data.json": "application/json",
     }
+
+
+def seed_every_path(src: Bucket) -> dict[str, str]:
+    """One object for each way a copy between endpoints goes, each with every property:
+    the path it takes, by key."""
+    seed(src, "small.bin", os.urandom(3000), multipart=False)  # one PUT through memory
+    seed(src, "relayed.bin", os.urandom(2 * MiB), multipart=False)  # one PUT, relayed
+    seed(src, "own-parts.bin", os.urandom(11 * MiB), multipart=False)  # our parts
+    seed(src, "source-parts.bin", os.urandom(12 * MiB), multipart=True)  # its own parts
+    seed(src, "empty.bin", b"", multipart=False)
+    return {
+        "small.bin": "single",
+        "relayed.bin": "relayed-single",
+        "own-parts.bin": "own-parts",
+        "source-parts.bin": "source-parts",
+        "empty.bin": "zero-byte",
+    }
+
+
+def assert_properties_kept(src: Bucket, dst: Bucket, key: str, kept: set[str]) -> None:
+    head = dst.client.head_object(Bucket=dst.name, Key=key)
+    headers = head["ResponseMetadata"]["HTTPHeaders"]
+    got = {name: head.get(name) for name in kept if name != "Expires"}
+    assert got == {k: v for k, v in PROPERTIES.items() if k in kept and k != "Expires"}, key
+    assert headers["expires"] == PROPERTIES["Expires"], key
+    assert head["Metadata"] == METADATA, key
+    tags = dst.client.get_object_tagging(Bucket=dst.name, Key=key)["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == sorted(TAGS), key
+    assert dst.get(key) == src.get(key), key
+
+
+@pytest.mark.parametrize("relay", [True, False], ids=["relayed", "through-memory"])
+def test_every_property_survives_a_copy_between_two_endpoints(
+    seaweed_src: LocalServer, seaweed_dst: LocalServer, tmp_path: Path, relay: bool
+) -> None:
+    """Two SeaweedFS endpoints: the bytes come through this process, by every path (one PUT,
+    relayed or through memory; parts of our size or of the source's own), and every property
+    travels with them."""
+    src, dst = new_bucket(seaweed_src, "xprops-src"), new_bucket(seaweed_dst, "xprops-dst")
+    paths = seed_every_path(src)
+    with seal_proxy(dst.endpoint, seal=False) as recorder:
+        result = CliRunner().invoke(
+            cli,
+            [
+                "sync",
+                f"{src.url}/",
+                f"{dst.url}/",
+                "--db",
+                str(tmp_path / "j.db"),
+                "--json",
+                "--part-size",
+                "5MiB",
+                *([] if relay else ["--no-relay"]),
+                *endpoint_args(src.endpoint, recorder.endpoint()),
+            ],
+            env=cli_env(src.endpoint, dst.endpoint),
+        )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["copied"]["objects"] == len(paths)
+    # Each object went the way it was seeded for: parts for the large ones, one PUT else.
+    in_parts = {
+        path.split("?")[0].rsplit("/", 1)[-1]
+        for method, path, _ in recorder.requests
+        if method == "PUT" and "partNumber=" in path
+    }
+    assert in_parts == {key for key, way in paths.items() if way.endswith("parts")}
+    kept = set(PROPERTIES) - {"WebsiteRedirectLocation"}  # SeaweedFS does not store it
+    for key in paths:
+        assert_properties_kept(src, dst, key, kept)

@@ -35,6 +35,9 @@ CONTROL_SECRET = "lbControlSecret/FAKE+5e6f7a8b9c0d1e2f3a"
 SSM_KEY = "AKIALBSSMFAKE8I9O0P1Q"
 SSM_SECRET = "lbSsmSecret/FAKE+7f6e5d4c3b2a1f0e9d8c7"
 SSM_TOKEN = "lbSsmSessionToken/FAKE+" + "Zx6cVb" * 12
+# SSE-C keys (base64 of 32 bytes); moto takes and ignores them, so every path runs with them.
+SRC_SSE_C = "bGJTcmNTc2VDS2V5RkFLRS0tMzJieXRlcy1sb25nISE="
+DST_SSE_C = "bGJEc3RTc2VDS2V5RkFLRS0tMzJieXRlcy1sb25nISE="
 SSM_VALUE = json.dumps(
     {"access_key_id": SSM_KEY, "secret_access_key": SSM_SECRET, "session_token": SSM_TOKEN}
 )
@@ -50,6 +53,8 @@ SECRETS = {
     "SSM access key": SSM_KEY,
     "SSM secret key": SSM_SECRET,
     "SSM session token": SSM_TOKEN,
+    "source SSE-C key": SRC_SSE_C,
+    "destination SSE-C key": DST_SSE_C,
 }
 
 SIDE_ENV = {
@@ -59,6 +64,8 @@ SIDE_ENV = {
     "LONGBOW_DST_ACCESS_KEY_ID": DST_KEY,
     "LONGBOW_DST_SECRET_ACCESS_KEY": DST_SECRET,
     "LONGBOW_DST_SESSION_TOKEN": DST_TOKEN,
+    "LONGBOW_SRC_SSE_C_KEY": SRC_SSE_C,
+    "LONGBOW_DST_SSE_C_KEY": DST_SSE_C,
 }
 
 

@@ -473,3 +473,26 @@ def test_restore_settings_are_checked(tmp_path: Path, body: str, message: str) -
     with pytest.raises(ConfigError) as caught:
         load_settings(Flags(src="s3://a/", dst="s3://b/", config_file=path), {})
     assert message in f"{caught.value.message} {caught.value.hint}"
+
+
+def test_an_sse_c_key_comes_from_the_file_then_the_environment_then_the_flag(
+    tmp_path: Path,
+) -> None:
+    import base64
+
+    from s3longbow.loader import Flags, SideFlags, load_settings
+
+    keys = {name: bytes([n]) * 32 for n, name in enumerate(("file", "env", "flag"), 1)}
+    for name, key in keys.items():
+        (tmp_path / f"{name}.key").write_text(base64.b64encode(key).decode())
+    config = tmp_path / "c.toml"
+    config.write_text('[source]\nsse_c_key_file = "file.key"\n')
+    env = {"LONGBOW_SRC_SSE_C_KEY": base64.b64encode(keys["env"]).decode()}
+    pair = {"src": "s3://a/", "dst": "s3://b/", "config_file": config}
+    assert load_settings(Flags(**pair), {}).source.sse_c_key == keys["file"]
+    assert load_settings(Flags(**pair), env).source.sse_c_key == keys["env"]
+    flag = SideFlags(sse_c_key_file=str(tmp_path / "flag.key"))
+    settings = load_settings(Flags(**pair, source=flag), env)
+    assert settings.source.sse_c_key == keys["flag"]
+    assert settings.destination.sse_c_key is None
+    assert repr(keys["flag"]) not in repr(settings)  # never printed with the settings

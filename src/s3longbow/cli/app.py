@@ -81,8 +81,30 @@ VERIFY_WORKERS = 16
 @click.option(
     "--memory-limit", type=SIZE, help="Most bytes of object data held in memory at once [96MiB]."
 )
-@click.option("--storage-class", help="Storage class of the copies (e.g. STANDARD_IA, GLACIER).")
+@click.option(
+    "--storage-class",
+    help="Storage class of the copies (e.g. STANDARD_IA, GLACIER), or keep: each copy in its "
+    "source's class [the destination's default].",
+)
 @click.option("--no-tags", is_flag=True, help="Do not copy object tags.")
+@click.option(
+    "--no-overwrite",
+    is_flag=True,
+    help="Never replace an object the destination has: one that differs is reported as "
+    "'exists, not replaced' (writes carry If-None-Match: *).",
+)
+@click.option(
+    "--content-type-map",
+    type=click.Path(dir_okay=False),
+    help="File of '.ext type' lines: the Content-Type of copies whose source has none or a "
+    "generic one (application/octet-stream).",
+)
+@click.option(
+    "--set-metadata",
+    metavar="NAME=VALUE",
+    multiple=True,
+    help="User metadata every copy gets, over the source's of the same name (repeatable).",
+)
 @click.option(
     "--compare",
     type=click.Choice(["size", "etag", "mtime", "version"]),
@@ -233,18 +255,18 @@ def sync(
     done jobs are not redone and interrupted uploads resume from the parts already sent.
     """
     console = Console(stderr=True)
-    flags = pair_flags(
-        src,
-        dst,
-        config_file,
-        ignore_file,
-        options,
-        db_path=db_path,
-        delete=delete,
-        force=force,
-        max_delete=max_delete,
-    )
     try:
+        flags = pair_flags(
+            src,
+            dst,
+            config_file,
+            ignore_file,
+            options,
+            db_path=db_path,
+            delete=delete,
+            force=force,
+            max_delete=max_delete,
+        )
         settings = load_settings(flags, os.environ)
         _setup_logging(console, verbose, settings.telemetry)
     except LongbowError as exc:

@@ -13,6 +13,7 @@ import click
 from s3longbow.config import parse_rate, parse_size
 from s3longbow.errors import ConfigError
 from s3longbow.loader import FilterFlags, Flags, SideFlags, TransferFlags
+from s3longbow.rewrites import parse_metadata, read_content_type_map
 from s3longbow.selection import AgeLimit, parse_age, parse_filter_size
 
 from .common import Decorator, telemetry_flags
@@ -167,6 +168,12 @@ def side_options(side: str, role: str) -> list[Decorator]:
             "endpoint (s3.dualstack.REGION.amazonaws.com).",
         ),
         click.option(
+            f"--{side}-sse-c-key-file",
+            type=click.Path(dir_okay=False),
+            help=f"File holding the {role}'s SSE-C key (base64 of 32 bytes, or the raw bytes), "
+            f"sent with every request about an object [LONGBOW_{side.upper()}_SSE_C_KEY].",
+        ),
+        click.option(
             f"--{side}-checksum-algorithm",
             *(["--checksum-algorithm"] if side == "dst" else []),
             f"{side}_checksum_algorithm",
@@ -217,6 +224,10 @@ def pair_flags(
 ) -> Flags:
     """The loader's flags from a command's arguments: the pair options, and in `options` the
     side and transfer options click gave by name (those a command lacks count as not given).
+
+    Raises:
+        ConfigError: A file a flag names (--content-type-map) cannot be read, or a value
+            (--set-metadata) is not what it must be.
     """
     return Flags(
         src=src,
@@ -250,6 +261,7 @@ def _side_flags(options: dict[str, Any], prefix: str) -> SideFlags:
         checksum_algorithm=options[f"{prefix}_checksum_algorithm"],
         ca_bundle=options[f"{prefix}_ca_bundle"],
         bucket_names=options[f"{prefix}_bucket_names"],
+        sse_c_key_file=options.get(f"{prefix}_sse_c_key_file"),
         # Write options are the destination's; they are written without a side's prefix.
         sse=options.get("sse") if prefix == "dst" else None,
         sse_kms_key_id=options.get("sse_kms_key_id") if prefix == "dst" else None,
@@ -302,6 +314,13 @@ def _transfer_flags(options: dict[str, Any]) -> TransferFlags:
         update_properties=True if options.get("update_properties") else None,
         restore_days=options.get("restore_days"),
         restore_tier=options.get("restore_tier"),
+        no_overwrite=True if options.get("no_overwrite") else None,
+        content_type_map=read_content_type_map(Path(options["content_type_map"]))
+        if options.get("content_type_map")
+        else None,
+        set_metadata=parse_metadata(options["set_metadata"], "--set-metadata")
+        if options.get("set_metadata")
+        else None,
     )
 
 

@@ -38,6 +38,8 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
             table.add_row("filtered out", str(report.objects_filtered), "")
         if report.objects_unsupported:
             table.add_row("cannot be stored", str(report.objects_unsupported), "")
+        if report.objects_not_replaced:
+            table.add_row("exists, not replaced", str(report.objects_not_replaced), "")
         if settings.delete:
             table.add_row("would delete", str(report.objects_extra), "")
         console.print(table)
@@ -79,6 +81,8 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
         table.add_row("cannot be stored under its key", str(len(report.unstorable)), "")
     if report.source_gone:
         table.add_row("gone from the source since the inventory", str(len(report.source_gone)), "")
+    if report.objects_not_replaced:
+        table.add_row("exists, not replaced", str(report.objects_not_replaced), "")
     if report.needs_restore:
         table.add_row("archived: needs restore", str(len(report.needs_restore)), "")
     if report.restore_requested:
@@ -110,6 +114,18 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
     _failed(console, [(f.key, f.reason) for f in report.failed])
     _unstorable(console, [(f.key, f.reason) for f in report.unstorable])
     _gone(console, [(f.key, f.reason) for f in report.source_gone])
+    _skipped(
+        console,
+        "key(s) appeared at the destination during their copy (left as they are)",
+        [(f.key, f.reason) for f in report.not_replaced],
+    )
+    for where, count in sorted(report.locks_not_kept.items()):
+        console.print(
+            f"[yellow]{count} object(s) had Object Lock retention or a legal hold; {escape(where)}"
+            " has no Object Lock, so they were copied without them[/yellow]",
+            highlight=False,
+            soft_wrap=True,
+        )
     _archived(
         console,
         [(f.key, f.reason) for f in report.needs_restore],
@@ -149,14 +165,17 @@ def _unstorable(console: Console, keys: list[tuple[str, str]]) -> None:
 
 
 def _gone(console: Console, keys: list[tuple[str, str]]) -> None:
+    _skipped(
+        console,
+        "key(s) listed by the inventory were deleted from the source since (recorded as "
+        "skipped, not copied)",
+        keys,
+    )
+
+
+def _skipped(console: Console, heading: str, keys: list[tuple[str, str]]) -> None:
     if keys:
-        _keys(
-            console,
-            f"{len(keys)} key(s) listed by the inventory were deleted from the source since "
-            "(recorded as skipped, not copied):",
-            keys,
-            most=20,
-        )
+        _keys(console, f"{len(keys)} {heading}:", keys, most=20)
 
 
 def _archived(

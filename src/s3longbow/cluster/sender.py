@@ -331,6 +331,7 @@ def send_jobs(
                     should_stop=stop.is_set,
                     listing_threads=config.transfer.listing_threads,
                     compare=config.transfer.planning_compare,
+                    overwrite=not config.transfer.no_overwrite,
                     filters=filters,
                 )
                 report.add_counts(counts)

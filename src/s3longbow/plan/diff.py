@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from s3longbow.config import PlanCompare
 from s3longbow.errors import FatalError
 from s3longbow.model import ObjectInfo
+from s3longbow.verdicts import NOT_REPLACED
 
 
 class Action(enum.StrEnum):
@@ -24,6 +25,7 @@ class Action(enum.StrEnum):
     IGNORED = "ignored"  # matched an ignore pattern
     FILTERED = "filtered"  # left out by a filter (--include, --min-size, ...)
     UNSUPPORTED = "unsupported"  # the destination cannot hold it (a directory marker on disk)
+    NOT_REPLACED = "not_replaced"  # present and different, left alone (--no-overwrite)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +170,7 @@ def diff(
     unsupported: Callable[[str], str | None] | None = None,
     order: Callable[[str], str] | None = None,
     extra: Callable[[ObjectInfo], None] | None = None,
+    overwrite: bool = True,
 ) -> Generator[Decision, None, None]:
     """Merge two key-ordered listings into one decision per source object.
 
@@ -182,6 +185,8 @@ def diff(
         order: The sort key both listings are ordered by (None: plain key order).
         extra: Called with each destination object that no source object maps to (the
             destination listing is then read to its end).
+        overwrite: A present destination object that differs is replaced; without it, it is
+            left alone (NOT_REPLACED, with why it differs).
 
     Yields:
         A Decision for every source object, in key order. Destination objects with no source
@@ -233,7 +238,10 @@ def diff(
             continue
         matched = True
         reason = differs(src, current)
-        if reason:
+        if reason and not overwrite:
+            why = f"{NOT_REPLACED}: {reason}"
+            yield Decision(Action.NOT_REPLACED, src, dst_key, why, dst=current)
+        elif reason:
             yield Decision(Action.COPY, src, dst_key, reason, dst=current)
         else:
             yield Decision(Action.SAME, src, dst_key, "already at destination", dst=current)

@@ -17,7 +17,8 @@ import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from s3longbow.errors import ObjectError, SourceChangedError
+from s3longbow.config import PairSettings, TransferSettings
+from s3longbow.errors import ConfigError, ObjectError, SourceChangedError
 from s3longbow.model import ObjectInfo
 from s3longbow.pairs import PairRuntime
 from s3longbow.plan.inventory import (
@@ -195,8 +196,36 @@ def _unique(listing: Iterator[ObjectInfo], pair: PairRuntime) -> Iterator[Object
         yield obj
 
 
+def check_inventory_options(
+    pairs: tuple[PairSettings, ...], transfer: TransferSettings, *, delete: bool
+) -> None:
+    """Refuse what cannot go with an inventory report as the source's listing.
+
+    A report is a snapshot of the past: objects written to the source after it are not in it,
+    so their copies would look like objects the source lacks. Deleting them would lose data,
+    and telling them apart would take a request per destination object (what the report
+    spares), so --delete needs a live listing. A report gives no version ids to compare.
+    """
+    if not any(pair.src_inventory for pair in pairs):
+        return
+    if delete:
+        raise ConfigError(
+            "--delete cannot go with --src-inventory: the report is a past snapshot, and "
+            "objects written to the source since it would look deleted",
+            hint="copy from the report without --delete, then run a sync that lists the "
+            "source (without --src-inventory) with --delete",
+        )
+    if transfer.compare == "version":
+        raise ConfigError(
+            "--compare version cannot go with --src-inventory: a report's version ids are "
+            "not compared",
+            hint="use --compare size, etag or mtime",
+        )
+
+
 __all__ = [
     "MAX_MANIFEST_BYTES",
+    "check_inventory_options",
     "inventory_listing",
     "inventory_snapshots",
     "load_manifest",

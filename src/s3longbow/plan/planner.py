@@ -45,6 +45,7 @@ class PlanTotals:
     objects_ignored: int = 0
     objects_filtered: int = 0
     objects_unsupported: int = 0
+    objects_not_replaced: int = 0  # present and different, left alone (--no-overwrite)
 
     def add_counts(self, counts: PlanCounts) -> None:
         """Add one pair's counts."""
@@ -56,6 +57,7 @@ class PlanTotals:
         self.objects_ignored += counts.ignored
         self.objects_filtered += counts.filtered
         self.objects_unsupported += counts.unsupported
+        self.objects_not_replaced += counts.not_replaced
 
     def totals_json(self) -> dict[str, object]:
         """The totals as every report's JSON writes them."""
@@ -66,6 +68,7 @@ class PlanTotals:
             "ignored": self.objects_ignored,
             "filtered": self.objects_filtered,
             "unsupported": self.objects_unsupported,
+            "not_replaced": self.objects_not_replaced,
         }
 
 
@@ -104,9 +107,11 @@ class _Rules:
         compare: PlanCompare,
         copied_version: Callable[[str], str | None] | None,
         filters: Filters | None = None,
+        overwrite: bool = True,
     ) -> None:
         src_caps, dst_caps = pair.src_store.capabilities, pair.dst_store.capabilities
         self.pair = pair
+        self.overwrite = overwrite
         self.ignore = ignore
         self.filters = filters if filters else None
         self.dst_markers = dst_caps.directory_markers
@@ -157,6 +162,7 @@ class _Rules:
             if extra is None
             else unless_left_out(pair, self.ignored, self.filters, extra),
             differs=self.differs,
+            overwrite=self.overwrite,
         )
 
 
@@ -187,6 +193,7 @@ def decisions(
     copied_version: Callable[[str], str | None] | None = None,
     filters: Filters | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    overwrite: bool = True,
 ) -> Iterator[Decision]:
     """Every source object of the pair with what to do about it, in key order, from one
     merge of the whole listings.
@@ -209,7 +216,7 @@ def decisions(
         src_listing = list_concurrently(pair.src_store, pair.src_prefix, threads=threads)
     if dst_order != src_order:
         dst_listing = read_ahead(resorted(dst_listing, src_order))
-    rules = _Rules(pair, ignore, compare, copied_version, filters)
+    rules = _Rules(pair, ignore, compare, copied_version, filters, overwrite)
     return rules.merge(src_listing, dst_listing, extra, order=order_key(src_order))
 
 
@@ -249,17 +256,19 @@ def plan_pair(
     listing_threads: int = 8,
     compare: PlanCompare = "size",
     filters: Filters | None = None,
+    overwrite: bool = True,
 ) -> PlanCounts:
     """Plan one pair, handing what it finds to `sink` in batches; returns the counts.
 
     Destination objects that no source object maps to are looked for, counted and handed
     over only when the sink `wants_extras`; objects already present are handed over only when
     it `wants_same`. `keep_samples` copies and extras are kept in the counts (for a dry run).
+    Without `overwrite`, present objects that differ are counted as not replaced.
     Where the sink has a `range_ledger`, the listing is checkpointed there and a pass stopped
     half way goes on where it stopped.
     """
     copied_version = functools.partial(sink.copied_version, pair)
-    rules = _Rules(pair, ignore, compare, copied_version, filters)
+    rules = _Rules(pair, ignore, compare, copied_version, filters, overwrite)
     if ranged(pair):
         return plan_ranges(
             pair,
@@ -301,6 +310,7 @@ def plan_pair(
         copied_version=copied_version,
         filters=filters,
         should_stop=should_stop,
+        overwrite=overwrite,
     )
     finished = True
     for decision in listing:

@@ -28,6 +28,7 @@ COUNT_FIELDS = (
     "ignored",
     "filtered",
     "unsupported",
+    "not_replaced",
     "extra",
     "extra_bytes",
     "destination",
@@ -46,6 +47,7 @@ class PlanCounts:
     ignored: int = 0
     filtered: int = 0  # left out by the filters (--include, --min-size, ...)
     unsupported: int = 0
+    not_replaced: int = 0  # present and different, left alone (--no-overwrite)
     extra: int = 0  # destination objects with no source object
     extra_bytes: int = 0
     destination: int = 0  # destination objects seen under the pair's prefix
@@ -80,6 +82,8 @@ class PlanCounts:
             stats.add_ignored(self.ignored)
         if self.unsupported:
             stats.add_unsupported(self.unsupported)
+        if self.not_replaced:
+            stats.add_not_replaced(self.not_replaced)
 
 
 class PlanSink(Protocol):
@@ -204,6 +208,10 @@ class Tally:
                 self.stats.add_ignored()
         elif decision.action is Action.FILTERED:
             counts.filtered += 1
+        elif decision.action is Action.NOT_REPLACED:
+            counts.not_replaced += 1
+            if self.stats:
+                self.stats.add_not_replaced()
         else:
             counts.unsupported += 1
             if self.stats:

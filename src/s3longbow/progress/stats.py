@@ -31,6 +31,9 @@ class Snapshot:
     concurrency_highest: int = 0
     objects_archived: int = 0  # archived sources, left until a restore makes them readable
     objects_skipped: int = 0  # jobs that found nothing left to copy (the source deleted since)
+    # Objects copied without their Object Lock, by destination bucket without Object Lock.
+    locks_not_kept: tuple[tuple[str, int], ...] = ()
+    objects_not_replaced: int = 0  # present at the destination, left as they are
 
     @property
     def rate(self) -> float:
@@ -63,6 +66,20 @@ class Stats:
     concurrency_highest: int = 0
     objects_archived: int = 0
     objects_skipped: int = 0
+    locks_not_kept: dict[str, int] = field(default_factory=dict)
+    objects_not_replaced: int = 0
+
+    def lock_not_kept(self, where: str) -> bool:
+        """An object's Object Lock could not be kept at `where`; True the first time there."""
+        with self._lock:
+            first = where not in self.locks_not_kept
+            self.locks_not_kept[where] = self.locks_not_kept.get(where, 0) + 1
+            return first
+
+    def add_not_replaced(self, objects: int = 1) -> None:
+        """Objects the destination has (and that differ) left as they are (--no-overwrite)."""
+        with self._lock:
+            self.objects_not_replaced += objects
 
     def set_concurrency(self, limit: int) -> None:
         with self._lock:
@@ -167,4 +184,6 @@ class Stats:
                 concurrency_highest=self.concurrency_highest,
                 objects_archived=self.objects_archived,
                 objects_skipped=self.objects_skipped,
+                locks_not_kept=tuple(sorted(self.locks_not_kept.items())),
+                objects_not_replaced=self.objects_not_replaced,
             )

@@ -12,6 +12,7 @@ from s3longbow.model import (
     Checksum,
     ObjectDetails,
     ObjectInfo,
+    ObjectLock,
     ObjectProperties,
     ObjectVersion,
     PartInfo,
@@ -78,6 +79,8 @@ class Capabilities:
         ranged_listing: A listing can start after any key, on the server, in byte order
             (`RangedListing`), so the key space can be cut into ranges listed apart: S3
             and the servers that list as it does, not a filer that lists folder by folder.
+        customer_key: Objects here are read and written with a customer-provided key
+            (SSE-C): their ETags are not the MD5s of their bytes, whatever they look like.
     """
 
     directory_markers: bool = True
@@ -89,6 +92,7 @@ class Capabilities:
     write_etags_md5: bool = True
     keeps_properties: bool = True
     ranged_listing: bool = False
+    customer_key: bool = False
 
 
 @runtime_checkable
@@ -281,9 +285,11 @@ class ObjectStore(Protocol):
         properties: ObjectProperties | None = None,
         tags: tuple[tuple[str, str], ...] = (),
         checksum: Checksum | None = None,
+        create_only: bool = False,
     ) -> str:
         """Write a whole object in one request, with its properties (and, where the store
-        takes it, the additional checksum it must check); return its ETag."""
+        takes it, the additional checksum it must check); return its ETag. `create_only`:
+        only where no object has the key (If-None-Match: *), else NotReplacedError."""
         ...
 
     def create_upload(
@@ -328,10 +334,11 @@ class ObjectStore(Protocol):
         *,
         algorithm: str | None = None,
         full_checksum: Checksum | None = None,
+        create_only: bool = False,
     ) -> str:
         """Join the parts into the object; return the ETag the store reports (may be empty).
         An upload with a checksum algorithm lists each part's checksum, and the whole
-        object's for a full-object checksum."""
+        object's for a full-object checksum. `create_only`: as for put_object."""
         ...
 
     def update_properties(
@@ -362,9 +369,12 @@ class ObjectStore(Protocol):
         version_id: str | None = None,
         storage_class: str | None = None,
         copy_tags: bool = True,
+        properties: ObjectProperties | None = None,
+        create_only: bool = False,
     ) -> str:
         """Copy a whole object (up to 5 GiB) on the server, pinned to `etag`, with its
-        properties (and tags); return the new object's ETag."""
+        properties (and tags), or with `properties` instead where given (their Object Lock
+        too); return the new object's ETag. `create_only`: as for put_object."""
         ...
 
     def upload_part_copy(
@@ -382,6 +392,16 @@ class ObjectStore(Protocol):
     ) -> str:
         """Make part `number` of an upload from a byte range of `source`'s object, on the
         server, pinned to `etag`; return the part's ETag."""
+        ...
+
+    def object_lock(self) -> bool:
+        """Whether objects written here can carry Object Lock retention and legal holds (the
+        bucket has Object Lock enabled); asked once, then remembered."""
+        ...
+
+    def set_lock(self, key: str, lock: ObjectLock) -> None:
+        """Give an object the retention and legal hold of `lock` (for a server that kept
+        none of what the write carried)."""
         ...
 
     def can_relay_from(self, source: object) -> bool:

@@ -26,7 +26,6 @@ from pathlib import Path
 from s3longbow.errors import (
     ChecksumNotConfirmedError,
     FatalError,
-    LongbowError,
     PermanentError,
     SourceChangedError,
     TransientError,
@@ -38,12 +37,14 @@ from s3longbow.model import (
     Checksum,
     ObjectDetails,
     ObjectInfo,
+    ObjectLock,
     ObjectProperties,
     ObjectVersion,
     PartInfo,
 )
 from s3longbow.mtimes import MTIME_METADATA, format_mtime, stated_mtime
 from s3longbow.stores.base import Capabilities, ListingOrder, ObjectStore, Relayed
+from s3longbow.stores.localwrite import link_new, replace_across_devices, write_error
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +355,7 @@ class LocalStore:
         properties: ObjectProperties | None = None,
         tags: tuple[tuple[str, str], ...] = (),
         checksum: Checksum | None = None,
+        create_only: bool = False,
     ) -> str:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError("a directory is written from bytes, not from a relayed body")
@@ -367,7 +369,7 @@ class LocalStore:
         try:
             self._io(lambda: tmp.write_bytes(data), tmp)
             self._set_mtime(tmp, self._kept_mtime(properties))
-            self._move_into_place(tmp, path)
+            self._move_into_place(tmp, path, create_only)
         finally:
             tmp.unlink(missing_ok=True)
         return digest.hexdigest()
@@ -440,6 +442,7 @@ class LocalStore:
         *,
         algorithm: str | None = None,
         full_checksum: Checksum | None = None,
+        create_only: bool = False,
     ) -> str:
         folder = self._existing_upload(key, upload_id)
         path = self.path_for(key)
@@ -461,7 +464,7 @@ class LocalStore:
             self._io(join_parts, tmp)
             kept = folder / "mtime"
             self._set_mtime(tmp, int(kept.read_text()) if kept.is_file() else None)
-            self._move_into_place(tmp, path)
+            self._move_into_place(tmp, path, create_only)
         finally:
             tmp.unlink(missing_ok=True)
         shutil.rmtree(folder, ignore_errors=True)
@@ -491,6 +494,8 @@ class LocalStore:
         version_id: str | None = None,
         storage_class: str | None = None,
         copy_tags: bool = True,
+        properties: ObjectProperties | None = None,
+        create_only: bool = False,
     ) -> str:
         raise PermanentError(f"{self.describe(key)}: a directory cannot copy on a server")
 
@@ -508,6 +513,12 @@ class LocalStore:
         version_id: str | None = None,
     ) -> str:
         raise PermanentError(f"{self.describe(key)}: a directory cannot copy on a server")
+
+    def object_lock(self) -> bool:
+        return False  # a file has no retention
+
+    def set_lock(self, key: str, lock: ObjectLock) -> None:
+        raise PermanentError(f"{self.path_for(key)}: a file keeps no Object Lock")
 
     def can_relay_from(self, source: object) -> bool:
         return False  # files are read, not relayed
@@ -543,35 +554,28 @@ class LocalStore:
         self._io(lambda: folder.mkdir(parents=True, exist_ok=True), folder)
         return folder / f"put-{uuid.uuid4().hex}"
 
-    def _move_into_place(self, tmp: Path, path: Path) -> None:
+    def _move_into_place(self, tmp: Path, path: Path, create_only: bool = False) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # A link swapped in since the key was checked must not carry the file outside.
             if not self._inside(path.parent):
                 raise PermanentError(f"cannot write {path}: a symbolic link leads out of the root")
+            if create_only:
+                link_new(tmp, path)  # never over a file that is there
+                return
             try:
                 os.replace(tmp, path)
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
-                self._replace_across_devices(tmp, path)
+                replace_across_devices(tmp, path)
         except (NotADirectoryError, FileExistsError, IsADirectoryError):
             raise PermanentError(
                 f"cannot write {path}: a file and a folder would need the same name",
                 hint="two keys such as 'a' and 'a/b' cannot both be files; exclude one",
             ) from None
         except OSError as exc:
-            raise self._write_error(path, exc) from None
-
-    @staticmethod
-    def _replace_across_devices(tmp: Path, path: Path) -> None:
-        # A file system mounted inside the root: stage the file beside its target instead.
-        staged = path.parent / f".{path.name[:200]}.longbow-{uuid.uuid4().hex}"
-        try:
-            shutil.copyfile(tmp, staged)
-            os.replace(staged, path)
-        finally:
-            staged.unlink(missing_ok=True)
+            raise write_error(self.root, path, exc) from None
 
     def _set_mtime(self, path: Path, ns: int | None) -> None:
         if ns is not None:
@@ -581,18 +585,4 @@ class LocalStore:
         try:
             action()
         except OSError as exc:
-            raise self._write_error(path, exc) from None
-
-    def _write_error(self, path: Path, exc: OSError) -> LongbowError:
-        # A full disk fails every job the same way: stop the run rather than fail them all.
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return FatalError(
-                f"the destination {self.root} is full: cannot write {path} ({exc.strerror})",
-                hint="free some space (or raise the quota) and run the same command again",
-            )
-        hint = (
-            "check the permissions and mount options of the destination directory"
-            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
-            else None
-        )
-        return PermanentError(f"cannot write {path}: {exc.strerror}", hint=hint)
+            raise write_error(self.root, path, exc) from None

@@ -4,6 +4,8 @@ attempt has counted."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -11,12 +13,15 @@ from dataclasses import dataclass, field
 from s3longbow.config import TransferSettings
 from s3longbow.errors import Interrupted, VerificationError
 from s3longbow.jobs.base import UploadLedger
-from s3longbow.model import Job, ObjectProperties
+from s3longbow.model import Job, ObjectLock, ObjectProperties
 from s3longbow.progress.stats import Stats
+from s3longbow.rewrites import rewrite
 from s3longbow.stores.base import ObjectStore
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.proof import Link
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -111,6 +116,57 @@ class Context:
         """Raise Interrupted when the run is shutting down."""
         if self.stop.is_set():
             raise Interrupted("the run is shutting down")
+
+    @property
+    def rewrites(self) -> bool:
+        """The run writes properties of its own (a content-type map, metadata to set)."""
+        return bool(self.settings.content_type_map or self.settings.set_metadata)
+
+    def writes(self, job: Job, properties: ObjectProperties) -> tuple[ObjectProperties, str | None]:
+        """What the copy of `job` writes besides its bytes: the source's properties as the
+        run rewrites them (see s3longbow.rewrites), with the source's Object Lock where the
+        destination bucket has Object Lock (else without it, counted for the summary), and
+        the storage class (the one given, or with `keep` the source's own)."""
+        written = rewrite(
+            properties,
+            job.src_key,
+            content_types=self.settings.content_type_map,
+            metadata=self.settings.set_metadata,
+            guessed_type=not self.src.capabilities.keeps_properties,
+        )
+        if written.lock and not self.dst.object_lock():
+            where = self.dst.describe()
+            if self.stats.lock_not_kept(where):
+                log.warning(
+                    "%s has no Object Lock: objects with retention or a legal hold are copied "
+                    "without them",
+                    where,
+                )
+            written = dataclasses.replace(written, lock=None)
+        return written, self.storage_class(job, properties)
+
+    def storage_class(self, job: Job, properties: ObjectProperties | None) -> str | None:
+        """The class a copy is written in: the one given, or (keep) the source's own, as its
+        reply or its listing names it (STANDARD: none named)."""
+        if not self.settings.keeps_storage_class:
+            return self.settings.storage_class
+        return (properties.storage_class if properties else None) or job.storage_class
+
+    def lock_to_confirm(self, properties: ObjectProperties | None) -> ObjectLock | None:
+        """The Object Lock a copy written with `properties` must have (None: none)."""
+        lock = properties.lock if properties is not None else None
+        return lock if lock and self.dst.object_lock() else None
+
+    def confirm_lock(self, job: Job, lock: ObjectLock | None) -> None:
+        """Give the copy the lock its write asked for where the server kept none of it (some
+        servers ignore the lock of a multipart upload's start)."""
+        if lock is None:
+            return
+        kept = self.dst.details(job.dst_key, None).properties.lock
+        if (lock.mode and not (kept and kept.mode)) or (
+            lock.legal_hold and not (kept and kept.legal_hold)
+        ):
+            self.dst.set_lock(job.dst_key, lock)
 
     def tags(self, job: Job, properties: ObjectProperties) -> tuple[tuple[str, str], ...]:
         """The source's tags, fetched only when the object has some (S3 sends no tag count

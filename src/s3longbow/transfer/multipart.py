@@ -74,6 +74,7 @@ def copy_multipart(
     verified, how = copy.check_before_complete(ordered)
     dst_etag = upload.complete(ctx, job, method, opened.upload_id, ordered)
     upload.check_after_complete(ctx, job, ordered, dst_etag)
+    ctx.confirm_lock(job, opened.lock)
     sent = sum(p.size for n, p in done.items() if p.etag != expected.get(n))
     adopted = sum(p.size for n, p in done.items() if n in unrecorded and p.etag == expected[n])
     return JobResult(

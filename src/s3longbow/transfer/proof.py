@@ -269,7 +269,7 @@ def decide(job: Job, source: SourceFacts, link: Link, settings: TransferSettings
         ValueError: A HEAD the choice needs is missing from `source`.
     """
     method = _through_here(job, source, link, settings)
-    return _on_server(job, method, settings) if link.server_copy else method
+    return _on_server(job, method, settings, link) if link.server_copy else method
 
 
 def _through_here(
@@ -291,7 +291,10 @@ def _through_here(
     details = source.details
     if details is None:
         raise ValueError("the choice for a copy in parts needs the source's pinned HEAD")
+    # A source read with a customer key is encrypted whether or not its reply says so.
     props = details.properties
+    if link.src.customer_key and not props.encrypted:
+        props = dataclasses.replace(props, encrypted=True)
     carried = props.checksum  # the source's own additional checksum
     write = write_algorithm(link.dst, carried)
     etag_md5 = is_md5_etag(job.etag) and not props.encrypted
@@ -393,11 +396,15 @@ def _guarded(method: CopyMethod, link: Link) -> CopyMethod:
     return dataclasses.replace(method, write_algorithm=algorithm, part_check=PartCheck.CRC)
 
 
-def _on_server(job: Job, method: CopyMethod, settings: TransferSettings) -> CopyMethod:
+def _on_server(job: Job, method: CopyMethod, settings: TransferSettings, link: Link) -> CopyMethod:
     """The server copies: with CopyObject, or part by part with UploadPartCopy where the
     source's own part layout keeps its ETag (and the copy resumable) or the object is over
-    5 GiB. No checksum of ours goes with the writes."""
-    by_etags = method.path is CopyPath.SOURCE_PARTS and method.proof is Proof.SOURCE_ETAG
+    5 GiB. No checksum of ours goes with the writes. Where either side uses a customer key
+    (SSE-C), no ETag is an MD5 of the bytes: such a copy cannot be proven by them."""
+    keyed = link.src.customer_key or link.dst.customer_key
+    by_etags = (
+        method.path is CopyPath.SOURCE_PARTS and method.proof is Proof.SOURCE_ETAG and not keyed
+    )
     if by_etags or job.size > MAX_PART_SIZE:
         return CopyMethod(
             path=CopyPath.SERVER_PARTS,
@@ -407,6 +414,12 @@ def _on_server(job: Job, method: CopyMethod, settings: TransferSettings) -> Copy
             # An open upload begun with part checksums is not resumed where the parts would
             # have been relayed, as on the path through this process.
             relay=method.relay,
+        )
+    if keyed:
+        return CopyMethod(
+            path=CopyPath.SERVER_COPY,
+            proof=Proof.UNVERIFIED,
+            reason="encrypted with a customer key (SSE-C): no ETag is the MD5 of the bytes",
         )
     if is_md5_etag(job.etag):
         # Proven when the copy's ETag is the source's MD5; a copy with another ETag is judged
@@ -431,7 +444,8 @@ def settle_single(
     connection only when no checksum of ours goes with it and its ETag is its MD5.
     """
     source = properties.checksum
-    etag_md5 = is_md5_etag(job.etag) and not properties.encrypted
+    encrypted = properties.encrypted or link.src.customer_key
+    etag_md5 = is_md5_etag(job.etag) and not encrypted
     checksum = None
     reason = ""
     if job.size == 0 or etag_md5:
@@ -451,7 +465,7 @@ def settle_single(
         checksum=checksum,
         etag_is_md5=etag_md5,
         write_algorithm=write,
-        relay=method.relay and not properties.encrypted and write is None,
+        relay=method.relay and not encrypted and write is None,
     )
 
 

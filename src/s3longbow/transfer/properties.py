@@ -8,14 +8,17 @@ the job database: a re-run compares again, and what matches is left alone.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
+from s3longbow.config import KEEP_CLASS
 from s3longbow.errors import LongbowError
 from s3longbow.model import ObjectInfo, ObjectProperties
 from s3longbow.pairs import PairRuntime
+from s3longbow.rewrites import rewrite
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +60,20 @@ class PropertyReport:
 class PropertyUpdater:
     """Checks present objects on a pool of threads and fixes their properties."""
 
-    def __init__(self, pool: Executor, *, copy_tags: bool, storage_class: str | None) -> None:
+    def __init__(
+        self,
+        pool: Executor,
+        *,
+        copy_tags: bool,
+        storage_class: str | None,
+        content_types: tuple[tuple[str, str], ...] = (),
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.pool = pool
         self.copy_tags = copy_tags
         self.storage_class = storage_class
+        self.content_types = content_types  # the run's rewrites (see s3longbow.rewrites)
+        self.metadata = metadata
         self.report = PropertyReport()
         self._futures: list[Future[None]] = []
         self._lock = threading.Lock()
@@ -82,7 +95,15 @@ class PropertyUpdater:
         try:
             src_details = pair.src_store.details(src.key, src.etag)
             dst_details = pair.dst_store.details(dst.key, dst.etag)
-            src_props, dst_props = src_details.properties, dst_details.properties
+            # Compared as the run writes them; a retention is no property to update.
+            src_props = rewrite(
+                dataclasses.replace(src_details.properties, lock=None),
+                src.key,
+                content_types=self.content_types,
+                metadata=self.metadata,
+                guessed_type=not pair.src_store.capabilities.keeps_properties,
+            )
+            dst_props = dst_details.properties
             src_tags = dst_tags = None
             if self.copy_tags and (src_props.tag_count or dst_props.tag_count):
                 src_tags = pair.src_store.get_tags(src.key) if src_props.tag_count else ()
@@ -94,7 +115,9 @@ class PropertyUpdater:
                     etag=dst.etag,
                     properties=src_props,
                     tags=src_tags,
-                    storage_class=self.storage_class or dst_details.storage_class,
+                    storage_class=src_details.storage_class
+                    if (self.storage_class or "").lower() == KEEP_CLASS
+                    else self.storage_class or dst_details.storage_class,
                 )
                 log.info("%s: updated %s", pair.dst_store.describe(dst.key), ", ".join(changed))
         except LongbowError as exc:

@@ -27,6 +27,20 @@ def copy_on_server(
     if method.path is CopyPath.SERVER_PARTS:
         return _copy_parts(ctx, job, method, details, attempt)
 
+    # The source's properties are read where the copy writes its own (rewritten, with the
+    # source's class or Object Lock): the server copies the rest as they are.
+    if details is None and (
+        ctx.rewrites or ctx.settings.keeps_storage_class or ctx.dst.object_lock()
+    ):
+        details = ctx.src.details(job.src_key, job.etag, version_id=job.version_id)
+    written = storage_class = None
+    if details is not None:
+        written, storage_class = ctx.writes(job, details.properties)
+    else:
+        storage_class = ctx.storage_class(job, None)
+    lock = written.lock if written is not None else None
+    replace = written is not None and (ctx.rewrites or bool(lock))
+
     def once() -> JobResult:
         ctx.check_stop()
         dst_etag = ctx.dst.copy_object(
@@ -35,10 +49,13 @@ def copy_on_server(
             job.dst_key,
             etag=job.etag,
             version_id=job.version_id,
-            storage_class=ctx.settings.storage_class,
+            storage_class=storage_class,
             copy_tags=ctx.settings.copy_tags,
+            properties=written if replace else None,
+            create_only=ctx.settings.no_overwrite,
         )
-        verified, how = _check_copy(ctx, job, dst_etag)
+        verified, how = _check_copy(ctx, job, dst_etag, method.reason)
+        ctx.confirm_lock(job, lock)
         ctx.stats.sent(job.size)
         attempt.progressed += job.size
         return JobResult(
@@ -57,12 +74,12 @@ def copy_on_server(
     )
 
 
-def _check_copy(ctx: Context, job: Job, dst_etag: str) -> tuple[bool, str]:
+def _check_copy(ctx: Context, job: Job, dst_etag: str, reason: str) -> tuple[bool, str]:
     """A copy whose ETag equals the source's MD5 is proven; a different one is wrong only
     when the source's ETag really is its MD5 (not under KMS or a customer key)."""
-    if job.etag and dst_etag == job.etag and is_md5_etag(dst_etag):
+    if job.etag and dst_etag == job.etag and is_md5_etag(dst_etag) and not _keyed(ctx):
         return True, "source-md5"
-    if is_md5_etag(job.etag) and is_md5_etag(dst_etag) and not ctx.dst_encrypts:
+    if is_md5_etag(job.etag) and is_md5_etag(dst_etag) and not ctx.dst_encrypts and not _keyed(ctx):
         details = ctx.src.details(job.src_key, job.etag, version_id=job.version_id)
         if not details.properties.encrypted:
             ctx.dst.delete_object(job.dst_key)
@@ -77,7 +94,12 @@ def _check_copy(ctx: Context, job: Job, dst_etag: str) -> tuple[bool, str]:
             f"{ctx.dst.describe(job.dst_key)}: after the server's copy the object is "
             f"{found}, the source has {job.size}"
         )
-    return False, "the source's ETag is not an MD5 to compare the copy with"
+    return False, reason or "the source's ETag is not an MD5 to compare the copy with"
+
+
+def _keyed(ctx: Context) -> bool:
+    """Either side is encrypted with a customer key: no ETag is an MD5 of the bytes."""
+    return ctx.src.capabilities.customer_key or ctx.dst.capabilities.customer_key
 
 
 def _copy_parts(
@@ -118,6 +140,7 @@ def _copy_parts(
         verified, how = method.verdict()
     dst_etag = upload.complete(ctx, job, method, upload_id, ordered)
     upload.check_after_complete(ctx, job, ordered, dst_etag)
+    ctx.confirm_lock(job, opened.lock)
     return JobResult(
         bytes_sent=job.size - reused,
         bytes_reused=reused,

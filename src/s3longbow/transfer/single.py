@@ -106,14 +106,16 @@ def put_verified(
             checksum = Checksum(algorithm, checksums.checksum_b64(algorithm, _bytes(seen)))
     if not paced:
         ctx.pace(len(data))
+    written, storage_class = ctx.writes(job, properties)
     dst_etag = ctx.dst.put_object(
         job.dst_key,
         data,
         md5_b64=base64.b64encode(bytes.fromhex(md5_hex)).decode(),
-        storage_class=ctx.settings.storage_class,
-        properties=properties,
+        storage_class=storage_class,
+        properties=written,
         tags=ctx.tags(job, properties),
         checksum=checksum,
+        create_only=ctx.settings.no_overwrite,
     )
     if is_md5_etag(dst_etag) and not ctx.dst_encrypts:
         if dst_etag != md5_hex:

@@ -8,7 +8,7 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
 from s3longbow.errors import UploadMissingError
-from s3longbow.model import Job, ObjectDetails, PartInfo
+from s3longbow.model import Job, ObjectDetails, ObjectLock, PartInfo
 from s3longbow.retry import with_retries
 from s3longbow.transfer.context import Context, Interrupted, VerificationError
 from s3longbow.transfer.proof import CopyMethod, is_md5_etag, multipart_etag, multipart_parts
@@ -27,11 +27,13 @@ class Upload:
         unrecorded: Parts listed with the expected size and an MD5 ETag that the ledger has
             no record of (the process died before recording them): kept if the source's
             bytes have that MD5.
+        lock: The Object Lock the object must have once complete (None: none).
     """
 
     upload_id: str
     reusable: dict[int, PartInfo] = field(default_factory=dict)
     unrecorded: dict[int, PartInfo] = field(default_factory=dict)
+    lock: ObjectLock | None = None
 
 
 def resume_or_start(
@@ -57,22 +59,24 @@ def resume_or_start(
                 ctx.dst.abort_upload(job.dst_key, job.upload_id)
             elif listed is not None:
                 reusable, unrecorded = valid_parts(ctx, job, listed, method.part_size)
-                return Upload(job.upload_id, reusable, unrecorded)
+                lock = ctx.lock_to_confirm(details.properties if details else None)
+                return Upload(job.upload_id, reusable, unrecorded, lock)
         else:
             # Parts of another source version, or cut at other boundaries: never mix them.
             log.info("%s: the open upload no longer fits the source; starting over", job.dst_key)
             ctx.dst.abort_upload(job.dst_key, job.upload_id)
     # A part-1 HEAD may not carry the object's metadata: the plain one does.
     details = details or ctx.src.details(job.src_key, job.etag, version_id=job.version_id)
+    written, storage_class = ctx.writes(job, details.properties)
     upload_id = ctx.dst.create_upload(
         job.dst_key,
-        storage_class=ctx.settings.storage_class,
-        properties=details.properties,
+        storage_class=storage_class,
+        properties=written,
         tags=ctx.tags(job, details.properties),
         checksum_algorithm=method.write_algorithm,
     )
     ctx.ledger.set_upload(job, upload_id, method.part_size, job.etag)
-    return Upload(upload_id)
+    return Upload(upload_id, lock=written.lock)
 
 
 def valid_parts(
@@ -107,9 +111,12 @@ def complete(
 ) -> str:
     """Join the parts; the destination's ETag of the object."""
     algorithm = method.write_algorithm
+    create_only = ctx.settings.no_overwrite
     try:
         return with_retries(
-            lambda: ctx.dst.complete_upload(job.dst_key, upload_id, parts, algorithm=algorithm),
+            lambda: ctx.dst.complete_upload(
+                job.dst_key, upload_id, parts, algorithm=algorithm, create_only=create_only
+            ),
             attempts=ctx.settings.part_attempts,
             what=f"completing {job.dst_key!r}",
             give_up_on=(UploadMissingError,),

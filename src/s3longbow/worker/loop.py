@@ -24,6 +24,7 @@ from s3longbow.config import TransferSettings
 from s3longbow.errors import (
     ArchivedError,
     FatalError,
+    NotReplacedError,
     PermanentError,
     SourceGoneError,
     TransientError,
@@ -236,6 +237,14 @@ class Worker:
         except SourceGoneError as exc:
             # Listed by a past snapshot and deleted since: nothing is left to copy.
             self._not_copied(job, JobState.SKIPPED, str(exc), attempt, copier)
+            return
+        except NotReplacedError as exc:
+            # --no-overwrite: the key appeared at the destination meanwhile; it stays as is.
+            self._abandon_upload(job, copier)
+            log.info("%s: skipped: %s", job.src_key, exc)
+            self.job_queue.finish(job, JobState.SKIPPED, str(exc), None)
+            self.stats.finished(job.size, ok=False, progressed=attempt.progressed, skipped=True)
+            self.stats.add_not_replaced()
             return
         except ArchivedError as exc:
             # Not a failure: recorded as archived (with its restore, if one was asked for),

@@ -128,8 +128,9 @@ def _handler(proxy: SealProxy) -> type[BaseHTTPRequestHandler]:
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
             for name in ("If-Match", "If-None-Match"):
-                if name in headers:
-                    headers[name] = f'"{proxy.unseal(headers[name].strip(chr(34)))}"'
+                value = headers.get(name, "").strip(chr(34))
+                if value and value != "*":  # "*" (any object) is no ETag and stays bare
+                    headers[name] = f'"{proxy.unseal(value)}"'
             request = AWSRequest(
                 method=self.command,
                 url=f"{proxy.upstream.url}{self.path}",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Literal
 
 from s3longbow.model import Job, JobState
-from s3longbow.verdicts import SOURCE_GONE, UNSTORABLE
+from s3longbow.verdicts import NOT_REPLACED, SOURCE_GONE, UNSTORABLE
 
 from .file import SqliteFile
 from .schema import JOB_COLUMNS, JobRow, job_from_row
@@ -114,12 +114,20 @@ class Reports(SqliteFile):
     def gone_jobs(self, run_id: int, limit: int = 100_000) -> list[tuple[str, str, str]]:
         """(source key, destination key, reason) of the keys the last planning pass took from
         an inventory report that the source no longer had when they were to be copied."""
+        return self._skipped_for(run_id, SOURCE_GONE, limit)
+
+    def not_replaced_jobs(self, run_id: int, limit: int = 100_000) -> list[tuple[str, str, str]]:
+        """The same for the keys that appeared at the destination while they were being
+        copied, and were left as they were (--no-overwrite)."""
+        return self._skipped_for(run_id, NOT_REPLACED, limit)
+
+    def _skipped_for(self, run_id: int, prefix: str, limit: int) -> list[tuple[str, str, str]]:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT src_key, dst_key, reason FROM jobs WHERE run_id=? AND state='skipped' "
                 "AND seen_generation=(SELECT generation FROM runs WHERE id=?) "
                 "AND substr(reason, 1, ?)=? ORDER BY id LIMIT ?",
-                (run_id, run_id, len(SOURCE_GONE), SOURCE_GONE, limit),
+                (run_id, run_id, len(prefix), prefix, limit),
             ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 

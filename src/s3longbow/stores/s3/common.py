@@ -22,7 +22,9 @@ from s3longbow.errors import (
     CredentialsRejectedError,
     FatalError,
     LongbowError,
+    NotReplacedError,
     PermanentError,
+    SourceChangedError,
 )
 from s3longbow.stores.base import Capabilities
 from s3longbow.stores.s3.errors import translate
@@ -33,6 +35,7 @@ from s3longbow.stores.s3.session import (
     make_session,
     pace_by_prefix,
 )
+from s3longbow.verdicts import not_replaced_reason
 
 if TYPE_CHECKING:
     import botocore.session
@@ -102,6 +105,7 @@ class StoreBase:
     _identity: tuple[object, ...]
     _rates: PrefixRates | None
     _meter: RequestMeter | None
+    _sse_c: bytes | None  # this side's SSE-C key, sent with every request about an object
 
     @property
     def client(self) -> Any:
@@ -162,6 +166,17 @@ class StoreBase:
                 hint="RGW offers STANDARD unless its zone defines more classes; "
                 "drop --storage-class or name one the zone defines",
             ) from None
+
+    @contextmanager
+    def _only_new(self, key: str, create_only: bool, *, copy: bool = False) -> Iterator[None]:
+        """A write with If-None-Match: * refused (412) because the key exists: NotReplacedError.
+        A server-side copy's 412 may be its source's If-Match instead: a HEAD tells."""
+        try:
+            yield
+        except SourceChangedError as exc:
+            if not create_only or (copy and self.data.head_object(self.bucket, key) is None):
+                raise
+            raise NotReplacedError(not_replaced_reason(self.describe(key)), hint=exc.hint) from None
 
     @contextmanager
     def _errors(self, where: str, *, fatal: bool = False, source: bool = False) -> Iterator[None]:

@@ -4,25 +4,31 @@ objects (CopyObject), parts (UploadPartCopy) and metadata-only copies onto the o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from s3longbow.model import (
-    ObjectProperties,
-)
+from s3longbow.customerkeys import key_args
+from s3longbow.errors import PermanentError
+from s3longbow.model import ObjectProperties
 from s3longbow.stores.base import ObjectStore
-from s3longbow.stores.s3.headers import (
-    _copy_source,
-    _write_args,
-)
+from s3longbow.stores.s3.common import StoreBase, _one_object
+from s3longbow.stores.s3.headers import _copy_source, _write_args, lock_args
+from s3longbow.stores.s3.locks import Locks
 from s3longbow.stores.s3.wire import unquote_etag
 
-if TYPE_CHECKING:
-    pass
-from s3longbow.stores.s3.common import StoreBase, _one_object
+# What moto answers a copy that carries an Object Lock.
+_LOCK_REFUSED = "MissingUploadObjectWithObjectLockHeaders"
 
 
-class Copies(StoreBase):
+class Copies(Locks):
     """The server-side copy calls of the store port (a part of S3Store)."""
+
+    def _keys(self, source: StoreBase) -> dict[str, Any]:
+        """The SSE-C keys of a copy from `source` to here: the source's to read it with, and
+        this side's to write the copy with."""
+        keys: dict[str, Any] = key_args(self._sse_c) if self._sse_c else {}
+        if source._sse_c:
+            keys.update(key_args(source._sse_c, copy_source=True))
+        return keys
 
     @_one_object
     def update_properties(
@@ -43,6 +49,7 @@ class Copies(StoreBase):
             "MetadataDirective": "REPLACE",
             **_write_args(storage_class, properties, tags or ()),
             **self._write_kwargs,
+            **self._keys(self),
         }
         kwargs["TaggingDirective"] = "COPY" if tags is None else "REPLACE"
         if etag:
@@ -64,24 +71,43 @@ class Copies(StoreBase):
         version_id: str | None = None,
         storage_class: str | None = None,
         copy_tags: bool = True,
+        properties: ObjectProperties | None = None,
+        create_only: bool = False,
     ) -> str:
         assert isinstance(source, StoreBase)
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
             "CopySource": _copy_source(source.bucket, src_key, version_id),
-            # The properties and tags travel with the copy (COPY is the default directive).
-            "MetadataDirective": "COPY",
+            # The properties and tags travel with the copy (COPY is the default directive),
+            # unless the run writes properties of its own.
+            "MetadataDirective": "COPY" if properties is None else "REPLACE",
             "TaggingDirective": "COPY" if copy_tags else "REPLACE",
+            **(_write_args(None, properties, ()) if properties is not None else {}),
             **self._write_kwargs,
+            **self._keys(source),
         }
         if etag:
             kwargs["CopySourceIfMatch"] = f'"{etag}"'
         if storage_class:
             kwargs["StorageClass"] = storage_class
+        if create_only:
+            kwargs["IfNoneMatch"] = "*"
         where = f"copying {source.describe(src_key)} to {self.describe(key)}"
-        with self._errors(where, source=True):
-            resp = self.client.copy_object(**kwargs)
+        try:
+            with self._only_new(key, create_only, copy=True), self._errors(where, source=True):
+                resp = self.client.copy_object(**kwargs)
+        except PermanentError as exc:
+            # moto refuses a lock on a copy (it wants a Content-MD5 a copy has no body for):
+            # the copy goes without it, and the lock is set on the copy right after.
+            lock = properties.lock if properties is not None else None
+            if not lock or _LOCK_REFUSED not in exc.message:
+                raise
+            for name in lock_args(lock):
+                kwargs.pop(name)
+            with self._only_new(key, create_only, copy=True), self._errors(where, source=True):
+                resp = self.client.copy_object(**kwargs)
+            self.set_lock(key, lock)
         return unquote_etag(resp.get("CopyObjectResult", {}).get("ETag")) or ""
 
     @_one_object
@@ -106,6 +132,7 @@ class Copies(StoreBase):
             "PartNumber": number,
             "CopySource": _copy_source(source.bucket, src_key, version_id),
             "CopySourceRange": f"bytes={start}-{start + length - 1}",
+            **self._keys(source),
         }
         if etag:
             kwargs["CopySourceIfMatch"] = f'"{etag}"'

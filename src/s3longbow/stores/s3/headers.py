@@ -10,8 +10,9 @@ from typing import Any
 
 from s3longbow import checksums
 from s3longbow.config import SideSettings
-from s3longbow.model import ARCHIVE_CLASSES, ObjectProperties
+from s3longbow.model import ARCHIVE_CLASSES, ObjectLock, ObjectProperties
 from s3longbow.stores.s3.http1 import http_date
+from s3longbow.stores.s3.wire import storage_class
 
 log = logging.getLogger("s3longbow.stores.s3")
 
@@ -70,6 +71,8 @@ def _properties_from_headers(headers: dict[str, str]) -> ObjectProperties:
             headers.get("x-amz-server-side-encryption-customer-algorithm"),
         ),
         last_modified=_http_time(headers.get("last-modified")),
+        storage_class=storage_class(headers.get("x-amz-storage-class")),
+        lock=_lock(headers),
     )
 
 
@@ -81,6 +84,40 @@ def _http_time(value: str | None) -> float | None:
         return http_date(value)
     except (TypeError, ValueError):
         return None
+
+
+def _lock(headers: dict[str, str]) -> ObjectLock | None:
+    """The Object Lock settings a reply names (None where it names none)."""
+    lock = ObjectLock(
+        mode=headers.get("x-amz-object-lock-mode") or None,
+        retain_until=headers.get("x-amz-object-lock-retain-until-date") or None,
+        legal_hold=headers.get("x-amz-object-lock-legal-hold", "").upper() == "ON",
+    )
+    return lock if lock else None
+
+
+def lock_headers(lock: ObjectLock | None) -> dict[str, str]:
+    """The headers that give a new object `lock` (retention needs both its mode and date)."""
+    headers: dict[str, str] = {}
+    if lock is None:
+        return headers
+    if lock.mode and lock.retain_until:
+        headers["x-amz-object-lock-mode"] = lock.mode
+        headers["x-amz-object-lock-retain-until-date"] = lock.retain_until
+    if lock.legal_hold:
+        headers["x-amz-object-lock-legal-hold"] = "ON"
+    return headers
+
+
+def lock_args(lock: ObjectLock | None) -> dict[str, Any]:
+    """The same as botocore's arguments."""
+    args: dict[str, Any] = {}
+    if lock is not None and lock.mode and lock.retain_until:
+        args["ObjectLockMode"] = lock.mode
+        args["ObjectLockRetainUntilDate"] = lock.retain_until
+    if lock is not None and lock.legal_hold:
+        args["ObjectLockLegalHoldStatus"] = "ON"
+    return args
 
 
 def _encrypted(sse: str | None, customer_algorithm: str | None) -> bool:
@@ -132,6 +169,7 @@ def _property_headers(
                 headers[header] = value
         for name, value in properties.metadata:
             headers[f"x-amz-meta-{name}"] = value
+        headers.update(lock_headers(properties.lock))
     if tags:
         headers["x-amz-tagging"] = urllib.parse.urlencode(tags)
     return headers
@@ -160,6 +198,7 @@ def _write_args(
                 log.warning("ignoring an Expires header that is not a date: %r", properties.expires)
         if properties.metadata:
             args["Metadata"] = dict(properties.metadata)
+        args.update(lock_args(properties.lock))
     if tags:
         args["Tagging"] = urllib.parse.urlencode(tags)
     return args

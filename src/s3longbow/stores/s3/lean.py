@@ -9,9 +9,11 @@ is taken: its range, and that it is the version pinned.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from html import unescape
+from typing import Any
 from xml.etree import ElementTree
 
 from s3longbow.errors import (
@@ -23,8 +25,8 @@ from s3longbow.errors import (
 )
 from s3longbow.model import Bytes
 from s3longbow.stores.s3 import http1
-from s3longbow.stores.s3.client import Client, _Call, _clock_skew, _read_capped
-from s3longbow.stores.s3.connection import Body, RangeBody
+from s3longbow.stores.s3.client import Client, _Call, _clock_skew, _read_capped, _Url
+from s3longbow.stores.s3.connection import Body, RangeBody, _Request
 from s3longbow.stores.s3.errors import error_from_response
 from s3longbow.stores.s3.wire import (
     ListPage,
@@ -49,7 +51,17 @@ _RESULT_ETAG = re.compile(r"<ETag>(.*?)</ETag>", re.DOTALL)
 class S3DataPlane(Client):
     """The calls that carry an object's bytes, its listing pages, its HEADs and the start and
     finish of its multipart uploads, to one S3-compatible endpoint (see :class:`Client`).
-    Safe to share between threads."""
+    Safe to share between threads. ``object_headers`` go with every request about an object
+    (a side's SSE-C key), never with a listing or a bucket's HEAD."""
+
+    def __init__(self, *args: Any, object_headers: dict[str, str] | None = None, **kw: Any):
+        super().__init__(*args, **kw)
+        self._object_headers = dict(object_headers or {})
+
+    def _prepare(self, call: _Call, url: _Url | None = None) -> _Request:
+        if call.key and self._object_headers:
+            call = dataclasses.replace(call, headers={**self._object_headers, **call.headers})
+        return super()._prepare(call, url)
 
     def get_range(
         self,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from s3longbow.config import SideSettings
+from s3longbow.customerkeys import key_headers
 from s3longbow.errors import (
     ConfigError,
     FatalError,
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 from s3longbow.stores.s3.common import _one_object, _storage_class_refusals
 from s3longbow.stores.s3.copies import Copies
 from s3longbow.stores.s3.listing import Listing
+from s3longbow.stores.s3.locks import Locks
 from s3longbow.stores.s3.restores import Restores
 from s3longbow.stores.s3.uploads import Uploads
 
@@ -73,7 +75,7 @@ log = logging.getLogger(__name__)
 _CHECK_ATTEMPTS = 4  # the HEAD of the bucket that checks it (as botocore retries its calls)
 
 
-class S3Store(Listing, Uploads, Copies, Restores):
+class S3Store(Listing, Uploads, Copies, Restores, Locks):
     """One bucket on one S3-compatible endpoint.
 
     Args:
@@ -142,10 +144,13 @@ class S3Store(Listing, Uploads, Copies, Restores):
         self._region_given = bool(side.region or configured)
         # One trust for both clients, resolved once (see resolve_ca_bundle).
         self._ca_bundle = resolve_ca_bundle(side, self._session)
+        # A customer key (SSE-C) goes with every request about an object of this side.
+        self._sse_c = side.sse_c_key
         self.capabilities = dataclasses.replace(
             self.capabilities,
             checksums=side.checksum_algorithm,
-            write_etags_md5=not (side.sse or "").startswith("aws:kms"),
+            write_etags_md5=not (side.sse or "").startswith("aws:kms") and not self._sse_c,
+            customer_key=bool(self._sse_c),
         )
         # Destination options every write carries, as headers (the data plane's) and as
         # botocore's arguments (its metadata-only copies).
@@ -194,6 +199,7 @@ class S3Store(Listing, Uploads, Copies, Restores):
             min_rate=self._min_rate,
             meter=self._meter,
             extra_headers=self._extra_headers,
+            object_headers=key_headers(self._sse_c) if self._sse_c else None,
             checksum_mode=self._checksum_mode,
             rates=self._rates,
         )
@@ -428,18 +434,22 @@ class S3Store(Listing, Uploads, Copies, Restores):
         properties: ObjectProperties | None = None,
         tags: tuple[tuple[str, str], ...] = (),
         checksum: Checksum | None = None,
+        create_only: bool = False,
     ) -> str:
         headers = {**_property_headers(properties, tags), **self._write_headers}
         if checksum is not None:
             headers[f"x-amz-checksum-{checksum.algorithm.lower()}"] = checksum.value
-        return self.data.put_object(
-            self.bucket,
-            key,
-            as_body(data),
-            md5_b64=md5_b64,
-            storage_class=storage_class,
-            headers=headers,
-        )
+        if create_only:
+            headers["If-None-Match"] = "*"
+        with self._only_new(key, create_only):
+            return self.data.put_object(
+                self.bucket,
+                key,
+                as_body(data),
+                md5_b64=md5_b64,
+                storage_class=storage_class,
+                headers=headers,
+            )
 
     @_one_object
     def delete_object(self, key: str) -> None:

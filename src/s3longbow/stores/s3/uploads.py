@@ -183,18 +183,21 @@ class Uploads(StoreBase):
         *,
         algorithm: str | None = None,
         full_checksum: Checksum | None = None,
+        create_only: bool = False,
     ) -> str:
-        return self.data.complete_upload(
-            self.bucket,
-            key,
-            upload_id,
-            [(p.number, p.etag) for p in parts],
-            algorithm=algorithm,
-            part_checksums=[p.checksum or "" for p in parts] if algorithm else None,
-            headers={f"x-amz-checksum-{algorithm.lower()}": full_checksum.value}
-            if algorithm and full_checksum
-            else None,
-        )
+        headers = {"If-None-Match": "*"} if create_only else {}
+        if algorithm and full_checksum:
+            headers[f"x-amz-checksum-{algorithm.lower()}"] = full_checksum.value
+        with self._only_new(key, create_only):
+            return self.data.complete_upload(
+                self.bucket,
+                key,
+                upload_id,
+                [(p.number, p.etag) for p in parts],
+                algorithm=algorithm,
+                part_checksums=[p.checksum or "" for p in parts] if algorithm else None,
+                headers=headers,
+            )
 
     @_one_object
     def abort_upload(self, key: str, upload_id: str) -> None:
