@@ -345,6 +345,7 @@ class Settings:
     delete: bool = False  # remove destination objects the source no longer has
     force: bool = False  # delete even beyond max_delete_fraction
     max_delete_fraction: float = 0.1
+    price_table: Path | None = None  # a dry run's prices (None: the built-in table)
 
 
 def default_db_path() -> Path:
@@ -371,7 +372,15 @@ _BOOL_KEYS = {
 }
 _TRANSFER_DEFAULTS = TransferSettings()
 _PAIR_KEYS = {"src", "dst", "src_inventory"}
-TOP_KEYS = {"source", "destination", "pairs", "ignore_file", "db", *FILTER_KEYS} | _TRANSFER_KEYS
+TOP_KEYS = {
+    "source",
+    "destination",
+    "pairs",
+    "ignore_file",
+    "db",
+    "price_table",
+    *FILTER_KEYS,
+} | _TRANSFER_KEYS
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -480,6 +489,8 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
         out["ignore_file"] = (path.parent / str(raw["ignore_file"])).resolve()
     if "db" in raw:
         out["db"] = (path.parent / str(raw["db"])).resolve()
+    if "price_table" in raw:
+        out["price_table"] = (path.parent / str(raw["price_table"])).resolve()
     return out
 
 

@@ -212,6 +212,7 @@ class Flags:
         max_delete: `--max-delete`, in percent.
         src_inventory: `--src-inventory`: the manifest of an S3 Inventory report that every
             pair reads instead of listing its source (over the pairs' `src_inventory`).
+        price_table: `--price-table`: a dry run's prices (over the file's `price_table`).
     """
 
     src: str | None = None
@@ -227,6 +228,7 @@ class Flags:
     force: bool = False
     max_delete: float = 10.0
     src_inventory: str | None = None
+    price_table: Path | None = None
 
 
 def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
@@ -283,6 +285,7 @@ def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
         ignore_patterns=load_ignore_file(ignore_path) if ignore_path else (),
         filters=filters_of(file.get("filters", {}), flags.filters),
         db_path=flags.db_path or file.get("db") or default_db_path(),
+        price_table=flags.price_table or file.get("price_table"),
     )
     if flags.force and not flags.delete:
         raise ConfigError("--force only goes with --delete")

@@ -218,6 +218,7 @@ def pair_flags(
         force=force,
         max_delete=max_delete,
         src_inventory=options.get("src_inventory"),
+        price_table=options.get("price_table"),
     )
 
 

@@ -102,6 +102,8 @@ class StoreBase:
     _identity: tuple[object, ...]
     _rates: PrefixRates | None
     _meter: RequestMeter | None
+    _listings: int  # listing requests made (see Listing._counted)
+    _listings_lock: threading.Lock
 
     @property
     def client(self) -> Any:
