@@ -142,9 +142,8 @@ def object_requests(
             source[Kind.HEAD] += 1
     method = decide(job, SourceFacts(details=details, layout=layout), link, settings)
     path = method.path
-    if path in (CopyPath.SERVER_COPY, CopyPath.SERVER_PARTS) or method.multipart:
-        if details is None and size:
-            source[Kind.HEAD] += 1  # the upload is created with the source's properties
+    if (path is CopyPath.SERVER_PARTS or method.multipart) and details is None:
+        source[Kind.HEAD] += 1  # the upload is created with the source's properties
     if path is CopyPath.SERVER_COPY:
         destination[Kind.COPY] += 1
         if not is_md5_etag(etag):
