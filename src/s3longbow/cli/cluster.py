@@ -3,6 +3,7 @@ rendering of `longbow status --cluster`. They register themselves on the `longbo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from s3longbow.errors import ConfigError, LongbowError
 from s3longbow.loader import TransferFlags, load_cluster
 from s3longbow.logsafety import quiet_secret_loggers
 
+from . import render
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_JOBS_FAILED,
@@ -59,7 +61,18 @@ def _control(config: ClusterConfig) -> ControlPlane:
 
 @cli.command()
 @_CONFIG_OPTION
-@click.option("--dry-run", is_flag=True, help="Count what would be queued; change nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Count what would be queued, and estimate the requests, bytes, duration and AWS "
+    "cost of copying it (after a short read-only probe); change nothing.",
+)
+@click.option(
+    "--price-table",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --dry-run: a TOML file of prices by region that replaces the built-in table "
+    "(see `longbow sync --help`).",
+)
 @click.option(
     "--requeue",
     is_flag=True,
@@ -81,6 +94,7 @@ def send(
     requeue: bool,
     retry_failed: bool,
     src_inventory: str | None,
+    price_table: Path | None,
     as_json: bool,
     verbose: int,
     **options: Any,
@@ -97,6 +111,8 @@ def send(
     setup_logging(verbose, console)
     try:
         config = load_cluster(config_file, os.environ, filters=filter_flags(options))
+        if price_table is not None:
+            config = dataclasses.replace(config, price_table=price_table)
         control = _control(config)
     except LongbowError as exc:
         fail(console, exc)
@@ -140,6 +156,8 @@ def send(
             out.print(f"{report.messages_sent} message(s) sent")
         elif report.table_missing:
             out.print("the job table does not exist yet: every copy was counted as new")
+        if report.estimate is not None:
+            render.estimate(out, report.estimate)
     sys.exit(EXIT_INTERRUPTED if report.interrupted else EXIT_OK)
 
 

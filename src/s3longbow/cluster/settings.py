@@ -47,6 +47,7 @@ class ClusterConfig:
         pairs: The `[[pairs]]` of the file (empty when `pairs_parameter` names them).
         ignore_patterns: Ignore patterns for the sender and for S3 events.
         filters: The filters of the sender (`include`, `min_size`, ...).
+        price_table: `send --dry-run`'s prices (None: the built-in table).
     """
 
     cluster: ClusterSettings
@@ -56,6 +57,7 @@ class ClusterConfig:
     pairs: tuple[PairSettings, ...] = ()
     ignore_patterns: tuple[str, ...] = ()
     filters: FilterSpec = FilterSpec()
+    price_table: Path | None = None
 
     def settings(self, pairs: tuple[PairSettings, ...]) -> Settings:
         """The single-machine Settings of these pairs (to reuse planning and stores)."""
@@ -66,6 +68,7 @@ class ClusterConfig:
             transfer=self.transfer,
             ignore_patterns=self.ignore_patterns,
             filters=self.filters,
+            price_table=self.price_table,
         )
 
 
@@ -124,6 +127,7 @@ def load_cluster_config(path: Path, filters: Mapping[str, Any] | None = None) ->
         pairs=pairs,
         ignore_patterns=load_ignore_file(ignore_file) if ignore_file else (),
         filters=spec,
+        price_table=file.get("price_table"),
     )
 
 
