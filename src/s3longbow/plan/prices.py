@@ -6,10 +6,8 @@ replaces it whole."""
 from __future__ import annotations
 
 import datetime
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +73,9 @@ class PriceTable:
 
 def builtin_table() -> PriceTable:
     """The table shipped with the package (approximate, dated)."""
+    import tomllib  # only a dry run pays for the parser's import
+    from importlib import resources
+
     text = resources.files("s3longbow.plan").joinpath("prices.toml").read_text(encoding="utf-8")
     return parse_price_table(tomllib.loads(text), BUILT_IN)
 
@@ -85,6 +86,8 @@ def read_price_table(path: Path) -> PriceTable:
     Raises:
         ConfigError: The file cannot be read, is not TOML, or is not a price table.
     """
+    import tomllib
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
