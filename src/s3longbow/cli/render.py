@@ -147,14 +147,14 @@ def estimate(console: Console, est: Estimate) -> None:
     for kind in Kind:
         src, dst = est.source[kind], est.destination[kind]
         if src or dst:
-            table.add_row(str(kind), str(src) if src else "", str(dst) if dst else "")
+            table.add_row(str(kind), f"{src:,}" if src else "", f"{dst:,}" if dst else "")
     total = est.requests()
-    table.add_row("total", str(sum(est.source.values())), str(sum(est.destination.values())))
+    table.add_row("total", f"{sum(est.source.values()):,}", f"{sum(est.destination.values()):,}")
     console.print(table)
     if not total:
         console.print("  no request to an S3 endpoint", highlight=False)
-    paths = ", ".join(f"{n} {_PATHS.get(p, p)}" for p, n in sorted(est.paths.items()))
-    console.print(f"objects: {est.objects} to copy" + (f" ({paths})" if paths else ""))
+    paths = ", ".join(f"{n:,} {_PATHS.get(p, p)}" for p, n in sorted(est.paths.items()))
+    console.print(f"objects: {est.objects:,} to copy" + (f" ({paths})" if paths else ""))
     console.print(
         f"bytes: {format_size(est.streamed + est.on_server)} "
         f"({format_size(est.streamed)} through this machine, "
@@ -184,12 +184,14 @@ def _duration_text(est: Estimate) -> str:
     d, probe = est.duration, est.probe
     if d.seconds is None:
         return f"not estimated ({d.basis})"
-    trips = sorted({t for pair in probe.latency.values() for t in pair if t is not None})
     basis = [f"listing {_seconds(d.listing_seconds)} as this dry run's"]
+    trips = [
+        f"{role} {span}"
+        for role, i in (("source", 0), ("destination", 1))
+        if (span := _span([pair[i] for pair in probe.latency.values()]))
+    ]
     if trips:
-        low, high = f"{trips[0] * 1000:.1f}", f"{trips[-1] * 1000:.1f}"
-        span = f"{low} ms" if low == high else f"{low}-{high} ms"
-        basis.append(f"round trips {span} (median of 3 bucket HEADs per side)")
+        basis.append(f"round trips {', '.join(trips)} (median of 3 bucket HEADs each)")
     rate = probe.throughput
     if rate is not None:
         basis.append(f"{format_size(probe.sample_bytes)} read at {format_size(rate)}/s per stream")
@@ -197,6 +199,15 @@ def _duration_text(est: Estimate) -> str:
         basis.append("no throughput sample: no byte passes through this machine")
     basis.append(f"{d.in_flight} request(s) in flight")
     return f"about {_seconds(d.seconds)} ({d.basis}: {'; '.join(basis)})"
+
+
+def _span(seconds: list[float | None]) -> str:
+    """Round trips in milliseconds: one, or the lowest and highest of several."""
+    known = sorted(f"{s * 1000:.1f}" for s in seconds if s is not None)
+    if not known:
+        return ""
+    low, high = min(known, key=float), max(known, key=float)
+    return f"{low} ms" if low == high else f"{low}-{high} ms"
 
 
 def _money(amount: float, currency: str) -> str:
