@@ -332,3 +332,30 @@ def test_an_unreadable_table_names_the_file(tmp_path: Path) -> None:
     bad.write_text("date = [\n")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         read_price_table(bad)
+
+
+@pytest.mark.parametrize(
+    ("url", "region", "at_aws"),
+    [
+        (None, "cn-north-1", True),
+        ("https://s3.eu-west-1.amazonaws.com", "eu-west-1", True),
+        ("https://s3.cn-northwest-1.amazonaws.com.cn", "cn-northwest-1", True),
+        ("http://127.0.0.1:9000", "us-east-1", False),
+        ("https://amazonaws.com.example.net", "us-east-1", False),
+    ],
+)
+def test_an_s3_store_says_where_its_requests_go(url: str | None, region: str, at_aws: bool) -> None:
+    from s3longbow.config import SideSettings
+    from s3longbow.stores.base import RemoteStore
+    from s3longbow.stores.local import LocalStore
+    from s3longbow.stores.s3 import S3Store
+
+    side = SideSettings(endpoint_url=url, region=region, access_key_id="k", secret_access_key="s")
+    store = S3Store("bucket", side)
+    try:
+        assert isinstance(store, RemoteStore)
+        assert store.endpoint_facts() == EndpointFacts(region, at_aws, url or "AWS")
+        assert store.listing_requests() == 0
+    finally:
+        store.close()
+    assert not isinstance(LocalStore(Path("/nonexistent")), RemoteStore)
