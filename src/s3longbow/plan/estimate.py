@@ -1,6 +1,7 @@
-"""A pre-flight estimate of a copy, from its plan: the requests each side will get, by kind;
-the bytes; how long it may take; and what AWS may charge for it. Pure: the listing's objects,
-what both stores can do, a probe's measurements and a price table come in, numbers go out.
+"""The counting half of a dry run's pre-flight estimate: the requests each side of a copy will
+get, by kind, and its bytes, object by object as planning hands them over. Pure: the
+listing's objects and what both stores can do come in, counts go out (`preflight` turns them
+into a duration and a cost; `probe` measures the stores).
 
 Requests per object follow the engine's own choice of path (`transfer.proof.decide`), fed with
 what a listing tells of the object (its size and ETag). What the listing cannot tell is
