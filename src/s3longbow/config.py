@@ -352,6 +352,7 @@ class Settings:
     force: bool = False  # delete even beyond max_delete_fraction
     max_delete_fraction: float = 0.1
     telemetry: TelemetrySettings = TelemetrySettings()  # where logs and metrics go
+    price_table: Path | None = None  # a dry run's prices (None: the built-in table)
 
 
 def default_db_path() -> Path:
@@ -394,6 +395,7 @@ TOP_KEYS = {
     "pairs",
     "ignore_file",
     "db",
+    "price_table",
     *FILTER_KEYS,
     *TELEMETRY_KEYS,
 } | _TRANSFER_KEYS
@@ -513,6 +515,8 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
         out["ignore_file"] = (path.parent / str(raw["ignore_file"])).resolve()
     if "db" in raw:
         out["db"] = (path.parent / str(raw["db"])).resolve()
+    if "price_table" in raw:
+        out["price_table"] = (path.parent / str(raw["price_table"])).resolve()
     return out
 
 

@@ -248,6 +248,7 @@ class Flags:
         src_inventory: `--src-inventory`: the manifest of an S3 Inventory report that every
             pair reads instead of listing its source (over the pairs' `src_inventory`).
         telemetry: `--log-*` and `--metrics-*`.
+        price_table: `--price-table`: a dry run's prices (over the file's `price_table`).
     """
 
     src: str | None = None
@@ -264,6 +265,7 @@ class Flags:
     max_delete: float = 10.0
     src_inventory: str | None = None
     telemetry: TelemetryFlags = field(default_factory=TelemetryFlags)
+    price_table: Path | None = None
 
 
 def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
@@ -323,6 +325,7 @@ def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
         telemetry=_layered(
             TelemetrySettings(**file.get("telemetry", {})), flags.telemetry.changes()
         ).validate(),
+        price_table=flags.price_table or file.get("price_table"),
     )
     if flags.force and not flags.delete:
         raise ConfigError("--force only goes with --delete")

@@ -20,12 +20,14 @@ from s3longbow.pairs import (
     run_signature,
     use_current_versions,
 )
+from s3longbow.plan import probe
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.inventory_listing import inventory_snapshots
 from s3longbow.plan.ledger import LedgerSink, plan_options
 from s3longbow.plan.planner import CountingSink, PlanCounts, PlanTotals, plan_pair
+from s3longbow.plan.preflight import Estimate
 from s3longbow.progress.exposition import MetricsExport, sync_exposition
 from s3longbow.progress.sampling import Sampler
 from s3longbow.progress.stats import Stats
@@ -89,6 +91,7 @@ class SyncReport(PlanTotals):
     concurrency_highest: int = 0
     samples: list[Decision] = field(default_factory=list)
     properties: PropertyReport | None = None  # with --update-properties
+    estimate: Estimate | None = None  # a dry run's pre-flight estimate
 
     @property
     def ok(self) -> bool:
@@ -153,6 +156,7 @@ class SyncReport(PlanTotals):
                 "updated": self.properties.updated,
                 "failed": [{"key": k, "reason": r} for k, r in self.properties.failed],
             },
+            "estimate": None if self.estimate is None else self.estimate.to_json(),
         }
 
     def counts_json(self) -> dict[str, object]:
@@ -179,17 +183,21 @@ def _listed(jobs: list[FailedJob]) -> list[dict[str, str]]:
 
 
 def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncReport:
-    """Plan every pair without writing anything anywhere; count what would be copied."""
+    """Plan every pair without writing anything anywhere; count what would be copied, and
+    estimate what copying it would take (requests, bytes, duration from a short probe that
+    only reads, and AWS cost)."""
     started = time.monotonic()
     report = SyncReport(dry_run=True, memory_limit=settings.transfer.memory_limit)
     settings.transfer.validate()
+    table, explicit = probe.price_table(settings.price_table)  # a bad file stops it here
     ignore = IgnoreRules(settings.ignore_patterns)
     filters = Filters(settings.filters, now=time.time())
-    sink = CountingSink(stats, extras=settings.delete)
     with (
         MetricsExport(sync_exposition(stats, None), settings.telemetry),
         open_pairs(settings, read_only=True) as pairs,
     ):
+        estimator = probe.start(pairs, settings.transfer)
+        sink = CountingSink(stats, extras=settings.delete, estimator=estimator)
         for pair in pairs:
             counts = plan_pair(
                 pair,
@@ -203,7 +211,16 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
                 filters=filters,
             )
             report.add_counts(counts)
-    stats.planning_done()
+            if settings.delete:
+                estimator.pairs[pair.index].delete(counts.extra)
+        stats.planning_done()
+        report.estimate = probe.finish(
+            estimator,
+            pairs,
+            table,
+            explicit=explicit,
+            planning_seconds=time.monotonic() - started,
+        )
     report.elapsed = time.monotonic() - started
     return report
 

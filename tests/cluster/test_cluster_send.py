@@ -42,6 +42,46 @@ def test_dry_run_counts_and_changes_nothing(cluster: Cluster) -> None:
     assert cluster.depth() == 0 and cluster.items() == []
 
 
+def test_a_dry_run_estimates_the_workers_copy(cluster: Cluster) -> None:
+    for i in range(4):
+        cluster.src.put(f"{SRC_PREFIX}f{i}", os.urandom(1000))
+    cluster.src.put(f"{SRC_PREFIX}big", os.urandom(6 * MiB))  # two parts of 5 MiB
+    cluster.dst.put(f"{DST_PREFIX}f0", cluster.src.get(f"{SRC_PREFIX}f0"))
+    prices = cluster.root / "prices.toml"
+    prices.write_text(
+        'date = "2024-06-30"\n[regions]\nus-east-1 = { currency = "USD", write_requests = 5, '
+        "read_requests = 0.4, internet_out = 90, inter_region_out = 20 }\n"
+    )
+
+    def dry_run(*flags: str) -> dict[str, Any]:
+        result = CliRunner().invoke(
+            cli, ["send", "--config", str(cluster.config_path), "--dry-run", "--json", *flags]
+        )
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.stdout)["estimate"])
+
+    estimate = dry_run()
+    requests = estimate["requests"]
+    assert requests["source"]["LIST"] >= 1 and requests["destination"]["LIST"] >= 1
+    assert {k: n for k, n in requests["source"].items() if k != "LIST"} == {"HEAD": 1, "GET": 5}
+    assert {k: n for k, n in requests["destination"].items() if k != "LIST"} == {
+        "HEAD": 1,
+        "PUT": 3,
+        "CreateMultipartUpload": 1,
+        "UploadPart": 2,
+        "CompleteMultipartUpload": 1,
+    }
+    assert estimate["bytes"]["total"] == 3000 + 6 * MiB
+    assert estimate["duration"]["seconds"] > 0
+    assert estimate["cost"]["applicable"] is False  # SeaweedFS is not AWS
+    assert cluster.depth() == 0 and cluster.items() == []
+
+    priced = dry_run("--price-table", str(prices))["cost"]
+    assert priced["applicable"] is True and priced["price_table"]["date"] == "2024-06-30"
+    assert set(priced["by_currency"]) == {"USD"}  # one region: no transfer charge
+    assert [i["amount"] for i in priced["items"] if i["unit"] == "GB"] == [0.0]
+
+
 def test_sending_again_adds_only_new_objects_and_duplicates_do_nothing(
     cluster: Cluster,
 ) -> None:

@@ -159,6 +159,7 @@ def test_the_product_wheel_of_the_checkout_holds_no_test_code(tmp_path: Path) ->
     (wheel,) = out.glob("s3longbow-*.whl")
     files = _wheel_files(wheel)
     assert "s3longbow/__init__.py" in dict(files)
+    assert "s3longbow/plan/prices.toml" in dict(files)  # the dry run's built-in prices
     name, version = wheel.name.split("-")[:2]
     assert {Path(n).parts[0] for n, _ in files} == {"s3longbow", f"{name}-{version}.dist-info"}
     assert _test_code_among(files) == []

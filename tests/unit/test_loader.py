@@ -193,6 +193,26 @@ def test_sync_delete_flags(tmp_path: Path) -> None:
         load_settings(Flags(**pair, force=True), {})
 
 
+def test_the_price_table_from_the_file_relative_to_it_or_the_flag(tmp_path: Path) -> None:
+    path = _write(tmp_path, "pairs.toml", 'price_table = "prices/mine.toml"\n' + _PAIR_TEXT)
+    assert load_settings(Flags(config_file=path), {}).price_table == (
+        tmp_path / "prices" / "mine.toml"
+    )
+    given = Flags(config_file=path, price_table=Path("other.toml"))
+    assert load_settings(given, {}).price_table == Path("other.toml")
+    assert load_settings(Flags(src="s3://a/", dst="s3://b/"), {}).price_table is None
+    cluster = _write(
+        tmp_path,
+        "cluster.toml",
+        'price_table = "cluster-prices.toml"\n[cluster]\nqueue_url = "https://q"\n'
+        'table = "jobs"\n' + _PAIR_TEXT,
+    )
+    assert load_cluster(cluster, {}).price_table == tmp_path / "cluster-prices.toml"
+
+
+_PAIR_TEXT = '[[pairs]]\nsrc = "s3://a/x/"\ndst = "s3://b/x/"\n'
+
+
 def test_sync_inventory_from_a_pair_of_the_file_or_the_flag_for_every_pair(
     tmp_path: Path,
 ) -> None:

@@ -306,7 +306,7 @@ def test_a_send_offers_each_copy_once_from_ranges_listed_at_once() -> None:
     offered: list[str] = []
 
     class Outbox:
-        def offer(self, copies: list[tuple[Any, str]], listed_at: float) -> None:
+        def offer(self, copies: list[tuple[Any, str]], listed_at: float, pair: int) -> None:
             offered.extend(spec.src_key for spec, _ in copies)
 
     src, dst = RangedStore(source_objects()), RangedStore(destination_objects())

@@ -222,7 +222,19 @@ VERIFY_WORKERS = 16
     help="With --delete: the most a run may delete, in percent of the destination's objects.",
 )
 @click.option("--force", is_flag=True, help="With --delete: delete beyond --max-delete.")
-@click.option("--dry-run", is_flag=True, help="Show what would be copied; change nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what would be copied, and estimate the requests, bytes, duration and AWS cost "
+    "(after a short read-only probe); change nothing.",
+)
+@click.option(
+    "--price-table",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --dry-run: a TOML file of prices by region (laid out as the built-in "
+    "s3longbow/plan/prices.toml) that replaces the built-in table, and prices endpoints "
+    "that are not AWS by the regions given.",
+)
 @click.option(
     "--db",
     "db_path",

@@ -21,6 +21,7 @@ from s3longbow.config import COUNT_LIMITS, format_size
 from s3longbow.errors import ConfigError, LongbowError
 from s3longbow.loader import TelemetryFlags, TransferFlags, load_cluster
 
+from . import render
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_JOBS_FAILED,
@@ -62,7 +63,18 @@ def _control(config: ClusterConfig) -> ControlPlane:
 
 @cli.command()
 @_CONFIG_OPTION
-@click.option("--dry-run", is_flag=True, help="Count what would be queued; change nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Count what would be queued, and estimate the requests, bytes, duration and AWS "
+    "cost of copying it (after a short read-only probe); change nothing.",
+)
+@click.option(
+    "--price-table",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --dry-run: a TOML file of prices by region that replaces the built-in table "
+    "(see `longbow sync --help`).",
+)
 @click.option(
     "--requeue",
     is_flag=True,
@@ -99,6 +111,7 @@ def send(
     src_inventory: str | None,
     fanout_threshold: str | None,
     fanout_parts: int | None,
+    price_table: Path | None,
     as_json: bool,
     verbose: int,
     **options: Any,
@@ -123,6 +136,8 @@ def send(
         setup_logging(console, verbosity(verbose), config.telemetry, libraries=verbose >= 3)
         cluster = with_fanout(config.cluster, fanout_threshold, fanout_parts)
         config = dataclasses.replace(config, cluster=cluster)
+        if price_table is not None:
+            config = dataclasses.replace(config, price_table=price_table)
         control = _control(config)
     except LongbowError as exc:
         fail(console, exc)
@@ -172,6 +187,8 @@ def send(
             out.print(f"{report.messages_sent} message(s) sent")
         elif report.table_missing:
             out.print("the job table does not exist yet: every copy was counted as new")
+        if report.estimate is not None:
+            render.estimate(out, report.estimate)
     sys.exit(EXIT_INTERRUPTED if report.interrupted else EXIT_OK)
 
 

@@ -244,6 +244,7 @@ def pair_flags(
         max_delete=max_delete,
         src_inventory=options.get("src_inventory"),
         telemetry=telemetry_flags(options),
+        price_table=options.get("price_table"),
     )
 
 

@@ -6,6 +6,9 @@ from s3longbow.cli.terminal import Console, escape, new_table
 from s3longbow.config import Settings, format_size
 from s3longbow.errors import LongbowError
 from s3longbow.jobs.sqlite import JobDatabase, Run
+from s3longbow.plan.estimate import MULTIPART, SERVER_COPY, SERVER_PARTS, SINGLE, Kind
+from s3longbow.plan.preflight import Estimate
+from s3longbow.plan.prices import BUILT_IN
 from s3longbow.sync import SyncReport
 from s3longbow.transfer.archive import NEEDS_RESTORE_HINT, RESTORING_HINT
 from s3longbow.verify import VerifyReport
@@ -58,6 +61,8 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
             f"{format_size(t.part_size)}, capped by --memory-limit)",
             highlight=False,
         )
+        if report.estimate is not None:
+            estimate(console, report.estimate)
         return
     table = new_table(
         title=f"Run {report.run_id}" + (" (continued)" if report.resumed else ""),
@@ -138,6 +143,119 @@ def summary(console: Console, report: SyncReport, settings: Settings) -> None:
         console.print(escape(report.delete_refused), style="bold red", soft_wrap=True)
     if report.interrupted:
         console.print("[yellow]interrupted: run the same command to continue[/yellow]")
+
+
+_PATHS = {
+    SINGLE: "in one PUT",
+    MULTIPART: "multipart",
+    SERVER_COPY: "copied by the server (CopyObject)",
+    SERVER_PARTS: "copied by the server in parts (UploadPartCopy)",
+}
+
+
+def estimate(console: Console, est: Estimate) -> None:
+    """The pre-flight estimate of a dry run: requests by kind and side, bytes, duration with
+    its basis, and cost with its currency and the price table's date."""
+    table = new_table(title="Pre-flight estimate", title_justify="left")
+    table.add_column("requests")
+    table.add_column("source", justify="right")
+    table.add_column("destination", justify="right")
+    for kind in Kind:
+        src, dst = est.source[kind], est.destination[kind]
+        if src or dst:
+            table.add_row(str(kind), f"{src:,}" if src else "", f"{dst:,}" if dst else "")
+    total = est.requests()
+    table.add_row("total", f"{sum(est.source.values()):,}", f"{sum(est.destination.values()):,}")
+    console.print(table)
+    if not total:
+        console.print("  no request to an S3 endpoint", highlight=False)
+    paths = ", ".join(f"{n:,} {_PATHS.get(p, p)}" for p, n in sorted(est.paths.items()))
+    console.print(f"objects: {est.objects:,} to copy" + (f" ({paths})" if paths else ""))
+    console.print(
+        f"bytes: {format_size(est.streamed + est.on_server)} "
+        f"({format_size(est.streamed)} through this machine, "
+        f"{format_size(est.on_server)} copied by the servers)",
+        highlight=False,
+    )
+    if est.deletes:
+        console.print(f"deletes: {est.deletes} object(s)", highlight=False)
+    console.print(f"duration: {escape(_duration_text(est))}", highlight=False, soft_wrap=True)
+    for line in _cost_lines(est):
+        console.print(escape(line), highlight=False, soft_wrap=True)
+
+
+def _seconds(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _duration_text(est: Estimate) -> str:
+    d, probe = est.duration, est.probe
+    if d.seconds is None:
+        return f"not estimated ({d.basis})"
+    basis = [f"listing {_seconds(d.listing_seconds)} as this dry run's"]
+    trips = [
+        f"{role} {span}"
+        for role, i in (("source", 0), ("destination", 1))
+        if (span := _span([pair[i] for pair in probe.latency.values()]))
+    ]
+    if trips:
+        basis.append(f"round trips {', '.join(trips)} (median of 3 bucket HEADs each)")
+    rate = probe.throughput
+    if rate is not None:
+        basis.append(f"{format_size(probe.sample_bytes)} read at {format_size(rate)}/s per stream")
+    elif est.streamed == 0:
+        basis.append("no throughput sample: no byte passes through this machine")
+    basis.append(f"{d.in_flight} request(s) in flight")
+    return f"about {_seconds(d.seconds)} ({d.basis}: {'; '.join(basis)})"
+
+
+def _span(seconds: list[float | None]) -> str:
+    """Round trips in milliseconds: one, or the lowest and highest of several."""
+    known = sorted(f"{s * 1000:.1f}" for s in seconds if s is not None)
+    if not known:
+        return ""
+    low, high = min(known, key=float), max(known, key=float)
+    return f"{low} ms" if low == high else f"{low}-{high} ms"
+
+
+def _money(amount: float, currency: str) -> str:
+    if amount >= 1:
+        return f"{currency} {amount:,.2f}"
+    return (
+        f"{currency} {amount:.4f}" if amount >= 0.01 or not amount else f"{currency} {amount:.6f}"
+    )
+
+
+def _cost_lines(est: Estimate) -> list[str]:
+    cost = est.cost
+    table = cost.table
+    where = table.origin if table.origin != BUILT_IN else "the built-in price table"
+    dated = f"{where}, prices of {table.date}, approximate: prices change"
+    hint = "--price-table FILE prices endpoints that are not AWS by the regions given"
+    if not cost.applicable:
+        why = "; ".join(cost.not_priced) or "no request goes to an S3 endpoint"
+        return [f"cost: not applicable: {why} ({hint})"]
+    totals = ", ".join(_money(a, c) for c, a in sorted(cost.totals().items()))
+    lines = [f"cost: {totals} ({dated})"]
+    for item in cost.items:
+        if item.unit == "GB":
+            quantity = f"{item.quantity:,.3f} GB at {item.price:g} {item.currency} per GB"
+        else:
+            count = round(item.quantity * 1000)
+            quantity = f"{count:,} at {item.price:g} {item.currency} per 1,000"
+        where = "" if item.unit == "GB" else f" in {item.region}"
+        lines.append(f"  {item.what}{where}: {quantity} = {_money(item.amount, item.currency)}")
+    if cost.not_priced:
+        lines.append(f"  not priced: {'; '.join(cost.not_priced)} ({hint})")
+    return lines
 
 
 def _keys(console: Console, heading: str, keys: list[tuple[str, str]], most: int = 50) -> None:

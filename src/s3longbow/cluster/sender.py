@@ -21,11 +21,14 @@ from dataclasses import dataclass
 from s3longbow.config import with_inventory
 from s3longbow.errors import FatalError
 from s3longbow.pairs import PairRuntime, open_pairs
+from s3longbow.plan import probe
 from s3longbow.plan.diff import Decision
+from s3longbow.plan.estimate import Estimator
 from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.inventory_listing import load_manifest
 from s3longbow.plan.planner import PlanSink, PlanTotals, plan_pair
+from s3longbow.plan.preflight import Estimate
 from s3longbow.progress.stats import Stats
 
 from .aws import ControlPlane, Parameters
@@ -56,6 +59,7 @@ class SendReport(PlanTotals):
     table_missing: bool = False
     interrupted: bool = False
     elapsed: float = 0.0
+    estimate: Estimate | None = None  # a dry run's pre-flight estimate of the workers' copy
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -69,6 +73,7 @@ class SendReport(PlanTotals):
             "table_missing": self.table_missing,
             "interrupted": self.interrupted,
             "elapsed_seconds": round(self.elapsed, 3),
+            "estimate": None if self.estimate is None else self.estimate.to_json(),
         }
 
 
@@ -86,7 +91,9 @@ class _Outbox:
         requeue: bool,
         retry_failed: bool,
         fanout: FanoutRule,
+        estimator: Estimator | None = None,
     ) -> None:
+        self.estimator = estimator
         self.table = table
         self.fanout = fanout
         self.records = ObjectRecords(table) if table is not None else None
@@ -103,8 +110,8 @@ class _Outbox:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def offer(self, copies: list[tuple[JobSpec, str]], listed_at: float) -> None:
-        """Queue the copies that are not already queued or running."""
+    def offer(self, copies: list[tuple[JobSpec, str]], listed_at: float, pair: int = 0) -> None:
+        """Queue the copies (of pair `pair`) that are not already queued or running."""
         now = time.time()
         items = self.table.get_many(s.id for s, _ in copies) if self.table else {}
         wanted = [
@@ -126,6 +133,9 @@ class _Outbox:
             self.report.bytes_queued += sum(s.size or 0 for s, _ in wanted)
             for spec, _ in wanted:
                 self._count_fanout(spec, self.fanout.ranges(spec.size))
+            if self.estimator is not None:
+                for spec, _ in wanted:
+                    self.estimator.add(pair, spec.src_key, spec.size or 0, spec.etag)
             return
         table = self.table
 
@@ -247,7 +257,7 @@ class QueueSink(PlanSink):
             )
             for d in batch
         ]
-        self.outbox.offer(specs, self.listed_at)
+        self.outbox.offer(specs, self.listed_at, pair.index)
 
 
 def send_jobs(
@@ -314,9 +324,13 @@ def send_jobs(
     )
     ignore = IgnoreRules(settings.ignore_patterns)
     filters = Filters(settings.filters, now=time.time())
+    # A dry run estimates the workers' copy; a bad price table stops it before any listing.
+    prices = probe.price_table(settings.price_table) if dry_run else None
     try:
         with open_pairs(settings, read_only=dry_run) as runtimes:
             report.pairs = len(runtimes)
+            if prices is not None:
+                outbox.estimator = probe.start(runtimes, config.transfer)
             # Bad reports stop the send here, before anything is queued.
             reports = {p.index: load_manifest(p).created for p in runtimes if p.inventory}
             for pair in runtimes:
@@ -348,6 +362,15 @@ def send_jobs(
                     break
             if queue is not None:
                 outbox.flush()
+            if prices is not None and outbox.estimator is not None and not report.interrupted:
+                report.estimate = probe.finish(
+                    outbox.estimator,
+                    runtimes,
+                    prices[0],
+                    explicit=prices[1],
+                    planning_seconds=time.monotonic() - started,
+                    parallel_lists=False,  # the workers copy what the sender has queued
+                )
     except SendFailed:
         raise
     except BaseException as exc:

@@ -49,6 +49,7 @@ class ClusterConfig:
         ignore_patterns: Ignore patterns for the sender and for S3 events.
         filters: The filters of the sender (`include`, `min_size`, ...).
         telemetry: Where logs and metrics go (`log_file`, `metrics_port`, ...).
+        price_table: `send --dry-run`'s prices (None: the built-in table).
     """
 
     cluster: ClusterSettings
@@ -59,6 +60,7 @@ class ClusterConfig:
     ignore_patterns: tuple[str, ...] = ()
     filters: FilterSpec = FilterSpec()
     telemetry: TelemetrySettings = TelemetrySettings()
+    price_table: Path | None = None
 
     def settings(self, pairs: tuple[PairSettings, ...]) -> Settings:
         """The single-machine Settings of these pairs (to reuse planning and stores)."""
@@ -69,6 +71,7 @@ class ClusterConfig:
             transfer=self.transfer,
             ignore_patterns=self.ignore_patterns,
             filters=self.filters,
+            price_table=self.price_table,
         )
 
 
@@ -128,6 +131,7 @@ def load_cluster_config(path: Path, filters: Mapping[str, Any] | None = None) ->
         ignore_patterns=load_ignore_file(ignore_file) if ignore_file else (),
         filters=spec,
         telemetry=TelemetrySettings(**file["telemetry"]),
+        price_table=file.get("price_table"),
     )
 
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 from s3longbow.config import PlanCompare
 from s3longbow.errors import ObjectError
-from s3longbow.model import ObjectInfo
+from s3longbow.model import ObjectInfo, needs_restore
 from s3longbow.mtimes import stated_mtime
 from s3longbow.pairs import PairRuntime
 from s3longbow.plan.diff import Decision, StatedMtime, comparator, diff
+from s3longbow.plan.estimate import Estimator
 from s3longbow.plan.filters import Filters, relative_key
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.inventory_listing import inventory_listing
@@ -73,19 +74,29 @@ class PlanTotals:
 
 
 class CountingSink(PlanSink):
-    """A dry run's sink: copies are counted as work in `stats`; nothing is written anywhere.
+    """A dry run's sink: copies are counted as work in `stats` (and, with an `estimator`,
+    the requests each will take); nothing is written anywhere.
 
     Args:
         stats: The run's counters.
         extras: Look for (and count) destination objects the source lacks (--delete).
+        estimator: Counts each copy's requests for the pre-flight estimate.
     """
 
-    def __init__(self, stats: Stats, *, extras: bool = False) -> None:
+    def __init__(
+        self, stats: Stats, *, extras: bool = False, estimator: Estimator | None = None
+    ) -> None:
         self.stats = stats
         self.wants_extras = extras
+        self.estimator = estimator
 
     def copies(self, pair: PairRuntime, batch: list[Decision]) -> None:
         self.stats.add_work(len(batch), sum(d.src.size for d in batch))
+        if self.estimator is not None:
+            for d in batch:
+                # An archived source is not read before a restore: no copy this run.
+                if not needs_restore(d.src.storage_class, d.src.restore):
+                    self.estimator.add(pair.index, d.src.key, d.src.size, d.src.etag)
 
 
 def ranged(pair: PairRuntime) -> bool:

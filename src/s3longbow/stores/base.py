@@ -126,6 +126,42 @@ def lists_ranges(store: ObjectStore) -> bool:
     return store.capabilities.ranged_listing and isinstance(store, RangedListing)
 
 
+@dataclass(frozen=True, slots=True)
+class EndpointFacts:
+    """Where a remote store's requests go, as a pre-flight estimate prices them.
+
+    Attributes:
+        region: The region the requests are signed for (the bucket's, once checked).
+        at_aws: The endpoint is AWS's own (no endpoint URL given, or an amazonaws.com one):
+            AWS's prices apply to its requests and to the bytes read out of it.
+        endpoint: The endpoint as people name it ("AWS", or the URL given).
+    """
+
+    region: str
+    at_aws: bool
+    endpoint: str
+
+
+@runtime_checkable
+class RemoteStore(Protocol):
+    """A store reached over a network, whose requests take round trips and may be billed:
+    a pre-flight estimate counts them and times them (a directory is no such store)."""
+
+    def endpoint_facts(self) -> EndpointFacts:
+        """Where this store's requests go."""
+        ...
+
+    def round_trip(self) -> float:
+        """One HEAD of the bucket; the seconds until its reply came (a read, changing
+        nothing)."""
+        ...
+
+    def listing_requests(self) -> int:
+        """The listing requests this store has made so far (pages and probes, retries
+        included)."""
+        ...
+
+
 @runtime_checkable
 class CurrentVersionListing(Protocol):
     """A store that can list each key's current version with its version id (a versioned

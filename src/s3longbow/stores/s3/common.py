@@ -106,6 +106,8 @@ class StoreBase:
     _rates: PrefixRates | None
     _meter: RequestMeter | None
     _sse_c: bytes | None  # this side's SSE-C key, sent with every request about an object
+    _listings: int  # listing requests made (see Listing._counted)
+    _listings_lock: threading.Lock
 
     @property
     def client(self) -> Any:

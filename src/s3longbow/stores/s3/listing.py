@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from s3longbow.errors import (
     CredentialsRejectedError,
@@ -40,6 +40,8 @@ from s3longbow.stores.s3.common import StoreBase, _one_object
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 _LIST_ATTEMPTS = 5  # a listing page, through the lean client
 
 
@@ -61,7 +63,7 @@ class Listing(StoreBase):
         restore_status = self._restore_status
         try:
             return with_retries(
-                lambda: data.list_page(
+                lambda: self._counted(data.list_page)(
                     self.bucket,
                     prefix,
                     delimiter=delimiter,
@@ -83,6 +85,16 @@ class Listing(StoreBase):
             if isinstance(exc, PermanentError):
                 raise FatalError(exc.message, hint=exc.hint) from None
             raise
+
+    def _counted(self, call: Callable[..., T]) -> Callable[..., T]:
+        """`call`, counted as one listing request (a pre-flight estimate reports them)."""
+        with self._listings_lock:
+            self._listings += 1
+        return call
+
+    def listing_requests(self) -> int:
+        with self._listings_lock:
+            return self._listings
 
     def _without_restore_status(self, exc: LongbowError) -> None:
         """A listing that asked for restore statuses failed: the next asks without them."""
@@ -164,7 +176,7 @@ class Listing(StoreBase):
                 kwargs["OptionalObjectAttributes"] = ["RestoreStatus"]
             try:
                 with self._errors(where, fatal=not source, source=source):
-                    page = self.client.list_object_versions(**kwargs)
+                    page = self._counted(self.client.list_object_versions)(**kwargs)
             except LongbowError as exc:
                 if "OptionalObjectAttributes" not in kwargs:
                     raise

@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 from s3longbow.config import SideSettings
 from s3longbow.customerkeys import key_headers
@@ -33,7 +35,7 @@ from s3longbow.model import (
 )
 from s3longbow.ratelimit import PrefixRates
 from s3longbow.retry import with_retries
-from s3longbow.stores.base import Capabilities, Relayed
+from s3longbow.stores.base import Capabilities, EndpointFacts, Relayed
 from s3longbow.stores.location import check_bucket_name
 from s3longbow.stores.s3.connection import as_body
 from s3longbow.stores.s3.dial import proxy_for
@@ -120,6 +122,8 @@ class S3Store(Listing, Uploads, Copies, Restores, Locks):
         self._min_rate = min_rate
         self._meter = meter
         self._rates = rates
+        self._listings = 0
+        self._listings_lock = threading.Lock()
         _check_side(side)
         # botocore's client is built on first use: creating it costs ~0.3 s of CPU (its service
         # model), and a run whose every request goes through the lean client never needs it.
@@ -271,6 +275,17 @@ class S3Store(Listing, Uploads, Copies, Restores, Locks):
             attempts=_CHECK_ATTEMPTS,
             what=f"checking s3://{self.bucket}",
         )
+
+    def endpoint_facts(self) -> EndpointFacts:
+        url = self._side.endpoint_url
+        host = (urlsplit(url).hostname or "") if url else ""
+        at_aws = url is None or host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+        return EndpointFacts(region=self._region, at_aws=at_aws, endpoint=self._endpoint)
+
+    def round_trip(self) -> float:
+        started = time.monotonic()
+        self.data.head_bucket(self.bucket)
+        return time.monotonic() - started
 
     def _use_region(self, region: str) -> None:
         """Sign for `region` from now on (and, at AWS, use that region's endpoint)."""
