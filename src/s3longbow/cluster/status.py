@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from s3longbow.model import JobState
 
@@ -19,16 +19,20 @@ from .provision import STATE_INDEX
 STATE_SHARDS = 8
 
 
+class _Table(Protocol):
+    """What the status reads need of the table they are part of."""
+
+    def _query(
+        self, *, max_items: int | None = None, **kwargs: Any
+    ) -> Iterator[dict[str, Any]]: ...
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, JobItem]: ...
+
+
 class StatusReads:
     """Reads of the state index that report on the table; the table supplies the queries."""
 
-    def _query(self, *, max_items: int | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        raise NotImplementedError
-
-    def get_many(self, ids: Iterable[str]) -> dict[str, JobItem]:
-        raise NotImplementedError
-
-    def totals(self) -> dict[str, tuple[int, int]]:
+    def totals(self: _Table) -> dict[str, tuple[int, int]]:
         """Items and bytes by state, from the state index: state -> (count, bytes)."""
         out: dict[str, tuple[int, int]] = {}
 
@@ -51,7 +55,7 @@ class StatusReads:
             out.update(pool.map(count, list(JobState)))
         return out
 
-    def recent_done(self, seconds: float) -> tuple[int, int]:
+    def recent_done(self: _Table, seconds: float) -> tuple[int, int]:
         """Jobs finished in the last `seconds` and their bytes: the cluster's throughput.
 
         Reads only the tail of each `done` shard of the state index (sorted by update time).
@@ -74,7 +78,7 @@ class StatusReads:
                     total += int(deserialize(raw["size"]))
         return n, total
 
-    def done_since(self, since: float, limit: int = 250) -> list[JobItem]:
+    def done_since(self: _Table, since: float, limit: int = 250) -> list[JobItem]:
         """The jobs finished since `since`, the latest `limit` of each shard of the state
         index, read whole (the index holds neither their times nor their verification)."""
         ids: list[str] = []
@@ -95,7 +99,7 @@ class StatusReads:
         items = self.get_many(ids)
         return [item for item in items.values() if item.state is JobState.DONE]
 
-    def failures(self, limit: int = 50) -> list[JobItem]:
+    def failures(self: _Table, limit: int = 50) -> list[JobItem]:
         """The most recent failed items (jobs, removals and poison messages)."""
         found: list[JobItem] = []
         for shard in range(STATE_SHARDS):
