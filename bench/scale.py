@@ -336,7 +336,7 @@ def commit() -> str:
 
 def table(document: dict[str, Any]) -> str:
     rows = [
-        "| keys | merge keys/s | merge RSS MiB | plan keys/s | plan CPU s: listing "
+        "| keys | merge keys/s (per CPU s) | merge RSS MiB | plan keys/s | plan CPU s: listing "
         "+ planning (ledger) | plan RSS MiB | DB MiB | server keys/s |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -350,6 +350,7 @@ def table(document: dict[str, Any]) -> str:
             )
         rows.append(
             f"| {r['keys']:,} | {_n(merge.get('merge_keys_per_s'))} "
+            f"({_n(merge.get('merge_keys_per_cpu_s'))}) "
             f"| {_n(merge.get('peak_rss_mib'))} | {_n(planned.get('keys_per_s'))} | {cpu} "
             f"| {_n(planned.get('peak_rss_mib'))} "
             f"| {_n(planned['db_bytes'] / MiB if planned else None)} "
