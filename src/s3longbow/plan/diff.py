@@ -26,9 +26,13 @@ class Action(enum.StrEnum):
     UNSUPPORTED = "unsupported"  # the destination cannot hold it (a directory marker on disk)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
-    """What to do with one source object, and why."""
+    """What to do with one source object, and why.
+
+    Not frozen (treat it as a value all the same): one is made for every key of a listing,
+    and a frozen dataclass takes four times as long to make.
+    """
 
     action: Action
     src: ObjectInfo
