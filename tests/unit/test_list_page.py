@@ -32,6 +32,21 @@ def test_objects_prefixes_and_the_next_token() -> None:
     )
 
 
+def test_xml_entities_and_character_references_in_values() -> None:
+    body = (
+        "<IsTruncated>false</IsTruncated>"
+        "<Contents><Key>a&amp;b&lt;c&gt;&quot;d&apos;e</Key><Size>1</Size>"
+        "<ETag>&quot;abc&quot;</ETag></Contents>"
+        '<Contents><Key>&amp;lt;&amp;amp;</Key><Size>2</Size><ETag>"x-2"</ETag></Contents>'
+        "<Contents><Key>caf&#233;&#x2F;&amp;</Key><Size>3</Size></Contents>"
+    )
+    assert parse_list_page(page(body, ns="")).objects == [
+        ("a&b<c>\"d'e", 1, "abc", None),
+        ("&lt;&amp;", 2, "x-2", None),
+        ("café/&", 3, None, None),
+    ]
+
+
 def test_keys_are_left_alone_when_the_server_did_not_encode_them() -> None:
     body = "<IsTruncated>false</IsTruncated><Contents><Key>a+b%41</Key><Size>1</Size></Contents>"
     parsed = parse_list_page(page(body, ns=""))

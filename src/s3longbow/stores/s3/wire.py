@@ -121,7 +121,19 @@ _OBJECT_FIELDS = frozenset({b"Key", b"Size", b"ETag", b"LastModified"})
 
 def _text(value: bytes) -> str:
     text = value.decode("utf-8")
-    return unescape(text) if "&" in text else text
+    if "&" not in text:
+        return text
+    if "&#" in text:
+        return unescape(text)  # character references
+    # XML's five named entities, "&amp;" last. S3 sends every ETag as &quot;...&quot;, and
+    # html.unescape's general path cost a fifth of the time a page took to parse.
+    for entity, character in _XML_ENTITIES:
+        if entity in text:
+            text = text.replace(entity, character)
+    return text
+
+
+_XML_ENTITIES = (("&quot;", '"'), ("&apos;", "'"), ("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
 
 
 def _entry(fields: dict[bytes, str]) -> tuple[str, int, str | None, str | None]:
