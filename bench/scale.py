@@ -13,12 +13,15 @@ runs in a fresh process, so that its peak RSS (VmHWM) is its own:
   keys made in chunks, their making timed apart);
 - `plan`: the product's planning as `longbow sync` runs it (`s3longbow.sync.plan_all`, with no
   worker: nothing is copied): S3 stores listing both buckets by folder on their threads, the
-  merge, and the job database's planning sink. Keys/s (source keys over wall time), CPU,
-  peak RSS, the database's size, and the time spent writing the ledger (`upsert_jobs`).
+  merge, and the job database's planning sink. Keys/s (source keys over wall time, and per
+  CPU second: the steadier figure on a shared machine), the CPU of the listing threads and of
+  the planning thread (and of its ledger writes, `upsert_jobs`), peak RSS (and RSS through
+  the run), the database's size, the connections the stores opened.
 
-Then the slope between the two largest sizes projects wall time, database size and RSS to
-10^8 and 10^9 keys, and the listing time at AWS-like latency (pages of 1,000 keys, `--page-ms`
-per page per listing thread, `--listing-threads` folders listed at once per side).
+Then the slope through the sizes measured (least squares) projects wall time, CPU time,
+database size and RSS to 10^8 and 10^9 keys, and the listing time at AWS-like latency (pages
+of 1,000 keys, `--page-ms` per page per listing thread, `--listing-threads` folders listed at
+once per side).
 
     python bench/scale.py                                   # 10^6 and 10^7 keys
     python bench/scale.py --keys 1000000 --json scale.json
@@ -137,6 +140,7 @@ def plan(url: str, keys: int, db: Path, listing_threads: int) -> dict[str, Any]:
         db_path=db,
     )
     t = settings.transfer
+    rss = RssSampler()
     started = time.perf_counter()
     cpu = os.times()
     planner_cpu = time.thread_time()  # this thread plans: the merge, the sink, the ledger
@@ -148,10 +152,14 @@ def plan(url: str, keys: int, db: Path, listing_threads: int) -> dict[str, Any]:
             jobs = SqliteQueue(database, run.id, new_owner_id(), t.lease_seconds, threading.Event())
             plan_all(jobs, pairs, settings, Stats(), threading.Event(), report)
             totals = database.totals(run.id)
+            # Each folder is listed on a thread of its own, on a connection of its own.
+            stores = {id(s): s for p in pairs for s in (p.src_store, p.dst_store)}.values()
+            connections = sum(s.data.connections_opened for s in stores)  # S3 stores
         finally:
             database.close()
     wall = time.perf_counter() - started
     done = os.times()
+    rss.stop()
     planner_cpu = time.thread_time() - planner_cpu
     cpu_s = done.user - cpu.user + done.system - cpu.system
     if report.fatal is not None:
@@ -178,8 +186,42 @@ def plan(url: str, keys: int, db: Path, listing_threads: int) -> dict[str, Any]:
         "ledger_cpu_s": round(ledger["cpu"], 3),
         "ledger_batches": ledger["batches"],
         "db_bytes": size,
+        "connections_opened": connections,
         "peak_rss_mib": round(diff_micro.peak_rss_mib(), 1),
+        # RSS through the run, at a tenth, half and the end of it: growth, or a plateau.
+        "rss_mib_at": rss.at((0.1, 0.5, 1.0)),
     }
+
+
+class RssSampler:
+    """The process's resident set, read when made, every `every` seconds on a thread of its
+    own, and when stopped."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.samples = [_rss_mib()]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.samples.append(_rss_mib())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(_rss_mib())
+
+    def at(self, fractions: tuple[float, ...]) -> list[float]:
+        last = len(self.samples) - 1
+        return [round(self.samples[round(f * last)], 1) for f in fractions]
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def child(args: argparse.Namespace) -> int:
@@ -246,19 +288,20 @@ def report(what: str, figures: dict[str, Any]) -> None:
 
 
 def slope(points: list[tuple[int, float]]) -> tuple[float, float]:
-    """(intercept, per key) of the line through the two largest points (through the origin
-    when there is one point)."""
-    points = sorted(points)
+    """(intercept, per key) of the least-squares line through the points (through the
+    origin when there is one point)."""
     if len(points) == 1:
         return 0.0, points[0][1] / points[0][0]
-    (n1, y1), (n2, y2) = points[-2], points[-1]
-    per_key = (y2 - y1) / (n2 - n1)
-    return y1 - per_key * n1, per_key
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    per_key = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+    return mean_y - per_key * mean_x, per_key
 
 
 def projections(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
-    """Wall time, database size and peak RSS at 10^8 and 10^9 keys from the measured slope,
-    and the listing time at AWS-like latency."""
+    """Wall time, CPU time, database size and peak RSS at 10^8 and 10^9 keys from the
+    measured slope, and the listing time at AWS-like latency."""
     planned = [r["plan"] for r in results if "plan" in r]
     out: dict[str, Any] = {}
     # Listing at AWS-like latency: each listing thread has one page of 1,000 keys in flight
@@ -274,19 +317,24 @@ def projections(results: list[dict[str, Any]], args: argparse.Namespace) -> dict
     if not planned:
         return out
     wall0, wall_per_key = slope([(p["keys"], p["wall_s"]) for p in planned])
+    # The process's CPU: what its wall time is on a machine it has to itself (one
+    # interpreter: the listing threads and the planning thread share one core, mostly).
+    cpu0, cpu_per_key = slope([(p["keys"], p["cpu_s"]) for p in planned])
     db0, db_per_key = slope([(p["keys"], p["db_bytes"]) for p in planned])
     # RSS has a large fixed part (the interpreter, the libraries): a slope needs two sizes.
     rss = [(p["keys"], p["peak_rss_mib"]) for p in planned]
     rss_per_key = slope(rss)[1] if len(rss) > 1 else None
     out["wall_s_per_million_keys"] = round(wall_per_key * 1e6, 2)
+    out["cpu_s_per_million_keys"] = round(cpu_per_key * 1e6, 2)
     out["db_bytes_per_key"] = round(db_per_key, 1)
     out["rss_mib_per_million_keys"] = None if rss_per_key is None else round(rss_per_key * 1e6, 3)
     out["goal_keys_per_s"] = round(GOAL_KEYS / GOAL_SECONDS)
     for keys in PROJECT_TO:
-        cpu_bound = wall0 + wall_per_key * keys
+        cpu_bound = cpu0 + cpu_per_key * keys
         listing = keys / listing_rate
         out[str(keys)] = {
-            "wall_s": round(cpu_bound),
+            "wall_s": round(wall0 + wall_per_key * keys),
+            "cpu_s": round(cpu_bound),
             "db_gib": round((db0 + db_per_key * keys) / 1024**3, 1),
             "peak_rss_mib": None
             if rss_per_key is None
@@ -298,21 +346,28 @@ def projections(results: list[dict[str, Any]], args: argparse.Namespace) -> dict
 
 
 def flatness(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """From the smallest to the largest size: RSS within 10% and keys/s within 20%."""
+    """From the smallest to the largest size: RSS within 10% and keys/s within 20%, the rate
+    by CPU time (wall time moves with the machine's other work; it is reported too)."""
     out: dict[str, Any] = {}
-    for kind, rate in (("merge", "merge_keys_per_s"), ("plan", "keys_per_s")):
+    rates = {
+        "merge": ("merge_keys_per_s", "merge_keys_per_cpu_s"),
+        "plan": ("keys_per_s", "keys_per_cpu_s"),
+    }
+    for kind, (by_wall, by_cpu) in rates.items():
         points = [r[kind] for r in results if kind in r]
         if len(points) < 2:
             continue
         small, large = points[0], points[-1]
         rss = large["peak_rss_mib"] / small["peak_rss_mib"] - 1
-        speed = large[rate] / small[rate] - 1
+        wall = large[by_wall] / small[by_wall] - 1
+        cpu = large[by_cpu] / small[by_cpu] - 1
         out[kind] = {
             "from_keys": small["keys"],
             "to_keys": large["keys"],
             "rss_change": round(rss, 3),
-            "keys_per_s_change": round(speed, 3),
-            "flat": abs(rss) <= 0.10 and abs(speed) <= 0.20,
+            "keys_per_s_change": round(wall, 3),
+            "keys_per_cpu_s_change": round(cpu, 3),
+            "flat": abs(rss) <= 0.10 and abs(cpu) <= 0.20,
         }
     return out
 
@@ -362,7 +417,8 @@ def table(document: dict[str, Any]) -> str:
     for kind, flat in document["flatness"].items():
         lines.append(
             f"{kind} {flat['from_keys']:,} -> {flat['to_keys']:,} keys: RSS "
-            f"{flat['rss_change']:+.1%}, keys/s {flat['keys_per_s_change']:+.1%}: "
+            f"{flat['rss_change']:+.1%}, keys per CPU second {flat['keys_per_cpu_s_change']:+.1%}"
+            f" (by wall time {flat['keys_per_s_change']:+.1%}): "
             f"{'flat' if flat['flat'] else 'NOT flat'}"
         )
     p = document["projections"]
@@ -371,8 +427,9 @@ def table(document: dict[str, Any]) -> str:
         if str(keys) in p:
             at = p[str(keys)]
             lines.append(
-                f"{keys:.0e} keys: {at['wall_s'] / 60:,.0f} min here, DB {at['db_gib']} GiB, "
-                f"RSS {at['peak_rss_mib']} MiB; at {aws['page_ms']} ms a page with "
+                f"{keys:.0e} keys: {at['wall_s'] / 60:,.0f} min here ({at['cpu_s'] / 60:,.0f} "
+                f"min of CPU), DB {at['db_gib']} GiB, RSS {at['peak_rss_mib']} MiB; at "
+                f"{aws['page_ms']} ms a page with "
                 f"{aws['listing_threads_per_side']} listing threads a side: listing "
                 f"{at['aws_like_listing_s'] / 60:,.1f} min, planning "
                 f"{at['aws_like_wall_s'] / 60:,.0f} min"

@@ -46,6 +46,10 @@ def test_a_small_run_plans_every_job_and_reports_its_figures(tmp_path: Path) -> 
     assert planned["ledger_batches"] >= len(jobs) // 500
     assert planned["db_bytes"] > len(jobs) * 64  # a key, its destination key, indexes
     assert planned["peak_rss_mib"] > 0 and planned["server_cpu_s"] > 0
+    assert len(planned["rss_mib_at"]) == 3 and max(planned["rss_mib_at"]) <= planned["peak_rss_mib"]
+    assert planned["keys_per_cpu_s"] > 0 and planned["ledger_cpu_s"] <= planned["planner_cpu_s"]
+    # A delimited listing of each side's prefix, then a connection per folder listed.
+    assert planned["connections_opened"] >= 2 * (1 + KEYS // 1000)
     assert planned["listing_cpu_s"] + planned["planner_cpu_s"] == pytest.approx(
         planned["cpu_s"], abs=0.002
     )
@@ -55,6 +59,9 @@ def test_a_small_run_plans_every_job_and_reports_its_figures(tmp_path: Path) -> 
     assert projected["aws_like"]["listing_keys_per_s_per_side"] == 8 * 1000 / 0.050
     assert projected["aws_like"]["threads_for_goal"] == 9  # 10^8 keys at 50 ms a page
     for keys in ("100000000", "1000000000"):
-        assert projected[keys]["wall_s"] > 0 and projected[keys]["db_gib"] > 0
+        assert projected[keys]["wall_s"] > 0 and projected[keys]["cpu_s"] > 0
+        assert projected[keys]["db_gib"] > 0 and projected[keys]["peak_rss_mib"] is None
         assert projected[keys]["aws_like_listing_s"] == int(keys) / 160_000
-        assert projected[keys]["aws_like_wall_s"] >= projected[keys]["aws_like_listing_s"]
+        assert projected[keys]["aws_like_wall_s"] == max(
+            projected[keys]["cpu_s"], projected[keys]["aws_like_listing_s"]
+        )
