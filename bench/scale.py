@@ -251,7 +251,7 @@ def run_child(kind: str, keys: int, **options: Any) -> dict[str, Any]:
 
 def measure(keys: int, kinds: list[str], args: argparse.Namespace, db_dir: Path) -> dict[str, Any]:
     """Every measurement of `kinds` at `keys` keys, against one endpoint process."""
-    out: dict[str, Any] = {"keys": keys}
+    out: dict[str, Any] = {"keys": keys, "calibration_cpu_s": calibrate()}
     if "merge" in kinds:
         out["merge"] = run_child("merge", keys)
         report(f"merge {keys:,}", out["merge"])
@@ -281,6 +281,17 @@ def measure(keys: int, kinds: list[str], args: argparse.Namespace, db_dir: Path)
                 path.unlink()
             report(f"plan {keys:,}", out["plan"])
     return out
+
+
+def calibrate() -> float:
+    """CPU seconds of a fixed piece of pure Python: how fast the machine runs the interpreter
+    at the moment. On a shared machine it moved by a quarter within an hour, and CPU seconds
+    per key with it; figures measured at different times compare through it."""
+    began = time.process_time()
+    total = 0
+    for number in range(5_000_000):
+        total += number
+    return round(time.process_time() - began, 3)
 
 
 def report(what: str, figures: dict[str, Any]) -> None:
@@ -354,10 +365,12 @@ def flatness(results: list[dict[str, Any]]) -> dict[str, Any]:
         "plan": ("keys_per_s", "keys_per_cpu_s"),
     }
     for kind, (by_wall, by_cpu) in rates.items():
-        points = [r[kind] for r in results if kind in r]
-        if len(points) < 2:
+        measured = [r for r in results if kind in r]
+        if len(measured) < 2:
             continue
-        small, large = points[0], points[-1]
+        small, large = measured[0][kind], measured[-1][kind]
+        # The same fixed work took this much more CPU at the larger size than at the smaller.
+        slower = measured[-1]["calibration_cpu_s"] / measured[0]["calibration_cpu_s"] - 1
         rss = large["peak_rss_mib"] / small["peak_rss_mib"] - 1
         wall = large[by_wall] / small[by_wall] - 1
         cpu = large[by_cpu] / small[by_cpu] - 1
@@ -367,6 +380,7 @@ def flatness(results: list[dict[str, Any]]) -> dict[str, Any]:
             "rss_change": round(rss, 3),
             "keys_per_s_change": round(wall, 3),
             "keys_per_cpu_s_change": round(cpu, 3),
+            "machine_slower_by": round(slower, 3),
             "flat": abs(rss) <= 0.10 and abs(cpu) <= 0.20,
         }
     return out
@@ -418,7 +432,8 @@ def table(document: dict[str, Any]) -> str:
         lines.append(
             f"{kind} {flat['from_keys']:,} -> {flat['to_keys']:,} keys: RSS "
             f"{flat['rss_change']:+.1%}, keys per CPU second {flat['keys_per_cpu_s_change']:+.1%}"
-            f" (by wall time {flat['keys_per_s_change']:+.1%}): "
+            f" (by wall time {flat['keys_per_s_change']:+.1%}; the machine "
+            f"{flat['machine_slower_by']:+.1%} slower): "
             f"{'flat' if flat['flat'] else 'NOT flat'}"
         )
     p = document["projections"]

@@ -27,6 +27,7 @@ def test_a_small_run_plans_every_job_and_reports_its_figures(tmp_path: Path) -> 
     document = json.loads(out.read_text())
     [result] = document["results"]
     assert result["keys"] == KEYS and document["cores"] and document["commit"]
+    assert result["calibration_cpu_s"] > 0
 
     merge = result["merge"]
     assert merge["to_copy"] == KEYS // 100 + KEYS // 1000  # as diff_micro's listings make
