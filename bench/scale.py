@@ -369,8 +369,12 @@ def flatness(results: list[dict[str, Any]]) -> dict[str, Any]:
         if len(measured) < 2:
             continue
         small, large = measured[0][kind], measured[-1][kind]
-        # The same fixed work took this much more CPU at the larger size than at the smaller.
-        slower = measured[-1]["calibration_cpu_s"] / measured[0]["calibration_cpu_s"] - 1
+        # The same fixed work took this much more CPU at the larger size than at the smaller
+        # (unknown in files written before it was measured).
+        calibrations = [r.get("calibration_cpu_s") for r in (measured[0], measured[-1])]
+        slower = None
+        if calibrations[0] and calibrations[1]:
+            slower = round(calibrations[1] / calibrations[0] - 1, 3)
         rss = large["peak_rss_mib"] / small["peak_rss_mib"] - 1
         wall = large[by_wall] / small[by_wall] - 1
         cpu = large[by_cpu] / small[by_cpu] - 1
@@ -380,7 +384,7 @@ def flatness(results: list[dict[str, Any]]) -> dict[str, Any]:
             "rss_change": round(rss, 3),
             "keys_per_s_change": round(wall, 3),
             "keys_per_cpu_s_change": round(cpu, 3),
-            "machine_slower_by": round(slower, 3),
+            "machine_slower_by": slower,
             "flat": abs(rss) <= 0.10 and abs(cpu) <= 0.20,
         }
     return out
@@ -432,9 +436,13 @@ def table(document: dict[str, Any]) -> str:
         lines.append(
             f"{kind} {flat['from_keys']:,} -> {flat['to_keys']:,} keys: RSS "
             f"{flat['rss_change']:+.1%}, keys per CPU second {flat['keys_per_cpu_s_change']:+.1%}"
-            f" (by wall time {flat['keys_per_s_change']:+.1%}; the machine "
-            f"{flat['machine_slower_by']:+.1%} slower): "
-            f"{'flat' if flat['flat'] else 'NOT flat'}"
+            f" (by wall time {flat['keys_per_s_change']:+.1%}"
+            + (
+                ""
+                if flat["machine_slower_by"] is None
+                else f"; the machine {flat['machine_slower_by']:+.1%} slower"
+            )
+            + f"): {'flat' if flat['flat'] else 'NOT flat'}"
         )
     p = document["projections"]
     aws = p["aws_like"]
