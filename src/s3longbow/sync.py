@@ -377,7 +377,7 @@ def _run(
                 for p in pairs
             }
             planner = threading.Thread(
-                target=_plan_all,
+                target=plan_all,
                 args=(jobs, pairs, settings, stats, stop, report),
                 name="planner",
                 daemon=True,
@@ -425,7 +425,7 @@ def _run(
         db.end_invocation(invocation, report.counts_json())
 
 
-def _plan_all(
+def plan_all(
     jobs: SqliteQueue,
     pairs: list[PairRuntime],
     settings: Settings,
@@ -433,7 +433,8 @@ def _plan_all(
     stop: threading.Event,
     report: SyncReport,
 ) -> None:
-    """The planning thread: plan every pair into the run's jobs while workers run them."""
+    """The planning thread: plan every pair into the run's jobs while workers run them.
+    Called with no worker running, it is a sync's planning alone (bench/scale.py)."""
     ignore = IgnoreRules(settings.ignore_patterns)
     filters = Filters(settings.filters, now=time.time())  # ages: from when planning starts
     t = settings.transfer

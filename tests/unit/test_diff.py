@@ -76,6 +76,35 @@ def test_out_of_order_listing_stops_the_plan() -> None:
         list(diff(objs(("b", 1), ("a", 1)), [], src_prefix="", dst_prefix=""))
     with pytest.raises(FatalError, match="destination"):
         list(diff(objs(("a", 1), ("c", 1)), objs(("b", 1), ("a", 1)), src_prefix="", dst_prefix=""))
+    # Past the last source key, while looking for extras; and a key listed twice.
+    with pytest.raises(FatalError, match="destination"):
+        list(
+            diff(
+                objs(("a", 1)),
+                objs(("a", 1), ("c", 1), ("b", 1)),
+                src_prefix="",
+                dst_prefix="",
+                extra=lambda obj: None,
+            )
+        )
+    with pytest.raises(FatalError, match="destination"):
+        list(diff(objs(("c", 1)), objs(("a", 1), ("a", 1)), src_prefix="", dst_prefix=""))
+    # Judged by the listings' own order where one is given: "a/b" < "a-c" folder by folder.
+    from s3longbow.plan.order import SEGMENTS, order_key
+
+    by_segments = order_key(SEGMENTS)
+    in_order = objs(("a/b", 1), ("a-c", 1))
+    assert len(list(diff(in_order, [], src_prefix="", dst_prefix="", order=by_segments))) == 2
+    with pytest.raises(FatalError, match="destination"):
+        list(
+            diff(
+                objs(("z", 1)),
+                objs(("a-c", 1), ("a/b", 1)),
+                src_prefix="",
+                dst_prefix="",
+                order=by_segments,
+            )
+        )
 
 
 def test_merge_is_streaming() -> None:

@@ -425,3 +425,32 @@ def test_a_database_of_the_first_schema_can_checkpoint_its_listing(tmp_path: Pat
         assert again.execute("SELECT value FROM meta WHERE name='schema'").fetchone() == (
             str(SCHEMA_VERSION),
         )
+
+
+def test_new_jobs_go_in_as_many_statements_as_the_database_allows(db: JobDatabase) -> None:
+    # Four rows per statement at most: 10 new keys take three statements; a known key among
+    # them is updated, not inserted again.
+    db._conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 4 * 11 + 5)
+    run, _ = db.open_run("sig", {})
+    plan(db, run.id, ("k05", 5, "old"))
+    gen = db.begin_plan(run.id)
+    copies = [
+        PlannedCopy(0, ObjectInfo(f"k{i:02d}", i, f"e{i}", 1.5, "v"), f"d{i:02d}", "missing")
+        for i in range(11)
+    ]
+    counts = db.upsert_jobs(run.id, gen, copies, max_attempts=2)
+    assert (counts.new, counts.unchanged) == (10, 1)
+    assert counts.queued_bytes == sum(range(11)) - 5
+    for i in range(11):
+        job = db.job(run.id, f"k{i:02d}")
+        assert job is not None and job.state.value == "pending"
+        assert (job.dst_key, job.size, job.etag, job.last_modified, job.version_id) == (
+            f"d{i:02d}",
+            i,
+            f"e{i}",
+            1.5,
+            "v",
+        )
+    # New jobs are claimed in the order they were planned.
+    claimed = db.claim(run.id, "me", 20, lease_seconds=60)
+    assert [j.src_key for j in claimed] == ["k05"] + [f"k{i:02d}" for i in range(11) if i != 5]

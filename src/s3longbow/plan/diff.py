@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 
 from s3longbow.config import PlanCompare
@@ -28,9 +28,13 @@ class Action(enum.StrEnum):
     NOT_REPLACED = "not_replaced"  # present and different, left alone (--no-overwrite)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
-    """What to do with one source object, and why."""
+    """What to do with one source object, and why.
+
+    Not frozen (treat it as a value all the same): one is made for every key of a listing,
+    and a frozen dataclass takes four times as long to make.
+    """
 
     action: Action
     src: ObjectInfo
@@ -144,20 +148,6 @@ def _stated_or_listed(obj: ObjectInfo, stated: StatedMtime | None) -> float:
     return time if time is not None else obj.last_modified or 0.0
 
 
-def _ordered(
-    listing: Iterable[ObjectInfo], side: str, key: Callable[[str], str] | None
-) -> Iterator[ObjectInfo]:
-    # The merge is only right on sorted input; a store that lists out of order must stop the
-    # run rather than make every later key look missing.
-    previous: str | None = None
-    for obj in listing:
-        current = key(obj.key) if key else obj.key
-        if previous is not None and current <= previous:
-            _out_of_order(side, obj.key)
-        previous = current
-        yield obj
-
-
 def diff(
     source: Iterable[ObjectInfo],
     destination: Iterable[ObjectInfo],
@@ -192,19 +182,28 @@ def diff(
         A Decision for every source object, in key order. Destination objects with no source
         are passed over (nothing is deleted); one whose source is ignored or filtered out
         counts as having a source (it is not an extra).
+
+    Raises:
+        FatalError: Either listing is not in key order (the merge would be wrong).
     """
-    # This loop runs once per key of buckets with tens of millions of keys: the checks that
-    # both listings are in order are inlined, and the sort key is applied only when needed.
-    sort = order or _same
-    dst_iter = _ordered(destination, "destination", order)
+    # This loop runs once per key of buckets with hundreds of millions of keys, so it is
+    # written for the interpreter: the order checks of both listings are inlined, the sort
+    # key is called only when there is one, and names used per key are local.
+    copy, same = Action.COPY, Action.SAME
+    by_size = differs is size_differs
+    dst_iter = iter(destination)
     src_cut, dst_cut = len(src_prefix), len(dst_prefix)
     current = next(dst_iter, None)
-    current_suffix = None if current is None else sort(current.key[dst_cut:])
+    current_suffix: str | None = None
+    if current is not None:
+        current_suffix = current.key[dst_cut:]
+        if order is not None:
+            current_suffix = order(current_suffix)
     matched = False  # whether `current` was paired with a source object
     previous: str | None = None
     for src in source:
         suffix = src.key[src_cut:]
-        wanted = sort(suffix)
+        wanted = suffix if order is None else order(suffix)
         if previous is not None and wanted <= previous:
             _out_of_order("source", src.key)
         previous = wanted
@@ -215,8 +214,16 @@ def diff(
                 extra(current)  # type: ignore[arg-type]
             matched = False
             current = next(dst_iter, None)
-            current_suffix = None if current is None else sort(current.key[dst_cut:])
-        present = current is not None and current_suffix == wanted
+            if current is None:
+                current_suffix = None
+                break
+            following = current.key[dst_cut:]
+            if order is not None:
+                following = order(following)
+            if following <= current_suffix:
+                _out_of_order("destination", current.key)
+            current_suffix = following
+        present = current_suffix == wanted
         # A destination object whose source is left out is left alone: never an extra.
         if ignored is not None and ignored(src.key):
             matched = matched or present
@@ -234,27 +241,33 @@ def diff(
                 yield Decision(Action.UNSUPPORTED, src, dst_key, why_not)
                 continue
         if not present or current is None:
-            yield Decision(Action.COPY, src, dst_key, "missing at destination")
+            yield Decision(copy, src, dst_key, "missing at destination")
             continue
         matched = True
-        reason = differs(src, current)
-        if reason and not overwrite:
-            why = f"{NOT_REPLACED}: {reason}"
-            yield Decision(Action.NOT_REPLACED, src, dst_key, why, dst=current)
-        elif reason:
-            yield Decision(Action.COPY, src, dst_key, reason, dst=current)
+        if by_size:
+            reason = None if src.size == current.size else size_differs(src, current)
         else:
-            yield Decision(Action.SAME, src, dst_key, "already at destination", dst=current)
+            reason = differs(src, current)
+        if not reason:
+            yield Decision(same, src, dst_key, "already at destination", current)
+        elif overwrite:
+            yield Decision(copy, src, dst_key, reason, current)
+        else:
+            why = f"{NOT_REPLACED}: {reason}"
+            yield Decision(Action.NOT_REPLACED, src, dst_key, why, current)
     if extra is not None:
         while current is not None:
             if not matched:
                 extra(current)
             matched = False
+            last = current_suffix
             current = next(dst_iter, None)
-
-
-def _same(key: str) -> str:
-    return key
+            if current is not None:
+                current_suffix = current.key[dst_cut:]
+                if order is not None:
+                    current_suffix = order(current_suffix)
+                if last is not None and current_suffix <= last:
+                    _out_of_order("destination", current.key)
 
 
 def _out_of_order(side: str, key: str) -> None:

@@ -4,6 +4,7 @@ the destination's orphans, and the upsert of planned copies into the job table."
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -175,30 +176,25 @@ class Planning(ListingRanges):
             for pair in sorted({c.pair for c in copies}):
                 batch = [c for c in copies if c.pair == pair]
                 existing = self._existing(db, run_id, pair, [c.src.key for c in batch])
+                fresh: list[object] = []  # the new jobs' values, row after row
                 for copy in batch:
                     src = copy.src
                     old = existing.get(src.key)
                     if old is None:
-                        db.execute(
-                            "INSERT INTO jobs (run_id, pair, src_key, dst_key, size, etag, "
-                            "last_modified, version_id, state, reason, seen_generation, "
-                            "created_at, storage_class, restore) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
-                            (
-                                run_id,
-                                pair,
-                                src.key,
-                                copy.dst_key,
-                                src.size,
-                                src.etag,
-                                src.last_modified,
-                                src.version_id,
-                                copy.reason,
-                                generation,
-                                now,
-                                src.storage_class,
-                                src.restore,
-                            ),
+                        fresh += (
+                            run_id,
+                            pair,
+                            src.key,
+                            copy.dst_key,
+                            src.size,
+                            src.etag,
+                            src.last_modified,
+                            src.version_id,
+                            copy.reason,
+                            generation,
+                            now,
+                            src.storage_class,
+                            src.restore,
                         )
                         new += 1
                         queued_bytes += src.size
@@ -283,6 +279,7 @@ class Planning(ListingRanges):
                             job_id,
                         ),
                     )
+                _insert_jobs(db, fresh)
         return UpsertCounts(
             new, reopened, unchanged, exhausted, queued_bytes, stored_not, tuple(to_look)
         )
@@ -302,3 +299,27 @@ class Planning(ListingRanges):
             ):
                 out[row[0]] = (row[1], row[2], row[3], row[4], row[5], row[6], row[7])
         return out
+
+
+_INSERT_JOBS = (
+    "INSERT INTO jobs (run_id, pair, src_key, dst_key, size, etag, last_modified, version_id, "
+    "state, reason, seen_generation, created_at, storage_class, restore) VALUES "
+)
+_JOB_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)"
+_JOB_VALUES = 13  # the values of one row of _JOB_ROW
+_ROWS_PER_INSERT = 500
+
+
+def _insert_jobs(db: Connection, values: list[object]) -> None:
+    """Insert new pending jobs, given their values row after row (as `_JOB_ROW` takes them).
+
+    Many rows go in one statement: the sqlite3 module hands the interpreter to other threads
+    around every statement it runs, and the listing threads of a plan take it each time, so
+    an INSERT per job made the planning thread wait after every job.
+    """
+    per = min(_ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _JOB_VALUES)
+    step = per * _JOB_VALUES
+    for start in range(0, len(values), step):
+        chunk = values[start : start + step]
+        rows = len(chunk) // _JOB_VALUES
+        db.execute(_INSERT_JOBS + ",".join([_JOB_ROW] * rows), chunk)

@@ -79,12 +79,91 @@ class ListPage:
 def parse_list_page(body: bytes) -> ListPage:
     """Parse a ListObjectsV2 reply (with or without the S3 XML namespace).
 
-    A page of 1,000 keys is read by one regular-expression scan (several times faster than
-    building its XML tree, which dominated planning's CPU); a reply in a form the scan does
-    not expect (namespace prefixes, CDATA) is parsed as XML instead.
+    A page of 1,000 keys is read by regular expressions (several times faster than building
+    its XML tree, which dominated planning's CPU): one match per entry where every entry is
+    laid out as S3 lays it out, else a scan token by token; a reply in a form neither
+    expects (namespace prefixes, CDATA) is parsed as XML instead.
     """
     if b"CDATA" in body or b":Contents>" in body:
         return _parse_list_tree(body)
+    return _parse_s3_shaped(body) or _parse_tokens(body)
+
+
+def _parse_s3_shaped(body: bytes) -> ListPage | None:
+    """A page whose every entry is laid out as S3 lays it out (Key, LastModified, ETag, any
+    checksums, then Size; then the owner, storage class and restore status, looked for only
+    where they are), read by one match per entry: over twice the speed of the token scan.
+    None for any other layout, or a page cut short (the token scan reads it)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    entries = _S3_CONTENTS.findall(text)
+    count = len(entries)
+    if text.count("<Contents>") != count or text.count("</Contents>") != count:
+        return None
+    groups = _S3_PREFIXES.findall(text)
+    if text.count("<CommonPrefixes>") != len(groups):
+        return None
+    top = {name: _unescape(value) for name, value in _S3_PAGE_FIELDS.findall(text)}
+    encoded = top.get("EncodingType", "").lower() == "url"
+    # A key as the token scan makes it: XML entities, then URL encoding where said.
+    objects: list[ListedObject] = [
+        (
+            _key(key, encoded) if encoded or "&" in key else key,
+            int(size),
+            etag if etag or quoted else None,
+            _unescape(modified),
+            _tail_class(rest) if rest else None,
+            _tail_restore(rest) if rest else None,
+        )
+        for key, modified, quoted, etag, size, rest in entries
+    ]
+    prefixes = [_key(group, encoded) for group in groups]
+    marker = top.get("NextMarker")
+    if encoded and marker:
+        marker = unquote_plus(marker)
+    truncated = top.get("IsTruncated", "").lower() == "true"
+    token = top.get("NextContinuationToken") if truncated else None
+    v1 = "<KeyCount>" not in text and ("<Marker" in text or marker is not None)
+    return ListPage(objects, prefixes, token or None, truncated, marker or None, v1)
+
+
+def _key(name: str, encoded: bool) -> str:
+    name = _unescape(name)
+    return unquote_plus(name) if encoded else name
+
+
+# S3's own layout of an entry; what follows Size (Owner, StorageClass, RestoreStatus) is
+# taken whole and read only for the fields a copy needs.
+_S3_CONTENTS = re.compile(
+    r"<Contents><Key>([^<]*)</Key><LastModified>([^<]*)</LastModified>"
+    r'<ETag>(&quot;|")?([^<&"]*)(?:&quot;|")?</ETag>'
+    r"(?:<Checksum\w*>[^<]*</Checksum\w*>)*<Size>(\d+)</Size>(.*?)</Contents>",
+    re.DOTALL,
+)
+_TAIL_CLASS = re.compile(r"<StorageClass>([^<]*)</StorageClass>")
+_TAIL_RESTORE = re.compile(r"<IsRestoreInProgress>([^<]*)</IsRestoreInProgress>")
+
+
+def _tail_class(rest: str) -> str | None:
+    found = _TAIL_CLASS.search(rest) if "<StorageClass>" in rest else None
+    return storage_class(found.group(1)) if found else None
+
+
+def _tail_restore(rest: str) -> RestoreStatus | None:
+    found = _TAIL_RESTORE.search(rest) if "<IsRestoreInProgress>" in rest else None
+    return restore_status(found.group(1)) if found else None
+
+
+_S3_PREFIXES = re.compile(r"<CommonPrefixes><Prefix>([^<]*)</Prefix></CommonPrefixes>")
+_S3_PAGE_FIELDS = re.compile(
+    r"<(NextContinuationToken|IsTruncated|EncodingType|NextMarker)>([^<]*)</\1>"
+)
+
+
+def _parse_tokens(body: bytes) -> ListPage:
+    """A page read token by token, whatever the order of each entry's fields."""
     objects: list[ListedObject] = []
     prefixes: list[str] = []
     top: dict[bytes, str] = {}
@@ -129,8 +208,24 @@ _OBJECT_FIELDS = frozenset(
 
 
 def _text(value: bytes) -> str:
-    text = value.decode("utf-8")
-    return unescape(text) if "&" in text else text
+    return _unescape(value.decode("utf-8"))
+
+
+def _unescape(text: str) -> str:
+    """XML text with its entities and character references replaced."""
+    if "&" not in text:
+        return text
+    if "&#" in text:
+        return unescape(text)  # character references
+    # XML's five named entities, "&amp;" last. S3 sends every ETag as &quot;...&quot;, and
+    # html.unescape's general path cost a fifth of the time a page took to parse.
+    for entity, character in _XML_ENTITIES:
+        if entity in text:
+            text = text.replace(entity, character)
+    return text
+
+
+_XML_ENTITIES = (("&quot;", '"'), ("&apos;", "'"), ("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
 
 
 def _entry(fields: dict[bytes, str]) -> ListedObject:
