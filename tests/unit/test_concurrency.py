@@ -101,3 +101,12 @@ def test_a_prefix_rate_that_holds_the_requests_is_a_ceiling() -> None:
     # Once the rate no longer holds them, it climbs again.
     limits = run(controller, long_path, 30)
     assert max(limits) > 16
+
+
+def test_a_first_interval_cut_short_by_start_up_is_not_taken_for_growth() -> None:
+    controller = Controller(ceiling=256, start=64)
+    # Listing and connecting took most of the first interval: a third of the work 64 do.
+    controller.step(loopback(64) / 3, busy=64)
+    assert controller.limit == 64
+    limits = run(controller, loopback, 10)
+    assert max(limits) <= 128, limits  # without the rule it doubles to 256 at once

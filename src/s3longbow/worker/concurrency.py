@@ -77,6 +77,7 @@ class Controller:
     highest: int = field(init=False)
     _slow_start: bool = field(default=True, init=False)
     _stalled: bool = field(default=False, init=False)  # the slow start's last step did not pay
+    _warm: bool = field(default=False, init=False)  # an interval with work has gone by
     _settled: float = field(default=0.0, init=False)  # the work done at the settled limit
     _trial: int | None = field(default=None, init=False)  # the limit before a probe
     _since_probe: int = field(default=0, init=False)
@@ -128,6 +129,12 @@ class Controller:
             self._previous = work
             return self.limit
         if self._slow_start:
+            if not self._warm and work > 0:
+                # The first interval with work began part-way through (listing, connecting):
+                # measured against it, the next one would look like growth, and the number
+                # would double past its knee at once.
+                self._warm = True
+                return self.limit
             if not used:
                 # The queue was short of jobs: no evidence of what more would do.
                 self._previous = max(self._previous, work)
