@@ -48,9 +48,11 @@ def test_a_small_run_plans_every_job_and_reports_its_figures(tmp_path: Path) -> 
     assert planned["db_bytes"] > len(jobs) * 64  # a key, its destination key, indexes
     assert planned["peak_rss_mib"] > 0 and planned["server_cpu_s"] > 0
     assert len(planned["rss_mib_at"]) == 3 and max(planned["rss_mib_at"]) <= planned["peak_rss_mib"]
-    assert planned["keys_per_cpu_s"] > 0 and planned["ledger_cpu_s"] <= planned["planner_cpu_s"]
-    # A delimited listing of each side's prefix, then a connection per folder listed.
-    assert planned["connections_opened"] >= 2 * (1 + KEYS // 1000)
+    # The ledger's writes are made on whichever thread plans (this one, or a key range's).
+    assert planned["keys_per_cpu_s"] > 0 and planned["ledger_cpu_s"] <= planned["cpu_s"]
+    # The synthetic store lists in byte order, so the pair is listed by key ranges: a
+    # connection per range thread and side, not one per folder as a folder split opens.
+    assert 0 < planned["connections_opened"] < 2 * (1 + KEYS // 1000)
     assert planned["listing_cpu_s"] + planned["planner_cpu_s"] == pytest.approx(
         planned["cpu_s"], abs=0.002
     )
