@@ -47,7 +47,10 @@ def test_a_small_run_plans_every_job_and_reports_its_figures(tmp_path: Path) -> 
     assert planned["ledger_batches"] >= len(jobs) // 500
     assert planned["db_bytes"] > len(jobs) * 64  # a key, its destination key, indexes
     assert planned["peak_rss_mib"] > 0 and planned["server_cpu_s"] > 0
-    assert len(planned["rss_mib_at"]) == 3 and max(planned["rss_mib_at"]) <= planned["peak_rss_mib"]
+    # The kernel's resident-set counters are kept per CPU and summed when read, so a sample
+    # of VmRSS may pass the VmHWM read later by a fraction of a MiB.
+    assert len(planned["rss_mib_at"]) == 3
+    assert max(planned["rss_mib_at"]) <= planned["peak_rss_mib"] + 1.0
     # The ledger's writes are made on whichever thread plans (this one, or a key range's).
     assert planned["keys_per_cpu_s"] > 0 and planned["ledger_cpu_s"] <= planned["cpu_s"]
     # The synthetic store lists in byte order, so the pair is listed by key ranges: a
