@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO
 
+from longbow_testkit import procstat
+
 __all__ = ["LatencyProxy", "ProxyProcess", "ProxyStats", "start_process"]
 
 _HOST = "127.0.0.1"
@@ -493,10 +495,7 @@ class ProxyProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the proxy has used so far (Linux)."""
-        with open(f"/proc/{self.proc.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        return procstat.cpu_seconds(self.proc.pid)
 
     def stop(self, timeout: float = 10.0) -> ProxyStats:
         """Stop the proxy; return what it relayed over its life."""

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import signal
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from typing import IO
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
+from longbow_testkit import procstat
 from longbow_testkit.servers.endpoint import Endpoint
 
 __all__ = ["KeySpace", "SyntheticProcess", "SyntheticS3", "start_process"]
@@ -509,10 +509,7 @@ class SyntheticProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the server has used so far (Linux)."""
-        with open(f"/proc/{self.proc.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        return procstat.cpu_seconds(self.proc.pid)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc.poll() is None:
