@@ -189,6 +189,32 @@ def test_new_tls_connections_resume_an_earlier_session(
         plane.close()
 
 
+def test_a_session_the_server_no_longer_resumes_is_replaced(
+    tls: tuple[Path, ssl.SSLContext],
+) -> None:
+    """A server that restarted (new ticket keys) resumes no session of before: the next
+    connection's full handshake gives the session the ones after it offer."""
+    cert, context = tls
+    with FakeS3(tls=context) as server:
+        server.on(lambda r: Action("close", server.answer(r)))  # each reply ends its connection
+        plane = plane_for(server, ca_bundle=str(cert))
+
+        def put(name: str) -> None:
+            assert plane.put_object("bkt", name, b"x", md5_b64=md5_b64(b"x"))
+
+        for i in range(3):
+            put(f"before{i}")
+        assert context.session_stats()["hits"] == 2
+        restarted = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        restarted.load_cert_chain(cert, cert.with_name("key.pem"))
+        server.tls = restarted
+        for i in range(3):
+            put(f"after{i}")
+        assert server.connections == 6
+        assert restarted.session_stats()["hits"] == 2  # all but the first after the restart
+        plane.close()
+
+
 def test_a_tls_connection_closed_as_the_request_goes_out_is_stale(
     tls: tuple[Path, ssl.SSLContext],
 ) -> None:

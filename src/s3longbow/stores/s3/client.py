@@ -1,5 +1,5 @@
 """The lean client's exchanges with one S3-compatible endpoint: requests addressed and signed,
-sent on a connection each thread keeps, their replies' errors given their meaning.
+sent on keep-alive connections its threads share, their replies' errors given their meaning.
 
 A redirect (307) is followed within the endpoint's scheme; a request refused for this
 machine's clock is signed again with the server's time; a request that must not be made
@@ -105,9 +105,12 @@ _MAX_REDIRECTS = 3
 class Client:
     """Signed GET/PUT/UploadPart requests to one S3-compatible endpoint.
 
-    Each thread keeps one keep-alive connection per host and reuses it for every request; at
-    most ``max_connections`` connections are kept in all, and a thread beyond that limit uses a
-    connection for one request only (as botocore's pool does). Safe to share between threads.
+    Keep-alive connections are pooled per host and shared by every thread: a request takes
+    the connection used most recently that no other request holds, so a run opens about as
+    many connections as it has requests in flight to this endpoint at once, not one per thread
+    (each TLS handshake costs milliseconds of CPU on both sides, and a round trip or two). At
+    most ``max_connections`` are kept in all; a request beyond that limit uses a connection
+    for itself only (as botocore's pool does). Safe to share between threads.
 
     Args:
         endpoint_url: Base URL such as ``"http://127.0.0.1:8333"``; ``None`` means AWS
@@ -119,7 +122,7 @@ class Client:
         credentials: botocore credentials (static or refreshable), frozen once per request;
             ``None`` (no credentials found) makes every request fail with a FatalError.
         max_connections: How many connections are kept open across all threads; at least the
-            number of threads using this object, or connections churn.
+            number of requests in flight at once, or connections churn.
         connect_timeout: Seconds allowed to open a connection (and finish a TLS handshake).
         read_timeout: Seconds a send or receive may wait on the socket (for a reply's first
             byte, among others).
@@ -198,9 +201,10 @@ class Client:
         self._ssl_context: ssl.SSLContext | None = None
         if parts.scheme == "https":
             self._ssl_context = dial.tls_context(ca_bundle, verify_tls)
-        self._local = threading.local()
         self._lock = threading.Lock()
         self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        # Per host: kept connections that no request holds, the most recently used last.
+        self._idle: dict[str, list[_Connection]] = {}
         self._opened = 0
 
     @property
@@ -223,6 +227,7 @@ class Client:
         with self._lock:
             connections = list(self._open)
             self._open.clear()
+            self._idle.clear()
         for connection in connections:
             connection.close()
 
@@ -367,9 +372,11 @@ class Client:
         resendable = call.method != "POST"
         pace = Pace(self._min_rate if paced else 0, self._min_rate_window)
         for attempt in (1, 2):
-            connection = self._connection(request)
-            if connection.uses and not connection.idle():
-                log.debug("%s: kept connection not idle, opening another", call.where)
+            # The second attempt follows a kept connection found closed: a new one, not
+            # another kept one that may have been closed at the same moment.
+            connection = self._connection(request, fresh=attempt == 2)
+            while connection.uses and not connection.idle():
+                log.debug("%s: kept connection not idle, taking another", call.where)
                 self.drop(connection)
                 connection = self._connection(request)
             reused = connection.uses > 0
@@ -435,44 +442,44 @@ class Client:
                 self._opened += 1
         return connection.exchange(request, body, pace)
 
-    def _connection(self, request: _Request) -> _Connection:
-        """This thread's kept connection to the request's host, or a new one (not yet open:
-        every connection is opened, and counted, in :meth:`_send`)."""
-        conns: dict[str, _Connection] | None = getattr(self._local, "connections", None)
-        if conns is None:
-            conns = self._local.connections = {}
-        connection = conns.get(request.netloc)
-        if connection is not None and not connection.closed:
-            return connection
+    def _connection(self, request: _Request, *, fresh: bool = False) -> _Connection:
+        """A kept connection to the request's host that no request holds, the one used most
+        recently (the others may age out of the pool), or a new one (not yet open: every
+        connection is opened, and counted, in :meth:`_send`). The caller holds it until it
+        releases or drops it. `fresh`: a new one."""
         with self._lock:
-            kept = len(self._open) < self._max_connections
-            connection = _Connection(kept=kept)
+            idle = self._idle.get(request.netloc)
+            while idle and not fresh:
+                connection = idle.pop()
+                if not connection.closed:
+                    return connection
+            connection = _Connection(kept=len(self._open) < self._max_connections)
             self._open.add(connection)
-        if kept:
-            conns[request.netloc] = connection
-        return connection
+            return connection
 
     def release(self, connection: _Connection, response: http1.Reply) -> None:
         """Keep the connection for the next request if the exchange left it reusable."""
-        if connection.tls and connection.uses == 1:
+        if connection.tls and connection.uses == 1 and not connection.resumed():
             # A new connection's session, offered by the next ones to this host: a resumed
             # handshake skips the certificate's checks (and, before TLS 1.3, a round trip).
+            # Read only from a connection that did not resume one (the first, or one the
+            # server would not resume): reading a session costs a copy of it.
             session = connection.tls_session()
             if session is not None:
                 self._tls_sessions[connection.netloc] = session
         # An unread body or a server-side close (Connection: close) rules out reuse.
         if not connection.kept or response.will_close or not response.isclosed():
             self.drop(connection)
+            return
+        with self._lock:
+            if connection in self._open:  # not closed by close() while it was held
+                self._idle.setdefault(connection.netloc, []).append(connection)
 
     def drop(self, connection: _Connection) -> None:
+        """Close a held connection: it carries no more requests."""
         connection.close()
         with self._lock:
             self._open.discard(connection)
-        conns: dict[str, _Connection] | None = getattr(self._local, "connections", None)
-        if conns:
-            for netloc, kept in list(conns.items()):
-                if kept is connection:
-                    del conns[netloc]
 
     def _etag_reader(self, where: str) -> Callable[[http1.Reply], str]:
         def read(response: http1.Reply) -> str:

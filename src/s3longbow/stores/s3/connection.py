@@ -206,7 +206,7 @@ class _Connection:
         self.waited = 0.0  # seconds its reply's head took to come, once it went out
         self.kept = kept
         self._owned: list[socket.socket] = []
-        # Closes the socket when the owning thread ends and drops its thread-local reference.
+        # Closes the socket when the last reference to the connection goes.
         self._finalizer = weakref.finalize(self, _close_all, self._owned)
 
     def open(
@@ -245,6 +245,10 @@ class _Connection:
             return None
         session: ssl.SSLSession | None = getattr(self.sock, "session", None)
         return session
+
+    def resumed(self) -> bool:
+        """Whether its TLS handshake resumed an earlier connection's session."""
+        return bool(getattr(self.sock, "session_reused", False))
 
     def exchange(self, request: _Request, body: Body | None, pace: Pace) -> http1.Reply:
         """Send the request and read the reply's status and headers (the body is left to
