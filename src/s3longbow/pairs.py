@@ -70,6 +70,7 @@ def open_pairs(
     read_only: bool = False,
     meter: RequestMeter | None = None,
     connections: int | None = None,
+    open_ahead: int = 0,
 ) -> Iterator[list[PairRuntime]]:
     """Parse and open every pair's stores, checking each once; close them all at the end
     (also when opening one fails).
@@ -81,6 +82,8 @@ def open_pairs(
         meter: Where the S3 stores record their replies' waits and requests to slow down.
         connections: How many connections each store keeps, at most (by default one per
             worker, and a few).
+        open_ahead: Connections an S3 store opens at once, ahead of need, when its first one
+            shows a long path (the objects a run starts with).
 
     Raises:
         ConfigError: No pairs, or a pair copies a location onto itself.
@@ -120,6 +123,7 @@ def open_pairs(
                 meter=meter,
                 rates=rates.get(ident),
                 preserve_mtime=t.preserve_mtime,
+                open_ahead=open_ahead,
             )
             stores[ident].check()
         return stores[ident]

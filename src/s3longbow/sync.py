@@ -247,9 +247,13 @@ def run_sync(
     report = SyncReport(dry_run=False, memory_limit=t.memory_limit)
     meter = RequestMeter()  # the stores' replies, which the workers' concurrency weighs
     limits = limits_for(t)
+    # The objects the run starts with: connections for them are opened ahead on a long path.
+    starting = controller_for(t, limits).limit
     with (
         MetricsExport(sync_exposition(stats, meter), settings.telemetry),
-        open_pairs(settings, meter=meter, connections=limits.connections) as pairs,
+        open_pairs(
+            settings, meter=meter, connections=limits.connections, open_ahead=starting
+        ) as pairs,
     ):
         _check_options(pairs, t)
         db = JobDatabase(settings.db_path)

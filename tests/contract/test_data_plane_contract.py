@@ -434,7 +434,7 @@ def test_threads_beyond_max_connections_still_work(case: Case) -> None:
     for thread in threads:
         thread.join()
     assert results == [data] * 30
-    assert len(plane._open) <= 2  # never more than max_connections kept open
+    assert len(plane._pool) <= 2  # never more than max_connections kept open
     plane.close()
 
 
@@ -442,7 +442,7 @@ def test_close_then_use_again(case: Case) -> None:
     plane = case.new_plane()
     plane.put_object(case.name, "k", b"abc", md5_b64=md5_b64(b"abc"))
     plane.close()
-    assert len(plane._open) == 0
+    assert len(plane._pool) == 0
     assert plane.get_range(case.name, "k", 0, 3) == b"abc"
     plane.close()
 
@@ -641,7 +641,7 @@ def test_a_relayed_body_never_starts_on_a_connection_the_server_closed(scripted:
 
 
 def _closed_by_peer(plane: S3DataPlane) -> bool:
-    connections = list(plane._open)
+    connections = list(plane._pool._open)
     return bool(connections) and not any(c.idle() for c in connections)
 
 
@@ -805,9 +805,9 @@ def test_connections_outlive_their_threads_and_close_with_the_plane(scripted: An
         thread.join()
     gc.collect()
     assert plane.connections_opened == 1
-    assert len(plane._open) == 1  # kept for the next request, whichever thread sends it
+    assert len(plane._pool) == 1  # kept for the next request, whichever thread sends it
     plane.close()
-    assert len(plane._open) == 0
+    assert len(plane._pool) == 0
 
 
 def test_create_and_complete_read_their_xml_replies(scripted: Any) -> None:

@@ -20,6 +20,7 @@ def open_store(
     meter: RequestMeter | None = None,
     rates: PrefixRates | None = None,
     preserve_mtime: bool = False,
+    open_ahead: int = 0,
 ) -> ObjectStore:
     """The adapter for a location: S3 for s3:// URLs, the filesystem for paths.
 
@@ -28,6 +29,7 @@ def open_store(
     once it flows (see TransferSettings.min_rate). `meter`: where an S3 store records its
     replies' waits and requests to slow down. `rates`: an S3 store's request rate per key
     prefix. `preserve_mtime`: a directory keeps files' modification times (see LocalStore).
+    `open_ahead`: connections an S3 store opens at once when its first one shows a long path.
     """
     if location.is_s3:
         from s3longbow.stores.s3 import S3Store
@@ -39,6 +41,7 @@ def open_store(
             min_rate=min_rate,
             meter=meter,
             rates=rates,
+            open_ahead=open_ahead,
         )
     from s3longbow.stores.local import LocalStore
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -42,6 +40,7 @@ from s3longbow.stores.s3.connection import (
 )
 from s3longbow.stores.s3.endpoints import aws_endpoint, is_ip, virtual_host_bucket
 from s3longbow.stores.s3.errors import error_from_response
+from s3longbow.stores.s3.pool import ConnectionPool
 from s3longbow.stores.s3.signing import (
     CredentialSource,
     SignerName,
@@ -105,12 +104,10 @@ _MAX_REDIRECTS = 3
 class Client:
     """Signed GET/PUT/UploadPart requests to one S3-compatible endpoint.
 
-    Keep-alive connections are pooled per host and shared by every thread: a request takes
-    the connection used most recently that no other request holds, so a run opens about as
-    many connections as it has requests in flight to this endpoint at once, not one per thread
-    (each TLS handshake costs milliseconds of CPU on both sides, and a round trip or two). At
-    most ``max_connections`` are kept in all; a request beyond that limit uses a connection
-    for itself only (as botocore's pool does). Safe to share between threads.
+    Keep-alive connections are pooled per host and shared by every thread (see
+    :mod:`pool`): a run opens about as many as it has requests in flight to this endpoint at
+    once. At most ``max_connections`` are kept in all; a request beyond that limit uses a
+    connection for itself only (as botocore's pool does). Safe to share between threads.
 
     Args:
         endpoint_url: Base URL such as ``"http://127.0.0.1:8333"``; ``None`` means AWS
@@ -143,6 +140,10 @@ class Client:
         meter: Where each reply's wait and each request to slow down are recorded.
         rates: Each object request waits for its key prefix's turn; a reply that asks to
             slow down slows its prefix.
+        open_ahead: When the first connection to a host took pool.LONG_PATH or longer to
+            open, so many are opened to it at once, in the background, before requests need
+            them: the first requests of a run then skip two round trips each (connect, TLS).
+            0: never.
     """
 
     def __init__(
@@ -165,6 +166,7 @@ class Client:
         extra_headers: dict[str, str] | None = None,
         checksum_mode: bool = False,
         rates: PrefixRates | None = None,
+        open_ahead: int = 0,
     ) -> None:
         region = region or "us-east-1"
         self._extra_headers = dict(extra_headers or {})
@@ -181,11 +183,6 @@ class Client:
         self._port = parts.port or _DEFAULT_PORTS[parts.scheme]
         self._base_path = parts.path.rstrip("/")
         self._path_style = path_style or is_ip(self._hostname) or self._hostname == "localhost"
-        self._max_connections = max(1, max_connections)
-        # Per host: the TLS session of a recent connection, which new ones offer to resume.
-        self._tls_sessions: dict[str, ssl.SSLSession] = {}
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
         self._min_rate = min_rate
         self._min_rate_window = min_rate_window
         self._meter = meter
@@ -198,14 +195,12 @@ class Client:
         # Seconds the servers' clock is ahead of ours, learnt from a RequestTimeTooSkewed.
         self._clock_offset = 0.0
         # Verifies certificates and host names; created once, shared by every connection.
-        self._ssl_context: ssl.SSLContext | None = None
+        tls: ssl.SSLContext | None = None
         if parts.scheme == "https":
-            self._ssl_context = dial.tls_context(ca_bundle, verify_tls)
-        self._lock = threading.Lock()
-        self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()
-        # Per host: kept connections that no request holds, the most recently used last.
-        self._idle: dict[str, list[_Connection]] = {}
-        self._opened = 0
+            tls = dial.tls_context(ca_bundle, verify_tls)
+        self._pool = ConnectionPool(
+            max_connections, connect_timeout, read_timeout, tls, proxy, open_ahead
+        )
 
     @property
     def signer_name(self) -> str:
@@ -215,7 +210,7 @@ class Client:
     @property
     def connections_opened(self) -> int:
         """How many connections this object has opened so far (a measure of reuse)."""
-        return self._opened
+        return self._pool.opened
 
     @property
     def clock_offset(self) -> float:
@@ -224,12 +219,7 @@ class Client:
 
     def close(self) -> None:
         """Close every connection opened by any thread; later requests open new ones."""
-        with self._lock:
-            connections = list(self._open)
-            self._open.clear()
-            self._idle.clear()
-        for connection in connections:
-            connection.close()
+        self._pool.close()
 
     def _prepare(self, call: _Call, url: _Url | None = None) -> _Request:
         """Address, date and sign a request; its headers become its signed headers. `url`
@@ -375,11 +365,12 @@ class Client:
             # The second attempt follows a kept connection found closed: a new one, not
             # another kept one that may have been closed at the same moment.
             connection = self._connection(request, fresh=attempt == 2)
-            while connection.uses and not connection.idle():
+            # Open before this request (kept, or opened ahead): the server may have closed it.
+            while connection.sock is not None and not connection.idle():
                 log.debug("%s: kept connection not idle, taking another", call.where)
                 self.drop(connection)
                 connection = self._connection(request)
-            reused = connection.uses > 0
+            reused = connection.sock is not None
             write = call.method not in _READS
             if self._rates is not None and call.key:
                 if self._rates.wait(call.key, write=write) and self._meter is not None:
@@ -427,59 +418,21 @@ class Client:
         self, connection: _Connection, request: _Request, body: Body | None, pace: Pace
     ) -> http1.Reply:
         if connection.sock is None:
-            tls = self._ssl_context if request.scheme == "https" else None
-            connection.open(
-                request.connect_host,
-                request.port,
-                self._connect_timeout,
-                self._read_timeout,
-                tls,
-                self._proxy,
-                self._tls_sessions.get(request.netloc) if tls is not None else None,
-            )
-            connection.netloc = request.netloc
-            with self._lock:
-                self._opened += 1
+            self._pool.connect(connection, request.scheme, request.connect_host, request.port)
         return connection.exchange(request, body, pace)
 
     def _connection(self, request: _Request, *, fresh: bool = False) -> _Connection:
-        """A kept connection to the request's host that no request holds, the one used most
-        recently (the others may age out of the pool), or a new one (not yet open: every
-        connection is opened, and counted, in :meth:`_send`). The caller holds it until it
-        releases or drops it. `fresh`: a new one."""
-        with self._lock:
-            idle = self._idle.get(request.netloc)
-            while idle and not fresh:
-                connection = idle.pop()
-                if not connection.closed:
-                    return connection
-            connection = _Connection(kept=len(self._open) < self._max_connections)
-            self._open.add(connection)
-            return connection
+        """A connection for the request's host (see ConnectionPool.take)."""
+        return self._pool.take(request.netloc, fresh=fresh)
 
     def release(self, connection: _Connection, response: http1.Reply) -> None:
-        """Keep the connection for the next request if the exchange left it reusable."""
-        if connection.tls and connection.uses == 1 and not connection.resumed():
-            # A new connection's session, offered by the next ones to this host: a resumed
-            # handshake skips the certificate's checks (and, before TLS 1.3, a round trip).
-            # Read only from a connection that did not resume one (the first, or one the
-            # server would not resume): reading a session costs a copy of it.
-            session = connection.tls_session()
-            if session is not None:
-                self._tls_sessions[connection.netloc] = session
-        # An unread body or a server-side close (Connection: close) rules out reuse.
-        if not connection.kept or response.will_close or not response.isclosed():
-            self.drop(connection)
-            return
-        with self._lock:
-            if connection in self._open:  # not closed by close() while it was held
-                self._idle.setdefault(connection.netloc, []).append(connection)
+        """Keep the connection for the next request if the exchange left it reusable: an
+        unread body or a server-side close (Connection: close) rules out reuse."""
+        self._pool.give_back(connection, not response.will_close and response.isclosed())
 
     def drop(self, connection: _Connection) -> None:
         """Close a held connection: it carries no more requests."""
-        connection.close()
-        with self._lock:
-            self._open.discard(connection)
+        self._pool.drop(connection)
 
     def _etag_reader(self, where: str) -> Callable[[http1.Reply], str]:
         def read(response: http1.Reply) -> str:

@@ -104,6 +104,7 @@ class StoreBase:
     _write_kwargs: dict[str, Any]
     _identity: tuple[object, ...]
     _rates: PrefixRates | None
+    _open_ahead: int
     _meter: RequestMeter | None
     _sse_c: bytes | None  # this side's SSE-C key, sent with every request about an object
     _listings: int  # listing requests made (see Listing._counted)

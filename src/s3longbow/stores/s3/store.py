@@ -88,6 +88,8 @@ class S3Store(Listing, Uploads, Copies, Restores, Locks):
         min_rate: Bytes per second an exchange must keep up once it flows.
         meter: Where the data plane records its replies' waits and requests to slow down.
         rates: The request rate of each key prefix (both clients wait for a prefix's turn).
+        open_ahead: Connections the data plane opens at once when its first one shows a long
+            path (see Client).
     """
 
     capabilities = Capabilities(ranged_listing=True)
@@ -102,6 +104,7 @@ class S3Store(Listing, Uploads, Copies, Restores, Locks):
         min_rate: float = 0,
         meter: RequestMeter | None = None,
         rates: PrefixRates | None = None,
+        open_ahead: int = 0,
     ) -> None:
         check_bucket_name(bucket, side.bucket_names)
         self.bucket = bucket
@@ -122,6 +125,7 @@ class S3Store(Listing, Uploads, Copies, Restores, Locks):
         self._min_rate = min_rate
         self._meter = meter
         self._rates = rates
+        self._open_ahead = open_ahead
         self._listings = 0
         self._listings_lock = threading.Lock()
         _check_side(side)
@@ -206,6 +210,7 @@ class S3Store(Listing, Uploads, Copies, Restores, Locks):
             object_headers=key_headers(self._sse_c) if self._sse_c else None,
             checksum_mode=self._checksum_mode,
             rates=self._rates,
+            open_ahead=self._open_ahead,
         )
 
     def check(self) -> None:
