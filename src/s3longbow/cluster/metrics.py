@@ -18,6 +18,7 @@ from types import TracebackType
 
 from s3longbow.meter import RequestMeter
 from s3longbow.model import Job, JobResult, JobState, outcome_fields
+from s3longbow.periodic import Every
 from s3longbow.progress.exposition import COPY_METRICS, Exposition, MetricSpec, Values, copy_values
 from s3longbow.progress.stats import Stats
 
@@ -99,13 +100,11 @@ class MetricsEmitter:
         self.properties = properties or {}
         self._last = self._totals()
         self._last_time = time.monotonic()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._every = Every(self.emit, lambda: self.interval, "metrics")
         self._lock = threading.Lock()
 
     def __enter__(self) -> MetricsEmitter:
-        self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)
-        self._thread.start()
+        self._every.start()
         return self
 
     def __exit__(
@@ -114,14 +113,8 @@ class MetricsEmitter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._every.stop()
         self.emit()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.emit()
 
     def _totals(self) -> dict[str, int]:
         snap = self.stats.snapshot()

@@ -14,7 +14,6 @@ imported only by a command that asks for metrics.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from s3longbow.errors import ConfigError
 from s3longbow.meter import MeterTotals, RequestMeter
+from s3longbow.periodic import Every
 from s3longbow.progress.stats import Snapshot, Stats
 from s3longbow.telemetry import TelemetrySettings
 
@@ -243,8 +243,7 @@ class MetricsExport:
         self.url: str | None = None
         self._registry: CollectorRegistry | None = None
         self._server: Any = None
-        self._stop = threading.Event()
-        self._writer: threading.Thread | None = None
+        self._writer: Every | None = None
 
     def __enter__(self) -> Self:
         t = self.telemetry
@@ -263,8 +262,9 @@ class MetricsExport:
                     hint="give --metrics-file a path in a directory that exists and this user "
                     "may write to (node_exporter reads files named *.prom)",
                 ) from None
-            self._writer = threading.Thread(
-                target=self._keep_writing, args=(t.metrics_file,), name="metrics-file", daemon=True
+            path = t.metrics_file
+            self._writer = Every(
+                lambda: self._write_safely(path), lambda: self.interval, "metrics-file"
             )
             self._writer.start()
         return self
@@ -275,9 +275,8 @@ class MetricsExport:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
         if self._writer is not None:
-            self._writer.join()
+            self._writer.stop()
             assert self.telemetry.metrics_file is not None
             try:
                 self._write(self.telemetry.metrics_file)
@@ -313,12 +312,11 @@ class MetricsExport:
         assert self._registry is not None
         write_to_textfile(str(path), self._registry)
 
-    def _keep_writing(self, path: Path) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self._write(path)
-            except OSError as exc:  # the next write may work; the last one is reported
-                log.warning("could not write the metrics file %s: %s", path, exc)
+    def _write_safely(self, path: Path) -> None:
+        try:
+            self._write(path)
+        except OSError as exc:  # the next write may work; the last one is reported
+            log.warning("could not write the metrics file %s: %s", path, exc)
 
 
 __all__ = [

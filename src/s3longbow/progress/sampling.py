@@ -9,13 +9,13 @@ samples stays exact: a long run keeps its whole timeline at a coarser grain.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, Self
 
 from s3longbow.model import RunSample
+from s3longbow.periodic import Every
 from s3longbow.progress.stats import Snapshot, Stats
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,7 @@ class Sampler:
         self.max_samples = max_samples
         self.clock = clock
         self.kept = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
+        self._every = Every(self._take_safely, lambda: self.interval, "sampler")
 
     def take(self) -> None:
         """Take one sample now; thin the samples kept when they reach the most allowed."""
@@ -100,7 +99,7 @@ class Sampler:
 
     def __enter__(self) -> Self:
         self._take_safely()
-        self._thread.start()
+        self._every.start()
         return self
 
     def __exit__(
@@ -109,10 +108,5 @@ class Sampler:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._every.stop()
         self._take_safely()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._take_safely()

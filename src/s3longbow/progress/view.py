@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from s3longbow.config import format_size
+from s3longbow.periodic import Every
 from s3longbow.progress.stats import Snapshot, Stats
 
 if TYPE_CHECKING:
@@ -24,12 +24,11 @@ class _PeriodicView:
     def __init__(self, stats: Stats, interval: float) -> None:
         self.stats = stats
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+        self._every = Every(self._render_now, lambda: self.interval, "progress")
 
     def __enter__(self) -> Self:
         self.open()
-        self._thread.start()
+        self._every.start()
         return self
 
     def __exit__(
@@ -38,13 +37,11 @@ class _PeriodicView:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._every.stop()
         self.close(self.stats.snapshot())
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.render(self.stats.snapshot())
+    def _render_now(self) -> None:
+        self.render(self.stats.snapshot())
 
     def open(self) -> None:
         """Called once before the first snapshot."""
