@@ -32,6 +32,8 @@ class StoreCache:
         max_connections: HTTP connections per store.
         min_rate: Bytes per second an exchange must keep up once it flows.
         meter: Where the stores record their replies' waits and requests to slow down.
+        open_ahead: Connections a store opens at once, ahead of need, when its first one
+            shows a long path.
     """
 
     def __init__(
@@ -42,11 +44,13 @@ class StoreCache:
         max_connections: int,
         min_rate: float = 0,
         meter: RequestMeter | None = None,
+        open_ahead: int = 0,
     ) -> None:
         self.sides = {"src": source, "dst": destination}
         self.max_connections = max_connections
         self.min_rate = min_rate
         self.meter = meter
+        self.open_ahead = open_ahead
         self._stores: dict[tuple[str, str], ObjectStore] = {}
         self._lock = threading.Lock()
 
@@ -71,6 +75,7 @@ class StoreCache:
             max_connections=self.max_connections,
             min_rate=self.min_rate,
             meter=self.meter,
+            open_ahead=self.open_ahead,
         )
         try:
             store.check()  # a failed check is not cached: the next job tries again
