@@ -27,12 +27,20 @@ class Reading:
         throttled: Replies that asked to slow down (503 SlowDown, 429).
         paced: Requests that waited for their key prefix's turn (a rate cap per prefix, see
             :mod:`s3longbow.ratelimit`): more objects in flight would only wait too.
+        queueing: How many times its quickest reply ever the median reply took, at the
+            endpoint where that is least (1.0: the waits are the path's own; well above: the
+            replies queue, in the servers or for this process's CPU, and more objects in
+            flight would queue more). 0.0 (not known) unless every endpoint that ever replied
+            replied in the interval: the far side of a long path may send no reply for a
+            while (its parts take seconds), and the near side's waits alone would not say
+            what more objects in flight would do there.
     """
 
     requests: int = 0
     latency: float = 0.0
     throttled: int = 0
     paced: int = 0
+    queueing: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +67,23 @@ class RequestMeter:
         self._paced = 0
         self._requests_total = 0
         self._throttled_total = 0
+        # Per endpoint: the quickest reply so far (the path's own time), and this interval's.
+        self._fastest: dict[str, float] = {}
+        self._by_endpoint: dict[str, list[float]] = {}
 
-    def record(self, seconds: float) -> None:
-        """A reply came `seconds` after its request was sent whole."""
+    def record(self, seconds: float, endpoint: str = "") -> None:
+        """A reply came `seconds` after its request was sent whole (from `endpoint`)."""
         with self._lock:
             self._count += 1
             self._requests_total += 1
             if len(self._samples) < _MOST_SAMPLES:
                 self._samples.append(seconds)
+            if endpoint:
+                if seconds < self._fastest.get(endpoint, float("inf")):
+                    self._fastest[endpoint] = seconds
+                mine = self._by_endpoint.setdefault(endpoint, [])
+                if len(mine) < _MOST_SAMPLES:
+                    mine.append(seconds)
 
     def throttle(self) -> None:
         """A server asked to slow down."""
@@ -86,8 +103,16 @@ class RequestMeter:
             count, self._count = self._count, 0
             throttled, self._throttled = self._throttled, 0
             paced, self._paced = self._paced, 0
+            by_endpoint, self._by_endpoint = self._by_endpoint, {}
+            fastest = dict(self._fastest)
         latency = statistics.median(samples) if samples else 0.0
-        return Reading(count, latency, throttled, paced)
+        queueing = 0.0
+        if fastest and all(by_endpoint.get(endpoint) for endpoint in fastest):
+            queueing = min(
+                statistics.median(waits) / max(fastest[endpoint], 1e-4)
+                for endpoint, waits in by_endpoint.items()
+            )
+        return Reading(count, latency, throttled, paced, queueing)
 
     def totals(self) -> MeterTotals:
         """What came since the meter was made."""

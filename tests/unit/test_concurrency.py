@@ -110,3 +110,21 @@ def test_a_first_interval_cut_short_by_start_up_is_not_taken_for_growth() -> Non
     assert controller.limit == 64
     limits = run(controller, loopback, 10)
     assert max(limits) <= 128, limits  # without the rule it doubles to 256 at once
+
+
+def test_replies_that_already_queue_end_the_slow_start() -> None:
+    controller = Controller(ceiling=256, start=64)
+    controller.step(loopback(64) / 3, busy=64)  # the first, partial interval
+    # Loopback, CPU-bound: the median reply waits 30 times the quickest.
+    controller.step(loopback(64), busy=64, queueing=30.0)
+    assert controller.limit == 64
+    limits = run(controller, loopback, 10)
+    assert max(limits) <= 80, limits  # the probes may try a quarter more, no doubling
+
+
+def test_a_long_path_whose_replies_do_not_queue_keeps_doubling() -> None:
+    controller = Controller(ceiling=256, start=64)
+    controller.step(long_path(64) / 3, busy=64)
+    for _ in range(3):
+        controller.step(long_path(controller.limit), busy=controller.limit, queueing=1.2)
+    assert controller.limit == 256

@@ -11,6 +11,10 @@ the objects, and changes during a run. The controller measures the work done in 
   it does as much (the same work with fewer objects in flight costs less);
 - a server that asks to slow down (503 SlowDown, 429) cuts the number at once, and probing
   up waits a while;
+- the slow start also ends where the replies already queue (their median wait several
+  times the quickest reply ever, at every endpoint): on loopback the servers' or this
+  process's CPU is then the limit and more objects would only queue, where on a long path
+  the waits stay near the round trip while the number doubles;
 - the ceiling (the user's --workers, the file descriptors, a hard maximum) is never passed,
   nor the memory budget (parts wait for their buffers);
 - while most requests wait for their key prefix's turn (a rate cap per prefix, see
@@ -48,6 +52,8 @@ _GAIN = 1.08
 _KEEP = 0.97
 # The slow start goes on while doubling brings at least this much more.
 _SLOW_START_GAIN = 1.2
+# Replies whose median wait is this many times the quickest are queueing: the slow start ends.
+_QUEUEING = 3.0
 # Seconds between two decisions: shorter while the slow start climbs (a long path is filled
 # sooner), longer once settled (a probe's effect stands out of the noise).
 _SLOW_START_INTERVAL = 0.5
@@ -96,7 +102,13 @@ class Controller:
         return _SLOW_START_INTERVAL if self._slow_start and self.tuned else _SETTLED_INTERVAL
 
     def step(
-        self, work: float, *, throttled: int = 0, busy: int | None = None, capped: bool = False
+        self,
+        work: float,
+        *,
+        throttled: int = 0,
+        busy: int | None = None,
+        capped: bool = False,
+        queueing: float = 0.0,
     ) -> int:
         """The limit for the next interval.
 
@@ -107,6 +119,8 @@ class Controller:
             busy: Objects that were in flight at its end; a limit not used (the queue was
                 short of jobs) is no evidence of what more would do.
             capped: Most of its requests waited for their prefix's rate: a ceiling for now.
+            queueing: How far its replies' waits were above the path's own (see
+                meter.Reading.queueing; 0: not known).
         """
         if not self.tuned:
             return self.limit
@@ -138,6 +152,13 @@ class Controller:
             if not used:
                 # The queue was short of jobs: no evidence of what more would do.
                 self._previous = max(self._previous, work)
+                return self.limit
+            if queueing >= _QUEUEING:
+                # The replies queue already: more objects would wait longer, not do more.
+                # Settle here; the probes find out whether a little more pays.
+                self._slow_start = False
+                self._settled = 0.0
+                self._previous = work
                 return self.limit
             if self._previous == 0.0 or work >= self._previous * _SLOW_START_GAIN:
                 self._previous = work

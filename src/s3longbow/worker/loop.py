@@ -149,15 +149,21 @@ class Worker:
             moved, since = snapshot.bytes_sent, now
             # Most requests waited for their key prefix's rate: the cap is the ceiling now.
             capped = reading is not None and reading.paced * 2 > max(reading.requests, 1)
+            queueing = reading.queueing if reading is not None else 0.0
             limit = self.controller.step(
-                work, throttled=throttled, busy=snapshot.in_flight, capped=capped
+                work,
+                throttled=throttled,
+                busy=snapshot.in_flight,
+                capped=capped,
+                queueing=queueing,
             )
             log.debug(
-                "concurrency: %d in flight, work %.0f/s, reply wait %.0f ms, %d throttled, "
-                "%d paced -> %d",
+                "concurrency: %d in flight, work %.0f/s, reply wait %.0f ms (x%.1f the "
+                "quickest), %d throttled, %d paced -> %d",
                 snapshot.in_flight,
                 work,
                 (reading.latency if reading is not None else 0.0) * 1000,
+                queueing,
                 throttled,
                 reading.paced if reading is not None else 0,
                 limit,

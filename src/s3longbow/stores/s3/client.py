@@ -378,7 +378,7 @@ class Client:
             try:
                 response = self._send(connection, request, body, pace)
                 if self._meter is not None and connection.waited:
-                    self._meter.record(connection.waited)
+                    self._meter.record(connection.waited, self.endpoint_url)
                 if self._rates is not None and call.key and response.status in _SLOW_DOWN:
                     self._rates.slow_down(call.key, write=write)
                 return connection, response
