@@ -168,6 +168,8 @@ class ConnectionPool:
                 self._opening[netloc] -= 1
                 if connection.closed:
                     self._open.discard(connection)
+                    if connection.sock is not None:  # the pool was closed while it opened
+                        connection.sock.close()
                 elif connection in self._open:  # not closed by close() meanwhile
                     self._idle.setdefault(netloc, []).append(connection)
                 self._returned.notify()
