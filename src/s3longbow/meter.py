@@ -61,29 +61,26 @@ class RequestMeter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._samples: list[float] = []
         self._count = 0
         self._throttled = 0
         self._paced = 0
         self._requests_total = 0
         self._throttled_total = 0
-        # Per endpoint: the quickest reply so far (the path's own time), and this interval's.
+        # Per endpoint ("": not named): this interval's waits, and the quickest reply so far
+        # (the path's own time).
+        self._waits: dict[str, list[float]] = {}
         self._fastest: dict[str, float] = {}
-        self._by_endpoint: dict[str, list[float]] = {}
 
     def record(self, seconds: float, endpoint: str = "") -> None:
         """A reply came `seconds` after its request was sent whole (from `endpoint`)."""
         with self._lock:
             self._count += 1
             self._requests_total += 1
-            if len(self._samples) < _MOST_SAMPLES:
-                self._samples.append(seconds)
-            if endpoint:
-                if seconds < self._fastest.get(endpoint, float("inf")):
-                    self._fastest[endpoint] = seconds
-                mine = self._by_endpoint.setdefault(endpoint, [])
-                if len(mine) < _MOST_SAMPLES:
-                    mine.append(seconds)
+            waits = self._waits.setdefault(endpoint, [])
+            if len(waits) < _MOST_SAMPLES:
+                waits.append(seconds)
+            if endpoint and seconds < self._fastest.get(endpoint, float("inf")):
+                self._fastest[endpoint] = seconds
 
     def throttle(self) -> None:
         """A server asked to slow down."""
@@ -99,18 +96,18 @@ class RequestMeter:
     def take(self) -> Reading:
         """What came since the last reading (and start counting anew)."""
         with self._lock:
-            samples, self._samples = self._samples, []
             count, self._count = self._count, 0
             throttled, self._throttled = self._throttled, 0
             paced, self._paced = self._paced, 0
-            by_endpoint, self._by_endpoint = self._by_endpoint, {}
+            by_endpoint, self._waits = self._waits, {}
             fastest = dict(self._fastest)
+        samples = [wait for waits in by_endpoint.values() for wait in waits]
         latency = statistics.median(samples) if samples else 0.0
         queueing = 0.0
         if fastest and all(by_endpoint.get(endpoint) for endpoint in fastest):
             queueing = min(
-                statistics.median(waits) / max(fastest[endpoint], 1e-4)
-                for endpoint, waits in by_endpoint.items()
+                statistics.median(by_endpoint[endpoint]) / max(quickest, 1e-4)
+                for endpoint, quickest in fastest.items()
             )
         return Reading(count, latency, throttled, paced, queueing)
 

@@ -144,12 +144,11 @@ class ConnectionPool:
                 daemon=True,
             ).start()
 
-    def open_ahead(self, scheme: str, host: str, port: int, count: int) -> int:
+    def open_ahead(self, scheme: str, host: str, port: int, count: int) -> None:
         """Open connections to the host, at once, until `count` are open (or opening) there,
         and leave them idle for the requests to come: a request that finds one skips the
-        connect and the TLS handshake. Never beyond the connections kept. Returns how many
-        were opened; one that fails is only logged (a request opens its own). Blocks until
-        they are open."""
+        connect and the TLS handshake. Never beyond the connections kept. One that fails is
+        only logged (a request opens its own). Blocks until they are open."""
         netloc = f"{host}:{port}"
         with self._lock:
             present = sum(1 for c in self._open if c.netloc in (netloc, ""))
@@ -181,7 +180,6 @@ class ConnectionPool:
             thread.start()
         for thread in threads:
             thread.join()
-        return sum(1 for c in fresh if not c.closed)
 
     def give_back(self, connection: _Connection, reusable: bool) -> None:
         """The exchange on a held connection is over: keep it idle for the next request if
