@@ -10,11 +10,10 @@ CRCs of parts are combined in part order without holding the parts' bytes.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import zlib
 from collections.abc import Callable, Sequence
-
-from awscrt import checksums as crt
 
 from s3longbow.model import Bytes, Checksum
 
@@ -22,12 +21,23 @@ CRC_ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME")
 HASH_ALGORITHMS = ("SHA1", "SHA256")
 ALGORITHMS = CRC_ALGORITHMS + HASH_ALGORITHMS
 
-_CRC: dict[str, tuple[Callable[[Bytes, int], int], Callable[[int, int, int], int], int]] = {
-    # algorithm: (CRC of bytes continuing a previous CRC, combine(crc1, crc2, len2), digest size)
-    "CRC32": (zlib.crc32, crt.combine_crc32, 4),
-    "CRC32C": (crt.crc32c, crt.combine_crc32c, 4),
-    "CRC64NVME": (crt.crc64nvme, crt.combine_crc64nvme, 8),
-}
+_CrcFunctions = tuple[Callable[[Bytes, int], int], Callable[[int, int, int], int], int]
+
+
+@functools.cache
+def _crcs() -> dict[str, _CrcFunctions]:
+    """algorithm: (CRC of bytes continuing a previous CRC, combine(crc1, crc2, len2), digest
+    size). awscrt is loaded on the first CRC: its import costs ~50 ms of every start-up, and
+    most runs compute none."""
+    from awscrt import checksums as crt
+
+    return {
+        "CRC32": (zlib.crc32, crt.combine_crc32, 4),
+        "CRC32C": (crt.crc32c, crt.combine_crc32c, 4),
+        "CRC64NVME": (crt.crc64nvme, crt.combine_crc64nvme, 8),
+    }
+
+
 _HASH = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256}
 
 
@@ -41,8 +51,8 @@ def normalise_algorithm(name: str) -> str:
 
 def digest(algorithm: str, data: Bytes) -> bytes:
     """The raw checksum of `data`."""
-    if algorithm in _CRC:
-        step, _, size = _CRC[algorithm]
+    if algorithm in CRC_ALGORITHMS:
+        step, _, size = _crcs()[algorithm]
         return step(data, 0).to_bytes(size, "big")
     return _HASH[algorithm](data).digest()
 
@@ -53,18 +63,20 @@ class Running:
     memory it costs several times more, bound by memory bandwidth."""
 
     def __init__(self, algorithms: Sequence[str]) -> None:
-        self._crcs = {a: 0 for a in algorithms if a in _CRC}
+        self._crcs = {a: 0 for a in algorithms if a in CRC_ALGORITHMS}
+        self._crc_functions = _crcs() if self._crcs else {}
         self._hashes = {a: _HASH[a]() for a in algorithms if a in _HASH}
 
     def update(self, piece: Bytes) -> None:
         for algorithm, value in self._crcs.items():
-            self._crcs[algorithm] = _CRC[algorithm][0](piece, value)
+            self._crcs[algorithm] = self._crc_functions[algorithm][0](piece, value)
         for hashed in self._hashes.values():
             hashed.update(piece)
 
     def b64(self) -> dict[str, str]:
         """algorithm -> base64 checksum of everything fed so far."""
-        sums = {a: encode(v.to_bytes(_CRC[a][2], "big")) for a, v in self._crcs.items()}
+        functions = self._crc_functions
+        sums = {a: encode(v.to_bytes(functions[a][2], "big")) for a, v in self._crcs.items()}
         sums.update((a, encode(h.digest())) for a, h in self._hashes.items())
         return sums
 
@@ -86,9 +98,9 @@ def composite(algorithm: str, part_values: Sequence[str]) -> Checksum:
 
 def full_object(algorithm: str, parts: Sequence[tuple[str, int]]) -> Checksum:
     """The CRC of all the bytes from the parts' base64 CRCs and sizes, in part order."""
-    if algorithm not in _CRC:
+    if algorithm not in CRC_ALGORITHMS:
         raise ValueError(f"{algorithm} has no full-object form for multipart objects")
-    _, combine, size = _CRC[algorithm]
+    _, combine, size = _crcs()[algorithm]
     crc: int | None = None
     for value, length in parts:
         part_crc = int.from_bytes(base64.b64decode(value), "big")

@@ -205,7 +205,7 @@ def raw_put(bucket: Bucket, key: str, body: bytes, headers: dict[str, bytes]) ->
     path = f"/{bucket.name}/{wire.encode_key(key)}"
     text = {name: value.decode("utf-8", "surrogateescape") for name, value in headers.items()}
     signed = {"Host": host, "Content-MD5": _md5(body), **text}
-    signer = signing._ByteSigner(
+    signer = signing._PythonSigner(
         signing.StaticCredentials(endpoint.access_key, endpoint.secret_key), endpoint.region
     )
     when = datetime.datetime.now(datetime.UTC)

@@ -56,7 +56,7 @@ AWKWARD_KEYS = [
 ]
 
 # The crt signer is exercised wherever awscrt is installed (see the skip below otherwise).
-SIGNERS = ["botocore", "crt"] if crt_available() else ["botocore"]
+SIGNERS = ["python", "botocore", "crt"] if crt_available() else ["python", "botocore"]
 
 
 class _Captured(Exception):
@@ -481,10 +481,46 @@ def test_signers_agree_when_crt_is_installed(plane_factory: Any) -> None:
         assert lower(ours_sent[0].headers) == lower(crt_sent[0].headers)
 
 
-def test_auto_signer_picks_crt_only_when_installed() -> None:
-    plane = S3DataPlane("http://127.0.0.1:1", "us-east-1", True, Credentials("a", "b"), 1)
-    assert plane.signer_name == ("crt" if crt_available() else "botocore")
-    plane.close()
+def test_auto_signer_is_our_own_and_loads_no_awscrt() -> None:
+    import subprocess
+    import sys
+
+    # A fresh interpreter: this one may have loaded awscrt for another test. Keys given
+    # outright, as a run with keys in options or the environment signs (botocore's
+    # credential chain would load awscrt itself).
+    script = (
+        "import sys\n"
+        "from s3longbow.cli import app\n"
+        "from s3longbow.stores.s3.lean import S3DataPlane\n"
+        "from s3longbow.stores.s3.signing import StaticCredentials\n"
+        "keys = StaticCredentials('a', 'b')\n"
+        "p = S3DataPlane('http://127.0.0.1:1', 'us-east-1', True, keys, 1)\n"
+        "print(p.signer_name, 'awscrt' in sys.modules)\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert shown.stdout.split() == ["python", "False"], shown.stderr
+
+
+def test_the_signing_key_is_derived_once_a_day() -> None:
+    signer = signing._PythonSigner(Credentials(ACCESS_KEY, SECRET_KEY), "eu-west-3")
+    day = FIXED.replace(tzinfo=datetime.UTC)
+    signatures = []
+    for when in (day, day + datetime.timedelta(seconds=1), day + datetime.timedelta(days=1)):
+        headers = {"Host": "127.0.0.1:9000"}
+        signer.sign("GET", "http://127.0.0.1:9000/b/k", "/b/k", headers, when)
+        signatures.append(headers["Authorization"].split("Signature=")[1])
+    assert signer._key is not None and signer._key[0] == (SECRET_KEY, "20260103")
+    # Each is the signature botocore makes for the same request at the same time.
+    for when, signature in zip(
+        (day, day + datetime.timedelta(seconds=1), day + datetime.timedelta(days=1)),
+        signatures,
+        strict=True,
+    ):
+        headers = {"Host": "127.0.0.1:9000"}
+        botocore_signer = signing._BotocoreSigner(Credentials(ACCESS_KEY, SECRET_KEY), "eu-west-3")
+        botocore_signer.sign("GET", "http://127.0.0.1:9000/b/k", "/b/k", headers, when)
+        assert headers["Authorization"].split("Signature=")[1] == signature
+    assert len(set(signatures)) == 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -537,7 +573,7 @@ def test_the_byte_signer_signs_text_as_awscrt_does(value: str, query: str) -> No
     signed = []
     for signer in (
         signing._CrtSigner(credentials, "eu-west-3"),
-        signing._ByteSigner(credentials, "eu-west-3"),
+        signing._PythonSigner(credentials, "eu-west-3"),
     ):
         headers = {"Host": "127.0.0.1:9000", "Content-MD5": MD5, "x-amz-meta-a": value}
         signer.sign("PUT", f"http://127.0.0.1:9000{path}", path, headers, when)

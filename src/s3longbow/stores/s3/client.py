@@ -44,9 +44,9 @@ from s3longbow.stores.s3.pool import ConnectionPool
 from s3longbow.stores.s3.signing import (
     CredentialSource,
     SignerName,
-    _ByteSigner,
     _is_text,
     _make_signer,
+    _PythonSigner,
     _Signer,
 )
 from s3longbow.stores.s3.stream import Pace, ReplyError
@@ -123,7 +123,7 @@ class Client:
         connect_timeout: Seconds allowed to open a connection (and finish a TLS handshake).
         read_timeout: Seconds a send or receive may wait on the socket (for a reply's first
             byte, among others).
-        signer: ``"auto"`` (awscrt when installed, else botocore), ``"botocore"`` or ``"crt"``.
+        signer: ``"auto"`` or ``"python"`` (our own), ``"botocore"`` or ``"crt"`` (awscrt).
         ca_bundle: PEM file of certificate authorities to trust for https instead of the
             system's default ones.
         verify_tls: Check the server's certificate and host name (https); off only when the
@@ -190,8 +190,9 @@ class Client:
         self._proxy = proxy
         self._credentials = credentials
         self._signer = _make_signer(signer, credentials, region)
-        # Signs the rare request whose header bytes are not UTF-8 (see _sign).
-        self._byte_signer: _ByteSigner | None = None
+        # Signs the rare request whose header bytes are not UTF-8 for a signer that signs
+        # text only (see _sign).
+        self._byte_signer: _PythonSigner | None = None
         # Seconds the servers' clock is ahead of ours, learnt from a RequestTimeTooSkewed.
         self._clock_offset = 0.0
         # Verifies certificates and host names; created once, shared by every connection.
@@ -204,7 +205,8 @@ class Client:
 
     @property
     def signer_name(self) -> str:
-        """Which SigV4 implementation signs the requests: ``"botocore"`` or ``"crt"``."""
+        """Which SigV4 implementation signs the requests: ``"python"``, ``"botocore"`` or
+        ``"crt"``."""
         return self._signer.name
 
     @property
@@ -274,11 +276,11 @@ class Client:
         if self._clock_offset:
             when += datetime.timedelta(seconds=self._clock_offset)
         signer: _Signer = self._signer
-        if not _is_text("".join(headers.values())):
+        if signer.name != "python" and not _is_text("".join(headers.values())):
             # A value holds bytes that are not UTF-8 (kept as surrogate escapes from the reply
             # that carried them): those bytes are signed as they go on the wire.
             if self._byte_signer is None:
-                self._byte_signer = _ByteSigner(self._credentials, self.region)
+                self._byte_signer = _PythonSigner(self._credentials, self.region)
             signer = self._byte_signer
         signer.sign(method, url, path, headers, when)
 

@@ -1,9 +1,11 @@
 """SigV4 header signing of the lean client's requests, with ``UNSIGNED-PAYLOAD`` (every body is
 protected by its ``Content-MD5`` or by an additional checksum the server checks).
 
-awscrt signs (a fraction of botocore's cost); botocore's own signer is the fallback; the rare
-request whose header bytes are not UTF-8 is signed over those exact bytes. Credentials are
-frozen once per request, so refreshable ones rotate between requests, never inside one.
+Our own signer signs the bytes each header goes out as (text, or the rare value whose bytes
+are not UTF-8) for about what awscrt's costs, without loading awscrt (~50 ms of every
+start-up); awscrt's and botocore's signers can be chosen instead, and tests hold all three to
+the same signatures. Credentials are frozen once per request, so refreshable ones rotate
+between requests, never inside one.
 """
 
 from __future__ import annotations
@@ -20,19 +22,16 @@ from botocore.exceptions import NoCredentialsError, PartialCredentialsError
 
 from s3longbow.stores.s3.http1 import encode_value
 
-SignerName = Literal["auto", "botocore", "crt"]
-
-try:  # Optional: a much cheaper signer when the AWS Common Runtime is installed.
-    from awscrt import auth as _crt_auth
-    from awscrt import http as _crt_http
-except ImportError:  # pragma: no cover - depends on the environment
-    _crt_auth = None
-    _crt_http = None
+SignerName = Literal["auto", "python", "botocore", "crt"]
 
 
+@functools.cache
 def crt_available() -> bool:
-    """Return whether ``awscrt`` is importable, so the ``"crt"`` signer can be used."""
-    return _crt_auth is not None
+    """Return whether ``awscrt`` is installed, so the ``"crt"`` signer can be used (it is
+    not imported here)."""
+    import importlib.util
+
+    return importlib.util.find_spec("awscrt") is not None
 
 
 def _utcnow() -> datetime.datetime:
@@ -166,17 +165,30 @@ class _BotocoreSigner:
         headers.update(request.headers.items())
 
 
-class _ByteSigner:
-    """Signs the exact bytes a request's headers go out as, for values that hold bytes that
-    are not UTF-8 (S3 signs the bytes on the wire; awscrt and botocore take text and sign
-    its UTF-8, which would not be those bytes). SigV4 with ``UNSIGNED-PAYLOAD``, every
-    header signed; tests hold it to awscrt's signatures of the same text requests."""
+class _PythonSigner:
+    """Signs the exact bytes a request's headers go out as: text as its UTF-8, and values
+    that hold bytes that are not UTF-8 as those bytes (S3 signs the bytes on the wire;
+    awscrt and botocore take text and sign its UTF-8, which would not be those bytes). SigV4
+    with ``UNSIGNED-PAYLOAD``, every header signed; tests hold it to awscrt's and botocore's
+    signatures of the same text requests."""
 
-    name = "bytes"
+    name = "python"
 
     def __init__(self, credentials: CredentialSource | None, region: str) -> None:
         self._credentials = credentials
         self._region = region
+        # ((secret key, day), signing key): the four HMACs that derive it change once a day.
+        self._key: tuple[tuple[str, str], bytes] | None = None
+
+    def _signing_key(self, secret_key: str, day: str) -> bytes:
+        cached = self._key
+        if cached is not None and cached[0] == (secret_key, day):
+            return cached[1]
+        key = f"AWS4{secret_key}".encode()
+        for part in (day, self._region, "s3", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        self._key = ((secret_key, day), key)  # one reference swap: safe across threads
+        return key
 
     def sign(
         self, method: str, url: str, path: str, headers: dict[str, str], when: datetime.datetime
@@ -205,9 +217,7 @@ class _ByteSigner:
         )
         scope = f"{stamp[:8]}/{self._region}/s3/aws4_request"
         to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical).hexdigest()}"
-        key = f"AWS4{frozen.secret_key}".encode()
-        for part in (stamp[:8], self._region, "s3", "aws4_request"):
-            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        key = self._signing_key(frozen.secret_key, stamp[:8])
         signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
         headers["Authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={frozen.access_key}/{scope}, "
@@ -223,17 +233,24 @@ def _canonical_query(query: str) -> str:
     return "&".join(f"{name}={value}" for name, _, value in sorted(pairs))
 
 
+# awscrt's modules, imported by the first crt signer.
+_crt_auth: Any = None
+_crt_http: Any = None
+
 # What SigV4 header signing adds to a request (the token only with a session token).
 _SIGNING_HEADERS = ("X-Amz-Date", "X-Amz-Security-Token", "x-amz-content-sha256", "Authorization")
 
 
 class _CrtSigner:
-    """Signs with ``awscrt.auth.aws_sign_request`` (about 0.03 ms per request)."""
+    """Signs with ``awscrt.auth.aws_sign_request`` (about 0.02 ms per request)."""
 
     name = "crt"
 
     def __init__(self, credentials: CredentialSource | None, region: str) -> None:
-        assert _crt_auth is not None
+        global _crt_auth, _crt_http
+        from awscrt import auth, http
+
+        _crt_auth, _crt_http = auth, http
         self._credentials = credentials
         self._region = region
         # (frozen credentials, static provider): rebuilt only when the credentials change.
@@ -300,11 +317,13 @@ def _frozen(credentials: CredentialSource | None) -> FrozenCredentials:
 
 
 def _make_signer(name: SignerName, credentials: CredentialSource | None, region: str) -> _Signer:
-    if name == "crt" or (name == "auto" and crt_available()):
+    if name in ("auto", "python"):
+        return _PythonSigner(credentials, region)
+    if name == "crt":
         if not crt_available():
             raise ValueError("the 'crt' signer needs the awscrt package")
         return _CrtSigner(credentials, region)
-    if name not in ("auto", "botocore"):
+    if name != "botocore":
         raise ValueError(f"unknown signer {name!r}")
     return _BotocoreSigner(credentials, region)
 
