@@ -172,6 +172,27 @@ def test_tls_connections_the_server_closed_while_idle_are_left_unused(
         plane.close()
 
 
+@pytest.mark.parametrize("size", [10, 12_000])
+def test_a_stray_reply_inside_a_tls_record_is_never_read_as_the_next_ones(
+    tls: tuple[Path, ssl.SSLContext], size: int
+) -> None:
+    """The stray reply comes in the same TLS record as the reply asked for: for a body of
+    12,000 bytes, the record is read in two pieces and the stray bytes stay decrypted inside
+    TLS, where no poll of the socket sees them."""
+    cert, context = tls
+    with FakeS3(tls=context) as server:
+        data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        server.put("bkt", "big", data)
+        server.put("bkt", "k2", b"bytes of k2")
+        server.on(lambda r: server.answer(r) + reply(200, b"stray") if r.key == "big" else None)
+        plane = plane_for(server, ca_bundle=str(cert))
+        assert plane.get_range("bkt", "big", 0, size) == data
+        time.sleep(0.05)
+        assert plane.get_range("bkt", "k2", 0, 10) == b"bytes of k"
+        assert server.connections == 2  # the one with bytes waiting in it was left
+        plane.close()
+
+
 def test_new_tls_connections_resume_an_earlier_session(
     tls: tuple[Path, ssl.SSLContext],
 ) -> None:

@@ -123,12 +123,15 @@ class Stream:
     goes straight from the socket when nothing is buffered.
     """
 
-    __slots__ = ("sock", "pace", "_buf")
+    __slots__ = ("sock", "pace", "_buf", "_drained")
 
     def __init__(self, sock: socket.socket, pace: Pace | None = None) -> None:
         self.sock = sock
         self.pace = pace or Pace()
         self._buf = bytearray()
+        # The last read got fewer bytes than it asked for: a TLS read returns one record at
+        # most, so that record was read to its end and TLS holds no decrypted byte unread.
+        self._drained = True
 
     def buffered(self) -> int:
         return len(self._buf)
@@ -145,7 +148,9 @@ class Stream:
             return False
         sock = self.sock
         pending = getattr(sock, "pending", None)
-        if pending is not None and pending():
+        # Asked only where a record may have bytes left: the call hands the interpreter lock
+        # to another thread and back, about as costly as the rest of the check.
+        if pending is not None and not self._drained and pending():
             return False
         poller = select.poll()
         poller.register(sock, select.POLLIN)
@@ -166,6 +171,7 @@ class Stream:
 
     def _fill(self) -> bool:
         data = self.sock.recv(_FILL)
+        self._drained = len(data) < _FILL
         if not data:
             return False
         self.pace.moved(len(data))
@@ -224,7 +230,9 @@ class Stream:
             data = bytes(self._buf[:n])
             del self._buf[:n]
             return data
-        data = self.sock.recv(min(n, _RECV))
+        asked = min(n, _RECV)
+        data = self.sock.recv(asked)
+        self._drained = len(data) < asked
         self.pace.moved(len(data))
         return data
 
@@ -236,6 +244,7 @@ class Stream:
             del self._buf[:n]
             return n
         n = self.sock.recv_into(view)
+        self._drained = n < len(view)
         self.pace.moved(n)
         return n
 
