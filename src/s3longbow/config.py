@@ -186,7 +186,7 @@ class TransferSettings:
     """Knobs of the transfer engine. Memory in flight is at most `memory_limit` bytes of buffers."""
 
     # The most objects in flight at once. With autotune the run finds how many pay on its
-    # path, starting at 16 and never above this; without it, exactly this many run.
+    # path, starting at 64 and never above this; without it, exactly this many run.
     workers: int = 256
     autotune: bool = True
     part_threads: int = 16  # the most parts of one object in flight

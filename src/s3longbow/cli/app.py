@@ -60,7 +60,7 @@ VERIFY_WORKERS = 16
 @apply(PAIR_OPTIONS)
 @workers_option(
     f"Most objects in flight at once [{DEFAULTS.workers}]; the run finds how many pay on "
-    "its path, starting at 16."
+    "its path, starting at 64."
 )
 @click.option(
     "--no-autotune",
