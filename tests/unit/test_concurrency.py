@@ -6,7 +6,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from s3longbow.worker.concurrency import REQUEST_WORTH, Controller, work_done
+from s3longbow.config import TransferSettings
+from s3longbow.worker.concurrency import (
+    OBJECTS_PER_CPU,
+    REQUEST_WORTH,
+    Controller,
+    controller_for,
+    cpus,
+    work_done,
+)
 
 
 def run(
@@ -128,3 +136,32 @@ def test_a_long_path_whose_replies_do_not_queue_keeps_doubling() -> None:
     for _ in range(3):
         controller.step(long_path(controller.limit), busy=controller.limit, queueing=1.2)
     assert controller.limit == 256
+
+
+def thread_bound(n: int) -> float:
+    """A long path on a machine whose CPU holds the work from 128 objects on: more threads
+    only add their hand-offs."""
+    return min(n, 128) * 6.0 - max(0, n - 128) * 0.5
+
+
+def test_the_slow_start_doubles_no_further_than_the_knee() -> None:
+    controller = Controller(ceiling=256, start=64, knee=128)
+    controller.step(long_path(64) / 3, busy=64)  # the first, partial interval
+    limits = run(controller, long_path, 4)
+    assert limits[:3] == [128, 128, 128], limits  # settled there, not doubled to 256
+    # Where more pays (the path holds 200), the probes climb past the knee.
+    assert max(run(controller, long_path, 60)) > 160
+
+
+def test_past_a_knee_that_holds_the_work_the_probes_do_not_stay() -> None:
+    controller = Controller(ceiling=256, start=64, knee=128)
+    controller.step(thread_bound(64) / 3, busy=64)
+    limits = run(controller, thread_bound, 60)
+    assert max(limits) <= 160 and limits[-1] <= 128, limits
+
+
+def test_a_run_doubles_to_64_objects_per_cpu_at_most() -> None:
+    controller = controller_for(TransferSettings(workers=4096))
+    assert controller.knee == OBJECTS_PER_CPU * cpus()
+    # A ceiling below the knee is the ceiling.
+    assert controller_for(TransferSettings(workers=32)).limit == 32

@@ -15,6 +15,10 @@ the objects, and changes during a run. The controller measures the work done in 
   times the quickest reply ever, at every endpoint): on loopback the servers' or this
   process's CPU is then the limit and more objects would only queue, where on a long path
   the waits stay near the round trip while the number doubles;
+- the slow start stops doubling at 64 objects per CPU: each object in flight is a thread,
+  and past that many the threads' hand-offs of the interpreter lock cost more CPU than they
+  bring (a two-core machine at 150 and 250 ms: 256 objects in flight copied small objects no
+  sooner than 128, for a fifth more CPU); the probes still climb past it where that pays;
 - the ceiling (the user's --workers, the file descriptors, a hard maximum) is never passed,
   nor the memory budget (parts wait for their buffers);
 - while most requests wait for their key prefix's turn (a rate cap per prefix, see
@@ -26,6 +30,7 @@ measures and returns the next number; the worker applies it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from s3longbow.config import TransferSettings
@@ -37,6 +42,8 @@ except ImportError:  # pragma: no cover - not on POSIX
 
 # Where a tuned run starts, in objects in flight.
 START = 64
+# The slow start doubles up to this many objects in flight per CPU at most (see above).
+OBJECTS_PER_CPU = 64
 # Open files kept for the database, logs, listings and the interpreter's own.
 _RESERVED_FILES = 64
 # The most parts moving at once, all objects together: each is a thread and two connections.
@@ -73,12 +80,14 @@ class Controller:
         start: Where it begins.
         floor: The least it goes down to.
         tuned: False keeps `start` (capped by the ceiling) throughout.
+        knee: The most the slow start doubles to (None: the ceiling); probes may go past.
     """
 
     ceiling: int
     start: int = 16
     floor: int = 2
     tuned: bool = True
+    knee: int | None = None
     limit: int = field(init=False)
     highest: int = field(init=False)
     _slow_start: bool = field(default=True, init=False)
@@ -163,10 +172,12 @@ class Controller:
             if self._previous == 0.0 or work >= self._previous * _SLOW_START_GAIN:
                 self._previous = work
                 self._stalled = False
-                if self.limit < self.ceiling:
-                    self._set(self.limit * 2)
+                top = min(self.ceiling, self.knee or self.ceiling)
+                if self.limit < top:
+                    self._set(min(self.limit * 2, top))
                 else:
                     self._slow_start = False
+                    self._settled = 0.0
                 return self.limit
             if not self._stalled:
                 # Objects started by the last doubling may not have finished yet: one
@@ -252,12 +263,21 @@ def limits_for(settings: TransferSettings) -> Limits:
     )
 
 
+def cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
 def controller_for(settings: TransferSettings, limits: Limits | None = None) -> Controller:
     """The controller of a run: up to `settings.workers` objects in flight (fewer when the
     process may not open the files they need), tuned unless `settings.autotune` is off."""
     ceiling = (limits or limits_for(settings)).objects
     start = min(START, ceiling) if settings.autotune else ceiling
-    return Controller(ceiling=ceiling, start=start, tuned=settings.autotune)
+    knee = max(start, OBJECTS_PER_CPU * cpus())
+    return Controller(ceiling=ceiling, start=start, tuned=settings.autotune, knee=knee)
 
 
 def work_done(requests: int, bytes_moved: int) -> float:
@@ -267,11 +287,13 @@ def work_done(requests: int, bytes_moved: int) -> float:
 
 __all__ = [
     "MOST_PARTS",
+    "OBJECTS_PER_CPU",
     "REQUEST_WORTH",
     "START",
     "Controller",
     "Limits",
     "controller_for",
+    "cpus",
     "files_allowed",
     "limits_for",
     "work_done",
