@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ def open_pairs(
     if connections is None:
         connections = t.workers + 4
     stores: dict[tuple[str, str], ObjectStore] = {}
+    unchecked: list[tuple[ObjectStore, bool]] = []  # opened, not yet checked; remote?
     rates: dict[tuple[str, str], PrefixRates] = {}
 
     def store_for(location: Location, side: SideSettings, role: str) -> ObjectStore:
@@ -125,7 +127,7 @@ def open_pairs(
                 preserve_mtime=t.preserve_mtime,
                 open_ahead=open_ahead,
             )
-            stores[ident].check()
+            unchecked.append((stores[ident], location.is_s3))
         return stores[ident]
 
     try:
@@ -144,24 +146,54 @@ def open_pairs(
             inventory = _inventory_location(pair.src_inventory, src)
             src_store = store_for(src, settings.source, "src")
             dst_store = store_for(dst, settings.destination, "dst")
+            # On the source's endpoint, with its credentials: S3 delivers a report to a
+            # bucket of the source bucket's account and region.
+            report = None if inventory is None else store_for(inventory, settings.source, "src")
+            # Buckets first, at once (a check is a round trip or more); folders after, so a
+            # source that cannot be read leaves no destination folder made.
+            check_all([store for store, remote in unchecked if remote])
+            for store, remote in unchecked:
+                if not remote:
+                    store.check()
+            unchecked.clear()
             match_listing_orders(src_store, dst_store)
-            pairs.append(
-                PairRuntime(
-                    i,
-                    src,
-                    dst,
-                    src_store,
-                    dst_store,
-                    inventory,
-                    # On the source's endpoint, with its credentials: S3 delivers a report to a
-                    # bucket of the source bucket's account and region.
-                    None if inventory is None else store_for(inventory, settings.source, "src"),
-                )
-            )
+            pairs.append(PairRuntime(i, src, dst, src_store, dst_store, inventory, report))
         yield pairs
     finally:
         for store in stores.values():
             store.close()
+
+
+def check_all(stores: list[ObjectStore]) -> None:
+    """Check the stores at once: each check is a connection and a request or two, and on a
+    long path (a round trip of 150 ms, a TLS handshake) one takes half a second. The first
+    store's failure (in the order given) is the one raised, as one check after another
+    would.
+    """
+    if len(stores) < 2:
+        for store in stores:
+            store.check()
+        return
+    failures: list[BaseException | None] = [None] * len(stores)
+
+    def check(index: int) -> None:
+        try:
+            stores[index].check()
+        except BaseException as exc:  # noqa: BLE001 - raised below, in the caller's thread
+            failures[index] = exc
+
+    threads = [
+        threading.Thread(target=check, args=(i,), name=f"check-{i}", daemon=True)
+        for i in range(1, len(stores))
+    ]
+    for thread in threads:
+        thread.start()
+    check(0)
+    for thread in threads:
+        thread.join()
+    for failure in failures:
+        if failure is not None:
+            raise failure
 
 
 def _inventory_location(manifest: str | None, src: Location) -> Location | None:

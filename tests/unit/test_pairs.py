@@ -3,13 +3,15 @@ opening checks every store once and closing closes each once, also after a failu
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
-from s3longbow.config import PairSettings, Settings
-from s3longbow.errors import ConfigError
-from s3longbow.pairs import match_listing_orders, open_pairs, run_signature
+from longbow_testkit.fakes3 import FakeS3, Request
+from s3longbow.config import PairSettings, Settings, SideSettings
+from s3longbow.errors import ConfigError, FatalError
+from s3longbow.pairs import check_all, match_listing_orders, open_pairs, run_signature
 from s3longbow.stores.base import Capabilities, CurrentVersionListing, ReorderableListing
 from s3longbow.stores.local import LocalStore
 from s3longbow.stores.s3 import S3Store
@@ -120,3 +122,68 @@ def test_options_a_directory_cannot_honour_are_refused(
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert not (tmp_path / "dst" / "a.txt").exists()
+
+
+def side_of(server: FakeS3) -> SideSettings:
+    return SideSettings(
+        endpoint_url=server.url,
+        region="us-east-1",
+        path_style=True,
+        access_key_id="key",
+        secret_access_key="secret",
+    )
+
+
+def test_both_buckets_are_checked_at_once() -> None:
+    """Each server holds its bucket's HEAD until the other's has come: one check after the
+    other would leave the first waiting, and the barrier broken."""
+    meeting = threading.Barrier(2, timeout=10)
+
+    def meet(request: Request) -> None:
+        if request.method == "HEAD" and not request.key:
+            meeting.wait()
+
+    with FakeS3() as src, FakeS3() as dst:
+        src.on(meet)
+        dst.on(meet)
+        settings = Settings(
+            pairs=(PairSettings("s3://bkt/a/", "s3://bkt/b/"),),
+            source=side_of(src),
+            destination=side_of(dst),
+        )
+        with open_pairs(settings) as pairs:
+            assert len(pairs) == 1
+        assert not meeting.broken
+        assert [r.method for r in src.requests] == ["HEAD"] == [r.method for r in dst.requests]
+
+
+def test_a_bucket_that_fails_its_check_leaves_no_destination_folder(tmp_path: Path) -> None:
+    with FakeS3() as src:
+        settings = Settings(
+            pairs=(PairSettings("s3://missing/", str(tmp_path / "out")),), source=side_of(src)
+        )
+        with pytest.raises(FatalError, match="bucket 'missing' does not exist"):
+            with open_pairs(settings):
+                pytest.fail("opened a pair whose source bucket does not exist")
+    assert not (tmp_path / "out").exists()
+
+
+class _Checked:
+    def __init__(self, failure: Exception | None = None) -> None:
+        self.failure = failure
+        self.checked = 0
+
+    def check(self) -> None:
+        self.checked += 1
+        if self.failure is not None:
+            raise self.failure
+
+
+def test_the_first_stores_failure_is_the_one_raised() -> None:
+    first, second = _Checked(FatalError("first")), _Checked(FatalError("second"))
+    with pytest.raises(FatalError, match="first"):
+        check_all([first, second])  # type: ignore[list-item]
+    assert first.checked == second.checked == 1
+    with pytest.raises(FatalError, match="second"):
+        check_all([_Checked(), second])  # type: ignore[list-item]
+    check_all([_Checked(), _Checked(), _Checked()])  # type: ignore[list-item]
