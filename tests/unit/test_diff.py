@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+
 import pytest
 
 from s3longbow.errors import FatalError
 from s3longbow.model import ObjectInfo
-from s3longbow.plan.diff import Action, comparator, diff, map_key
+from s3longbow.plan.diff import Action, Decision, comparator, diff, map_key, settle
 from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.verdicts import NOT_REPLACED
 
 
 def objs(*items: tuple[str, int]) -> list[ObjectInfo]:
@@ -248,3 +252,58 @@ def test_version_mode_copies_a_current_version_other_than_the_one_copied() -> No
     assert rule(src, dst) == "version v2 is current, v1 was copied"
     assert rule(ObjectInfo("k", 10, MD5_A, version_id="v1"), dst) is None
     assert rule(ObjectInfo("new", 10, MD5_A, version_id="v9"), dst) is None  # no record: size
+
+
+def test_settle_keeps_the_order_and_makes_each_answer_its_decisions_own() -> None:
+    answers: dict[str, Future[str | None]] = {k: Future() for k in ("b", "c")}
+    made = [
+        Decision(Action.COPY, ObjectInfo("a", 1, MD5_A), "a", "missing at destination"),
+        Decision(Action.COPY, ObjectInfo("b", 1, MD5_A), "b", "", pending=answers["b"]),
+        Decision(Action.NOT_REPLACED, ObjectInfo("c", 1, MD5_A), "c", "", pending=answers["c"]),
+        Decision(Action.COPY, ObjectInfo("d", 1, MD5_A), "d", "missing at destination"),
+    ]
+    settled = settle(iter(made), window=8)
+    assert next(settled).src.key == "a"  # nothing before it waits
+    answers["c"].set_result("source is newer than the destination")
+    answers["b"].set_result(None)
+    rest = list(settled)
+    assert [d.src.key for d in rest] == ["b", "c", "d"]
+    assert (rest[0].action, rest[0].reason) == (Action.SAME, "already at destination")
+    assert rest[1].action is Action.NOT_REPLACED
+    assert rest[1].reason == f"{NOT_REPLACED}: source is newer than the destination"
+    assert all(d.pending is None for d in rest)
+
+
+def test_settle_reads_no_further_ahead_than_its_window() -> None:
+    read: list[str] = []
+    waiting: Future[str | None] = Future()
+
+    def produced() -> Iterator[Decision]:
+        for key in "abcdef":
+            read.append(key)
+            if key == "c":
+                waiting.set_result("size differs")  # answered as the third is read
+            pending = waiting if key == "a" else None
+            yield Decision(Action.COPY, ObjectInfo(key, 1, MD5_A), key, "", pending=pending)
+
+    settled = settle(produced(), window=2)
+    assert next(settled).src.key == "a"
+    assert read == ["a", "b", "c"]  # the one waited for, and two more at most
+
+
+def test_mtime_rule_defers_only_what_needs_a_lookup() -> None:
+    deferred: list[Callable[[], str | None]] = []
+
+    def defer(judge: Callable[[], str | None]) -> Future[str | None]:
+        deferred.append(judge)
+        answer: Future[str | None] = Future()
+        answer.set_result(judge())
+        return answer
+
+    rule = comparator("mtime", stated_mtimes=(lambda obj: 1.0, None), defer=defer)
+    # Older by the listing: decided at once, no lookup.
+    assert rule(*_pair(MD5_A, MD5_A, src_time=1.0, dst_time=2.0)) is None
+    assert not deferred
+    answer = rule(*_pair(MD5_A, MD5_A, src_time=5.0, dst_time=2.0))
+    assert isinstance(answer, Future) and answer.result() is None  # states 1.0: not newer
+    assert len(deferred) == 1

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Generator, Iterable
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from s3longbow.config import PlanCompare
@@ -41,6 +43,8 @@ class Decision:
     dst_key: str
     reason: str
     dst: ObjectInfo | None = None
+    # A comparison still waiting on lookups (HEADs): `settle` makes it this decision's own.
+    pending: Future[str | None] | None = None
 
 
 def map_key(src_key: str, src_prefix: str, dst_prefix: str) -> str:
@@ -63,6 +67,10 @@ COMPARE_MODES = ("size", "etag", "mtime", "version", "history")
 
 # The modification time (seconds) an object's x-amz-meta-mtime states, or None.
 StatedMtime = Callable[[ObjectInfo], float | None]
+# Why a present object must be replaced (None: it need not), or that answer to come.
+Reason = str | None | Future[str | None]
+# Runs a comparison that needs lookups elsewhere, at once with others; its answer to come.
+Defer = Callable[[Callable[[], str | None]], Future[str | None]]
 
 
 def comparator(
@@ -72,7 +80,8 @@ def comparator(
     multipart_etags: bool = True,
     copied_version: Callable[[str], str | None] | None = None,
     stated_mtimes: tuple[StatedMtime | None, StatedMtime | None] = (None, None),
-) -> Callable[[ObjectInfo, ObjectInfo], str | None]:
+    defer: Defer | None = None,
+) -> Callable[[ObjectInfo, ObjectInfo], Reason]:
     """The rule that decides whether a present destination object must be replaced.
 
     - "size": the sizes differ (the default: one listing field, never a false alarm).
@@ -89,6 +98,9 @@ def comparator(
       database recorded as copied to the key (`copied_version`, by source key); a key with no
       record is judged by its size.
     - "history": always (the versions of the key are compared when its job runs).
+
+    With `defer`, a comparison that needs lookups is handed to it, and the rule returns its
+    answer to come (see :func:`settle`): the lookups of many objects then run at once.
     """
     if mode == "size":
         return size_differs
@@ -108,21 +120,26 @@ def comparator(
         return version_differs
     if mode == "mtime":
 
-        def newer(src: ObjectInfo, dst: ObjectInfo) -> str | None:
+        def newer(src: ObjectInfo, dst: ObjectInfo) -> Reason:
             reason = size_differs(src, dst)
             if reason or src.last_modified is None or dst.last_modified is None:
                 return reason
             if src.last_modified <= dst.last_modified:
                 return None
             src_stated, dst_stated = stated_mtimes
-            if src_stated is not None or dst_stated is not None:
+            if src_stated is None and dst_stated is None:
+                return "source is newer than the destination"
+
+            def by_stated_times() -> str | None:
                 src_time = _stated_or_listed(src, src_stated)
                 dst_time = _stated_or_listed(dst, dst_stated)
                 # Microseconds: a file's time as a float and the same time as text may differ
                 # in their last bits.
                 if round(src_time, 6) <= round(dst_time, 6):
                     return None
-            return "source is newer than the destination"
+                return "source is newer than the destination"
+
+            return by_stated_times() if defer is None else defer(by_stated_times)
 
         return newer
     if mode == "etag":
@@ -154,7 +171,7 @@ def diff(
     *,
     src_prefix: str,
     dst_prefix: str,
-    differs: Callable[[ObjectInfo, ObjectInfo], str | None] = size_differs,
+    differs: Callable[[ObjectInfo, ObjectInfo], Reason] = size_differs,
     ignored: Callable[[str], bool] | None = None,
     filtered: Callable[[ObjectInfo, str], str | None] | None = None,
     unsupported: Callable[[str], str | None] | None = None,
@@ -167,7 +184,8 @@ def diff(
     Args:
         source: Source objects whose keys start with `src_prefix`, in key order.
         destination: Destination objects whose keys start with `dst_prefix`, in key order.
-        differs: Returns why a present destination object must be replaced, or None.
+        differs: Returns why a present destination object must be replaced, or None (or
+            that answer to come: the decision then carries it as `pending`).
         ignored: Whether a source key is excluded by the ignore patterns.
         filtered: Why the filters leave out a source object (given with its key after the
             prefix), or None when they take it.
@@ -247,7 +265,12 @@ def diff(
         if by_size:
             reason = None if src.size == current.size else size_differs(src, current)
         else:
-            reason = differs(src, current)
+            judged = differs(src, current)
+            if isinstance(judged, Future):
+                action = copy if overwrite else Action.NOT_REPLACED
+                yield Decision(action, src, dst_key, "", current, judged)
+                continue
+            reason = judged
         if not reason:
             yield Decision(same, src, dst_key, "already at destination", current)
         elif overwrite:
@@ -268,6 +291,36 @@ def diff(
                     current_suffix = order(current_suffix)
                 if last is not None and current_suffix <= last:
                     _out_of_order("destination", current.key)
+
+
+def settle(decisions: Iterable[Decision], window: int) -> Iterator[Decision]:
+    """The decisions in their order, each one `pending` made final once its answer is in.
+
+    Up to `window` decisions are read ahead of the one waited for, so that the lookups of
+    that many run at once; a decision waits only for its own answer and those before it.
+    """
+    held: deque[Decision] = deque()
+    for decision in decisions:
+        held.append(decision)
+        while held and (len(held) > window or held[0].pending is None or held[0].pending.done()):
+            yield _settled(held.popleft())
+    while held:
+        yield _settled(held.popleft())
+
+
+def _settled(decision: Decision) -> Decision:
+    pending = decision.pending
+    if pending is None:
+        return decision
+    decision.pending = None
+    reason = pending.result()
+    if not reason:
+        decision.action, decision.reason = Action.SAME, "already at destination"
+    elif decision.action is Action.NOT_REPLACED:
+        decision.reason = f"{NOT_REPLACED}: {reason}"
+    else:
+        decision.reason = reason
+    return decision
 
 
 def _out_of_order(side: str, key: str) -> None:

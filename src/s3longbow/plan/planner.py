@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from s3longbow.config import PlanCompare
@@ -20,7 +21,7 @@ from s3longbow.errors import ObjectError
 from s3longbow.model import ObjectInfo, needs_restore
 from s3longbow.mtimes import stated_mtime
 from s3longbow.pairs import PairRuntime
-from s3longbow.plan.diff import Decision, StatedMtime, comparator, diff
+from s3longbow.plan.diff import Decision, Reason, StatedMtime, comparator, diff, settle
 from s3longbow.plan.estimate import Estimator
 from s3longbow.plan.filters import Filters, relative_key
 from s3longbow.plan.ignore import IgnoreRules
@@ -108,6 +109,12 @@ def ranged(pair: PairRuntime) -> bool:
     return all(lists_ranges(s) and s.capabilities.listing_order == BYTES for s in stores)
 
 
+# Lookups of stated times (HEADs) run at once during planning, and how many decisions are read
+# ahead of the one waited for.
+_LOOKUP_THREADS = 32
+_LOOKUP_WINDOW = 256
+
+
 class _Rules:
     """The pair's planning rules, shared by every merge of its listings (whole or by range)."""
 
@@ -127,13 +134,18 @@ class _Rules:
         self.filters = filters if filters else None
         self.dst_markers = dst_caps.directory_markers
         self.order = order_key(src_caps.listing_order)
-        self.differs = comparator(
+        stated = (_stated_mtime(pair.src_store), _stated_mtime(pair.dst_store))
+        # Lookups (HEADs) decide some comparisons: each merge runs them at once on threads.
+        self.looks_up = compare == "mtime" and stated != (None, None)
+        self.comparator = functools.partial(
+            comparator,
             compare,
             content_etags=src_caps.content_etag and dst_caps.content_etag,
             multipart_etags=src_caps.multipart_etag_md5 and dst_caps.multipart_etag_md5,
             copied_version=copied_version,
-            stated_mtimes=(_stated_mtime(pair.src_store), _stated_mtime(pair.dst_store)),
+            stated_mtimes=stated,
         )
+        self.differs: Callable[[ObjectInfo, ObjectInfo], Reason] = self.comparator()
 
     def unsupported(self, dst_key: str) -> str | None:
         if not self.dst_markers and dst_key.endswith("/"):
@@ -159,6 +171,37 @@ class _Rules:
         """Objects the ignore patterns or the filters leave out are handed over as such;
         destination objects only the key filters judge (size and age are the source's), so
         an extra the key filters leave out is not reported."""
+        if self.looks_up:
+            return self._merge_looking_up(source, destination, extra, order=order)
+        return self._diff(source, destination, extra, order, self.differs)
+
+    def _merge_looking_up(
+        self,
+        source: Iterable[ObjectInfo],
+        destination: Iterable[ObjectInfo],
+        extra: Callable[[ObjectInfo], None] | None,
+        *,
+        order: Callable[[str], str] | None,
+    ) -> Generator[Decision, None, None]:
+        # One HEAD after another would take a round trip per object (minutes per thousand
+        # objects between continents, and every rerun of a download whose files keep their
+        # times looks up each one); threads start only when a lookup is wanted.
+        pool = ThreadPoolExecutor(_LOOKUP_THREADS, thread_name_prefix="mtime-lookup")
+        try:
+            differs = self.comparator(defer=pool.submit)
+            decisions = self._diff(source, destination, extra, order, differs)
+            yield from settle(decisions, _LOOKUP_WINDOW)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _diff(
+        self,
+        source: Iterable[ObjectInfo],
+        destination: Iterable[ObjectInfo],
+        extra: Callable[[ObjectInfo], None] | None,
+        order: Callable[[str], str] | None,
+        differs: Callable[[ObjectInfo, ObjectInfo], Reason],
+    ) -> Generator[Decision, None, None]:
         pair = self.pair
         return diff(
             source,
@@ -172,7 +215,7 @@ class _Rules:
             extra=None
             if extra is None
             else unless_left_out(pair, self.ignored, self.filters, extra),
-            differs=self.differs,
+            differs=differs,
             overwrite=self.overwrite,
         )
 
