@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from s3longbow.config import PairSettings, TransferSettings
@@ -35,9 +38,12 @@ log = logging.getLogger(__name__)
 
 # A manifest names each data file in ~200 bytes: this is room for hundreds of thousands.
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
-# Data files are fetched in ranges of this size (memory holds one at a time).
+# Data files are fetched in ranges of this size (each fetch holds one in memory at a time).
 _RANGE = 8 * 1024 * 1024
 _ATTEMPTS = 5
+# Data files fetched at once, ahead of the one being read: a report of 10^9 keys has thousands,
+# and one after another each costs its round trips. Each is a temporary file until it is read.
+_FETCHES = 4
 
 
 def load_manifest(pair: PairRuntime) -> Manifest:
@@ -116,23 +122,63 @@ def inventory_listing(
 def _entries(
     pair: PairRuntime, manifest: Manifest, folder: Path, should_stop: Callable[[], bool]
 ) -> Iterator[ObjectInfo]:
+    """The entries of every data file, file after file in the manifest's order, while the
+    next ones are fetched."""
     assert pair.inventory_store is not None
     store = pair.inventory_store
-    local = folder / "data"
-    for data_file in manifest.files:
-        if should_stop():
+    files = iter(enumerate(manifest.files))
+    fetching: deque[tuple[Future[None], Path, str]] = deque()
+    stopped = threading.Event()  # the reading ended: fetches still running end early
+    pool = ThreadPoolExecutor(_FETCHES, thread_name_prefix="inventory-fetch")
+
+    def fetch_next() -> None:
+        for index, data_file in files:
+            where = store.describe(data_file.key)
+            path = folder / f"data-{index}"
+            future = pool.submit(
+                _download,
+                store,
+                data_file.key,
+                data_file.size,
+                data_file.md5,
+                path,
+                where,
+                stopped.is_set,
+            )
+            fetching.append((future, path, where))
             return
-        where = store.describe(data_file.key)
-        _download(store, data_file.key, data_file.size, data_file.md5, local, where)
-        try:
-            yield from read_data_file(local, manifest, prefix=pair.src.prefix, where=where)
-        finally:
-            local.unlink(missing_ok=True)
+
+    try:
+        for _ in range(_FETCHES):
+            fetch_next()
+        while fetching:
+            if should_stop():
+                return
+            future, path, where = fetching.popleft()
+            try:
+                future.result()  # its own InventoryError, in the manifest's order
+                fetch_next()
+                yield from read_data_file(path, manifest, prefix=pair.src.prefix, where=where)
+            finally:
+                path.unlink(missing_ok=True)
+    finally:
+        stopped.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for _, path, _ in fetching:
+            path.unlink(missing_ok=True)
 
 
-def _download(store: ObjectStore, key: str, size: int, md5: str, path: Path, where: str) -> None:
+def _download(
+    store: ObjectStore,
+    key: str,
+    size: int,
+    md5: str,
+    path: Path,
+    where: str,
+    stopped: Callable[[], bool] = lambda: False,
+) -> None:
     """Fetch a data file to `path` in ranges, hashing it on the way; refuse one whose size or
-    MD5 is not the manifest's."""
+    MD5 is not the manifest's. Ends early, the file unchecked, once `stopped` says so."""
     found = _head(store, key, where, "inventory data file")
     if found.size != size:
         raise InventoryError(
@@ -142,6 +188,8 @@ def _download(store: ObjectStore, key: str, size: int, md5: str, path: Path, whe
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("wb") as out:
         for start in range(0, size, _RANGE):
+            if stopped():
+                return
             piece = _fetch(store, key, start, min(_RANGE, size - start), where)
             digest.update(piece)
             out.write(piece)
