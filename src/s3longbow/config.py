@@ -389,6 +389,22 @@ _BOOL_KEYS = {
 }
 _TRANSFER_DEFAULTS = TransferSettings()
 _PAIR_KEYS = {"src", "dst", "src_inventory"}
+# What a pair of a config file, LONGBOW_PAIRS or the cluster's pairs parameter must be.
+PAIR_SHAPE = "must have exactly the strings src and dst (and optionally src_inventory)"
+
+
+def pair_from(table: object) -> PairSettings | None:
+    """A pair from one table of a config file or one object of a JSON list of pairs: the
+    non-empty strings src and dst, and optionally src_inventory; None for anything else."""
+    if (
+        not isinstance(table, dict)
+        or not {"src", "dst"} <= set(table) <= _PAIR_KEYS
+        or not all(isinstance(v, str) and v for v in table.values())
+    ):
+        return None
+    return PairSettings(table["src"], table["dst"], table.get("src_inventory"))
+
+
 TOP_KEYS = {
     "source",
     "destination",
@@ -457,22 +473,16 @@ def normalise_config(raw: dict[str, Any], path: Path, known: set[str]) -> dict[s
     if not isinstance(pairs, list):
         raise ConfigError(f"config file {path}: pairs must be an array of tables ([[pairs]])")
     out["pairs"] = []
-    for i, pair in enumerate(pairs, 1):
-        if (
-            not isinstance(pair, dict)
-            or not {"src", "dst"} <= set(pair) <= _PAIR_KEYS
-            or not all(isinstance(v, str) and v for v in pair.values())
-        ):
+    for i, table in enumerate(pairs, 1):
+        pair = pair_from(table)
+        if pair is None:
             raise ConfigError(
-                f"config file {path}: pair {i} must have exactly the strings src and dst "
-                "(and optionally src_inventory)",
+                f"config file {path}: pair {i} {PAIR_SHAPE}",
                 # Plain text: a backslash in a hint would be shown escaped.
                 hint='one [[pairs]] table per pair, e.g. src = "s3://source-bucket/prefix/" '
                 'and dst = "s3://destination-bucket/prefix/"',
             )
-        out["pairs"].append(
-            PairSettings(src=pair["src"], dst=pair["dst"], src_inventory=pair.get("src_inventory"))
-        )
+        out["pairs"].append(pair)
     transfer: dict[str, Any] = {}
     for key in _TRANSFER_KEYS & set(raw):
         value = raw[key]

@@ -49,6 +49,7 @@ from s3longbow.config import (
     default_db_path,
     load_config_file,
     load_ignore_file,
+    pair_from,
     parse_size,
     restore_tier,
     with_inventory,
@@ -550,17 +551,14 @@ def _pairs_variable(text: str) -> tuple[PairSettings, ...]:
         value = json.loads(text)
     except ValueError:
         raise ConfigError("LONGBOW_PAIRS is not JSON") from None
-    if not isinstance(value, list) or not all(
-        isinstance(p, dict)
-        and set(p) == {"src", "dst"}
-        and all(isinstance(v, str) for v in p.values())
-        for p in value
-    ):
+    pairs = [pair_from(item) for item in value] if isinstance(value, list) else [None]
+    if None in pairs:
         raise ConfigError(
-            'LONGBOW_PAIRS must be a JSON list of {"src", "dst"} objects',
+            'LONGBOW_PAIRS must be a JSON list of {"src", "dst"} objects (each may also name '
+            "its src_inventory)",
             hint='e.g. [{"src": "s3://source/prefix/", "dst": "s3://destination/prefix/"}]',
         )
-    return tuple(PairSettings(p["src"], p["dst"]) for p in value)
+    return tuple(p for p in pairs if p is not None)
 
 
 __all__ = [

@@ -224,6 +224,32 @@ def test_pairs_can_come_from_an_ssm_parameter(cluster: Cluster) -> None:
     assert bad.exit_code == 2 and "pair 1 must have exactly" in bad.stderr
 
 
+def test_a_pair_of_the_ssm_parameter_names_its_inventory_report(
+    cluster: Cluster, seaweed_src: LocalServer
+) -> None:
+    for key in ("listed", "not-in-report"):
+        cluster.src.put(SRC_PREFIX + key, b"x")
+    inventory = new_bucket(seaweed_src, "inv")
+    rows = [InventoryRow(SRC_PREFIX + "listed", 1, hashlib.md5(b"x").hexdigest())]
+    report = publish_inventory(
+        inventory.client, inventory.name, rows, source_bucket=cluster.src.name
+    )
+    name = f"/longbow/{cluster.name}/pairs"
+    pair = {
+        "src": f"s3://{cluster.src.name}/{SRC_PREFIX}",
+        "dst": f"s3://{cluster.dst.name}/",
+        "src_inventory": report.url,
+    }
+    cluster.ssm.put_parameter(Name=name, Type="String", Value=json.dumps([pair]))
+    cluster.write_config(pairs_parameter=name)
+    result = CliRunner().invoke(
+        cli, ["send", "--config", str(cluster.config_path), "--dry-run", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    # The report, not a listing: the object written outside it is not queued.
+    assert json.loads(result.stdout)["queued"]["objects"] == 1
+
+
 def test_send_queues_only_what_the_filters_take(cluster: Cluster) -> None:
     data = {"a.jpg": b"a" * 100, "b.tmp": b"t", "big.jpg": os.urandom(5000), "logs/x": b"x"}
     for key, body in data.items():

@@ -3,6 +3,7 @@ cluster commands and the Lambda functions."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -416,6 +417,20 @@ def test_deployment_pairs_parameter_replaces_every_pair(tmp_path: Path) -> None:
     path = _write(tmp_path, "cluster.toml", CLUSTER_FILE)
     config = load_deployment({"LONGBOW_CONFIG": str(path), "LONGBOW_PAIRS_PARAMETER": "/pairs"})
     assert config.pairs == () and config.cluster.pairs_parameter == "/pairs"
+
+
+def test_deployment_pairs_may_name_their_inventory_report() -> None:
+    manifest = "s3://inventory/src/daily/2026-01-01T00-00Z/manifest.json"
+    pairs = [{"src": "s3://a/", "dst": "s3://b/", "src_inventory": manifest}]
+    config = load_deployment(
+        {"LONGBOW_QUEUE_URL": "https://q/j", "LONGBOW_PAIRS": json.dumps(pairs)}
+    )
+    assert [(p.src, p.dst, p.src_inventory) for p in config.pairs] == [
+        ("s3://a/", "s3://b/", manifest)
+    ]
+    pairs[0]["acl"] = "public-read"  # a key a pair does not take
+    with pytest.raises(ConfigError, match="must be a JSON list"):
+        load_deployment({"LONGBOW_QUEUE_URL": "https://q/j", "LONGBOW_PAIRS": json.dumps(pairs)})
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from s3longbow.config import (
+    PAIR_SHAPE,
     TOP_KEYS,
     PairSettings,
     Settings,
@@ -19,6 +20,7 @@ from s3longbow.config import (
     TransferSettings,
     load_ignore_file,
     normalise_config,
+    pair_from,
     read_toml,
 )
 from s3longbow.errors import ConfigError
@@ -147,7 +149,8 @@ def check_pairs(pairs: tuple[PairSettings, ...], where: str) -> None:
 
 
 def resolve_pairs(config: ClusterConfig, parameters: Parameters) -> tuple[PairSettings, ...]:
-    """The pairs of the file, or those the pairs parameter holds (JSON [{"src", "dst"}])."""
+    """The pairs of the file, or those the pairs parameter holds (JSON [{"src", "dst"}], each
+    may also name its "src_inventory")."""
     name = config.cluster.pairs_parameter
     if not name:
         return config.pairs
@@ -160,13 +163,10 @@ def resolve_pairs(config: ClusterConfig, parameters: Parameters) -> tuple[PairSe
         )
     pairs = []
     for i, item in enumerate(value, 1):
-        if (
-            not isinstance(item, dict)
-            or set(item) != {"src", "dst"}
-            or not all(isinstance(v, str) and v for v in item.values())
-        ):
-            raise ConfigError(f"{where}: pair {i} must have exactly the strings src and dst")
-        pairs.append(PairSettings(src=item["src"], dst=item["dst"]))
+        pair = pair_from(item)
+        if pair is None:
+            raise ConfigError(f"{where}: pair {i} {PAIR_SHAPE}")
+        pairs.append(pair)
     result = tuple(pairs)
     check_pairs(result, where)
     return result
