@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from longbow_testkit.fakes3 import FakeS3
 from longbow_testkit.servers import (
     CEPH_INSTALL_HINT,
     Endpoint,
@@ -23,6 +24,7 @@ from longbow_testkit.servers import (
     start_seaweedfs,
 )
 from longbow_testkit.tls import ServerCertificate, certificate_authority
+from s3longbow.config import SideSettings
 
 # Keep the developer's own AWS set-up (profiles, config, keys, trusted authorities, proxies)
 # out of every test: each test that needs one sets it itself.
@@ -214,3 +216,14 @@ def endpoint_args(src: Endpoint | None, dst: Endpoint | None) -> list[str]:
     if dst is not None:
         args += ["--dst-endpoint-url", dst.url, "--dst-region", dst.region, "--dst-path-style"]
     return args
+
+
+def fake_side(server: FakeS3) -> SideSettings:
+    """One side's settings for a FakeS3 (it takes any keys)."""
+    return SideSettings(
+        endpoint_url=server.url,
+        region="us-east-1",
+        path_style=True,
+        access_key_id="key",
+        secret_access_key="secret",
+    )

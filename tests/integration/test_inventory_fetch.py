@@ -10,10 +10,12 @@ import pytest
 
 from longbow_testkit.fakes3 import FakeS3, Request
 from longbow_testkit.inventory import InventoryRow, Report, publish_inventory
-from s3longbow.config import PairSettings, Settings, SideSettings
+from s3longbow.config import PairSettings, Settings
 from s3longbow.pairs import open_pairs
 from s3longbow.plan.inventory import InventoryError
 from s3longbow.plan.inventory_listing import inventory_listing
+
+from ..conftest import fake_side
 
 FILES = 3
 
@@ -35,15 +37,8 @@ def _publish(server: FakeS3, keys: list[str]) -> Report:
 
 
 def _settings(server: FakeS3, report: Report, tmp_path: Path) -> Settings:
-    side = SideSettings(
-        endpoint_url=server.url,
-        region="us-east-1",
-        path_style=True,
-        access_key_id="key",
-        secret_access_key="secret",
-    )
     pair = PairSettings("s3://bkt/", str(tmp_path / "dst"), src_inventory=report.url)
-    return Settings(pairs=(pair,), source=side)
+    return Settings(pairs=(pair,), source=fake_side(server))
 
 
 def test_data_files_are_fetched_at_once_and_read_in_order(tmp_path: Path) -> None:

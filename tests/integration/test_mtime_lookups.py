@@ -9,26 +9,21 @@ import threading
 from pathlib import Path
 
 from longbow_testkit.fakes3 import FakeS3, Request
-from s3longbow.config import PairSettings, Settings, SideSettings
+from s3longbow.config import PairSettings, Settings
 from s3longbow.mtimes import format_mtime
 from s3longbow.pairs import open_pairs
 from s3longbow.plan.diff import Action
 from s3longbow.plan.ignore import IgnoreRules
 from s3longbow.plan.planner import decisions
 
+from ..conftest import fake_side
+
 OLD = 1_600_000_000 * 10**9  # 2020, before the objects' Last-Modified (2026 in listings)
 COUNT = 8
 
 
 def settings_for(server: FakeS3, folder: Path) -> Settings:
-    side = SideSettings(
-        endpoint_url=server.url,
-        region="us-east-1",
-        path_style=True,
-        access_key_id="key",
-        secret_access_key="secret",
-    )
-    return Settings(pairs=(PairSettings("s3://bkt/", str(folder)),), source=side)
+    return Settings(pairs=(PairSettings("s3://bkt/", str(folder)),), source=fake_side(server))
 
 
 def test_stated_times_are_looked_up_at_once(tmp_path: Path) -> None:

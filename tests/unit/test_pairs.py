@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 from longbow_testkit.fakes3 import FakeS3, Request
-from s3longbow.config import PairSettings, Settings, SideSettings
+from s3longbow.config import PairSettings, Settings
 from s3longbow.errors import ConfigError, FatalError
 from s3longbow.pairs import check_all, match_listing_orders, open_pairs, run_signature
 from s3longbow.stores.base import Capabilities, CurrentVersionListing, ReorderableListing
 from s3longbow.stores.local import LocalStore
 from s3longbow.stores.s3 import S3Store
+
+from ..conftest import fake_side
 
 
 def test_each_store_says_what_it_can() -> None:
@@ -124,16 +126,6 @@ def test_options_a_directory_cannot_honour_are_refused(
     assert not (tmp_path / "dst" / "a.txt").exists()
 
 
-def side_of(server: FakeS3) -> SideSettings:
-    return SideSettings(
-        endpoint_url=server.url,
-        region="us-east-1",
-        path_style=True,
-        access_key_id="key",
-        secret_access_key="secret",
-    )
-
-
 def test_both_buckets_are_checked_at_once() -> None:
     """Each server holds its bucket's HEAD until the other's has come: one check after the
     other would leave the first waiting, and the barrier broken."""
@@ -148,8 +140,8 @@ def test_both_buckets_are_checked_at_once() -> None:
         dst.on(meet)
         settings = Settings(
             pairs=(PairSettings("s3://bkt/a/", "s3://bkt/b/"),),
-            source=side_of(src),
-            destination=side_of(dst),
+            source=fake_side(src),
+            destination=fake_side(dst),
         )
         with open_pairs(settings) as pairs:
             assert len(pairs) == 1
@@ -160,7 +152,7 @@ def test_both_buckets_are_checked_at_once() -> None:
 def test_a_bucket_that_fails_its_check_leaves_no_destination_folder(tmp_path: Path) -> None:
     with FakeS3() as src:
         settings = Settings(
-            pairs=(PairSettings("s3://missing/", str(tmp_path / "out")),), source=side_of(src)
+            pairs=(PairSettings("s3://missing/", str(tmp_path / "out")),), source=fake_side(src)
         )
         with pytest.raises(FatalError, match="bucket 'missing' does not exist"):
             with open_pairs(settings):
