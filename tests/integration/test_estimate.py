@@ -269,3 +269,22 @@ def test_a_bad_price_table_stops_the_dry_run_before_any_listing(
     assert "price table" in result.stderr and "is not a date" in result.stderr
     seen, _ = sides.src_seen.take()
     assert "LIST" not in seen
+
+
+def test_a_price_table_without_a_dry_run_is_refused_before_any_listing(
+    sides: Sides, tmp_path: Path
+) -> None:
+    table = tmp_path / "prices.toml"
+    table.write_text('date = "2024-06-30"\n[regions]\n')
+    result = CliRunner().invoke(
+        cli,
+        sides.args(tmp_path / "run.db", "--price-table", str(table)),
+        env=sides.env(),
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 2
+    assert "--price-table prices a dry run's estimate" in result.stderr
+    assert "add --dry-run" in result.stderr
+    seen, _ = sides.src_seen.take()
+    assert "LIST" not in seen
+    assert not (tmp_path / "run.db").exists()  # nothing started

@@ -267,6 +267,16 @@ def sync(
     done jobs are not redone and interrupted uploads resume from the parts already sent.
     """
     console = Console(stderr=True)
+    if options.get("price_table") is not None and not dry_run:
+        # Only a dry run estimates: a table given without one would be silently unused.
+        die(
+            console,
+            ConfigError(
+                "--price-table prices a dry run's estimate, and this run is not a dry run",
+                hint="add --dry-run to see the estimate priced by it, or leave --price-table out",
+            ),
+            EXIT_CONFIG,
+        )
     try:
         flags = pair_flags(
             src,
