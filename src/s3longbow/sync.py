@@ -35,7 +35,7 @@ from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
 from s3longbow.transfer.properties import PropertyReport, PropertyUpdater
-from s3longbow.worker.concurrency import Limits, controller_for, limits_for
+from s3longbow.worker.concurrency import Controller, Limits, controller_for, limits_for
 from s3longbow.worker.loop import Worker
 
 log = logging.getLogger(__name__)
@@ -247,12 +247,13 @@ def run_sync(
     report = SyncReport(dry_run=False, memory_limit=t.memory_limit)
     meter = RequestMeter()  # the stores' replies, which the workers' concurrency weighs
     limits = limits_for(t)
-    # The objects the run starts with: connections for them are opened ahead on a long path.
-    starting = controller_for(t, limits).limit
+    controller = controller_for(t, limits)
     with (
         MetricsExport(sync_exposition(stats, meter), settings.telemetry),
+        # The objects the run starts with: connections for them are opened ahead on a long
+        # path.
         open_pairs(
-            settings, meter=meter, connections=limits.connections, open_ahead=starting
+            settings, meter=meter, connections=limits.connections, open_ahead=controller.limit
         ) as pairs,
     ):
         _check_options(pairs, t)
@@ -267,6 +268,7 @@ def run_sync(
                 report,
                 meter,
                 limits,
+                controller,
                 retry_failed=retry_failed,
             )
         finally:
@@ -322,6 +324,7 @@ def _run(
     report: SyncReport,
     meter: RequestMeter,
     limits: Limits,
+    controller: Controller,
     *,
     retry_failed: bool,
 ) -> None:
@@ -393,7 +396,7 @@ def _run(
                 t,
                 stats,
                 stop,
-                controller=controller_for(t, limits),
+                controller=controller,
                 meter=meter,
             )
             with Sampler(stats, InvocationSamples(db, invocation)):
