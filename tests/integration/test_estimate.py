@@ -254,37 +254,34 @@ def test_a_price_table_and_regions_price_the_copy_in_each_regions_currency(
     assert "prices of 2024-06-30" in out and "USD" in out and "CNY" in out
 
 
-def test_a_bad_price_table_stops_the_dry_run_before_any_listing(
-    sides: Sides, tmp_path: Path
-) -> None:
+def _refused_with_table(sides: Sides, tmp_path: Path, date: str, *flags: str) -> str:
+    """Run with a price table dated `date`: refused (exit code 2) before any listing; its
+    standard error."""
     table = tmp_path / "prices.toml"
-    table.write_text('date = "yesterday"\n[regions]\n')
+    table.write_text(f'date = "{date}"\n[regions]\n')
     result = CliRunner().invoke(
         cli,
-        sides.args(tmp_path / "dry.db", "--dry-run", "--price-table", str(table)),
+        sides.args(tmp_path / "run.db", *flags, "--price-table", str(table)),
         env=sides.env(),
         catch_exceptions=False,
     )
     assert result.exit_code == 2
-    assert "price table" in result.stderr and "is not a date" in result.stderr
     seen, _ = sides.src_seen.take()
     assert "LIST" not in seen
+    return str(result.stderr)
+
+
+def test_a_bad_price_table_stops_the_dry_run_before_any_listing(
+    sides: Sides, tmp_path: Path
+) -> None:
+    stderr = _refused_with_table(sides, tmp_path, "yesterday", "--dry-run")
+    assert "price table" in stderr and "is not a date" in stderr
 
 
 def test_a_price_table_without_a_dry_run_is_refused_before_any_listing(
     sides: Sides, tmp_path: Path
 ) -> None:
-    table = tmp_path / "prices.toml"
-    table.write_text('date = "2024-06-30"\n[regions]\n')
-    result = CliRunner().invoke(
-        cli,
-        sides.args(tmp_path / "run.db", "--price-table", str(table)),
-        env=sides.env(),
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 2
-    assert "--price-table prices a dry run's estimate" in result.stderr
-    assert "add --dry-run" in result.stderr
-    seen, _ = sides.src_seen.take()
-    assert "LIST" not in seen
+    stderr = _refused_with_table(sides, tmp_path, "2024-06-30")
+    assert "--price-table prices a dry run's estimate" in stderr
+    assert "add --dry-run" in stderr
     assert not (tmp_path / "run.db").exists()  # nothing started

@@ -67,6 +67,8 @@ COMPARE_MODES = ("size", "etag", "mtime", "version", "history")
 
 # The modification time (seconds) an object's x-amz-meta-mtime states, or None.
 StatedMtime = Callable[[ObjectInfo], float | None]
+# Why a present object is left as it is.
+ALREADY_THERE = "already at destination"
 # Why a present object must be replaced (None: it need not), or that answer to come.
 Reason = str | None | Future[str | None]
 # Runs a comparison that needs lookups elsewhere, at once with others; its answer to come.
@@ -272,7 +274,7 @@ def diff(
                 continue
             reason = judged
         if not reason:
-            yield Decision(same, src, dst_key, "already at destination", current)
+            yield Decision(same, src, dst_key, ALREADY_THERE, current)
         elif overwrite:
             yield Decision(copy, src, dst_key, reason, current)
         else:
@@ -315,7 +317,7 @@ def _settled(decision: Decision) -> Decision:
     decision.pending = None
     reason = pending.result()
     if not reason:
-        decision.action, decision.reason = Action.SAME, "already at destination"
+        decision.action, decision.reason = Action.SAME, ALREADY_THERE
     elif decision.action is Action.NOT_REPLACED:
         decision.reason = f"{NOT_REPLACED}: {reason}"
     else:
