@@ -187,9 +187,13 @@ class FilterFlags:
     file's key of the same name)."""
 
     include: tuple[str, ...] | None = None
+    include_from: tuple[Path, ...] | None = None
     exclude: tuple[str, ...] | None = None
+    exclude_from: tuple[Path, ...] | None = None
+    filter: tuple[str, ...] | None = None
     filter_from: tuple[Path, ...] | None = None
     files_from: tuple[Path, ...] | None = None
+    ignore_case: bool | None = None
     min_size: int | None = None
     max_size: int | None = None
     min_age: AgeLimit | None = None

@@ -9,6 +9,7 @@ only carries the patterns, each with where it was written, so an error can name 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,9 @@ _DURATION_UNITS = {
 }
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d|w|M|y)")
 _BARE_NUMBER = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)$")
+
+# A file given as "-" on the command line is standard input, as in rclone.
+STDIN = Path("-")
 
 SIZE_HINT = (
     "write a number with a unit, as rclone does: 100B, 10K, 10M, 1.5G (a bare number is KiB)"
@@ -84,6 +88,7 @@ class FilterSpec:
     Attributes:
         rules: Include and exclude rules in the order they are tried; the first that matches
             a key decides, and a key none matches is taken.
+        ignore_case: The rules match keys whatever the case of their letters.
         files_from: The only keys (relative to the pair's root) that may be taken, or None.
         min_size: Objects smaller than this many bytes are left out.
         max_size: Objects larger than this many bytes are left out.
@@ -92,6 +97,7 @@ class FilterSpec:
     """
 
     rules: tuple[FilterRule, ...] = ()
+    ignore_case: bool = False
     files_from: frozenset[str] | None = field(default=None, repr=False)
     min_size: int | None = None
     max_size: int | None = None
@@ -156,28 +162,51 @@ def parse_age(value: str | int, *, what: str = "age") -> AgeLimit:
     return AgeLimit(text, moment=moment.timestamp())
 
 
-def read_filter_file(path: Path) -> list[FilterRule | None]:
-    """The rules of a filter file, rclone's `--filter-from` format: `+ pattern` includes,
-    `- pattern` excludes, `!` clears the rules so far (None in the result); blank lines and
-    lines starting with `#` or `;` are skipped; surrounding spaces are not part of a rule.
+def parse_rule(text: str, origin: str) -> FilterRule | None:
+    """One rule as rclone writes it in `--filter` and filter files: `+ pattern` includes,
+    `- pattern` excludes, `!` clears the rules so far (None).
 
     Raises:
-        ConfigError: The file cannot be read, or a line is none of these.
+        ConfigError: The text is none of these.
     """
-    out: list[FilterRule | None] = []
-    for number, line in _lines(path, "filter file", "--filter-from"):
-        origin = f"{path}:{number}"
-        if line == "!":
-            out.append(None)
-        elif line[:2] in ("+ ", "- "):
-            out.append(FilterRule(line[0] == "+", line[2:], origin))
-        else:
-            raise ConfigError(
-                f"filter file {origin}: {line!r} is not a rule",
-                hint="write '+ pattern' to include, '- pattern' to exclude (a space after the "
-                "sign), '!' to clear the rules above, or '# comment'",
-            )
-    return out
+    if text == "!":
+        return None
+    if text[:2] in ("+ ", "- "):
+        return FilterRule(text[0] == "+", text[2:], origin)
+    raise ConfigError(
+        f"{origin}: {text!r} is not a rule",
+        hint="write '+ pattern' to include, '- pattern' to exclude (a space after the sign), "
+        "or '!' to clear the rules before it",
+    )
+
+
+def read_filter_file(path: Path) -> list[FilterRule | None]:
+    """The rules of a filter file, rclone's `--filter-from` format: one rule a line (see
+    :func:`parse_rule`); blank lines and lines starting with `#` or `;` are skipped;
+    surrounding spaces are not part of a rule.
+
+    Raises:
+        ConfigError: The file cannot be read, or a line is not a rule.
+    """
+    return [
+        parse_rule(line, f"{path}:{number}")
+        for number, line in _lines(path, "filter file", "--filter-from")
+    ]
+
+
+def read_pattern_file(path: Path, *, include: bool) -> list[FilterRule]:
+    """The patterns of an `--include-from` (`include`) or `--exclude-from` file, one a line,
+    read as rclone reads them: surrounding spaces dropped, blank lines and lines starting
+    with `#` or `;` skipped.
+
+    Raises:
+        ConfigError: The file cannot be read.
+    """
+    flag = "--include-from" if include else "--exclude-from"
+    return [
+        FilterRule(include, line, f"{path}:{number}")
+        for number, line in _lines(path, "pattern file", flag)
+    ]
 
 
 def read_files_from(path: Path) -> set[str]:
@@ -193,7 +222,7 @@ def read_files_from(path: Path) -> set[str]:
 
 def _lines(path: Path, what: str, flag: str) -> Iterable[tuple[int, str]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = sys.stdin.read() if path == STDIN else path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(
             f"cannot read {what} {path}: {exc.strerror or exc}",
@@ -211,36 +240,56 @@ def _lines(path: Path, what: str, flag: str) -> Iterable[tuple[int, str]]:
 def build_filters(
     *,
     include: Sequence[str] = (),
+    include_from: Sequence[Path] = (),
     exclude: Sequence[str] = (),
+    exclude_from: Sequence[Path] = (),
+    filter: Sequence[str] = (),  # noqa: A002 - the flag's and config key's name
     filter_from: Sequence[Path] = (),
     files_from: Sequence[Path] = (),
+    ignore_case: bool = False,
     min_size: int | None = None,
     max_size: int | None = None,
     min_age: AgeLimit | None = None,
     max_age: AgeLimit | None = None,
     now: float | None = None,
 ) -> FilterSpec:
-    """The filters these values say, in rclone's order: every `--include`, every `--exclude`,
-    then the rules of each `--filter-from` file; when any `--include` is given, a last rule
-    leaves out every key no rule took (as rclone adds `- **`). Files are read here.
+    """The filters these values say, in rclone's order: every `--include` and the lines of
+    each `--include-from` file, every `--exclude` and the lines of each `--exclude-from`
+    file, every `--filter` rule, then the rules of each `--filter-from` file; when any
+    include was given, a last rule leaves out every key no rule took (as rclone adds `- **`).
+    Files are read here; "-" is standard input, read once.
 
     Args:
         now: When the run looks (seconds since the epoch), to check that the age bounds leave
             something; None: they are not compared.
 
     Raises:
-        ConfigError: A file cannot be read or holds a bad line, or the bounds exclude
-            everything.
+        ConfigError: A file cannot be read or holds a bad line, standard input is named twice,
+            a rule is malformed, or the bounds exclude everything.
     """
+    named = [p for p in (*include_from, *exclude_from, *filter_from, *files_from) if p == STDIN]
+    if len(named) > 1:
+        raise ConfigError(
+            "standard input ('-') is named by more than one filter file option: it can be "
+            "read once",
+            hint="give '-' to one of --include-from, --exclude-from, --filter-from and "
+            "--files-from; write the others' lines to files",
+        )
     rules: list[FilterRule] = [FilterRule(True, p, "--include") for p in include]
+    for path in include_from:
+        rules += read_pattern_file(path, include=True)
     rules += [FilterRule(False, p, "--exclude") for p in exclude]
+    for path in exclude_from:
+        rules += read_pattern_file(path, include=False)
+    given = [parse_rule(text, "--filter") for text in filter]
     for path in filter_from:
-        for rule in read_filter_file(path):
-            if rule is None:
-                rules.clear()
-            else:
-                rules.append(rule)
-    if include:
+        given += read_filter_file(path)
+    for rule in given:
+        if rule is None:
+            rules.clear()
+        else:
+            rules.append(rule)
+    if include or include_from:
         rules.append(FilterRule(False, "/**", "--include (every key no rule took)"))
     keys: set[str] | None = None
     for path in files_from:
@@ -261,6 +310,7 @@ def build_filters(
             )
     return FilterSpec(
         rules=tuple(rules),
+        ignore_case=ignore_case,
         files_from=None if keys is None else frozenset(keys),
         min_size=min_size,
         max_size=max_size,
@@ -272,14 +322,28 @@ def build_filters(
 # Config-file keys of the filters, at the top level of a sync or cluster config file.
 FILTER_KEYS = (
     "include",
+    "include_from",
     "exclude",
+    "exclude_from",
+    "filter",
     "filter_from",
     "files_from",
+    "ignore_case",
     "min_size",
     "max_size",
     "min_age",
     "max_age",
 )
+
+
+# The config file's filter keys that name files (relative to the config file), and examples
+# of the keys that hold patterns or rules.
+_FILE_KEYS = ("include_from", "exclude_from", "filter_from", "files_from")
+_EXAMPLES = {
+    "include": 'e.g. include = ["*.jpg", "docs/**"]',
+    "exclude": 'e.g. exclude = ["*.tmp", "cache/"]',
+    "filter": 'e.g. filter = ["- thumbs/", "+ *.jpg", "- **"]',
+}
 
 
 def filters_in_file(raw: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -290,21 +354,27 @@ def filters_in_file(raw: dict[str, Any], path: Path) -> dict[str, Any]:
         ConfigError: A key holds a value of the wrong kind (naming the file and the key).
     """
     out: dict[str, Any] = {}
-    for key in ("include", "exclude", "filter_from", "files_from"):
+    for key in ("include", "exclude", "filter", *_FILE_KEYS):
         if key in raw:
             value = raw[key]
             items = [value] if isinstance(value, str) else value
             if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
                 raise ConfigError(
                     f"config file {path}: {key} must be a string or a list of strings",
-                    hint=f'e.g. {key} = ["*.jpg", "docs/**"]'
-                    if key in ("include", "exclude")
-                    else f'e.g. {key} = "{key.replace("_", "-")}.txt" (relative to this file)',
+                    hint=_EXAMPLES.get(key)
+                    or f'e.g. {key} = "{key.replace("_", "-")}.txt" (relative to this file)',
                 )
-            if key in ("filter_from", "files_from"):
+            if key in _FILE_KEYS:
                 out[key] = tuple((path.parent / Path(v).expanduser()).resolve() for v in items)
             else:
                 out[key] = tuple(items)
+    if "ignore_case" in raw:
+        if not isinstance(raw["ignore_case"], bool):
+            raise ConfigError(
+                f"config file {path}: ignore_case must be true or false",
+                hint="e.g. ignore_case = true",
+            )
+        out["ignore_case"] = raw["ignore_case"]
     for key in ("min_size", "max_size"):
         if key in raw:
             out[key] = _in_file(path, parse_filter_size, raw[key], key)
@@ -327,6 +397,7 @@ __all__ = [
     "AGE_HINT",
     "FILTER_KEYS",
     "SIZE_HINT",
+    "STDIN",
     "AgeLimit",
     "FilterRule",
     "FilterSpec",
@@ -334,6 +405,8 @@ __all__ = [
     "filters_in_file",
     "parse_age",
     "parse_filter_size",
+    "parse_rule",
     "read_files_from",
     "read_filter_file",
+    "read_pattern_file",
 ]

@@ -139,6 +139,10 @@ def test_status_without_a_database(tmp_path: Path) -> None:
         (["--exclude", "[z-a]"], "bad character range"),
         (["--filter-from", "missing.txt"], "cannot read filter file"),
         (["--files-from", "missing.txt"], "cannot read key list"),
+        (["--include-from", "missing.txt"], "cannot read pattern file"),
+        (["--filter", "*.jpg"], "--filter: '*.jpg' is not a rule"),
+        (["--filter", "+ a{b"], "--filter: a '{' without its '}'"),
+        (["--exclude-from", "-", "--files-from", "-"], "standard input ('-') is named by"),
     ],
 )
 @pytest.mark.parametrize("command", ["sync", "verify"])

@@ -256,3 +256,57 @@ def test_verify_compares_only_what_the_filters_take(src_bucket: Bucket, dst_buck
     assert code == 0, report
     assert report["counts"]["match"] == 1 and report["filtered"] == 2
     assert report["missing"] == [] and report["extra"] == [] and report["different"] == []
+
+
+def test_pattern_files_inline_rules_and_ignored_case(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    seed(
+        src_bucket,
+        {
+            "Photos/A.JPG": b"a",
+            "photos/b.jpg": b"b",
+            "photos/c.png": b"c",
+            "tmp/d.jpg": b"d",
+            "docs/e.txt": b"e",
+            "docs/F.Log": b"f",
+            "docs/secret.txt": b"s",
+        },
+    )
+    env = env_for(src_bucket, dst_bucket)
+    excludes = tmp_path / "out.txt"
+    excludes.write_text("# scratch space and logs, whatever their case\ntmp/\n*.LOG\n")
+    code, summary, err = run(
+        [
+            *sync_args(src_bucket, f"{dst_bucket.url}/one/", tmp_path / "j1.db"),
+            *endpoint_args(None, dst_bucket.endpoint),
+            "--exclude-from",
+            str(excludes),
+            "--filter",
+            "- docs/secret*",
+            "--ignore-case",
+        ],
+        env,
+    )
+    assert code == 0, err
+    assert sorted(dst_bucket.keys("one/")) == [
+        "one/Photos/A.JPG",
+        "one/docs/e.txt",
+        "one/photos/b.jpg",
+        "one/photos/c.png",
+    ]
+    assert summary["filtered"] == 3
+
+    # Patterns from standard input ("-"), as rclone reads them; without --ignore-case,
+    # *.jpg leaves A.JPG out.
+    args = [
+        *sync_args(src_bucket, f"{dst_bucket.url}/two/", tmp_path / "j2.db"),
+        *endpoint_args(None, dst_bucket.endpoint),
+        "--include-from",
+        "-",
+        "--json",
+    ]
+    result = CliRunner().invoke(cli, args, env=env, input="*.jpg\n", catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(dst_bucket.keys("two/")) == ["two/photos/b.jpg", "two/tmp/d.jpg"]
+    assert json.loads(result.stdout)["filtered"] == 5

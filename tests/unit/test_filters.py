@@ -3,14 +3,17 @@ sizes, ages, and the values that are refused."""
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from s3longbow.config import Settings
 from s3longbow.errors import ConfigError
 from s3longbow.model import ObjectInfo
 from s3longbow.plan.filters import Filters, KeyRules, PatternError, relative_key, translate
+from s3longbow.plan.ledger import plan_options
 from s3longbow.selection import (
     AgeLimit,
     FilterRule,
@@ -19,8 +22,10 @@ from s3longbow.selection import (
     filters_in_file,
     parse_age,
     parse_filter_size,
+    parse_rule,
     read_files_from,
     read_filter_file,
+    read_pattern_file,
 )
 
 # (pattern, keys it matches, keys it does not match). The first rows are the examples of
@@ -154,6 +159,107 @@ def test_build_filters_orders_includes_excludes_then_files(tmp_path: Path) -> No
     # As in rclone, includes come first: secret.jpg is taken by *.jpg before secret* is tried.
     assert rules.takes("secret.jpg") and rules.takes("keep/x.bak") and rules.takes("a.jpg")
     assert not rules.takes("secret.txt") and not rules.takes("a.txt")
+
+
+def test_every_rule_source_in_rclones_order(tmp_path: Path) -> None:
+    includes = tmp_path / "in.txt"
+    includes.write_text("# images\n  *.png  \n\n")
+    excludes = tmp_path / "out.txt"
+    excludes.write_text("; never\ntmp/\n")
+    rules_file = tmp_path / "rules.txt"
+    rules_file.write_text("- *.bak\n")
+    spec = build_filters(
+        filter_from=[rules_file],
+        filter=["+ keep/**", "- *.log"],
+        exclude_from=[excludes],
+        exclude=["secret*"],
+        include_from=[includes],
+        include=["*.jpg"],
+    )
+    assert [(r.include, r.pattern, r.origin) for r in spec.rules] == [
+        (True, "*.jpg", "--include"),
+        (True, "*.png", f"{includes}:2"),
+        (False, "secret*", "--exclude"),
+        (False, "tmp/", f"{excludes}:2"),
+        (True, "keep/**", "--filter"),
+        (False, "*.log", "--filter"),
+        (False, "*.bak", f"{rules_file}:1"),
+        (False, "/**", "--include (every key no rule took)"),
+    ]
+    rules = KeyRules(spec.rules)
+    # The first rule that matches decides: an include before an exclude wins.
+    assert rules.takes("tmp/a.png") and rules.takes("keep/x.log") and rules.takes("keep/x.bak")
+    assert not rules.takes("tmp/a.txt") and not rules.takes("x.log") and not rules.takes("x.bak")
+
+
+def test_an_include_from_file_alone_leaves_out_what_it_does_not_take(tmp_path: Path) -> None:
+    includes = tmp_path / "in.txt"
+    includes.write_text("*.jpg\n")
+    rules = KeyRules(build_filters(include_from=[includes]).rules)
+    assert rules.takes("a/b.jpg") and not rules.takes("a/b.txt")
+    excludes = tmp_path / "out.txt"
+    excludes.write_text("*.jpg\n")
+    rules = KeyRules(build_filters(exclude_from=[excludes]).rules)
+    assert not rules.takes("a/b.jpg") and rules.takes("a/b.txt")
+
+
+def test_a_bang_filter_clears_includes_and_excludes_before_it() -> None:
+    spec = build_filters(include=["*.jpg"], exclude=["*.txt"], filter=["!", "+ *.txt"])
+    rules = KeyRules(spec.rules)
+    # Cleared: the --exclude is gone; the implied exclude of an --include stays (as in rclone).
+    assert rules.takes("a.txt") and not rules.takes("a.jpg")
+
+
+def test_filter_rules_must_have_a_sign() -> None:
+    assert parse_rule("+ a", "--filter") == FilterRule(True, "a", "--filter")
+    assert parse_rule("!", "--filter") is None
+    with pytest.raises(ConfigError) as info:
+        build_filters(filter=["*.jpg"])
+    assert info.value.message == "--filter: '*.jpg' is not a rule"
+    assert "'+ pattern'" in (info.value.hint or "")
+
+
+def test_pattern_files_read_from_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("*.jpg\n# not a pattern\n"))
+    spec = build_filters(include_from=[Path("-")])
+    assert [r.pattern for r in spec.rules] == ["*.jpg", "/**"]
+    assert spec.rules[0].origin == "-:1"
+
+
+def test_standard_input_is_read_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_filters(exclude_from=[Path("-")], files_from=[Path("-")])
+    assert "standard input ('-')" in info.value.message and "--files-from" in (
+        info.value.hint or ""
+    )
+
+
+def test_ignore_case_matches_letters_in_either_case() -> None:
+    rules = [FilterRule(True, "*.JPG", "--include"), FilterRule(True, "/Ärger/**", "--include")]
+    rules.append(FilterRule(False, "/**", "implied"))
+    cased = KeyRules(rules)
+    assert cased.takes("a/b.JPG") and not cased.takes("a/b.jpg")
+    assert not cased.takes("ärger/x")
+    folded = KeyRules(rules, ignore_case=True)
+    assert folded.takes("a/b.jpg") and folded.takes("a/b.Jpg") and folded.takes("ärger/x")
+    assert folded.takes("ÄRGER/x") and not folded.takes("a/b.jpgx")
+    # Classes and wildcards keep their meaning: '?' is one character, '*' no '/'.
+    assert KeyRules([FilterRule(False, "[a-c]?.TXT", "x")], ignore_case=True).takes("d1.txt")
+    assert not KeyRules([FilterRule(False, "[a-c]?.TXT", "x")], ignore_case=True).takes("B1.txt")
+    spec = FilterSpec(rules=tuple(rules), ignore_case=True)
+    assert Filters(spec).takes_key("x/Y.jpg") and not Filters(spec).takes_key("x/y.png")
+
+
+def test_pattern_file_lines_name_their_file(tmp_path: Path) -> None:
+    path = tmp_path / "p.txt"
+    path.write_text("a\n\n b \n")
+    assert read_pattern_file(path, include=False) == [
+        FilterRule(False, "a", f"{path}:1"),
+        FilterRule(False, "b", f"{path}:3"),
+    ]
+    with pytest.raises(ConfigError, match="cannot read pattern file") as info:
+        read_pattern_file(tmp_path / "missing.txt", include=True)
+    assert "--include-from" in (info.value.hint or "")
 
 
 def test_a_bang_line_clears_the_rules_above(tmp_path: Path) -> None:
@@ -344,7 +450,11 @@ def test_config_file_keys(tmp_path: Path) -> None:
     got = filters_in_file(
         {
             "include": "*.jpg",
+            "include_from": "in.txt",
             "exclude": ["a", "b"],
+            "exclude_from": ["out.txt"],
+            "filter": ["+ x", "- y"],
+            "ignore_case": True,
             "filter_from": "rules.txt",
             "files_from": ["k1.txt", "/abs/k2.txt"],
             "min_size": "10M",
@@ -356,6 +466,9 @@ def test_config_file_keys(tmp_path: Path) -> None:
     )
     assert got["include"] == ("*.jpg",) and got["exclude"] == ("a", "b")
     assert got["filter_from"] == (tmp_path / "rules.txt",)
+    assert got["include_from"] == (tmp_path / "in.txt",)
+    assert got["exclude_from"] == (tmp_path / "out.txt",)
+    assert got["filter"] == ("+ x", "- y") and got["ignore_case"] is True
     assert got["files_from"] == (tmp_path / "k1.txt", Path("/abs/k2.txt"))
     assert (got["min_size"], got["max_size"]) == (10 * MiB, 2048 * KiB)
     assert got["min_age"].seconds == 3600 and got["max_age"].moment is not None
@@ -369,6 +482,8 @@ def test_config_file_keys(tmp_path: Path) -> None:
         ({"min_size": "lots"}, "min_size: 'lots' is not a size"),
         ({"max_age": "soon"}, "max_age: 'soon' is not a duration or a date"),
         ({"min_age": True}, "min_age must be a string"),
+        ({"ignore_case": "yes"}, "ignore_case must be true or false"),
+        ({"filter": {"+": "x"}}, "filter must be a string or a list of strings"),
     ],
 )
 def test_bad_config_file_keys_name_the_file(
@@ -378,3 +493,11 @@ def test_bad_config_file_keys_name_the_file(
         filters_in_file(raw, tmp_path / "c.toml")
     assert info.value.message.startswith(f"config file {tmp_path / 'c.toml'}: ")
     assert message in info.value.message
+
+
+def test_a_pass_planned_ignoring_case_is_not_resumed_by_one_that_does_not() -> None:
+    rules = (FilterRule(False, "*.jpg", "--exclude"),)
+    cased = Settings((), filters=FilterSpec(rules=rules))
+    folded = Settings((), filters=FilterSpec(rules=rules, ignore_case=True))
+    assert plan_options(cased) != plan_options(folded)
+    assert plan_options(cased) == plan_options(Settings((), filters=FilterSpec(rules=rules)))

@@ -73,25 +73,53 @@ FILTER_OPTIONS = [
         "across, a leading / anchors.",
     ),
     click.option(
+        "--include-from",
+        metavar="FILE",
+        type=click.Path(path_type=Path),
+        multiple=True,
+        help="--include each pattern of FILE, one a line ('-': standard input).",
+    ),
+    click.option(
         "--exclude",
         metavar="PATTERN",
         multiple=True,
         help="Leave out keys that match (repeatable; tried after every --include).",
     ),
     click.option(
+        "--exclude-from",
+        metavar="FILE",
+        type=click.Path(path_type=Path),
+        multiple=True,
+        help="--exclude each pattern of FILE, one a line ('-': standard input).",
+    ),
+    click.option(
+        "--filter",
+        metavar="RULE",
+        multiple=True,
+        help="A rule: '+ pattern' takes, '- pattern' leaves out, '!' clears the rules before "
+        "it (repeatable; tried after --include and --exclude, in the order given).",
+    ),
+    click.option(
         "--filter-from",
         metavar="FILE",
         type=click.Path(path_type=Path),
         multiple=True,
-        help="Rules from a file, one a line: '+ pattern' takes, '- pattern' leaves out, "
-        "'#' comments; tried after --include and --exclude; the first rule that matches decides.",
+        help="Rules from a file, one a line, as --filter; '#' comments; tried after --filter. "
+        "The first rule that matches a key decides.",
+    ),
+    click.option(
+        "--ignore-case",
+        is_flag=True,
+        default=None,
+        help="Patterns match keys whatever the case of their letters.",
     ),
     click.option(
         "--files-from",
         metavar="FILE",
         type=click.Path(path_type=Path),
         multiple=True,
-        help="Take only the keys listed in FILE, one a line, relative to the pair's root.",
+        help="Take only the keys listed in FILE, one a line, relative to the pair's root "
+        "('-': standard input).",
     ),
     click.option(
         "--min-size",
@@ -280,9 +308,13 @@ def filter_flags(options: dict[str, Any]) -> FilterFlags:
 
     return FilterFlags(
         include=many("include"),
+        include_from=many("include_from"),
         exclude=many("exclude"),
+        exclude_from=many("exclude_from"),
+        filter=many("filter"),
         filter_from=many("filter_from"),
         files_from=many("files_from"),
+        ignore_case=options.get("ignore_case"),
         min_size=options.get("min_size"),
         max_size=options.get("max_size"),
         min_age=options.get("min_age"),

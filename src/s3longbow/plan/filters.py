@@ -55,7 +55,7 @@ class PatternError(ValueError):
     """A pattern that is not valid; the text says why."""
 
 
-def translate(pattern: str) -> str:
+def translate(pattern: str, *, ignore_case: bool = False) -> str:
     """The regular expression (Python's syntax) that matches the keys `pattern` matches.
 
     The expression is meant for `re.fullmatch`-like use: it matches a whole key.
@@ -66,7 +66,7 @@ def translate(pattern: str) -> str:
     anchored = pattern.startswith("/")
     body = pattern[1:] if anchored else pattern
     directory = body.endswith("/") and not body.endswith("\\/")
-    regex = _Translator(body, pattern).run()
+    regex = _Translator(body, pattern, ignore_case).run()
     if directory:
         regex += ".*"  # a directory: whatever lies under it
     return regex if anchored else f"(?:.*/)?{regex}"
@@ -75,9 +75,10 @@ def translate(pattern: str) -> str:
 class _Translator:
     """One pass over a pattern, writing its regular expression."""
 
-    def __init__(self, body: str, pattern: str) -> None:
+    def __init__(self, body: str, pattern: str, ignore_case: bool = False) -> None:
         self.text = body
         self.pattern = pattern
+        self.ignore_case = ignore_case
         self.i = 0
         self.out: list[str] = []
         self.braces = 0
@@ -120,7 +121,7 @@ class _Translator:
             elif c == "," and self.braces:
                 self.out.append("|")
             else:
-                self.out.append(re.escape(c))
+                self.out.append(self.literal(c))
         if self.braces:
             raise self.fail("a '{' without its '}'")
         return "".join(self.out)
@@ -130,7 +131,16 @@ class _Translator:
             raise self.fail("a backslash with nothing after it")
         c = self.text[self.i]
         self.i += 1
-        return "\\" + c if c in _PERL_CLASSES else re.escape(c)
+        return "\\" + c if c in _PERL_CLASSES else self.literal(c)
+
+    def literal(self, c: str) -> str:
+        """The character itself; ignoring case, a letter beyond ASCII also in its other case
+        (the expression's IGNORECASE folds ASCII letters only, as it matches in ASCII mode)."""
+        if self.ignore_case and not c.isascii():
+            cases = {v for v in (c, c.lower(), c.upper()) if len(v) == 1}
+            if len(cases) > 1:
+                return "[" + "".join(re.escape(v) for v in sorted(cases)) + "]"
+        return re.escape(c)
 
     def character_class(self) -> str:
         text = self.text
@@ -185,18 +195,20 @@ class _Translator:
 
 class KeyRules:
     """Include and exclude rules, tried in order; the first that matches decides.
+    `ignore_case`: whatever the case of the key's letters.
 
     Raises:
         ConfigError: A pattern is not valid (naming it and where it was written).
     """
 
-    def __init__(self, rules: Sequence[FilterRule]) -> None:
+    def __init__(self, rules: Sequence[FilterRule], *, ignore_case: bool = False) -> None:
         self.rules = tuple(rules)
+        flags = re.DOTALL | re.ASCII | (re.IGNORECASE if ignore_case else 0)
         alternatives = []
         for n, rule in enumerate(self.rules):
             try:
-                regex = translate(rule.pattern)
-                re.compile(regex, re.DOTALL | re.ASCII)
+                regex = translate(rule.pattern, ignore_case=ignore_case)
+                re.compile(regex, flags)
             except (PatternError, re.error) as exc:
                 # A regular expression's own error: its position is in our translation.
                 why = f"{exc.msg} in pattern '{rule.pattern}'" if isinstance(exc, re.error) else exc
@@ -210,9 +222,7 @@ class KeyRules:
         # One expression, each rule an alternative in order: at the start of a key, the first
         # alternative that matches the whole key is the first rule that matches.
         self._regex = (
-            re.compile("(?:" + "|".join(alternatives) + r")\Z", re.DOTALL | re.ASCII)
-            if alternatives
-            else None
+            re.compile("(?:" + "|".join(alternatives) + r")\Z", flags) if alternatives else None
         )
         groups = self._regex.groupindex if self._regex else {}
         self._groups = [(groups[f"r{n}"], rule.include) for n, rule in enumerate(self.rules)]
@@ -253,7 +263,7 @@ class Filters:
     def __init__(self, spec: FilterSpec, *, now: float | None = None) -> None:
         self.spec = spec
         self.now = now
-        self._rules = KeyRules(spec.rules) if spec.rules else None
+        self._rules = KeyRules(spec.rules, ignore_case=spec.ignore_case) if spec.rules else None
         self._keys = spec.files_from
 
     def __bool__(self) -> bool:

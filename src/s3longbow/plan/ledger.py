@@ -130,7 +130,9 @@ def plan_options(settings: Settings) -> str:
     # The filters as given (an age as written, not the time it resolves to); a key list by
     # its digest, not its keys.
     listed = "\n".join(sorted(f.files_from)) if f.files_from is not None else None
-    filters = repr((f.rules, f.min_size, f.max_size, f.min_age, f.max_age, listed))
+    # Case ignored joins the tuple only when set: the passes of earlier runs keep their value.
+    cased = () if not f.ignore_case else ("ignore case",)
+    filters = repr((f.rules, f.min_size, f.max_size, f.min_age, f.max_age, listed, *cased))
     return json.dumps(
         {
             "compare": t.planning_compare,
