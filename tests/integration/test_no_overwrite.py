@@ -14,7 +14,7 @@ from longbow_testkit.sealproxy import seal_proxy
 from longbow_testkit.servers import LocalServer
 
 from ..conftest import Bucket, new_bucket
-from .test_integrity import run_sync
+from .test_integrity import put_multipart, run_sync
 
 MiB = 1024 * 1024
 
@@ -90,3 +90,74 @@ def test_a_key_that_appears_during_the_copy_is_not_replaced(
         if (m == "PUT" and "partNumber=" not in p and p.count("/") > 1)
         or (m == "POST" and "uploadId=" in p)
     )
+
+
+@pytest.mark.parametrize("size", [2000, 12 * MiB], ids=["one-put", "parts"])
+def test_a_write_whose_reply_failed_is_found_by_its_retry(
+    seaweed_src: LocalServer, seaweed_dst: LocalServer, tmp_path: Path, size: int
+) -> None:
+    """The write that makes the object lands, but its reply says it failed (as a reply lost
+    on the way would): the retry's If-None-Match finds the key, and the object there is the
+    copy's own bytes in the copy's own parts, so the job is done, not "not replaced"."""
+    src, dst = new_bucket(seaweed_src, "lost-src"), new_bucket(seaweed_dst, "lost-dst")
+    data = os.urandom(size)
+    src.put("k", data)
+    landed = threading.Event()
+
+    def lands_then_fails(method: str, path: str, headers: dict[str, str]) -> int | None:
+        makes_it = (method == "PUT" and "partNumber=" not in path) or (
+            method == "POST" and "uploadId=" in path
+        )
+        if not makes_it or not path.split("?")[0].endswith("/k") or landed.is_set():
+            return None
+        landed.set()
+        if size < 5 * MiB:
+            dst.put("k", data)
+        else:  # the parts the copy uploads: 5 MiB each, the last one shorter
+            put_multipart(dst, "k", [data[i : i + 5 * MiB] for i in range(0, size, 5 * MiB)])
+        return 500
+
+    with seal_proxy(seaweed_dst.endpoint, seal=False) as proxy:
+        proxy.before = lands_then_fails
+        through = Bucket(proxy.endpoint(), dst.name, dst.client)
+        code, summary = run_sync(
+            src, through, tmp_path / "j.db", "--no-overwrite", "--part-size", "5MiB"
+        )
+    assert landed.is_set()
+    assert code == 0, summary["failed"]
+    assert summary["not_replaced"] == 0 and summary["not_replaced_during_copy"] == []
+    assert summary["copied"]["objects"] == 1
+    assert dst.get("k") == data
+    # The write was tried again and refused (the object was there), not sent a third time.
+    makes = [
+        h
+        for m, p, h in proxy.requests
+        if p.split("?")[0].endswith("/k")
+        and ((m == "PUT" and "partNumber=" not in p) or (m == "POST" and "uploadId=" in p))
+    ]
+    assert len(makes) == 2 and all(h.get("if-none-match") == "*" for h in makes)
+    uploads = dst.client.list_multipart_uploads(Bucket=dst.name).get("Uploads", [])
+    assert uploads == []  # the copy's own upload was not left open
+
+
+def test_an_object_of_the_same_size_but_other_bytes_is_not_taken_for_the_copy(
+    seaweed_src: LocalServer, seaweed_dst: LocalServer, tmp_path: Path
+) -> None:
+    src, dst = new_bucket(seaweed_src, "other-src"), new_bucket(seaweed_dst, "other-dst")
+    src.put("k", b"a" * 2000)
+    written = threading.Event()
+
+    def someone_else_writes(method: str, path: str, headers: dict[str, str]) -> int | None:
+        if method == "PUT" and path.split("?")[0].endswith("/k") and not written.is_set():
+            written.set()
+            dst.put("k", b"b" * 2000)  # the same size, other bytes
+            return 500
+        return None
+
+    with seal_proxy(seaweed_dst.endpoint, seal=False) as proxy:
+        proxy.before = someone_else_writes
+        through = Bucket(proxy.endpoint(), dst.name, dst.client)
+        code, summary = run_sync(src, through, tmp_path / "j.db", "--no-overwrite")
+    assert written.is_set() and code == 0, summary["failed"]
+    assert dst.get("k") == b"b" * 2000
+    assert [f["key"] for f in summary["not_replaced_during_copy"]] == ["k"]

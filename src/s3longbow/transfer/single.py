@@ -7,10 +7,11 @@ import base64
 import hashlib
 
 from s3longbow import checksums
-from s3longbow.errors import TransientError
+from s3longbow.errors import NotReplacedError, TransientError
 from s3longbow.model import Bytes, Checksum, Job, JobResult, ObjectProperties
 from s3longbow.retry import with_retries
 from s3longbow.stores.base import Relayed
+from s3longbow.transfer import upload
 from s3longbow.transfer.context import Attempt, Context, VerificationError
 from s3longbow.transfer.proof import CopyMethod, is_md5_etag, settle_single
 
@@ -107,16 +108,22 @@ def put_verified(
     if not paced:
         ctx.pace(len(data))
     written, storage_class = ctx.writes(job, properties)
-    dst_etag = ctx.dst.put_object(
-        job.dst_key,
-        data,
-        md5_b64=base64.b64encode(bytes.fromhex(md5_hex)).decode(),
-        storage_class=storage_class,
-        properties=written,
-        tags=ctx.tags(job, properties),
-        checksum=checksum,
-        create_only=ctx.settings.no_overwrite,
-    )
+    try:
+        dst_etag = ctx.dst.put_object(
+            job.dst_key,
+            data,
+            md5_b64=base64.b64encode(bytes.fromhex(md5_hex)).decode(),
+            storage_class=storage_class,
+            properties=written,
+            tags=ctx.tags(job, properties),
+            checksum=checksum,
+            create_only=ctx.settings.no_overwrite,
+        )
+    except NotReplacedError:
+        # The object an earlier try of this PUT made (its reply lost) refuses the retry.
+        if not upload.written_already(ctx, job, md5_hex):
+            raise
+        dst_etag = md5_hex
     if is_md5_etag(dst_etag) and not ctx.dst_encrypts:
         if dst_etag != md5_hex:
             ctx.dst.delete_object(job.dst_key)

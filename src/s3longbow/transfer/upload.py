@@ -7,7 +7,7 @@ import logging
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
-from s3longbow.errors import UploadMissingError
+from s3longbow.errors import NotReplacedError, UploadMissingError
 from s3longbow.model import Job, ObjectDetails, ObjectLock, PartInfo
 from s3longbow.retry import with_retries
 from s3longbow.transfer.context import Context, Interrupted, VerificationError
@@ -127,6 +127,29 @@ def complete(
         if head is not None and head.size == job.size:
             return head.etag or ""
         raise
+    except NotReplacedError:
+        # Or, under --no-overwrite, the object its first try made refuses the retry.
+        ours = parts_etag(parts) if all(is_md5_etag(p.etag) for p in parts) else None
+        if ours is None or not written_already(ctx, job, ours):
+            raise
+        # The same bytes in the same parts were written by another try: this upload, if it is
+        # still open, holds nothing the object needs.
+        ctx.dst.abort_upload(job.dst_key, upload_id)
+        return ours
+
+
+def written_already(ctx: Context, job: Job, etag: str) -> bool:
+    """Whether the destination holds an object of the job's size with the ETag this job's
+    write gives it: a write refused as --no-overwrite's "exists" after a try whose reply was
+    lost (or said it failed) made the object. Never where the destination encrypts (its ETags
+    are not the bytes' MD5s)."""
+    if ctx.dst_encrypts:
+        return False
+    head = ctx.dst.head(job.dst_key)
+    if head is None or head.size != job.size or head.etag != etag:
+        return False
+    log.info("%s: the object an earlier try wrote is there (ETag %s)", job.dst_key, etag)
+    return True
 
 
 def check_after_complete(ctx: Context, job: Job, parts: list[PartInfo], dst_etag: str) -> None:
@@ -179,4 +202,5 @@ __all__ = [
     "parts_etag",
     "resume_or_start",
     "valid_parts",
+    "written_already",
 ]
