@@ -77,6 +77,18 @@ def s3_statements(settings: DeploySettings, *, writer: bool) -> list[iam.PolicyS
             )
         )
         if not writer:
+            reports = [p for p in settings.pairs if p.src_inventory]
+            if side == "source" and reports:
+                # The sender reads each report (manifests and data files) instead of listing.
+                statements.append(
+                    iam.PolicyStatement(
+                        sid=f"{role}ReadInventoryReports",
+                        actions=["s3:GetObject"],
+                        resources=sorted(
+                            {objects_arn(p.inventory_bucket, p.inventory_folder) for p in reports}
+                        ),
+                    )
+                )
             continue
         actions = list(SOURCE_OBJECT_ACTIONS if side == "source" else DESTINATION_OBJECT_ACTIONS)
         if side == "destination" and settings.queue.delete_removed:

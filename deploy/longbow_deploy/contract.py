@@ -158,8 +158,15 @@ def ignore_text(settings: DeploySettings) -> str | None:
 
 
 def pairs_json(settings: DeploySettings) -> str:
-    """The pairs parameter's value: `[{"src": ..., "dst": ...}, ...]`."""
-    return json.dumps([{"src": p.src, "dst": p.dst} for p in settings.pairs])
+    """The pairs parameter's value: `[{"src": ..., "dst": ...}, ...]`, with a pair's
+    `src_inventory` where it has one."""
+    return json.dumps(
+        [
+            {"src": p.src, "dst": p.dst}
+            | ({"src_inventory": p.src_inventory} if p.src_inventory else {})
+            for p in settings.pairs
+        ]
+    )
 
 
 def lambda_environment(

@@ -79,10 +79,13 @@ class Pair:
     Attributes:
         src: `s3://bucket/prefix` on the source side.
         dst: `s3://bucket/prefix` on the destination side.
+        src_inventory: `s3://bucket/.../manifest.json` of an S3 Inventory report of the
+            source, which the sender reads instead of listing it.
     """
 
     src: str
     dst: str
+    src_inventory: str | None = None
 
     @property
     def src_bucket(self) -> str:
@@ -95,6 +98,18 @@ class Pair:
     @property
     def dst_bucket(self) -> str:
         return _split_s3(self.dst)[0]
+
+    @property
+    def inventory_bucket(self) -> str:
+        return _split_s3(self.src_inventory or "")[0]
+
+    @property
+    def inventory_folder(self) -> str:
+        """Where the report's manifests and data files are: the folder of its configuration
+        (`prefix/source-bucket/config-id/`), above each day's `date/manifest.json`."""
+        key = _split_s3(self.src_inventory or "")[1]
+        parts = key.split("/")
+        return "/".join(parts[:-2]) + "/" if len(parts) > 2 else ""
 
     @property
     def dst_prefix(self) -> str:
@@ -452,6 +467,13 @@ def _problems(s: DeploySettings) -> typing.Iterator[str]:
             bucket, _ = _split_s3(text)
             if not bucket or not _BUCKET_RE.match(bucket):
                 yield f"pair {i}: {text!r} is not s3://bucket/prefix"
+        if pair.src_inventory is not None:
+            bucket, key = _split_s3(pair.src_inventory)
+            if not bucket or not _BUCKET_RE.match(bucket) or not key or key.endswith("/"):
+                yield (
+                    f"pair {i}: src_inventory {pair.src_inventory!r} is not the s3:// address "
+                    "of a report's manifest.json"
+                )
     for side_name, side in (("source", s.source), ("destination", s.destination)):
         if side.endpoint_url is not None and not side.endpoint_url.startswith("https://"):
             yield f"[{side_name}] endpoint_url must be an https:// URL"

@@ -73,7 +73,14 @@ EC2_SETTINGS: dict[str, Any] = {
 LAMBDA_SETTINGS: dict[str, Any] = {
     "name": "lb-fn",
     "retain_data": False,
-    "pairs": [{"src": "s3://incoming-src/uploads/", "dst": "s3://incoming-dst/"}],
+    "pairs": [
+        {
+            "src": "s3://incoming-src/uploads/",
+            "dst": "s3://incoming-dst/",
+            "src_inventory": "s3://incoming-reports/inv/incoming-src/all/2024-05-01T01-00Z/"
+            "manifest.json",
+        }
+    ],
     "queue": {"visibility_timeout": 900, "max_receive_count": 4, "delete_removed": True},
     "ec2": {"enabled": False},
     "lambda_worker": {

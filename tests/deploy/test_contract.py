@@ -4,6 +4,7 @@ workers get, the Lambda environment, the table layout, the metric names and the 
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,22 @@ def test_string_values_are_escaped_in_the_config_file(tmp_path: Path) -> None:
         ignore_file=False,
     )
     assert tomllib.loads(text)["storage_class"] == 'ODD"CLASS\\'
+
+
+def test_the_pairs_parameter_is_read_by_the_runtime() -> None:
+    from s3longbow.config import PairSettings, pair_from
+
+    report = "s3://reports/inv/a-src/all/2024-05-01T01-00Z/manifest.json"
+    settings = settings_from_dict(
+        {
+            "pairs": [
+                {"src": "s3://a-src/", "dst": "s3://a-dst/"},
+                {"src": "s3://b-src/x/", "dst": "s3://b-dst/", "src_inventory": report},
+            ]
+        }
+    )
+    read = [pair_from(table) for table in json.loads(contract.pairs_json(settings))]
+    assert read == [
+        PairSettings("s3://a-src/", "s3://a-dst/", None),
+        PairSettings("s3://b-src/x/", "s3://b-dst/", report),
+    ]

@@ -105,6 +105,16 @@ def test_settings_that_cannot_work_are_refused(tables: dict[str, Any], message: 
     assert message in problems(**tables)
 
 
+def test_a_pairs_inventory_report_is_a_manifest_address() -> None:
+    report = "s3://reports/inv/a-src/daily/2024-05-01T01-00Z/manifest.json"
+    pair = build(pairs=[{**PAIRS[0], "src_inventory": report}]).pairs[0]
+    assert pair.src_inventory == report
+    assert (pair.inventory_bucket, pair.inventory_folder) == ("reports", "inv/a-src/daily/")
+    for bad in ("s3://reports/inv/", "reports/manifest.json", "s3://Bad_Bucket/m.json"):
+        message = problems(pairs=[{**PAIRS[0], "src_inventory": bad}])
+        assert f"pair 1: src_inventory {bad!r} is not the s3:// address" in message
+
+
 def test_pairs_must_name_buckets() -> None:
     with pytest.raises(SettingsError, match="is not s3://bucket/prefix"):
         settings_from_dict({"pairs": [{"src": "/data", "dst": "s3://b-dst/"}]})

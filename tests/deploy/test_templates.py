@@ -723,6 +723,26 @@ def test_s3_rights_follow_the_sides_in_this_account(variant: Synthesized) -> Non
         assert "s3:PutObject" not in granted
 
 
+def test_the_sender_may_read_the_inventory_reports_of_sources_in_this_account(
+    variant: Synthesized,
+) -> None:
+    s = variant.settings
+    reports = {f"{p.inventory_bucket}/{p.inventory_folder}*" for p in s.pairs if p.src_inventory}
+    found = [st for _, st in variant.statements() if st.get("Sid") == "SenderReadInventoryReports"]
+    if not (reports and s.in_account("source")):
+        assert found == []
+        return
+    (statement,) = found
+    assert _actions(statement) == ["s3:GetObject"]
+    granted = {render(r, lambda _: "").removeprefix("arn::s3:::") for r in _resources(statement)}
+    assert granted == reports
+    # Only the sender: the workers never read a report.
+    assert not any(
+        st.get("Sid", "").startswith("Worker") and "incoming-reports" in json.dumps(st)
+        for _, st in variant.statements()
+    )
+
+
 def test_credentials_key_is_decryptable_only_when_it_is_a_customer_key(
     variant: Synthesized,
 ) -> None:
