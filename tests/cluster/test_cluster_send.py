@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from longbow_testkit.inventory import InventoryRow, publish_inventory
+from longbow_testkit.inventory import CURRENT_FIELDS, InventoryRow, publish_inventory
 from longbow_testkit.servers import LocalServer
 from s3longbow.cli.app import cli
 from s3longbow.cluster.dynamodb import ClaimOutcome, JobTable
@@ -370,3 +370,36 @@ def test_send_from_an_inventory_report_and_a_source_gone_since(
     assert gone is not None and gone.state is JobState.SKIPPED
     assert gone.reason is not None and gone.reason.startswith("source gone since inventory")
     assert cluster.job("after") is None
+
+
+def test_a_report_without_etags_skips_a_source_gone_since(
+    cluster: Cluster, seaweed_src: LocalServer
+) -> None:
+    """Without the ETag column a job message names no ETag, so the worker asks the source
+    first: a source deleted since the report is skipped as gone, as with ETags."""
+    data = {"kept": os.urandom(100), "gone": b"deleted after the report"}
+    for key, body in data.items():
+        cluster.src.put(SRC_PREFIX + key, body)
+    inventory = new_bucket(seaweed_src, "inv-no-etag")
+    report = publish_inventory(
+        inventory.client,
+        inventory.name,
+        [InventoryRow(SRC_PREFIX + k, len(v)) for k, v in data.items()],
+        source_bucket=cluster.src.name,
+        fields=[f for f in CURRENT_FIELDS if f != "ETag"],
+    )
+    cluster.src.client.delete_object(Bucket=cluster.src.name, Key=SRC_PREFIX + "gone")
+
+    result = CliRunner().invoke(
+        cli,
+        ["send", "--config", str(cluster.config_path), "--src-inventory", report.url, "--json"],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["queued"]["objects"] == 2
+    cluster.drain()
+    assert cluster.copy_digests() == {"kept": hashlib.md5(data["kept"]).hexdigest()}
+    gone = cluster.job("gone")
+    assert gone is not None and gone.state is JobState.SKIPPED
+    assert gone.reason is not None and gone.reason.startswith("source gone since inventory")
+    assert cluster.job("kept").state is JobState.DONE  # type: ignore[union-attr]

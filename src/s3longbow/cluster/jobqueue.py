@@ -33,6 +33,8 @@ from s3longbow.errors import LongbowError, PermanentError
 from s3longbow.model import Job, JobId, JobResult, JobState
 from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
+from s3longbow.plan.inventory import snapshot_name
+from s3longbow.verdicts import gone_reason
 
 from .dynamodb import JobTable, persist
 from .fanout import EventFanout, ObjectRecords
@@ -63,8 +65,9 @@ class _Held:
     lost: bool = False  # another delivery owns a job of it now
     settled: bool = False
     # Job id -> why it cannot be copied, learned before its claim (the source's answer to
-    # the HEAD that completes a job without an ETag): the claimed job is recorded failed.
-    doomed: dict[JobId, str] = field(default_factory=dict)
+    # the HEAD that completes a job without an ETag), and the state the claimed job is
+    # recorded in: failed, or skipped for a source gone since the report that listed it.
+    doomed: dict[JobId, tuple[str, JobState]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -240,9 +243,9 @@ class ClusterJobQueue(TableLedger):
             running = self._running[spec.id]
             running.job = job
             running.lease_until = item.lease_until or 0.0
-        reason = held.doomed.get(spec.id)
-        if reason is not None:
-            self._fail_claimed(job, reason)
+        doomed = held.doomed.get(spec.id)
+        if doomed is not None:
+            self._fail_claimed(job, *doomed)
             return None
         if spec.part_range is not None:
             try:  # a range runs while its object is open: pending or in progress
@@ -361,7 +364,7 @@ class ClusterJobQueue(TableLedger):
             store = self.copiers.stores.source(spec.src_bucket)
             info = store.head(spec.src_key)
         except PermanentError as exc:
-            held.doomed[spec.id] = str(exc)
+            held.doomed[spec.id] = (str(exc), JobState.FAILED)
             return spec
         except LongbowError as exc:
             log.warning("could not read %s: %s; the message comes back", spec.src_key, exc)
@@ -371,9 +374,14 @@ class ClusterJobQueue(TableLedger):
             held.delay = max(held.delay or 0.0, self._backoff(held))
             return None
         if info is None:
-            # The copier's words for the same answer, so both cases read alike in status.
+            # The copier's words for the same answer, so both cases read alike in status: a
+            # job from an inventory report (which may lack the ETag column) is skipped, its
+            # source deleted since the report.
+            where = store.describe(spec.src_key)
             held.doomed[spec.id] = (
-                f"{store.describe(spec.src_key)}: the source object no longer exists"
+                (gone_reason(snapshot_name(spec.inventory), where), JobState.SKIPPED)
+                if spec.inventory is not None
+                else (f"{where}: the source object no longer exists", JobState.FAILED)
             )
             return spec
         return replace(
