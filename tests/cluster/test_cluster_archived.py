@@ -5,6 +5,11 @@ moto here (GLACIER objects whose reads it refuses until restored)."""
 
 from __future__ import annotations
 
+import json
+
+from click.testing import CliRunner
+
+from s3longbow.cli.app import cli
 from s3longbow.model import JobState
 
 from .conftest import DST_PREFIX, SRC_PREFIX, Cluster
@@ -53,3 +58,17 @@ def test_an_archived_source_is_recorded_as_archived_not_failed(cluster: Cluster)
     assert cold.restore_requested is None  # no restore waited for any more
     assert cluster.dst.get(DST_PREFIX + "cold") == b"frozen"
     assert cluster.depth() == 0 and cluster.depth(cluster.dlq_url) == 0
+
+
+def test_a_dry_run_send_leaves_archived_sources_out_of_its_estimate(cluster: Cluster) -> None:
+    archived_source(cluster)
+    cluster.write_config()
+    result = CliRunner().invoke(
+        cli, ["send", "--config", str(cluster.config_path), "--dry-run", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    sent = json.loads(result.stdout)
+    assert sent["queued"]["objects"] == 2  # both would be queued: a worker asks for a restore
+    estimate = sent["estimate"]
+    assert estimate["bytes"]["total"] == len(b"readable")  # the cold one is not read
+    assert estimate["requests"]["source"]["GET"] == 1

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from s3longbow.config import with_inventory
 from s3longbow.errors import FatalError
+from s3longbow.model import needs_restore
 from s3longbow.pairs import PairRuntime, open_pairs
 from s3longbow.plan import probe
 from s3longbow.plan.diff import Decision
@@ -110,8 +111,16 @@ class _Outbox:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def offer(self, copies: list[tuple[JobSpec, str]], listed_at: float, pair: int = 0) -> None:
-        """Queue the copies (of pair `pair`) that are not already queued or running."""
+    def offer(
+        self,
+        copies: list[tuple[JobSpec, str]],
+        listed_at: float,
+        pair: int = 0,
+        archived: frozenset[str] = frozenset(),
+    ) -> None:
+        """Queue the copies (of pair `pair`) that are not already queued or running.
+        `archived`: the source keys among them that wait for a restore (a dry run's
+        estimate leaves them out: no worker reads them before it)."""
         now = time.time()
         items = self.table.get_many(s.id for s, _ in copies) if self.table else {}
         wanted = [
@@ -135,7 +144,8 @@ class _Outbox:
                 self._count_fanout(spec, self.fanout.ranges(spec.size))
             if self.estimator is not None:
                 for spec, _ in wanted:
-                    self.estimator.add(pair, spec.src_key, spec.size or 0, spec.etag)
+                    if spec.src_key not in archived:
+                        self.estimator.add(pair, spec.src_key, spec.size or 0, spec.etag)
             return
         table = self.table
 
@@ -257,7 +267,10 @@ class QueueSink(PlanSink):
             )
             for d in batch
         ]
-        self.outbox.offer(specs, self.listed_at, pair.index)
+        archived = frozenset(
+            d.src.key for d in batch if needs_restore(d.src.storage_class, d.src.restore)
+        )
+        self.outbox.offer(specs, self.listed_at, pair.index, archived)
 
 
 def send_jobs(
