@@ -350,6 +350,8 @@ class Settings:
     db_path: Path = field(default_factory=lambda: default_db_path())
     delete: bool = False  # remove destination objects the source no longer has
     force: bool = False  # delete even beyond max_delete_fraction
+    # With delete: also destination objects the filters leave out, or whose source they do.
+    delete_excluded: bool = False
     max_delete_fraction: float = 0.1
     telemetry: TelemetrySettings = TelemetrySettings()  # where logs and metrics go
     price_table: Path | None = None  # a dry run's prices (None: the built-in table)

@@ -250,6 +250,7 @@ class Flags:
         delete: `--delete`.
         force: `--force` (only with `delete`).
         max_delete: `--max-delete`, in percent.
+        delete_excluded: `--delete-excluded` (only with `delete`).
         src_inventory: `--src-inventory`: the manifest of an S3 Inventory report that every
             pair reads instead of listing its source (over the pairs' `src_inventory`).
         telemetry: `--log-*` and `--metrics-*`.
@@ -268,6 +269,7 @@ class Flags:
     delete: bool = False
     force: bool = False
     max_delete: float = 10.0
+    delete_excluded: bool = False
     src_inventory: str | None = None
     telemetry: TelemetryFlags = field(default_factory=TelemetryFlags)
     price_table: Path | None = None
@@ -334,11 +336,18 @@ def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
     )
     if flags.force and not flags.delete:
         raise ConfigError("--force only goes with --delete")
+    if flags.delete_excluded and not flags.delete:
+        raise ConfigError(
+            "--delete-excluded only goes with --delete",
+            hint="add --delete: the destination objects the filters leave out are then "
+            "deleted with those the source no longer has",
+        )
     check_inventory_options(pairs, transfer, delete=flags.delete)
     return dataclasses.replace(
         settings,
         delete=flags.delete,
         force=flags.force,
+        delete_excluded=flags.delete_excluded,
         max_delete_fraction=flags.max_delete / 100,
     )
 

@@ -209,6 +209,7 @@ def dry_run(settings: Settings, stats: Stats, *, samples: int = 20) -> SyncRepor
                 compare=settings.transfer.planning_compare,
                 overwrite=not settings.transfer.no_overwrite,
                 filters=filters,
+                delete_excluded=settings.delete_excluded,
             )
             report.add_counts(counts)
             if settings.delete:
@@ -480,6 +481,7 @@ def plan_all(
                 compare=t.planning_compare,
                 overwrite=not t.no_overwrite,
                 filters=filters,
+                delete_excluded=settings.delete_excluded,
             )
             report.add_counts(counts)
         if updater is not None:

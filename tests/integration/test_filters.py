@@ -310,3 +310,57 @@ def test_pattern_files_inline_rules_and_ignored_case(
     assert result.exit_code == 0, result.stderr
     assert sorted(dst_bucket.keys("two/")) == ["two/photos/b.jpg", "two/tmp/d.jpg"]
     assert json.loads(result.stdout)["filtered"] == 5
+
+
+def test_delete_excluded_also_deletes_what_the_filters_leave_out(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    seed(src_bucket, {"keep/a": b"a", "keep/c.log": b"log", "big/huge": b"x" * 3000})
+    seed(
+        dst_bucket,
+        {
+            "keep/a": b"a",
+            "keep/c.log": b"log",  # its source is excluded by pattern
+            "big/huge": b"x" * 3000,  # its source is excluded by size
+            "old.log": b"o",  # destination only, excluded by pattern
+            "gone/x": b"x",  # destination only, taken: an extra with or without
+            "tmp/scratch": b"s",  # ignored: never touched
+        },
+    )
+    ignore = tmp_path / "ignore.txt"
+    ignore.write_text(f"{src_bucket.name}/tmp/*\n")
+    base = [
+        *sync_args(src_bucket, dst_bucket, tmp_path / "j.db"),
+        "--exclude",
+        "*.log",
+        "--max-size",
+        "2K",
+        "--ignore-file",
+        str(ignore),
+        "--delete",
+        "--force",
+    ]
+    env = env_for(src_bucket, dst_bucket)
+    code, summary, err = run([*base, "--dry-run"], env)
+    assert code == 0, err
+    assert summary["extra"]["objects"] == 1  # without --delete-excluded: gone/x only
+
+    code, summary, err = run([*base, "--delete-excluded", "--dry-run"], env)
+    assert code == 0, err
+    assert summary["extra"]["objects"] == 4 and summary["filtered"] == 2
+    assert len(dst_bucket.keys()) == 6  # a dry run deletes nothing
+
+    code, summary, err = run([*base, "--delete-excluded"], env)
+    assert code == 0, err
+    assert summary["extra"] == {"objects": 4, "deleted": 4}
+    assert sorted(dst_bucket.keys()) == ["keep/a", "tmp/scratch"]
+
+
+def test_delete_excluded_needs_delete(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    code, _, err = run(
+        [*sync_args(src_bucket, dst_bucket, tmp_path / "j.db"), "--delete-excluded"],
+        env_for(src_bucket, dst_bucket),
+    )
+    assert code == 2 and "--delete-excluded only goes with --delete" in err

@@ -306,7 +306,13 @@ def test_a_send_offers_each_copy_once_from_ranges_listed_at_once() -> None:
     offered: list[str] = []
 
     class Outbox:
-        def offer(self, copies: list[tuple[Any, str]], listed_at: float, pair: int) -> None:
+        def offer(
+            self,
+            copies: list[tuple[Any, str]],
+            listed_at: float,
+            pair: int,
+            archived: frozenset[str] = frozenset(),
+        ) -> None:
             offered.extend(spec.src_key for spec, _ in copies)
 
     src, dst = RangedStore(source_objects()), RangedStore(destination_objects())

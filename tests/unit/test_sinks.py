@@ -190,8 +190,15 @@ def test_a_send_offers_job_specs_with_their_buckets() -> None:
     offered: list[tuple[list[tuple[Any, str]], float]] = []
 
     class Outbox:
-        def offer(self, copies: list[tuple[Any, str]], listed_at: float, pair: int) -> None:
+        def offer(
+            self,
+            copies: list[tuple[Any, str]],
+            listed_at: float,
+            pair: int,
+            archived: frozenset[str] = frozenset(),
+        ) -> None:
             assert pair == 0  # the pair's index, which the dry run's estimate counts by
+            assert archived == frozenset()  # none waits for a restore
             offered.append((copies, listed_at))
 
     outbox: Any = Outbox()

@@ -223,6 +223,12 @@ VERIFY_WORKERS = 16
 )
 @click.option("--force", is_flag=True, help="With --delete: delete beyond --max-delete.")
 @click.option(
+    "--delete-excluded",
+    is_flag=True,
+    help="With --delete: also delete destination objects the filters leave out (or whose "
+    "source they leave out).",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Show what would be copied, and estimate the requests, bytes, duration and AWS cost "
@@ -254,6 +260,7 @@ def sync(
     delete: bool,
     max_delete: float,
     force: bool,
+    delete_excluded: bool,
     dry_run: bool,
     db_path: Path | None,
     as_json: bool,
@@ -288,6 +295,7 @@ def sync(
             delete=delete,
             force=force,
             max_delete=max_delete,
+            delete_excluded=delete_excluded,
         )
         settings = load_settings(flags, os.environ)
         _setup_logging(console, verbose, settings.telemetry)

@@ -249,6 +249,7 @@ def pair_flags(
     delete: bool = False,
     force: bool = False,
     max_delete: float = 10.0,
+    delete_excluded: bool = False,
 ) -> Flags:
     """The loader's flags from a command's arguments: the pair options, and in `options` the
     side and transfer options click gave by name (those a command lacks count as not given).
@@ -270,6 +271,7 @@ def pair_flags(
         delete=delete,
         force=force,
         max_delete=max_delete,
+        delete_excluded=delete_excluded,
         src_inventory=options.get("src_inventory"),
         telemetry=telemetry_flags(options),
         price_table=options.get("price_table"),

@@ -180,6 +180,7 @@ def diff(
     order: Callable[[str], str] | None = None,
     extra: Callable[[ObjectInfo], None] | None = None,
     overwrite: bool = True,
+    delete_excluded: bool = False,
 ) -> Generator[Decision, None, None]:
     """Merge two key-ordered listings into one decision per source object.
 
@@ -197,6 +198,8 @@ def diff(
             destination listing is then read to its end).
         overwrite: A present destination object that differs is replaced; without it, it is
             left alone (NOT_REPLACED, with why it differs).
+        delete_excluded: A destination object whose source the filters leave out goes to
+            `extra` too (--delete-excluded), instead of being left alone.
 
     Yields:
         A Decision for every source object, in key order. Destination objects with no source
@@ -252,7 +255,8 @@ def diff(
         if filtered is not None:
             why_out = filtered(src, suffix)
             if why_out:
-                matched = matched or present
+                if not delete_excluded:
+                    matched = matched or present
                 yield Decision(Action.FILTERED, src, dst_key, why_out)
                 continue
         if unsupported is not None:

@@ -136,7 +136,9 @@ def plan_options(settings: Settings) -> str:
     return json.dumps(
         {
             "compare": t.planning_compare,
-            "extras": settings.delete,
+            # Excluded objects among the extras change the value; without them it stays as
+            # passes planned before recorded it.
+            "extras": "with excluded" if settings.delete_excluded else settings.delete,
             "ignore": list(settings.ignore_patterns),
             "properties": t.update_properties,
             "filters": hashlib.sha256(filters.encode()).hexdigest(),

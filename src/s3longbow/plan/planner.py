@@ -126,10 +126,12 @@ class _Rules:
         copied_version: Callable[[str], str | None] | None,
         filters: Filters | None = None,
         overwrite: bool = True,
+        delete_excluded: bool = False,
     ) -> None:
         src_caps, dst_caps = pair.src_store.capabilities, pair.dst_store.capabilities
         self.pair = pair
         self.overwrite = overwrite
+        self.delete_excluded = delete_excluded
         self.ignore = ignore
         self.filters = filters if filters else None
         self.dst_markers = dst_caps.directory_markers
@@ -170,7 +172,9 @@ class _Rules:
     ) -> Generator[Decision, None, None]:
         """Objects the ignore patterns or the filters leave out are handed over as such;
         destination objects only the key filters judge (size and age are the source's), so
-        an extra the key filters leave out is not reported."""
+        an extra the key filters leave out is not reported (unless `delete_excluded`, where
+        every destination object the filters leave out, or whose source they leave out, is
+        an extra; the ignore patterns still protect theirs)."""
         if self.looks_up:
             return self._merge_looking_up(source, destination, extra, order=order)
         return self._diff(source, destination, extra, order, self.differs)
@@ -214,9 +218,12 @@ class _Rules:
             order=order or self.order,
             extra=None
             if extra is None
-            else unless_left_out(pair, self.ignored, self.filters, extra),
+            else unless_left_out(
+                pair, self.ignored, None if self.delete_excluded else self.filters, extra
+            ),
             differs=differs,
             overwrite=self.overwrite,
+            delete_excluded=self.delete_excluded,
         )
 
 
@@ -248,6 +255,7 @@ def decisions(
     filters: Filters | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     overwrite: bool = True,
+    delete_excluded: bool = False,
 ) -> Iterator[Decision]:
     """Every source object of the pair with what to do about it, in key order, from one
     merge of the whole listings.
@@ -270,7 +278,7 @@ def decisions(
         src_listing = list_concurrently(pair.src_store, pair.src_prefix, threads=threads)
     if dst_order != src_order:
         dst_listing = read_ahead(resorted(dst_listing, src_order))
-    rules = _Rules(pair, ignore, compare, copied_version, filters, overwrite)
+    rules = _Rules(pair, ignore, compare, copied_version, filters, overwrite, delete_excluded)
     return rules.merge(src_listing, dst_listing, extra, order=order_key(src_order))
 
 
@@ -311,18 +319,20 @@ def plan_pair(
     compare: PlanCompare = "size",
     filters: Filters | None = None,
     overwrite: bool = True,
+    delete_excluded: bool = False,
 ) -> PlanCounts:
     """Plan one pair, handing what it finds to `sink` in batches; returns the counts.
 
     Destination objects that no source object maps to are looked for, counted and handed
     over only when the sink `wants_extras`; objects already present are handed over only when
     it `wants_same`. `keep_samples` copies and extras are kept in the counts (for a dry run).
-    Without `overwrite`, present objects that differ are counted as not replaced.
+    Without `overwrite`, present objects that differ are counted as not replaced. With
+    `delete_excluded`, extras include destination objects the filters leave out.
     Where the sink has a `range_ledger`, the listing is checkpointed there and a pass stopped
     half way goes on where it stopped.
     """
     copied_version = functools.partial(sink.copied_version, pair)
-    rules = _Rules(pair, ignore, compare, copied_version, filters, overwrite)
+    rules = _Rules(pair, ignore, compare, copied_version, filters, overwrite, delete_excluded)
     if ranged(pair):
         return plan_ranges(
             pair,
@@ -365,6 +375,7 @@ def plan_pair(
         filters=filters,
         should_stop=should_stop,
         overwrite=overwrite,
+        delete_excluded=delete_excluded,
     )
     finished = True
     for decision in listing:
