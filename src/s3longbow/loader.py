@@ -193,6 +193,7 @@ class FilterFlags:
     filter: tuple[str, ...] | None = None
     filter_from: tuple[Path, ...] | None = None
     files_from: tuple[Path, ...] | None = None
+    files_from_raw: tuple[Path, ...] | None = None
     ignore_case: bool | None = None
     min_size: int | None = None
     max_size: int | None = None

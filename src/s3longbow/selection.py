@@ -209,20 +209,33 @@ def read_pattern_file(path: Path, *, include: bool) -> list[FilterRule]:
     ]
 
 
-def read_files_from(path: Path) -> set[str]:
+def read_files_from(path: Path, *, raw: bool = False) -> set[str]:
     """The keys of a `--files-from` list, one a line, relative to the pair's root: surrounding
     spaces and leading `/` are removed, blank lines and lines starting with `#` or `;` are
-    skipped, as rclone reads such a list.
+    skipped, as rclone reads such a list. `raw` (`--files-from-raw`): each line is a key as
+    it is, spaces, `#` and all; only a leading `/` and a line's end (`\n`, `\r\n`) go.
 
     Raises:
         ConfigError: The file cannot be read.
     """
+    if raw:
+        return {line.lstrip("/") for line in _raw_lines(path)} - {""}
     return {line.lstrip("/") for _, line in _lines(path, "key list", "--files-from")}
 
 
-def _lines(path: Path, what: str, flag: str) -> Iterable[tuple[int, str]]:
+def _raw_lines(path: Path) -> list[str]:
+    data = _read(path, "key list", "--files-from-raw", raw=True)
+    return [line.removesuffix("\r") for line in data.split("\n")]
+
+
+def _read(path: Path, what: str, flag: str, *, raw: bool = False) -> str:
+    """A file's text ("-": standard input); `raw`: its bytes decoded, every line end kept
+    as written (text mode would turn a lone carriage return, which a key may hold, into a
+    line end)."""
     try:
-        text = sys.stdin.read() if path == STDIN else path.read_text(encoding="utf-8")
+        if path == STDIN:
+            return sys.stdin.buffer.read().decode() if raw else sys.stdin.read()
+        return path.read_bytes().decode() if raw else path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(
             f"cannot read {what} {path}: {exc.strerror or exc}",
@@ -231,6 +244,10 @@ def _lines(path: Path, what: str, flag: str) -> Iterable[tuple[int, str]]:
         ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{what} {path} is not UTF-8 text") from None
+
+
+def _lines(path: Path, what: str, flag: str) -> Iterable[tuple[int, str]]:
+    text = _read(path, what, flag)
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if line and line[0] not in "#;":
@@ -246,6 +263,7 @@ def build_filters(
     filter: Sequence[str] = (),  # noqa: A002 - the flag's and config key's name
     filter_from: Sequence[Path] = (),
     files_from: Sequence[Path] = (),
+    files_from_raw: Sequence[Path] = (),
     ignore_case: bool = False,
     min_size: int | None = None,
     max_size: int | None = None,
@@ -267,13 +285,14 @@ def build_filters(
         ConfigError: A file cannot be read or holds a bad line, standard input is named twice,
             a rule is malformed, or the bounds exclude everything.
     """
-    named = [p for p in (*include_from, *exclude_from, *filter_from, *files_from) if p == STDIN]
+    files = (*include_from, *exclude_from, *filter_from, *files_from, *files_from_raw)
+    named = [p for p in files if p == STDIN]
     if len(named) > 1:
         raise ConfigError(
             "standard input ('-') is named by more than one filter file option: it can be "
             "read once",
-            hint="give '-' to one of --include-from, --exclude-from, --filter-from and "
-            "--files-from; write the others' lines to files",
+            hint="give '-' to one of --include-from, --exclude-from, --filter-from, "
+            "--files-from and --files-from-raw; write the others' lines to files",
         )
     rules: list[FilterRule] = [FilterRule(True, p, "--include") for p in include]
     for path in include_from:
@@ -294,6 +313,8 @@ def build_filters(
     keys: set[str] | None = None
     for path in files_from:
         keys = (keys or set()) | read_files_from(path)
+    for path in files_from_raw:
+        keys = (keys or set()) | read_files_from(path, raw=True)
     if min_size is not None and max_size is not None and min_size > max_size:
         raise ConfigError(
             f"--min-size ({min_size} bytes) is above --max-size ({max_size} bytes): "
@@ -328,6 +349,7 @@ FILTER_KEYS = (
     "filter",
     "filter_from",
     "files_from",
+    "files_from_raw",
     "ignore_case",
     "min_size",
     "max_size",
@@ -338,7 +360,7 @@ FILTER_KEYS = (
 
 # The config file's filter keys that name files (relative to the config file), and examples
 # of the keys that hold patterns or rules.
-_FILE_KEYS = ("include_from", "exclude_from", "filter_from", "files_from")
+_FILE_KEYS = ("include_from", "exclude_from", "filter_from", "files_from", "files_from_raw")
 _EXAMPLES = {
     "include": 'e.g. include = ["*.jpg", "docs/**"]',
     "exclude": 'e.g. exclude = ["*.tmp", "cache/"]',

@@ -364,3 +364,18 @@ def test_delete_excluded_needs_delete(
         env_for(src_bucket, dst_bucket),
     )
     assert code == 2 and "--delete-excluded only goes with --delete" in err
+
+
+def test_files_from_raw_takes_keys_with_spaces_and_hashes(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    seed(src_bucket, {" padded ": b"p", "#tagged": b"t", "plain": b"x", "unlisted": b"u"})
+    keys = tmp_path / "keys.txt"
+    keys.write_bytes(b" padded \r\n#tagged\nplain\n")
+    code, summary, err = run(
+        [*sync_args(src_bucket, dst_bucket, tmp_path / "j.db"), "--files-from-raw", str(keys)],
+        env_for(src_bucket, dst_bucket),
+    )
+    assert code == 0, err
+    assert sorted(dst_bucket.keys()) == [" padded ", "#tagged", "plain"]
+    assert summary["filtered"] == 1

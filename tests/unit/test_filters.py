@@ -306,6 +306,23 @@ def test_key_lists_are_read_as_rclone_reads_them(tmp_path: Path) -> None:
     }
 
 
+def test_raw_key_lists_take_each_line_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "raw.txt"
+    path.write_bytes(b"# not a comment\n  two spaces \r\n/lead\n\ncarriage\rreturn\nlast")
+    keys = {"# not a comment", "  two spaces ", "lead", "carriage\rreturn", "last"}
+    assert read_files_from(path, raw=True) == keys
+    spec = build_filters(files_from=[path], files_from_raw=[path])
+    # Both lists together: the plain reading drops the comment and trims the spaces.
+    assert spec.files_from is not None and keys <= spec.files_from
+    assert "two spaces" in spec.files_from and "# not a comment" in keys
+
+
+def test_raw_key_lists_from_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    stdin = io.TextIOWrapper(io.BytesIO(b" a\r\n;b\n"), encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", stdin)
+    assert build_filters(files_from_raw=[Path("-")]).files_from == {" a", ";b"}
+
+
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
 

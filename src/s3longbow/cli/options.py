@@ -122,6 +122,13 @@ FILTER_OPTIONS = [
         "('-': standard input).",
     ),
     click.option(
+        "--files-from-raw",
+        metavar="FILE",
+        type=click.Path(path_type=Path),
+        multiple=True,
+        help="As --files-from, each line a key as it is: no spaces trimmed, no comments.",
+    ),
+    click.option(
         "--min-size",
         type=FILTER_SIZE,
         help="Leave out objects smaller than this (rclone's units: 100B, 10K, 10M, 1G; a bare "
@@ -316,6 +323,7 @@ def filter_flags(options: dict[str, Any]) -> FilterFlags:
         filter=many("filter"),
         filter_from=many("filter_from"),
         files_from=many("files_from"),
+        files_from_raw=many("files_from_raw"),
         ignore_case=options.get("ignore_case"),
         min_size=options.get("min_size"),
         max_size=options.get("max_size"),
