@@ -352,6 +352,10 @@ class Settings:
     force: bool = False  # delete even beyond max_delete_fraction
     # With delete: also destination objects the filters leave out, or whose source they do.
     delete_excluded: bool = False
+    # The run stops as Ctrl-C stops it once it has gone on this many seconds, or sent this
+    # many bytes (None: no such limit); the same command goes on from there.
+    max_duration: float | None = None
+    max_transfer: int | None = None
     max_delete_fraction: float = 0.1
     telemetry: TelemetrySettings = TelemetrySettings()  # where logs and metrics go
     price_table: Path | None = None  # a dry run's prices (None: the built-in table)

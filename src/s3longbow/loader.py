@@ -252,6 +252,8 @@ class Flags:
         force: `--force` (only with `delete`).
         max_delete: `--max-delete`, in percent.
         delete_excluded: `--delete-excluded` (only with `delete`).
+        max_duration: `--max-duration`, in seconds.
+        max_transfer: `--max-transfer`, in bytes.
         src_inventory: `--src-inventory`: the manifest of an S3 Inventory report that every
             pair reads instead of listing its source (over the pairs' `src_inventory`).
         telemetry: `--log-*` and `--metrics-*`.
@@ -271,6 +273,8 @@ class Flags:
     force: bool = False
     max_delete: float = 10.0
     delete_excluded: bool = False
+    max_duration: float | None = None
+    max_transfer: int | None = None
     src_inventory: str | None = None
     telemetry: TelemetryFlags = field(default_factory=TelemetryFlags)
     price_table: Path | None = None
@@ -350,6 +354,8 @@ def load_settings(flags: Flags, env: Mapping[str, str]) -> Settings:
         force=flags.force,
         delete_excluded=flags.delete_excluded,
         max_delete_fraction=flags.max_delete / 100,
+        max_duration=flags.max_duration,
+        max_transfer=flags.max_transfer,
     )
 
 

@@ -41,6 +41,7 @@ STDIN = Path("-")
 SIZE_HINT = (
     "write a number with a unit, as rclone does: 100B, 10K, 10M, 1.5G (a bare number is KiB)"
 )
+DURATION_HINT = "write a duration such as 90s, 30m, 2h or 1h30m (a bare number is seconds)"
 AGE_HINT = (
     "write a duration such as 90s, 30m, 2h, 7d, 2w, 1h30m, or a date or time such as "
     "2024-05-01 or 2024-05-01T12:00:00Z"
@@ -137,6 +138,31 @@ def parse_filter_size(value: str | int, *, what: str = "size") -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
+def parse_duration(value: str | int, *, what: str = "duration") -> float:
+    """A duration as rclone writes it, in seconds: 90s, 30m, 2h, 7d, 2w, 1M, 1y, combined as
+    1h30m; a bare number counts in seconds.
+
+    Raises:
+        ConfigError: The value is not a duration (or is no longer than nothing).
+    """
+    seconds = None if isinstance(value, bool) else _seconds(str(value).strip())
+    if seconds is None:
+        raise ConfigError(f"{what}: {value!r} is not a duration", hint=DURATION_HINT)
+    if seconds <= 0:
+        raise ConfigError(f"{what}: {value!r} is no time at all", hint=DURATION_HINT)
+    return seconds
+
+
+def _seconds(text: str) -> float | None:
+    """The seconds of a duration written as rclone writes it, or None."""
+    if _BARE_NUMBER.match(text):
+        return float(text)
+    parts = _DURATION_PART.findall(text)
+    if parts and "".join(n + u for n, u in parts) == text:
+        return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    return None
+
+
 def parse_age(value: str | int, *, what: str = "age") -> AgeLimit:
     """An age as rclone writes it: a duration (90s, 30m, 2h, 7d, 2w, 1M, 1y, combined as
     1h30m; a bare number counts in seconds) or an ISO 8601 date or time (a date or time
@@ -148,11 +174,9 @@ def parse_age(value: str | int, *, what: str = "age") -> AgeLimit:
     if isinstance(value, bool):
         raise ConfigError(f"{what}: expected an age such as 7d, got {value!r}", hint=AGE_HINT)
     text = str(value).strip()
-    if _BARE_NUMBER.match(text):
-        return AgeLimit(text, seconds=float(text))
-    parts = _DURATION_PART.findall(text)
-    if parts and "".join(n + u for n, u in parts) == text:
-        return AgeLimit(text, seconds=sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
+    seconds = _seconds(text)
+    if seconds is not None:
+        return AgeLimit(text, seconds=seconds)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -417,6 +441,7 @@ def _in_file(path: Path, parse: Any, value: Any, key: str) -> Any:
 
 __all__ = [
     "AGE_HINT",
+    "DURATION_HINT",
     "FILTER_KEYS",
     "SIZE_HINT",
     "STDIN",
@@ -426,6 +451,7 @@ __all__ = [
     "build_filters",
     "filters_in_file",
     "parse_age",
+    "parse_duration",
     "parse_filter_size",
     "parse_rule",
     "read_files_from",

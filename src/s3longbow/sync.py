@@ -20,6 +20,7 @@ from s3longbow.pairs import (
     run_signature,
     use_current_versions,
 )
+from s3longbow.periodic import Every
 from s3longbow.plan import probe
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.filters import Filters
@@ -86,6 +87,7 @@ class SyncReport(PlanTotals):
     elapsed: float = 0.0
     fatal: LongbowError | None = None
     interrupted: bool = False
+    stopped_by: str | None = None  # the limit that stopped it: "max-duration", "max-transfer"
     memory_limit: int = 0
     concurrency: int = 0  # objects in flight allowed when the run ended (the tuned number)
     concurrency_highest: int = 0
@@ -146,6 +148,7 @@ class SyncReport(PlanTotals):
             if self.fatal is None
             else {"message": self.fatal.message, "hint": self.fatal.hint},
             "interrupted": self.interrupted,
+            "stopped_by": self.stopped_by,
             "elapsed_seconds": round(self.elapsed, 3),
             "memory_limit_bytes": self.memory_limit,
             "concurrency": {"final": self.concurrency, "highest": self.concurrency_highest},
@@ -249,7 +252,9 @@ def run_sync(
     meter = RequestMeter()  # the stores' replies, which the workers' concurrency weighs
     limits = limits_for(t)
     controller = controller_for(t, limits)
+    watch = _RunLimits(settings, stats, stop, started)
     with (
+        watch,
         MetricsExport(sync_exposition(stats, meter), settings.telemetry),
         # The objects the run starts with: connections for them are opened ahead on a long
         # path.
@@ -275,6 +280,7 @@ def run_sync(
         finally:
             db.close()
     report.elapsed = time.monotonic() - started
+    report.stopped_by = watch.reached if report.interrupted else None
     log.info(
         "run %s ended: %d object(s) copied, %d failed",
         report.run_id,
@@ -283,6 +289,52 @@ def run_sync(
         extra={"fields": _end_fields(report)},
     )
     return report
+
+
+class _RunLimits:
+    """--max-duration and --max-transfer: once the run has gone on that long, or sent that
+    many bytes, it stops as Ctrl-C stops it (jobs in flight go back; the same command goes
+    on). Checked a few times a second, so a little more than the limit may be sent."""
+
+    def __init__(
+        self, settings: Settings, stats: Stats, stop: threading.Event, started: float
+    ) -> None:
+        self.duration = settings.max_duration
+        self.transfer = settings.max_transfer
+        self.stats = stats
+        self.stop = stop
+        self.started = started
+        self.reached: str | None = None
+        self._every = Every(self._check, lambda: _LIMIT_CHECK, "run-limits")
+
+    def __enter__(self) -> _RunLimits:
+        if self.duration is not None or self.transfer is not None:
+            self._every.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._every.stop()
+
+    def _check(self) -> None:
+        if self.reached is not None or self.stop.is_set():
+            return
+        if self.duration is not None and time.monotonic() - self.started >= self.duration:
+            self.reached, why = "max-duration", f"it has gone on {self.duration:g} s"
+        elif self.transfer is not None and self.stats.bytes_sent >= self.transfer:
+            self.reached, why = "max-transfer", f"it has sent {self.stats.bytes_sent} bytes"
+        else:
+            return
+        log.warning(
+            "stopping the run at --%s: %s; jobs in flight go back to the queue, and the same "
+            "command goes on from there",
+            self.reached,
+            why,
+        )
+        self.stop.set()
+
+
+# Seconds between two checks of the run's limits.
+_LIMIT_CHECK = 0.25
 
 
 def _end_fields(report: SyncReport) -> dict[str, object]:

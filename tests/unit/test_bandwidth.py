@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from s3longbow.config import MiB, parse_rate
@@ -45,3 +48,15 @@ def test_rates_parse_with_or_without_per_second() -> None:
         parse_rate("fast/s")
     with pytest.raises(ValueError):
         BandwidthLimit(0)
+
+
+def test_a_stop_ends_the_wait_for_a_turn() -> None:
+    limit = BandwidthLimit(1 * MiB)
+    stopped = threading.Event()
+    stopped.set()
+    started = time.monotonic()
+    limit.take(10 * MiB, stopped)  # its turn is 10 s away; the run stops: no wait
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+    limit.take(MiB, stop)  # 11 s away; stopped after 0.1 s
+    assert time.monotonic() - started < 5

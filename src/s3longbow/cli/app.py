@@ -38,6 +38,7 @@ from .common import (
     EXIT_JOBS_FAILED,
     EXIT_OK,
     METRICS_OPTIONS,
+    STOPPED_BY,
     apply,
     cli,
     die,
@@ -50,7 +51,7 @@ from .common import (
     verbosity,
     workers_option,
 )
-from .options import PAIR_OPTIONS, RATE, SIZE, pair_flags
+from .options import DELETE_OPTIONS, LIMIT_OPTIONS, PAIR_OPTIONS, RATE, SIZE, pair_flags
 
 DEFAULTS = TransferSettings()
 VERIFY_WORKERS = 16
@@ -209,25 +210,8 @@ VERIFY_WORKERS = 16
     "source's endpoint and credentials) instead of listing the source; objects written after "
     "the report are not copied.",
 )
-@click.option(
-    "--delete",
-    is_flag=True,
-    help="After every copy succeeds, delete destination objects the source no longer has.",
-)
-@click.option(
-    "--max-delete",
-    type=click.FloatRange(0, 100),
-    default=10.0,
-    show_default=True,
-    help="With --delete: the most a run may delete, in percent of the destination's objects.",
-)
-@click.option("--force", is_flag=True, help="With --delete: delete beyond --max-delete.")
-@click.option(
-    "--delete-excluded",
-    is_flag=True,
-    help="With --delete: also delete destination objects the filters leave out (or whose "
-    "source they leave out).",
-)
+@apply(DELETE_OPTIONS)
+@apply(LIMIT_OPTIONS)
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -334,7 +318,7 @@ def sync(
             EXIT_CONFIG if isinstance(report.fatal, ConfigError) else EXIT_FATAL,
         )
     if report.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(STOPPED_BY.get(report.stopped_by or "", EXIT_INTERRUPTED))
     sys.exit(EXIT_OK if report.ok else EXIT_JOBS_FAILED)
 
 

@@ -36,6 +36,10 @@ EXIT_JOBS_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_FATAL = 3
 EXIT_INTERRUPTED = 130
+# Stopped at a limit the command set (rclone's codes for the same stops): run it again to go on.
+EXIT_MAX_TRANSFER = 8
+EXIT_MAX_DURATION = 10
+STOPPED_BY = {"max-transfer": EXIT_MAX_TRANSFER, "max-duration": EXIT_MAX_DURATION}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -259,8 +263,11 @@ __all__ = [
     "EXIT_FATAL",
     "EXIT_INTERRUPTED",
     "EXIT_JOBS_FAILED",
+    "EXIT_MAX_DURATION",
+    "EXIT_MAX_TRANSFER",
     "EXIT_OK",
     "METRICS_OPTIONS",
+    "STOPPED_BY",
     "apply",
     "cli",
     "die",

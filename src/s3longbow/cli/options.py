@@ -14,7 +14,7 @@ from s3longbow.config import parse_rate, parse_size
 from s3longbow.errors import ConfigError
 from s3longbow.loader import FilterFlags, Flags, SideFlags, TransferFlags
 from s3longbow.rewrites import parse_metadata, read_content_type_map
-from s3longbow.selection import AgeLimit, parse_age, parse_filter_size
+from s3longbow.selection import AgeLimit, parse_age, parse_duration, parse_filter_size
 
 from .common import Decorator, telemetry_flags
 
@@ -37,6 +37,24 @@ class AmountParam(click.ParamType):  # type: ignore[type-arg]
             self.fail(f"{exc.message}. {exc.hint or ''}".strip(), param, ctx)
 
 
+class DurationParam(click.ParamType):  # type: ignore[type-arg]
+    """A duration written as rclone writes it (90s, 30m, 2h, 1h30m), in seconds."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        what = (param.opts[0] if param and param.opts else self.name).lstrip("-")
+        try:
+            return parse_duration(value, what=what)
+        except ConfigError as exc:
+            self.fail(f"{exc.message}. {exc.hint or ''}".strip(), param, ctx)
+
+
+DURATION = DurationParam()
 SIZE = AmountParam("size", parse_size)
 RATE = AmountParam("rate", parse_rate)
 FILTER_SIZE = AmountParam("size", parse_filter_size)
@@ -145,6 +163,47 @@ FILTER_OPTIONS = [
         "--max-age",
         type=AGE,
         help="Leave out objects modified longer ago than this (7d) or before this date or time.",
+    ),
+]
+
+
+# What `longbow sync` deletes once its copies are done.
+DELETE_OPTIONS = [
+    click.option(
+        "--delete",
+        is_flag=True,
+        help="After every copy succeeds, delete destination objects the source no longer has.",
+    ),
+    click.option(
+        "--max-delete",
+        type=click.FloatRange(0, 100),
+        default=10.0,
+        show_default=True,
+        help="With --delete: the most a run may delete, in percent of the destination's objects.",
+    ),
+    click.option("--force", is_flag=True, help="With --delete: delete beyond --max-delete."),
+    click.option(
+        "--delete-excluded",
+        is_flag=True,
+        help="With --delete: also delete destination objects the filters leave out (or whose "
+        "source they leave out).",
+    ),
+]
+
+# Limits that stop a `longbow sync` part way, as Ctrl-C does (the same command goes on).
+LIMIT_OPTIONS = [
+    click.option(
+        "--max-duration",
+        type=DURATION,
+        metavar="DURATION",
+        help="Stop as Ctrl-C stops once the run has gone on this long (90m, 2h, 1h30m): jobs "
+        "in flight go back to the queue, and the same command goes on later (exit code 10).",
+    ),
+    click.option(
+        "--max-transfer",
+        type=SIZE,
+        metavar="SIZE",
+        help="Stop the same way once this many bytes have been sent (e.g. 500GiB; exit code 8).",
     ),
 ]
 
@@ -279,6 +338,8 @@ def pair_flags(
         force=force,
         max_delete=max_delete,
         delete_excluded=delete_excluded,
+        max_duration=options.get("max_duration"),
+        max_transfer=options.get("max_transfer"),
         src_inventory=options.get("src_inventory"),
         telemetry=telemetry_flags(options),
         price_table=options.get("price_table"),
@@ -369,13 +430,17 @@ def _transfer_flags(options: dict[str, Any]) -> TransferFlags:
 
 __all__ = [
     "AGE",
+    "DELETE_OPTIONS",
+    "DURATION",
     "FILTER_OPTIONS",
     "FILTER_SIZE",
+    "LIMIT_OPTIONS",
     "PAIR_OPTIONS",
     "RATE",
     "SIZE",
     "AgeParam",
     "AmountParam",
+    "DurationParam",
     "filter_flags",
     "pair_flags",
     "side_options",

@@ -35,11 +35,15 @@ class BandwidthLimit:
         self._next = clock()
         self._lock = threading.Lock()
 
-    def take(self, nbytes: int) -> None:
-        """Wait until `nbytes` may go."""
+    def take(self, nbytes: int, stop: threading.Event | None = None) -> None:
+        """Wait until `nbytes` may go, or until `stop` is set (a run that stops does not wait
+        for the turns its objects in flight have reserved: at a low limit, minutes)."""
         with self._lock:
             now = self._clock()
             self._next = max(now, self._next) + nbytes / self.rate
             until = self._next
         if until > now:
-            self._sleep(until - now)
+            if stop is None:
+                self._sleep(until - now)
+            else:
+                stop.wait(until - now)

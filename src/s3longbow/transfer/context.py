@@ -108,9 +108,14 @@ class Context:
         return not self.dst.capabilities.write_etags_md5
 
     def pace(self, nbytes: int) -> None:
-        """Wait until `nbytes` may be sent under the bandwidth limit."""
+        """Wait until `nbytes` may be sent under the bandwidth limit.
+
+        Raises:
+            Interrupted: The run began shutting down while this waited.
+        """
         if self.bandwidth is not None:
-            self.bandwidth.take(nbytes)
+            self.bandwidth.take(nbytes, self.stop)
+            self.check_stop()
 
     def check_stop(self) -> None:
         """Raise Interrupted when the run is shutting down."""
