@@ -20,15 +20,17 @@ from .common import Decorator, telemetry_flags
 
 
 # Not subscripted: ParamType is generic only in newer click, and click 8.1 is supported.
-class AmountParam(click.ParamType):  # type: ignore[type-arg]
-    """A byte amount written for people (8MiB, 200MiB/s), parsed by `parse`."""
+class ParsedParam(click.ParamType):  # type: ignore[type-arg]
+    """A value written for people (8MiB, 200MiB/s, 2h, 7d, 2024-05-01), parsed by `parse`
+    (which names the option in its error); a value already parsed (of `kind`) passes."""
 
-    def __init__(self, name: str, parse: Callable[..., int]) -> None:
+    def __init__(self, name: str, parse: Callable[..., Any], kind: type) -> None:
         self.name = name
         self._parse = parse
+        self._kind = kind
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, self._kind) and not isinstance(value, bool):
             return value
         what = (param.opts[0] if param and param.opts else self.name).lstrip("-")
         try:
@@ -37,47 +39,11 @@ class AmountParam(click.ParamType):  # type: ignore[type-arg]
             self.fail(f"{exc.message}. {exc.hint or ''}".strip(), param, ctx)
 
 
-class DurationParam(click.ParamType):  # type: ignore[type-arg]
-    """A duration written as rclone writes it (90s, 30m, 2h, 1h30m), in seconds."""
-
-    name = "duration"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float):
-            return value
-        what = (param.opts[0] if param and param.opts else self.name).lstrip("-")
-        try:
-            return parse_duration(value, what=what)
-        except ConfigError as exc:
-            self.fail(f"{exc.message}. {exc.hint or ''}".strip(), param, ctx)
-
-
-DURATION = DurationParam()
-SIZE = AmountParam("size", parse_size)
-RATE = AmountParam("rate", parse_rate)
-FILTER_SIZE = AmountParam("size", parse_filter_size)
-
-
-class AgeParam(click.ParamType):  # type: ignore[type-arg]
-    """An age: a duration (7d, 2h30m) or a date or time (2024-05-01), parsed by `parse_age`."""
-
-    name = "age"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> AgeLimit:
-        if isinstance(value, AgeLimit):
-            return value
-        what = (param.opts[0] if param and param.opts else self.name).lstrip("-")
-        try:
-            return parse_age(value, what=what)
-        except ConfigError as exc:
-            self.fail(f"{exc.message}. {exc.hint or ''}".strip(), param, ctx)
-
-
-AGE = AgeParam()
+SIZE = ParsedParam("size", parse_size, int)
+RATE = ParsedParam("rate", parse_rate, int)
+FILTER_SIZE = ParsedParam("size", parse_filter_size, int)
+DURATION = ParsedParam("duration", parse_duration, float)  # in seconds
+AGE = ParsedParam("age", parse_age, AgeLimit)  # a duration or a date or time
 
 # rclone's filters, in its dialect (see s3longbow.plan.filters); each replaces the config
 # file's key of the same name.
@@ -438,9 +404,7 @@ __all__ = [
     "PAIR_OPTIONS",
     "RATE",
     "SIZE",
-    "AgeParam",
-    "AmountParam",
-    "DurationParam",
+    "ParsedParam",
     "filter_flags",
     "pair_flags",
     "side_options",
