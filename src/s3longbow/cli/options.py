@@ -45,6 +45,14 @@ FILTER_SIZE = ParsedParam("size", parse_filter_size, int)
 DURATION = ParsedParam("duration", parse_duration, float)  # in seconds
 AGE = ParsedParam("age", parse_age, AgeLimit)  # a duration or a date or time
 
+
+def _files_option(name: str, text: str) -> Decorator:
+    """A repeatable option naming files (`-`: standard input), with its help `text`."""
+    return click.option(
+        name, metavar="FILE", type=click.Path(path_type=Path), multiple=True, help=text
+    )
+
+
 # rclone's filters, in its dialect (see s3longbow.plan.filters); each replaces the config
 # file's key of the same name.
 FILTER_OPTIONS = [
@@ -56,12 +64,9 @@ FILTER_OPTIONS = [
         "takes). rclone's patterns, relative to the pair's root: * within a segment, ** "
         "across, a leading / anchors.",
     ),
-    click.option(
+    _files_option(
         "--include-from",
-        metavar="FILE",
-        type=click.Path(path_type=Path),
-        multiple=True,
-        help="--include each pattern of FILE, one a line ('-': standard input).",
+        "--include each pattern of FILE, one a line ('-': standard input).",
     ),
     click.option(
         "--exclude",
@@ -69,12 +74,9 @@ FILTER_OPTIONS = [
         multiple=True,
         help="Leave out keys that match (repeatable; tried after every --include).",
     ),
-    click.option(
+    _files_option(
         "--exclude-from",
-        metavar="FILE",
-        type=click.Path(path_type=Path),
-        multiple=True,
-        help="--exclude each pattern of FILE, one a line ('-': standard input).",
+        "--exclude each pattern of FILE, one a line ('-': standard input).",
     ),
     click.option(
         "--filter",
@@ -83,12 +85,9 @@ FILTER_OPTIONS = [
         help="A rule: '+ pattern' takes, '- pattern' leaves out, '!' clears the rules before "
         "it (repeatable; tried after --include and --exclude, in the order given).",
     ),
-    click.option(
+    _files_option(
         "--filter-from",
-        metavar="FILE",
-        type=click.Path(path_type=Path),
-        multiple=True,
-        help="Rules from a file, one a line, as --filter; '#' comments; tried after --filter. "
+        "Rules from a file, one a line, as --filter; '#' comments; tried after --filter. "
         "The first rule that matches a key decides.",
     ),
     click.option(
@@ -97,20 +96,14 @@ FILTER_OPTIONS = [
         default=None,
         help="Patterns match keys whatever the case of their letters.",
     ),
-    click.option(
+    _files_option(
         "--files-from",
-        metavar="FILE",
-        type=click.Path(path_type=Path),
-        multiple=True,
-        help="Take only the keys listed in FILE, one a line, relative to the pair's root "
+        "Take only the keys listed in FILE, one a line, relative to the pair's root "
         "('-': standard input).",
     ),
-    click.option(
+    _files_option(
         "--files-from-raw",
-        metavar="FILE",
-        type=click.Path(path_type=Path),
-        multiple=True,
-        help="As --files-from, each line a key as it is: no spaces trimmed, no comments.",
+        "As --files-from, each line a key as it is: no spaces trimmed, no comments.",
     ),
     click.option(
         "--min-size",
