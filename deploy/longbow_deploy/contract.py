@@ -114,6 +114,18 @@ def cluster_config(
     ]
     if t.storage_class:
         lines.append(f"storage_class = {_toml(t.storage_class)}")
+    if t.no_overwrite:
+        lines.append("no_overwrite = true")
+    f = settings.filters
+    for key in ("include", "exclude", "filter"):
+        patterns = getattr(f, key)
+        if patterns:
+            lines.append(f"{key} = [{', '.join(_toml(p) for p in patterns)}]")
+    if f.ignore_case:
+        lines.append("ignore_case = true")
+    for key in ("min_size", "max_size", "min_age", "max_age"):
+        if getattr(f, key) is not None:
+            lines.append(f"{key} = {_toml(getattr(f, key))}")
     if ignore_file:
         lines.append(f"ignore_file = {_toml(IGNORE_FILE)}")
     cluster: dict[str, object] = {}

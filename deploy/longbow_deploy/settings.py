@@ -46,6 +46,11 @@ LOG_RETENTION_DAYS = (
     1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
 # A Graviton family has a "g" after its generation digit: c7g, m6gd, c7gn, t4g, hpc7g.
+# rclone's units, as `longbow sync` reads them (the runtime checks them again at start).
+_FILTER_SIZE_RE = re.compile(r"^(\d+(\.\d*)?|\.\d+)([bB]|[kmgtpKMGTP]([iI]?[bB]?))?$")
+_FILTER_AGE_RE = re.compile(
+    r"^(\d+(\.\d*)?|\.\d+)$|^((\d+(\.\d*)?|\.\d+)(ms|s|m|h|d|w|M|y))+$|^\d{4}-\d{2}-\d{2}"
+)
 _GRAVITON_RE = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*(-[a-z]+)?$")
 
 
@@ -172,6 +177,7 @@ class Transfer:
         memory_limit: Buffers one worker may hold.
         storage_class: Storage class of the copies (default: the destination's default).
         ignore: Shell patterns of keys never copied.
+        no_overwrite: Never replace an object the destination has (If-None-Match: *).
     """
 
     workers: int = 16
@@ -181,6 +187,34 @@ class Transfer:
     memory_limit: str = "512MiB"
     storage_class: str | None = None
     ignore: tuple[str, ...] = ()
+    no_overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which objects the sender queues and the workers take from S3 events: `longbow sync`'s
+    filters in rclone's dialect (see the README's Filters), written to the workers' config.
+
+    Attributes:
+        include: Take only keys that match (any include leaves out what no rule takes).
+        exclude: Leave out keys that match.
+        filter: Rules tried after those: '+ pattern' takes, '- pattern' leaves out, '!'
+            clears the rules before it.
+        ignore_case: Patterns match keys whatever the case of their letters.
+        min_size: Leave out objects smaller than this (10M; a bare number is KiB).
+        max_size: Leave out objects larger than this.
+        min_age: Leave out objects modified more recently than this (2h, 7d, or a date).
+        max_age: Leave out objects modified longer ago than this.
+    """
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    filter: tuple[str, ...] = ()
+    ignore_case: bool = False
+    min_size: str | None = None
+    max_size: str | None = None
+    min_age: str | None = None
+    max_age: str | None = None
 
 
 @dataclass(frozen=True)
@@ -387,6 +421,7 @@ class DeploySettings:
     destination: Side = Side()
     parameters: Parameters = Parameters()
     transfer: Transfer = Transfer()
+    filters: Filters = Filters()
     queue: Queue = Queue()
     table: Table = Table()
     network: Network = Network()
@@ -534,6 +569,8 @@ def _problems(s: DeploySettings) -> typing.Iterator[str]:
     if not 1 <= n.max_azs <= 6:
         yield "[network] max_azs must be between 1 and 6"
 
+    yield from _filter_problems(s.filters)
+
     e, lw = s.ec2, s.lambda_worker
     if not e.enabled and not lw.enabled:
         yield "no workers: enable [ec2] or [lambda_worker] (or both)"
@@ -595,6 +632,23 @@ def _problems(s: DeploySettings) -> typing.Iterator[str]:
         yield "[monitoring] error_rate_percent must be above 0 and at most 100"
     if not 10 <= m.stall_minutes <= 1440 or m.stall_minutes % 5:
         yield "[monitoring] stall_minutes must be a multiple of 5 between 10 and 1440"
+
+
+def _filter_problems(f: Filters) -> typing.Iterator[str]:
+    for i, rule in enumerate(f.filter):
+        if rule != "!" and rule[:2] not in ("+ ", "- "):
+            yield (
+                f"[filters] filter[{i}] {rule!r} is not a rule: write '+ pattern', "
+                "'- pattern' (a space after the sign) or '!'"
+            )
+    for key in ("min_size", "max_size"):
+        value = getattr(f, key)
+        if value is not None and not _FILTER_SIZE_RE.match(value):
+            yield f"[filters] {key} {value!r} is not a size such as 10M (rclone's units)"
+    for key in ("min_age", "max_age"):
+        value = getattr(f, key)
+        if value is not None and not _FILTER_AGE_RE.match(value):
+            yield f"[filters] {key} {value!r} is not a duration such as 7d, nor a date"
 
 
 def _ec2_problems(e: Ec2Workers) -> typing.Iterator[str]:
@@ -739,6 +793,7 @@ __all__ = [
     "LambdaWorker",
     "Monitoring",
     "Network",
+    "Filters",
     "Pair",
     "Parameters",
     "Queue",

@@ -56,7 +56,19 @@ EC2_SETTINGS: dict[str, Any] = {
         "endpoint_url": "https://s3.cn-north-1.amazonaws.com.cn",
     },
     "parameters": {"credentials": "/lb-ec2/credentials", "credentials_side": "destination"},
-    "transfer": {"workers": 24, "part_size": "32MiB", "memory_limit": "1GiB"},
+    "transfer": {
+        "workers": 24,
+        "part_size": "32MiB",
+        "memory_limit": "1GiB",
+        "no_overwrite": True,
+    },
+    "filters": {
+        "include": ["*.jpg", "*.png"],
+        "filter": ["- thumbs/"],
+        "ignore_case": True,
+        "min_size": "1K",
+        "max_age": "30d",
+    },
     "queue": {"visibility_timeout": 300, "max_receive_count": 6, "retention_days": 7},
     "ec2": {
         "instance_types": ["c6i.large", "c5.large"],

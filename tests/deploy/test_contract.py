@@ -64,6 +64,17 @@ def test_the_workers_config_file_is_read_by_the_runtime(
     assert config.transfer.workers == settings.transfer.workers
     assert config.destination.endpoint_url == settings.destination.endpoint_url
     assert config.ignore_patterns == settings.transfer.ignore
+    assert config.transfer.no_overwrite == settings.transfer.no_overwrite
+    f, read = settings.filters, config.filters
+    assert read.ignore_case == f.ignore_case
+    assert [(r.include, r.pattern) for r in read.rules] == [
+        *((True, p) for p in f.include),
+        *((False, p) for p in f.exclude),
+        *((rule[0] == "+", rule[2:]) for rule in f.filter),
+        *([(False, "/**")] if f.include else []),
+    ]
+    assert (read.min_size is None) == (f.min_size is None)
+    assert (read.max_age is None) == (f.max_age is None)
 
 
 def test_the_lambda_environment_is_read_by_the_runtime(

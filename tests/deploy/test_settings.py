@@ -99,6 +99,10 @@ def test_a_missing_settings_file_says_where_to_start(tmp_path: Path) -> None:
             "max_concurrency is above reserved_concurrency",
         ),
         ({"parameters": {"credentials_side": "both"}}, "source or destination"),
+        ({"filters": {"filter": ["*.jpg"]}}, "[filters] filter[0] '*.jpg' is not a rule"),
+        ({"filters": {"min_size": "lots"}}, "[filters] min_size 'lots' is not a size"),
+        ({"filters": {"max_age": "soon"}}, "[filters] max_age 'soon' is not a duration"),
+        ({"filters": {"include": "*.jpg"}}, "filters: include must be an array"),
     ],
 )
 def test_settings_that_cannot_work_are_refused(tables: dict[str, Any], message: str) -> None:
