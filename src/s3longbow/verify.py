@@ -21,12 +21,13 @@ out is neither compared nor reported missing or extra.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from s3longbow import checksums
@@ -34,12 +35,11 @@ from s3longbow.config import MiB, Settings
 from s3longbow.errors import ObjectError
 from s3longbow.model import Checksum, ObjectInfo
 from s3longbow.pairs import PairRuntime, open_pairs
-from s3longbow.plan.diff import Action, diff
-from s3longbow.plan.filters import Filters, relative_key
+from s3longbow.plan.diff import Decision
+from s3longbow.plan.filters import Filters
 from s3longbow.plan.ignore import IgnoreRules
-from s3longbow.plan.listing import list_concurrently, read_ahead
-from s3longbow.plan.order import order_key, resorted
-from s3longbow.plan.planner import unless_left_out
+from s3longbow.plan.planner import plan_pair
+from s3longbow.plan.tally import PlanSink
 from s3longbow.plan.unstorable import answers_for
 from s3longbow.stores.base import ObjectStore
 from s3longbow.transfer.proof import is_md5_etag, multipart_etag, multipart_parts
@@ -287,6 +287,32 @@ def _by_checksum(
     )
 
 
+class _Judging(PlanSink):
+    """Hands every merged source object (missing, or present in any state) to `judge`, and
+    reports each destination object no source object maps to as extra. The planner calls it
+    from one listing thread at a time."""
+
+    wants_extras = True
+    wants_same = True
+
+    def __init__(self, judge: Callable[[Decision], None], report: VerifyReport) -> None:
+        self.judge = judge
+        self.report = report
+
+    def copies(self, pair: PairRuntime, batch: list[Decision]) -> None:
+        # Missing, or present with another size: sync would copy either.
+        for decision in batch:
+            self.judge(decision)
+
+    def same(self, pair: PairRuntime, batch: list[Decision]) -> None:
+        for decision in batch:
+            self.judge(decision)
+
+    def extras(self, pair: PairRuntime, batch: list[ObjectInfo]) -> None:
+        for obj in batch:
+            self.report.add(Verdict.EXTRA, obj.key, "not at the source")
+
+
 def verify(settings: Settings, *, deep: bool = False) -> VerifyReport:
     """Compare every pair's source and destination; nothing is written anywhere."""
     started = time.monotonic()
@@ -304,6 +330,7 @@ def verify(settings: Settings, *, deep: bool = False) -> VerifyReport:
                     pool,
                     deep=deep,
                     part_size=settings.transfer.part_size,
+                    listing_threads=settings.transfer.listing_threads,
                 )
     report.elapsed = time.monotonic() - started
     return report
@@ -318,13 +345,13 @@ def _verify_pair(
     *,
     deep: bool,
     part_size: int,
+    listing_threads: int,
 ) -> None:
-    src_order = pair.src_store.capabilities.listing_order
-    dst_listing: Iterable[ObjectInfo] = list_concurrently(pair.dst_store, pair.dst_prefix)
-    if pair.dst_store.capabilities.listing_order != src_order:
-        dst_listing = read_ahead(resorted(dst_listing, src_order))
-    pending = []
-
+    """Both sides listed and merged as sync plans them (by key range on several threads
+    where both stores list in byte order), every present pair judged. The source is listed
+    even where an inventory report stands for its listing in sync: a check of what is there
+    now, not of what the report says."""
+    pending: list[Future[None]] = []
     stores = (pair.src_store, pair.dst_store)
     files = not all(store.capabilities.content_etag for store in stores)
 
@@ -363,53 +390,35 @@ def _verify_pair(
         else:
             report.add(Verdict.DIFFERENT, src.key, f"content MD5 {a} at source, {b} at destination")
 
-    def ignored(key: str) -> bool:
-        return bool(ignore) and ignore.matches(pair.ignore_bucket, key)
-
-    def filtered(obj: ObjectInfo, suffix: str) -> str | None:
-        return filters.excludes(relative_key(pair.src_prefix, suffix), obj)
-
-    decisions = diff(
-        list_concurrently(pair.src_store, pair.src_prefix),
-        dst_listing,
-        src_prefix=pair.src_prefix,
-        dst_prefix=pair.dst_prefix,
-        differs=lambda s, d: None,  # every present pair is judged below
-        ignored=ignored,
-        filtered=filtered if filters else None,
-        order=order_key(src_order),
-        # What the ignore patterns and the key filters leave out is not an extra either.
-        extra=unless_left_out(
-            pair,
-            ignored,
-            filters,
-            lambda obj: report.add(Verdict.EXTRA, obj.key, "not at the source"),
-        ),
-    )
-
     def submit(task: Callable[..., None], *args: object) -> None:
         pending.append(pool.submit(task, *args))
         if len(pending) > 1000:  # keep the queue of lookups bounded
             pending.pop(0).result()
 
-    for decision in decisions:
-        if decision.action is Action.FILTERED:
-            report.filtered += 1
-        elif decision.action in (Action.IGNORED, Action.UNSUPPORTED):
-            report.ignored += 1
-        elif decision.dst is None:
+    def judge(decision: Decision) -> None:
+        if decision.dst is None:
             # Only keys that are listed with their reason are worth a HEAD.
             if len(report.keys[Verdict.MISSING.value]) + len(pending) < MAX_LISTED:
                 submit(missing, decision.src, decision.dst_key)
             else:
                 report.add(Verdict.MISSING, decision.src.key, f"{decision.dst_key} is missing")
+            return
+        verdict, reason = compare(decision.src, decision.dst, pair.src_store, pair.dst_store)
+        # Sizes that differ settle it; anything else may be settled by checksums.
+        settled = decision.src.size != decision.dst.size or verdict is Verdict.MATCH
+        if not settled:
+            submit(look_closer, decision.src, decision.dst, verdict, reason)
         else:
-            verdict, reason = compare(decision.src, decision.dst, pair.src_store, pair.dst_store)
-            # Sizes that differ settle it; anything else may be settled by checksums.
-            settled = decision.src.size != decision.dst.size or verdict is Verdict.MATCH
-            if not settled:
-                submit(look_closer, decision.src, decision.dst, verdict, reason)
-            else:
-                report.add(verdict, decision.src.key, reason)
+            report.add(verdict, decision.src.key, reason)
+
+    counts = plan_pair(
+        dataclasses.replace(pair, inventory=None, inventory_store=None),
+        ignore,
+        _Judging(judge, report),
+        listing_threads=listing_threads,
+        filters=filters if filters else None,
+    )
+    report.filtered += counts.filtered
+    report.ignored += counts.ignored + counts.unsupported
     for future in pending:
         future.result()

@@ -313,3 +313,25 @@ def test_seaweedfs_keeps_the_folder_split_and_the_exact_result(
     assert summary["extra"] == {"objects": 1, "deleted": 1}
     assert sorted(dst_bucket.keys()) == sorted(src_bucket.keys())
     assert dst_bucket.digests() == src_bucket.digests()
+
+
+def test_verify_lists_by_ranges_too_and_judges_every_key(
+    proxied: tuple[FaultProxy, Listings, Bucket, Bucket],
+) -> None:
+    proxy, listings, src, dst = proxied
+    listings.page_delay = 1.0
+    args = argv(proxy, src, dst, Path("unused.db"), "--listing-threads", "4")
+    args[args.index("sync")] = "verify"
+    del args[args.index("--db") : args.index("--db") + 2]
+    env = {**os.environ, **cli_env(src.endpoint, src.endpoint)}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]  # not everything matches
+    report = json.loads(done.stdout)
+    assert len(listings.probes) > 0 and len(listings.firsts) >= 3  # cut into ranges
+    missing = {n for n in range(KEYS) if n % 50 == 0}
+    different = {n for n in range(KEYS) if n % 77 == 0} - missing
+    assert report["counts"]["missing"] == len(missing)
+    assert report["counts"]["different"] == len(different)
+    assert report["counts"]["extra"] == len(EXTRAS)
+    assert report["counts"]["match"] == KEYS - len(missing) - len(different)
+    assert {item["key"] for item in report["extra"]} == EXTRAS

@@ -51,7 +51,15 @@ from .common import (
     verbosity,
     workers_option,
 )
-from .options import DELETE_OPTIONS, LIMIT_OPTIONS, PAIR_OPTIONS, RATE, SIZE, pair_flags
+from .options import (
+    DELETE_OPTIONS,
+    LIMIT_OPTIONS,
+    LISTING_THREADS_OPTION,
+    PAIR_OPTIONS,
+    RATE,
+    SIZE,
+    pair_flags,
+)
 
 DEFAULTS = TransferSettings()
 VERIFY_WORKERS = 16
@@ -191,12 +199,7 @@ VERIFY_WORKERS = 16
     help="What names a key's prefix for the rates above: its first N folders or characters "
     f"under the pair's root [{DEFAULTS.rate_prefix}].",
 )
-@click.option(
-    "--listing-threads",
-    type=click.IntRange(1, COUNT_LIMITS["listing_threads"]),
-    help="Threads listing each pair, by key range (or by sub-folder where a store lists "
-    "folder by folder) [8].",
-)
+@LISTING_THREADS_OPTION
 @click.option(
     "--max-attempts",
     type=click.IntRange(1, COUNT_LIMITS["max_attempts"]),
@@ -325,6 +328,7 @@ def sync(
 @cli.command()
 @apply(PAIR_OPTIONS)
 @click.option("--deep", is_flag=True, help="Read and hash objects whose ETags cannot be compared.")
+@LISTING_THREADS_OPTION
 @workers_option(f"Objects read in parallel with --deep [{VERIFY_WORKERS}].")
 @json_option("Print a machine-readable report.")
 @verbose_option()

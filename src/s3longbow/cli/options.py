@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from s3longbow.config import parse_rate, parse_size
+from s3longbow.config import COUNT_LIMITS, parse_rate, parse_size
 from s3longbow.errors import ConfigError
 from s3longbow.loader import FilterFlags, Flags, SideFlags, TransferFlags
 from s3longbow.rewrites import parse_metadata, read_content_type_map
@@ -127,6 +127,13 @@ FILTER_OPTIONS = [
 
 
 # What `longbow sync` deletes once its copies are done.
+LISTING_THREADS_OPTION = click.option(
+    "--listing-threads",
+    type=click.IntRange(1, COUNT_LIMITS["listing_threads"]),
+    help="Threads listing each pair, by key range (or by sub-folder where a store lists "
+    "folder by folder) [8].",
+)
+
 DELETE_OPTIONS = [
     click.option(
         "--delete",
