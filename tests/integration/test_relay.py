@@ -208,3 +208,35 @@ def test_sync_relays_what_needs_no_checksum_of_ours(
     # with each reply's head.
     assert len(relayed) == 4
     assert sum(len(p) for p in parts) + 6 * MiB - sum(relayed) < 4 * 8192
+
+
+def test_a_source_s_own_checksum_goes_on_with_its_relayed_bytes(
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object written with a CRC32 of all its bytes (as current SDKs write by default) is
+    relayed: the write carries the source's own CRC32, which the destination checks, so the
+    bytes need not pass through memory here."""
+    relayed: list[int] = []
+    real_relay = splice.relay
+
+    def counted(src: Any, dst: Any, length: int, moved: Any = None) -> None:
+        relayed.append(length)
+        real_relay(src, dst, length, moved)
+
+    monkeypatch.setattr(splice, "relay", counted)
+    data = os.urandom(3 * MiB)
+    src_bucket.client.put_object(
+        Bucket=src_bucket.name, Key="crc", Body=data, ChecksumAlgorithm="CRC32"
+    )
+    args = ["sync", f"{src_bucket.url}/", f"{dst_bucket.url}/", "--db", str(tmp_path / "j.db")]
+    args += [*endpoint_args(src_bucket.endpoint, dst_bucket.endpoint), "--json"]
+    result = CliRunner().invoke(cli, args, env=cli_env(src_bucket.endpoint, dst_bucket.endpoint))
+    assert result.exit_code == 0, result.output
+    assert len(relayed) == 1 and 3 * MiB - relayed[0] < 8192
+    assert dst_bucket.get("crc") == data
+    heads = [
+        b.client.head_object(Bucket=b.name, Key="crc", ChecksumMode="ENABLED")
+        for b in (src_bucket, dst_bucket)
+    ]
+    assert heads[0]["ChecksumCRC32"] and heads[1]["ChecksumCRC32"] == heads[0]["ChecksumCRC32"]
+    assert job_verdicts(tmp_path / "j.db") == {"crc": ("done", "source-md5")}

@@ -15,7 +15,7 @@ from s3longbow.config import MiB, TransferSettings
 from s3longbow.errors import PermanentError, SourceChangedError, SourceGoneError
 from s3longbow.model import Job, JobResult
 from s3longbow.progress.stats import Stats
-from s3longbow.stores.base import Capabilities
+from s3longbow.stores.base import RELAY_BUFFER, Capabilities
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Attempt, Copier, Interrupted, VerificationError
 from tests.memstore import MemoryLedger, MemoryStore, SerialExecutor, md5_hex
@@ -61,6 +61,7 @@ def rig(
     src: MemoryStore | None = None,
     dst: MemoryStore | None = None,
     settings: TransferSettings = SETTINGS,
+    budget: ByteBudget | None = None,
 ) -> Rig:
     src = src or MemoryStore("src")
     dst = dst or MemoryStore("dst")
@@ -70,7 +71,7 @@ def rig(
         dst,
         ledger=ledger,
         settings=settings,
-        budget=ByteBudget(settings.memory_limit),
+        budget=budget or ByteBudget(settings.memory_limit),
         part_pool=SerialExecutor(),
         stats=stats,
         stop=stop,
@@ -109,6 +110,42 @@ def test_a_small_object_is_relayed_between_plain_http_endpoints() -> None:
     result = r.copy(r.src.job("obj"))
     assert verdict(result) == (True, "source-md5")
     assert r.src.calls == [("open", "obj")]
+
+
+class CountedBudget(ByteBudget):
+    """A budget that keeps what each acquire asked for."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.asked: list[int] = []
+
+    def acquire(self, nbytes: int) -> int:
+        self.asked.append(nbytes)
+        return super().acquire(nbytes)
+
+
+def counted_rig(src: MemoryStore, dst: MemoryStore) -> tuple[Rig, CountedBudget]:
+    budget = CountedBudget(SETTINGS.memory_limit)
+    return rig(src, dst, budget=budget), budget
+
+
+def test_a_relayed_object_holds_only_the_relay_s_buffer_of_memory() -> None:
+    r, budget = counted_rig(MemoryStore("src", relays=True), MemoryStore("dst", relays=True))
+    r.src.add("obj", data(3 * MiB))
+    r.copy(r.src.job("obj"))
+    assert budget.asked == [RELAY_BUFFER]
+    assert budget._used == 0  # everything given back
+
+
+def test_an_object_the_reply_shows_cannot_be_relayed_takes_its_size_before_its_read() -> None:
+    # An ETag like an MD5 plans a relay; the reply shows a KMS-encrypted source, whose bytes
+    # must be hashed here: the relay's share is given back, then the object's size taken.
+    r, budget = counted_rig(MemoryStore("src", relays=True), MemoryStore("dst", relays=True))
+    r.src.add("kms", data(3 * MiB), checksum="CRC32", encrypted=True)
+    result = r.copy(r.src.job("kms"))
+    assert verdict(result) == (True, "source-crc32")
+    assert budget.asked == [RELAY_BUFFER, 3 * MiB]
+    assert budget._used == 0
 
 
 def test_a_relayed_put_the_destination_cannot_prove_goes_through_memory() -> None:

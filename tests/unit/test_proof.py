@@ -563,7 +563,7 @@ SETTLED = [
         CopyMethod(path=CopyPath.RELAYED_SINGLE, proof=Proof.UNVERIFIED, reason=NO_CHECKSUM),
     ),
     (
-        "relay declined: the source's checksum is passed on",
+        "relayed: the source's checksum of all its bytes goes on as it is",
         RELAYED,
         job(2 * MiB),
         ObjectProperties(checksum=CRC32),
@@ -573,6 +573,33 @@ SETTLED = [
             proof=Proof.SOURCE_MD5,
             etag_is_md5=True,
             write_algorithm="CRC32",
+            relay=True,
+        ),
+    ),
+    (
+        "relay declined: the destination's checksum must be computed here",
+        RELAYED,
+        job(2 * MiB),
+        ObjectProperties(checksum=CRC32),
+        link(dst=CRC32C_ONLY, relay=True),
+        CopyMethod(
+            path=CopyPath.RELAYED_SINGLE,
+            proof=Proof.SOURCE_MD5,
+            etag_is_md5=True,
+            write_algorithm="CRC32C",
+        ),
+    ),
+    (
+        "relay declined: a composite of one part is no checksum of all the bytes",
+        RELAYED,
+        job(2 * MiB),
+        ObjectProperties(checksum=CRC32C_1),
+        link(dst=AUTO, relay=True),
+        CopyMethod(
+            path=CopyPath.RELAYED_SINGLE,
+            proof=Proof.SOURCE_MD5,
+            etag_is_md5=True,
+            write_algorithm="CRC32C",
         ),
     ),
     (

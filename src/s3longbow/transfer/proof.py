@@ -441,7 +441,8 @@ def settle_single(
     goes out as Content-MD5: the destination checks the bytes against the source's own
     fingerprint. A source without an MD5 is proven by its additional checksum of all the
     bytes (or its composite of one part), recomputed here. A relayed body stays on the
-    connection only when no checksum of ours goes with it and its ETag is its MD5.
+    connection only when its ETag is its MD5 and no checksum must be computed here to go
+    with it (none, or the source's own of all its bytes).
     """
     source = properties.checksum
     encrypted = properties.encrypted or link.src.customer_key
@@ -458,6 +459,9 @@ def settle_single(
     if not link.src.content_etag:
         proof, reason = Proof.LOCAL_READ, ""
     write = write_algorithm(link.dst, source) if job.size else None
+    # The source's own checksum of all its bytes goes on as it is (the destination checks
+    # the bytes against it): the bytes need not pass through here for it.
+    carried = source is not None and source.algorithm == write and source.parts is None
     return CopyMethod(
         path=method.path,
         proof=proof,
@@ -465,7 +469,7 @@ def settle_single(
         checksum=checksum,
         etag_is_md5=etag_md5,
         write_algorithm=write,
-        relay=method.relay and not encrypted and write is None,
+        relay=method.relay and not encrypted and (write is None or carried),
     )
 
 

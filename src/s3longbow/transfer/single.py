@@ -10,7 +10,7 @@ from s3longbow import checksums
 from s3longbow.errors import NotReplacedError, TransientError
 from s3longbow.model import Bytes, Checksum, Job, JobResult, ObjectProperties
 from s3longbow.retry import with_retries
-from s3longbow.stores.base import Relayed
+from s3longbow.stores.base import RELAY_BUFFER, Relayed
 from s3longbow.transfer import upload
 from s3longbow.transfer.context import Attempt, Context, VerificationError
 from s3longbow.transfer.proof import CopyMethod, is_md5_etag, settle_single
@@ -21,20 +21,39 @@ def copy_single(ctx: Context, job: Job, method: CopyMethod, attempt: Attempt) ->
 
     def once() -> JobResult:
         ctx.check_stop()
-        with ctx.budget.hold(job.size):
+        # A relayed body holds only what passes through the relay, so a long path's many
+        # objects in flight are not bounded by the memory their sizes would take; one read
+        # into memory holds its size.
+        relaying = method.relay and ctx.learned.relays
+        taken = [ctx.budget.acquire(min(job.size, RELAY_BUFFER) if relaying else job.size)]
+
+        def whole() -> None:
+            # Not relayed after all: the object's size is taken before it is read, what was
+            # held given back first, so that no thread waits for memory while holding some.
+            if relaying:
+                ctx.budget.release(taken.pop())
+                taken.append(ctx.budget.acquire(job.size))
+
+        try:
             opened = _open_relayed(ctx, job, method)
             if opened is not None:
                 body, properties = opened
                 with body:
                     settled = settle_single(method, job, properties, ctx.link())
-                    data: Bytes | Relayed = body if settled.relay else body.read()
+                    data: Bytes | Relayed = body
+                    if not settled.relay:  # the reply shows an encrypted source
+                        whole()
+                        data = body.read()
                     dst_etag = put_verified(ctx, job, settled, data, properties, paced=True)
             else:
+                whole()
                 data, properties = ctx.src.read_object(
                     job.src_key, job.size, etag=job.etag, version_id=job.version_id
                 )
                 settled = settle_single(method, job, properties, ctx.link())
                 dst_etag = put_verified(ctx, job, settled, data, properties)
+        finally:
+            ctx.budget.release(sum(taken))
         ctx.stats.sent(job.size)
         attempt.progressed += job.size
         verified, how = settled.verdict()
