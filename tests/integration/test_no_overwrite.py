@@ -92,14 +92,23 @@ def test_a_key_that_appears_during_the_copy_is_not_replaced(
     )
 
 
-@pytest.mark.parametrize("size", [2000, 12 * MiB], ids=["one-put", "parts"])
+@pytest.mark.parametrize(
+    ("size", "server_side"),
+    [(2000, False), (12 * MiB, False), (2000, True)],
+    ids=["one-put", "parts", "server-copy"],
+)
 def test_a_write_whose_reply_failed_is_found_by_its_retry(
-    seaweed_src: LocalServer, seaweed_dst: LocalServer, tmp_path: Path, size: int
+    seaweed_src: LocalServer,
+    seaweed_dst: LocalServer,
+    tmp_path: Path,
+    size: int,
+    server_side: bool,
 ) -> None:
     """The write that makes the object lands, but its reply says it failed (as a reply lost
     on the way would): the retry's If-None-Match finds the key, and the object there is the
     copy's own bytes in the copy's own parts, so the job is done, not "not replaced"."""
-    src, dst = new_bucket(seaweed_src, "lost-src"), new_bucket(seaweed_dst, "lost-dst")
+    server = seaweed_src if server_side else seaweed_dst
+    src, dst = new_bucket(seaweed_src, "lost-src"), new_bucket(server, "lost-dst")
     data = os.urandom(size)
     src.put("k", data)
     landed = threading.Event()
@@ -117,11 +126,12 @@ def test_a_write_whose_reply_failed_is_found_by_its_retry(
             put_multipart(dst, "k", [data[i : i + 5 * MiB] for i in range(0, size, 5 * MiB)])
         return 500
 
-    with seal_proxy(seaweed_dst.endpoint, seal=False) as proxy:
+    with seal_proxy(server.endpoint, seal=False) as proxy:
         proxy.before = lands_then_fails
         through = Bucket(proxy.endpoint(), dst.name, dst.client)
+        source = Bucket(proxy.endpoint(), src.name, src.client) if server_side else src
         code, summary = run_sync(
-            src, through, tmp_path / "j.db", "--no-overwrite", "--part-size", "5MiB"
+            source, through, tmp_path / "j.db", "--no-overwrite", "--part-size", "5MiB"
         )
     assert landed.is_set()
     assert code == 0, summary["failed"]
@@ -136,6 +146,8 @@ def test_a_write_whose_reply_failed_is_found_by_its_retry(
         and ((m == "PUT" and "partNumber=" not in p) or (m == "POST" and "uploadId=" in p))
     ]
     assert len(makes) == 2 and all(h.get("if-none-match") == "*" for h in makes)
+    if server_side:  # copied on the server both times, never read through this client
+        assert all("x-amz-copy-source" in h for h in makes)
     uploads = dst.client.list_multipart_uploads(Bucket=dst.name).get("Uploads", [])
     assert uploads == []  # the copy's own upload was not left open
 

@@ -3,7 +3,7 @@ UploadPartCopy part by part (resumable) with the source's own part layout or abo
 
 from __future__ import annotations
 
-from s3longbow.errors import UploadMissingError
+from s3longbow.errors import NotReplacedError, UploadMissingError
 from s3longbow.model import Job, JobResult, ObjectDetails, PartInfo
 from s3longbow.retry import with_retries
 from s3longbow.transfer import upload
@@ -43,17 +43,26 @@ def copy_on_server(
 
     def once() -> JobResult:
         ctx.check_stop()
-        dst_etag = ctx.dst.copy_object(
-            ctx.src,
-            job.src_key,
-            job.dst_key,
-            etag=job.etag,
-            version_id=job.version_id,
-            storage_class=storage_class,
-            copy_tags=ctx.settings.copy_tags,
-            properties=written if replace else None,
-            create_only=ctx.settings.no_overwrite,
-        )
+        try:
+            dst_etag = ctx.dst.copy_object(
+                ctx.src,
+                job.src_key,
+                job.dst_key,
+                etag=job.etag,
+                version_id=job.version_id,
+                storage_class=storage_class,
+                copy_tags=ctx.settings.copy_tags,
+                properties=written if replace else None,
+                create_only=ctx.settings.no_overwrite,
+            )
+        except NotReplacedError:
+            # The copy an earlier try made (its reply lost) refuses the retry: where the
+            # source's ETag is its MD5, a copy of it carries that ETag and can be known.
+            if not (is_md5_etag(job.etag) and not _keyed(ctx)):
+                raise
+            if not upload.written_already(ctx, job, job.etag or ""):
+                raise
+            dst_etag = job.etag or ""
         verified, how = _check_copy(ctx, job, dst_etag, method.reason)
         ctx.confirm_lock(job, lock)
         ctx.stats.sent(job.size)
