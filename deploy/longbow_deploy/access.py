@@ -91,6 +91,8 @@ def s3_statements(settings: DeploySettings, *, writer: bool) -> list[iam.PolicyS
                 )
             continue
         actions = list(SOURCE_OBJECT_ACTIONS if side == "source" else DESTINATION_OBJECT_ACTIONS)
+        if side == "source" and settings.transfer.restore_days is not None:
+            actions.append("s3:RestoreObject")  # workers ask for archived sources' restores
         if side == "destination" and settings.queue.delete_removed:
             actions.append("s3:DeleteObject")
         statements.append(

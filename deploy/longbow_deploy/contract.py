@@ -116,6 +116,10 @@ def cluster_config(
         lines.append(f"storage_class = {_toml(t.storage_class)}")
     if t.no_overwrite:
         lines.append("no_overwrite = true")
+    if t.restore_days is not None:
+        lines.append(f"restore_days = {t.restore_days}")
+    if t.restore_tier is not None:
+        lines.append(f"restore_tier = {_toml(t.restore_tier)}")
     f = settings.filters
     for key in ("include", "exclude", "filter"):
         patterns = getattr(f, key)

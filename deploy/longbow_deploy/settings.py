@@ -45,6 +45,9 @@ LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
     1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
+# What `longbow sync` takes for --restore-days and --restore-tier (the runtime checks again).
+MAX_RESTORE_DAYS = 30_000
+RESTORE_TIERS = ("Standard", "Bulk", "Expedited")
 # A Graviton family has a "g" after its generation digit: c7g, m6gd, c7gn, t4g, hpc7g.
 # rclone's units, as `longbow sync` reads them (the runtime checks them again at start).
 _FILTER_SIZE_RE = re.compile(r"^(\d+(\.\d*)?|\.\d+)([bB]|[kmgtpKMGTP]([iI]?[bB]?))?$")
@@ -178,6 +181,10 @@ class Transfer:
         storage_class: Storage class of the copies (default: the destination's default).
         ignore: Shell patterns of keys never copied.
         no_overwrite: Never replace an object the destination has (If-None-Match: *).
+        restore_days: Ask for the restore of archived sources (S3 Glacier Flexible
+            Retrieval, Deep Archive, Intelligent-Tiering archive tiers), the restored copy
+            readable this many days; unset: archived sources are recorded and wait.
+        restore_tier: How fast (and dear) those restores are: Standard, Bulk or Expedited.
     """
 
     workers: int = 16
@@ -188,6 +195,8 @@ class Transfer:
     storage_class: str | None = None
     ignore: tuple[str, ...] = ()
     no_overwrite: bool = False
+    restore_days: int | None = None
+    restore_tier: str | None = None
 
 
 @dataclass(frozen=True)
@@ -543,6 +552,13 @@ def _problems(s: DeploySettings) -> typing.Iterator[str]:
             yield "[transfer] resumable_threshold must be at most 5GiB"
         if memory < part:
             yield "[transfer] memory_limit must hold at least one part"
+    if t.restore_days is not None and not 1 <= t.restore_days <= MAX_RESTORE_DAYS:
+        yield f"[transfer] restore_days must be between 1 and {MAX_RESTORE_DAYS}"
+    if t.restore_tier is not None:
+        if t.restore_tier not in RESTORE_TIERS:
+            yield f"[transfer] restore_tier must be one of {', '.join(RESTORE_TIERS)}"
+        if t.restore_days is None:
+            yield "[transfer] restore_tier needs restore_days (how long restored copies stay)"
 
     q = s.queue
     if q.name is not None and not re.match(r"^[A-Za-z0-9_-]{1,76}$", q.name):

@@ -61,6 +61,8 @@ EC2_SETTINGS: dict[str, Any] = {
         "part_size": "32MiB",
         "memory_limit": "1GiB",
         "no_overwrite": True,
+        "restore_days": 7,
+        "restore_tier": "Bulk",
     },
     "filters": {
         "include": ["*.jpg", "*.png"],

@@ -65,6 +65,8 @@ def test_the_workers_config_file_is_read_by_the_runtime(
     assert config.destination.endpoint_url == settings.destination.endpoint_url
     assert config.ignore_patterns == settings.transfer.ignore
     assert config.transfer.no_overwrite == settings.transfer.no_overwrite
+    assert config.transfer.restore_days == settings.transfer.restore_days
+    assert config.transfer.restore_tier == settings.transfer.restore_tier
     f, read = settings.filters, config.filters
     assert read.ignore_case == f.ignore_case
     assert [(r.include, r.pattern) for r in read.rules] == [

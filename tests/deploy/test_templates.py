@@ -716,6 +716,9 @@ def test_s3_rights_follow_the_sides_in_this_account(variant: Synthesized) -> Non
     if s.in_account("source"):
         assert granted["s3:GetObject"] >= {f"{p.src_bucket}/{p.src_prefix}*" for p in s.pairs}
         assert "s3:GetObjectTagging" in granted
+        restores = granted.get("s3:RestoreObject", set())
+        wanted = {f"{p.src_bucket}/{p.src_prefix}*" for p in s.pairs}
+        assert restores == (wanted if s.transfer.restore_days is not None else set())
     if s.in_account("destination"):
         assert granted["s3:PutObject"] == {f"{p.dst_bucket}/{p.dst_prefix}*" for p in s.pairs}
         assert ("s3:DeleteObject" in granted) == s.queue.delete_removed
