@@ -35,6 +35,7 @@ def test_the_grid_is_the_fixed_one(reallink: ModuleType) -> None:
         "16",
         "--s3-chunk-size",
         "8M",
+        "--s3-no-head",
     ]
 
 
