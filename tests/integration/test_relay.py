@@ -162,6 +162,20 @@ def test_a_source_reset_mid_part_fails_that_part_and_the_next_one_goes(
             dst.close()
 
 
+@pytest.fixture()
+def relayed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of every body the kernel relays from now on."""
+    lengths: list[int] = []
+    real_relay = splice.relay
+
+    def counted(src: Any, dst: Any, length: int, moved: Any = None) -> None:
+        lengths.append(length)
+        real_relay(src, dst, length, moved)
+
+    monkeypatch.setattr(splice, "relay", counted)
+    return lengths
+
+
 @pytest.mark.parametrize(
     "extra",
     [[], ["--checksum-algorithm", "CRC32C"], ["--no-relay"]],
@@ -171,17 +185,9 @@ def test_sync_relays_what_needs_no_checksum_of_ours(
     src_bucket: Bucket,
     dst_bucket: Bucket,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    relayed: list[int],
     extra: list[str],
 ) -> None:
-    relayed: list[int] = []
-    real_relay = splice.relay
-
-    def counted(src: Any, dst: Any, length: int, moved: Any = None) -> None:
-        relayed.append(length)
-        real_relay(src, dst, length, moved)
-
-    monkeypatch.setattr(splice, "relay", counted)
     parts = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1234)]
     etag = put_multipart(src_bucket, "layered", parts)
     src_bucket.put("single", os.urandom(6 * MiB))  # one PUT under its own MD5
@@ -211,19 +217,11 @@ def test_sync_relays_what_needs_no_checksum_of_ours(
 
 
 def test_a_source_s_own_checksum_goes_on_with_its_relayed_bytes(
-    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path, relayed: list[int]
 ) -> None:
     """An object written with a CRC32 of all its bytes (as current SDKs write by default) is
     relayed: the write carries the source's own CRC32, which the destination checks, so the
     bytes need not pass through memory here."""
-    relayed: list[int] = []
-    real_relay = splice.relay
-
-    def counted(src: Any, dst: Any, length: int, moved: Any = None) -> None:
-        relayed.append(length)
-        real_relay(src, dst, length, moved)
-
-    monkeypatch.setattr(splice, "relay", counted)
     data = os.urandom(3 * MiB)
     src_bucket.client.put_object(
         Bucket=src_bucket.name, Key="crc", Body=data, ChecksumAlgorithm="CRC32"
