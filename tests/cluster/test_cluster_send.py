@@ -403,3 +403,50 @@ def test_a_report_without_etags_skips_a_source_gone_since(
     assert gone is not None and gone.state is JobState.SKIPPED
     assert gone.reason is not None and gone.reason.startswith("source gone since inventory")
     assert cluster.job("kept").state is JobState.DONE  # type: ignore[union-attr]
+
+
+def prometheus_values(text: str) -> dict[str, float]:
+    """The unlabelled samples of a Prometheus text exposition, by name."""
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.split()
+            values[name] = float(value)
+    return values
+
+
+def test_send_keeps_its_counts_in_a_metrics_file(cluster: Cluster) -> None:
+    """With --metrics-file, a send's counts are kept for node_exporter."""
+    for i in range(5):
+        cluster.src.put(f"{SRC_PREFIX}m{i}", os.urandom(700))
+    cluster.dst.put(f"{DST_PREFIX}m0", cluster.src.get(f"{SRC_PREFIX}m0"))
+    prom = cluster.root / "send.prom"
+    args = ["send", "--config", str(cluster.config_path), "--json", "--metrics-file", str(prom)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    values = prometheus_values(prom.read_text())
+    assert values["longbow_objects_queued_total"] == report["queued"]["objects"] == 4
+    assert values["longbow_bytes_queued_total"] == 4 * 700
+    assert values["longbow_messages_sent_total"] == report["messages_sent"] >= 1
+    assert values["longbow_objects_already_queued_total"] == 0
+    assert values["longbow_objects_already_present_total"] == 1
+    assert values["longbow_bytes_already_present_total"] == 700
+
+    # Sent again: nothing new is queued, the four jobs are pending already.
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    values = prometheus_values(prom.read_text())
+    assert values["longbow_objects_queued_total"] == 0
+    assert values["longbow_objects_already_queued_total"] == 4
+
+
+def test_a_metrics_file_send_cannot_write_stops_it_before_anything_is_queued(
+    cluster: Cluster,
+) -> None:
+    cluster.src.put(f"{SRC_PREFIX}x", b"x")
+    args = ["send", "--config", str(cluster.config_path)]
+    result = CliRunner().invoke(cli, [*args, "--metrics-file", str(cluster.root / "no/dir/f.prom")])
+    assert result.exit_code == 2  # a configuration error
+    assert "f.prom" in result.output
+    assert cluster.depth() == 0 and cluster.items() == []

@@ -218,7 +218,7 @@ def test_a_progress_line_carries_the_counts_as_fields(caplog: pytest.LogCaptureF
     assert line["listing"] is True and line["in_flight"] == 0
 
 
-def test_every_command_takes_the_log_options_and_sync_and_worker_the_metrics_ones() -> None:
+def test_every_command_takes_the_log_options_and_sync_worker_and_send_the_metrics_ones() -> None:
     from s3longbow.cli.app import cli
 
     options = {
@@ -228,4 +228,4 @@ def test_every_command_takes_the_log_options_and_sync_and_worker_the_metrics_one
     for name, params in options.items():
         assert {"log_file", "log_format", "verbose"} <= params, name
         has_metrics = {"metrics_port", "metrics_address", "metrics_file"} <= params
-        assert has_metrics == (name in ("sync", "worker")), name
+        assert has_metrics == (name in ("sync", "worker", "send")), name

@@ -20,6 +20,7 @@ from s3longbow.cli.terminal import Console, escape, new_table
 from s3longbow.config import COUNT_LIMITS, format_size
 from s3longbow.errors import ConfigError, LongbowError
 from s3longbow.loader import TelemetryFlags, TransferFlags, load_cluster
+from s3longbow.telemetry import DEFAULT_METRICS_ADDRESS, TelemetrySettings
 
 from . import render
 from .common import (
@@ -103,6 +104,7 @@ def _control(config: ClusterConfig) -> ControlPlane:
 @json_option()
 @verbose_option()
 @apply(log_options())
+@apply(METRICS_OPTIONS)
 def send(
     config_file: Path,
     dry_run: bool,
@@ -123,7 +125,10 @@ def send(
     every message in checked batches. Safe to run again at any time.
     """
     from s3longbow.cluster.config import with_fanout
-    from s3longbow.cluster.sender import send_jobs
+    from s3longbow.cluster.metrics import send_exposition
+    from s3longbow.cluster.sender import SendReport, send_jobs
+    from s3longbow.progress.exposition import MetricsExport
+    from s3longbow.progress.stats import Stats
 
     console = Console(stderr=True)
     try:
@@ -138,21 +143,32 @@ def send(
         config = dataclasses.replace(config, cluster=cluster)
         if price_table is not None:
             config = dataclasses.replace(config, price_table=price_table)
+        # Only send's own flags export its counters: a config file's metrics keys are the
+        # workers' (a port or file of theirs on the same machine).
+        metrics = TelemetrySettings(
+            metrics_port=options.get("metrics_port"),
+            metrics_address=options.get("metrics_address") or DEFAULT_METRICS_ADDRESS,
+            metrics_file=options.get("metrics_file"),
+        ).validate()
         control = _control(config)
     except LongbowError as exc:
         fail(console, exc)
     stop = threading.Event()
     restore = handle_signals(stop)
+    stats, report = Stats(), SendReport(dry_run=dry_run)
     try:
-        report = send_jobs(
-            config,
-            control,
-            dry_run=dry_run,
-            requeue=requeue,
-            retry_failed=retry_failed,
-            stop=stop,
-            src_inventory=src_inventory,
-        )
+        with MetricsExport(send_exposition(stats, report), metrics):
+            send_jobs(
+                config,
+                control,
+                dry_run=dry_run,
+                requeue=requeue,
+                retry_failed=retry_failed,
+                stop=stop,
+                stats=stats,
+                src_inventory=src_inventory,
+                report=report,
+            )
     except LongbowError as exc:
         fail(console, exc)
     finally:

@@ -15,11 +15,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from types import TracebackType
+from typing import Protocol
 
 from s3longbow.meter import RequestMeter
 from s3longbow.model import Job, JobResult, JobState, outcome_fields
 from s3longbow.periodic import Every
-from s3longbow.progress.exposition import COPY_METRICS, Exposition, MetricSpec, Values, copy_values
+from s3longbow.progress.exposition import (
+    COPY_METRICS,
+    PLAN_METRICS,
+    Exposition,
+    MetricSpec,
+    Values,
+    copy_values,
+    plan_values,
+)
 from s3longbow.progress.stats import Stats
 
 from .messages import JobSpec
@@ -214,6 +223,50 @@ def worker_exposition(stats: Stats, counters: ClusterCounters, meter: RequestMet
     return Exposition(COPY_METRICS + CLUSTER_METRICS, read)
 
 
+# What `longbow send` counts besides its planning (PLAN_METRICS).
+SEND_METRICS = (
+    MetricSpec(
+        "longbow_objects_queued_total",
+        "counter",
+        "Objects queued for the workers (in a dry run: that would be).",
+    ),
+    MetricSpec("longbow_bytes_queued_total", "counter", "Bytes of the objects queued."),
+    MetricSpec(
+        "longbow_objects_already_queued_total",
+        "counter",
+        "Objects whose job was pending or running already: not queued again.",
+    ),
+    MetricSpec("longbow_messages_sent_total", "counter", "Job messages sent to the queue."),
+)
+
+
+class SendCounts(Protocol):
+    """The live counts of a send (its report, filled as it goes)."""
+
+    objects_queued: int
+    bytes_queued: int
+    objects_already_queued: int
+    messages_sent: int
+
+
+def send_exposition(stats: Stats, report: SendCounts) -> Exposition:
+    """What `longbow send` exposes: what its listing found present and what it has queued
+    so far (its objects to copy are those queued and already queued)."""
+    present = tuple(m for m in PLAN_METRICS if "already_present" in m.name)
+
+    def read() -> Values:
+        planned = plan_values(stats.snapshot())
+        return {
+            **{m.name: planned[m.name] for m in present},
+            "longbow_objects_queued_total": report.objects_queued,
+            "longbow_bytes_queued_total": report.bytes_queued,
+            "longbow_objects_already_queued_total": report.objects_already_queued,
+            "longbow_messages_sent_total": report.messages_sent,
+        }
+
+    return Exposition(present + SEND_METRICS, read)
+
+
 def object_fields(spec: JobSpec) -> dict[str, object]:
     """The source and destination of a job, as log fields."""
     return {
@@ -233,9 +286,12 @@ __all__ = [
     "CLUSTER_METRICS",
     "METRICS",
     "NAMESPACE",
+    "SEND_METRICS",
     "ClusterCounters",
     "MetricsEmitter",
+    "SendCounts",
     "job_fields",
     "object_fields",
+    "send_exposition",
     "worker_exposition",
 ]

@@ -283,6 +283,7 @@ def send_jobs(
     stop: threading.Event | None = None,
     stats: Stats | None = None,
     src_inventory: str | None = None,
+    report: SendReport | None = None,
 ) -> SendReport:
     """Queue a job for every object of every pair that the destination lacks or differs in.
 
@@ -300,10 +301,12 @@ def send_jobs(
         stats: Counters of the planning (objects already present, ignored).
         src_inventory: The manifest of an S3 Inventory report that every pair reads instead
             of listing its source (over the pairs' own `src_inventory`).
+        report: The report to fill, for a caller that reads its counts as they grow.
     """
     started = time.monotonic()
     stop = stop or threading.Event()
-    report = SendReport(dry_run=dry_run)
+    report = report or SendReport(dry_run=dry_run)
+    report.dry_run = dry_run
     parameters = Parameters(control.ssm)
     config = resolve_credentials(config, parameters)
     pairs = with_inventory(resolve_pairs(config, parameters), src_inventory)
