@@ -626,3 +626,27 @@ def test_a_proxy_of_another_scheme_is_refused_without_its_credentials() -> None:
     with pytest.raises(ValueError) as info:
         dial.Proxy.from_url("socks5://user:secret@proxy.example:1080")
     assert "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: 10\r\n\r\n0123456789",
+        b"Transfer-Encoding: chunked\r\n\r\n4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n",
+    ],
+    ids=["length", "chunked"],
+)
+def test_a_body_read_into_one_buffer_is_exactly_its_bytes(framing: bytes, step: int) -> None:
+    reply = reply_of(b"HTTP/1.1 200 OK\r\n" + framing + b"NEXT", step=step)
+    body = reply.read_buffer(10)
+    assert isinstance(body, bytearray) and body == b"0123456789"
+    assert reply.read() == b""
+    assert rest(reply.stream) == b"NEXT"
+
+
+def test_a_body_that_ends_before_the_buffer_is_full_is_incomplete() -> None:
+    reply = reply_of(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
+    with pytest.raises(IncompleteRead):
+        reply.read_buffer(10)
+    assert reply.will_close  # neither the reply nor its connection is used again

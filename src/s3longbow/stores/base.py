@@ -32,7 +32,7 @@ class Relayed(Protocol):
 
     def __len__(self) -> int: ...
 
-    def read(self) -> bytes:
+    def read(self) -> bytes | bytearray:
         """The bytes read into memory instead (when they are not to be relayed after all)."""
         ...
 
@@ -254,7 +254,7 @@ class ObjectStore(Protocol):
 
     def read_object(
         self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
-    ) -> tuple[bytes, ObjectProperties]:
+    ) -> tuple[bytes | bytearray, ObjectProperties]:
         """A whole object (pinned like get_range) with its properties, in one request."""
         ...
 

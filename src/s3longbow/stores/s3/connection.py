@@ -103,7 +103,7 @@ class RangeBody:
     def __len__(self) -> int:
         return self.length
 
-    def read(self) -> bytes:
+    def read(self) -> bytes | bytearray:
         """The whole body read into memory instead, when it is not to be relayed after all.
 
         Raises:
@@ -113,7 +113,10 @@ class RangeBody:
             raise RuntimeError("a relayed body can be read only once")
         self.started = True
         try:
-            data = self._response.read(self.length + 1)
+            if self._response.length == self.length:
+                data: bytes | bytearray = self._response.read_buffer(self.length)
+            else:  # one byte more than asked: a longer body is an error, not a buffer
+                data = self._response.read(self.length + 1)
         except _NETWORK_ERRORS as exc:
             raise _network_error(self._where, exc) from None
         if len(data) != self.length:

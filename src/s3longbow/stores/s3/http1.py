@@ -271,6 +271,24 @@ class Reply:
             amt -= len(piece)
         return b"".join(pieces)
 
+    def read_buffer(self, n: int) -> bytearray:
+        """Exactly `n` bytes of the body, read into one buffer (no pieces joined into a second
+        copy: an object read whole takes its size of memory once).
+
+        Raises:
+            IncompleteRead: The body ended before `n` bytes.
+            OSError: Reading failed.
+        """
+        buffer = bytearray(n)
+        view = memoryview(buffer)
+        got = 0
+        while got < n:
+            read = self.readinto(view[got:])
+            if not read:
+                self._broken(IncompleteRead(bytes(view[:got]), n - got))
+            got += read
+        return buffer
+
     def readinto(self, buffer: memoryview | bytearray) -> int:
         """Read up to ``len(buffer)`` bytes of the body into it; how many (0 at its end)."""
         if not self._open:

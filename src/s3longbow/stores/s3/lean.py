@@ -136,7 +136,7 @@ class S3DataPlane(Client):
         *,
         etag: str | None = None,
         version_id: str | None = None,
-    ) -> tuple[bytes, dict[str, str]]:
+    ) -> tuple[bytes | bytearray, dict[str, str]]:
         """Read ``length`` bytes of an object from offset ``start``, with the response headers
         (names in lower case), which carry the object's properties.
 
@@ -161,7 +161,7 @@ class S3DataPlane(Client):
         """
         headers: dict[str, str] = {}
         data = self._get(bucket, key, start, length, etag, headers, version_id)
-        assert isinstance(data, bytes)  # read whole: no buffer of the caller's
+        assert not isinstance(data, memoryview)  # read whole: no buffer of the caller's
         return data, headers
 
     def _get(
@@ -194,7 +194,7 @@ class S3DataPlane(Client):
             if view is not None:
                 data = _read_pieces(response, view, each)
             elif declared is not None and declared <= length:
-                data = response.read()
+                data = response.read_buffer(declared)
             else:
                 # One byte more than asked: a server that ignored Range must not make us buffer
                 # a whole object; the unread rest is dropped with the connection.

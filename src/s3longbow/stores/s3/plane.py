@@ -48,7 +48,7 @@ class DataPlane(Protocol):
         *,
         etag: str | None = None,
         version_id: str | None = None,
-    ) -> tuple[bytes, dict[str, str]]: ...
+    ) -> tuple[bytes | bytearray, dict[str, str]]: ...
 
     def open_range(
         self,

@@ -380,7 +380,7 @@ class S3Store(Listing, Uploads, Copies, Restores, Locks):
     @_one_object
     def read_object(
         self, key: str, size: int, *, etag: str | None = None, version_id: str | None = None
-    ) -> tuple[bytes, ObjectProperties]:
+    ) -> tuple[bytes | bytearray, ObjectProperties]:
         data, headers = self.data.get_object(
             self.bucket, key, 0, size, etag=etag, version_id=version_id
         )
