@@ -25,14 +25,16 @@ def copy_single(ctx: Context, job: Job, method: CopyMethod, attempt: Attempt) ->
         # objects in flight are not bounded by the memory their sizes would take; one read
         # into memory holds its size.
         relaying = method.relay and ctx.learned.relays
-        taken = [ctx.budget.acquire(min(job.size, RELAY_BUFFER) if relaying else job.size)]
+        taken = ctx.budget.acquire(min(job.size, RELAY_BUFFER) if relaying else job.size)
 
         def whole() -> None:
             # Not relayed after all: the object's size is taken before it is read, what was
             # held given back first, so that no thread waits for memory while holding some.
+            nonlocal taken
             if relaying:
-                ctx.budget.release(taken.pop())
-                taken.append(ctx.budget.acquire(job.size))
+                ctx.budget.release(taken)
+                taken = 0
+                taken = ctx.budget.acquire(job.size)
 
         try:
             opened = _open_relayed(ctx, job, method)
@@ -53,7 +55,7 @@ def copy_single(ctx: Context, job: Job, method: CopyMethod, attempt: Attempt) ->
                 settled = settle_single(method, job, properties, ctx.link())
                 dst_etag = put_verified(ctx, job, settled, data, properties)
         finally:
-            ctx.budget.release(sum(taken))
+            ctx.budget.release(taken)
         ctx.stats.sent(job.size)
         attempt.progressed += job.size
         verified, how = settled.verdict()
