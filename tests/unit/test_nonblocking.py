@@ -8,9 +8,10 @@ import threading
 
 import pytest
 
-from s3longbow.stores.s3 import nonblocking
-from s3longbow.stores.s3.nonblocking import READ, Answer, Loop, WireError
+from s3longbow.stores.s3 import nonblocking, tasks
+from s3longbow.stores.s3.nonblocking import Answer, WireError
 from s3longbow.stores.s3.stream import ReplyError
+from s3longbow.stores.s3.tasks import READ, Loop
 
 BODY = bytes(range(256)) * 40
 REPLY = (
@@ -104,7 +105,7 @@ def test_a_task_that_waits_too_long_fails_and_others_go_on() -> None:
     outcomes: dict[str, object] = {}
     done = threading.Event()
 
-    def wait_for(sock: socket.socket) -> nonblocking.Step[bytes]:
+    def wait_for(sock: socket.socket) -> tasks.Step[bytes]:
         sock.setblocking(False)
         yield sock, READ
         return sock.recv(10)
@@ -134,7 +135,7 @@ def test_closing_the_loop_ends_every_waiting_task() -> None:
     pairs = [socket.socketpair() for _ in range(3)]
     ended: list[BaseException | None] = []
 
-    def wait_forever(sock: socket.socket) -> nonblocking.Step[None]:
+    def wait_forever(sock: socket.socket) -> tasks.Step[None]:
         sock.setblocking(False)
         while True:
             yield sock, READ
