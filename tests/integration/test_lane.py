@@ -18,11 +18,10 @@ from click.testing import CliRunner
 from longbow_testkit.faultproxy import FaultProxy, Faults
 from longbow_testkit.servers import LocalServer
 from s3longbow.cli.app import cli
-from s3longbow.config import KiB, MiB, SideSettings, TransferSettings
+from s3longbow.config import KiB, MiB, TransferSettings
 from s3longbow.errors import SourceChangedError
 from s3longbow.model import Job, JobId, JobResult
 from s3longbow.progress.stats import Stats
-from s3longbow.stores.s3 import S3Store
 from s3longbow.stores.s3.tasks import Loop
 from s3longbow.transfer import engine, lane
 from s3longbow.transfer.budget import ByteBudget
@@ -32,6 +31,7 @@ from tests.memstore import MemoryLedger, SerialExecutor
 
 from ..conftest import Bucket, cli_env, endpoint_args
 from .test_integrity import job_verdicts
+from .test_relay import open_s3
 
 
 @pytest.fixture()
@@ -123,18 +123,6 @@ def test_what_the_lane_cannot_finish_the_job_threads_do(
     assert len(counted["thread"]) >= 1 + 5 - 1  # a cut may hit a thread's own retry
     assert len(counted["lane"]) + len(set(counted["thread"])) == len(bodies)
     assert set(job_verdicts(tmp_path / "j.db").values()) == {("done", "source-md5")}
-
-
-def open_s3(server: LocalServer, bucket: str) -> S3Store:
-    ep = server.endpoint
-    side = SideSettings(
-        endpoint_url=ep.url,
-        region=ep.region,
-        path_style=True,
-        access_key_id=ep.access_key,
-        secret_access_key=ep.secret_key,
-    )
-    return S3Store(bucket, side)
 
 
 @pytest.fixture()
