@@ -145,6 +145,14 @@ class PrefixRates:
     def wait(self, key: str, *, write: bool) -> float:
         """Take the next slot of the key's prefix, sleeping until it comes; return the seconds
         slept (0 when the prefix is under its rate)."""
+        delay = self.reserve(key, write=write)
+        if delay > 0:
+            self._sleep(delay)
+        return delay
+
+    def reserve(self, key: str, *, write: bool) -> float:
+        """Take the next slot of the key's prefix without sleeping; return the seconds until
+        it comes (the caller waits them before its request)."""
         cap = self._caps[write]
         if cap <= 0:
             return 0.0
@@ -161,10 +169,7 @@ class PrefixRates:
             delay = start - now
             if delay > 0:
                 self.waits += 1
-        if delay > 0:
-            self._sleep(delay)
-            return delay
-        return 0.0
+        return max(0.0, delay)
 
     def slow_down(self, key: str, *, write: bool) -> bool:
         """The server asked this key's prefix to slow down: halve its rate (once per guard

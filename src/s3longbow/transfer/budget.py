@@ -35,6 +35,16 @@ class ByteBudget:
             self._peak = max(self._peak, self._used)
         return need
 
+    def try_acquire(self, nbytes: int) -> int | None:
+        """Take `nbytes` if they fit now (the amount taken, for release()), else None."""
+        need = min(nbytes, self.limit)
+        with self._cond:
+            if self._used + need > self.limit:
+                return None
+            self._used += need
+            self._peak = max(self._peak, self._used)
+        return need
+
     def release(self, taken: int) -> None:
         with self._cond:
             self._used -= taken

@@ -31,11 +31,12 @@ from s3longbow.errors import (
 )
 from s3longbow.jobs.base import JobQueue
 from s3longbow.meter import RequestMeter
-from s3longbow.model import Job, JobId, JobState
+from s3longbow.model import Job, JobId, JobResult, JobState
 from s3longbow.progress.stats import Stats
 from s3longbow.retry import backoff_delay
 from s3longbow.transfer.engine import Attempt, Copier, Interrupted
 from s3longbow.worker.concurrency import Controller, controller_for, work_done
+from s3longbow.worker.lane import Finished, Lane
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class Worker:
         controller: Sets how many jobs run at once (by default: up to the settings'
             workers, tuned unless they say not to).
         meter: What the stores' requests measure, which the controller weighs.
+        lane: Small objects that fit run on one thread's non-blocking loop (see
+            :mod:`s3longbow.worker.lane`) rather than a job thread each.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class Worker:
         *,
         controller: Controller | None = None,
         meter: RequestMeter | None = None,
+        lane: bool = True,
     ) -> None:
         self.job_queue = jobs
         self.copier_for = copier_for
@@ -82,6 +86,12 @@ class Worker:
         self.meter = meter
         self.outcome = WorkerOutcome()
         self._jobs: queue.Queue[Job | None] = queue.Queue()
+        # Copies the lane finished, for the recorder thread to record.
+        self._finished: queue.Queue[Finished | None] = queue.Queue()
+        # Jobs running now (on job threads and on the lane): at most the controller's limit.
+        self._running = 0
+        self._lane_wanted = lane
+        self._lane: Lane | None = None  # started by run()
         self._held: dict[JobId, Job] = {}  # claimed and not yet ended: queued or running
         self._held_lock = threading.Lock()
         self._room = threading.Condition(self._held_lock)  # notified when a job ends
@@ -103,6 +113,10 @@ class Worker:
 
     def run(self) -> WorkerOutcome:
         """Execute jobs until the run's queue is drained; returns how it ended."""
+        recorder = threading.Thread(target=self._recorder, name="recorder", daemon=True)
+        if self._lane_wanted:
+            self._lane = Lane(self._finished.put, self._handed_back)
+            recorder.start()
         self._add_threads(self.controller.limit)
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()
@@ -115,6 +129,10 @@ class Worker:
             self._done.set()
             if tuner.is_alive():
                 tuner.join()
+            if self._lane is not None:
+                self._lane.close()  # what it still holds goes to the job threads first
+                self._finished.put(None)
+                recorder.join()
             for _ in self._threads:
                 self._jobs.put(None)
             for t in self._threads:
@@ -171,7 +189,7 @@ class Worker:
             with self._room:
                 self._add_threads(limit)
                 self._set_capacity(limit)
-                self._room.notify()
+                self._room.notify_all()
 
     # -- dispatcher -------------------------------------------------------------------------
 
@@ -186,11 +204,65 @@ class Worker:
                     for job in jobs:
                         self._held[job.id] = job
                 for job in jobs:
-                    self._jobs.put(job)
+                    if not self._to_lane(job):
+                        self._jobs.put(job)
                 continue
             # Sleep until new jobs are queued, a delayed retry comes due, or a job ends.
             if not self.job_queue.wait_for_work(0.5):
                 return
+
+    def _to_lane(self, job: Job) -> bool:
+        """Start the job on the lane if it fits there (once fewer jobs than the limit run)."""
+        lane = self._lane
+        if lane is None or self.stop.is_set():
+            return False
+        try:
+            copier = self.copier_for(job)
+            if copier is None or not lane.fits(job, copier) or not self._admit():
+                return False
+            if lane.start(job, copier):
+                return True
+            self._leave()
+        except Exception:  # a fault of the lane's must not lose the job: a thread runs it
+            log.exception("%s: could not start on the small-object lane", job.src_key)
+        return False
+
+    def _admit(self) -> bool:
+        """Wait until fewer jobs than the limit run, and count one more; False if the run
+        stops meanwhile."""
+        with self._room:
+            while self._running >= self.controller.limit:
+                if self.stop.is_set():
+                    return False
+                self._room.wait(0.2)
+            self._running += 1
+        return True
+
+    def _leave(self) -> None:
+        """A running job ended (or went back to wait)."""
+        with self._room:
+            self._running -= 1
+            self._room.notify_all()
+
+    def _handed_back(self, job: Job) -> None:
+        """The lane could not finish the job: a job thread runs it."""
+        self._leave()
+        self._jobs.put(job)
+
+    def _recorder(self) -> None:
+        """Record the copies the lane finished (off the lane's thread: it never waits)."""
+        while True:
+            item = self._finished.get()
+            if item is None:
+                return
+            job = item.job
+            try:
+                self._record(job, item.result, Attempt(progressed=job.size))
+            except Exception:  # the job stays leased: a later claim runs it again
+                log.exception("%s: could not record the lane's copy", job.src_key)
+            finally:
+                self._leave()
+                self._job_ended(job)
 
     def _wait_for_room(self) -> int:
         """How many jobs to claim now: 0 after a short wait without room (to look at stop).
@@ -216,17 +288,24 @@ class Worker:
             if job is None:
                 return
             try:
-                if self.stop.is_set():  # claimed ahead, never started: give it back as is
+                if self.stop.is_set() or not self._admit():
+                    # Claimed ahead, never started: give it back as is.
                     self.job_queue.retry_later(job, 0, "interrupted", counted=False)
                 else:
-                    self.stats.started()
-                    self._execute(job)
+                    try:
+                        self.stats.started()
+                        self._execute(job)
+                    finally:
+                        self._leave()
             finally:
-                with self._room:
-                    self._held.pop(job.id, None)
-                    if self._room_for_claim():
-                        self._room.notify()
-                self.job_queue.job_ended()
+                self._job_ended(job)
+
+    def _job_ended(self, job: Job) -> None:
+        with self._room:
+            self._held.pop(job.id, None)
+            if self._room_for_claim():
+                self._room.notify_all()
+        self.job_queue.job_ended()
 
     def _execute(self, job: Job) -> None:
         copier = self.copier_for(job)
@@ -273,6 +352,10 @@ class Worker:
             log.exception("unexpected error copying %s", job.src_key)
             self._final(job, JobState.FAILED, f"internal error: {exc!r}", attempt)
             return
+        self._record(job, result, attempt)
+
+    def _record(self, job: Job, result: JobResult, attempt: Attempt) -> None:
+        """A copy is done: its job's outcome goes to the queue."""
         if self.job_queue.finish(job, JobState.DONE, None, result):
             self.stats.finished(_counted(job, attempt), ok=True, progressed=attempt.progressed)
         else:

@@ -236,9 +236,13 @@ class _Connection:
             session=session,
             proxy=proxy,
         )
+        self.attach(sock, tls=tls is not None)
+
+    def attach(self, sock: socket.socket, *, tls: bool) -> None:
+        """Carry requests on `sock`, opened elsewhere (see :mod:`nonblocking`)."""
         self.sock = sock
         self.stream = Stream(sock)
-        self.tls = tls is not None
+        self.tls = tls
         self._owned.append(sock)
 
     def tls_session(self) -> ssl.SSLSession | None:
@@ -264,17 +268,12 @@ class _Connection:
         """
         sock, stream = self.sock, self.stream
         assert sock is not None and stream is not None
-        headers = request.headers
-        if _BAD_NAME.search("".join(headers)) or _BAD_VALUE.search("".join(headers.values())):
-            raise ValueError("a header name or value would break the request's header block")
-        lines = [f"{request.method} {request.target} HTTP/1.1\r\n"]
-        lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
-        lines.append("\r\n")
+        head = request_head(request)
         stream.pace = pace
         pace.start()
         self.sent = False
         try:
-            self._send(sock, http1.encode_value("".join(lines)), body, pace)
+            self._send(sock, head, body, pace)
         except _EarlyReply:
             response = self._early_reply(request.method)
             if response is None:
@@ -366,6 +365,22 @@ class _Connection:
 
     def close(self) -> None:
         self._finalizer()
+
+
+def request_head(request: _Request) -> bytes:
+    """The request line and headers of `request`, as they go on the wire.
+
+    Raises:
+        ValueError: A header would break the request: a name that is not a token, or a
+            control character in a value.
+    """
+    headers = request.headers
+    if _BAD_NAME.search("".join(headers)) or _BAD_VALUE.search("".join(headers.values())):
+        raise ValueError("a header name or value would break the request's header block")
+    lines = [f"{request.method} {request.target} HTTP/1.1\r\n"]
+    lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
+    lines.append("\r\n")
+    return http1.encode_value("".join(lines))
 
 
 def _close_all(owned: list[socket.socket]) -> None:

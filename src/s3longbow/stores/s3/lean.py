@@ -28,6 +28,7 @@ from s3longbow.stores.s3 import http1
 from s3longbow.stores.s3.client import Client, _Call, _clock_skew, _read_capped, _Url
 from s3longbow.stores.s3.connection import Body, RangeBody, _Request
 from s3longbow.stores.s3.errors import error_from_response
+from s3longbow.stores.s3.nonblocking import Answer, Direct
 from s3longbow.stores.s3.wire import (
     ListPage,
     _parse_error,
@@ -118,7 +119,7 @@ class S3DataPlane(Client):
                 )
             if response.length < length:
                 raise TransientError(f"{where}: short reply ({response.length} of {length} bytes)")
-            _check_reply(response, where, start, length, etag)
+            check_reply(response, where, start, length, etag)
         except LongbowError:
             self.drop(connection)
             raise
@@ -186,7 +187,7 @@ class S3DataPlane(Client):
             if response.status not in (200, 206):
                 raise self._error(response, where, source=True)
             # Whose bytes these are is checked before any is read.
-            _check_reply(response, where, start, length, etag)
+            check_reply(response, where, start, length, etag)
             declared = response.length
             data: Bytes
             # A part read into its buffer, in pieces; anything else is read whole.
@@ -265,12 +266,25 @@ class S3DataPlane(Client):
             PermanentError: A reply that retrying will not change (e.g. access denied).
             FatalError: Credentials or bucket errors.
         """
-        sent = {**(headers or {}), "Content-Length": str(len(data)), "Content-MD5": md5_b64}
-        if storage_class:
-            sent["x-amz-storage-class"] = storage_class
-        where = f"writing {_describe(bucket, key)}"
-        call = _Call("PUT", bucket, key, "", sent, where)
-        return self._perform(call, data, self._etag_reader(where))
+        call = _put_call(bucket, key, len(data), md5_b64, storage_class, headers)
+        return self._perform(call, data, self._etag_reader(call.where))
+
+    def direct(self) -> Direct | None:
+        """What exchanges on a non-blocking loop need (see :mod:`nonblocking`), where this
+        endpoint's requests go straight to it (None through a proxy)."""
+        if self._proxy is not None:
+            return None
+        return Direct(self._pool, self.endpoint_url, self._meter, self._rates)
+
+    def prepare_get(
+        self, bucket: str, key: str, size: int, etag: str, version: str | None
+    ) -> _Request:
+        """The signed request get_object sends for a whole object."""
+        return self._prepare(self._get_call(bucket, key, 0, size, etag, version, False))
+
+    def prepare_put(self, bucket: str, key: str, size: int, **how: Any) -> _Request:
+        """The signed request put_object sends (`how`: md5_b64, storage_class, headers)."""
+        return self._prepare(_put_call(bucket, key, size, **how))
 
     def upload_part(
         self,
@@ -521,8 +535,22 @@ class S3DataPlane(Client):
         return self._perform(call, None, read)
 
 
-def _check_reply(
-    response: http1.Reply, where: str, start: int, length: int, etag: str | None
+def _put_call(
+    bucket: str,
+    key: str,
+    size: int,
+    md5_b64: str,
+    storage_class: str | None,
+    headers: dict[str, str] | None,
+) -> _Call:
+    sent = {**(headers or {}), "Content-Length": str(size), "Content-MD5": md5_b64}
+    if storage_class:
+        sent["x-amz-storage-class"] = storage_class
+    return _Call("PUT", bucket, key, "", sent, f"writing {_describe(bucket, key)}")
+
+
+def check_reply(
+    response: http1.Reply | Answer, where: str, start: int, length: int, etag: str | None
 ) -> None:
     """Refuse a read's reply that is not for what was asked: another range, or another
     version than the pinned one (a server that ignores If-Match still names the ETag)."""

@@ -16,6 +16,7 @@ wait for them rather than opening more.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 import weakref
@@ -109,6 +110,43 @@ class ConnectionPool:
             connection = _Connection(kept=len(self._open) < self._max)
             self._open.add(connection)
             return connection
+
+    def take_idle(self, netloc: str) -> _Connection | None:
+        """An idle connection to the host, the one used most recently, or None; never waits
+        (for a caller that must not block: see :mod:`nonblocking`)."""
+        with self._lock:
+            idle = self._idle.get(netloc)
+            while idle:
+                connection = idle.pop()
+                if not connection.closed:
+                    return connection
+        return None
+
+    @property
+    def tls(self) -> ssl.SSLContext | None:
+        """The context https connections are made with."""
+        return self._tls
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds a send or receive may wait on a connection's socket."""
+        return self._read_timeout
+
+    def session(self, netloc: str) -> ssl.SSLSession | None:
+        """The TLS session new connections to the host offer to resume, if one is known."""
+        return self._sessions.get(netloc)
+
+    def adopt(self, sock: socket.socket, netloc: str, *, tls: bool) -> _Connection:
+        """A connection opened elsewhere (its TLS handshake done), held by the caller as if
+        taken new; give it back or drop it as any other."""
+        connection = _Connection(kept=True)
+        connection.attach(sock, tls=tls)
+        connection.netloc = netloc
+        with self._lock:
+            connection.kept = len(self._open) < self._max
+            self._open.add(connection)
+            self.opened += 1
+        return connection
 
     def connect(self, connection: _Connection, scheme: str, host: str, port: int) -> None:
         """Open a connection taken new (and finish its TLS handshake, offering the host's

@@ -37,7 +37,7 @@ from s3longbow.ratelimit import PrefixRates
 from s3longbow.retry import with_retries
 from s3longbow.stores.base import Capabilities, EndpointFacts, Relayed
 from s3longbow.stores.location import check_bucket_name
-from s3longbow.stores.s3.connection import as_body
+from s3longbow.stores.s3.connection import _Request, as_body
 from s3longbow.stores.s3.dial import proxy_for
 from s3longbow.stores.s3.endpoints import (
     aws_endpoint,
@@ -53,6 +53,7 @@ from s3longbow.stores.s3.headers import (
 )
 from s3longbow.stores.s3.http1 import http_date
 from s3longbow.stores.s3.lean import S3DataPlane
+from s3longbow.stores.s3.nonblocking import Direct
 from s3longbow.stores.s3.plane import DataPlane
 from s3longbow.stores.s3.session import (
     _check_side,
@@ -456,9 +457,7 @@ class S3Store(Listing, Uploads, Copies, Restores, Locks):
         checksum: Checksum | None = None,
         create_only: bool = False,
     ) -> str:
-        headers = {**_property_headers(properties, tags), **self._write_headers}
-        if checksum is not None:
-            headers[f"x-amz-checksum-{checksum.algorithm.lower()}"] = checksum.value
+        headers = self._put_headers(properties, tags, checksum)
         if create_only:
             headers["If-None-Match"] = "*"
         with self._only_new(key, create_only):
@@ -470,6 +469,53 @@ class S3Store(Listing, Uploads, Copies, Restores, Locks):
                 storage_class=storage_class,
                 headers=headers,
             )
+
+    def _put_headers(
+        self,
+        properties: ObjectProperties | None,
+        tags: tuple[tuple[str, str], ...],
+        checksum: Checksum | None,
+    ) -> dict[str, str]:
+        headers = {**_property_headers(properties, tags), **self._write_headers}
+        if checksum is not None:
+            headers[f"x-amz-checksum-{checksum.algorithm.lower()}"] = checksum.value
+        return headers
+
+    def direct(self) -> Direct | None:
+        """Where whole-object requests can run on a non-blocking loop (see
+        :mod:`s3longbow.stores.s3.nonblocking`): None where they cannot (a proxy, or a
+        customer key)."""
+        if self._sse_c or not isinstance(self.data, S3DataPlane):
+            return None
+        return self.data.direct()
+
+    def direct_get(self, key: str, size: int, *, etag: str, version_id: str | None) -> _Request:
+        """The signed GET read_object sends (run it with nonblocking.exchange)."""
+        assert isinstance(self.data, S3DataPlane)
+        return self.data.prepare_get(self.bucket, key, size, etag, version_id)
+
+    def direct_put(
+        self,
+        key: str,
+        size: int,
+        *,
+        md5_b64: str,
+        storage_class: str | None,
+        properties: ObjectProperties,
+        tags: tuple[tuple[str, str], ...],
+        checksum: Checksum | None,
+    ) -> _Request:
+        """The signed PUT put_object sends, without create_only (run it with
+        nonblocking.exchange)."""
+        assert isinstance(self.data, S3DataPlane)
+        return self.data.prepare_put(
+            self.bucket,
+            key,
+            size,
+            md5_b64=md5_b64,
+            storage_class=storage_class,
+            headers=self._put_headers(properties, tags, checksum),
+        )
 
     @_one_object
     def delete_object(self, key: str) -> None:

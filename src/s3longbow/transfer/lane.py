@@ -1,0 +1,130 @@
+"""Small objects copied on one thread's loop (see :mod:`s3longbow.stores.s3.nonblocking`),
+without a thread each: on a long path a small object's copy is two exchanges that spend
+nearly all their time waiting, and a thread per object in flight costs more CPU in hand-offs
+of the interpreter lock than the copies themselves.
+
+An object goes on the loop when it is copied by one GET and one PUT through memory (smaller
+than RELAY_MIN: larger ones are relayed by a thread) between two S3 endpoints reached
+directly, proven by its ETag, an MD5, which goes on as Content-MD5 (the destination checks
+the bytes against it, and its ETag must be that MD5), with nothing else to do: no bandwidth
+limit, no --no-overwrite, no copy on the server, no earlier upload, not archived, every
+version not asked for. Anything else, and anything only a reply shows (an error, an
+encrypted source, tags to copy, an Object Lock, another ETag), raises :class:`HandBack`: the
+job goes to the job threads, which start it over with their retries and their errors'
+meanings. Nothing the loop did stands in their way: a PUT it made is overwritten by theirs.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from s3longbow import checksums
+from s3longbow.model import Checksum, Job, JobResult, needs_restore
+from s3longbow.stores.s3.headers import _properties_from_headers
+from s3longbow.stores.s3.lean import check_reply
+from s3longbow.stores.s3.nonblocking import Direct, exchange
+from s3longbow.stores.s3.store import S3Store
+from s3longbow.stores.s3.tasks import Step
+from s3longbow.transfer import proof
+from s3longbow.transfer.context import Context
+from s3longbow.transfer.proof import RELAY_MIN, CopyMethod, CopyPath, is_md5_etag, settle_single
+
+
+class HandBack(Exception):
+    """The copy is not done on the loop: the job threads do it (the message says why)."""
+
+
+def plan(ctx: Context, job: Job) -> CopyMethod | None:
+    """The method of `job`'s copy when it can go on the loop, else None."""
+    settings = ctx.settings
+    if (
+        job.part_range is not None
+        or job.upload_id
+        or job.restarts
+        or not 0 < job.size < RELAY_MIN
+        or not is_md5_etag(job.etag)
+        or needs_restore(job.storage_class, job.restore)
+        or settings.all_versions
+        or settings.no_overwrite
+        or ctx.bandwidth is not None
+        or ctx.server_copy
+        or ctx.dst_encrypts
+        or not ctx.learned.relays  # the destination's ETags showed they are not MD5s
+    ):
+        return None
+    link = ctx.link()
+    if proof.wants_details(job, link, settings):
+        return None
+    method = proof.decide(job, proof.SourceFacts(), link, settings)
+    return method if method.path is CopyPath.SINGLE else None
+
+
+def directs(ctx: Context) -> tuple[Direct, Direct] | None:
+    """How the loop reaches both stores, where it can (two S3 stores reached directly)."""
+    src, dst = ctx.src, ctx.dst
+    if not (isinstance(src, S3Store) and isinstance(dst, S3Store)):
+        return None
+    ways = src.direct(), dst.direct()
+    if ways[0] is None or ways[1] is None:
+        return None
+    return ways[0], ways[1]
+
+
+def copy(ctx: Context, job: Job, method: CopyMethod, src: Direct, dst: Direct) -> Step[JobResult]:
+    """Copy `job`'s object (planned by :func:`plan`): GET it whole, PUT it with its MD5.
+
+    Raises:
+        HandBack: The job threads must do it.
+        WireError: An exchange could not be done here (the job threads can).
+    """
+    source, target, md5 = ctx.src, ctx.dst, job.etag
+    assert isinstance(source, S3Store) and isinstance(target, S3Store) and md5 is not None
+    where = source.describe(job.src_key)
+    read = source.direct_get(job.src_key, job.size, etag=md5, version_id=job.version_id)
+    answer = yield from exchange(src, read, b"", most=job.size, key=job.src_key)
+    if answer.status != 200:
+        raise HandBack(f"{where}: GET answered {answer.status}")
+    check_reply(answer, where, 0, job.size, job.etag)
+    body = answer.body
+    if len(body) != job.size:
+        raise HandBack(f"{where}: {len(body)} bytes read, {job.size} listed")
+    properties = _properties_from_headers(answer.lowered())
+    settled = settle_single(method, job, properties, ctx.link())
+    if not settled.etag_is_md5 or settled.checksum is not None:
+        raise HandBack(f"{where}: its ETag is not the MD5 of its bytes")
+    if properties.lock is not None:
+        raise HandBack(f"{where}: it has an Object Lock")
+    if ctx.settings.copy_tags and properties.tag_count:
+        raise HandBack(f"{where}: it has tags to copy")
+    written, storage_class = ctx.writes(job, properties)
+    checksum = None
+    algorithm = settled.write_algorithm
+    if algorithm is not None:
+        carried = properties.checksum
+        if carried is not None and carried.algorithm == algorithm and carried.parts is None:
+            checksum = Checksum(algorithm, carried.value)
+        else:
+            checksum = Checksum(algorithm, checksums.checksum_b64(algorithm, body))
+    write = target.direct_put(
+        job.dst_key,
+        job.size,
+        md5_b64=base64.b64encode(bytes.fromhex(md5)).decode(),
+        storage_class=storage_class,
+        properties=written,
+        tags=(),
+        checksum=checksum,
+    )
+    answer = yield from exchange(dst, write, body, most=64 * 1024, key=job.dst_key)
+    if answer.status != 200:
+        raise HandBack(f"{target.describe(job.dst_key)}: PUT answered {answer.status}")
+    dst_etag = (answer.getheader("ETag") or "").removeprefix("W/").strip('"')
+    if dst_etag != job.etag:
+        raise HandBack(
+            f"{target.describe(job.dst_key)}: the destination reports ETag {dst_etag!r}, the "
+            f"source's MD5 is {job.etag}"
+        )
+    verified, how = settled.verdict()
+    return JobResult(bytes_sent=job.size, verified=verified, verify=how, dst_etag=dst_etag)
+
+
+__all__ = ["HandBack", "copy", "directs", "plan"]
