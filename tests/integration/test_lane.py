@@ -186,8 +186,10 @@ def test_a_source_changed_since_its_listing_is_never_copied_on_the_lane(
     src_bucket.put("moving", os.urandom(3000))  # same size, other bytes
     dst_bucket.client.delete_object(Bucket=dst_bucket.name, Key="moving")
     outcome = on_loop(copier, job)
-    # The pinned read is refused; nothing was written for the job threads to trust.
-    assert isinstance(outcome, SourceChangedError | lane.HandBack), outcome
+    # The pinned read is refused for good: the job threads take the refusal as their own
+    # read's (and restart on the new version); nothing was written.
+    assert isinstance(outcome, lane.Refused), outcome
+    assert isinstance(outcome.error, SourceChangedError)
     assert dst_bucket.keys() == []
 
 

@@ -82,6 +82,13 @@ def test_replies_not_read_here_are_refused(head: bytes) -> None:
         nonblocking._parse(bytearray(head), "GET", 1 << 20, ended=False)
 
 
+def test_an_error_document_is_read_whatever_was_asked_for() -> None:
+    error = b"<Error><Code>NoSuchKey</Code></Error>"
+    head = b"HTTP/1.1 404 Not Found\r\nContent-Length: " + str(len(error)).encode()
+    answer, _ = nonblocking._parse(bytearray(head + b"\r\n\r\n" + error), "GET", 3, ended=False)  # type: ignore[misc]
+    assert answer.status == 404 and answer.body == error
+
+
 def test_a_reply_that_is_not_http_is_an_error() -> None:
     with pytest.raises(ReplyError):
         nonblocking._parse(bytearray(b"SSH-2.0-OpenSSH\r\n\r\n"), "GET", 100, ended=False)

@@ -31,6 +31,15 @@ class Attempt:
     progressed: int = 0  # sent and reused
     reused: int = 0
     notes: list[str] = field(default_factory=list)
+    # The source's refusal of a read already made for this job (by the small-object lane):
+    # raised where the read would be made, instead of asking again.
+    refused: Exception | None = None
+
+    def raise_refusal(self) -> None:
+        """Raise the refusal already received, once."""
+        refused, self.refused = self.refused, None
+        if refused is not None:
+            raise refused
 
 
 class Learned:

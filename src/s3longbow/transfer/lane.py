@@ -19,12 +19,15 @@ from __future__ import annotations
 import base64
 
 from s3longbow import checksums
+from s3longbow.errors import LongbowError
 from s3longbow.model import Checksum, Job, JobResult, needs_restore
+from s3longbow.stores.s3.errors import error_from_response
 from s3longbow.stores.s3.headers import _properties_from_headers
 from s3longbow.stores.s3.lean import check_reply
 from s3longbow.stores.s3.nonblocking import Direct, exchange
 from s3longbow.stores.s3.store import S3Store
 from s3longbow.stores.s3.tasks import Step
+from s3longbow.stores.s3.wire import _parse_error
 from s3longbow.transfer import proof
 from s3longbow.transfer.context import Context
 from s3longbow.transfer.proof import RELAY_MIN, CopyMethod, CopyPath, is_md5_etag, settle_single
@@ -32,6 +35,21 @@ from s3longbow.transfer.proof import RELAY_MIN, CopyMethod, CopyPath, is_md5_eta
 
 class HandBack(Exception):
     """The copy is not done on the loop: the job threads do it (the message says why)."""
+
+
+class Refused(HandBack):
+    """The source refused the read for good (changed, gone, archived): the job threads take
+    the refusal as their own read's (Attempt.refused) rather than ask again."""
+
+    def __init__(self, error: LongbowError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+# The source's refusals that asking again would not change, as (status, code).
+_FINAL_REFUSALS = frozenset(
+    {(403, "InvalidObjectState"), (404, "NoSuchKey"), (412, "PreconditionFailed")}
+)
 
 
 def plan(ctx: Context, job: Job) -> CopyMethod | None:
@@ -83,6 +101,9 @@ def copy(ctx: Context, job: Job, method: CopyMethod, src: Direct, dst: Direct) -
     read = source.direct_get(job.src_key, job.size, etag=md5, version_id=job.version_id)
     answer = yield from exchange(src, read, b"", most=job.size, key=job.src_key)
     if answer.status != 200:
+        code, message = _parse_error(answer.body)
+        if (answer.status, code) in _FINAL_REFUSALS:
+            raise Refused(error_from_response(code, answer.status, message, where, source=True))
         raise HandBack(f"{where}: GET answered {answer.status}")
     check_reply(answer, where, 0, job.size, job.etag)
     body = answer.body
@@ -127,4 +148,4 @@ def copy(ctx: Context, job: Job, method: CopyMethod, src: Direct, dst: Direct) -
     return JobResult(bytes_sent=job.size, verified=verified, verify=how, dst_etag=dst_etag)
 
 
-__all__ = ["HandBack", "copy", "directs", "plan"]
+__all__ = ["HandBack", "Refused", "copy", "directs", "plan"]

@@ -21,6 +21,7 @@ def copy_single(ctx: Context, job: Job, method: CopyMethod, attempt: Attempt) ->
 
     def once() -> JobResult:
         ctx.check_stop()
+        attempt.raise_refusal()
         # A relayed body holds only what passes through the relay, so a long path's many
         # objects in flight are not bounded by the memory their sizes would take; one read
         # into memory holds its size.

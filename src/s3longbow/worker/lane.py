@@ -41,14 +41,15 @@ class Lane:
 
     Args:
         finished: Takes the copies done (called on the lane's thread; must not block).
-        handed_back: Takes the jobs handed back (likewise).
+        handed_back: Takes the jobs handed back, with the source's refusal of the read
+            when that is why (likewise).
         timeout: Seconds an exchange may wait for its socket.
     """
 
     def __init__(
         self,
         finished: Callable[[Finished], None],
-        handed_back: Callable[[Job], None],
+        handed_back: Callable[[Job, Exception | None], None],
         timeout: float = _TIMEOUT,
     ):
         self._finished = finished
@@ -86,7 +87,7 @@ class Lane:
                 return
             self._handed_back(job, error)
             ctx.stats.released(0)
-            self._handed(job)
+            self._handed(job, error.error if isinstance(error, lane.Refused) else None)
 
         self._loop.spawn(lane.copy(ctx, job, method, *ways), done)
         return True

@@ -90,6 +90,7 @@ class Worker:
         self._finished: queue.Queue[Finished | None] = queue.Queue()
         # Jobs running now (on job threads and on the lane): at most the controller's limit.
         self._running = 0
+        self._refusals: dict[JobId, Exception] = {}  # the source refused the lane's read
         self._lane_wanted = lane
         self._lane: Lane | None = None  # started by run()
         self._held: dict[JobId, Job] = {}  # claimed and not yet ended: queued or running
@@ -244,8 +245,12 @@ class Worker:
             self._running -= 1
             self._room.notify_all()
 
-    def _handed_back(self, job: Job) -> None:
-        """The lane could not finish the job: a job thread runs it."""
+    def _handed_back(self, job: Job, refused: Exception | None) -> None:
+        """The lane could not finish the job: a job thread runs it (taking the source's
+        refusal of the lane's read as its own, where that is why)."""
+        if refused is not None:
+            with self._held_lock:
+                self._refusals[job.id] = refused
         self._leave()
         self._jobs.put(job)
 
@@ -309,7 +314,8 @@ class Worker:
 
     def _execute(self, job: Job) -> None:
         copier = self.copier_for(job)
-        attempt = Attempt()
+        with self._held_lock:
+            attempt = Attempt(refused=self._refusals.pop(job.id, None))
         try:
             result = copier.copy(job, attempt)
         except Interrupted:

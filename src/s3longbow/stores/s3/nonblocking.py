@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 # Bytes asked of a socket at once.
 _RECV = 256 * 1024
 
+# An error reply's body is read up to this size.
+_ERROR_MOST = 64 * 1024
+
 # A request body this small is sent in the same write as the head.
 _JOINED = 64 * 1024
 
@@ -333,6 +336,8 @@ def _parse(buffer: bytearray, method: str, most: int, ended: bool) -> tuple[Answ
     if reply.chunked or reply.length is None:
         raise WireError("a reply without a declared length")
     length = reply.length or 0
+    if not 200 <= reply.status < 300:
+        most = max(most, _ERROR_MOST)  # an error's document, whatever was asked for
     if length > most:
         raise WireError(f"a reply body of {length} bytes, more than the {most} asked for")
     start = source.taken - stream.buffered()  # where the body begins
