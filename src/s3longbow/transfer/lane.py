@@ -19,12 +19,12 @@ from __future__ import annotations
 import base64
 
 from s3longbow import checksums
-from s3longbow.errors import LongbowError
+from s3longbow.errors import LongbowError, TransientError
 from s3longbow.model import Checksum, Job, JobResult, needs_restore
 from s3longbow.stores.s3.errors import error_from_response
 from s3longbow.stores.s3.headers import _properties_from_headers
 from s3longbow.stores.s3.lean import check_reply
-from s3longbow.stores.s3.nonblocking import Direct, exchange
+from s3longbow.stores.s3.nonblocking import Direct, TooSlowError, exchange
 from s3longbow.stores.s3.store import S3Store
 from s3longbow.stores.s3.tasks import Step
 from s3longbow.stores.s3.wire import _parse_error
@@ -38,8 +38,9 @@ class HandBack(Exception):
 
 
 class Refused(HandBack):
-    """The source refused the read for good (changed, gone, archived): the job threads take
-    the refusal as their own read's (Attempt.refused) rather than ask again."""
+    """An outcome the job threads take as their own first try's (Attempt.refused) rather
+    than ask again: the source refused the read for good (changed, gone, archived), or an
+    exchange spent a whole window below the minimum rate."""
 
     def __init__(self, error: LongbowError) -> None:
         super().__init__(str(error))
@@ -99,7 +100,11 @@ def copy(ctx: Context, job: Job, method: CopyMethod, src: Direct, dst: Direct) -
     assert isinstance(source, S3Store) and isinstance(target, S3Store) and md5 is not None
     where = source.describe(job.src_key)
     read = source.direct_get(job.src_key, job.size, etag=md5, version_id=job.version_id)
-    answer = yield from exchange(src, read, b"", most=job.size, key=job.src_key)
+    try:
+        answer = yield from exchange(src, read, b"", most=job.size, key=job.src_key)
+    except TooSlowError as exc:
+        # A whole window spent: the job thread counts it as its first try, not try again.
+        raise Refused(TransientError(f"reading {where}: {exc}")) from None
     if answer.status != 200:
         code, message = _parse_error(answer.body)
         if (answer.status, code) in _FINAL_REFUSALS:
@@ -135,7 +140,10 @@ def copy(ctx: Context, job: Job, method: CopyMethod, src: Direct, dst: Direct) -
         tags=(),
         checksum=checksum,
     )
-    answer = yield from exchange(dst, write, body, most=64 * 1024, key=job.dst_key)
+    try:
+        answer = yield from exchange(dst, write, body, most=64 * 1024, key=job.dst_key)
+    except TooSlowError as exc:
+        raise Refused(TransientError(f"writing {target.describe(job.dst_key)}: {exc}")) from None
     if answer.status != 200:
         raise HandBack(f"{target.describe(job.dst_key)}: PUT answered {answer.status}")
     dst_etag = (answer.getheader("ETag") or "").removeprefix("W/").strip('"')

@@ -270,11 +270,12 @@ class S3DataPlane(Client):
         return self._perform(call, data, self._etag_reader(call.where))
 
     def direct(self) -> Direct | None:
-        """What exchanges on a non-blocking loop need (see :mod:`nonblocking`), where this
-        endpoint's requests go straight to it (None through a proxy)."""
+        """What exchanges on a non-blocking loop need (see :mod:`nonblocking`); None where
+        requests go through a proxy."""
         if self._proxy is not None:
             return None
-        return Direct(self._pool, self.endpoint_url, self._meter, self._rates)
+        pace = (self._min_rate, self._min_rate_window)
+        return Direct(self._pool, self.endpoint_url, self._meter, self._rates, *pace)
 
     def prepare_get(
         self, bucket: str, key: str, size: int, etag: str, version: str | None

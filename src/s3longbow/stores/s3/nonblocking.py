@@ -34,7 +34,7 @@ from s3longbow.ratelimit import PrefixRates
 from s3longbow.stores.s3 import http1
 from s3longbow.stores.s3.connection import _Connection, _Request, request_head
 from s3longbow.stores.s3.pool import ConnectionPool
-from s3longbow.stores.s3.stream import ReplyError, Stream
+from s3longbow.stores.s3.stream import Pace, ReplyError, Stream, TooSlow
 from s3longbow.stores.s3.tasks import READ, WRITE, Step
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,11 @@ class WireError(Exception):
     """An exchange that did not complete here; the threaded path can do it."""
 
 
+class TooSlowError(WireError):
+    """The exchange's bytes moved below the minimum rate for a whole window (--min-rate):
+    it took as long as the threaded path's would have before failing."""
+
+
 @dataclass(frozen=True)
 class Direct:
     """What one endpoint's exchanges need: its connections, and where replies are metered."""
@@ -65,6 +70,8 @@ class Direct:
     endpoint: str
     meter: RequestMeter | None
     rates: PrefixRates | None = None
+    min_rate: float = 0  # bytes a second an exchange keeps up once they flow (0: none)
+    min_rate_window: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -118,13 +125,19 @@ def exchange(
         sock = connection.sock
         assert sock is not None
         got_any: list[bool] = [False]
+        pace = Pace(direct.min_rate, direct.min_rate_window)
         try:
             sock.setblocking(False)
-            yield from _send_all(sock, data)
+            pace.start()
+            yield from _send_all(sock, data, pace)
             if len(body) > _JOINED:
-                yield from _send_all(sock, body)
+                yield from _send_all(sock, body, pace)
             sent = time.monotonic()
-            answer, reusable = yield from _read_reply(sock, request.method, most, got_any)
+            pace.arm()  # the reply's bytes have their own pace, from its first
+            answer, reusable = yield from _read_reply(sock, request.method, most, got_any, pace)
+        except TooSlow as exc:
+            direct.pool.drop(connection)
+            raise TooSlowError(f"{type(exc).__name__}: {exc}") from None
         except (OSError, ReplyError) as exc:
             direct.pool.drop(connection)
             if reused and not got_any[0] and _stale(exc):
@@ -246,7 +259,7 @@ def _wants(exc: OSError, blocked: int) -> int | None:
     return None
 
 
-def _send_all(sock: socket.socket, data: bytes) -> Step[None]:
+def _send_all(sock: socket.socket, data: bytes, pace: Pace) -> Step[None]:
     view = memoryview(data)
     while view:
         try:
@@ -257,11 +270,12 @@ def _send_all(sock: socket.socket, data: bytes) -> Step[None]:
                 raise
             yield sock, events
             continue
+        pace.moved(sent)
         view = view[sent:]
 
 
 def _read_reply(
-    sock: socket.socket, method: str, most: int, got_any: list[bool]
+    sock: socket.socket, method: str, most: int, got_any: list[bool], pace: Pace
 ) -> Step[tuple[Answer, bool]]:
     """The reply, read until its declared length is here; and whether the connection can
     carry another request (no byte beyond it, and the server keeps it open)."""
@@ -291,6 +305,7 @@ def _read_reply(
             ended = True
             continue
         got_any[0] = True
+        pace.moved(len(chunk))
         buffer += chunk
 
 
@@ -350,4 +365,4 @@ def _parse(buffer: bytearray, method: str, most: int, ended: bool) -> tuple[Answ
     return answer, len(buffer) == end and not reply.will_close and not ended
 
 
-__all__ = ["Answer", "Direct", "WireError", "exchange"]
+__all__ = ["Answer", "Direct", "TooSlowError", "WireError", "exchange"]
