@@ -40,11 +40,10 @@ try:
 except ImportError:  # pragma: no cover - not on POSIX
     resource = None  # type: ignore[assignment]
 
-# Where a tuned run starts, in objects in flight: small objects in flight cost little CPU
-# (they share one thread, see worker/lane.py), and on a long path the half seconds spent
-# doubling from fewer were a tenth of a small set's run (2,000 x 64 KiB at 150 ms: 5.7-6.0 s
-# from 128, 6.2-6.7 s from 64; on loopback no slower).
-START = 128
+# Where a tuned run starts, in objects in flight. 128 was faster on one bed (2,000 x 64 KiB
+# at 150 ms: 5.7-6.0 s against 6.2-6.7 s) but not in the real-link matrix, where it cost a
+# quarter more CPU per small object on loopback (a TLS handshake per object in flight).
+START = 64
 # The slow start doubles up to this many objects in flight per CPU at most (see above).
 OBJECTS_PER_CPU = 64
 # Open files kept for the database, logs, listings and the interpreter's own.

@@ -21,13 +21,14 @@ what it waits for and returns its result.
 from __future__ import annotations
 
 import errno
-import logging
+import functools
 import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from s3longbow.meter import RequestMeter
 from s3longbow.ratelimit import PrefixRates
@@ -37,7 +38,7 @@ from s3longbow.stores.s3.pool import ConnectionPool
 from s3longbow.stores.s3.stream import Pace, ReplyError, Stream, TooSlow
 from s3longbow.stores.s3.tasks import READ, WRITE, Step
 
-log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 # Bytes asked of a socket at once.
@@ -228,15 +229,7 @@ def _open(direct: Direct, request: _Request) -> Step[_Connection]:
                 do_handshake_on_connect=False,
                 session=direct.pool.session(netloc),
             )
-            while True:
-                try:
-                    sock.do_handshake()
-                    break
-                except OSError as exc:
-                    events = _wants(exc, READ)
-                    if events is None:
-                        raise
-                    yield sock, events
+            yield from _when_ready(sock, sock.do_handshake, READ)
     except OSError as exc:
         sock.close()
         raise WireError(f"cannot connect to {netloc}: {exc}") from None
@@ -259,17 +252,23 @@ def _wants(exc: OSError, blocked: int) -> int | None:
     return None
 
 
-def _send_all(sock: socket.socket, data: bytes, pace: Pace) -> Step[None]:
-    view = memoryview(data)
-    while view:
+def _when_ready(sock: socket.socket, call: Callable[[], _T], blocked: int) -> Step[_T]:
+    """What `call` (a non-blocking call on `sock`) returns once it need not wait, waiting on
+    `sock` meanwhile for what it asked (`blocked`: what a plain socket waits for)."""
+    while True:
         try:
-            sent = sock.send(view)
+            return call()
         except OSError as exc:
-            events = _wants(exc, WRITE)
+            events = _wants(exc, blocked)
             if events is None:
                 raise
             yield sock, events
-            continue
+
+
+def _send_all(sock: socket.socket, data: bytes, pace: Pace) -> Step[None]:
+    view = memoryview(data)
+    while view:
+        sent = yield from _when_ready(sock, functools.partial(sock.send, view), WRITE)
         pace.moved(sent)
         view = view[sent:]
 
@@ -282,6 +281,7 @@ def _read_reply(
     buffer = bytearray()
     needed = 0  # bytes known to be needed before the reply can be whole
     ended = False
+    receive = functools.partial(sock.recv, _RECV)
     while True:
         if len(buffer) >= needed or ended:
             parsed = _parse(buffer, method, most, ended)
@@ -291,14 +291,7 @@ def _read_reply(
                 return parsed
         if ended:
             raise _Ended("the connection ended inside the reply")
-        try:
-            chunk = sock.recv(_RECV)
-        except OSError as exc:
-            events = _wants(exc, READ)
-            if events is None:
-                raise
-            yield sock, events
-            continue
+        chunk = yield from _when_ready(sock, receive, READ)
         if not chunk:
             if not buffer:
                 raise _Ended("the server closed the connection without a reply")
