@@ -16,15 +16,26 @@ from dataclasses import dataclass
 
 from s3longbow.errors import LongbowError
 from s3longbow.model import Job, JobResult
-from s3longbow.stores.s3.nonblocking import WireError
+from s3longbow.stores.s3.nonblocking import Direct, WireError
 from s3longbow.stores.s3.tasks import Loop
 from s3longbow.transfer import lane
+from s3longbow.transfer.context import Context
 from s3longbow.transfer.engine import Copier
+from s3longbow.transfer.proof import CopyMethod
 
 log = logging.getLogger(__name__)
 
 # Seconds an exchange on the loop may wait for its socket (as the client's read timeout).
 _TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Planned:
+    """How a job runs on the lane: its pair's context, its method, both endpoints."""
+
+    ctx: Context
+    method: CopyMethod
+    ways: tuple[Direct, Direct]
 
 
 @dataclass(frozen=True)
@@ -60,19 +71,17 @@ class Lane:
         self._closed = False
         self._warned: set[str] = set()
 
-    def fits(self, job: Job, copier: Copier) -> bool:
-        """Whether `job` can run on the lane."""
+    def plan(self, job: Job, copier: Copier) -> Planned | None:
+        """How `job` would run on the lane, or None where it cannot."""
         ctx = copier.context
-        return not self._closed and lane.plan(ctx, job) is not None and bool(lane.directs(ctx))
+        method = None if self._closed else lane.plan(ctx, job)
+        ways = lane.directs(ctx) if method is not None else None
+        return None if method is None or ways is None else Planned(ctx, method, ways)
 
-    def start(self, job: Job, copier: Copier) -> bool:
-        """Start `job` on the lane if it fits and its memory is free now; False: run it on a
-        job thread."""
-        ctx = copier.context
-        method = lane.plan(ctx, job)
-        ways = lane.directs(ctx)
-        if self._closed or method is None or ways is None:
-            return False
+    def start(self, job: Job, planned: Planned) -> bool:
+        """Start `job` as planned if its memory is free now; False: run it on a job
+        thread."""
+        ctx = planned.ctx
         # The reply's bytes and the body cut from them are both held for a moment.
         taken = ctx.budget.try_acquire(2 * job.size)
         if taken is None:
@@ -89,7 +98,7 @@ class Lane:
             ctx.stats.released(0)
             self._handed(job, error.error if isinstance(error, lane.Refused) else None)
 
-        self._loop.spawn(lane.copy(ctx, job, method, *ways), done)
+        self._loop.spawn(lane.copy(ctx, job, planned.method, *planned.ways), done)
         return True
 
     def _handed_back(self, job: Job, error: BaseException | None) -> None:

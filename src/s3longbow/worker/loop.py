@@ -219,9 +219,10 @@ class Worker:
             return False
         try:
             copier = self.copier_for(job)
-            if copier is None or not lane.fits(job, copier) or not self._admit():
+            planned = lane.plan(job, copier) if copier is not None else None
+            if planned is None or not self._admit():
                 return False
-            if lane.start(job, copier):
+            if lane.start(job, planned):
                 return True
             self._leave()
         except Exception:  # a fault of the lane's must not lose the job: a thread runs it
