@@ -6,8 +6,10 @@ take at the moment (a new bucket, or a prefix that suddenly gets busy, starts wi
 Retrying such a request blindly keeps the prefix throttled while other prefixes could go on.
 :class:`PrefixRates` keeps one rate per prefix (the first N folders or characters of a key
 under the pair's root): each request waits for its prefix's next slot; a SlowDown halves the
-prefix's rate (from what it really carried, not from its cap), and the rate climbs back by a
-small step each second without one, as TCP's window does.
+prefix's rate (from what the server really took from it, not from its cap), and the rate
+climbs back by a small step each second without one, as TCP's window does. What the server
+took is what the prefix sent in the last second less what was refused: after a burst, the
+refusals that follow the first one lower the rate further, to half of what got through.
 
 One :class:`PrefixRates` serves one store (one side): the source's reads, the destination's
 writes. The caps are per process: cluster workers each keep their own.
@@ -85,7 +87,18 @@ class PrefixDepth:
 class _Prefix:
     """One prefix's schedule: the time its next request may go, and its rate."""
 
-    __slots__ = ("cap", "rate", "next", "cut_at", "grown", "window", "count", "previous")
+    __slots__ = (
+        "cap",
+        "rate",
+        "next",
+        "cut_at",
+        "grown",
+        "window",
+        "count",
+        "previous",
+        "refused",
+        "refused_before",
+    )
 
     def __init__(self, cap: float, now: float) -> None:
         self.cap = cap
@@ -96,6 +109,8 @@ class _Prefix:
         self.window = now  # the start of the second being counted
         self.count = 0  # requests in that second
         self.previous = 0  # requests in the second before it
+        self.refused = 0  # requests refused in the second being counted
+        self.refused_before = 0  # and in the second before it
 
 
 class PrefixRates:
@@ -172,8 +187,9 @@ class PrefixRates:
         return max(0.0, delay)
 
     def slow_down(self, key: str, *, write: bool) -> bool:
-        """The server asked this key's prefix to slow down: halve its rate (once per guard
-        interval: replies to requests already sent say nothing new). True when it was cut."""
+        """The server asked this key's prefix to slow down: halve its rate, once per guard
+        interval (replies to requests already sent do not halve it again, but each lowers it
+        to half of what the server took). True when it was cut."""
         cap = self._caps[write]
         if cap <= 0:
             return False
@@ -181,10 +197,17 @@ class PrefixRates:
         with self._lock:
             now = self._clock()
             state = self._state(write, name, cap, now)
+            self._tick(state, now)
+            state.refused += 1
+            # Half of what got through: halving an unreached cap would change nothing, and
+            # a burst's refused requests are not a rate the server took.
+            took = max(0.0, self._carried(state, now) - self._refusals(state, now))
+            target = max(_FLOOR, took / 2)
             if now - state.cut_at < _CUT_GUARD:
+                state.rate = min(state.rate, target)
+                state.next = max(state.next, now + 1.0 / state.rate)
                 return False
-            # Half of what it really carried: halving an unreached cap would change nothing.
-            state.rate = max(_FLOOR, min(state.rate, self._carried(state, now)) / 2)
+            state.rate = max(_FLOOR, min(state.rate / 2, target))
             state.cut_at = state.grown = now
             state.next = max(state.next, now + 1.0 / state.rate)
             self.cuts += 1
@@ -211,23 +234,41 @@ class PrefixRates:
             self._prefixes.move_to_end(key)
         return state
 
-    @staticmethod
-    def _count(state: _Prefix, now: float) -> None:
+    @classmethod
+    def _count(cls, state: _Prefix, now: float) -> None:
         """Count the prefix's requests, second by second."""
-        if now - state.window >= 1.0:
-            state.previous = state.count if now - state.window < 2.0 else 0
-            state.window, state.count = now, 0
+        cls._tick(state, now)
         state.count += 1
 
     @staticmethod
-    def _carried(state: _Prefix, now: float) -> float:
-        """About how many requests the prefix sent in the last second."""
-        elapsed = now - state.window
+    def _tick(state: _Prefix, now: float) -> None:
+        """Start a new second of counting when the last one is over."""
+        if now - state.window >= 1.0:
+            recent = now - state.window < 2.0
+            state.previous = state.count if recent else 0
+            state.refused_before = state.refused if recent else 0
+            state.window, state.count, state.refused = now, 0, 0
+
+    @staticmethod
+    def _last_second(now: float, window: float, count: int, before: int) -> float:
+        """About how many of something in the last second, from the counts of the second
+        being counted and the one before it."""
+        elapsed = now - window
         if elapsed >= 2.0:
             return 0.0
         if elapsed >= 1.0:
-            return state.count * max(0.0, 2.0 - elapsed)
-        return state.count + state.previous * (1.0 - elapsed)
+            return count * max(0.0, 2.0 - elapsed)
+        return count + before * (1.0 - elapsed)
+
+    @classmethod
+    def _carried(cls, state: _Prefix, now: float) -> float:
+        """About how many requests the prefix sent in the last second."""
+        return cls._last_second(now, state.window, state.count, state.previous)
+
+    @classmethod
+    def _refusals(cls, state: _Prefix, now: float) -> float:
+        """About how many of them were refused."""
+        return cls._last_second(now, state.window, state.refused, state.refused_before)
 
     @staticmethod
     def _recover(state: _Prefix, now: float) -> None:

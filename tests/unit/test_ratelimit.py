@@ -91,9 +91,11 @@ def test_a_slow_down_halves_what_the_prefix_carried_and_it_climbs_back() -> None
     assert limiter.slow_down("hot/k", write=True)
     slowed = limiter.rate("hot/k", write=True)
     assert 40 <= slowed <= 60  # half of ~100, not half of 3,500
-    # Replies to requests sent before the cut do not cut again.
+    # Replies to requests sent before the cut do not halve it again: each lowers it only
+    # to half of what the server took.
     assert not limiter.slow_down("hot/k", write=True)
-    assert limiter.rate("hot/k", write=True) == slowed
+    assert slowed - 1 <= limiter.rate("hot/k", write=True) <= slowed
+    slowed = limiter.rate("hot/k", write=True)
     assert limiter.rate("cold/k", write=True) == 3500
     # The next requests wait for the slower schedule.
     start = clock.now
@@ -126,3 +128,24 @@ def test_a_slow_down_early_in_a_burst_halves_the_bursts_rate() -> None:
         clock.now += 0.003
     limiter.slow_down("hot/k", write=True)
     assert 14 <= limiter.rate("hot/k", write=True) <= 18
+
+
+def test_the_refusals_of_a_burst_lower_the_rate_to_half_of_what_got_through() -> None:
+    """A burst of 84 requests of which the server took 20: the first refusal halves the
+    burst's rate, the 63 after it bring it down to half of the 20 that got through."""
+    clock = Clock()
+    limiter = rates(clock, writes=3500)
+    for _ in range(84):  # within 84 ms
+        limiter.wait("hot/k", write=True)
+        clock.now += 0.001
+    assert limiter.slow_down("hot/k", write=True)
+    assert 40 <= limiter.rate("hot/k", write=True) <= 43
+    for _ in range(63):
+        assert not limiter.slow_down("hot/k", write=True)
+    assert 9 <= limiter.rate("hot/k", write=True) <= 11
+    assert limiter.cuts == 1
+    # Another prefix is not touched, and a refusal a while later halves the rate again.
+    assert limiter.rate("cold/k", write=True) == 3500
+    clock.now += 1.0
+    assert limiter.slow_down("hot/k", write=True)
+    assert limiter.rate("hot/k", write=True) <= 5.5
