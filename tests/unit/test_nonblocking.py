@@ -23,20 +23,17 @@ REPLY = (
 
 
 def feed(pieces: list[bytes], method: str = "GET", most: int = 1 << 20) -> tuple[Answer, bool]:
-    """Parse as the exchange does: after each piece, until the reply is whole."""
-    buffer = bytearray()
-    needed = 0
+    """Read as the exchange does: piece after piece, until the reply is whole."""
+    reading = nonblocking._Reading(method, most)
     for piece in pieces:
-        buffer += piece
-        if len(buffer) < needed:
-            continue
-        parsed = nonblocking._parse(buffer, method, most, ended=False)
-        if isinstance(parsed, int):
-            assert parsed > len(buffer)  # always asks for more than it has
-            needed = parsed
-            continue
-        return parsed
+        whole = reading.add(piece)
+        if whole is not None:
+            return whole
     raise AssertionError("the reply never completed")
+
+
+def whole(data: bytes, method: str = "GET", most: int = 1 << 20) -> tuple[Answer, bool] | None:
+    return nonblocking._Reading(method, most).add(data)
 
 
 @pytest.mark.parametrize("cut", [1, 7, 60, 1000, len(REPLY)])
@@ -79,25 +76,47 @@ def test_a_server_that_closes_rules_out_the_connection() -> None:
 )
 def test_replies_not_read_here_are_refused(head: bytes) -> None:
     with pytest.raises(WireError):
-        nonblocking._parse(bytearray(head), "GET", 1 << 20, ended=False)
+        whole(head)
 
 
 def test_an_error_document_is_read_whatever_was_asked_for() -> None:
     error = b"<Error><Code>NoSuchKey</Code></Error>"
     head = b"HTTP/1.1 404 Not Found\r\nContent-Length: " + str(len(error)).encode()
-    answer, _ = nonblocking._parse(bytearray(head + b"\r\n\r\n" + error), "GET", 3, ended=False)  # type: ignore[misc]
+    answer, _ = feed([head + b"\r\n\r\n" + error], most=3)
     assert answer.status == 404 and answer.body == error
 
 
 def test_a_reply_that_is_not_http_is_an_error() -> None:
     with pytest.raises(ReplyError):
-        nonblocking._parse(bytearray(b"SSH-2.0-OpenSSH\r\n\r\n"), "GET", 100, ended=False)
+        whole(b"SSH-2.0-OpenSSH\r\n\r\n", most=100)
 
 
 def test_a_head_reply_has_no_body() -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"
-    answer, reusable = nonblocking._parse(bytearray(head), "HEAD", 0, ended=False)  # type: ignore[misc]
+    answer, reusable = feed([head], "HEAD", 0)
     assert answer.body == b"" and reusable
+
+
+def test_a_reply_cut_off_by_the_end_of_its_connection_is_an_error() -> None:
+    reading = nonblocking._Reading("GET", 1 << 20)
+    assert reading.add(REPLY[:-10]) is None
+    with pytest.raises(ConnectionError):
+        reading.end()
+    # A head cut off, likewise; a reply whose body ends with the connection is whole.
+    cut = nonblocking._Reading("GET", 1 << 20)
+    assert cut.add(REPLY[:20]) is None
+    with pytest.raises((ReplyError, ConnectionError)):
+        cut.end()
+    ending = nonblocking._Reading("GET", 1 << 20)
+    assert ending.add(REPLY) is not None
+
+
+def test_a_large_body_is_not_searched_for_the_heads_end() -> None:
+    """A body full of blank lines after a head: the head ends where its own blank line is."""
+    body = b"\n\n\r\n\r\n" * 20_000
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    answer, reusable = feed([head + body[:5000], body[5000:]])
+    assert answer.body == body and reusable
 
 
 def run(loop: Loop) -> threading.Thread:

@@ -278,32 +278,28 @@ def _read_reply(
 ) -> Step[tuple[Answer, bool]]:
     """The reply, read until its declared length is here; and whether the connection can
     carry another request (no byte beyond it, and the server keeps it open)."""
-    buffer = bytearray()
-    needed = 0  # bytes known to be needed before the reply can be whole
-    ended = False
+    reading = _Reading(method, most)
     receive = functools.partial(sock.recv, _RECV)
     while True:
-        if len(buffer) >= needed or ended:
-            parsed = _parse(buffer, method, most, ended)
-            if isinstance(parsed, int):
-                needed = parsed
-            else:
-                return parsed
-        if ended:
-            raise _Ended("the connection ended inside the reply")
         chunk = yield from _when_ready(sock, receive, READ)
         if not chunk:
-            if not buffer:
+            if not got_any[0]:
                 raise _Ended("the server closed the connection without a reply")
-            ended = True
-            continue
+            return reading.end()
         got_any[0] = True
         pace.moved(len(chunk))
-        buffer += chunk
+        whole = reading.add(chunk)
+        if whole is not None:
+            return whole
 
 
 class _More(Exception):
     """The bytes so far are not the whole reply."""
+
+
+# A reply's bytes are handed to its head's reader this many at a time: a head is found
+# without the body behind it being copied and searched.
+_PIECE = 8 * 1024
 
 
 class _Bytes:
@@ -321,41 +317,77 @@ class _Bytes:
             if self._ended:
                 return b""
             raise _More
-        piece = bytes(self._data[self.taken : self.taken + n])
+        piece = bytes(self._data[self.taken : self.taken + min(n, _PIECE)])
         self.taken += len(piece)
         return piece
 
 
-def _parse(buffer: bytearray, method: str, most: int, ended: bool) -> tuple[Answer, bool] | int:
-    """The reply in `buffer` and whether its connection can be kept, or how many bytes the
-    buffer must hold before the reply can be whole (at least one more than now).
+class _Reading:
+    """One reply read as its bytes arrive: its head read once it is all here (interim 1xx
+    replies skipped), then its body gathered up to the length the head declares.
 
-    Raises:
+    Raises (from :meth:`add` and :meth:`end`):
         WireError: A reply that is not read here (no declared length, or too long).
-        ReplyError: Not a valid HTTP/1.1 reply.
+        ReplyError: Not a valid HTTP/1.1 reply, or the connection ended inside it.
     """
-    source = _Bytes(buffer, ended)
-    stream = Stream(cast(socket.socket, source))
-    reply = http1.Reply(stream, method)
-    try:
-        reply.begin()
-    except _More:
-        return len(buffer) + 1
-    if reply.chunked or reply.length is None:
-        raise WireError("a reply without a declared length")
-    length = reply.length or 0
-    if not 200 <= reply.status < 300:
-        most = max(most, _ERROR_MOST)  # an error's document, whatever was asked for
-    if length > most:
-        raise WireError(f"a reply body of {length} bytes, more than the {most} asked for")
-    start = source.taken - stream.buffered()  # where the body begins
-    end = start + length
-    if len(buffer) < end:
-        if ended:
-            raise _Ended("the connection ended inside the reply's body")
-        return end
-    answer = Answer(reply.status, reply.headers, bytes(memoryview(buffer)[start:end]))
-    return answer, len(buffer) == end and not reply.will_close and not ended
+
+    __slots__ = ("_method", "_most", "_buffer", "_reply", "_start", "_end")
+
+    def __init__(self, method: str, most: int) -> None:
+        self._method = method
+        self._most = most
+        self._buffer = bytearray()
+        self._reply: http1.Reply | None = None  # the final reply's head, once read
+        self._start = self._end = 0  # where its body begins and ends in the buffer
+
+    def add(self, data: bytes) -> tuple[Answer, bool] | None:
+        """Take bytes received: the reply, and whether its connection can be kept, once it
+        is whole; None until then."""
+        self._buffer += data
+        return self._whole(ended=False)
+
+    def end(self) -> tuple[Answer, bool]:
+        """The connection ended: the reply, when it is whole (its connection is not kept)."""
+        whole = self._whole(ended=True)
+        if whole is None:  # pragma: no cover - an ended stream always decides
+            raise _Ended("the connection ended inside the reply")
+        return whole
+
+    def _whole(self, ended: bool) -> tuple[Answer, bool] | None:
+        buffer = self._buffer
+        reply = self._reply
+        if reply is None:
+            reply = self._reply = self._head(ended)
+            if reply is None:
+                return None
+        if len(buffer) < self._end:
+            if ended:
+                raise _Ended("the connection ended inside the reply's body")
+            return None
+        body = bytes(memoryview(buffer)[self._start : self._end])
+        answer = Answer(reply.status, reply.headers, body)
+        return answer, len(buffer) == self._end and not reply.will_close and not ended
+
+    def _head(self, ended: bool) -> http1.Reply | None:
+        """The final reply's head, when the buffer holds it all; where its body lies."""
+        source = _Bytes(self._buffer, ended)
+        stream = Stream(cast(socket.socket, source))
+        reply = http1.Reply(stream, self._method)
+        try:
+            reply.begin()
+        except _More:
+            return None
+        if reply.chunked or reply.length is None:
+            raise WireError("a reply without a declared length")
+        length = reply.length or 0
+        most = self._most
+        if not 200 <= reply.status < 300:
+            most = max(most, _ERROR_MOST)  # an error's document, whatever was asked for
+        if length > most:
+            raise WireError(f"a reply body of {length} bytes, more than the {most} asked for")
+        self._start = source.taken - stream.buffered()
+        self._end = self._start + length
+        return reply
 
 
 __all__ = ["Answer", "Direct", "TooSlowError", "WireError", "exchange"]
