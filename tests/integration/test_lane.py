@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from longbow_testkit.faultproxy import FaultProxy, Faults
+from longbow_testkit.faultproxy import FaultProxy, Faults, Request
 from longbow_testkit.servers import LocalServer
 from s3longbow.cli.app import cli
 from s3longbow.config import KiB, MiB, TransferSettings
@@ -123,6 +123,39 @@ def test_what_the_lane_cannot_finish_the_job_threads_do(
     # (Cuts that hit a job thread's own PUT of a key handed back are retried there.)
     assert set(counted["thread"]) - {"tagged"}
     assert len(counted["lane"]) + len(set(counted["thread"])) == len(bodies)
+    assert set(job_verdicts(tmp_path / "j.db").values()) == {("done", "source-md5")}
+
+
+def test_a_put_asked_to_slow_down_is_sent_again_on_the_lane(
+    src_bucket: Bucket,
+    dst_bucket: Bucket,
+    seaweed_dst: LocalServer,
+    tmp_path: Path,
+    counted: dict[str, list[str]],
+) -> None:
+    """Each object's first PUT gets 503 SlowDown: the lane sends it again (its source is not
+    read a second time by a job thread), and every object arrives whole."""
+    bodies = {f"slow/{i:02d}": os.urandom(3 * KiB + i) for i in range(12)}
+    for key, body in bodies.items():
+        src_bucket.put(key, body)
+    refused: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def first_put_refused(request: Request) -> str | None:
+        if request.method != "PUT" or not request.key:
+            return None
+        with lock:
+            refused[request.key] = refused.get(request.key, 0) + 1
+            return "slow_down" if refused[request.key] == 1 else None
+
+    with FaultProxy(seaweed_dst.endpoint.url) as proxy:
+        proxy.on_request(first_put_refused)
+        result = sync(src_bucket, dst_bucket, tmp_path / "j.db", proxy.url)
+        assert result.exit_code == 0, result.output
+    assert refused == {key: 2 for key in bodies}  # refused once, then taken
+    assert sorted(counted["lane"]) == sorted(bodies) and counted["thread"] == []
+    for key, body in bodies.items():
+        assert dst_bucket.get(key) == body
     assert set(job_verdicts(tmp_path / "j.db").values()) == {("done", "source-md5")}
 
 

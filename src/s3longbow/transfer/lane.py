@@ -12,6 +12,11 @@ version not asked for. Anything else, and anything only a reply shows (an error,
 encrypted source, tags to copy, an Object Lock, another ETag), raises :class:`HandBack`: the
 job goes to the job threads, which start it over with their retries and their errors'
 meanings. Nothing the loop did stands in their way: a PUT it made is overwritten by theirs.
+
+A reply that asks to slow down (503 SlowDown, 429) is the one error asked again on the loop:
+the exchange has cut its prefix's rate, so the request waits for the prefix's next slot and a
+short backoff; handed back, the job would read its source again (a request, and bytes out of
+the source's region, each time the destination throttles).
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ class Refused(HandBack):
         super().__init__(str(error))
         self.error = error
 
+
+# Tries of a request the server keeps asking to slow down, before its job is handed back.
+SLOWED_TRIES = 4
 
 # The source's refusals that asking again would not change, as (status, code).
 _FINAL_REFUSALS = frozenset(
@@ -101,7 +109,9 @@ def copy(ctx: Context, job: Job, method: CopyMethod, src: Direct, dst: Direct) -
     where = source.describe(job.src_key)
     read = source.direct_get(job.src_key, job.size, etag=md5, version_id=job.version_id)
     try:
-        answer = yield from exchange(src, read, b"", most=job.size, key=job.src_key)
+        answer = yield from exchange(
+            src, read, b"", most=job.size, key=job.src_key, slowed_tries=SLOWED_TRIES
+        )
     except TooSlowError as exc:
         # A whole window spent: the job thread counts it as its first try, not try again.
         raise Refused(TransientError(f"reading {where}: {exc}")) from None
@@ -141,7 +151,9 @@ def copy(ctx: Context, job: Job, method: CopyMethod, src: Direct, dst: Direct) -
         checksum=checksum,
     )
     try:
-        answer = yield from exchange(dst, write, body, most=64 * 1024, key=job.dst_key)
+        answer = yield from exchange(
+            dst, write, body, most=64 * 1024, key=job.dst_key, slowed_tries=SLOWED_TRIES
+        )
     except TooSlowError as exc:
         raise Refused(TransientError(f"writing {target.describe(job.dst_key)}: {exc}")) from None
     if answer.status != 200:

@@ -32,6 +32,7 @@ from typing import Any, TypeVar, cast
 
 from s3longbow.meter import RequestMeter
 from s3longbow.ratelimit import PrefixRates
+from s3longbow.retry import backoff_delay
 from s3longbow.stores.s3 import http1
 from s3longbow.stores.s3.connection import _Connection, _Request, request_head
 from s3longbow.stores.s3.pool import ConnectionPool
@@ -52,6 +53,9 @@ _JOINED = 64 * 1024
 
 # Replies that ask a client to slow down.
 _SLOW_DOWN = frozenset({429, 503})
+# Seconds of the first backoff before a request asked to slow down is sent again (full
+# jitter, doubling with each try).
+_SLOWED_BACKOFF = 0.25
 
 
 class WireError(Exception):
@@ -93,10 +97,35 @@ class Answer:
 
 
 def exchange(
-    direct: Direct, request: _Request, body: bytes, *, most: int, key: str
+    direct: Direct,
+    request: _Request,
+    body: bytes,
+    *,
+    most: int,
+    key: str,
+    slowed_tries: int = 1,
 ) -> Step[Answer]:
     """Send `request` with `body` and read its reply whole (at most `most` body bytes), after
-    waiting for `key`'s prefix's turn where the endpoint keeps rates.
+    waiting for `key`'s prefix's turn where the endpoint keeps rates. A reply that asks to
+    slow down (503, 429) has cut the prefix's rate: the request is sent again, after the
+    prefix's next slot and a short backoff, up to `slowed_tries` times in all (the last
+    such reply is the answer).
+
+    Raises:
+        WireError: It could not be done here (see the module's docstring).
+    """
+    for attempt in range(max(1, slowed_tries)):
+        answer = yield from _exchange(direct, request, body, most=most, key=key)
+        if answer.status not in _SLOW_DOWN or attempt + 1 >= slowed_tries:
+            return answer
+        yield None, backoff_delay(attempt, base=_SLOWED_BACKOFF)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _exchange(
+    direct: Direct, request: _Request, body: bytes, *, most: int, key: str
+) -> Step[Answer]:
+    """One exchange (see :func:`exchange`).
 
     An idle connection of the pool is used when there is one, else a new one; a kept one
     the server had closed meanwhile (nothing was processed) is replaced once. Only for
