@@ -111,6 +111,12 @@ class RequestMeter:
             )
         return Reading(count, latency, throttled, paced, queueing)
 
+    def round_trip(self) -> float | None:
+        """The slowest endpoint's quickest reply so far (its path's own round trip, near
+        enough), or None before any named endpoint replied."""
+        with self._lock:
+            return max(self._fastest.values(), default=None)
+
     def totals(self) -> MeterTotals:
         """What came since the meter was made."""
         with self._lock:

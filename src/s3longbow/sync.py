@@ -259,10 +259,12 @@ def run_sync(
         # The objects the run starts with: connections for them are opened ahead on a long
         # path.
         open_pairs(
-            settings, meter=meter, connections=limits.connections, open_ahead=controller.limit
+            settings, meter=meter, connections=limits.connections, open_ahead=controller.ahead
         ) as pairs,
     ):
         _check_options(pairs, t)
+        # The buckets' checks timed the paths: a far one starts with more objects in flight.
+        controller.path(meter.round_trip())
         db = JobDatabase(settings.db_path)
         try:
             _run(

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from s3longbow.config import TransferSettings
 from s3longbow.worker.concurrency import (
+    FAR_ROUND_TRIP,
+    FAR_START,
     OBJECTS_PER_CPU,
     REQUEST_WORTH,
     Controller,
@@ -165,3 +167,32 @@ def test_a_run_doubles_to_64_objects_per_cpu_at_most() -> None:
     assert controller.knee == OBJECTS_PER_CPU * cpus()
     # A ceiling below the knee is the ceiling.
     assert controller_for(TransferSettings(workers=32)).limit == 32
+
+
+def test_a_far_path_starts_with_more_objects_in_flight() -> None:
+    far = Controller(ceiling=4096, start=64, knee=256)
+    far.path(0.15)
+    assert far.limit == FAR_START
+    # A near path, an unknown one, or a run already climbing keep their number.
+    near = Controller(ceiling=4096, start=64, knee=256)
+    near.path(FAR_ROUND_TRIP / 2)
+    near.path(None)
+    assert near.limit == 64
+    # Never past the knee or the ceiling, and never for a fixed number.
+    assert _after_path(Controller(ceiling=4096, start=64, knee=96)) == 96
+    assert _after_path(Controller(ceiling=80, start=64, knee=256)) == 80
+    assert _after_path(Controller(ceiling=4096, start=64, tuned=False)) == 64
+
+
+def test_the_connections_opened_ahead_are_those_the_run_starts_with() -> None:
+    controller = Controller(ceiling=4096, start=64, knee=256)
+    # A connection and a TLS handshake are two round trips.
+    assert controller.ahead(2 * FAR_ROUND_TRIP) == FAR_START
+    assert controller.ahead(FAR_ROUND_TRIP) == 64
+    assert controller.limit == 64  # asking changes nothing
+    assert Controller(ceiling=4096, start=64, tuned=False).ahead(1.0) == 64
+
+
+def _after_path(controller: Controller) -> int:
+    controller.path(0.25)
+    return controller.limit

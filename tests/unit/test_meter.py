@@ -32,3 +32,14 @@ def test_an_endpoint_silent_for_an_interval_leaves_queueing_unknown() -> None:
     meter.record(0.300, "far")
     assert meter.take().queueing == 2.0  # against the quickest ever, not this interval's
     assert meter.take().requests == 0
+
+
+def test_the_round_trip_is_the_slowest_endpoints_quickest_reply() -> None:
+    meter = RequestMeter()
+    assert meter.round_trip() is None
+    meter.record(0.5)  # no endpoint named: not a path's own time
+    assert meter.round_trip() is None
+    meter.record(0.002, "near")
+    meter.record(0.180, "far")
+    meter.record(0.150, "far")
+    assert meter.round_trip() == 0.150

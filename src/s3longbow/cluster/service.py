@@ -102,7 +102,7 @@ class WorkerRuntime:
             min_rate=t.min_rate,
             meter=self.meter,
             # The objects a worker starts with: their connections opened ahead on a long path.
-            open_ahead=controller_for(t, self.limits).limit,
+            open_ahead=controller_for(t, self.limits).ahead,
         )
         try:
             for route in self.routes:  # fail fast on a missing bucket or refused keys
@@ -143,6 +143,8 @@ class WorkerRuntime:
                 max_receive_count=self.queue.max_receive_count,
                 fanout=EventFanout(FanoutRule.of(self.config.cluster, t), self.table, self.queue),
             )
+            controller = controller_for(t, self.limits)
+            controller.path(self.meter.round_trip())  # the buckets' checks timed the path
             try:
                 return Worker(
                     jobs,
@@ -150,7 +152,7 @@ class WorkerRuntime:
                     t,
                     stats,
                     stop,
-                    controller=controller_for(t, self.limits),
+                    controller=controller,
                     meter=self.meter,
                 ).run()
             finally:

@@ -40,10 +40,16 @@ try:
 except ImportError:  # pragma: no cover - not on POSIX
     resource = None  # type: ignore[assignment]
 
-# Where a tuned run starts, in objects in flight. 128 was faster on one bed (2,000 x 64 KiB
-# at 150 ms: 5.7-6.0 s against 6.2-6.7 s) but not in the real-link matrix, where it cost a
-# quarter more CPU per small object on loopback (a TLS handshake per object in flight).
+# Where a tuned run starts, in objects in flight. Starting every run at 128 cost a quarter
+# more CPU per small object on loopback (a TLS handshake per object in flight) and slowed
+# the mixed set at 0 and 50 ms in the real-link matrix.
 START = 64
+# Where it starts on a path whose round trip is FAR_ROUND_TRIP or more, known from the
+# buckets' checks before the first job: the objects in flight a rate needs grow with the
+# round trip (Little's law), and at 250 ms the slow start's climb from 64 was most of a
+# short run (500 small objects: 0.80x rclone's best from 64, 0.97x from 128).
+FAR_START = 128
+FAR_ROUND_TRIP = 0.1
 # The slow start doubles up to this many objects in flight per CPU at most (see above).
 OBJECTS_PER_CPU = 64
 # Open files kept for the database, logs, listings and the interpreter's own.
@@ -106,6 +112,23 @@ class Controller:
         self.floor = max(1, min(self.floor, self.ceiling))
         self.limit = max(self.floor, min(self.start, self.ceiling))
         self.highest = self.limit
+
+    def path(self, round_trip: float | None) -> None:
+        """The path's round trip, measured before the first job (None: not known). On a far
+        path the slow start begins at FAR_START (within the knee and the ceiling)."""
+        if self.tuned and self._slow_start and round_trip is not None:
+            self._set(max(self.limit, self._start_for(round_trip)))
+
+    def ahead(self, connect_seconds: float) -> int:
+        """The connections to open ahead to a host whose first one took `connect_seconds`
+        to open (a connection and a TLS handshake: two round trips): one for each object
+        the run will start with on that path (see :meth:`path`)."""
+        return self._start_for(connect_seconds / 2) if self.tuned else self.limit
+
+    def _start_for(self, round_trip: float) -> int:
+        if round_trip < FAR_ROUND_TRIP or self.limit >= FAR_START:
+            return self.limit
+        return min(FAR_START, self.ceiling, self.knee or self.ceiling)
 
     @property
     def interval(self) -> float:
@@ -288,6 +311,8 @@ def work_done(requests: int, bytes_moved: int) -> float:
 
 
 __all__ = [
+    "FAR_ROUND_TRIP",
+    "FAR_START",
     "MOST_PARTS",
     "OBJECTS_PER_CPU",
     "REQUEST_WORTH",
