@@ -6,7 +6,9 @@ limit and more objects only queue. The right number depends on the path, the ser
 the objects, and changes during a run. The controller measures the work done in each interval
 (requests answered, and bytes moved) and climbs towards the number that pays:
 
-- a slow start doubles the number each interval while the work done grows with it;
+- a slow start doubles the number each interval while the work done grows with it; it
+  begins higher on a far path, whose round trip the buckets' checks measured (see
+  :meth:`Controller.path`);
 - then it probes: a step up is kept only when it does more work, a step down is kept when
   it does as much (the same work with fewer objects in flight costs less);
 - a server that asks to slow down (503 SlowDown, 429) cuts the number at once, and probing
