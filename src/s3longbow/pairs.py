@@ -16,12 +16,7 @@ from s3longbow.errors import ConfigError
 from s3longbow.meter import RequestMeter
 from s3longbow.ratelimit import PrefixDepth, PrefixRates
 from s3longbow.stores import open_store
-from s3longbow.stores.base import (
-    CurrentVersionListing,
-    ObjectStore,
-    OpenAhead,
-    ReorderableListing,
-)
+from s3longbow.stores.base import CurrentVersionListing, ObjectStore, ReorderableListing
 from s3longbow.stores.location import Location, parse_location
 
 
@@ -76,7 +71,7 @@ def open_pairs(
     read_only: bool = False,
     meter: RequestMeter | None = None,
     connections: int | None = None,
-    open_ahead: OpenAhead = 0,
+    open_ahead: int = 0,
 ) -> Iterator[list[PairRuntime]]:
     """Parse and open every pair's stores, checking each once; close them all at the end
     (also when opening one fails).

@@ -256,10 +256,11 @@ def run_sync(
     with (
         watch,
         MetricsExport(sync_exposition(stats, meter), settings.telemetry),
-        # The objects the run starts with: connections for them are opened ahead on a long
-        # path.
+        # The objects a run starts with on a near path: connections for them are opened
+        # ahead on a long one. (Not the more a far path starts with: a run of fewer objects
+        # would pay for handshakes it never uses.)
         open_pairs(
-            settings, meter=meter, connections=limits.connections, open_ahead=controller.ahead
+            settings, meter=meter, connections=limits.connections, open_ahead=controller.limit
         ) as pairs,
     ):
         _check_options(pairs, t)

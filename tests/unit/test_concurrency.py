@@ -184,15 +184,6 @@ def test_a_far_path_starts_with_more_objects_in_flight() -> None:
     assert _after_path(Controller(ceiling=4096, start=64, tuned=False)) == 64
 
 
-def test_the_connections_opened_ahead_are_those_the_run_starts_with() -> None:
-    controller = Controller(ceiling=4096, start=64, knee=256)
-    # A connection and a TLS handshake are two round trips.
-    assert controller.ahead(2 * FAR_ROUND_TRIP) == FAR_START
-    assert controller.ahead(FAR_ROUND_TRIP) == 64
-    assert controller.limit == 64  # asking changes nothing
-    assert Controller(ceiling=4096, start=64, tuned=False).ahead(1.0) == 64
-
-
 def _after_path(controller: Controller) -> int:
     controller.path(0.25)
     return controller.limit

@@ -102,7 +102,7 @@ class WorkerRuntime:
             min_rate=t.min_rate,
             meter=self.meter,
             # The objects a worker starts with: their connections opened ahead on a long path.
-            open_ahead=controller_for(t, self.limits).ahead,
+            open_ahead=controller_for(t, self.limits).limit,
         )
         try:
             for route in self.routes:  # fail fast on a missing bucket or refused keys

@@ -17,7 +17,7 @@ from s3longbow.meter import RequestMeter
 from s3longbow.plan.inventory import snapshot_name
 from s3longbow.progress.stats import Stats
 from s3longbow.stores import open_store, parse_location
-from s3longbow.stores.base import ObjectStore, OpenAhead
+from s3longbow.stores.base import ObjectStore
 from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
@@ -44,7 +44,7 @@ class StoreCache:
         max_connections: int,
         min_rate: float = 0,
         meter: RequestMeter | None = None,
-        open_ahead: OpenAhead = 0,
+        open_ahead: int = 0,
     ) -> None:
         self.sides = {"src": source, "dst": destination}
         self.max_connections = max_connections

@@ -5,7 +5,7 @@ from __future__ import annotations
 from s3longbow.config import SideSettings
 from s3longbow.meter import RequestMeter
 from s3longbow.ratelimit import PrefixRates
-from s3longbow.stores.base import Capabilities, ObjectStore, OpenAhead
+from s3longbow.stores.base import Capabilities, ObjectStore
 from s3longbow.stores.location import Location, parse_location
 
 
@@ -20,7 +20,7 @@ def open_store(
     meter: RequestMeter | None = None,
     rates: PrefixRates | None = None,
     preserve_mtime: bool = False,
-    open_ahead: OpenAhead = 0,
+    open_ahead: int = 0,
 ) -> ObjectStore:
     """The adapter for a location: S3 for s3:// URLs, the filesystem for paths.
 

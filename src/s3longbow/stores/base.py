@@ -41,11 +41,6 @@ class Relayed(Protocol):
     def __exit__(self, *exc_info: object) -> None: ...
 
 
-# How many connections a remote store opens at once, ahead of need, when its first one to a
-# host took long to open (a long path): a number, or one chosen from the seconds it took.
-OpenAhead = int | Callable[[float], int]
-
-
 # How a store orders its listings: UTF-8 byte order (as S3), or folder by folder.
 ListingOrder = Literal["bytes", "segments"]
 BYTES: ListingOrder = "bytes"

@@ -121,12 +121,6 @@ class Controller:
         if self.tuned and self._slow_start and round_trip is not None:
             self._set(max(self.limit, self._start_for(round_trip)))
 
-    def ahead(self, connect_seconds: float) -> int:
-        """The connections to open ahead to a host whose first one took `connect_seconds`
-        to open (a connection and a TLS handshake: two round trips): one for each object
-        the run will start with on that path (see :meth:`path`)."""
-        return self._start_for(connect_seconds / 2) if self.tuned else self.limit
-
     def _start_for(self, round_trip: float) -> int:
         if round_trip < FAR_ROUND_TRIP or self.limit >= FAR_START:
             return self.limit

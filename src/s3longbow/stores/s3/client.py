@@ -28,7 +28,6 @@ from s3longbow.errors import (
 )
 from s3longbow.meter import RequestMeter
 from s3longbow.ratelimit import PrefixRates
-from s3longbow.stores.base import OpenAhead
 from s3longbow.stores.s3 import dial, http1, signing
 from s3longbow.stores.s3.connection import (
     _NETWORK_ERRORS,
@@ -144,7 +143,7 @@ class Client:
         open_ahead: When the first connection to a host took pool.LONG_PATH or longer to
             open, so many are opened to it at once, in the background, before requests need
             them: the first requests of a run then skip two round trips each (connect, TLS).
-            0: never. A function: how many, from the seconds the first took.
+            0: never.
     """
 
     def __init__(
@@ -167,7 +166,7 @@ class Client:
         extra_headers: dict[str, str] | None = None,
         checksum_mode: bool = False,
         rates: PrefixRates | None = None,
-        open_ahead: OpenAhead = 0,
+        open_ahead: int = 0,
     ) -> None:
         region = region or "us-east-1"
         self._extra_headers = dict(extra_headers or {})

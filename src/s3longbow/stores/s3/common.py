@@ -26,7 +26,7 @@ from s3longbow.errors import (
     PermanentError,
     SourceChangedError,
 )
-from s3longbow.stores.base import Capabilities, OpenAhead
+from s3longbow.stores.base import Capabilities
 from s3longbow.stores.s3.errors import translate
 from s3longbow.stores.s3.plane import DataPlane
 from s3longbow.stores.s3.session import (
@@ -104,7 +104,7 @@ class StoreBase:
     _write_kwargs: dict[str, Any]
     _identity: tuple[object, ...]
     _rates: PrefixRates | None
-    _open_ahead: OpenAhead
+    _open_ahead: int
     _meter: RequestMeter | None
     _sse_c: bytes | None  # this side's SSE-C key, sent with every request about an object
     _listings: int  # listing requests made (see Listing._counted)

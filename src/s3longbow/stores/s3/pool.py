@@ -22,7 +22,6 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
-from s3longbow.stores.base import OpenAhead
 from s3longbow.stores.s3 import dial
 from s3longbow.stores.s3.connection import _Connection
 
@@ -48,8 +47,7 @@ class ConnectionPool:
         tls: The context https connections are made with (None: plain http only).
         proxy: The HTTP proxy to go through, or None.
         open_ahead: How many connections to a host are opened at once when its first one
-            took LONG_PATH or longer to open (0: never), or a function that says how many
-            from the seconds it took.
+            took LONG_PATH or longer to open (0: never).
     """
 
     def __init__(
@@ -59,14 +57,14 @@ class ConnectionPool:
         read_timeout: float,
         tls: ssl.SSLContext | None,
         proxy: dial.Proxy | None,
-        open_ahead: OpenAhead = 0,
+        open_ahead: int = 0,
     ) -> None:
         self._max = max(1, max_connections)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._tls = tls
         self._proxy = proxy
-        self._ahead = open_ahead
+        self._ahead = max(0, open_ahead)
         # Per host: the TLS session of a recent connection, which new ones offer to resume.
         self._sessions: dict[str, ssl.SSLSession] = {}
         self._lock = threading.Lock()
@@ -175,14 +173,11 @@ class ConnectionPool:
             self.opened += 1
             first = netloc not in self._timed
             self._timed.add(netloc)
-        if not first or took < LONG_PATH:
-            return
-        ahead = self._ahead(took) if callable(self._ahead) else self._ahead
-        if ahead > 1:
-            log.debug("%s: %.0f ms to connect; opening %d ahead", netloc, took * 1000, ahead)
+        if first and self._ahead > 1 and took >= LONG_PATH:
+            log.debug("%s: %.0f ms to connect; opening %d ahead", netloc, took * 1000, self._ahead)
             threading.Thread(
                 target=self.open_ahead,
-                args=(scheme, host, port, ahead),
+                args=(scheme, host, port, self._ahead),
                 name="connect-ahead",
                 daemon=True,
             ).start()

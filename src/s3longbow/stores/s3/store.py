@@ -35,7 +35,7 @@ from s3longbow.model import (
 )
 from s3longbow.ratelimit import PrefixRates
 from s3longbow.retry import with_retries
-from s3longbow.stores.base import Capabilities, EndpointFacts, OpenAhead, Relayed
+from s3longbow.stores.base import Capabilities, EndpointFacts, Relayed
 from s3longbow.stores.location import check_bucket_name
 from s3longbow.stores.s3.connection import _Request, as_body
 from s3longbow.stores.s3.dial import proxy_for
@@ -105,7 +105,7 @@ class S3Store(Listing, Uploads, Copies, Restores, Locks):
         min_rate: float = 0,
         meter: RequestMeter | None = None,
         rates: PrefixRates | None = None,
-        open_ahead: OpenAhead = 0,
+        open_ahead: int = 0,
     ) -> None:
         check_bucket_name(bucket, side.bucket_names)
         self.bucket = bucket
