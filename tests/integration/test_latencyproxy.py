@@ -216,6 +216,27 @@ def test_the_server_closing_first_reaches_the_client() -> None:
         wait_for(lambda: proxy.stats().open == 0)
 
 
+def test_a_client_gone_before_the_servers_end_of_stream_frees_both_sockets() -> None:
+    # The client ends its stream and closes; the server answers its end with a last byte,
+    # then ends its own. The last byte meets a closed socket (a reset the proxy does not read:
+    # the client's end of stream had already arrived), and the end of stream after it must
+    # still free both sockets rather than leak them.
+    def answer_the_end(conn: socket.socket) -> None:
+        read_all(conn)
+        conn.sendall(b"!")
+        time.sleep(0.1)
+
+    with (
+        upstream(answer_the_end) as target,
+        LatencyProxy(target, delay=0.01, window=MiB) as proxy,
+    ):
+        for _ in range(3):
+            sock = socket.create_connection(proxy.address)
+            sock.shutdown(socket.SHUT_WR)
+            sock.close()
+        wait_for(lambda: proxy.stats().open == 0)
+
+
 def test_a_reset_aborts_the_other_side() -> None:
     outcome: list[bytes | str] = []
 

@@ -173,7 +173,13 @@ class _Direction:
         if eof:
             self.due.clear()
             if sink.can_write_eof():
-                sink.write_eof()
+                try:
+                    sink.write_eof()
+                except OSError:
+                    # The receiver is gone (a reset the transport did not see: it stops
+                    # reading once its own end of stream arrived). Nothing more can travel.
+                    self.link.abort()
+                    return
             self.ended = True
             self.link.direction_ended()
             return
