@@ -14,8 +14,9 @@ import json
 import re
 import sqlite3
 import ssl
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -718,10 +719,27 @@ def test_a_temporary_redirect_is_followed(fake: FakeS3, dst_bucket: Bucket, tmp_
     assert len([r for r in fake.of("GET") if "x-id" in r.query]) == len(KEYS)
 
 
-def test_a_clock_hours_off_is_corrected_with_the_servers_time(
+def test_a_bucket_check_the_server_fails_is_asked_again(
     fake: FakeS3, dst_bucket: Bucket, tmp_path: Path
 ) -> None:
-    ahead = datetime.timedelta(hours=2)
+    refused = [0]
+
+    def busy(request: Request) -> bytes | None:
+        if request.method == "HEAD" and not request.key and refused[0] < 2:
+            refused[0] += 1
+            return reply(503 if refused[0] == 1 else 500)
+        return None
+
+    fake.on(busy)
+    done = sync_from(fake, dst_bucket, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert refused[0] == 2
+    assert sorted(dst_bucket.keys()) == KEYS
+
+
+def _clock_ahead(ahead: datetime.timedelta) -> Callable[[Request], bytes | None]:
+    """A hook refusing, as S3 does, a request signed more than 15 minutes off the server's
+    clock, which runs `ahead` of this machine's."""
 
     def skewed(request: Request) -> bytes | None:
         stamp = request.header("x-amz-date")
@@ -740,8 +758,55 @@ def test_a_clock_hours_off_is_corrected_with_the_servers_time(
         date = server_now.strftime("%a, %d %b %Y %H:%M:%S GMT")
         return reply(403, body.encode(), {"Date": date})  # a HEAD's has only the Date
 
+    return skewed
+
+
+def test_a_clock_hours_off_is_corrected_with_the_servers_time(
+    fake: FakeS3, dst_bucket: Bucket, tmp_path: Path
+) -> None:
+    skewed = _clock_ahead(datetime.timedelta(hours=2))
     fake.on(skewed)
     done = sync_from(fake, dst_bucket, tmp_path)
     assert done.returncode == 0, done.stderr
     assert sorted(dst_bucket.keys()) == KEYS
     assert re.search(r"clock is -(7199|7200|7201) s off the server's", done.stderr), done.stderr
+
+
+def test_requests_refused_at_once_for_the_clock_agree_on_its_offset(fake: FakeS3) -> None:
+    """Three HEADs signed before any refusal came back: each refusal sets the offset the
+    server's time shows (adding theirs up would put the clock six hours off the other way)."""
+    skewed = _clock_ahead(datetime.timedelta(hours=2))
+    together = threading.Barrier(3, timeout=10)
+
+    first = [3]  # the first attempts, refused once all three came
+    lock = threading.Lock()
+
+    def held(request: Request) -> bytes | None:
+        refusal = skewed(request)
+        with lock:
+            waits, first[0] = refusal is not None and first[0] > 0, first[0] - 1
+        if waits:
+            together.wait()
+        return refusal
+
+    fake.on(held)
+    plane = lean.S3DataPlane(
+        fake.url, "us-east-1", True, signing.StaticCredentials("key", "secret"), 4
+    )
+    outcomes: list[object] = []
+
+    def head() -> None:
+        try:
+            outcomes.append(plane.head_bucket("bkt")[0])
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=head) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    plane.close()
+    assert not together.broken
+    assert outcomes == [200, 200, 200]
+    assert abs(plane.clock_offset - 7200) <= 2

@@ -321,7 +321,10 @@ class Client:
                     call.where,
                     -skew.offset,
                 )
-                self._clock_offset += skew.offset
+                # The server's time less this machine's (not less the time signed with):
+                # requests refused at once, signed before any of them was corrected, each
+                # set the same offset rather than add theirs up.
+                self._clock_offset = skew.offset
                 skew_corrected = True
                 continue
             except LongbowError:

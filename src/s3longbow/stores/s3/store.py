@@ -23,6 +23,7 @@ from s3longbow.errors import (
     LongbowError,
     PermanentError,
     SourceChangedError,
+    TransientError,
     WrongRegionError,
 )
 from s3longbow.meter import RequestMeter
@@ -274,13 +275,17 @@ class S3Store(Listing, Uploads, Copies, Restores, Locks):
         )
 
     def _head_bucket_once(self) -> tuple[int, dict[str, str]]:
-        """A HEAD of the bucket, retried while the network or the server fails."""
+        """A HEAD of the bucket, retried while the network or the server fails (a 5xx or a
+        429 is the server's failure, as botocore retries them, not the bucket's answer)."""
         data = self.data
-        return with_retries(
-            lambda: data.head_bucket(self.bucket),
-            attempts=_CHECK_ATTEMPTS,
-            what=f"checking s3://{self.bucket}",
-        )
+
+        def head() -> tuple[int, dict[str, str]]:
+            status, headers = data.head_bucket(self.bucket)
+            if status >= 500 or status == 429:
+                raise TransientError(f"the server answered {status}")
+            return status, headers
+
+        return with_retries(head, attempts=_CHECK_ATTEMPTS, what=f"checking s3://{self.bucket}")
 
     def endpoint_facts(self) -> EndpointFacts:
         url = self._side.endpoint_url
