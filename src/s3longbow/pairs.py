@@ -16,7 +16,12 @@ from s3longbow.errors import ConfigError
 from s3longbow.meter import RequestMeter
 from s3longbow.ratelimit import PrefixDepth, PrefixRates
 from s3longbow.stores import open_store
-from s3longbow.stores.base import CurrentVersionListing, ObjectStore, ReorderableListing
+from s3longbow.stores.base import (
+    CurrentVersionListing,
+    EarlyListing,
+    ObjectStore,
+    ReorderableListing,
+)
 from s3longbow.stores.location import Location, parse_location
 
 
@@ -149,6 +154,11 @@ def open_pairs(
             # On the source's endpoint, with its credentials: S3 delivers a report to a
             # bucket of the source bucket's account and region.
             report = None if inventory is None else store_for(inventory, settings.source, "src")
+            # The listings' first pages are asked for beside the checks (a round trip each).
+            listed = [(dst_store, dst)] + ([(src_store, src)] if inventory is None else [])
+            for store, location in listed:
+                if isinstance(store, EarlyListing):
+                    store.list_early(location.prefix)
             # Buckets first, at once (a check is a round trip or more); folders after, so a
             # source that cannot be read leaves no destination folder made.
             check_all([store for store, remote in unchecked if remote])

@@ -47,6 +47,8 @@ class Listings:
             return
         if request.bucket != self.bucket:
             return
+        if request.query.get("delimiter"):
+            return  # the folder-by-folder first page asked beside the check: not a range's
         after = request.query.get("start-after")
         with self.lock:
             if request.query.get("max-keys") == "2":

@@ -4,6 +4,7 @@ opening checks every store once and closing closes each once, also after a failu
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,16 @@ def test_both_buckets_are_checked_at_once() -> None:
         with open_pairs(settings) as pairs:
             assert len(pairs) == 1
         assert not meeting.broken
-        assert [r.method for r in src.requests] == ["HEAD"] == [r.method for r in dst.requests]
+        # Beside each check, the first pages of the pair's two listings of its prefix.
+        for server, prefix in ((src, "a/"), (dst, "b/")):
+            deadline = time.monotonic() + 10
+            while len(server.requests) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            asked = sorted(
+                (r.method, r.query.get("prefix", ""), r.query.get("delimiter", ""))
+                for r in server.requests
+            )
+            assert asked == [("GET", prefix, ""), ("GET", prefix, "/"), ("HEAD", "", "")]
 
 
 def test_a_bucket_that_fails_its_check_leaves_no_destination_folder(tmp_path: Path) -> None:

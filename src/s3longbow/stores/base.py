@@ -106,6 +106,16 @@ class ReorderableListing(Protocol):
 
 
 @runtime_checkable
+class EarlyListing(Protocol):
+    """A store whose listing's first page can be asked for before the listing starts (while
+    its bucket is checked), each reply kept for the first request it answers."""
+
+    def list_early(self, prefix: str) -> None:
+        """Ask, without waiting, for the first pages the listings of `prefix` will ask for."""
+        ...
+
+
+@runtime_checkable
 class RangedListing(Protocol):
     """A store whose listing can start after any key (ListObjectsV2's `start-after`); used
     where its capabilities say `ranged_listing`."""

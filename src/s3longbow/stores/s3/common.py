@@ -38,10 +38,13 @@ from s3longbow.stores.s3.session import (
 from s3longbow.verdicts import not_replaced_reason
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import botocore.session
 
     from s3longbow.meter import RequestMeter
     from s3longbow.ratelimit import PrefixRates
+    from s3longbow.stores.s3.wire import ListPage
 
 
 log = logging.getLogger(__name__)
@@ -109,6 +112,9 @@ class StoreBase:
     _sse_c: bytes | None  # this side's SSE-C key, sent with every request about an object
     _listings: int  # listing requests made (see Listing._counted)
     _listings_lock: threading.Lock
+    # First listing pages asked for early, by request (see Listing.list_early).
+    _early: dict[tuple[str, str | None, bool], tuple[float, Future[ListPage]]]
+    _early_lock: threading.Lock
 
     @property
     def client(self) -> Any:

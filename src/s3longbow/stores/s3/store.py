@@ -130,6 +130,8 @@ class S3Store(Listing, Uploads, Copies, Restores, Locks):
         self._open_ahead = open_ahead
         self._listings = 0
         self._listings_lock = threading.Lock()
+        self._early = {}
+        self._early_lock = threading.Lock()
         _check_side(side)
         # botocore's client is built on first use: creating it costs ~0.3 s of CPU (its service
         # model), and a run whose every request goes through the lean client never needs it.
