@@ -56,6 +56,9 @@ _SLOW_DOWN = frozenset({429, 503})
 # Seconds of the first backoff before a request asked to slow down is sent again (full
 # jitter, doubling with each try).
 _SLOWED_BACKOFF = 0.25
+# Seconds between two looks for a connection being opened ahead (a task waiting for one sleeps
+# meanwhile: the pool's threads that open them cannot wake the loop's tasks one by one).
+_OPENING_POLL = 0.01
 
 
 class WireError(Exception):
@@ -148,7 +151,9 @@ def _exchange(
                 direct.meter.paced()
             yield None, delay
     for attempt in (1, 2):
-        connection = _take_idle(direct, request.netloc) if attempt == 1 else None
+        connection = None
+        if attempt == 1:
+            connection = yield from _idle_or_opened(direct, request.netloc)
         reused = connection is not None
         if connection is None:
             connection = yield from _open(direct, request)
@@ -207,6 +212,26 @@ def _take_idle(direct: Direct, netloc: str) -> _Connection | None:
         if connection is None or connection.idle():
             return connection
         direct.pool.drop(connection)
+
+
+def _idle_or_opened(direct: Direct, netloc: str) -> Step[_Connection | None]:
+    """An idle connection; else, while connections to the host are being opened ahead (more
+    than other requests wait for), the first of them to be ready, looked for every
+    _OPENING_POLL seconds: it is further along than a new one would be. None: open one."""
+    connection = _take_idle(direct, netloc)
+    pool = direct.pool
+    if connection is not None or not pool.await_opening(netloc):
+        return connection
+    try:
+        deadline = time.monotonic() + pool.connect_timeout
+        while time.monotonic() < deadline:
+            yield None, _OPENING_POLL
+            connection = _take_idle(direct, netloc)
+            if connection is not None or not pool.opening(netloc):
+                return connection
+    finally:
+        pool.stop_awaiting(netloc)
+    return None
 
 
 class _Addresses:

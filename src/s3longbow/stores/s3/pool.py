@@ -122,6 +122,31 @@ class ConnectionPool:
                     return connection
         return None
 
+    def await_opening(self, netloc: str) -> bool:
+        """Count the caller among those waiting for a connection being opened ahead to the
+        host, if more are being opened than are waited for (True: counted; call
+        :meth:`stop_awaiting` once done). For a caller that cannot block in :meth:`take`:
+        it looks for an idle connection itself meanwhile."""
+        with self._lock:
+            if self._opening.get(netloc, 0) <= self._waiting.get(netloc, 0):
+                return False
+            self._waiting[netloc] = self._waiting.get(netloc, 0) + 1
+            return True
+
+    def stop_awaiting(self, netloc: str) -> None:
+        with self._lock:
+            self._waiting[netloc] -= 1
+
+    def opening(self, netloc: str) -> int:
+        """Connections being opened ahead to the host now."""
+        with self._lock:
+            return self._opening.get(netloc, 0)
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds a new connection may take to open."""
+        return self._connect_timeout
+
     @property
     def tls(self) -> ssl.SSLContext | None:
         """The context https connections are made with."""
