@@ -90,12 +90,10 @@ class ConnectionPool:
         with self._lock:
             deadline: float | None = None
             while not fresh:
-                idle = self._idle.get(netloc)
-                while idle:
-                    connection = idle.pop()
-                    if not connection.closed:
-                        return connection
-                if self._opening.get(netloc, 0) <= self._waiting.get(netloc, 0):
+                found = self._pop_idle(netloc)
+                if found is not None:
+                    return found
+                if not self._unclaimed_opening(netloc):
                     break
                 if deadline is None:
                     deadline = time.monotonic() + self._connect_timeout
@@ -115,12 +113,7 @@ class ConnectionPool:
         """An idle connection to the host, the one used most recently, or None; never waits
         (for a caller that must not block: see :mod:`nonblocking`)."""
         with self._lock:
-            idle = self._idle.get(netloc)
-            while idle:
-                connection = idle.pop()
-                if not connection.closed:
-                    return connection
-        return None
+            return self._pop_idle(netloc)
 
     def await_opening(self, netloc: str) -> bool:
         """Count the caller among those waiting for a connection being opened ahead to the
@@ -128,10 +121,24 @@ class ConnectionPool:
         :meth:`stop_awaiting` once done). For a caller that cannot block in :meth:`take`:
         it looks for an idle connection itself meanwhile."""
         with self._lock:
-            if self._opening.get(netloc, 0) <= self._waiting.get(netloc, 0):
+            if not self._unclaimed_opening(netloc):
                 return False
             self._waiting[netloc] = self._waiting.get(netloc, 0) + 1
             return True
+
+    def _pop_idle(self, netloc: str) -> _Connection | None:
+        """The host's most recently used idle connection not closed meanwhile (lock held)."""
+        idle = self._idle.get(netloc)
+        while idle:
+            connection = idle.pop()
+            if not connection.closed:
+                return connection
+        return None
+
+    def _unclaimed_opening(self, netloc: str) -> bool:
+        """More connections are being opened ahead to the host than requests wait for (lock
+        held): one more request may wait for one."""
+        return self._opening.get(netloc, 0) > self._waiting.get(netloc, 0)
 
     def stop_awaiting(self, netloc: str) -> None:
         with self._lock:
