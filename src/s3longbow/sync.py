@@ -3,6 +3,7 @@ execute the jobs, and report what happened. The CLI renders; this module decides
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -20,7 +21,6 @@ from s3longbow.pairs import (
     run_signature,
     use_current_versions,
 )
-from s3longbow.periodic import Every
 from s3longbow.plan import probe
 from s3longbow.plan.diff import Decision
 from s3longbow.plan.filters import Filters
@@ -36,8 +36,15 @@ from s3longbow.transfer.bandwidth import BandwidthLimit
 from s3longbow.transfer.budget import ByteBudget
 from s3longbow.transfer.engine import Copier
 from s3longbow.transfer.properties import PropertyReport, PropertyUpdater
-from s3longbow.worker.concurrency import Controller, Limits, controller_for, limits_for
+from s3longbow.worker.concurrency import (
+    Controller,
+    Limits,
+    controller_for,
+    limits_for,
+    part_window,
+)
 from s3longbow.worker.loop import Worker
+from s3longbow.worker.stopping import RunLimits
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +98,7 @@ class SyncReport(PlanTotals):
     memory_limit: int = 0
     concurrency: int = 0  # objects in flight allowed when the run ended (the tuned number)
     concurrency_highest: int = 0
+    parts_per_object: int = 0  # parts in flight per object (--part-threads, or fewer: near)
     samples: list[Decision] = field(default_factory=list)
     properties: PropertyReport | None = None  # with --update-properties
     estimate: Estimate | None = None  # a dry run's pre-flight estimate
@@ -151,7 +159,11 @@ class SyncReport(PlanTotals):
             "stopped_by": self.stopped_by,
             "elapsed_seconds": round(self.elapsed, 3),
             "memory_limit_bytes": self.memory_limit,
-            "concurrency": {"final": self.concurrency, "highest": self.concurrency_highest},
+            "concurrency": {
+                "final": self.concurrency,
+                "highest": self.concurrency_highest,
+                "parts_per_object": self.parts_per_object,
+            },
             "properties": None
             if self.properties is None
             else {
@@ -252,7 +264,7 @@ def run_sync(
     meter = RequestMeter()  # the stores' replies, which the workers' concurrency weighs
     limits = limits_for(t)
     controller = controller_for(t, limits)
-    watch = _RunLimits(settings, stats, stop, started)
+    watch = RunLimits(settings, stats, stop, started)
     with (
         watch,
         MetricsExport(sync_exposition(stats, meter), settings.telemetry),
@@ -266,6 +278,9 @@ def run_sync(
         _check_options(pairs, t)
         # The buckets' checks timed the paths: a far one starts with more objects in flight.
         controller.path(meter.round_trip())
+        # So does the number of parts each object has in flight: fewer where servers are near.
+        window = part_window(t, meter.round_trip())
+        report.parts_per_object = window
         db = JobDatabase(settings.db_path)
         try:
             _run(
@@ -278,6 +293,7 @@ def run_sync(
                 meter,
                 limits,
                 controller,
+                window,
                 retry_failed=retry_failed,
             )
         finally:
@@ -292,52 +308,6 @@ def run_sync(
         extra={"fields": _end_fields(report)},
     )
     return report
-
-
-class _RunLimits:
-    """--max-duration and --max-transfer: once the run has gone on that long, or sent that
-    many bytes, it stops as Ctrl-C stops it (jobs in flight go back; the same command goes
-    on). Checked a few times a second, so a little more than the limit may be sent."""
-
-    def __init__(
-        self, settings: Settings, stats: Stats, stop: threading.Event, started: float
-    ) -> None:
-        self.duration = settings.max_duration
-        self.transfer = settings.max_transfer
-        self.stats = stats
-        self.stop = stop
-        self.started = started
-        self.reached: str | None = None
-        self._every = Every(self._check, lambda: _LIMIT_CHECK, "run-limits")
-
-    def __enter__(self) -> _RunLimits:
-        if self.duration is not None or self.transfer is not None:
-            self._every.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._every.stop()
-
-    def _check(self) -> None:
-        if self.reached is not None or self.stop.is_set():
-            return
-        if self.duration is not None and time.monotonic() - self.started >= self.duration:
-            self.reached, why = "max-duration", f"it has gone on {self.duration:g} s"
-        elif self.transfer is not None and self.stats.bytes_sent >= self.transfer:
-            self.reached, why = "max-transfer", f"it has sent {self.stats.bytes_sent} bytes"
-        else:
-            return
-        log.warning(
-            "stopping the run at --%s: %s; jobs in flight go back to the queue, and the same "
-            "command goes on from there",
-            self.reached,
-            why,
-        )
-        self.stop.set()
-
-
-# Seconds between two checks of the run's limits.
-_LIMIT_CHECK = 0.25
 
 
 def _end_fields(report: SyncReport) -> dict[str, object]:
@@ -381,6 +351,7 @@ def _run(
     meter: RequestMeter,
     limits: Limits,
     controller: Controller,
+    window: int,
     *,
     retry_failed: bool,
 ) -> None:
@@ -423,13 +394,14 @@ def _run(
         jobs = SqliteQueue(
             db, run.id, new_owner_id(), t.lease_seconds, planning_done, claim_ahead=t.workers
         )
+        copying = dataclasses.replace(t, part_threads=window)
         with ThreadPoolExecutor(limits.parts, thread_name_prefix="part") as parts:
             copiers = {
                 p.index: Copier(
                     p.src_store,
                     p.dst_store,
                     ledger=jobs,
-                    settings=t,
+                    settings=copying,
                     budget=budget,
                     part_pool=parts,
                     stats=stats,

@@ -110,4 +110,4 @@ def test_without_autotune_exactly_the_workers_run(
     summary = _sync(
         small_objects, dst, slow_legs, tmp_path / "jobs.db", "--workers", "24", "--no-autotune"
     )
-    assert summary["concurrency"] == {"final": 24, "highest": 24}
+    assert summary["concurrency"] == {"final": 24, "highest": 24, "parts_per_object": 16}

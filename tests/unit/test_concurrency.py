@@ -10,11 +10,14 @@ from s3longbow.config import TransferSettings
 from s3longbow.worker.concurrency import (
     FAR_ROUND_TRIP,
     FAR_START,
+    NEAR_PART_WINDOW,
+    NEAR_PARTS_ROUND_TRIP,
     OBJECTS_PER_CPU,
     REQUEST_WORTH,
     Controller,
     controller_for,
     cpus,
+    part_window,
     work_done,
 )
 
@@ -187,3 +190,16 @@ def test_a_far_path_starts_with_more_objects_in_flight() -> None:
 def _after_path(controller: Controller) -> int:
     controller.path(0.25)
     return controller.limit
+
+
+def test_objects_move_fewer_parts_at_once_where_the_servers_are_near() -> None:
+    settings = TransferSettings()
+    assert settings.part_threads > NEAR_PART_WINDOW
+    assert part_window(settings, NEAR_PARTS_ROUND_TRIP / 2) == NEAR_PART_WINDOW
+    # Further away, or not known: --part-threads.
+    assert part_window(settings, NEAR_PARTS_ROUND_TRIP) == settings.part_threads
+    assert part_window(settings, 0.15) == settings.part_threads
+    assert part_window(settings, None) == settings.part_threads
+    # --part-threads is a ceiling; with tuning off, the number itself.
+    assert part_window(TransferSettings(part_threads=2), 0.001) == 2
+    assert part_window(TransferSettings(autotune=False), 0.001) == settings.part_threads

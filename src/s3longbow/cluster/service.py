@@ -25,7 +25,7 @@ from s3longbow.progress.exposition import MetricsExport
 from s3longbow.progress.sampling import Sampler
 from s3longbow.progress.stats import Stats
 from s3longbow.transfer.budget import ByteBudget
-from s3longbow.worker.concurrency import controller_for, limits_for
+from s3longbow.worker.concurrency import controller_for, limits_for, part_window
 from s3longbow.worker.loop import Worker, WorkerOutcome
 
 from .aws import ControlPlane, Parameters
@@ -126,8 +126,15 @@ class WorkerRuntime:
         t = self.transfer
         budget = ByteBudget(t.memory_limit)
         with ThreadPoolExecutor(self.limits.parts, thread_name_prefix="part") as parts:
+            # Fewer parts in flight per object where the servers are near (see part_window).
+            copying = dataclasses.replace(t, part_threads=part_window(t, self.meter.round_trip()))
             copiers = Copiers(
-                self.stores, settings=t, budget=budget, part_pool=parts, stats=stats, stop=stop
+                self.stores,
+                settings=copying,
+                budget=budget,
+                part_pool=parts,
+                stats=stats,
+                stop=stop,
             )
             jobs = ClusterJobQueue(
                 source,
