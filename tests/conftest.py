@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,6 +218,28 @@ def endpoint_args(src: Endpoint | None, dst: Endpoint | None) -> list[str]:
     if dst is not None:
         args += ["--dst-endpoint-url", dst.url, "--dst-region", dst.region, "--dst-path-style"]
     return args
+
+
+def sync_cli(
+    src_url: str, dst_url: str, db: Path, src: Endpoint, dst: Endpoint, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`longbow sync SRC_URL DST_URL --json` in a child process, reaching each side at its
+    endpoint (a proxy's, with the server's keys) and keeping its jobs in `db`."""
+    args = [
+        sys.executable,
+        "-m",
+        "s3longbow",
+        "sync",
+        src_url,
+        dst_url,
+        "--db",
+        str(db),
+        "--json",
+        *extra,
+        *endpoint_args(src, dst),
+    ]
+    env = {**os.environ, **cli_env(src, dst)}
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
 
 
 def fake_side(server: FakeS3) -> SideSettings:

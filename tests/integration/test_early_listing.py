@@ -6,14 +6,13 @@ the first copy)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +21,7 @@ from longbow_testkit.servers import LocalServer
 from s3longbow.config import SideSettings
 from s3longbow.stores.s3 import S3Store, listing
 
-from ..conftest import Bucket, cli_env
+from ..conftest import Bucket, sync_cli
 
 PREFIX = "p/"
 
@@ -157,36 +156,22 @@ def test_an_early_page_grown_old_is_asked_again(
 
 
 def test_sync_asks_for_its_listings_while_the_bucket_is_checked(
-    src_bucket: Bucket, dst_bucket: Bucket, proxied: tuple[FaultProxy, Seen], tmp_path: object
+    src_bucket: Bucket, dst_bucket: Bucket, proxied: tuple[FaultProxy, Seen], tmp_path: Path
 ) -> None:
     proxy, seen = proxied
     seen.hold_head = 0.5
     for i in range(3):
         src_bucket.put(f"{PREFIX}{i}", b"x" * 100)
     src, dst = src_bucket.endpoint, dst_bucket.endpoint
-    args = [
-        sys.executable,
-        "-m",
-        "s3longbow",
-        "sync",
+    # The source as the CLI reaches it: through the proxy, with the same keys.
+    through = dataclasses.replace(src, url=proxy.url)
+    done = sync_cli(
         f"{src_bucket.url}/{PREFIX}",
         f"{dst_bucket.url}/{PREFIX}",
-        "--db",
-        f"{tmp_path}/run.db",
-        "--json",
-        "--src-endpoint-url",
-        proxy.url,
-        "--src-region",
-        src.region,
-        "--src-path-style",
-        "--dst-endpoint-url",
-        dst.url,
-        "--dst-region",
-        dst.region,
-        "--dst-path-style",
-    ]
-    env = {**os.environ, **cli_env(src, dst)}
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+        tmp_path / "run.db",
+        through,
+        dst,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)["copied"]["objects"] == 3
     assert sorted(dst_bucket.keys(PREFIX)) == [f"{PREFIX}{i}" for i in range(3)]

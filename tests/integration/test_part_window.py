@@ -8,15 +8,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
+from pathlib import Path
 
 from longbow_testkit.faultproxy import FaultProxy, Request
 from s3longbow.worker.concurrency import NEAR_PART_WINDOW
 
-from ..conftest import Bucket, cli_env, endpoint_args
+from ..conftest import Bucket, sync_cli
 
 MiB = 1024 * 1024
 PREFIX = "parts/"
@@ -45,7 +44,7 @@ class Held:
 
 
 def test_near_servers_get_fewer_of_an_objects_parts_at_once(
-    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: object
+    src_bucket: Bucket, dst_bucket: Bucket, tmp_path: Path
 ) -> None:
     data = os.urandom(PARTS * 5 * MiB)
     src_bucket.put(f"{PREFIX}big", data)
@@ -55,22 +54,15 @@ def test_near_servers_get_fewer_of_an_objects_parts_at_once(
         proxy.on_request(held.hook)
         # The destination as the CLI reaches it: through the proxy, with the same keys.
         through = dataclasses.replace(dst, url=proxy.url)
-        args = [
-            sys.executable,
-            "-m",
-            "s3longbow",
-            "sync",
+        done = sync_cli(
             f"{src_bucket.url}/{PREFIX}",
             f"{dst_bucket.url}/{PREFIX}",
-            "--db",
-            f"{tmp_path}/run.db",
-            "--json",
+            tmp_path / "run.db",
+            src,
+            through,
             "--part-size",
             "5MiB",
-            *endpoint_args(src, through),
-        ]
-        env = {**os.environ, **cli_env(src, dst)}
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        )
         assert proxy.hook_errors == []
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
