@@ -12,12 +12,16 @@ from __future__ import annotations
 import email.utils
 import http.client
 import io
+import os
 import socket
+import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from longbow_testkit.tls import certificate_authority
 from s3longbow.stores.s3 import dial, http1
 from s3longbow.stores.s3.stream import (
     BadFraming,
@@ -626,6 +630,46 @@ def test_a_proxy_of_another_scheme_is_refused_without_its_credentials() -> None:
     with pytest.raises(ValueError) as info:
         dial.Proxy.from_url("socks5://user:secret@proxy.example:1080")
     assert "secret" not in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# TLS contexts
+# --------------------------------------------------------------------------------------------
+
+
+def _authorities(context: ssl.SSLContext) -> list[str]:
+    return [str(cert["serialNumber"]) for cert in context.get_ca_certs()]
+
+
+def test_stores_with_the_same_trust_share_one_tls_context(tmp_path: Path) -> None:
+    bundle = str(certificate_authority(tmp_path / "one").ca)
+    checked = dial.tls_context(bundle, True)
+    assert dial.tls_context(bundle, True) is checked
+    assert checked.verify_mode == ssl.CERT_REQUIRED and checked.check_hostname
+    unchecked = dial.tls_context(bundle, False)
+    assert unchecked is not checked
+    assert unchecked.verify_mode == ssl.CERT_NONE and not unchecked.check_hostname
+    assert checked.verify_mode == ssl.CERT_REQUIRED  # the shared one is left as it was
+
+
+def test_a_bundle_changed_on_disk_is_read_again(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle.pem"
+    first, second = (certificate_authority(tmp_path / name).ca for name in ("a", "b"))
+    bundle.write_bytes(first.read_bytes())
+    before = dial.tls_context(str(bundle), True)
+    bundle.write_bytes(second.read_bytes())
+    stat = bundle.stat()
+    os.utime(bundle, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    after = dial.tls_context(str(bundle), True)
+    assert after is not before
+    assert _authorities(after) != _authorities(before)
+    assert _authorities(after) == _authorities(dial.tls_context(str(second), True))
+
+
+def test_a_missing_bundle_is_an_error_each_time(tmp_path: Path) -> None:
+    for _ in range(2):
+        with pytest.raises(FileNotFoundError):
+            dial.tls_context(str(tmp_path / "absent.pem"), True)
 
 
 @pytest.mark.parametrize("step", STEPS)

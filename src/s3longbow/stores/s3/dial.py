@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -141,9 +142,43 @@ def proxy_for(url: str) -> Proxy | None:
     return Proxy.from_url(proxy_url)
 
 
+# Contexts made so far, by trust. A run's stores (the source's and the destination's, and
+# every pair's) share one where their trust is the same: loading OpenSSL's default
+# authorities takes ~18 ms of CPU per context, paid once per process instead of once per
+# store. Bounded: a process that is given many bundles (a test session) keeps the newest.
+_CONTEXTS_KEPT = 16
+_contexts: dict[tuple[str | None, bool, tuple[int, int] | None], ssl.SSLContext] = {}
+_contexts_lock = threading.Lock()
+
+
 def tls_context(ca_bundle: str | None, verify: bool) -> ssl.SSLContext:
     """Certificates and host names checked against `ca_bundle` (PEM), or OpenSSL's default
-    authorities without one; nothing checked when `verify` is off."""
+    authorities without one; nothing checked when `verify` is off. The same trust gives the
+    same context (a bundle file changed since is read again)."""
+    key = (ca_bundle, verify, _stamp(ca_bundle))
+    with _contexts_lock:
+        context = _contexts.get(key)
+        if context is None:
+            context = _new_context(ca_bundle, verify)
+            _contexts[key] = context
+            while len(_contexts) > _CONTEXTS_KEPT:
+                del _contexts[next(iter(_contexts))]
+    return context
+
+
+def _stamp(path: str | None) -> tuple[int, int] | None:
+    """A bundle file's modification time and size (None: no file, or none to read: the
+    context's creation says why)."""
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+def _new_context(ca_bundle: str | None, verify: bool) -> ssl.SSLContext:
     import ssl  # only https pays for its import (~20 ms)
 
     context = ssl.create_default_context(cafile=ca_bundle)
