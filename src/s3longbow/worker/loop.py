@@ -101,7 +101,13 @@ class Worker:
         # leased ahead have all started (a claim takes well under a job's time): one claim
         # per batch, not one per job.
         self._ahead = max(0, jobs.claim_ahead)
+        # Job threads are made as queued jobs need them, up to the limit: a run whose objects
+        # all go to the lane makes none (making 64 and ending them cost ~12 ms of CPU).
         self._threads: list[threading.Thread] = []
+        self._staffing = threading.Lock()
+        self._most_threads = self.controller.limit
+        self._idle = 0  # job threads waiting for a job
+        self._queued = 0  # jobs put for the job threads and not yet taken
         self._done = threading.Event()
         self._set_capacity(self.controller.limit)
 
@@ -118,7 +124,6 @@ class Worker:
         if self._lane_wanted:
             self._lane = Lane(self._finished.put, self._handed_back)
             recorder.start()
-        self._add_threads(self.controller.limit)
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()
         tuner = threading.Thread(target=self._tune, name="tuner", daemon=True)
@@ -142,13 +147,27 @@ class Worker:
         self.outcome.interrupted = self.stop.is_set() and self.outcome.fatal is None
         return self.outcome
 
-    def _add_threads(self, count: int) -> None:
-        """Have at least `count` job threads (started as the limit first reaches them)."""
-        while len(self._threads) < count:
+    def _to_threads(self, job: Job) -> None:
+        """Queue a job for the job threads, starting one if none is free to take it."""
+        with self._staffing:
+            self._queued += 1
+            self._staff()
+        self._jobs.put(job)
+
+    def _allow_threads(self, limit: int) -> None:
+        """Job threads may be made up to `limit` (never fewer than made so far)."""
+        with self._staffing:
+            self._most_threads = max(self._most_threads, limit)
+            self._staff()
+
+    def _staff(self) -> None:
+        # Called with _staffing held: a thread for every queued job no idle thread will take.
+        while self._queued > self._idle and len(self._threads) < self._most_threads:
             thread = threading.Thread(
                 target=self._job_thread, name=f"job-{len(self._threads)}", daemon=True
             )
             self._threads.append(thread)
+            self._idle += 1
             thread.start()
 
     # -- concurrency ------------------------------------------------------------------------
@@ -187,8 +206,8 @@ class Worker:
                 reading.paced if reading is not None else 0,
                 limit,
             )
+            self._allow_threads(limit)
             with self._room:
-                self._add_threads(limit)
                 self._set_capacity(limit)
                 self._room.notify_all()
 
@@ -206,7 +225,7 @@ class Worker:
                         self._held[job.id] = job
                 for job in jobs:
                     if not self._to_lane(job):
-                        self._jobs.put(job)
+                        self._to_threads(job)
                 continue
             # Sleep until new jobs are queued, a delayed retry comes due, or a job ends.
             if not self.job_queue.wait_for_work(0.5):
@@ -253,7 +272,7 @@ class Worker:
             with self._held_lock:
                 self._refusals[job.id] = refused
         self._leave()
-        self._jobs.put(job)
+        self._to_threads(job)
 
     def _recorder(self) -> None:
         """Record the copies the lane finished (off the lane's thread: it never waits)."""
@@ -293,6 +312,9 @@ class Worker:
             job = self._jobs.get()
             if job is None:
                 return
+            with self._staffing:
+                self._idle -= 1
+                self._queued -= 1
             try:
                 if self.stop.is_set() or not self._admit():
                     # Claimed ahead, never started: give it back as is.
@@ -305,6 +327,8 @@ class Worker:
                         self._leave()
             finally:
                 self._job_ended(job)
+                with self._staffing:
+                    self._idle += 1
 
     def _job_ended(self, job: Job) -> None:
         with self._room:
